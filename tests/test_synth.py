@@ -1,0 +1,202 @@
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+from mmnar_core.dataset import load_dataset
+from mmnar_core.synth import cxr
+from mmnar_core.synth.cohort import FEATURES, OUTCOME_NAMES, CohortConfig, build_cohort
+from mmnar_core.synth.policy import POLICY_NAMES, decide_availability
+from mmnar_core.synth.scm import simulate_latent_and_structured
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    return build_cohort(CohortConfig(n=400, seed=3), tmp_path_factory.mktemp("syn") / "a", progress=False, workers=2)
+
+
+@pytest.fixture(scope="module")
+def big_frame():
+    """Structural equations only (no images), large enough for rates and model comparisons."""
+    return simulate_latent_and_structured(30000, seed=5)
+
+
+def test_same_seed_same_bytes_different_seed_differs(cohort, tmp_path):
+    again = build_cohort(CohortConfig(n=400, seed=3), tmp_path / "b", progress=False, workers=1)
+    assert (again / "checksums.sha256").read_bytes() == (cohort / "checksums.sha256").read_bytes()
+    for relative in ("patients.parquet", "structured.parquet", "text.parquet", "truth/text_spans.parquet"):
+        assert (again / relative).read_bytes() == (cohort / relative).read_bytes()
+    first_image = sorted((cohort / "images" / "cxr").iterdir())[0]
+    assert (again / "images" / "cxr" / first_image.name).read_bytes() == first_image.read_bytes()
+    other = build_cohort(CohortConfig(n=400, seed=4), tmp_path / "c", progress=False, workers=2)
+    assert load_dataset(other).manifest.content_hash != load_dataset(cohort).manifest.content_hash
+    a = pd.read_parquet(cohort / "structured.parquet")
+    b = pd.read_parquet(other / "structured.parquet")
+    assert not np.allclose(a["heart_rate_max"], b["heart_rate_max"])
+
+
+def test_dataset_is_valid_and_complete(cohort):
+    dataset = load_dataset(cohort, verify="all")
+    manifest = dataset.manifest
+    assert manifest.modality_names == ["structured", "cxr", "discharge_note", "radiology_report"]
+    assert manifest.has_true_probabilities
+    assert manifest.provenance["parameters"]["seed"] == 3
+    assert set(dataset.patients["split"]) == {"train", "val", "test"}
+    assert manifest.split_counts == {"train": 280, "val": 60, "test": 60}
+    images = dataset.images
+    sizes = {Image.open(cohort / p).size for p in images["path"].head(20)}
+    assert sizes == {(224, 224)}
+    for feature in FEATURES:
+        if feature.valid_range:
+            values = dataset.structured[feature.name].dropna()
+            assert values.between(*feature.valid_range).all(), feature.name
+
+
+def test_label_prevalences_realistic(big_frame):
+    rates = {name: big_frame[f"label_{name}"].mean() for name in OUTCOME_NAMES}
+    assert 0.10 <= rates["readmission_30d"] <= 0.20
+    assert 0.15 <= rates["icu_90d"] <= 0.30
+    assert 0.05 <= rates["death_180d"] <= 0.12
+
+
+def test_oracle_auroc_known_and_below_one(big_frame):
+    for name in OUTCOME_NAMES:
+        auroc = roc_auc_score(big_frame[f"label_{name}"], big_frame[f"true_prob_{name}"])
+        assert 0.65 < auroc < 0.92, (name, auroc)
+
+
+def _availability_auroc(frame, target, columns, seed=0):
+    x = frame[columns].to_numpy(dtype=float)
+    x = np.where(np.isnan(x), np.nanmedian(x, axis=0), x)
+    x = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-9)
+    half = len(x) // 2
+    model = LogisticRegression(max_iter=500).fit(x[:half], target[:half])
+    return roc_auc_score(target[half:], model.predict_proba(x[half:])[:, 1])
+
+
+OBSERVED = ["age", "length_of_stay", "prior_admissions_12m", "n_medications", "heart_rate_max", "resp_rate_max",
+            "spo2_min", "temperature_max", "sbp_min", "wbc", "creatinine", "sodium", "hemoglobin"]
+LATENT = ["severity", "pneumonia", "heart_failure", "pleural_effusion", "sepsis", "copd"]
+
+
+def _with_flags(frame):
+    frame = frame.copy()
+    frame["hypoxic"] = ((frame["spo2_min"] < 92) | (frame["resp_rate_max"] > 24)).astype(float)
+    frame["transfer"] = (frame["discharge_disposition"] == "transfer").astype(float)
+    frame["log_los"] = np.log(frame["length_of_stay"])
+    frame["fever"] = (frame["temperature_max"] > 38).astype(float)
+    return frame
+
+
+@pytest.mark.parametrize("modality", ["cxr", "discharge_note"])
+def test_default_policy_is_mnar_and_mcar_is_not(big_frame, modality):
+    frame = _with_flags(big_frame)
+    observed = OBSERVED + ["hypoxic", "transfer", "log_los", "fever"]
+    for policy, expect_mnar in (("default", True), ("mcar", False)):
+        avail, _ = decide_availability(big_frame, policy, seed=1)
+        target = avail[modality].to_numpy()
+        auc_observed = _availability_auroc(frame, target, observed)
+        auc_latent = _availability_auroc(frame, target, observed + LATENT)
+        if expect_mnar:
+            assert auc_latent > auc_observed + 0.015, (policy, auc_observed, auc_latent)
+        else:
+            assert abs(auc_observed - 0.5) < 0.03 and abs(auc_latent - 0.5) < 0.03, (auc_observed, auc_latent)
+
+
+def test_mar_depends_on_observed_only(big_frame):
+    frame = _with_flags(big_frame)
+    avail, _ = decide_availability(big_frame, "mar", seed=1)
+    target = avail["cxr"].to_numpy()
+    observed = ["hypoxic", "fever", "age"]
+    assert _availability_auroc(frame, target, observed + LATENT) < _availability_auroc(frame, target, observed) + 0.005
+
+
+def test_policies_differ_in_ordering_habits(big_frame):
+    rates = {p: decide_availability(big_frame, p, seed=1)[0].mean() for p in POLICY_NAMES}
+    assert rates["high_imaging"]["cxr"] > rates["default"]["cxr"] + 0.2 > rates["low_imaging"]["cxr"] + 0.3
+    assert abs(rates["mcar"]["cxr"] - rates["default"]["cxr"]) < 0.02
+    assert rates["low_imaging"]["discharge_note"] < rates["default"]["discharge_note"] < rates["high_imaging"]["discharge_note"]
+    with pytest.raises(ValueError, match="accepted: default"):
+        decide_availability(big_frame, "random", seed=1)
+
+
+def test_saved_masks_overlap_what_was_drawn(cohort):
+    findings = pd.read_parquet(cohort / "truth" / "image_findings.parquet")
+    assert set(findings["finding"]) == {"opacity", "effusion", "cardiomegaly"}
+    for row in findings.itertuples():
+        mask = np.array(Image.open(cohort / row.mask_path)) > 0
+        assert mask.sum() == row.mask_pixels > 50
+    # re-render with and without each finding: the difference must lie inside its mask
+    rng = np.random.default_rng(0)
+    for finding, kwargs in (("opacity", dict(opacity=True)), ("effusion", dict(effusion=True))):
+        for trial in range(5):
+            args = dict(opacity=False, lobe=["right lower lobe", "left upper lobe"][trial % 2], effusion=False,
+                        side=["left", "right", "bilateral"][trial % 3], cardiomegaly=False, hyperinflation=False)
+            args.update(kwargs)
+            spec = cxr.draw_spec(rng, 1000 + trial, severity=float(rng.normal()), **args)
+            with_finding, masks = cxr.render(spec)
+            without, _ = cxr.render(spec, include=set())
+            difference = np.abs(with_finding.astype(float) - without.astype(float))
+            inside = difference[masks[finding]].sum() / difference.sum()
+            assert inside > 0.9, (finding, trial, inside)
+    spec = cxr.draw_spec(rng, 7, 0.0, False, "right lower lobe", False, "left", True, False)
+    _, masks = cxr.render(spec)
+    normal = cxr.draw_spec(np.random.default_rng(1), 7, 0.0, False, "right lower lobe", False, "left", False, False)
+    heart_normal = cxr.render(normal)[1]
+    assert "cardiomegaly" in masks and "cardiomegaly" not in heart_normal
+
+
+def test_findings_follow_latent_state(cohort):
+    latent = pd.read_parquet(cohort / "truth" / "latent.parquet").set_index("patient_id")
+    findings = pd.read_parquet(cohort / "truth" / "image_findings.parquet")
+    for finding in ("opacity", "effusion", "cardiomegaly"):
+        drawn = set(findings.loc[findings["finding"] == finding, "patient_id"])
+        imaged = set(pd.read_parquet(cohort / "images.parquet")["patient_id"])
+        expected = set(latent.index[latent[f"finding_{finding}"]]) & imaged
+        assert drawn == expected
+
+
+def test_signal_spans_point_at_recorded_phrases(cohort):
+    spans = pd.read_parquet(cohort / "truth" / "text_spans.parquet")
+    text = pd.read_parquet(cohort / "text.parquet").set_index("patient_id")
+    assert len(spans) > 400
+    for row in spans.itertuples():
+        note = text.at[row.patient_id, row.modality]
+        assert note[row.start:row.end] == row.phrase
+    latent = pd.read_parquet(cohort / "truth" / "latent.parquet").set_index("patient_id")
+    reports = spans[(spans["modality"] == "radiology_report") & (spans["concept"] == "opacity")]
+    affirmed = reports[reports["assertion"] == "affirmed"]["patient_id"]
+    negated = reports[reports["assertion"] == "negated"]["patient_id"]
+    assert latent.loc[affirmed, "finding_opacity"].mean() > 0.95
+    assert latent.loc[negated, "finding_opacity"].mean() < 0.1
+    notes = spans[(spans["modality"] == "discharge_note") & (spans["concept"] == "sepsis") & (spans["assertion"] == "affirmed")]
+    assert latent.loc[notes["patient_id"], "sepsis"].all()
+
+
+def test_notes_are_varied_and_realistic(cohort):
+    text = pd.read_parquet(cohort / "text.parquet")
+    reports = text["radiology_report"].dropna()
+    notes = text["discharge_note"].dropna()
+    assert reports.nunique() == len(reports)
+    for section in (r"^EXAM(?:INATION)?: CHEST", r"\n(?:INDICATION|HISTORY|CLINICAL HISTORY): ", r"\nCOMPARISON: ",
+                    r"\nFINDINGS:\n", r"\nIMPRESSION:\n"):
+        assert reports.str.contains(section).all(), section
+    assert reports.str.contains(r"\bNo\b|\bno\b").mean() > 0.5  # negations
+    for section in ("Chief Complaint:", "Brief Hospital Course:", "Discharge Medications:", "Discharge Diagnosis:"):
+        assert notes.str.contains(section, regex=False).all()
+    lengths = notes.str.len()
+    assert 1200 < lengths.median() < 6000
+    first_sentences = reports.str.extract(r"FINDINGS:\s+([^.]+)\.")[0]
+    assert first_sentences.nunique() > 20
+
+
+def test_bad_cli_input_is_a_clear_error(tmp_path, capsys):
+    from mmnar_core.cli import main
+
+    assert main(["synth", "--n", "0", "--out", str(tmp_path / "x")]) == 2
+    assert "--n must be a positive integer" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(SystemExit):
+        main(["synth", "--n", "5", "--policy", "random", "--out", str(tmp_path / "x")])
