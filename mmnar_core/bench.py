@@ -17,6 +17,7 @@ from pathlib import Path
 
 BENCHMARKS: dict[str, str] = {
     "simulator": "mmnar_core.synth.bench:bench_simulator",
+    "loaders_scaleup": "mmnar_core.loaders.scaleup:bench_loaders_scaleup",
 }
 
 DEFAULT_RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results.json"

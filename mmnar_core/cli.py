@@ -14,6 +14,7 @@ from mmnar_core import __version__
 COMMAND_MODULES = [
     "mmnar_core.synth.command",
     "mmnar_core.dataset.command",
+    "mmnar_core.loaders.command",
     "mmnar_core.bench",
 ]
 

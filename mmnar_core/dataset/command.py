@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from mmnar_core.dataset.manifest import true_prob_column
 from mmnar_core.dataset.reader import load_dataset
 from mmnar_core.patterns import pattern_label
 
@@ -13,6 +14,19 @@ def register(subparsers) -> None:
     parser.add_argument("dataset", help="dataset directory")
     parser.add_argument("--verify", choices=["none", "tables", "all"], default="all", help="which checksums to verify")
     parser.set_defaults(func=run)
+
+
+def oracle_auroc(dataset) -> dict[str, float]:
+    """AUROC of the true probabilities (synthetic data): the ceiling any model can reach."""
+    from sklearn.metrics import roc_auc_score
+
+    result = {}
+    for outcome in dataset.manifest.outcomes:
+        labels = dataset.labels(outcome.name)
+        known = labels.notna().to_numpy()
+        probs = dataset.patients[true_prob_column(outcome.name)].to_numpy()[known]
+        result[outcome.name] = round(float(roc_auc_score(labels[known].astype(int), probs)), 4)
+    return result
 
 
 def run(args) -> int:
@@ -28,5 +42,7 @@ def run(args) -> int:
         "patterns": {pattern_label(p, manifest.modality_names): int(n) for p, n in patterns.items()},
         "content_hash": manifest.content_hash,
     }
+    if manifest.has_true_probabilities:
+        summary["oracle_auroc"] = oracle_auroc(dataset)
     print(json.dumps(summary, indent=2))
     return 0
