@@ -3,6 +3,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+# Small models on a shared 2-core machine: one intra-op thread avoids OpenMP oversubscription, which
+# made a 2 s training run take 100 s while another process used the other core.
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

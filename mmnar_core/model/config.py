@@ -1,0 +1,96 @@
+"""MMNARConfig: every hyperparameter of the model and of its training, with its default, in one place.
+
+Saved as config.json in the bundle, so a bundle rebuilds exactly the network it was trained as.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from mmnar_core.patterns import MAX_MODALITIES
+
+
+@dataclass
+class MMNARConfig:
+    # data: what the model sees and predicts (filled from the dataset and its embeddings)
+    modalities: list[str] = field(default_factory=list)
+    input_dims: list[int] = field(default_factory=list)
+    tasks: list[str] = field(default_factory=list)
+
+    # architecture
+    d_model: int = 128
+    n_heads: int = 4
+    n_layers: int = 2
+    ff_mult: int = 2
+    dropout: float = 0.1
+    missingness_hidden: int = 32
+    use_gating: bool = True
+    use_pattern_embedding: bool = True
+
+    # auxiliary objectives (hide one observed modality, reconstruct it, align by InfoNCE)
+    use_reconstruction: bool = True
+    use_contrastive: bool = True
+    temperature: float = 0.1
+    contrastive_weight: float = 0.5  # relative to the reconstruction MSE inside the auxiliary loss
+    aux_weight: float = 0.3  # weight of the auxiliary loss in stage 2 at the first epoch
+    aux_final_fraction: float = 0.3  # the weight decays linearly to aux_weight * this by the last epoch
+    pretrain_epochs: int = 0  # stage 1: auxiliary losses only
+
+    # task loss
+    task_loss: str = "bce"  # "bce" or "focal"
+    focal_gamma: float = 2.0
+    class_weighting: bool = False  # BCE pos_weight = negatives / positives on train
+    modality_dropout: float = 0.0  # baseline only: drop observed modalities at random (the MAR assumption)
+
+    # optimisation
+    epochs: int = 40
+    batch_size: int = 256
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-2
+    warmup_fraction: float = 0.05  # of all optimisation steps; the schedule is stepped per batch
+    grad_clip: float = 1.0
+    patience: int = 6  # early stopping on the validation split only
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.modalities) != len(self.input_dims):
+            raise ValueError("config: modalities and input_dims must have the same length")
+        if len(self.modalities) > MAX_MODALITIES:
+            raise ValueError(f"config: at most {MAX_MODALITIES} modalities")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"config: d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if self.task_loss not in ("bce", "focal"):
+            raise ValueError(f"config: task_loss {self.task_loss!r} is not accepted (accepted: bce, focal)")
+        if not 0 < self.temperature:
+            raise ValueError("config: temperature must be positive")
+        if not 0.0 <= self.modality_dropout < 1.0:
+            raise ValueError("config: modality_dropout must be in [0, 1)")
+
+    @property
+    def n_modalities(self) -> int:
+        return len(self.modalities)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "MMNARConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"config: unknown field(s) {unknown} (accepted: {sorted(known)})")
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "MMNARConfig":
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: invalid JSON at line {error.lineno}: {error.msg}") from None
+        return cls.from_dict(data)

@@ -1,0 +1,1 @@
+"""Training logic (separate from the pure nn.Modules in mmnar_core.model)."""

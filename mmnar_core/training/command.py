@@ -1,0 +1,113 @@
+"""`train`, `evaluate` and `rectify` commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    train = subparsers.add_parser("train", help="train the MMNAR model on cached embeddings and write a bundle")
+    train.add_argument("dataset", help="dataset directory (embeddings cached by `embed`)")
+    train.add_argument("--out", required=True, help="bundle directory to create")
+    train.add_argument("--config", default=None, help="JSON file of MMNARConfig fields to override")
+    train.add_argument("--seed", type=int, default=None, help="random seed (overrides the config)")
+    train.add_argument("--cache", default=None, help="embedding cache directory")
+    train.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
+    train.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for the test metrics")
+    train.add_argument("--threads", type=int, default=1,
+                       help="CPU threads for torch (default 1: the model is small and more threads oversubscribe shared cores)")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing bundle directory")
+    train.add_argument("--quiet", action="store_true")
+    train.set_defaults(func=run_train)
+
+    evaluate = subparsers.add_parser("evaluate", help="evaluate a bundle on a dataset split")
+    evaluate.add_argument("bundle")
+    evaluate.add_argument("dataset")
+    evaluate.add_argument("--split", choices=["test", "all"], default="test")
+    evaluate.add_argument("--out", required=True, help="folder for metrics.json, report.md, predictions.parquet")
+    evaluate.add_argument("--cache", default=None)
+    evaluate.add_argument("--device", default=None)
+    evaluate.add_argument("--resamples", type=int, default=1000)
+    evaluate.set_defaults(func=run_evaluate)
+
+    rectify = subparsers.add_parser("rectify", help="refit temperature and rectifier on labelled data from a new site")
+    rectify.add_argument("bundle")
+    rectify.add_argument("dataset")
+    rectify.add_argument("--split", choices=["train", "val", "all"], default="val",
+                         help="labelled rows to fit on (never test)")
+    rectify.add_argument("--out", required=True, help="new bundle directory (the old one is kept)")
+    rectify.add_argument("--cache", default=None)
+    rectify.add_argument("--device", default=None)
+    rectify.set_defaults(func=run_rectify)
+
+
+def run_train(args) -> int:
+    import torch
+
+    from mmnar_core.training.pipeline import load_config_file, run_training
+
+    if args.threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
+    bundle, figures = run_training(args.dataset, args.out, load_config_file(args.config), args.seed, args.cache,
+                                   args.device, args.overwrite, not args.quiet, args.resamples)
+    print(json.dumps({"bundle": str(bundle), **figures}, indent=2))
+    return 0
+
+
+def _bundle_and_data(args):
+    from mmnar_core.bundle import load_bundle
+    from mmnar_core.dataset import load_dataset
+    from mmnar_core.encoders.cache import load_embeddings
+    from mmnar_core.encoders.runtime import pick_device
+    from mmnar_core.training.data import build_model_data
+
+    device = pick_device(args.device)
+    bundle = load_bundle(args.bundle, device)
+    dataset = load_dataset(args.dataset)
+    if dataset.manifest.modality_names != bundle.config.modalities:
+        raise ValueError(f"dataset modalities {dataset.manifest.modality_names} differ from the bundle's {bundle.config.modalities}")
+    embeddings = load_embeddings(dataset, args.cache)
+    for modality, info in bundle.encoders.items():
+        if embeddings.encoders.get(modality, {}).get("encoder_id") != info.get("encoder_id"):
+            raise ValueError(f"embeddings of {modality!r} come from encoder {embeddings.encoders.get(modality, {}).get('encoder_id')}, "
+                             f"the bundle was trained on {info.get('encoder_id')}; re-run embed with the bundle's encoders")
+    return bundle, build_model_data(dataset, embeddings.vectors, bundle.config.tasks), device
+
+
+def run_evaluate(args) -> int:
+    from mmnar_core.evaluation.report import write_evaluation
+    from mmnar_core.training.pipeline import evaluate_split
+
+    bundle, data, device = _bundle_and_data(args)
+    frame, report = evaluate_split(bundle.model, bundle.temperature, bundle.rectifiers, data, args.split, device, args.resamples)
+    out = write_evaluation(args.out, frame, report, f"Evaluation of {bundle.model_id} on {Path(args.dataset).name} ({args.split})")
+    print(json.dumps({"out": str(out), "n": report["n"]}, indent=2))
+    return 0
+
+
+def run_rectify(args) -> int:
+    import numpy as np
+
+    from mmnar_core.bundle import save_bundle
+    from mmnar_core.calibration import PatternRectifier, TemperatureScaler
+    from mmnar_core.evaluation.report import sigmoid
+    from mmnar_core.training.trainer import predict_logits
+
+    bundle, data, device = _bundle_and_data(args)
+    rows = np.flatnonzero(data.splits != "test") if args.split == "all" else data.rows(args.split)
+    logits = predict_logits(bundle.model, data, rows, device)
+    labels = data.labels[rows].numpy().astype(float)
+    temperature = TemperatureScaler().fit(logits, labels)
+    probs = sigmoid(temperature.transform(logits))
+    rectifiers = {task: PatternRectifier(len(data.modalities)).fit(data.patterns[rows], probs[:, t], labels[:, t], "external")
+                  for t, task in enumerate(data.tasks)}
+    metrics = dict(bundle.metrics)
+    metrics["rectifier_refit"] = {"from_bundle": bundle.model_id, "dataset": Path(args.dataset).name, "split": args.split,
+                                  "n": int(len(rows))}
+    card = bundle.model_card + (f"\n## Rectifier refit\nTemperature and rectifier refit on {len(rows)} labelled patients of "
+                                f"`{Path(args.dataset).name}` ({args.split} split); network weights unchanged from {bundle.model_id}.\n")
+    out = save_bundle(args.out, bundle.model, temperature, rectifiers, bundle.dataset, bundle.encoders, metrics, card)
+    print(json.dumps({"bundle": str(out), "n_fit": int(len(rows))}, indent=2))
+    return 0
