@@ -52,6 +52,8 @@ def run_train(args) -> int:
     torch.set_num_threads(args.threads)
     bundle, figures = run_training(args.dataset, args.out, load_config_file(args.config), args.seed, args.cache,
                                    args.device, args.overwrite, not args.quiet, args.resamples)
+    if figures.get("rank", 0) != 0:
+        return 0  # under torchrun only rank 0 reports
     print(json.dumps({"bundle": str(bundle), **figures}, indent=2))
     return 0
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import psutil
-import torch
 
 from mmnar_core.bundle import save_bundle
 from mmnar_core.calibration import PatternRectifier, TemperatureScaler
@@ -97,7 +96,7 @@ def run_training(dataset_dir: str | Path, out: str | Path, config: MMNARConfig |
                  cache_dir: str | Path | None = None, device: str | None = None, overwrite: bool = False,
                  progress: bool = True, n_resamples: int = 1000) -> tuple[Path, dict]:
     from mmnar_core.encoders.cache import load_embeddings
-    from mmnar_core.encoders.runtime import pick_device
+    from mmnar_core.training.distributed import init_distributed, shutdown_distributed
 
     started = time.perf_counter()
     dataset = load_dataset(dataset_dir)
@@ -108,14 +107,18 @@ def run_training(dataset_dir: str | Path, out: str | Path, config: MMNARConfig |
     if seed is not None:
         base["seed"] = seed
     config = MMNARConfig.from_dict(base)
-    torch_device = pick_device(device)
+    rank, world, torch_device = init_distributed(device)
     log_path = Path(out).with_name(f".{Path(out).name}.training-log.jsonl")
-    log_path.unlink(missing_ok=True)
+    if rank == 0:
+        log_path.unlink(missing_ok=True)
     result = train(config, data, torch_device, log_path=log_path, progress=progress)
+    if rank != 0:
+        shutdown_distributed()
+        return Path(out), {"rank": rank}
     temperature, rectifiers = fit_calibration(result.model, data, torch_device)
     _, report = evaluate_split(result.model, temperature, rectifiers, data, "test", torch_device, n_resamples)
     report["training"] = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
-                          "train_seconds": round(result.seconds, 1), "device": str(torch_device),
+                          "train_seconds": round(result.seconds, 1), "device": str(torch_device), "processes": world,
                           "peak_rss_mib": round(psutil.Process().memory_info().rss / 2**20, 1)}
     summary = dataset_summary(dataset)
     synthetic = bool(dataset.manifest.has_true_probabilities)
@@ -123,6 +126,7 @@ def run_training(dataset_dir: str | Path, out: str | Path, config: MMNARConfig |
                          model_card(summary, report, config, synthetic),
                          extra_files={"training_log.jsonl": log_path.read_bytes()}, overwrite=overwrite)
     log_path.unlink(missing_ok=True)
+    shutdown_distributed()
     figures = {task: {"auroc": headline(report, task)["value"], "oracle_auroc": report["tasks"][task].get("oracle_auroc")}
                for task in data.tasks}
     figures["seconds"] = round(time.perf_counter() - started, 1)
