@@ -17,6 +17,7 @@ from pathlib import Path
 
 BENCHMARKS: dict[str, str] = {
     "simulator": "mmnar_core.synth.bench:bench_simulator",
+    "encoders": "mmnar_core.encoders.bench:bench_encoders",
     "loaders_scaleup": "mmnar_core.loaders.scaleup:bench_loaders_scaleup",
 }
 

@@ -15,6 +15,9 @@ COMMAND_MODULES = [
     "mmnar_core.synth.command",
     "mmnar_core.dataset.command",
     "mmnar_core.loaders.command",
+    "mmnar_core.encoders.command",
+    "mmnar_core.training.command",
+    "mmnar_core.baselines.command",
     "mmnar_core.bench",
 ]
 

@@ -92,6 +92,18 @@ fit on the validation split only; metrics on the test split only.
 """
 
 
+def encoder_state_files(embeddings) -> dict[str, bytes]:
+    """Each encoder's description and fitted state (e.g. the tabular scaling fit on train), so the bundle
+    can rebuild the exact input path at prediction time."""
+    files = {}
+    for modality, info in embeddings.encoders.items():
+        folder = embeddings.cache_dir / info["encoder_id"]
+        for name in ("encoder.json", "tabular_state.json"):
+            if (folder / name).is_file():
+                files[f"encoders/{info['encoder_id']}/{name}"] = (folder / name).read_bytes()
+    return files
+
+
 def run_training(dataset_dir: str | Path, out: str | Path, config: MMNARConfig | None = None, seed: int | None = None,
                  cache_dir: str | Path | None = None, device: str | None = None, overwrite: bool = False,
                  progress: bool = True, n_resamples: int = 1000) -> tuple[Path, dict]:
@@ -121,10 +133,11 @@ def run_training(dataset_dir: str | Path, out: str | Path, config: MMNARConfig |
                           "train_seconds": round(result.seconds, 1), "device": str(torch_device), "processes": world,
                           "peak_rss_mib": round(psutil.Process().memory_info().rss / 2**20, 1)}
     summary = dataset_summary(dataset)
+    extra = {"training_log.jsonl": log_path.read_bytes(), **encoder_state_files(embeddings)}
     synthetic = bool(dataset.manifest.has_true_probabilities)
     bundle = save_bundle(out, result.model, temperature, rectifiers, summary, embeddings.encoders, report,
                          model_card(summary, report, config, synthetic),
-                         extra_files={"training_log.jsonl": log_path.read_bytes()}, overwrite=overwrite)
+                         extra_files=extra, overwrite=overwrite)
     log_path.unlink(missing_ok=True)
     shutdown_distributed()
     figures = {task: {"auroc": headline(report, task)["value"], "oracle_auroc": report["tasks"][task].get("oracle_auroc")}

@@ -118,12 +118,15 @@ def validation_score(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def train(config: MMNARConfig, data: ModelData, device: torch.device, log_path: Path | None = None,
-          progress: bool = True) -> TrainResult:
-    """Train on the train split, early-stop on val. Returns the best model (by validation loss)."""
+          progress: bool = True, build_model: Callable[[MMNARConfig], torch.nn.Module] = MMNARModel) -> TrainResult:
+    """Train on the train split, early-stop on val. Returns the best model (by validation loss).
+
+    `build_model(config)` makes the network (default MMNARModel); any module with the same
+    forward(inputs, availability) -> logits and a `.config` can be trained (see mmnar_core.baselines)."""
     rank, world = _distributed()
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed + 1000 * rank)
-    model = MMNARModel(config).to(device)
+    model = build_model(config).to(device)
     train_rows, val_rows = data.rows("train"), data.rows("val")
     if len(train_rows) == 0 or len(val_rows) == 0:
         raise ValueError("training needs patients in both the train and the val split")

@@ -1,0 +1,203 @@
+"""Compute every embedding of a dataset into the cache (what `python -m mmnar_core embed` runs)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from mmnar_core.dataset import Dataset, load_dataset
+from mmnar_core.encoders.cache import EmbeddingCache, content_key, default_cache_dir, write_index
+from mmnar_core.encoders.errors import EncoderInputError, EncoderStateError
+from mmnar_core.encoders.image_io import read_image_bytes
+from mmnar_core.encoders.runtime import fingerprint
+from mmnar_core.encoders.tabular import TabularEncoder
+from mmnar_core.schema import ModalityKind
+
+FLUSH_SECONDS = 30.0
+
+
+@dataclass
+class EmbedReport:
+    cache_dir: Path
+    index_dir: Path | None = None
+    computed: dict[str, int] = field(default_factory=dict)
+    reused: dict[str, int] = field(default_factory=dict)
+    encoders: dict[str, dict] = field(default_factory=dict)
+
+
+def _bar(total: int, label: str, show: bool):
+    return tqdm(total=total, desc=label, unit="item", disable=not show, file=sys.stderr, leave=False)
+
+
+def embed_dataset(
+    dataset: Dataset | str | Path,
+    cache_dir: str | Path | None = None,
+    image_embedder=None,
+    text_embedder=None,
+    precomputed_images: str | Path | None = None,
+    batch_size: int = 32,
+    progress: bool = True,
+    on_batch: Callable[[str, int], None] | None = None,
+) -> EmbedReport:
+    """Embed all modalities of `dataset` that have an encoder; skip what the cache already holds.
+
+    `on_batch(modality, n)` is called after each stored batch (tests use it to simulate interruption).
+    """
+    if not isinstance(dataset, Dataset):
+        dataset = load_dataset(dataset)
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    report = EmbedReport(root)
+    index_rows: list[pd.DataFrame] = []
+    manifest = dataset.manifest
+    for modality in manifest.modalities:
+        if modality.kind is ModalityKind.TABULAR:
+            part = _embed_tabular(dataset, modality.name, root, report)
+        elif modality.kind is ModalityKind.IMAGE:
+            if precomputed_images is not None:
+                part = _import_precomputed(dataset, modality.name, Path(precomputed_images), root, report)
+            elif image_embedder is None:
+                continue
+            else:
+                part = _embed_images(dataset, modality.name, image_embedder, root, report, batch_size, progress, on_batch)
+        else:
+            if text_embedder is None:
+                continue
+            part = _embed_texts(dataset, modality.name, text_embedder, root, report, batch_size, progress, on_batch)
+        index_rows.append(part)
+    index_rows.extend(_carry_over(root, manifest.content_hash, report))
+    index = pd.concat(index_rows, ignore_index=True) if index_rows else pd.DataFrame(columns=["patient_id", "modality", "key"])
+    report.index_dir = write_index(root, manifest.content_hash, index, report.encoders)
+    return report
+
+
+def _carry_over(root: Path, content_hash: str, report: EmbedReport) -> list[pd.DataFrame]:
+    """Modalities skipped in this run (e.g. --no-text) keep their entries from the previous index."""
+    folder = root / "datasets" / content_hash
+    if not (folder / "index.parquet").is_file() or not (folder / "encoders.json").is_file():
+        return []
+    previous = json.loads((folder / "encoders.json").read_text(encoding="utf-8"))
+    kept = {m: info for m, info in previous.items() if m not in report.encoders}
+    if not kept:
+        return []
+    report.encoders.update(kept)
+    index = pd.read_parquet(folder / "index.parquet")
+    return [index[index["modality"].isin(list(kept))]]
+
+
+def _fill(cache: EmbeddingCache, keys: list[str], load, compute, modality: str, report: EmbedReport,
+          batch_size: int, progress: bool, on_batch) -> None:
+    """Compute the vectors of keys the cache lacks, batch by batch, storing each batch as it completes.
+
+    `load(i)` gives the payload of item i (only called for missing items); `compute(payloads)` embeds.
+    """
+    todo = cache.missing(keys)
+    first = {}
+    for i, key in enumerate(keys):
+        first.setdefault(key, i)
+    report.reused[modality] = len(set(keys)) - len(todo)
+    report.computed[modality] = 0
+    last_flush = time.monotonic()
+    try:
+        with _bar(len(todo), modality, progress) as bar:
+            for start in range(0, len(todo), batch_size):
+                batch = todo[start:start + batch_size]
+                cache.put(batch, compute([load(first[k]) for k in batch]))
+                report.computed[modality] += len(batch)
+                bar.update(len(batch))
+                if time.monotonic() - last_flush > FLUSH_SECONDS:  # bounds the work a hard kill can lose
+                    cache.flush()
+                    last_flush = time.monotonic()
+                if on_batch is not None:
+                    on_batch(modality, len(batch))
+    finally:
+        cache.flush()  # an error or Ctrl-C keeps every finished batch
+
+
+def _embed_tabular(dataset: Dataset, modality: str, root: Path, report: EmbedReport) -> pd.DataFrame:
+    """Fit on the training split only, store the state beside the vectors, embed every patient."""
+    features = dataset.manifest.features_of(modality)
+    train = dataset.structured.iloc[dataset.split_indices("train")]
+    encoder = TabularEncoder(features).fit(train, {"dataset": dataset.manifest.name, "split": "train",
+                                                   "content_hash": dataset.manifest.content_hash})
+    encoder_id = fingerprint("tabular", encoder.state_dict())
+    cache = EmbeddingCache(root, encoder_id, encoder.dim, {"kind": "tabular", "modality": modality})
+    if not (cache.dir / "tabular_state.json").exists():
+        encoder.save(cache.dir / "tabular_state.json")
+    available = dataset.patients[f"avail_{modality}"].to_numpy(dtype=bool)
+    frame = dataset.structured.loc[available, [f.name for f in features]].reset_index(drop=True)
+    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    keys = [content_key("tabular", json.dumps(r, sort_keys=True, default=str)) for r in records]
+    _fill(cache, keys, lambda i: frame.iloc[[i]], lambda parts: encoder.transform(pd.concat(parts)),
+          modality, report, 4096, False, None)
+    report.encoders[modality] = {"encoder_id": encoder_id, "kind": "tabular", "dim": encoder.dim}
+    return pd.DataFrame({"patient_id": dataset.patients["patient_id"].to_numpy()[available], "modality": modality, "key": keys})
+
+
+def _embed_images(dataset, modality, embedder, root, report, batch_size, progress, on_batch) -> pd.DataFrame:
+    rows = dataset.images[dataset.images["modality"] == modality].reset_index(drop=True)
+    paths = [dataset.root / p for p in rows["path"]]
+    keys = [content_key("image", read_image_bytes(p, embedder.encoder.config.max_bytes)) for p in paths]
+    cache = EmbeddingCache(root, embedder.id, embedder.dim, {"kind": "image", "config": embedder.encoder.config.to_dict()})
+
+    def load(i):
+        try:
+            return embedder.decode(paths[i])
+        except EncoderInputError as error:
+            raise type(error)(f"patient {rows['patient_id'][i]!r}, {modality}: {error}") from None
+
+    _fill(cache, keys, load, embedder.embed_arrays, modality, report, batch_size, progress, on_batch)
+    report.encoders[modality] = {"encoder_id": embedder.id, "kind": "image", "dim": embedder.dim}
+    return pd.DataFrame({"patient_id": rows["patient_id"], "modality": modality, "key": keys})
+
+
+def _embed_texts(dataset, modality, embedder, root, report, batch_size, progress, on_batch) -> pd.DataFrame:
+    column = dataset.text[modality]
+    present = column.notna().to_numpy()
+    notes = column[present].tolist()
+    keys = [content_key("text", n) for n in notes]
+    ids = dataset.patients["patient_id"].to_numpy()[present]
+    cache = EmbeddingCache(root, embedder.id, embedder.dim, {"kind": "text", "config": embedder.config.to_dict()})
+
+    def load(i):
+        return embedder.clean(notes[i], f"patient {ids[i]!r}, {modality}")
+
+    _fill(cache, keys, load, embedder.embed_clean, modality, report, max(1, batch_size // 2), progress, on_batch)
+    report.encoders[modality] = {"encoder_id": embedder.id, "kind": "text", "dim": embedder.dim}
+    return pd.DataFrame({"patient_id": ids, "modality": modality, "key": keys})
+
+
+def _import_precomputed(dataset, modality, table_path: Path, root, report) -> pd.DataFrame:
+    """Precomputed image embeddings: a Parquet table keyed by `image_id` (matched to images.parquet's
+    `image_id`) or by `path`, with one list column `embedding` of equal-length floats."""
+    if not table_path.is_file():
+        raise FileNotFoundError(f"precomputed image embeddings {table_path} do not exist")
+    table = pd.read_parquet(table_path)
+    rows = dataset.images[dataset.images["modality"] == modality].reset_index(drop=True)
+    key_column = "image_id" if "image_id" in table.columns and "image_id" in rows.columns else "path"
+    if key_column not in table.columns or "embedding" not in table.columns:
+        raise EncoderStateError(
+            f"{table_path}: needs columns 'embedding' and 'image_id' (matching images.parquet) or 'path'; "
+            f"has {list(table.columns)}"
+        )
+    if table[key_column].duplicated().any():
+        raise EncoderStateError(f"{table_path}: {key_column} values are not unique")
+    lookup = dict(zip(table[key_column].astype(str), table["embedding"]))
+    missing = [str(v) for v in rows[key_column] if str(v) not in lookup]
+    if missing:
+        raise EncoderStateError(f"{table_path}: no embedding for {key_column} {missing[0]!r} ({len(missing)} missing)")
+    vectors = np.stack([np.asarray(lookup[str(v)], dtype=np.float32) for v in rows[key_column]]) if len(rows) else np.zeros((0, 1), np.float32)
+    encoder_id = "precomputed-" + hashlib.sha256(table_path.read_bytes()).hexdigest()[:16]
+    cache = EmbeddingCache(root, encoder_id, vectors.shape[1], {"kind": "precomputed", "source": str(table_path)})
+    keys = [content_key("precomputed", f"{key_column}:{v}") for v in rows[key_column]]
+    _fill(cache, keys, lambda i: vectors[i], np.stack, modality, report, 4096, False, None)
+    report.encoders[modality] = {"encoder_id": encoder_id, "kind": "precomputed", "dim": int(vectors.shape[1])}
+    return pd.DataFrame({"patient_id": rows["patient_id"], "modality": modality, "key": keys})
