@@ -62,6 +62,12 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _content_hash(files: dict[str, str]) -> str:
+    """sha256 of the sorted "<sha256>  <path>" lines: one value for the whole content."""
+    listing = "".join(f"{digest}  {path}\n" for path, digest in sorted(files.items()))
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
 def save_bundle(out: str | Path, model: MMNARModel, temperature: TemperatureScaler, rectifiers: dict[str, PatternRectifier],
                 dataset: dict, encoders: dict, metrics: dict, model_card: str, extra_files: dict[str, bytes] | None = None,
                 overwrite: bool = False) -> Path:
@@ -87,8 +93,7 @@ def save_bundle(out: str | Path, model: MMNARModel, temperature: TemperatureScal
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
         files = {p.relative_to(staging).as_posix(): _sha256(p) for p in sorted(staging.rglob("*")) if p.is_file()}
-        listing = "".join(f"{digest}  {path}\n" for path, digest in files.items())
-        content_hash = hashlib.sha256(listing.encode()).hexdigest()
+        content_hash = _content_hash(files)
         index = {"format_version": BUNDLE_FORMAT, "created_by": f"mmnar_core {__version__}",
                  "model_id": f"mmnar-{content_hash[:12]}", "content_hash": content_hash, "files": files}
         (staging / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
@@ -124,8 +129,7 @@ def verify_bundle(root: str | Path) -> dict:
     if not isinstance(index, dict) or index.get("format_version") != BUNDLE_FORMAT or not isinstance(index.get("files"), dict):
         raise BundleError(f"{root / INDEX_FILE}: not a bundle index of format {BUNDLE_FORMAT}")
     files = index["files"]
-    listing = "".join(f"{digest}  {path}\n" for path, digest in sorted(files.items()))
-    if hashlib.sha256(listing.encode()).hexdigest() != index.get("content_hash"):
+    if _content_hash(files) != index.get("content_hash"):
         raise BundleError(f"{root / INDEX_FILE}: content_hash does not match the file list; the bundle was changed")
     for relative, digest in files.items():
         path = root / relative

@@ -18,7 +18,8 @@ def bundle_dir(tmp_path):
     rectifier = PatternRectifier(2).fit(rng.integers(1, 4, 500), rng.uniform(0.1, 0.5, 500),
                                         (rng.random(500) < 0.3).astype(float), "val")
     return save_bundle(tmp_path / "b", model, TemperatureScaler([1.3]), {"a": rectifier}, {"name": "d"},
-                       {"s": {"encoder_id": "tab-1"}}, {"auroc": 0.7}, "# card\n"), model
+                       {"s": {"encoder_id": "tab-1"}}, {"auroc": 0.7}, "# card\n",
+                       extra_files={"encoders/tab-1/encoder.json": b"{}"}), model
 
 
 def test_round_trip_gives_identical_predictions(bundle_dir):

@@ -1,0 +1,73 @@
+"""The whole command-line path on a tiny synthetic cohort with the real encoders:
+synth -> embed -> train -> evaluate -> rectify, plus the guarantees between the steps."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from mmnar_core.bundle import load_bundle
+from mmnar_core.cli import main
+
+pytestmark = pytest.mark.slow
+
+TINY = {"epochs": 3, "d_model": 32, "n_heads": 2, "n_layers": 1, "batch_size": 32, "pretrain_epochs": 1}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    (root / "tiny.json").write_text(json.dumps(TINY))
+    assert main(["synth", "--n", "160", "--seed", "2", "--out", str(root / "data"), "--quiet"]) == 0
+    assert main(["embed", str(root / "data"), "--cache", str(root / "cache"), "--quiet"]) == 0
+    assert main(["train", str(root / "data"), "--out", str(root / "bundle"), "--cache", str(root / "cache"),
+                 "--config", str(root / "tiny.json"), "--resamples", "50", "--quiet"]) == 0
+    return root
+
+
+def test_bundle_is_complete_and_honest(run):
+    bundle = load_bundle(run / "bundle")
+    assert bundle.config.modalities == ["structured", "cxr", "discharge_note", "radiology_report"]
+    assert set(bundle.rectifiers) == {"readmission_30d", "icu_90d", "death_180d"}
+    assert all(r.source == "val" for r in bundle.rectifiers.values())
+    assert "Not for clinical use" in bundle.model_card
+    files = json.loads((run / "bundle" / "bundle.json").read_text())["files"]
+    assert any(name.endswith("tabular_state.json") for name in files)
+    assert "training_log.jsonl" in files
+    test_n = bundle.dataset["split_counts"]["test"]
+    assert bundle.metrics["n"] == test_n  # metrics are on the test split only
+
+
+def test_evaluate_writes_predictions_and_report(run):
+    out = run / "eval"
+    assert main(["evaluate", str(run / "bundle"), str(run / "data"), "--split", "all", "--out", str(out),
+                 "--cache", str(run / "cache"), "--resamples", "50"]) == 0
+    frame = pd.read_parquet(out / "predictions.parquet")
+    assert len(frame) == 160
+    for task in ("readmission_30d", "icu_90d", "death_180d"):
+        for suffix in ("_label", "_prob", "_prob_raw"):
+            assert f"{task}{suffix}" in frame.columns
+        assert frame[f"{task}_prob"].between(0, 1).all()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "oracle_auroc" in metrics["tasks"]["icu_90d"]
+    assert "## icu_90d" in (out / "report.md").read_text()
+
+
+def test_rectify_refits_without_touching_the_network(run):
+    out = run / "bundle_site"
+    assert main(["rectify", str(run / "bundle"), str(run / "data"), "--split", "val", "--out", str(out),
+                 "--cache", str(run / "cache")]) == 0
+    old, new = load_bundle(run / "bundle"), load_bundle(out)
+    assert (run / "bundle" / "weights.safetensors").read_bytes() == (out / "weights.safetensors").read_bytes()
+    assert all(r.source == "external" for r in new.rectifiers.values())
+    assert new.metrics["rectifier_refit"]["from_bundle"] == old.model_id
+
+
+def test_train_refuses_to_overwrite_and_validates_config(run, capsys):
+    assert main(["train", str(run / "data"), "--out", str(run / "bundle"), "--cache", str(run / "cache"), "--quiet"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    (run / "bad.json").write_text('{"epochs": 2, "dropuot": 0.1}')
+    assert main(["train", str(run / "data"), "--out", str(run / "b2"), "--cache", str(run / "cache"),
+                 "--config", str(run / "bad.json"), "--quiet"]) == 2
+    assert "unknown field(s) ['dropuot']" in capsys.readouterr().err
+    assert not (run / "b2").exists()
