@@ -45,8 +45,10 @@ def _table_to_json(table: pd.DataFrame) -> list[dict]:
 
 
 def compute_report(frame: pd.DataFrame, tasks: list[str], modality_names: list[str], true_probs: np.ndarray | None = None,
-                   n_resamples: int = 1000, seed: int = 0) -> dict:
-    """Metrics per task: overall and per pattern, for the rectified and the unrectified probabilities."""
+                   n_resamples: int = 1000, seed: int = 0,
+                   reference_scores: dict[str, tuple[str, np.ndarray]] | None = None) -> dict:
+    """Metrics per task: overall and per pattern, for the rectified and the unrectified probabilities;
+    a published reference score (e.g. APACHE IV) is compared with the model on the same rows."""
     frame = frame.copy()
     frame["pattern_name"] = [pattern_label(p, modality_names) for p in frame["pattern"]]
     report = {"n": int(len(frame)), "n_resamples": n_resamples, "tasks": {}}
@@ -63,6 +65,17 @@ def compute_report(frame: pd.DataFrame, tasks: list[str], modality_names: list[s
         entry["reliability"] = curve.to_dict()
         if true_probs is not None:
             entry["oracle_auroc"] = float(auroc(rows[f"{task}_label"].to_numpy(), true_probs[known, t]))
+        for name, (score_task, scores) in (reference_scores or {}).items():
+            if score_task != task:
+                continue
+            scored = rows.assign(reference=scores[known])
+            scored = scored[scored["reference"].between(0, 1)]  # scores outside [0, 1] mark "not computed"
+            entry.setdefault("reference", {})[name] = {
+                "n": int(len(scored)),
+                "reference": _table_to_json(evaluate_groups(scored, f"{task}_label", "reference", n_resamples=n_resamples, seed=seed)),
+                "model_same_rows": _table_to_json(evaluate_groups(scored, f"{task}_label", f"{task}_prob",
+                                                                  n_resamples=n_resamples, seed=seed)),
+            }
         report["tasks"][task] = entry
     return report
 
@@ -91,6 +104,12 @@ def markdown_report(report: dict, title: str) -> str:
         for version in ("raw", "calibrated", "rectified"):
             cells = [_fmt(headline(report, task, version, m)) for m in ("auroc", "auprc", "brier", "ece")]
             lines.append(f"| {version} | " + " | ".join(cells) + " |")
+        for name, ref in entry.get("reference", {}).items():
+            lines += ["", f"Reference score `{name}` on the same {ref['n']} rows:", "", "| | AUROC | AUPRC | Brier | ECE |",
+                      "|---|---|---|---|---|"]
+            for label, table in (("reference", ref["reference"]), ("this model", ref["model_same_rows"])):
+                cells = [_fmt(next(r for r in table if r["metric"] == m)) for m in ("auroc", "auprc", "brier", "ece")]
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines += ["", "Per missingness pattern (rectified; ECE before -> after the rectifier):", "",
                   "| pattern | n | positives | AUROC | ECE before | ECE after |", "|---|---|---|---|---|---|"]
         groups = sorted({r["group"] for r in entry["rectified"] if r["level"] == "group"})

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mmnar_core.dataset import Dataset, label_column
+from mmnar_core.dataset import Dataset, label_column, reference_column
 from mmnar_core.patterns import encode_pattern
 
 
@@ -38,6 +38,7 @@ class ModelData:
     splits: np.ndarray  # (N,) str
     patient_ids: np.ndarray
     true_probs: np.ndarray | None = None  # (N, T) for synthetic data
+    reference_scores: dict[str, tuple[str, np.ndarray]] | None = None  # name -> (task, (N,) probability, NaN if none)
 
     def __len__(self) -> int:
         return len(self.patient_ids)
@@ -88,4 +89,6 @@ def build_model_data(dataset: Dataset, vectors: dict[str, np.ndarray], tasks: li
         splits=patients["split"].to_numpy().astype(str),
         patient_ids=patients["patient_id"].to_numpy().astype(str),
         true_probs=true_probs,
+        reference_scores={s.name: (s.outcome, patients[reference_column(s.name)].to_numpy(dtype=float, na_value=np.nan))
+                          for s in manifest.reference_scores if s.outcome in tasks},
     )

@@ -40,7 +40,9 @@ def evaluate_split(model, temperature, rectifiers, data: ModelData, split: str, 
     frame = predictions_frame(data.patient_ids[rows], data.patterns[rows], data.tasks, data.labels[rows].numpy(),
                               logits, temperature, rectifiers)
     true_probs = data.true_probs[rows] if data.true_probs is not None else None
-    return frame, compute_report(frame, data.tasks, data.modalities, true_probs, n_resamples=n_resamples)
+    references = {name: (task, scores[rows]) for name, (task, scores) in (data.reference_scores or {}).items()}
+    return frame, compute_report(frame, data.tasks, data.modalities, true_probs, n_resamples=n_resamples,
+                                 reference_scores=references)
 
 
 def dataset_summary(dataset: Dataset) -> dict:
