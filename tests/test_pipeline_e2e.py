@@ -71,3 +71,17 @@ def test_train_refuses_to_overwrite_and_validates_config(run, capsys):
                  "--config", str(run / "bad.json"), "--quiet"]) == 2
     assert "unknown field(s) ['dropuot']" in capsys.readouterr().err
     assert not (run / "b2").exists()
+
+
+def test_new_site_is_scaled_with_the_bundles_tabular_state(run, capsys):
+    site = run / "site"
+    assert main(["synth", "--n", "120", "--seed", "3", "--policy", "low_imaging", "--out", str(site), "--quiet"]) == 0
+    assert main(["embed", str(site), "--cache", str(run / "cache_site"), "--quiet", "--no-images", "--no-text"]) == 0
+    # refit on the new site: the encoder differs from the bundle's, and evaluation refuses to mix them
+    assert main(["evaluate", str(run / "bundle"), str(site), "--out", str(run / "x"), "--cache", str(run / "cache_site")]) == 2
+    assert "re-run embed with the bundle's encoders" in capsys.readouterr().err
+    assert main(["embed", str(site), "--cache", str(run / "cache"), "--from-bundle", str(run / "bundle"), "--quiet"]) == 0
+    assert main(["rectify", str(run / "bundle"), str(site), "--split", "all", "--out", str(run / "bundle_low"),
+                 "--cache", str(run / "cache")]) == 0
+    assert main(["evaluate", str(run / "bundle_low"), str(site), "--out", str(run / "eval_low"), "--cache", str(run / "cache"),
+                 "--resamples", "50"]) == 0

