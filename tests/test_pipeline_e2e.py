@@ -85,3 +85,38 @@ def test_new_site_is_scaled_with_the_bundles_tabular_state(run, capsys):
                  "--cache", str(run / "cache")]) == 0
     assert main(["evaluate", str(run / "bundle_low"), str(site), "--out", str(run / "eval_low"), "--cache", str(run / "cache"),
                  "--resamples", "50"]) == 0
+
+
+def test_predictor_matches_evaluate_from_raw_inputs(run):
+    """The app's path (raw files and text -> encoders -> model) gives the numbers `evaluate` gives from
+    the embedding cache, for patients with different patterns."""
+    from mmnar_core.dataset import load_dataset
+    from mmnar_core.predictor import Predictor
+
+    out = run / "eval_all"
+    main(["evaluate", str(run / "bundle"), str(run / "data"), "--split", "all", "--out", str(out),
+          "--cache", str(run / "cache"), "--resamples", "20"])
+    expected = pd.read_parquet(out / "predictions.parquet").set_index("patient_id")
+    predictor = Predictor.load(run / "bundle", device="cpu")
+    dataset = load_dataset(run / "data")
+    chosen = dataset.patients.drop_duplicates("pattern").head(4)["patient_id"]
+    for pid in chosen:
+        prediction = predictor.predict(dataset.record(pid))
+        assert prediction.pattern == expected.at[pid, "pattern"]
+        for risk in prediction.risks:
+            assert risk.risk == pytest.approx(expected.at[pid, f"{risk.task}_prob"], abs=1e-4)
+            assert risk.raw == pytest.approx(expected.at[pid, f"{risk.task}_prob_raw"], abs=1e-4)
+            assert risk.low <= risk.risk <= risk.high
+        result = predictor.what_if(dataset.record(pid))
+        assert len(result.subsets) == 2 ** len(prediction.available)
+        full = result.subsets[-1]["risks"]
+        none = result.subsets[0]["risks"]
+        for task in result.tasks:
+            assert full[task] == pytest.approx(next(r.risk for r in prediction.risks if r.task == task), abs=1e-6)
+            total = sum(values[task] for values in result.shapley.values())
+            assert total == pytest.approx(full[task] - none[task], abs=1e-9)
+        assert {a["modality"] for a in result.absent} == set(prediction.missing)
+        for absent in result.absent:
+            assert absent["n_reference"] > 0
+        json.dumps(result.to_dict())
+        json.dumps(prediction.to_dict())

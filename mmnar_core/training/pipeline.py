@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+import torch
 
 from mmnar_core.bundle import save_bundle
 from mmnar_core.calibration import PatternRectifier, TemperatureScaler
@@ -106,6 +107,20 @@ def encoder_state_files(embeddings) -> dict[str, bytes]:
     return files
 
 
+def reference_file(data: ModelData, max_patients: int = 2000, seed: int = 0) -> dict[str, bytes]:
+    """Embeddings of up to `max_patients` training patients (float16), from which the predictor estimates
+    the value of a modality a patient lacks. Training patients only: never validation or test."""
+    from safetensors.torch import save
+
+    rows = data.rows("train")
+    if len(rows) > max_patients:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, max_patients, replace=False))
+    index = torch.as_tensor(rows, dtype=torch.long)
+    tensors = {f"input_{i}": x[index].to(torch.float16).contiguous() for i, x in enumerate(data.inputs)}
+    tensors["availability"] = data.availability[index].to(torch.uint8).contiguous()
+    return {"reference.safetensors": save(tensors)}
+
+
 def run_training(dataset_dir: str | Path, out: str | Path, config: MMNARConfig | None = None, seed: int | None = None,
                  cache_dir: str | Path | None = None, device: str | None = None, overwrite: bool = False,
                  progress: bool = True, n_resamples: int = 1000) -> tuple[Path, dict]:
@@ -135,7 +150,7 @@ def run_training(dataset_dir: str | Path, out: str | Path, config: MMNARConfig |
                           "train_seconds": round(result.seconds, 1), "device": str(torch_device), "processes": world,
                           "peak_rss_mib": round(psutil.Process().memory_info().rss / 2**20, 1)}
     summary = dataset_summary(dataset)
-    extra = {"training_log.jsonl": log_path.read_bytes(), **encoder_state_files(embeddings)}
+    extra = {"training_log.jsonl": log_path.read_bytes(), **encoder_state_files(embeddings), **reference_file(data)}
     synthetic = bool(dataset.manifest.has_true_probabilities)
     bundle = save_bundle(out, result.model, temperature, rectifiers, summary, embeddings.encoders, report,
                          model_card(summary, report, config, synthetic),

@@ -1,0 +1,235 @@
+"""The predictor interface the app and the server use: `Predictor.load(bundle)`, `predict`, `what_if`.
+
+It rebuilds the exact input path the model was trained on (encoders whose ids match the bundle's, the
+tabular state fit on the training split), encodes a patient's raw inputs once, and scores the network
+through temperature scaling and the pattern rectifier. Everything returned is plain data
+(`to_dict()`), so it can be stored, compared and sent over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmnar_core.bundle import Bundle, load_bundle
+from mmnar_core.explain.modality import ReferenceSet, shapley_values, value_of_absent, what_if
+from mmnar_core.patterns import encode_pattern, pattern_label
+from mmnar_core.schema import FeatureSpec, ModalitySpec, OutcomeSpec, PatientRecord
+
+SHIPPED_IMAGE_WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "encoders" / "cxr_mobilenet_v3_small_synth.safetensors"
+
+
+class PredictorError(ValueError):
+    """The bundle cannot be served as asked (e.g. its encoders are not available here)."""
+
+
+@dataclass
+class TaskRisk:
+    task: str
+    risk: float  # rectified, calibrated
+    low: float  # 95 % interval from the uncertainty of the pattern's correction
+    high: float
+    raw: float  # the network's own probability
+    calibrated: float  # after temperature scaling, before the rectifier
+    rectifier_offset: float  # logit offset of the patient's pattern
+    pattern_residual: float  # the pattern's shrunk mean residual (y - p) on held-out data
+
+
+@dataclass
+class Prediction:
+    patient_id: str
+    pattern: int
+    pattern_name: str
+    available: list[str]
+    missing: list[str]
+    risks: list[TaskRisk]
+    model_id: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class WhatIfResult:
+    patient_id: str
+    tasks: list[str]
+    available: list[str]
+    subsets: list[dict]  # {"modalities": [...], "pattern": int, "risks": {task: risk}}
+    shapley: dict[str, dict[str, float]]  # modality -> task -> value; sums to risk(all) - risk(none)
+    absent: list[dict] = field(default_factory=list)  # value of obtaining each absent modality (estimate)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+class Predictor:
+    def __init__(self, bundle: Bundle, encoder, device: torch.device, reference: ReferenceSet | None = None):
+        self.bundle = bundle
+        self.encoder = encoder
+        self.device = device
+        self.reference = reference
+        self.config = bundle.config
+        self.modalities = [ModalitySpec.from_dict(m) for m in bundle.dataset["modalities"]]
+        self.features = [FeatureSpec.from_dict(f) for f in bundle.dataset["features"]]
+        self.outcomes = [OutcomeSpec.from_dict(o) for o in bundle.dataset["outcomes"]]
+
+    @classmethod
+    def load(cls, bundle_dir: str | Path, device: str | None = None, image_weights: str | Path | None = None,
+             text_model: str | None = None) -> "Predictor":
+        """Load a bundle and the encoders it was trained with (checked by encoder id)."""
+        from mmnar_core.encoders.runtime import pick_device
+
+        torch_device = pick_device(device)
+        bundle = load_bundle(bundle_dir, torch_device)
+        encoder = _build_patient_encoder(bundle, torch_device, image_weights, text_model)
+        return cls(bundle, encoder, torch_device, _load_reference(bundle, torch_device))
+
+    @property
+    def model_id(self) -> str:
+        return self.bundle.model_id
+
+    # ---------------------------------------------------------------- scoring
+    def _tensors(self, vectors: dict[str, np.ndarray]) -> tuple[list[torch.Tensor], np.ndarray]:
+        inputs, availability = [], []
+        for name, dim in zip(self.config.modalities, self.config.input_dims):
+            vector = vectors.get(name)
+            availability.append(vector is not None)
+            array = np.zeros(dim, np.float32) if vector is None else np.asarray(vector, np.float32).reshape(-1)
+            if array.shape[0] != dim:
+                raise PredictorError(f"embedding of {name!r} has {array.shape[0]} values, the model expects {dim}")
+            inputs.append(torch.from_numpy(array).reshape(1, -1).to(self.device))
+        return inputs, np.array(availability, dtype=bool)
+
+    @torch.no_grad()
+    def _logits(self, inputs: list[torch.Tensor], availability: torch.Tensor) -> np.ndarray:
+        return self.bundle.model([x.to(self.device) for x in inputs], availability.to(self.device)).float().cpu().numpy()
+
+    def score(self, inputs: list[torch.Tensor], availability: torch.Tensor) -> np.ndarray:
+        """(B, T) rectified, calibrated risks of a batch (each row rectified for its own pattern)."""
+        calibrated = _sigmoid(self.bundle.temperature.transform(self._logits(inputs, availability)))
+        patterns = encode_pattern(availability.cpu().numpy())
+        return np.stack([self.bundle.rectifiers[t].transform(patterns, calibrated[:, i])
+                         for i, t in enumerate(self.config.tasks)], axis=1)
+
+    @torch.no_grad()
+    def represent(self, inputs: list[torch.Tensor], availability: torch.Tensor) -> np.ndarray:
+        return self.bundle.model.represent([x.to(self.device) for x in inputs], availability.to(self.device)).cpu().numpy()
+
+    # ---------------------------------------------------------------- interface
+    def encode(self, record: PatientRecord) -> dict[str, np.ndarray]:
+        return self.encoder.encode(record)
+
+    def predict(self, record: PatientRecord, vectors: dict[str, np.ndarray] | None = None) -> Prediction:
+        vectors = self.encode(record) if vectors is None else vectors
+        inputs, availability = self._tensors(vectors)
+        mask = torch.from_numpy(availability).unsqueeze(0)
+        logits = self._logits(inputs, mask)[0]
+        calibrated = _sigmoid(self.bundle.temperature.transform(logits[None]))[0]
+        pattern = int(encode_pattern(availability))
+        risks = []
+        for i, task in enumerate(self.config.tasks):
+            rectifier = self.bundle.rectifiers[task]
+            risk = float(rectifier.transform(np.array([pattern]), calibrated[i:i + 1])[0])
+            low, high = rectifier.interval(np.array([pattern]), calibrated[i:i + 1])
+            risks.append(TaskRisk(task, risk, float(low[0]), float(high[0]), float(_sigmoid(logits[i])), float(calibrated[i]),
+                                  float(rectifier.offset[pattern]), float(rectifier.tau[pattern])))
+        names = self.config.modalities
+        return Prediction(record.patient_id, pattern, pattern_label(pattern, names),
+                          [n for n, a in zip(names, availability) if a], [n for n, a in zip(names, availability) if not a],
+                          risks, self.model_id)
+
+    def what_if(self, record: PatientRecord, vectors: dict[str, np.ndarray] | None = None,
+                neighbours: int = 25) -> WhatIfResult:
+        """Risk under every subset of the available modalities (one batch), exact modality Shapley values,
+        and for each absent modality the estimated risk if it were obtained."""
+        vectors = self.encode(record) if vectors is None else vectors
+        inputs, availability = self._tensors(vectors)
+        result = what_if(self.score, inputs, availability)
+        names, tasks = self.config.modalities, self.config.tasks
+        subsets = []
+        for mask, risks in zip(result.subset_masks, result.risks):
+            subsets.append({"modalities": [n for n, a in zip(names, mask) if a], "pattern": int(encode_pattern(mask)),
+                            "risks": {t: float(r) for t, r in zip(tasks, risks)}})
+        phi = shapley_values(result)
+        shapley = {names[m]: {t: float(v) for t, v in zip(tasks, phi[j])} for j, m in enumerate(result.available)}
+        absent = []
+        if self.reference is not None:
+            for m in np.flatnonzero(~availability):
+                value = value_of_absent(self.score, self.represent, inputs, availability, self.reference, int(m), neighbours)
+                if value is None:
+                    absent.append({"modality": names[m], "estimate": None,
+                                   "note": "no reference patient had this modality"})
+                    continue
+                absent.append({
+                    "modality": names[m], "current": {t: float(v) for t, v in zip(tasks, value.current)},
+                    "mean": {t: float(v) for t, v in zip(tasks, value.mean)},
+                    "p10": {t: float(v) for t, v in zip(tasks, value.p10)},
+                    "p90": {t: float(v) for t, v in zip(tasks, value.p90)},
+                    "n_reference": value.n_neighbours, "n_candidates": value.n_candidates,
+                    "note": f"estimate from the {value.n_neighbours} most similar training patients who had it",
+                })
+        return WhatIfResult(record.patient_id, list(tasks), [names[m] for m in result.available], subsets, shapley, absent)
+
+
+def _encoder_config(bundle: Bundle, encoder_id: str) -> dict:
+    path = bundle.root / "encoders" / encoder_id / "encoder.json"
+    if not path.is_file():
+        raise PredictorError(f"bundle {bundle.root} lacks {path.relative_to(bundle.root)}; retrain it with this version")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _build_patient_encoder(bundle: Bundle, device: torch.device, image_weights, text_model):
+    from mmnar_core.encoders.config import ImageEncoderConfig, TextEncoderConfig
+    from mmnar_core.encoders.patient import PatientEncoder
+    from mmnar_core.encoders.tabular import TabularEncoder
+
+    modalities = [ModalitySpec.from_dict(m) for m in bundle.dataset["modalities"]]
+    image = text = None
+    tabular = {}
+    for modality, info in bundle.encoders.items():
+        kind, wanted = info["kind"], info["encoder_id"]
+        if kind == "tabular":
+            tabular[modality] = TabularEncoder.load(bundle.root / "encoders" / wanted / "tabular_state.json")
+        elif kind == "image" and image is None:
+            from mmnar_core.encoders.errors import EncoderStateError
+            from mmnar_core.encoders.image_backbone import ImageEmbedder, load_image_encoder
+
+            path = Path(image_weights) if image_weights else SHIPPED_IMAGE_WEIGHTS
+            try:
+                network = load_image_encoder(path)  # project weights carry their own config
+            except EncoderStateError:
+                network = load_image_encoder(path, ImageEncoderConfig.from_dict(_encoder_config(bundle, wanted)["config"]))
+            image = ImageEmbedder(network, device)
+            if image.id != wanted:
+                raise PredictorError(f"image weights {path} give encoder {image.id}, but the bundle was trained on {wanted}; "
+                                     "pass the image weights the bundle was trained with")
+        elif kind == "text" and text is None:
+            from mmnar_core.encoders.text_encoder import TextEmbedder
+
+            config = dict(_encoder_config(bundle, wanted).get("config") or {})
+            if text_model:
+                config["model_path"] = text_model
+            text = TextEmbedder(TextEncoderConfig(**config), device)
+            if text.id != wanted:
+                raise PredictorError(f"text model gives encoder {text.id}, but the bundle was trained on {wanted}; "
+                                     "pass the text model the bundle was trained with (--text-model)")
+    return PatientEncoder(modalities, image=image, text=text, tabular=tabular)
+
+
+def _load_reference(bundle: Bundle, device: torch.device) -> ReferenceSet | None:
+    path = bundle.root / "reference.safetensors"
+    if not path.is_file():
+        return None
+    from safetensors.torch import load_file
+
+    tensors = load_file(path)
+    inputs = [tensors[f"input_{i}"].float().to(device) for i in range(len(bundle.config.modalities))]
+    return ReferenceSet(inputs, tensors["availability"].bool().to(device))
