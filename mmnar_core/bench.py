@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "simulator": "mmnar_core.synth.bench:bench_simulator",
     "encoders": "mmnar_core.encoders.bench:bench_encoders",
     "loaders_scaleup": "mmnar_core.loaders.scaleup:bench_loaders_scaleup",
+    "training": "mmnar_core.training.bench:bench_training",
 }
 
 DEFAULT_RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results.json"

@@ -3,32 +3,11 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from mmnar_core.model import MMNARConfig
-from mmnar_core.patterns import encode_pattern
-from mmnar_core.training.data import ModelData, SplitLeakError, assert_disjoint_splits
+from mmnar_core.training.data import SplitLeakError, assert_disjoint_splits
+from mmnar_core.training.planted import planted_data  # noqa: F401  (re-used by other test modules)
 from mmnar_core.training.trainer import aux_weight_at, predict_logits, train, warmup_cosine
 
 import pytest
-
-
-def planted_data(n=3000, seed=0):
-    """Risk driven by a latent z seen through every modality; modality 1 (the 'image') is the clearest
-    view and is present more often for high-z patients (MNAR)."""
-    rng = np.random.default_rng(seed)
-    z = rng.normal(size=n)
-    dims = [6, 8, 4]
-    inputs = []
-    for m, dim in enumerate(dims):
-        noise = [1.0, 0.3, 1.5][m]
-        direction = rng.normal(size=dim)
-        inputs.append((z[:, None] * direction[None] + noise * rng.normal(size=(n, dim))).astype(np.float32))
-    availability = np.stack([np.ones(n, bool), rng.random(n) < 1 / (1 + np.exp(-z)), rng.random(n) < 0.6], axis=1)
-    labels = np.stack([(rng.random(n) < 1 / (1 + np.exp(-(5 * z - 2)))), rng.random(n) < 0.5], axis=1).astype(np.float32)
-    labels[rng.random(n) < 0.1, 1] = np.nan
-    splits = np.array(["train"] * int(n * 0.7) + ["val"] * int(n * 0.15) + ["test"] * (n - int(n * 0.7) - int(n * 0.15)))
-    inputs = [np.where(availability[:, i:i + 1], x, 0) for i, x in enumerate(inputs)]
-    return ModelData(["a", "b", "c"], ["risk", "noise"], [torch.from_numpy(x) for x in inputs],
-                     torch.from_numpy(availability), torch.from_numpy(labels), encode_pattern(availability), splits,
-                     np.array([f"p{i}" for i in range(n)]))
 
 
 def test_schedule_warmup_then_cosine():
