@@ -52,6 +52,7 @@ class Bundle:
     encoders: dict
     metrics: dict
     model_card: str
+    files: list[str]  # every file of the bundle (relative paths), as listed in bundle.json
 
 
 def _sha256(path: Path) -> str:
@@ -162,4 +163,4 @@ def load_bundle(root: str | Path, device: torch.device | str = "cpu") -> Bundle:
     card = (root / "model_card.md").read_text(encoding="utf-8") if (root / "model_card.md").is_file() else ""
     return Bundle(root, index["model_id"], index["content_hash"], config, model, temperature, rectifiers,
                   _read_json(root, "dataset.json"), _read_json(root, "encoders.json"),
-                  _read_json(root, "metrics.json") if (root / "metrics.json").is_file() else {}, card)
+                  _read_json(root, "metrics.json") if (root / "metrics.json").is_file() else {}, card, sorted(index["files"]))

@@ -61,6 +61,8 @@ def test_rectify_refits_without_touching_the_network(run):
     assert (run / "bundle" / "weights.safetensors").read_bytes() == (out / "weights.safetensors").read_bytes()
     assert all(r.source == "external" for r in new.rectifiers.values())
     assert new.metrics["rectifier_refit"]["from_bundle"] == old.model_id
+    assert "reference.safetensors" in new.files
+    assert any(name.endswith("tabular_state.json") for name in new.files)  # the refit bundle still serves raw inputs
 
 
 def test_train_refuses_to_overwrite_and_validates_config(run, capsys):

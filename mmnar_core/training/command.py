@@ -37,6 +37,7 @@ def register(subparsers) -> None:
     rectify.add_argument("--split", choices=["train", "val", "all"], default="val",
                          help="labelled rows to fit on (never test)")
     rectify.add_argument("--out", required=True, help="new bundle directory (the old one is kept)")
+    rectify.add_argument("--overwrite", action="store_true", help="replace an existing bundle directory at --out")
     rectify.add_argument("--cache", default=None)
     rectify.add_argument("--device", default=None)
     rectify.set_defaults(func=run_rectify)
@@ -110,6 +111,11 @@ def run_rectify(args) -> int:
                                   "n": int(len(rows))}
     card = bundle.model_card + (f"\n## Rectifier refit\nTemperature and rectifier refit on {len(rows)} labelled patients of "
                                 f"`{Path(args.dataset).name}` ({args.split} split); network weights unchanged from {bundle.model_id}.\n")
-    out = save_bundle(args.out, bundle.model, temperature, rectifiers, bundle.dataset, bundle.encoders, metrics, card)
+    if Path(args.out).resolve() == Path(args.bundle).resolve():
+        raise ValueError("--out must differ from the bundle being refit (the original is kept)")
+    extra = {name: (bundle.root / name).read_bytes() for name in bundle.files if name.startswith("encoders/")
+             or name in ("reference.safetensors", "training_log.jsonl")}
+    out = save_bundle(args.out, bundle.model, temperature, rectifiers, bundle.dataset, bundle.encoders, metrics, card,
+                      extra_files=extra, overwrite=args.overwrite)
     print(json.dumps({"bundle": str(out), "n_fit": int(len(rows))}, indent=2))
     return 0
