@@ -33,12 +33,16 @@ chest X-ray, discharge summary, radiology report) when modalities are **missing 
 explains each prediction, following *Causal Representation Learning from Multimodal Clinical Records
 under Non-Random Modality Missingness* (EMNLP 2025).
 
-**Available now**
+**Available now (command line, `python -m mmnar_core --help`)**
 - the canonical data model and on-disk dataset format (`docs/data_format.md`);
-- the synthetic MMNAR cohort with ground truth: `python -m mmnar_core synth --n 2000 --seed 0 --out data/demo`.
+- the synthetic MMNAR cohort with ground truth (`synth`), real-format loaders for MIMIC-IV, eICU,
+  UCI diabetes-130 and COVID-CXR (`build`);
+- image, text and tabular encoders with a resumable embedding cache (`embed`);
+- the MMNAR model with reconstruction + contrastive training, the pattern rectifier, honest evaluation,
+  baselines and ablations (`train`, `evaluate`, `rectify`, `benchmark-models`);
+- the predictor interface with what-if over modalities and modality Shapley values (`docs/predictor.md`).
 
-**Coming next**: loaders for MIMIC-IV, eICU, UCI diabetes-130; encoders; the MMNAR model with its
-rectifier; explanations; the patient page, model card and saved assessments.
+**Coming next**: attributions within each modality; the patient page, model card and saved assessments.
 """
 )
 st.subheader("Clinician policies in the simulator")
