@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "encoders": "mmnar_core.encoders.bench:bench_encoders",
     "loaders_scaleup": "mmnar_core.loaders.scaleup:bench_loaders_scaleup",
     "training": "mmnar_core.training.bench:bench_training",
+    "explain": "mmnar_core.explain.bench:bench_explain",
 }
 
 DEFAULT_RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results.json"

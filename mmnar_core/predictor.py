@@ -179,6 +179,16 @@ class Predictor:
         return WhatIfResult(record.patient_id, list(tasks), [names[m] for m in result.available], subsets, shapley, absent)
 
 
+    def explain(self, record: PatientRecord, tasks: list[str] | None = None, settings=None,
+                include_what_if: bool = True, modalities: list[str] | None = None):
+        """Prediction, what-if and Captum attributions within each available modality, as one serialisable
+        `Explanation` (mmnar_core.explain.explanation; cache it by `.cache_key`). `tasks` limits the
+        attributions to some outcomes (the cost of the note attributions grows with their number);
+        `settings` is an AttributionSettings (step counts, output probability or logit)."""
+        from mmnar_core.explain.explanation import explain
+
+        return explain(self, record, tasks, settings, include_what_if, modalities)
+
 def _encoder_config(bundle: Bundle, encoder_id: str) -> dict:
     path = bundle.root / "encoders" / encoder_id / "encoder.json"
     if not path.is_file():

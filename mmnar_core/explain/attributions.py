@@ -1,0 +1,573 @@
+"""Captum attributions within each modality, end to end: raw input -> encoder -> MMNAR fusion -> task
+head -> temperature scaling -> pattern rectifier (docs/explanations.md).
+
+What is attributed (`AttributionSettings.output`): by default the patient's **rectified, calibrated
+risk** sigmoid(logit_t / T_t + offset_t[pattern]), i.e. the number `Predictor.predict` shows, so every
+attribution is in units of risk (probability). The other modalities stay fixed at the patient's own
+embeddings and the availability pattern is the patient's, so the rectifier offset is the patient's; it
+is a constant logit shift, which matters in probability space (it changes the slope of the sigmoid) but
+cancels in logit space (`output="logit"`).
+
+- structured: Integrated Gradients on the encoded tabular vector. Baseline: the all-zero encoded
+  vector, which is the training-median patient (robust scaling maps the training median to 0), with
+  binary features at 0, no category set, and every missing indicator off. Attributions of a feature's
+  encoded columns (value + missing indicator, or its one-hot columns) are summed to one value.
+- image: Integrated Gradients on the model-input pixels (after the differentiable pad + resize; a black
+  image is the baseline) plus Layer Grad-CAM on the CNN's last convolutional block, both mapped back to
+  the original image geometry (padding removed, bilinear resize) as float heatmaps.
+- notes: Layer Integrated Gradients on the transformer's word-embedding layer, all windows of a note in
+  one row (`NoteForward`); baseline = [PAD] at every content token (special tokens and positions kept);
+  token scores are summed over the windows that hold the token, then over the words of the cleaned
+  note, and each word is mapped to its character span in the ORIGINAL note (`text_spans`).
+
+Integrated Gradients use Gauss-Legendre quadrature (Captum's default); the convergence delta
+(sum of attributions - (f(x) - f(baseline))) is returned per task.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import time
+from dataclasses import dataclass, field, fields
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmnar_core.patterns import encode_pattern
+from mmnar_core.schema import FeatureKind
+
+OUTPUTS = ("probability", "logit")
+
+
+class AttributionError(ValueError):
+    """An attribution cannot be computed as asked (e.g. unknown task, modality not available)."""
+
+
+# --------------------------------------------------------------------------- settings and plain data
+@dataclass(frozen=True)
+class AttributionSettings:
+    """Step counts are modest on purpose: on a 2-core CPU the note transformer dominates the cost
+    (n_steps forward + backward passes over every window of the note), and 16 Gauss-Legendre steps
+    keep the convergence delta small on this model (see docs/explanations.md for measured deltas)."""
+
+    output: str = "probability"  # or "logit" (the rectified, calibrated logit)
+    tabular_steps: int = 64
+    image_steps: int = 32
+    text_steps: int = 16
+    image_gradcam: bool = True
+    max_heatmap_side: int = 1024  # heatmaps of larger images are returned at this longest side
+    windows_per_batch: int = 8  # transformer windows per forward pass inside Layer IG
+    smooth_sigma: float = 2.0  # model-input pixels; Gaussian smoothing of |IG| for the peak
+
+    def __post_init__(self) -> None:
+        if self.output not in OUTPUTS:
+            raise AttributionError(f"output {self.output!r} is not accepted (accepted: {', '.join(OUTPUTS)})")
+        for name in ("tabular_steps", "image_steps", "text_steps", "max_heatmap_side", "windows_per_batch"):
+            if int(getattr(self, name)) < 1:
+                raise AttributionError(f"{name} must be >= 1")
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "AttributionSettings":
+        return cls(**data)
+
+
+class HeatMap:
+    """A 2-D float map stored as float16 values normalised to [-1, 1] times a float64 scale, so it
+    serialises compactly (base64) and round-trips exactly. `array()` gives float32 values."""
+
+    def __init__(self, values: np.ndarray, scale: float):
+        self.values = np.asarray(values, dtype=np.float16)
+        self.scale = float(scale)
+
+    @classmethod
+    def from_array(cls, array: np.ndarray) -> "HeatMap":
+        array = np.asarray(array, dtype=np.float64)
+        scale = float(np.abs(array).max()) if array.size else 0.0
+        return cls(array / scale if scale > 0 else np.zeros_like(array), scale)
+
+    def array(self) -> np.ndarray:
+        return self.values.astype(np.float32) * np.float32(self.scale)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.values.shape)
+
+    def to_dict(self) -> dict:
+        data = base64.b64encode(np.ascontiguousarray(self.values).astype("<f2").tobytes()).decode("ascii")
+        return {"dtype": "float16", "shape": list(self.values.shape), "scale": self.scale, "data": data}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "HeatMap":
+        values = np.frombuffer(base64.b64decode(data["data"]), dtype="<f2").reshape(data["shape"])
+        return cls(values.astype(np.float16), float(data["scale"]))
+
+    def __eq__(self, other) -> bool:
+        return (isinstance(other, HeatMap) and self.scale == other.scale and self.values.shape == other.values.shape
+                and self.values.tobytes() == other.values.tobytes())
+
+    def __repr__(self) -> str:
+        return f"HeatMap(shape={self.shape}, scale={self.scale:.3g})"
+
+
+class _Plain:
+    """to_dict / from_dict for the dataclasses below (nested lists of them and HeatMap dicts)."""
+
+    _nested: dict[str, type] = {}
+    _heatmaps: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in self._nested:
+                value = [v.to_dict() for v in value]
+            elif f.name in self._heatmaps:
+                value = {k: v.to_dict() for k, v in value.items()}
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        kwargs = {}
+        for f in fields(cls):
+            value = data[f.name]
+            if f.name in cls._nested:
+                value = [cls._nested[f.name].from_dict(v) for v in value]
+            elif f.name in cls._heatmaps:
+                value = {k: HeatMap.from_dict(v) for k, v in value.items()}
+            kwargs[f.name] = value
+        return cls(**kwargs)
+
+
+@dataclass
+class IGSummary(_Plain):
+    """Per task: f(input), f(baseline) and Captum's convergence delta (sum(attr) - (f(x) - f(b)))."""
+
+    value: dict[str, float]
+    baseline_value: dict[str, float]
+    delta: dict[str, float]
+
+
+@dataclass
+class FeatureAttribution(_Plain):
+    feature: str
+    value: Any  # the patient's raw value (None = not measured)
+    unit: str | None
+    missing: bool
+    attribution: dict[str, float]  # task -> sum over the feature's encoded columns
+
+
+@dataclass
+class TabularAttribution(_Plain):
+    modality: str
+    method: str
+    output: str
+    baseline: str
+    n_steps: int
+    features: list[FeatureAttribution]
+    summary: IGSummary
+    _nested = {"features": FeatureAttribution}
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        out["summary"] = self.summary.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TabularAttribution":
+        data = dict(data, summary=IGSummary.from_dict(data["summary"]))
+        return super().from_dict(data)
+
+
+@dataclass
+class ImageAttribution(_Plain):
+    modality: str
+    method: str
+    output: str
+    baseline: str
+    n_steps: int
+    image_shape: list[int]  # original (H, W)
+    heatmap_shape: list[int]  # (H, W) of the maps (== image_shape unless the image is larger than the cap)
+    integrated_gradients: dict[str, HeatMap]  # task -> signed IG per pixel (model-input pixels, resized)
+    gradcam: dict[str, HeatMap]  # task -> ReLU(Grad-CAM), resized (empty when disabled)
+    peak: dict[str, list[int]]  # task -> (row, col) in original pixels of the smoothed |IG| maximum
+    gradcam_peak: dict[str, list[int] | None]
+    summary: IGSummary
+    _heatmaps = ("integrated_gradients", "gradcam")
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        out["summary"] = self.summary.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ImageAttribution":
+        return super().from_dict(dict(data, summary=IGSummary.from_dict(data["summary"])))
+
+
+@dataclass
+class WordAttribution(_Plain):
+    text: str  # the ORIGINAL text of the word's span
+    start: int  # [start, end) in the original note (code points)
+    end: int
+    attribution: dict[str, float]
+
+
+@dataclass
+class TextAttribution(_Plain):
+    modality: str
+    method: str
+    output: str
+    baseline: str
+    n_steps: int
+    n_tokens: int
+    n_windows: int
+    words: list[WordAttribution]
+    other: dict[str, float]  # task -> attribution of tokens outside every word (punctuation)
+    summary: IGSummary
+    _nested = {"words": WordAttribution}
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        out["summary"] = self.summary.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TextAttribution":
+        return super().from_dict(dict(data, summary=IGSummary.from_dict(data["summary"])))
+
+    def top_words(self, task: str, k: int = 10, absolute: bool = True) -> list[WordAttribution]:
+        key = (lambda w: abs(w.attribution[task])) if absolute else (lambda w: w.attribution[task])
+        return sorted(self.words, key=key, reverse=True)[:k]
+
+
+# --------------------------------------------------------------------------- the differentiable path
+class RiskHead(nn.Module):
+    """Modality embeddings -> (B, T) rectified calibrated risk (or logit) for ONE patient's pattern.
+
+    forward(replace) takes {modality index: (B, dim) tensor}; every other modality is the patient's own
+    embedding, broadcast to B rows. Absent modalities stay absent (the model's exact missing path)."""
+
+    def __init__(self, predictor, vectors: dict[str, np.ndarray], output: str = "probability"):
+        super().__init__()
+        inputs, availability = predictor._tensors(vectors)
+        self.model = predictor.bundle.model.eval()
+        self.inputs = [x.float() for x in inputs]
+        self.availability_np = availability
+        self.availability = torch.from_numpy(availability).unsqueeze(0).to(predictor.device)
+        self.pattern = int(encode_pattern(availability))
+        tasks = list(predictor.config.tasks)
+        device = predictor.device
+        self.temperature = torch.tensor(np.asarray(predictor.bundle.temperature.temperatures, dtype=np.float32), device=device)
+        self.offset = torch.tensor([float(predictor.bundle.rectifiers[t].offset[self.pattern]) for t in tasks],
+                                   dtype=torch.float32, device=device)
+        self.output = output
+
+    def forward(self, replace: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
+        replace = replace or {}
+        rows = next(iter(replace.values())).shape[0] if replace else 1
+        inputs = [replace[i] if i in replace else x.expand(rows, -1) for i, x in enumerate(self.inputs)]
+        logits = self.model(inputs, self.availability.expand(rows, -1))
+        z = logits / self.temperature + self.offset
+        return torch.sigmoid(z) if self.output == "probability" else z
+
+
+def _summary(tasks: Sequence[str], value: torch.Tensor, base: torch.Tensor, delta: torch.Tensor) -> IGSummary:
+    return IGSummary({t: float(v) for t, v in zip(tasks, value)}, {t: float(v) for t, v in zip(tasks, base)},
+                     {t: float(d) for t, d in zip(tasks, delta)})
+
+
+def _plain_value(value):
+    if value is None:
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# --------------------------------------------------------------------------- structured
+TABULAR_BASELINE = ("the training-median patient: the all-zero encoded vector (numeric features at their training "
+                    "median, binary features 0, no category set, every missing indicator off)")
+
+
+def feature_columns(encoder) -> list[tuple[Any, list[int]]]:
+    """(FeatureSpec, its column indices in the encoded vector), in `encoder.output_names` order."""
+    groups, column = [], 0
+    for f in encoder.features:
+        if f.kind is FeatureKind.CATEGORICAL:
+            width = len(f.categories) + 1
+        else:
+            width = 2 if encoder.config.missing_indicators else 1
+        groups.append((f, list(range(column, column + width))))
+        column += width
+    if column != encoder.dim:
+        raise AttributionError("tabular encoder columns do not match its output names")
+    return groups
+
+
+def attribute_tabular(head: RiskHead, index: int, modality: str, encoder, values: dict, task_ids: list[int],
+                      tasks: list[str], settings: AttributionSettings) -> TabularAttribution:
+    from captum.attr import IntegratedGradients
+
+    x = head.inputs[index]
+    rows = len(task_ids)
+    inputs = x.expand(rows, -1).clone()
+    baseline = torch.zeros_like(inputs)
+    ig = IntegratedGradients(lambda v: head({index: v}))
+    attr, delta = ig.attribute(inputs, baselines=baseline, target=task_ids, n_steps=settings.tabular_steps,
+                               return_convergence_delta=True)
+    with torch.no_grad():
+        value = head({index: x})[0, task_ids]
+        base = head({index: torch.zeros_like(x)})[0, task_ids]
+    attr = attr.detach().double().cpu().numpy()
+    features = []
+    for spec, columns in feature_columns(encoder):
+        raw = _plain_value(values.get(spec.name))
+        features.append(FeatureAttribution(spec.name, raw, spec.unit, raw is None,
+                                           {t: float(attr[r, columns].sum()) for r, t in enumerate(tasks)}))
+    return TabularAttribution(modality, "IntegratedGradients", settings.output, TABULAR_BASELINE, settings.tabular_steps,
+                              features, _summary(tasks, value, base, delta))
+
+
+# --------------------------------------------------------------------------- image
+IMAGE_BASELINE = "a black image (all pixels 0) in the model's input space"
+
+
+@dataclass
+class ImageCase:
+    """What the faithfulness code needs beyond the public result."""
+
+    model_input: torch.Tensor  # (1, 1, S, S), normalised
+    ig: np.ndarray  # (T, S, S) signed IG in model-input space
+    baseline_value: float  # the normalised value of a black pixel
+    forward: Any
+
+
+def _geometry(height: int, width: int, max_side: int) -> tuple[int, int, int, int, int]:
+    side = max(height, width)
+    ratio = min(1.0, max_side / side)
+    side_r = max(1, round(side * ratio))
+    h, w = max(1, round(height * ratio)), max(1, round(width * ratio))
+    top, left = round((side - height) // 2 * ratio), round((side - width) // 2 * ratio)
+    return side_r, h, w, min(top, side_r - h), min(left, side_r - w)
+
+
+def to_image_geometry(maps: torch.Tensor, height: int, width: int, max_side: int = 10**9) -> np.ndarray:
+    """(T, S, S) maps in model-input space -> (T, h, w) on the original image (padding removed)."""
+    side_r, h, w, top, left = _geometry(height, width, max_side)
+    up = F.interpolate(maps[:, None].float(), size=(side_r, side_r), mode="bilinear", align_corners=False)[:, 0]
+    return up[:, top:top + h, left:left + w].cpu().numpy()
+
+
+def input_to_image(row: float, col: float, size: int, height: int, width: int) -> list[int]:
+    """A model-input pixel centre -> (row, col) in original image pixels."""
+    side = max(height, width)
+    top, left = (side - height) // 2, (side - width) // 2
+    r = (row + 0.5) * side / size - 0.5 - top
+    c = (col + 0.5) * side / size - 0.5 - left
+    return [int(min(max(round(r), 0), height - 1)), int(min(max(round(c), 0), width - 1))]
+
+
+def _gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    if sigma <= 0:
+        return maps
+    radius = max(1, int(3 * sigma))
+    grid = torch.arange(-radius, radius + 1, dtype=maps.dtype, device=maps.device)
+    kernel = torch.exp(-grid**2 / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    x = maps[:, None]
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
+    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
+    return x[:, 0]
+
+
+def attribute_image(head: RiskHead, index: int, modality: str, embedder, pixels: np.ndarray, task_ids: list[int],
+                    tasks: list[str], settings: AttributionSettings) -> tuple[ImageAttribution, ImageCase]:
+    from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam
+
+    from mmnar_core.encoders.image_preprocess import to_model_input
+
+    encoder = embedder.encoder
+    x = to_model_input([pixels], embedder.preprocess).to(head.availability.device)
+    height, width = pixels.shape
+    size = x.shape[-1]
+    black = -embedder.preprocess.mean / embedder.preprocess.std
+
+    def forward(images: torch.Tensor) -> torch.Tensor:
+        return head({index: encoder(images)})
+
+    rows = len(task_ids)
+    inputs = x.expand(rows, -1, -1, -1).clone()
+    baseline = torch.full_like(inputs, black)
+    ig = IntegratedGradients(forward)
+    attr, delta = ig.attribute(inputs, baselines=baseline, target=task_ids, n_steps=settings.image_steps,
+                               internal_batch_size=max(settings.image_steps, 8), return_convergence_delta=True)
+    with torch.no_grad():
+        value = forward(x)[0, task_ids]
+        base = forward(baseline[:1])[0, task_ids]
+    ig_maps = attr.detach()[:, 0]  # (T, S, S)
+    smooth = _gaussian_blur(ig_maps.abs(), settings.smooth_sigma)
+    peaks = {}
+    for r, task in enumerate(tasks):
+        flat = int(torch.argmax(smooth[r]))
+        peaks[task] = input_to_image(flat // size, flat % size, size, height, width)
+    ig_image = to_image_geometry(ig_maps, height, width, settings.max_heatmap_side)
+    cams, cam_peaks = {}, {}
+    if settings.image_gradcam:
+        cam = LayerGradCam(forward, encoder.gradcam_layer).attribute(inputs, target=task_ids, relu_attributions=True)
+        cam = LayerAttribution.interpolate(cam.detach(), (size, size), interpolate_mode="bilinear")[:, 0]
+        cam_image = to_image_geometry(cam, height, width, settings.max_heatmap_side)
+        for r, task in enumerate(tasks):
+            cams[task] = HeatMap.from_array(cam_image[r])
+            if float(cam[r].max()) > 0:
+                flat = int(torch.argmax(cam[r]))
+                cam_peaks[task] = input_to_image(flat // size, flat % size, size, height, width)
+            else:
+                cam_peaks[task] = None
+    result = ImageAttribution(
+        modality, "IntegratedGradients" + ("+LayerGradCam" if settings.image_gradcam else ""), settings.output,
+        IMAGE_BASELINE, settings.image_steps, [height, width], list(ig_image.shape[1:]),
+        {t: HeatMap.from_array(ig_image[r]) for r, t in enumerate(tasks)}, cams, peaks, cam_peaks,
+        _summary(tasks, value, base, delta))
+    return result, ImageCase(x, ig_maps.cpu().numpy(), float(black), forward)
+
+
+# --------------------------------------------------------------------------- notes
+TEXT_BASELINE = "[PAD] at every content token of the note (special tokens, positions and attention mask kept)"
+
+
+@dataclass
+class TextCase:
+    """What the faithfulness code needs beyond the public result."""
+
+    ids: torch.Tensor  # (1, W*L)
+    mask: torch.Tensor
+    weights: torch.Tensor
+    positions: torch.Tensor  # (W*L,) note token index per slot (-1 special / padding)
+    token_word: list[int]
+    pad_id: int
+    forward: Any  # (ids, mask, weights) -> (B, T)
+
+
+def attribute_text(head: RiskHead, index: int, modality: str, embedder, note: str, task_ids: list[int],
+                   tasks: list[str], settings: AttributionSettings, where: str = "note") -> tuple[TextAttribution, TextCase]:
+    from captum.attr import LayerIntegratedGradients
+
+    from mmnar_core.encoders.text_encoder import NoteForward
+    from mmnar_core.explain.text_spans import clean_with_offsets, token_offsets, word_map
+
+    config = embedder.config
+    tracked = clean_with_offsets(note, config.cleaner, config.max_chars, where)
+    original = note.decode("utf-8") if isinstance(note, (bytes, bytearray)) else note
+    windows = embedder.windower([tracked.text])
+    offsets = token_offsets(embedder.tokenizer, tracked.text)
+    if len(offsets) != windows.n_tokens[0]:
+        raise AttributionError(f"{where}: tokenizer offsets ({len(offsets)}) do not match the note's tokens "
+                               f"({windows.n_tokens[0]})")
+    words = word_map(tracked, original, offsets)
+    device = head.availability.device
+    n_windows, length = windows.input_ids.shape
+    note_forward = NoteForward(embedder.encoder, length).eval()
+    ids, mask, weights = (t.to(device) for t in NoteForward.flatten(windows))
+    positions = windows.positions.reshape(-1).to(device)
+    pad = int(embedder.tokenizer.pad_token_id or 0)
+    baseline = torch.where(positions.unsqueeze(0) >= 0, torch.full_like(ids, pad), ids)
+
+    def forward(i, m, w):
+        return head({index: note_forward(i, m, w)})
+
+    lig = LayerIntegratedGradients(forward, embedder.encoder.model.get_input_embeddings())
+    token_scores, deltas = [], []
+    for task_id in task_ids:
+        attr, delta = lig.attribute(ids, baselines=baseline, additional_forward_args=(mask, weights), target=task_id,
+                                    n_steps=settings.text_steps,
+                                    internal_batch_size=max(1, settings.windows_per_batch // n_windows),
+                                    return_convergence_delta=True)
+        token_scores.append(NoteForward.token_scores(windows, attr.detach().sum(-1)[0].cpu()).double().numpy())
+        deltas.append(float(delta))
+    with torch.no_grad():
+        value = forward(ids, mask, weights)[0, task_ids]
+        base = forward(baseline, mask, weights)[0, task_ids]
+    scores = np.stack(token_scores)  # (T, n_tokens)
+    owner = np.asarray(words.token_word)
+    word_scores = np.zeros((len(tasks), len(words.words)))
+    inside = owner >= 0
+    for r in range(len(tasks)):
+        np.add.at(word_scores[r], owner[inside], scores[r, inside])
+    result = TextAttribution(
+        modality, "LayerIntegratedGradients", settings.output, TEXT_BASELINE, settings.text_steps,
+        int(windows.n_tokens[0]), int(n_windows),
+        [WordAttribution(text, int(a), int(b), {t: float(word_scores[r, w]) for r, t in enumerate(tasks)})
+         for w, (text, (a, b)) in enumerate(zip(words.words, words.spans))],
+        {t: float(scores[r, ~inside].sum()) for r, t in enumerate(tasks)},
+        _summary(tasks, value, base, torch.tensor(deltas)))
+    return result, TextCase(ids, mask, weights, positions, words.token_word, pad, forward)
+
+
+# --------------------------------------------------------------------------- one patient, all modalities
+@dataclass
+class ModalityAttributions:
+    tabular: list[TabularAttribution] = field(default_factory=list)
+    images: list[ImageAttribution] = field(default_factory=list)
+    texts: list[TextAttribution] = field(default_factory=list)
+    cases: dict[str, Any] = field(default_factory=dict)  # modality -> ImageCase / TextCase (not serialised)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def task_indices(predictor, tasks: Sequence[str] | None) -> tuple[list[int], list[str]]:
+    names = list(predictor.config.tasks)
+    if tasks is None:
+        return list(range(len(names))), names
+    unknown = [t for t in tasks if t not in names]
+    if unknown or not tasks:
+        raise AttributionError(f"unknown or no task(s) {list(unknown)} (accepted: {', '.join(names)})")
+    chosen = [t for t in names if t in set(tasks)]
+    return [names.index(t) for t in chosen], chosen
+
+
+def attribute_record(predictor, record, vectors: dict[str, np.ndarray], tasks: Sequence[str] | None = None,
+                     settings: AttributionSettings = AttributionSettings(),
+                     modalities: Sequence[str] | None = None) -> ModalityAttributions:
+    """Attributions within every available modality of one patient (or those in `modalities`)."""
+    from mmnar_core.schema import ModalityKind
+
+    task_ids, task_names = task_indices(predictor, tasks)
+    head = RiskHead(predictor, vectors, settings.output)
+    out = ModalityAttributions()
+    names = list(predictor.config.modalities)
+    kinds = {m.name: m.kind for m in predictor.modalities}
+    wanted = set(names if modalities is None else modalities)
+    with torch.enable_grad():
+        for index, name in enumerate(names):
+            if name not in vectors or name not in wanted:
+                continue
+            started = time.perf_counter()
+            kind = kinds[name]
+            if kind is ModalityKind.TABULAR:
+                encoder = predictor.encoder.tabular[name]
+                out.tabular.append(attribute_tabular(head, index, name, encoder, record.structured, task_ids,
+                                                     task_names, settings))
+            elif kind is ModalityKind.IMAGE:
+                embedder = predictor.encoder.image
+                pixels = embedder.decode(record.images[name])
+                result, case = attribute_image(head, index, name, embedder, pixels, task_ids, task_names, settings)
+                out.images.append(result)
+                out.cases[name] = case
+            else:
+                embedder = predictor.encoder.text
+                result, case = attribute_text(head, index, name, embedder, record.texts[name], task_ids, task_names,
+                                              settings, f"{name} of {record.patient_id}")
+                out.texts.append(result)
+                out.cases[name] = case
+            out.timings[name] = round(time.perf_counter() - started, 4)
+    out.cases["_head"] = head
+    return out

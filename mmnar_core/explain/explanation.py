@@ -1,0 +1,160 @@
+"""`Explanation`: everything the app, the database and a model server need about one patient, as one
+serialisable object: the prediction, the what-if over modality subsets (with modality Shapley values
+and the value of absent modalities) and the attributions within each modality.
+
+`to_dict()` gives plain JSON types (heatmaps as base64 float16 with shape and scale) and
+`from_dict(json.loads(json.dumps(e.to_dict()))) == e` holds exactly. `input_hash` is the sha256 of the
+canonical content of the record's inputs (structured values, note texts, image file bytes; not the
+patient id, not the labels); `cache_key` adds the model id, the tasks and the attribution settings, so a
+cache keyed on it never serves an explanation computed differently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Sequence
+
+from mmnar_core.explain.attributions import (
+    AttributionSettings,
+    ImageAttribution,
+    TabularAttribution,
+    TextAttribution,
+    attribute_record,
+)
+
+FORMAT = "mmnar-explanation/1"
+
+
+def _canonical_value(value):
+    if value is None:
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float):
+        return None if not math.isfinite(value) else float(value)
+    if isinstance(value, bool) or isinstance(value, int):
+        return float(value) if not isinstance(value, bool) else value
+    return str(value)
+
+
+def _image_digest(source) -> str:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    elif hasattr(source, "read"):
+        position = source.tell() if hasattr(source, "tell") else None
+        data = source.read()
+        if position is not None:
+            source.seek(position)
+    else:
+        data = Path(source).read_bytes()
+    return hashlib.sha256(data).hexdigest()
+
+
+def input_hash(record) -> str:
+    """sha256 of the canonical content of a record's inputs: structured values (numbers as floats, so
+    70 and 70.0 hash alike; NaN as missing), note texts exactly as given, and image file bytes."""
+    content = {
+        "structured": {k: _canonical_value(v) for k, v in sorted(record.structured.items())},
+        "texts": {k: (v.decode("utf-8") if isinstance(v, (bytes, bytearray)) else v)
+                  for k, v in sorted(record.texts.items()) if v is not None},
+        "images": {k: _image_digest(v) for k, v in sorted(record.images.items()) if v is not None},
+    }
+    text = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def cache_key(record_hash: str, model_id: str, tasks: Sequence[str], settings: AttributionSettings,
+              include_what_if: bool = True) -> str:
+    text = json.dumps({"input": record_hash, "model": model_id, "tasks": list(tasks), "settings": settings.to_dict(),
+                       "what_if": include_what_if, "format": FORMAT}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Explanation:
+    format: str
+    input_hash: str
+    cache_key: str
+    model_id: str
+    patient_id: str
+    tasks: list[str]  # tasks the attributions were computed for
+    settings: dict
+    prediction: dict  # Prediction.to_dict()
+    what_if: dict | None  # WhatIfResult.to_dict()
+    tabular: list[TabularAttribution]
+    images: list[ImageAttribution]
+    texts: list[TextAttribution]
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per part (not part of the content)
+    notes: list[str] = field(default_factory=list)
+
+    _nested = {"tabular": TabularAttribution, "images": ImageAttribution, "texts": TextAttribution}
+
+    def to_dict(self) -> dict:
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = [v.to_dict() for v in value] if f.name in self._nested else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Explanation":
+        if data.get("format") != FORMAT:
+            raise ValueError(f"not an explanation of format {FORMAT!r} (got {data.get('format')!r})")
+        kwargs = {}
+        for f in fields(cls):
+            value = data[f.name]
+            kwargs[f.name] = [cls._nested[f.name].from_dict(v) for v in value] if f.name in cls._nested else value
+        return cls(**kwargs)
+
+    def to_json(self, **kwargs) -> str:
+        return json.dumps(self.to_dict(), allow_nan=False, ensure_ascii=False, **kwargs)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Explanation":
+        return cls.from_dict(json.loads(text))
+
+    def modality(self, name: str):
+        for item in (*self.tabular, *self.images, *self.texts):
+            if item.modality == name:
+                return item
+        raise KeyError(f"no attributions for modality {name!r} in this explanation")
+
+
+NOTES = [
+    "Attributions are in units of the rectified, calibrated risk unless settings.output is 'logit'.",
+    "Each modality is attributed with the others fixed at the patient's values and the patient's "
+    "missingness pattern; the modality-level contributions are the Shapley values in what_if.",
+    "The demo model is trained on synthetic patients: explanations describe the model, not medicine.",
+]
+
+
+def explain(predictor, record, tasks: Sequence[str] | None = None, settings: AttributionSettings | None = None,
+            include_what_if: bool = True, modalities: Sequence[str] | None = None) -> Explanation:
+    """Prediction, what-if and per-modality attributions of one patient (the body of Predictor.explain)."""
+    settings = settings or AttributionSettings()
+    timings = {}
+    started = time.perf_counter()
+    digest = input_hash(record)
+    vectors = predictor.encode(record)  # every encoder runs once; predict and what_if reuse the vectors
+    timings["encode"] = time.perf_counter() - started
+    clock = time.perf_counter()
+    prediction = predictor.predict(record, vectors)
+    timings["predict"] = time.perf_counter() - clock
+    what = None
+    if include_what_if:
+        clock = time.perf_counter()
+        what = predictor.what_if(record, vectors).to_dict()
+        timings["what_if"] = time.perf_counter() - clock
+    attributions = attribute_record(predictor, record, vectors, tasks, settings, modalities)
+    task_names = list(predictor.config.tasks) if tasks is None else [t for t in predictor.config.tasks if t in set(tasks)]
+    timings.update({f"attribute_{k}": v for k, v in attributions.timings.items()})
+    timings["total"] = time.perf_counter() - started
+    timings = {k: round(float(v), 4) for k, v in timings.items()}
+    return Explanation(FORMAT, digest, cache_key(digest, predictor.model_id, task_names, settings, include_what_if),
+                       predictor.model_id, str(record.patient_id), task_names, settings.to_dict(), prediction.to_dict(),
+                       what, attributions.tabular, attributions.images, attributions.texts, timings, list(NOTES))

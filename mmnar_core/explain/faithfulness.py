@@ -1,0 +1,233 @@
+"""Faithfulness of the within-modality attributions on a synthetic cohort's ground truth.
+
+- pointing game (image): for patients with an X-ray and at least one drawn finding, the fraction whose
+  attribution peak (smoothed |IG|, and separately the Grad-CAM maximum) falls inside the union of the
+  true finding masks (truth/image_findings.parquet). Issue goal >= 0.8.
+- signal words (notes): for notes with at least one signal phrase (truth/text_spans.parquet, any
+  assertion: affirmed, negated and hedged phrases all carry the concept), the fraction where a word
+  overlapping a signal phrase is among the 10 words with the largest |attribution|. Reported with the
+  chance rate of 10 words drawn at random. Issue goal >= 0.8.
+- deletion test: remove the top-attributed 10% of structured features (set to the IG baseline) / image
+  area (8x8-pixel blocks of the model input set to black) / words (their tokens set to [PAD]) and the
+  same number chosen at random; report the mean |risk change| of both and how often top beats random.
+
+Run: `python -m mmnar_core.explain.faithfulness BUNDLE DATASET [--split test] [--max-patients N]
+[--tasks a,b] [--modalities ...] [--out figures.json]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mmnar_core.explain.attributions import AttributionSettings, attribute_record, task_indices
+
+TOP_WORDS = 10
+DELETE_FRACTION = 0.10
+BLOCK = 8  # image deletion unit, in model-input pixels
+
+
+def _mask(root: Path, paths: Sequence[str], shape: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    union = np.zeros(shape, dtype=bool)
+    for path in paths:
+        with Image.open(root / path) as image:
+            mask = image.convert("L")
+            if mask.size != (shape[1], shape[0]):
+                mask = mask.resize((shape[1], shape[0]), Image.NEAREST)
+            union |= np.asarray(mask) > 127
+    return union
+
+
+def chance_hit_rate(n_words: int, n_signal: int, k: int = TOP_WORDS) -> float:
+    """P(at least one of k words drawn without replacement from n_words overlaps a signal phrase)."""
+    if n_words <= 0 or n_signal <= 0:
+        return 0.0
+    k = min(k, n_words)
+    if n_words - n_signal < k:
+        return 1.0
+    return 1.0 - math.comb(n_words - n_signal, k) / math.comb(n_words, k)
+
+
+def _count(k_fraction: float, n: int) -> int:
+    return max(1, int(math.ceil(k_fraction * n))) if n else 0
+
+
+def _risk(head_or_forward, *args) -> np.ndarray:
+    with torch.no_grad():
+        return head_or_forward(*args).float().cpu().numpy()
+
+
+def evaluate_faithfulness(predictor, dataset, split: str = "test", tasks: Sequence[str] | None = None,
+                          max_patients: int | None = None, settings: AttributionSettings | None = None,
+                          modalities: Sequence[str] | None = None, seed: int = 0, progress: bool = False) -> dict:
+    """Faithfulness figures on one split of a synthetic dataset (needs its truth/ tables)."""
+    settings = settings or AttributionSettings()
+    task_ids, task_names = task_indices(predictor, tasks)
+    rng = np.random.default_rng(seed)
+    root = Path(dataset.root)
+    findings = pd.read_parquet(root / "truth" / "image_findings.parquet")
+    spans = pd.read_parquet(root / "truth" / "text_spans.parquet")
+    finding_paths = findings.groupby("patient_id")["mask_path"].apply(list).to_dict()
+    span_groups = {key: list(zip(g["start"], g["end"])) for key, g in spans.groupby(["patient_id", "modality"])}
+    rows = np.arange(len(dataset)) if split == "all" else dataset.split_indices(split)
+    ids = dataset.patients["patient_id"].to_numpy()[rows]
+    if max_patients is not None:
+        ids = ids[:max_patients]
+
+    pointing = {t: [] for t in task_names}
+    pointing_cam = {t: [] for t in task_names}
+    words_hit: dict[str, dict[str, list]] = {}
+    words_chance: dict[str, list] = {}
+    deletion: dict[str, dict[str, list]] = {}
+
+    def record_deletion(modality: str, task: str, top: float, random: float) -> None:
+        deletion.setdefault(modality, {}).setdefault(task, []).append((top, random))
+
+    started = time.perf_counter()
+    for count, pid in enumerate(ids):
+        record = dataset.record(pid)
+        vectors = predictor.encode(record)
+        result = attribute_record(predictor, record, vectors, task_names, settings, modalities)
+        head = result.cases["_head"]
+        base_risk = _risk(head)[0]
+
+        for tab in result.tabular:  # structured deletion: features to the IG baseline (encoded zeros)
+            from mmnar_core.explain.attributions import feature_columns
+
+            index = predictor.config.modalities.index(tab.modality)
+            groups = feature_columns(predictor.encoder.tabular[tab.modality])
+            x = head.inputs[index]
+            k = _count(DELETE_FRACTION, len(groups))
+            for r, task in zip(task_ids, task_names):
+                scores = np.array([abs(f.attribution[task]) for f in tab.features])
+                chosen = {"top": np.argsort(-scores, kind="stable")[:k], "random": rng.choice(len(groups), k, replace=False)}
+                change = {}
+                for name, features in chosen.items():
+                    y = x.clone()
+                    for g in features:
+                        y[0, groups[g][1]] = 0.0
+                    change[name] = abs(float(_risk(head, {index: y})[0, r]) - float(base_risk[r]))
+                record_deletion(tab.modality, task, change["top"], change["random"])
+
+        for image in result.images:
+            case = result.cases[image.modality]
+            paths = finding_paths.get(pid, [])
+            if paths:
+                mask = _mask(root, paths, tuple(image.image_shape))
+                for task in task_names:
+                    row, col = image.peak[task]
+                    pointing[task].append(bool(mask[row, col]))
+                    peak = image.gradcam_peak.get(task) if image.gradcam_peak else None
+                    if settings.image_gradcam:
+                        pointing_cam[task].append(bool(peak is not None and mask[peak[0], peak[1]]))
+            size = case.model_input.shape[-1]
+            blocks = size // BLOCK
+            k = _count(DELETE_FRACTION, blocks * blocks)
+            for r, (task_id, task) in enumerate(zip(task_ids, task_names)):
+                block_scores = np.abs(case.ig[r][:blocks * BLOCK, :blocks * BLOCK]).reshape(
+                    blocks, BLOCK, blocks, BLOCK).sum(axis=(1, 3)).ravel()
+                chosen = {"top": np.argsort(-block_scores, kind="stable")[:k],
+                          "random": rng.choice(blocks * blocks, k, replace=False)}
+                change = {}
+                for name, picked in chosen.items():
+                    y = case.model_input.clone()
+                    for b in picked:
+                        i, j = divmod(int(b), blocks)
+                        y[..., i * BLOCK:(i + 1) * BLOCK, j * BLOCK:(j + 1) * BLOCK] = case.baseline_value
+                    change[name] = abs(float(_risk(case.forward, y)[0, task_id]) - float(base_risk[task_id]))
+                record_deletion(image.modality, task, change["top"], change["random"])
+
+        for text in result.texts:
+            case = result.cases[text.modality]
+            truth = span_groups.get((pid, text.modality), [])
+            overlaps = np.array([any(w.start < e and s < w.end for s, e in truth) for w in text.words], dtype=bool)
+            if truth and overlaps.any():
+                words_chance.setdefault(text.modality, []).append(chance_hit_rate(len(text.words), int(overlaps.sum())))
+            token_word = np.asarray(case.token_word)
+            positions = case.positions
+            k = _count(DELETE_FRACTION, len(text.words))
+            for task_id, task in zip(task_ids, task_names):
+                scores = np.array([abs(w.attribution[task]) for w in text.words])
+                order = np.argsort(-scores, kind="stable")
+                if truth and overlaps.any():
+                    words_hit.setdefault(text.modality, {}).setdefault(task, []).append(bool(overlaps[order[:TOP_WORDS]].any()))
+                chosen = {"top": order[:k], "random": rng.choice(len(text.words), k, replace=False)}
+                change = {}
+                for name, picked in chosen.items():
+                    tokens = torch.from_numpy(np.flatnonzero(np.isin(token_word, picked))).to(positions.device)
+                    slots = torch.isin(positions, tokens) & (positions >= 0)
+                    deleted = torch.where(slots.unsqueeze(0), torch.full_like(case.ids, case.pad_id), case.ids)
+                    change[name] = abs(float(_risk(case.forward, deleted, case.mask, case.weights)[0, task_id])
+                                       - float(base_risk[task_id]))
+                record_deletion(text.modality, task, change["top"], change["random"])
+        if progress:
+            print(f"[{count + 1}/{len(ids)}] {pid} {time.perf_counter() - started:.0f}s", file=sys.stderr)
+
+    def rate(values):
+        return {"rate": float(np.mean(values)) if values else None, "n": len(values)}
+
+    figures = {
+        "split": split, "n_patients": int(len(ids)), "tasks": task_names, "output": settings.output,
+        "settings": settings.to_dict(), "seconds": round(time.perf_counter() - started, 1),
+        "pointing_game_ig": {t: rate(v) for t, v in pointing.items()},
+        "pointing_game_gradcam": {t: rate(v) for t, v in pointing_cam.items()} if settings.image_gradcam else None,
+        "signal_word_top10": {m: {t: rate(v) for t, v in per.items()} for m, per in words_hit.items()},
+        "signal_word_top10_chance": {m: float(np.mean(v)) for m, v in words_chance.items()},
+        "deletion": {},
+    }
+    for modality, per in deletion.items():
+        figures["deletion"][modality] = {}
+        for task, pairs in per.items():
+            pairs = np.asarray(pairs)
+            figures["deletion"][modality][task] = {
+                "mean_abs_change_top": float(pairs[:, 0].mean()), "mean_abs_change_random": float(pairs[:, 1].mean()),
+                "top_beats_random": float((pairs[:, 0] > pairs[:, 1]).mean()), "n": int(len(pairs))}
+    return figures
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mmnar_core.explain.faithfulness", description=__doc__.split("\n")[0])
+    parser.add_argument("bundle", type=Path)
+    parser.add_argument("dataset", type=Path)
+    parser.add_argument("--split", default="test", help="train, val, test or all")
+    parser.add_argument("--max-patients", type=int, default=None)
+    parser.add_argument("--tasks", default=None, help="comma-separated tasks (default: all)")
+    parser.add_argument("--modalities", default=None, help="comma-separated modalities (default: all)")
+    parser.add_argument("--text-steps", type=int, default=AttributionSettings.text_steps)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+
+    from mmnar_core.dataset import load_dataset
+    from mmnar_core.predictor import Predictor
+
+    if not (args.dataset / "truth" / "image_findings.parquet").is_file():
+        print(f"error: {args.dataset} has no truth/ tables; faithfulness needs a synthetic dataset", file=sys.stderr)
+        return 2
+    predictor = Predictor.load(args.bundle, device=args.device)
+    dataset = load_dataset(args.dataset)
+    figures = evaluate_faithfulness(
+        predictor, dataset, args.split, args.tasks.split(",") if args.tasks else None, args.max_patients,
+        AttributionSettings(text_steps=args.text_steps), args.modalities.split(",") if args.modalities else None,
+        progress=not args.quiet)
+    text = json.dumps(figures, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,277 @@
+"""Captum attributions within each modality (mmnar_core.explain.attributions), the serialisable
+Explanation, span mapping back to the original note, and faithfulness metrics on a tiny synthetic cohort.
+
+The slow tests share one small bundle built with the real encoders (synth -> embed -> train, about a
+minute on 2 CPU cores). Faithfulness thresholds are lowered for CI (documented at the test): a tiny
+cohort and a model trained for seconds cannot reach the issue's 0.8 goals; the test checks the metrics
+are computed, well-formed and not worse than chance where chance is defined.
+"""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mmnar_core.encoders.text_clean import clean_note
+from mmnar_core.explain.attributions import AttributionSettings, HeatMap, input_to_image, to_image_geometry
+from mmnar_core.explain.faithfulness import chance_hit_rate
+from mmnar_core.explain.text_spans import WORD, clean_with_offsets, word_map
+
+UNICODE_NOTE = (
+    "Name:  [**Known lastname 123**]   Unit No: ___\r\n"
+    "Hx:\tCafe\u0301  patient, naïve to Ωmega-3;  e\u0301 \u00a0 ___ ___, ___ pleural\u00a0effusion 😀 noted.\n"
+    "==========\n"
+    "Impression: 한국어 ﬁbrosis (ligature) Zürich\u2019s XXXX dose.\r\n"
+    "Electronically signed by Dr. X\n"
+)
+
+
+# ----------------------------------------------------------------------------- fast unit tests
+def test_clean_with_offsets_matches_cleaner_and_maps_words_to_original_text():
+    tracked = clean_with_offsets(UNICODE_NOTE)
+    assert tracked.text == clean_note(UNICODE_NOTE)
+    assert len(tracked.starts) == len(tracked.ends) == len(tracked.text)
+    assert all(0 <= a <= b <= len(UNICODE_NOTE) for a, b in zip(tracked.starts, tracked.ends))
+    assert all(a1 <= a2 for a1, a2 in zip(tracked.starts, tracked.starts[1:]))  # monotone
+    mapped = {}
+    for match in WORD.finditer(tracked.text):
+        a, b = match.span()
+        mapped.setdefault(match.group(), []).append(UNICODE_NOTE[tracked.starts[a]:tracked.ends[b - 1]])
+    assert mapped["naïve"] == ["naïve"]
+    assert mapped["Café"] == ["Cafe\u0301"]  # NFC-composed in the cleaned text, original code points kept
+    assert mapped["é"] == ["e\u0301"]
+    assert mapped["한국어"] == ["한국어"]
+    assert mapped["Zürich\u2019s"] == ["Zürich\u2019s"]
+    assert mapped["pleural"] == ["pleural"] and mapped["effusion"] == ["effusion"]
+    # placeholders map to the whole de-identification mark(s) they replaced
+    assert "___ ___, ___" in mapped["___"] and "XXXX" in mapped["___"]
+    # dropped header and signature lines contribute nothing
+    assert "Known" not in mapped and "Electronically" not in mapped
+
+
+def test_word_map_assigns_tokens_to_words_with_original_spans():
+    from mmnar_core.encoders.text_encoder import load_text_model
+    from mmnar_core.explain.text_spans import token_offsets
+
+    tokenizer, _ = load_text_model(None)
+    tracked = clean_with_offsets(UNICODE_NOTE)
+    offsets = token_offsets(tokenizer, tracked.text)
+    words = word_map(tracked, UNICODE_NOTE, offsets)
+    assert len(words.token_word) == len(offsets)
+    assert len(words.words) == len(words.spans) == len(words.clean_spans)
+    for text, (a, b) in zip(words.words, words.spans):
+        assert UNICODE_NOTE[a:b] == text
+    # every word-piece of "effusion" belongs to the same word; punctuation belongs to none
+    effusion = words.words.index("effusion")
+    pieces = [i for i, w in enumerate(words.token_word) if w == effusion]
+    assert len(pieces) >= 1
+    tokens = tokenizer.convert_ids_to_tokens(tokenizer(tracked.text, add_special_tokens=False)["input_ids"])
+    assert all(words.token_word[i] == -1 for i, t in enumerate(tokens) if t in {";", ",", "."})
+
+
+def test_heatmap_roundtrip_is_exact_and_geometry_removes_padding():
+    array = np.random.default_rng(0).normal(size=(30, 40)) * 1e-6  # tiny values survive the float16 scaling
+    heat = HeatMap.from_array(array)
+    again = HeatMap.from_dict(json.loads(json.dumps(heat.to_dict())))
+    assert again == heat
+    np.testing.assert_allclose(heat.array(), array, rtol=2e-3, atol=2e-3 * np.abs(array).max())
+    # a wide image padded to a square: the band inside the image maps to the full height
+    maps = torch.zeros(1, 16, 16)
+    maps[0, 4:12, :] = 1.0  # the image occupies rows 4..11 of the padded square (H=50, W=100)
+    out = to_image_geometry(maps, 50, 100)
+    assert out.shape == (1, 50, 100)
+    assert out[0, 5:45].min() > 0.99
+    assert input_to_image(8, 0, 16, 50, 100)[0] == pytest.approx(25, abs=4)
+    capped = to_image_geometry(maps, 500, 1000, max_side=100)
+    assert capped.shape == (1, 50, 100)
+
+
+def test_chance_hit_rate():
+    assert chance_hit_rate(100, 0) == 0.0
+    assert chance_hit_rate(5, 1) == 1.0
+    assert chance_hit_rate(100, 10) == pytest.approx(1 - math.comb(90, 10) / math.comb(100, 10))
+
+
+def test_settings_validate():
+    from mmnar_core.explain.attributions import AttributionError
+
+    with pytest.raises(AttributionError, match="accepted: probability, logit"):
+        AttributionSettings(output="odds")
+    with pytest.raises(AttributionError, match="text_steps"):
+        AttributionSettings(text_steps=0)
+
+
+# ----------------------------------------------------------------------------- end to end on a bundle
+TINY = {"epochs": 12, "d_model": 32, "n_heads": 2, "n_layers": 1, "batch_size": 32, "pretrain_epochs": 1}
+FAST = AttributionSettings(tabular_steps=32, image_steps=16, text_steps=8)  # faithfulness test only
+# the attribution tests use the default 16 note steps: at 8 the note delta reached 67% of a small gap
+CHECKED = AttributionSettings(tabular_steps=32, image_steps=16, text_steps=16)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    from mmnar_core.cli import main
+    from mmnar_core.dataset import load_dataset
+    from mmnar_core.predictor import Predictor
+
+    root = tmp_path_factory.mktemp("explain")
+    (root / "tiny.json").write_text(json.dumps(TINY))
+    assert main(["synth", "--n", "120", "--seed", "5", "--out", str(root / "data"), "--quiet"]) == 0
+    assert main(["embed", str(root / "data"), "--cache", str(root / "cache"), "--quiet"]) == 0
+    assert main(["train", str(root / "data"), "--out", str(root / "bundle"), "--cache", str(root / "cache"),
+                 "--config", str(root / "tiny.json"), "--resamples", "20", "--quiet"]) == 0
+    predictor = Predictor.load(root / "bundle", device="cpu")
+    dataset = load_dataset(root / "data")
+    return predictor, dataset
+
+
+def _full_patient(dataset):
+    available = dataset.availability()
+    rows = np.flatnonzero(available.all(axis=1))
+    assert len(rows), "the tiny cohort should hold a patient with all four modalities"
+    return dataset.record(dataset.patients["patient_id"].iloc[int(rows[0])])
+
+
+@pytest.fixture(scope="module")
+def explained(built):
+    predictor, dataset = built
+    record = _full_patient(dataset)
+    task = predictor.config.tasks[1]
+    return record, predictor.explain(record, tasks=[task], settings=CHECKED)
+
+
+@pytest.mark.slow
+def test_explanation_shapes_and_values(built, explained):
+    predictor, _ = built
+    record, explanation = explained
+    task = explanation.tasks[0]
+    risk = next(r for r in explanation.prediction["risks"] if r["task"] == task)["risk"]
+    names = {f.name for f in predictor.features}
+    (tab,) = explanation.tabular
+    assert {f.feature for f in tab.features} == names
+    for f in tab.features:
+        assert f.value == record.structured.get(f.feature)
+        assert f.missing == (f.value is None)
+        assert set(f.attribution) == {task}
+    units = {f.name: f.unit for f in predictor.features}
+    assert all(f.unit == units[f.feature] for f in tab.features)
+    (image,) = explanation.images
+    assert image.image_shape == list(predictor.encoder.image.decode(record.images["cxr"]).shape)
+    assert image.integrated_gradients[task].shape == tuple(image.image_shape)
+    assert image.gradcam[task].shape == tuple(image.image_shape)
+    assert 0 <= image.peak[task][0] < image.image_shape[0] and 0 <= image.peak[task][1] < image.image_shape[1]
+    assert {t.modality for t in explanation.texts} == {"discharge_note", "radiology_report"}
+    for text in explanation.texts:
+        note = record.texts[text.modality]
+        assert text.n_tokens > 0 and len(text.words) > 0
+        for word in text.words:
+            assert note[word.start:word.end] == word.text
+    # every modality's IG starts from the patient's own risk: the output is the rectified calibrated risk
+    for item in (*explanation.tabular, *explanation.images, *explanation.texts):
+        assert item.summary.value[task] == pytest.approx(risk, abs=2e-5)
+        assert item.output == "probability"
+
+
+@pytest.mark.slow
+def test_integrated_gradients_completeness(explained):
+    _, explanation = explained
+    task = explanation.tasks[0]
+    (tab,) = explanation.tabular
+    gap = tab.summary.value[task] - tab.summary.baseline_value[task]
+    total = sum(f.attribution[task] for f in tab.features)
+    # Captum's delta is exactly sum(attr) - gap; it must also be small on the smooth tabular path
+    assert total - gap == pytest.approx(tab.summary.delta[task], abs=1e-6)
+    # and small: at most 10% of the gap (32 steps in these tests; the default is 64)
+    assert abs(tab.summary.delta[task]) <= 0.1 * abs(gap) + 2e-4
+    (image,) = explanation.images
+    gap = image.summary.value[task] - image.summary.baseline_value[task]
+    assert abs(image.summary.delta[task]) <= 0.1 * abs(gap) + 1e-3  # risk units: 0.1 point
+    for text in explanation.texts:
+        gap = text.summary.value[task] - text.summary.baseline_value[task]
+        total = sum(w.attribution[task] for w in text.words) + text.other[task]
+        assert total - gap == pytest.approx(text.summary.delta[task], abs=1e-5)
+        assert abs(text.summary.delta[task]) <= 0.1 * abs(gap) + 1e-3
+
+
+@pytest.mark.slow
+def test_image_ig_heatmap_sums_to_the_gap_in_model_input_space(built):
+    predictor, dataset = built
+    from mmnar_core.explain.attributions import attribute_record
+
+    record = _full_patient(dataset)
+    vectors = predictor.encode(record)
+    result = attribute_record(predictor, record, vectors, [predictor.config.tasks[0]], FAST, ["cxr"])
+    (image,) = result.images
+    case = result.cases["cxr"]
+    task = predictor.config.tasks[0]
+    gap = image.summary.value[task] - image.summary.baseline_value[task]
+    assert float(case.ig.sum()) - gap == pytest.approx(image.summary.delta[task], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_explanation_json_roundtrip_is_exact_and_hash_is_canonical(built, explained):
+    from mmnar_core.explain.explanation import Explanation, input_hash
+
+    record, explanation = explained
+    text = explanation.to_json()
+    again = Explanation.from_json(text)
+    assert again == explanation
+    assert again.to_dict() == explanation.to_dict()
+    assert json.loads(again.to_json()) == json.loads(text)
+    assert explanation.input_hash == input_hash(record)
+    changed = type(record)(record.patient_id, dict(record.structured), dict(record.images), dict(record.texts))
+    assert input_hash(changed) == explanation.input_hash  # labels are not inputs
+    numeric = next(k for k, v in changed.structured.items() if isinstance(v, float))
+    changed.structured[numeric] = changed.structured[numeric] + 1.0
+    assert input_hash(changed) != explanation.input_hash
+
+
+@pytest.mark.slow
+def test_explain_rejects_unknown_task(built):
+    from mmnar_core.explain.attributions import AttributionError
+
+    predictor, dataset = built
+    with pytest.raises(AttributionError, match="accepted"):
+        predictor.explain(_full_patient(dataset), tasks=["nope"])
+
+
+@pytest.mark.slow
+def test_explain_patient_with_structured_only(built):
+    predictor, dataset = built
+    available = dataset.availability()
+    rows = np.flatnonzero(available[:, 0] & ~available[:, 1:].any(axis=1))
+    if not len(rows):
+        pytest.skip("no structured-only patient in this cohort")
+    record = dataset.record(dataset.patients["patient_id"].iloc[int(rows[0])])
+    explanation = predictor.explain(record, settings=FAST)
+    assert len(explanation.tabular) == 1 and not explanation.images and not explanation.texts
+    assert explanation.what_if["available"] == ["structured"]
+
+
+@pytest.mark.slow
+def test_faithfulness_metrics_on_a_small_cohort(built):
+    """CI thresholds (lowered, documented): the issue's goals are >= 0.8 for pointing and signal words
+    on a well-trained model; here a 120-patient cohort and a seconds-long training give a weak model, so
+    the test checks the figures are computed over the right patients, lie in [0, 1], and that the text
+    hit rate is not below the rate of 10 words drawn at random minus a margin."""
+    from mmnar_core.explain.faithfulness import evaluate_faithfulness
+
+    predictor, dataset = built
+    task = predictor.config.tasks[1]
+    figures = evaluate_faithfulness(predictor, dataset, "all", [task], max_patients=10, settings=FAST)
+    assert figures["n_patients"] == 10
+    pointing = figures["pointing_game_ig"][task]
+    if pointing["n"]:
+        assert 0.0 <= pointing["rate"] <= 1.0
+    for modality, per in figures["signal_word_top10"].items():
+        assert 0.0 <= per[task]["rate"] <= 1.0
+        assert per[task]["rate"] >= figures["signal_word_top10_chance"][modality] - 0.35
+    assert "structured" in figures["deletion"]
+    for modality, per in figures["deletion"].items():
+        d = per[task]
+        assert d["mean_abs_change_top"] >= 0 and d["mean_abs_change_random"] >= 0
+    structured = figures["deletion"]["structured"][task]
+    assert structured["mean_abs_change_top"] >= 0.5 * structured["mean_abs_change_random"]
+    json.dumps(figures)
