@@ -18,6 +18,7 @@ from mmnar_core.encoders.text_clean import clean_note
 from mmnar_core.explain.attributions import AttributionSettings, HeatMap, input_to_image, to_image_geometry
 from mmnar_core.explain.faithfulness import chance_hit_rate
 from mmnar_core.explain.text_spans import WORD, clean_with_offsets, word_map
+from conftest import build_synthetic_bundle
 
 UNICODE_NOTE = (
     "Name:  [**Known lastname 123**]   Unit No: ___\r\n"
@@ -112,16 +113,10 @@ CHECKED = AttributionSettings(tabular_steps=32, image_steps=16, text_steps=16)
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    from mmnar_core.cli import main
     from mmnar_core.dataset import load_dataset
     from mmnar_core.predictor import Predictor
 
-    root = tmp_path_factory.mktemp("explain")
-    (root / "tiny.json").write_text(json.dumps(TINY))
-    assert main(["synth", "--n", "120", "--seed", "5", "--out", str(root / "data"), "--quiet"]) == 0
-    assert main(["embed", str(root / "data"), "--cache", str(root / "cache"), "--quiet"]) == 0
-    assert main(["train", str(root / "data"), "--out", str(root / "bundle"), "--cache", str(root / "cache"),
-                 "--config", str(root / "tiny.json"), "--resamples", "20", "--quiet"]) == 0
+    root = build_synthetic_bundle(tmp_path_factory.mktemp("explain"), n=120, seed=5, config=TINY, resamples=20)
     predictor = Predictor.load(root / "bundle", device="cpu")
     dataset = load_dataset(root / "data")
     return predictor, dataset

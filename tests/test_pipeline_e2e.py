@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from mmnar_core.bundle import load_bundle
+from conftest import build_synthetic_bundle
 from mmnar_core.cli import main
 
 pytestmark = pytest.mark.slow
@@ -16,13 +17,7 @@ TINY = {"epochs": 3, "d_model": 32, "n_heads": 2, "n_layers": 1, "batch_size": 3
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("e2e")
-    (root / "tiny.json").write_text(json.dumps(TINY))
-    assert main(["synth", "--n", "160", "--seed", "2", "--out", str(root / "data"), "--quiet"]) == 0
-    assert main(["embed", str(root / "data"), "--cache", str(root / "cache"), "--quiet"]) == 0
-    assert main(["train", str(root / "data"), "--out", str(root / "bundle"), "--cache", str(root / "cache"),
-                 "--config", str(root / "tiny.json"), "--resamples", "50", "--quiet"]) == 0
-    return root
+    return build_synthetic_bundle(tmp_path_factory.mktemp("e2e"), n=160, seed=2, config=TINY)
 
 
 def test_bundle_is_complete_and_honest(run):
