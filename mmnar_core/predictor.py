@@ -17,6 +17,7 @@ import torch
 
 from mmnar_core.bundle import Bundle, load_bundle
 from mmnar_core.explain.modality import ReferenceSet, shapley_values, value_of_absent, what_if
+from mmnar_core.numeric import sigmoid as _sigmoid
 from mmnar_core.patterns import encode_pattern, pattern_label
 from mmnar_core.schema import FeatureSpec, ModalitySpec, OutcomeSpec, PatientRecord
 
@@ -64,10 +65,6 @@ class WhatIfResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 class Predictor:

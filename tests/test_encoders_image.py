@@ -31,7 +31,6 @@ SMALL = ImageEncoderConfig(arch="mobilenet_v3_small", input_size=32, embed_dim=8
 
 
 def dicom_bytes(pixels, photometric="MONOCHROME2", bits_stored=16, signed=False, **attributes) -> bytes:
-    import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 

@@ -36,8 +36,3 @@ def test_first_image_and_its_note(covid):
     with_note = dataset.patients.set_index("patient_id")["avail_clinical_note"]
     assert 0 < with_note.mean() < 1
     assert dataset.images["license"].notna().all()
-
-
-def test_splits_disjoint(covid):
-    dataset, _ = covid
-    assert dataset.patients.groupby("group_id")["split"].nunique().max() == 1

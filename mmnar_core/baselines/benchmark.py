@@ -20,12 +20,12 @@ import torch
 
 from mmnar_core.baselines.gbt import GBTConfig
 from mmnar_core.baselines.models import DEFAULT_MODALITY_DROPOUT, MODELS, FittedLogits, check_model_names, fit_model
-from mmnar_core.calibration import PatternRectifier, TemperatureScaler
 from mmnar_core.evaluation.bootstrap import DEFAULT_MIN_N
 from mmnar_core.evaluation.metrics import auroc, ece
-from mmnar_core.evaluation.report import compute_report, headline, predictions_frame, sigmoid
+from mmnar_core.evaluation.report import headline
 from mmnar_core.model import MMNARConfig
 from mmnar_core.training.data import ModelData
+from mmnar_core.training.pipeline import calibrate_from_logits, report_from_logits
 
 RESULTS_FORMAT = "mmnar-benchmark-models/1"
 TABLE_METRICS = ("auroc", "ece", "pattern_ece")
@@ -43,17 +43,8 @@ def calibrate_and_evaluate(data: ModelData, val_logits: np.ndarray, test_logits:
     metrics = {task: {version: {auroc, auprc, brier, ece, pattern_ece, n_patterns}}} for the calibrated
     and rectified probabilities; report = compute_report of the test predictions.
     """
-    val_rows, test_rows = data.rows("val"), data.rows("test")
-    val_labels = data.labels[val_rows].numpy().astype(float)
-    temperature = TemperatureScaler().fit(val_logits, val_labels)
-    val_probs = sigmoid(temperature.transform(val_logits))
-    rectifiers = {task: PatternRectifier(len(data.modalities)).fit(data.patterns[val_rows], val_probs[:, t],
-                                                                   val_labels[:, t], source="val")
-                  for t, task in enumerate(data.tasks)}
-    frame = predictions_frame(data.patient_ids[test_rows], data.patterns[test_rows], data.tasks,
-                              data.labels[test_rows].numpy(), test_logits, temperature, rectifiers)
-    true_probs = data.true_probs[test_rows] if data.true_probs is not None else None
-    report = compute_report(frame, data.tasks, data.modalities, true_probs, n_resamples=n_resamples)
+    temperature, rectifiers = calibrate_from_logits(data, val_logits, data.rows("val"))
+    _, report = report_from_logits(temperature, rectifiers, data, data.rows("test"), test_logits, n_resamples)
     metrics = {task: {version: headline_metrics(report, task, version) for version in VERSIONS} for task in data.tasks}
     return metrics, report
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mmnar_core.numeric import logit as _logit
+from mmnar_core.numeric import sigmoid as _sigmoid
 from mmnar_core.patterns import decode_pattern, n_patterns
 
 ALLOWED_FIT_SOURCES = ("val", "crossfit", "external")
@@ -23,15 +25,6 @@ Z_95 = 1.959964
 
 class RectifierError(ValueError):
     """The rectifier was asked to do something that would bias it (e.g. fit on test labels)."""
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p) - np.log1p(-p)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 def offset_for_shift(probs: np.ndarray, shift: float) -> float:

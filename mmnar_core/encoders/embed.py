@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from mmnar_core.dataset import Dataset, load_dataset
+from mmnar_core.dataset import Dataset, avail_column, load_dataset
 from mmnar_core.encoders.cache import EmbeddingCache, content_key, default_cache_dir, write_index
 from mmnar_core.encoders.errors import EncoderInputError, EncoderStateError
 from mmnar_core.encoders.image_io import read_image_bytes
@@ -145,7 +145,7 @@ def _embed_tabular(dataset: Dataset, modality: str, root: Path, report: EmbedRep
     cache = EmbeddingCache(root, encoder_id, encoder.dim, {"kind": "tabular", "modality": modality})
     if not (cache.dir / "tabular_state.json").exists():
         encoder.save(cache.dir / "tabular_state.json")
-    available = dataset.patients[f"avail_{modality}"].to_numpy(dtype=bool)
+    available = dataset.patients[avail_column(modality)].to_numpy(dtype=bool)
     frame = dataset.structured.loc[available, [f.name for f in features]].reset_index(drop=True)
     records = frame.astype(object).where(frame.notna(), None).to_dict("records")
     keys = [content_key("tabular", json.dumps(r, sort_keys=True, default=str)) for r in records]

@@ -13,11 +13,8 @@ import pandas as pd
 
 from mmnar_core.evaluation.bootstrap import evaluate_groups
 from mmnar_core.evaluation.metrics import auroc, reliability_curve
+from mmnar_core.numeric import sigmoid
 from mmnar_core.patterns import pattern_label
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 def predictions_frame(patient_ids, patterns, tasks, labels, raw_logits, temperature, rectifiers) -> pd.DataFrame:

@@ -260,7 +260,6 @@ class RiskHead(nn.Module):
         inputs, availability = predictor._tensors(vectors)
         self.model = predictor.bundle.model.eval()
         self.inputs = [x.float() for x in inputs]
-        self.availability_np = availability
         self.availability = torch.from_numpy(availability).unsqueeze(0).to(predictor.device)
         self.pattern = int(encode_pattern(availability))
         tasks = list(predictor.config.tasks)

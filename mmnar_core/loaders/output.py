@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from mmnar_core.dataset import DatasetWriter, Manifest, avail_column, label_column
+from mmnar_core.dataset import DatasetWriter, Manifest, avail_column, label_column, reference_column
 from mmnar_core.schema import FeatureKind, ModalityKind
 
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
@@ -149,7 +149,7 @@ def write_dataset(
         for outcome in manifest.outcomes:
             patients[label_column(outcome.name)] = pd.array(labels[outcome.name].reset_index(drop=True), dtype="Int8")
         for name, values in references.items():
-            patients[f"ref_{name}"] = values.reset_index(drop=True).astype("float64")
+            patients[reference_column(name)] = values.reset_index(drop=True).astype("float64")
         for name, values in (extra_columns or {}).items():
             patients[name] = values.reset_index(drop=True).to_numpy()
         image_table = pd.DataFrame(image_rows, columns=None if image_rows else ["patient_id", "modality", "path"])

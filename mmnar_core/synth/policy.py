@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from mmnar_core.synth.scm import sigmoid
+from mmnar_core.numeric import sigmoid
 
 
 @dataclass(frozen=True)

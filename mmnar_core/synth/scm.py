@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from mmnar_core.numeric import sigmoid
+
 CONDITIONS = ("pneumonia", "heart_failure", "pleural_effusion", "sepsis", "copd")
 LOBES = ("right upper lobe", "right middle lobe", "right lower lobe", "left upper lobe", "left lower lobe")
 LOBE_WEIGHTS = (0.15, 0.15, 0.32, 0.13, 0.25)
@@ -21,10 +23,6 @@ EFFUSION_SIDE_WEIGHTS = (0.45, 0.25, 0.30)
 DISPOSITIONS = ("home", "home_with_services", "skilled_nursing", "transfer")
 ADMISSION_TYPES = ("emergency", "urgent", "elective")
 IMAGE_FINDINGS = ("opacity", "effusion", "cardiomegaly")
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 @dataclass(frozen=True)

@@ -362,7 +362,7 @@ def discharge_summary(row: dict, rng: np.random.Generator) -> tuple[str, list[Sp
           f"{p.one(['In the ED, initial vitals were notable for', 'On arrival vitals were'])} HR {int(row['heart_rate_max'])}, "
           f"BP {int(row['sbp_min'])}/___, RR {int(row['resp_rate_max'])}, SpO2 {int(row['spo2_min'])}% on "
           f"{p.one(['RA', '2L NC', 'room air'])}. {p.one(['Labs were otherwise unremarkable.', admitted, 'Given the above, the patient was admitted for further management.'])}\n \n")
-    b.add(f"Past Medical History:\n" + "\n".join(f"- {item}" for item in p.some(_PMH_FILLER, 2, 5)) + "\n \n")
+    b.add("Past Medical History:\n" + "\n".join(f"- {item}" for item in p.some(_PMH_FILLER, 2, 5)) + "\n \n")
     b.add(f"Social History:\n___\nFamily History:\n{p.one(['Noncontributory.', 'Mother with hypertension.', 'Father with MI in his 60s.'])}\n \n")
 
     b.add("Brief Hospital Course:\n")

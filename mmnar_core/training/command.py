@@ -94,25 +94,18 @@ def run_rectify(args) -> int:
     import numpy as np
 
     from mmnar_core.bundle import save_bundle
-    from mmnar_core.calibration import PatternRectifier, TemperatureScaler
-    from mmnar_core.evaluation.report import sigmoid
-    from mmnar_core.training.trainer import predict_logits
+    from mmnar_core.training.pipeline import fit_calibration
 
+    if Path(args.out).resolve() == Path(args.bundle).resolve():
+        raise ValueError("--out must differ from the bundle being refit (the original is kept)")
     bundle, data, device = _bundle_and_data(args)
     rows = np.flatnonzero(data.splits != "test") if args.split == "all" else data.rows(args.split)
-    logits = predict_logits(bundle.model, data, rows, device)
-    labels = data.labels[rows].numpy().astype(float)
-    temperature = TemperatureScaler().fit(logits, labels)
-    probs = sigmoid(temperature.transform(logits))
-    rectifiers = {task: PatternRectifier(len(data.modalities)).fit(data.patterns[rows], probs[:, t], labels[:, t], "external")
-                  for t, task in enumerate(data.tasks)}
+    temperature, rectifiers = fit_calibration(bundle.model, data, device, rows, source="external")
     metrics = dict(bundle.metrics)
     metrics["rectifier_refit"] = {"from_bundle": bundle.model_id, "dataset": Path(args.dataset).name, "split": args.split,
                                   "n": int(len(rows))}
     card = bundle.model_card + (f"\n## Rectifier refit\nTemperature and rectifier refit on {len(rows)} labelled patients of "
                                 f"`{Path(args.dataset).name}` ({args.split} split); network weights unchanged from {bundle.model_id}.\n")
-    if Path(args.out).resolve() == Path(args.bundle).resolve():
-        raise ValueError("--out must differ from the bundle being refit (the original is kept)")
     extra = {name: (bundle.root / name).read_bytes() for name in bundle.files if name.startswith("encoders/")
              or name in ("reference.safetensors", "training_log.jsonl")}
     out = save_bundle(args.out, bundle.model, temperature, rectifiers, bundle.dataset, bundle.encoders, metrics, card,

@@ -5,45 +5,58 @@ never used for any fitting), write the bundle with its metrics and model card.""
 from __future__ import annotations
 
 import json
+import resource
 import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 import torch
 
 from mmnar_core.bundle import save_bundle
 from mmnar_core.calibration import PatternRectifier, TemperatureScaler
 from mmnar_core.dataset import Dataset, load_dataset
-from mmnar_core.evaluation.report import compute_report, headline, markdown_report, predictions_frame, sigmoid
+from mmnar_core.evaluation.report import compute_report, headline, markdown_report, predictions_frame
 from mmnar_core.model import MMNARConfig
+from mmnar_core.numeric import sigmoid
 from mmnar_core.training.data import ModelData, build_model_data
 from mmnar_core.training.trainer import predict_logits, train
 
 
-def fit_calibration(model, data: ModelData, device) -> tuple[TemperatureScaler, dict[str, PatternRectifier]]:
-    """Temperature per task, then the rectifier on the temperature-scaled probabilities; both on val."""
-    rows = data.rows("val")
-    logits = predict_logits(model, data, rows, device)
+def calibrate_from_logits(data: ModelData, logits: np.ndarray, rows: np.ndarray,
+                          source: str = "val") -> tuple[TemperatureScaler, dict[str, PatternRectifier]]:
+    """Temperature per task, then the rectifier on the temperature-scaled probabilities, both fit on the
+    held-out labelled `rows` whose network logits are given; `source` says where those rows come from."""
     labels = data.labels[rows].numpy().astype(float)
     temperature = TemperatureScaler().fit(logits, labels)
     probs = sigmoid(temperature.transform(logits))
     rectifiers = {
-        task: PatternRectifier(len(data.modalities)).fit(data.patterns[rows], probs[:, t], labels[:, t], source="val")
+        task: PatternRectifier(len(data.modalities)).fit(data.patterns[rows], probs[:, t], labels[:, t], source=source)
         for t, task in enumerate(data.tasks)
     }
     return temperature, rectifiers
 
 
-def evaluate_split(model, temperature, rectifiers, data: ModelData, split: str, device, n_resamples: int = 1000):
-    rows = np.arange(len(data)) if split == "all" else data.rows(split)
-    logits = predict_logits(model, data, rows, device)
+def fit_calibration(model, data: ModelData, device, rows: np.ndarray | None = None,
+                    source: str = "val") -> tuple[TemperatureScaler, dict[str, PatternRectifier]]:
+    """calibrate_from_logits on `rows` (default: the val split) scored by `model`."""
+    rows = data.rows("val") if rows is None else rows
+    return calibrate_from_logits(data, predict_logits(model, data, rows, device), rows, source)
+
+
+def report_from_logits(temperature, rectifiers, data: ModelData, rows: np.ndarray, logits: np.ndarray,
+                       n_resamples: int = 1000):
+    """(predictions frame, report) of `rows`: oracle and published reference scores included when present."""
     frame = predictions_frame(data.patient_ids[rows], data.patterns[rows], data.tasks, data.labels[rows].numpy(),
                               logits, temperature, rectifiers)
     true_probs = data.true_probs[rows] if data.true_probs is not None else None
     references = {name: (task, scores[rows]) for name, (task, scores) in (data.reference_scores or {}).items()}
     return frame, compute_report(frame, data.tasks, data.modalities, true_probs, n_resamples=n_resamples,
                                  reference_scores=references)
+
+
+def evaluate_split(model, temperature, rectifiers, data: ModelData, split: str, device, n_resamples: int = 1000):
+    rows = np.arange(len(data)) if split == "all" else data.rows(split)
+    return report_from_logits(temperature, rectifiers, data, rows, predict_logits(model, data, rows, device), n_resamples)
 
 
 def dataset_summary(dataset: Dataset) -> dict:
@@ -148,7 +161,7 @@ def run_training(dataset_dir: str | Path, out: str | Path, config: MMNARConfig |
     _, report = evaluate_split(result.model, temperature, rectifiers, data, "test", torch_device, n_resamples)
     report["training"] = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
                           "train_seconds": round(result.seconds, 1), "device": str(torch_device), "processes": world,
-                          "peak_rss_mib": round(psutil.Process().memory_info().rss / 2**20, 1)}
+                          "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     summary = dataset_summary(dataset)
     extra = {"training_log.jsonl": log_path.read_bytes(), **encoder_state_files(embeddings), **reference_file(data)}
     synthetic = bool(dataset.manifest.has_true_probabilities)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from mmnar_core.numeric import sigmoid
 from mmnar_core.patterns import encode_pattern
 from mmnar_core.training.data import ModelData
 
@@ -29,11 +30,11 @@ def planted_data(n: int = 3000, seed: int = 0, modalities=DEFAULT_MODALITIES) ->
         if rule == "always":
             columns.append(np.ones(n, bool))
         elif rule == "mnar":
-            columns.append(rng.random(n) < 1 / (1 + np.exp(-z)))
+            columns.append(rng.random(n) < sigmoid(z))
         else:
             columns.append(rng.random(n) < float(rule))
     availability = np.stack(columns, axis=1)
-    labels = np.stack([(rng.random(n) < 1 / (1 + np.exp(-(5 * z - 2)))), rng.random(n) < 0.5], axis=1).astype(np.float32)
+    labels = np.stack([(rng.random(n) < sigmoid(5 * z - 2)), rng.random(n) < 0.5], axis=1).astype(np.float32)
     labels[rng.random(n) < 0.1, 1] = np.nan
     n_train, n_val = int(n * 0.7), int(n * 0.15)
     splits = np.array(["train"] * n_train + ["val"] * n_val + ["test"] * (n - n_train - n_val))
