@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from mmnar_core.encoders.config import ImageEncoderConfig
+from mmnar_core.encoders.dicom_write import dicom_bytes
 from mmnar_core.encoders.errors import (
     CorruptImageError,
     EmptyImageError,
@@ -28,32 +29,6 @@ from mmnar_core.encoders.image_io import load_image, sniff_format
 from mmnar_core.encoders.image_preprocess import ImagePreprocess, to_model_input
 
 SMALL = ImageEncoderConfig(arch="mobilenet_v3_small", input_size=32, embed_dim=8)
-
-
-def dicom_bytes(pixels, photometric="MONOCHROME2", bits_stored=16, signed=False, **attributes) -> bytes:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    pixels = np.asarray(pixels)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated = 8 if bits_stored <= 8 else 16
-    ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits_stored, bits_stored - 1, int(signed)
-    for key, value in attributes.items():
-        setattr(ds, key, value)
-    dtype = {(8, False): np.uint8, (16, False): np.uint16, (16, True): np.int16}[(ds.BitsAllocated, signed)]
-    ds.PixelData = pixels.astype(dtype).tobytes()
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 def pil_bytes(array, fmt="PNG") -> bytes:
