@@ -7,8 +7,6 @@ ICD-10 admissions; UCI uses ICD-9), and keeps the features readable in the app's
 from __future__ import annotations
 
 
-import numpy as np
-import pandas as pd
 
 DIAGNOSIS_GROUPS = (
     "infectious", "neoplasm", "endocrine", "blood", "mental", "nervous", "circulatory", "respiratory",
@@ -69,11 +67,6 @@ def diagnosis_group(code: str, version: int) -> str | None:
     return icd10_group(code) if int(version) == 10 else icd9_group(code)
 
 
-def is_diabetes(code: str, version: int) -> bool:
-    code = str(code).strip().upper().replace(".", "")
-    if int(version) == 10:
-        return code[:3] in {"E08", "E09", "E10", "E11", "E13"}
-    return code.startswith("250")
 
 
 PROCEDURE_GROUPS = ("surgery", "imaging", "administration", "monitoring", "extracorporeal", "other")
@@ -125,14 +118,3 @@ MEDICATION_CLASSES = {
 def medication_class_sql(column: str) -> dict[str, str]:
     """DuckDB boolean expressions, one per medication class, over a drug-name column."""
     return {name: f"regexp_matches(lower({column}), '{pattern}')" for name, pattern in MEDICATION_CLASSES.items()}
-
-
-def medication_classes(names: pd.Series) -> pd.DataFrame:
-    """Boolean frame (one column per class) for a Series of drug names (pandas twin of the SQL above)."""
-    lowered = names.fillna("").str.lower()
-    return pd.DataFrame({name: lowered.str.contains(pattern, regex=True) for name, pattern in MEDICATION_CLASSES.items()})
-
-
-def diagnosis_group_array(codes: pd.Series, versions: pd.Series | int) -> np.ndarray:
-    versions = pd.Series(versions, index=codes.index) if np.isscalar(versions) else versions
-    return np.array([diagnosis_group(c, v) if isinstance(c, str) else None for c, v in zip(codes, versions)], dtype=object)

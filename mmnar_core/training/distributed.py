@@ -21,16 +21,14 @@ def init_distributed(requested_device: str | None = None) -> tuple[int, int, tor
     """(rank, world size, device). A no-op returning (0, 1, device) outside torchrun."""
     from mmnar_core.encoders.runtime import pick_device
 
+    device = pick_device(requested_device)  # same rules as one process: cuda requested without a GPU is an error
     world = world_size_from_env()
     if world <= 1:
-        return 0, 1, pick_device(requested_device)
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available() and requested_device != "cpu":
-        device = torch.device(f"cuda:{local_rank}")
+        return 0, 1, device
+    if device.type == "cuda":
+        device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', '0')}")
         torch.cuda.set_device(device)
-        backend = "nccl"
-    else:
-        device, backend = torch.device("cpu"), "gloo"
+    backend = "nccl" if device.type == "cuda" else "gloo"
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
     return dist.get_rank(), dist.get_world_size(), device
