@@ -119,14 +119,17 @@ class HeatMap:
 class _Plain:
     """to_dict / from_dict for the dataclasses below (nested lists of them and HeatMap dicts)."""
 
-    _nested: dict[str, type] = {}
+    _nested: dict[str, type] = {}  # field -> type of the items of a list of _Plain
+    _single: tuple[str, ...] = ()  # fields holding one IGSummary
     _heatmaps: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in self._nested:
+            if f.name in self._single:
+                value = value.to_dict()
+            elif f.name in self._nested:
                 value = [v.to_dict() for v in value]
             elif f.name in self._heatmaps:
                 value = {k: v.to_dict() for k, v in value.items()}
@@ -138,7 +141,9 @@ class _Plain:
         kwargs = {}
         for f in fields(cls):
             value = data[f.name]
-            if f.name in cls._nested:
+            if f.name in cls._single:
+                value = IGSummary.from_dict(value)
+            elif f.name in cls._nested:
                 value = [cls._nested[f.name].from_dict(v) for v in value]
             elif f.name in cls._heatmaps:
                 value = {k: HeatMap.from_dict(v) for k, v in value.items()}
@@ -174,16 +179,7 @@ class TabularAttribution(_Plain):
     features: list[FeatureAttribution]
     summary: IGSummary
     _nested = {"features": FeatureAttribution}
-
-    def to_dict(self) -> dict:
-        out = super().to_dict()
-        out["summary"] = self.summary.to_dict()
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TabularAttribution":
-        data = dict(data, summary=IGSummary.from_dict(data["summary"]))
-        return super().from_dict(data)
+    _single = ("summary",)
 
 
 @dataclass
@@ -201,15 +197,7 @@ class ImageAttribution(_Plain):
     gradcam_peak: dict[str, list[int] | None]
     summary: IGSummary
     _heatmaps = ("integrated_gradients", "gradcam")
-
-    def to_dict(self) -> dict:
-        out = super().to_dict()
-        out["summary"] = self.summary.to_dict()
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ImageAttribution":
-        return super().from_dict(dict(data, summary=IGSummary.from_dict(data["summary"])))
+    _single = ("summary",)
 
 
 @dataclass
@@ -233,15 +221,7 @@ class TextAttribution(_Plain):
     other: dict[str, float]  # task -> attribution of tokens outside every word (punctuation)
     summary: IGSummary
     _nested = {"words": WordAttribution}
-
-    def to_dict(self) -> dict:
-        out = super().to_dict()
-        out["summary"] = self.summary.to_dict()
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TextAttribution":
-        return super().from_dict(dict(data, summary=IGSummary.from_dict(data["summary"])))
+    _single = ("summary",)
 
     def top_words(self, task: str, k: int = 10, absolute: bool = True) -> list[WordAttribution]:
         key = (lambda w: abs(w.attribution[task])) if absolute else (lambda w: w.attribution[task])
