@@ -44,7 +44,8 @@ def calibrate_and_evaluate(data: ModelData, val_logits: np.ndarray, test_logits:
     and rectified probabilities; report = compute_report of the test predictions.
     """
     temperature, rectifiers = calibrate_from_logits(data, val_logits, data.rows("val"))
-    _, report = report_from_logits(temperature, rectifiers, data, data.rows("test"), test_logits, n_resamples)
+    _, report = report_from_logits(temperature, rectifiers, data, data.rows("test"), test_logits, n_resamples,
+                                   versions=VERSIONS)
     metrics = {task: {version: headline_metrics(report, task, version) for version in VERSIONS} for task in data.tasks}
     return metrics, report
 

@@ -43,7 +43,8 @@ def _table_to_json(table: pd.DataFrame) -> list[dict]:
 
 def compute_report(frame: pd.DataFrame, tasks: list[str], modality_names: list[str], true_probs: np.ndarray | None = None,
                    n_resamples: int = 1000, seed: int = 0,
-                   reference_scores: dict[str, tuple[str, np.ndarray]] | None = None) -> dict:
+                   reference_scores: dict[str, tuple[str, np.ndarray]] | None = None,
+                   versions: tuple[str, ...] = ("rectified", "calibrated", "raw")) -> dict:
     """Metrics per task: overall and per pattern, for the rectified and the unrectified probabilities;
     a published reference score (e.g. APACHE IV) is compared with the model on the same rows."""
     frame = frame.copy()
@@ -54,8 +55,9 @@ def compute_report(frame: pd.DataFrame, tasks: list[str], modality_names: list[s
         rows = frame[known].copy()
         rows[f"{task}_label"] = rows[f"{task}_label"].astype(int)
         entry = {"n_labelled": int(known.sum()), "prevalence": float(rows[f"{task}_label"].mean()) if len(rows) else None}
-        for version, column in (("rectified", f"{task}_prob"), ("calibrated", f"{task}_prob_calibrated"),
-                                ("raw", f"{task}_prob_raw")):
+        columns = {"rectified": f"{task}_prob", "calibrated": f"{task}_prob_calibrated", "raw": f"{task}_prob_raw"}
+        for version in versions:
+            column = columns[version]
             table = evaluate_groups(rows, f"{task}_label", column, group_col="pattern_name", n_resamples=n_resamples, seed=seed)
             entry[version] = _table_to_json(table)
         curve = reliability_curve(rows[f"{task}_label"].to_numpy(), rows[f"{task}_prob"].to_numpy())
@@ -98,7 +100,7 @@ def markdown_report(report: dict, title: str) -> str:
         lines += [f"## {task}", "", f"Labelled: {entry['n_labelled']}, prevalence {entry['prevalence']:.3f}"
                   + (f"; oracle AUROC {entry['oracle_auroc']:.3f}" if "oracle_auroc" in entry else ""), ""]
         lines += ["| probabilities | AUROC | AUPRC | Brier | ECE |", "|---|---|---|---|---|"]
-        for version in ("raw", "calibrated", "rectified"):
+        for version in (v for v in ("raw", "calibrated", "rectified") if v in entry):
             cells = [_fmt(headline(report, task, version, m)) for m in ("auroc", "auprc", "brier", "ece")]
             lines.append(f"| {version} | " + " | ".join(cells) + " |")
         for name, ref in entry.get("reference", {}).items():

@@ -44,14 +44,14 @@ def fit_calibration(model, data: ModelData, device, rows: np.ndarray | None = No
 
 
 def report_from_logits(temperature, rectifiers, data: ModelData, rows: np.ndarray, logits: np.ndarray,
-                       n_resamples: int = 1000):
+                       n_resamples: int = 1000, versions: tuple[str, ...] = ("rectified", "calibrated", "raw")):
     """(predictions frame, report) of `rows`: oracle and published reference scores included when present."""
     frame = predictions_frame(data.patient_ids[rows], data.patterns[rows], data.tasks, data.labels[rows].numpy(),
                               logits, temperature, rectifiers)
     true_probs = data.true_probs[rows] if data.true_probs is not None else None
     references = {name: (task, scores[rows]) for name, (task, scores) in (data.reference_scores or {}).items()}
     return frame, compute_report(frame, data.tasks, data.modalities, true_probs, n_resamples=n_resamples,
-                                 reference_scores=references)
+                                 reference_scores=references, versions=versions)
 
 
 def evaluate_split(model, temperature, rectifiers, data: ModelData, split: str, device, n_resamples: int = 1000):
