@@ -91,6 +91,17 @@ def _bin(name, modality, desc=""):
     return FeatureSpec(name, "binary", modality, None, desc)
 
 
+
+def _flag_group(modality: str, prefix: str, description: str, table: str, offset: str, column: str,
+                count_description: str, count_max: float, flags: dict[str, tuple[str, str]]) -> "Group":
+    """A group of one entry count plus one 0/1 feature per flag: {name: (SQL predicate, description)}."""
+    aggs = {f"{prefix}_count": "count(*)"}
+    specs = [_num(f"{prefix}_count", modality, "count", count_description, (0, count_max))]
+    for name, (predicate, text) in flags.items():
+        aggs[f"{prefix}_{name}"] = f"bool_or({predicate})::INTEGER"
+        specs.append(_bin(f"{prefix}_{name}", modality, text))
+    return Group(ModalitySpec(modality, ModalityKind.TABULAR, description), table, offset, aggs, {column: "VARCHAR"}, specs)
+
 def _stats(modality: str, prefix: str, value_sql: str, unit: str | None, desc: str) -> tuple[dict, list]:
     aggs = {f"{prefix}_last": f"arg_max({value_sql}, offset_min)", f"{prefix}_min": f"min({value_sql})",
             f"{prefix}_max": f"max({value_sql})"}
@@ -127,15 +138,11 @@ def event_groups() -> list[Group]:
         time_series=True,
     ))
 
-    m = "diagnoses"
-    aggs = {"dx_count": "count(*)"}
-    specs = [_num("dx_count", m, "count", "Diagnoses entered by 24 h", (0, 1e4))]
-    for category in DX_CATEGORIES:
-        name = f"dx_{_slug(category)}"
-        aggs[name] = f"bool_or(split_part(diagnosisstring, '|', 1) = '{category}')::INTEGER"
-        specs.append(_bin(name, m, f"A diagnosis in category '{category}'"))
-    groups.append(Group(ModalitySpec(m, ModalityKind.TABULAR, "Problem-list diagnoses entered"), "diagnosis", "diagnosisoffset",
-                        aggs, {"diagnosisstring": "VARCHAR"}, specs))
+    groups.append(_flag_group(
+        "diagnoses", "dx", "Problem-list diagnoses entered", "diagnosis", "diagnosisoffset", "diagnosisstring",
+        "Diagnoses entered by 24 h", 1e4,
+        {_slug(c): (f"split_part(diagnosisstring, '|', 1) = '{c}'", f"A diagnosis in category '{c}'") for c in DX_CATEGORIES},
+    ))
 
     m = "admission_dx"
     groups.append(Group(
@@ -159,24 +166,19 @@ def event_groups() -> list[Group]:
                         aggs, {"drugname": "VARCHAR"}, specs, where="coalesce(lower(drugordercancelled), 'no') <> 'yes'",
                         optional_columns={"drugordercancelled": "VARCHAR"}))
 
-    m = "treatments"
-    aggs = {"tx_count": "count(*)"}
-    specs = [_num("tx_count", m, "count", "Treatments charted by 24 h", (0, 1e5))]
-    for category in TREATMENT_CATEGORIES:
-        name = f"tx_{_slug(category)}"
-        aggs[name] = f"bool_or(split_part(treatmentstring, '|', 1) = '{category}')::INTEGER"
-        specs.append(_bin(name, m, f"A treatment in category '{category}'"))
-    groups.append(Group(ModalitySpec(m, ModalityKind.TABULAR, "Treatments charted"), "treatment", "treatmentoffset",
-                        aggs, {"treatmentstring": "VARCHAR"}, specs))
+    groups.append(_flag_group(
+        "treatments", "tx", "Treatments charted", "treatment", "treatmentoffset", "treatmentstring",
+        "Treatments charted by 24 h", 1e5,
+        {_slug(c): (f"split_part(treatmentstring, '|', 1) = '{c}'", f"A treatment in category '{c}'")
+         for c in TREATMENT_CATEGORIES},
+    ))
 
-    m = "past_history"
-    aggs = {"hx_count": "count(*)"}
-    specs = [_num("hx_count", m, "count", "Past-history entries by 24 h", (0, 1e4))]
-    for name, pattern in HISTORY_FLAGS.items():
-        aggs[f"hx_{name}"] = f"bool_or(regexp_matches(lower(pasthistorypath), '{pattern}'))::INTEGER"
-        specs.append(_bin(f"hx_{name}", m, f"Past history mentions {name.replace('_', ' ')}"))
-    groups.append(Group(ModalitySpec(m, ModalityKind.TABULAR, "Past medical history charted"), "pasthistory", "pasthistoryoffset",
-                        aggs, {"pasthistorypath": "VARCHAR"}, specs))
+    groups.append(_flag_group(
+        "past_history", "hx", "Past medical history charted", "pasthistory", "pasthistoryoffset", "pasthistorypath",
+        "Past-history entries by 24 h", 1e4,
+        {name: (f"regexp_matches(lower(pasthistorypath), '{pattern}')", f"Past history mentions {name.replace('_', ' ')}")
+         for name, pattern in HISTORY_FLAGS.items()},
+    ))
 
     m = "respiratory"
     value = "TRY_CAST(respchartvalue AS DOUBLE)"
