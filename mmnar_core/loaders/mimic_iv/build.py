@@ -69,8 +69,8 @@ def build(
         latest["structured"].append(cohort["hadm_id"].map(icu_latest))
 
         stages.next()
-        parts.append(feat.diagnosis_features(engine, find_table(hosp, "diagnoses_icd", required=False), cohort))
-        proc_part, proc_latest = feat.procedure_features(engine, find_table(hosp, "procedures_icd", required=False), cohort)
+        parts.append(feat.diagnosis_features(engine, _optional(hosp, "diagnoses_icd"), cohort))
+        proc_part, proc_latest = feat.procedure_features(engine, _optional(hosp, "procedures_icd"), cohort)
         parts.append(proc_part)
         # chartdate is a date: its latest possible moment is the end of that day, compared with the date of discharge
         latest_proc = pd.to_datetime(cohort["hadm_id"].map(proc_latest))

@@ -257,6 +257,17 @@ def absent_measures(cohort: pd.DataFrame, prefix: str, measures) -> pd.DataFrame
     return pd.DataFrame(np.nan, index=cohort.index, columns=columns)
 
 
+def _code_groups(codes: pd.DataFrame, cohort: pd.DataFrame, grouper, groups, count_name: str, prefix: str) -> pd.DataFrame:
+    """Per index admission: the number of coded rows and a 0/1 per group (each distinct code grouped once)."""
+    unique = codes[["icd_code", "icd_version"]].drop_duplicates()
+    unique["group"] = [grouper(c, v) if isinstance(c, str) else None for c, v in zip(unique["icd_code"], unique["icd_version"])]
+    codes = codes.merge(unique, on=["icd_code", "icd_version"], how="left")
+    values = {count_name: cohort["hadm_id"].map(codes.groupby("hadm_id").size()).fillna(0).astype(float).to_numpy()}
+    for group in groups:
+        values[f"{prefix}_{group}"] = cohort["hadm_id"].isin(set(codes.loc[codes["group"] == group, "hadm_id"])).astype(int).to_numpy()
+    return pd.DataFrame(values, index=cohort.index)
+
+
 def diagnosis_features(engine: Engine, path: Path | None, cohort: pd.DataFrame) -> pd.DataFrame:
     """Count and ICD chapter groups of the index admission's diagnosis codes (coded for that stay)."""
     columns = ["n_diagnoses"] + [f"dx_{g}" for g in DIAGNOSIS_GROUPS]
@@ -264,14 +275,7 @@ def diagnosis_features(engine: Engine, path: Path | None, cohort: pd.DataFrame) 
         return pd.DataFrame(np.nan, index=cohort.index, columns=columns)
     source = engine.scan(path, {"hadm_id": "BIGINT", "icd_code": "VARCHAR", "icd_version": "INTEGER"})
     codes = engine.query(f"SELECT d.hadm_id, trim(d.icd_code) AS icd_code, d.icd_version FROM {source} d SEMI JOIN cohort c ON d.hadm_id = c.hadm_id", path)
-    unique = codes[["icd_code", "icd_version"]].drop_duplicates()
-    unique["group"] = [diagnosis_group(c, v) if isinstance(c, str) else None for c, v in zip(unique["icd_code"], unique["icd_version"])]
-    codes = codes.merge(unique, on=["icd_code", "icd_version"], how="left")
-    columns = {"n_diagnoses": cohort["hadm_id"].map(codes.groupby("hadm_id").size()).fillna(0).astype(float).to_numpy()}
-    for group in DIAGNOSIS_GROUPS:
-        hit = set(codes.loc[codes["group"] == group, "hadm_id"])
-        columns[f"dx_{group}"] = cohort["hadm_id"].isin(hit).astype(int).to_numpy()
-    return pd.DataFrame(columns, index=cohort.index)
+    return _code_groups(codes, cohort, diagnosis_group, DIAGNOSIS_GROUPS, "n_diagnoses", "dx")
 
 
 def procedure_features(engine: Engine, path: Path | None, cohort: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
@@ -285,13 +289,8 @@ def procedure_features(engine: Engine, path: Path | None, cohort: pd.DataFrame) 
             JOIN cohort c ON p.hadm_id = c.hadm_id WHERE p.chartdate <= CAST(c.prediction_time AS DATE)""",
         path,
     )
-    unique = codes[["icd_code", "icd_version"]].drop_duplicates()
-    unique["group"] = [procedure_group(c, v) if isinstance(c, str) else None for c, v in zip(unique["icd_code"], unique["icd_version"])]
-    codes = codes.merge(unique, on=["icd_code", "icd_version"], how="left")
-    values = {"n_procedures": cohort["hadm_id"].map(codes.groupby("hadm_id").size()).fillna(0).astype(float).to_numpy()}
-    for group in PROCEDURE_GROUPS:
-        values[f"proc_{group}"] = cohort["hadm_id"].isin(set(codes.loc[codes["group"] == group, "hadm_id"])).astype(int).to_numpy()
-    return pd.DataFrame(values, index=cohort.index), codes.groupby("hadm_id")["chartdate"].max()
+    features = _code_groups(codes, cohort, procedure_group, PROCEDURE_GROUPS, "n_procedures", "proc")
+    return features, codes.groupby("hadm_id")["chartdate"].max()
 
 
 def medication_features(engine: Engine, path: Path | None, cohort: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
