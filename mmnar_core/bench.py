@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "loaders_scaleup": "mmnar_core.loaders.scaleup:bench_loaders_scaleup",
     "training": "mmnar_core.training.bench:bench_training",
     "explain": "mmnar_core.explain.bench:bench_explain",
+    "app": "mmnar_app.bench:bench_app",
 }
 
 DEFAULT_RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results.json"

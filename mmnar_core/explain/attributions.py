@@ -515,8 +515,9 @@ def task_indices(predictor, tasks: Sequence[str] | None) -> tuple[list[int], lis
 
 def attribute_record(predictor, record, vectors: dict[str, np.ndarray], tasks: Sequence[str] | None = None,
                      settings: AttributionSettings = AttributionSettings(),
-                     modalities: Sequence[str] | None = None) -> ModalityAttributions:
-    """Attributions within every available modality of one patient (or those in `modalities`)."""
+                     modalities: Sequence[str] | None = None, progress=None) -> ModalityAttributions:
+    """Attributions within every available modality of one patient (or those in `modalities`);
+    `progress(modality)` is called before each one (the app shows steps, not a bare spinner)."""
     from mmnar_core.schema import ModalityKind
 
     task_ids, task_names = task_indices(predictor, tasks)
@@ -529,6 +530,8 @@ def attribute_record(predictor, record, vectors: dict[str, np.ndarray], tasks: S
         for index, name in enumerate(names):
             if name not in vectors or name not in wanted:
                 continue
+            if progress is not None:
+                progress(name)
             started = time.perf_counter()
             kind = kinds[name]
             if kind is ModalityKind.TABULAR:

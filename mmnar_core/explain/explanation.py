@@ -134,23 +134,28 @@ NOTES = [
 
 
 def explain(predictor, record, tasks: Sequence[str] | None = None, settings: AttributionSettings | None = None,
-            include_what_if: bool = True, modalities: Sequence[str] | None = None) -> Explanation:
-    """Prediction, what-if and per-modality attributions of one patient (the body of Predictor.explain)."""
+            include_what_if: bool = True, modalities: Sequence[str] | None = None, progress=None) -> Explanation:
+    """Prediction, what-if and per-modality attributions of one patient (the body of Predictor.explain).
+    `progress(step)` is called before each step: "encode", "predict", "what_if", then each modality."""
     settings = settings or AttributionSettings()
+    progress = progress or (lambda step: None)
     timings = {}
     started = time.perf_counter()
     digest = input_hash(record)
+    progress("encode")
     vectors = predictor.encode(record)  # every encoder runs once; predict and what_if reuse the vectors
     timings["encode"] = time.perf_counter() - started
     clock = time.perf_counter()
+    progress("predict")
     prediction = predictor.predict(record, vectors)
     timings["predict"] = time.perf_counter() - clock
     what = None
     if include_what_if:
         clock = time.perf_counter()
+        progress("what_if")
         what = predictor.what_if(record, vectors).to_dict()
         timings["what_if"] = time.perf_counter() - clock
-    attributions = attribute_record(predictor, record, vectors, tasks, settings, modalities)
+    attributions = attribute_record(predictor, record, vectors, tasks, settings, modalities, progress)
     task_names = list(predictor.config.tasks) if tasks is None else [t for t in predictor.config.tasks if t in set(tasks)]
     timings.update({f"attribute_{k}": v for k, v in attributions.timings.items()})
     timings["total"] = time.perf_counter() - started

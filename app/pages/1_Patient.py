@@ -1,0 +1,64 @@
+"""Patient page: bring one patient's available modalities, analyse, see the risks and why, play what-if,
+save the assessment."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from mmnar_app import patient_form as form  # noqa: E402
+from mmnar_app.display import modality_name, task_name  # noqa: E402
+from mmnar_app.ui import page_header, render_results, service, settings, store  # noqa: E402
+
+page_header("Patient")
+svc = service()
+info = svc.info
+state = st.session_state
+form.init_state(info)
+
+# ------------------------------------------------------------------ who
+left, right = st.columns([2, 1])
+left.selectbox("Patient", form.patient_choices(), key="patient_choice", on_change=form.load_choice, args=(info,),
+               help="A demo patient (synthetic, from the test split: never seen in training) or a new patient.")
+right.text_input("Label for this assessment", key="patient_label",
+                 help="Free text shown in the history (e.g. a pseudonym or bed number); not used by the model.")
+
+# ------------------------------------------------------------------ inputs
+tab_names = [modality_name(m["name"]) for m in info.modalities]
+tabs = dict(zip([m["name"] for m in info.modalities], st.tabs(tab_names)))
+for modality in info.modalities:
+    name, kind = modality["name"], modality["kind"]
+    with tabs[name]:
+        if kind == "tabular":
+            form.structured_inputs(info, name)
+        elif kind == "image":
+            form.image_input(info, name)
+        else:
+            form.text_input(info, name)
+
+st.caption("Available now: " + form.availability_summary(info))
+
+# ------------------------------------------------------------------ analyse
+task = st.segmented_control("Explain outcome", info.tasks, default=info.tasks[0], format_func=task_name,
+                            key="task", help="Attributions are computed per outcome (about 3 s each on a 2-core CPU).")
+task = task or info.tasks[0]
+if st.button("Analyse", type="primary", key="analyse"):
+    form.analyse(svc, store(), settings().user, task)
+analysis = state.get("analysis")
+if analysis is not None and task not in analysis["explanations"]:
+    form.explain_more(svc, analysis, task)
+
+if analysis is not None:
+    st.divider()
+    if form.inputs_changed(info, analysis):
+        st.info("The inputs changed since this analysis. Press **Analyse** to update it.")
+    explanation = analysis["explanations"][task]
+    render_results(explanation, task, analysis["image_bytes"], analysis["texts"], key="live")
+    st.divider()
+    form.save_panel(info, store(), settings().user, analysis)

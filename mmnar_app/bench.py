@@ -1,0 +1,80 @@
+"""App benchmark in a real browser (Debian's Chromium via Playwright) against `streamlit run`:
+cold start to the first rendered page, and the time from clicking Analyse to every chart of the patient
+page rendered for demo patients (first time: computed; again: served from the explanation cache), plus
+the server's memory. `python -m mmnar_app.bench [--patients N]`; registered as bench "app"."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+DONE_TEXT = "Is an absent modality worth obtaining"
+
+
+def _charts_rendered(page, expected_images: int) -> None:
+    try:  # the run starts: Streamlit shows its running indicator (a cached run may be over before we look)
+        page.locator("[data-testid='stStatusWidget']").wait_for(state="visible", timeout=2_000)
+    except Exception:
+        pass
+    page.get_by_text(DONE_TEXT).first.wait_for(state="visible", timeout=600_000)
+    page.wait_for_function(
+        "n => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 3"
+        " && document.querySelectorAll(\"[data-testid='stImage'] img\").length >= n"
+        " && !document.querySelector(\"[data-testid='stStatusWidget']\")",
+        arg=expected_images, timeout=600_000)
+
+
+def _choose(page, label: str) -> None:
+    page.locator("[data-testid='stSelectbox'] input").first.click()
+    page.keyboard.type(label)
+    page.keyboard.press("Enter")
+    page.get_by_text("Available now").first.wait_for(state="visible", timeout=60_000)
+    time.sleep(0.5)  # let the rerun that loads the patient finish
+
+
+def bench_app(patients: int = 5) -> dict:
+    import psutil
+
+    from mmnar_app.browser_harness import chromium_page, streamlit_server
+    from mmnar_app.demo_patients import load_demo_patients
+
+    demos = load_demo_patients()[:patients]
+    figures: dict = {"patients": len(demos)}
+    with tempfile.TemporaryDirectory(prefix="mmnar-bench-app-") as scratch:
+        scratch = Path(scratch)
+        with streamlit_server(scratch / "data", scratch / "streamlit.log") as (url, process, started):
+            figures["server_healthy_s"] = round(time.perf_counter() - started, 2)
+            with chromium_page() as page:
+                page.goto(url)
+                page.get_by_text("Start here").first.wait_for(state="visible", timeout=120_000)
+                figures["cold_start_to_first_page_s"] = round(time.perf_counter() - started, 2)
+                page.goto(f"{url}/Patient")
+                page.get_by_text("Available now").first.wait_for(state="visible", timeout=120_000)
+                first, again = [], []
+                for demo in demos:
+                    _choose(page, demo.label)
+                    for times in (first, again):
+                        clicked = time.perf_counter()
+                        page.get_by_role("button", name="Analyse").click()
+                        _charts_rendered(page, 1 if demo.images else 0)
+                        times.append(time.perf_counter() - clicked)
+                figures["modalities_per_patient"] = [1 + len(d.images) + len(d.texts) for d in demos]
+                figures["analyse_to_all_charts_s"] = [round(t, 2) for t in first]
+                figures["analyse_to_all_charts_p50_s"] = round(float(np.percentile(first, 50)), 2)
+                figures["analyse_to_all_charts_max_s"] = round(max(first), 2)
+                figures["cached_reanalyse_p50_s"] = round(float(np.percentile(again, 50)), 2)
+            server = psutil.Process(process.pid)
+            figures["server_rss_mb"] = round(sum(p.memory_info().rss for p in [server, *server.children(True)]) / 2**20)
+    return figures
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=5)
+    print(json.dumps(bench_app(parser.parse_args().patients), indent=2))

@@ -1,0 +1,91 @@
+"""Start the app with `streamlit run` on 127.0.0.1 and drive Debian's Chromium with Playwright: shared by
+the real-browser test and the app benchmark (never downloads a browser: `executable_path` is the system
+Chromium)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, timeout: float, process: subprocess.Popen | None = None) -> float:
+    """Seconds until GET /_stcore/health answers ok."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return time.perf_counter() - started
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} not healthy after {timeout} s")
+
+
+@contextmanager
+def streamlit_server(data_dir: Path, log_path: Path, extra_env: dict | None = None, port: int | None = None):
+    """`streamlit run app/Home.py` on a free port with its own data folder; yields (url, process, started_at)."""
+    port = port or free_port()
+    env = {**os.environ, "MMNAR_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", **(extra_env or {})}
+    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "Home.py"), "--server.headless", "true",
+               "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_healthy(url, 90, process)
+            yield url, process, started
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@contextmanager
+def chromium_page(viewport=(1400, 1000)):
+    """A Playwright page in the system Chromium (headless)."""
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        raise RuntimeError("Chromium is not installed: apt-get install -y chromium (never `playwright install`)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+            yield page
+        finally:
+            browser.close()
+
+
+def wait_for_text(page, text: str, timeout_s: float) -> None:
+    page.get_by_text(text, exact=False).first.wait_for(state="visible", timeout=timeout_s * 1000)
+
+
+def wait_idle(page, timeout_s: float = 120) -> None:
+    """Until Streamlit has finished the current script run (its 'running' indicator is gone)."""
+    page.wait_for_timeout(300)
+    page.wait_for_function("() => !document.querySelector(\"[data-testid='stStatusWidget']\")",
+                           timeout=timeout_s * 1000)

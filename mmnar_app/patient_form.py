@@ -1,0 +1,325 @@
+"""The patient page's inputs and actions. Widget values live in `st.session_state` under stable keys
+(`feat_<feature>`, `text_<modality>`, images in `state.images`), so a bad upload changes nothing and
+every valid field stays filled; uploads are validated by `mmnar_core.inputs` and only then applied."""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from mmnar_app.demo_patients import load_demo_patients
+from mmnar_app.display import modality_name, task_name
+from mmnar_app.service import STEP_LABELS
+from mmnar_core.inputs import (
+    InputError,
+    InputErrors,
+    build_record,
+    parse_structured_file,
+    parse_structured_form,
+    read_image_upload,
+    read_text_upload,
+)
+
+NEW_PATIENT = "New patient"
+NOT_RECORDED = "(not recorded)"
+IMAGE_LIMIT_MB, TEXT_LIMIT_CHARS, STRUCTURED_LIMIT_MB = 20, 200_000, 5
+
+
+@st.cache_data(show_spinner=False)
+def _demos():
+    return {d.label: d for d in load_demo_patients()}
+
+
+def patient_choices() -> list[str]:
+    return [*_demos(), NEW_PATIENT]
+
+
+def _feature_key(name: str) -> str:
+    return f"feat_{name}"
+
+
+def _text_key(name: str) -> str:
+    return f"text_{name}"
+
+
+def init_state(info) -> None:
+    state = st.session_state
+    if "images" not in state:
+        state.images = {}
+        state.messages = {}
+        state.patient_choice = patient_choices()[0]
+        load_choice(info)
+
+
+def load_choice(info) -> None:
+    """Fill every field from the chosen demo patient, or clear them for a new patient."""
+    state = st.session_state
+    demo = _demos().get(state.patient_choice)
+    values = demo.structured if demo else {}
+    for feature in info.features:
+        value = values.get(feature["name"])
+        if feature["kind"] == "categorical":
+            value = value if value in (feature["categories"] or []) else NOT_RECORDED
+        elif value is not None:
+            value = float(value)
+        state[_feature_key(feature["name"])] = value
+    state.images = {}
+    for modality in info.modalities:
+        if modality["kind"] == "image" and demo and modality["name"] in demo.images:
+            state.images[modality["name"]] = read_image_upload(f"{demo.key}_{modality['name']}.png",
+                                                               demo.images[modality["name"]], IMAGE_LIMIT_MB * 2**20)
+        if modality["kind"] == "text":
+            state[_text_key(modality["name"])] = demo.texts.get(modality["name"], "") if demo else ""
+    state.patient_label = demo.label.split(":")[0] if demo else ""
+    state.messages = {}
+    state.pop("analysis", None)
+
+
+# ------------------------------------------------------------------ structured
+def _form_values(info) -> dict:
+    out = {}
+    for feature in info.features:
+        value = st.session_state.get(_feature_key(feature["name"]))
+        out[feature["name"]] = None if value == NOT_RECORDED else value
+    return out
+
+
+def _apply_structured(parsed) -> None:
+    for name, value in parsed.values.items():
+        key = _feature_key(name)
+        if isinstance(value, str):
+            st.session_state[key] = value
+        else:
+            st.session_state[key] = None if value is None else float(value)
+
+
+def _on_structured_upload(info) -> None:
+    state = st.session_state
+    upload = state.get("structured_upload")
+    if upload is None:
+        return
+    data = upload.getvalue()
+    try:
+        if len(data) > STRUCTURED_LIMIT_MB * 2**20:
+            raise InputError(f"structured upload {upload.name}", f"the file is {len(data):,} bytes, over the limit "
+                             f"of {STRUCTURED_LIMIT_MB} MB", "a CSV, JSON or FHIR file up to 5 MB")
+        parsed = parse_structured_file(upload.name, data, info.feature_specs())
+    except (InputError, InputErrors) as error:
+        state.messages["structured"] = ("error", str(error))
+        return
+    _apply_structured(parsed)
+    notes = "; ".join(parsed.notes)
+    state.messages["structured"] = ("success", f"Read {upload.name} ({parsed.source}): "
+                                    f"{sum(v is not None for v in parsed.values.values())} values filled in below."
+                                    + (f" {notes}" if notes else ""))
+
+
+def _show_message(slot: str) -> None:
+    message = st.session_state.messages.get(slot)
+    if message:
+        kind, text = message
+        (st.error if kind == "error" else st.success)(text)
+
+
+def structured_inputs(info, modality: str) -> None:
+    st.file_uploader("Fill the form from a file: CSV (a column per feature and one row, or feature,value[,unit] rows), "
+                     "JSON ({feature: value} or {feature: {value, unit}}) or a FHIR R4 Bundle (Patient, Observation "
+                     "with LOINC codes, Condition, MedicationRequest). Or type the values below.",
+                     key="structured_upload", on_change=_on_structured_upload, args=(info,))
+    _show_message("structured")
+    features = [f for f in info.features if f["modality"] == modality]
+    columns = st.columns(3)
+    for i, feature in enumerate(features):
+        column = columns[i % 3]
+        unit = f" ({feature['unit']})" if feature.get("unit") else ""
+        if feature["kind"] == "categorical":
+            column.selectbox(feature["name"], [NOT_RECORDED, *feature["categories"]], key=_feature_key(feature["name"]),
+                             help=feature.get("description"))
+        else:
+            low, high = feature.get("valid_range") or (None, None)
+            hint = f" Plausible range {low:g} to {high:g}{unit}." if low is not None else ""
+            column.number_input(f"{feature['name']}{unit}", value=None, key=_feature_key(feature["name"]),
+                                help=f"{feature.get('description', '')}.{hint} Leave empty if not measured.",
+                                placeholder="not measured")
+
+
+# ------------------------------------------------------------------ images and notes
+def _on_image_upload(modality: str) -> None:
+    state = st.session_state
+    upload = state.get(f"upload_{modality}")
+    if upload is None:
+        return
+    try:
+        state.images[modality] = read_image_upload(upload.name, upload.getvalue(), IMAGE_LIMIT_MB * 2**20)
+        state.messages[modality] = ("success", f"{upload.name} read.")
+    except (InputError, InputErrors) as error:
+        state.messages[modality] = ("error", str(error))
+
+
+def _remove_image(modality: str) -> None:
+    st.session_state.images.pop(modality, None)
+    st.session_state.messages.pop(modality, None)
+
+
+def image_input(info, modality: str) -> None:
+    st.file_uploader(f"{modality_name(modality)}: PNG, JPEG or DICOM, up to {IMAGE_LIMIT_MB} MB", key=f"upload_{modality}",
+                     on_change=_on_image_upload, args=(modality,))
+    _show_message(modality)
+    upload = st.session_state.images.get(modality)
+    if upload is None:
+        st.caption("No image: the model treats this modality as missing.")
+        return
+    st.image(upload.preview, caption=f"{upload.filename} · {upload.kind.upper()} · {upload.width} x {upload.height} px",
+             width=320)
+    st.button(f"Remove {modality_name(modality).lower()}", key=f"remove_{modality}", on_click=_remove_image,
+              args=(modality,))
+
+
+def _on_text_upload(modality: str) -> None:
+    state = st.session_state
+    upload = state.get(f"upload_{modality}")
+    if upload is None:
+        return
+    try:
+        state[_text_key(modality)] = read_text_upload(f"{modality_name(modality)} file {upload.name}",
+                                                      upload.getvalue(), TEXT_LIMIT_CHARS)
+        state.messages[modality] = ("success", f"{upload.name} read.")
+    except (InputError, InputErrors) as error:
+        state.messages[modality] = ("error", str(error))
+
+
+def text_input(info, modality: str) -> None:
+    st.file_uploader(f"{modality_name(modality)} as a UTF-8 .txt file (or paste below)", key=f"upload_{modality}",
+                     on_change=_on_text_upload, args=(modality,))
+    _show_message(modality)
+    st.text_area(modality_name(modality), key=_text_key(modality), height=220,
+                 placeholder="Paste the text here; leave empty if the patient has none.")
+
+
+def availability_summary(info) -> str:
+    present_names, absent_names = [], []
+    for modality in info.modalities:
+        name, kind = modality["name"], modality["kind"]
+        if kind == "image":
+            present = name in st.session_state.images
+        elif kind == "text":
+            present = bool((st.session_state.get(_text_key(name)) or "").strip())
+        else:
+            present = any(v is not None for f, v in _form_values(info).items())
+        (present_names if present else absent_names).append(modality_name(name))
+    return (f"**{', '.join(present_names) or 'nothing'}**"
+            + (f"; missing: {', '.join(absent_names)}" if absent_names else "; nothing missing"))
+
+
+# ------------------------------------------------------------------ actions
+def _snapshot(info):
+    """Validated inputs now on the page -> (record, inputs for saving); raises InputError(s)."""
+    state = st.session_state
+    structured = parse_structured_form(_form_values(info), info.feature_specs())
+    texts = {}
+    for modality in info.modalities:
+        if modality["kind"] == "text":
+            raw = state.get(_text_key(modality["name"])) or ""
+            if raw.strip():
+                texts[modality["name"]] = read_text_upload(modality_name(modality["name"]), raw, TEXT_LIMIT_CHARS)
+    images = dict(state.images)
+    label = (state.get("patient_label") or "").strip() or "unnamed patient"
+    record = build_record(label, structured, images, texts, info.modality_specs())
+    return record, structured, images, texts
+
+
+def _progress_runner(status, steps: list[str]):
+    bar = st.progress(0.0)
+    done = []
+
+    def progress(step: str) -> None:
+        done.append(step)
+        label = STEP_LABELS.get(step, f"Attributions within the {modality_name(step).lower()}")
+        status.write(f"{len(done)}/{len(steps)} {label}...")
+        bar.progress(min(1.0, (len(done) - 1) / max(1, len(steps))), text=label)
+
+    return progress, bar
+
+
+def _steps(record, info) -> list[str]:
+    available = record.availability(info.modality_specs(), info.feature_specs())
+    return ["encode", "predict", "what_if", *[m["name"] for m, a in zip(info.modalities, available) if a]]
+
+
+def _run(svc, record, task, info):
+    steps = _steps(record, info)
+    with st.status(f"Analysing for {task_name(task).lower()}...", expanded=True) as status:
+        progress, bar = _progress_runner(status, steps)
+        started = time.perf_counter()
+        explanation = svc.analyse(record, task, progress)
+        bar.progress(1.0, text="Done")
+        status.update(label=f"Analysed in {time.perf_counter() - started:.1f} s", state="complete", expanded=False)
+    return explanation
+
+
+def analyse(svc, store, user: str, task: str) -> None:
+    info = svc.info
+    try:
+        record, structured, images, texts = _snapshot(info)
+    except (InputError, InputErrors) as error:
+        problems = error.errors if isinstance(error, InputErrors) else [error]
+        for problem in problems:
+            st.error(str(problem))
+        return
+    explanation = _run(svc, record, task, info)
+    st.session_state.analysis = {
+        "record": record, "structured": structured.values, "structured_notes": list(structured.notes),
+        "images": {m: (u.filename, u.media_type) for m, u in images.items()},
+        "image_bytes": {m: u.data for m, u in images.items()}, "texts": texts,
+        "explanations": {task: explanation}, "input_hash": explanation.input_hash,
+    }
+    store.record(action="analyse", user=user, model_version=info.version, input_hash=explanation.input_hash)
+
+
+def explain_more(svc, analysis: dict, task: str) -> None:
+    analysis["explanations"][task] = _run(svc, analysis["record"], task, svc.info)
+
+
+def inputs_changed(info, analysis: dict) -> bool:
+    try:
+        record = _snapshot(info)[0]
+    except (InputError, InputErrors):
+        return True
+    from mmnar_core.explain.explanation import input_hash
+
+    return input_hash(record) != analysis["input_hash"]
+
+
+def assessment_payload(info, analysis: dict) -> dict:
+    """What a save stores: inputs (files by reference), outputs (every explanation computed), summary."""
+    first = next(iter(analysis["explanations"].values()))
+    prediction = first.prediction
+    return {
+        "inputs": {"structured": analysis["structured"], "structured_notes": analysis["structured_notes"],
+                   "texts": analysis["texts"], "images": {m: {"filename": f, "media_type": t}
+                                                          for m, (f, t) in analysis["images"].items()}},
+        "outputs": {"explanations": {t: e.to_dict() for t, e in analysis["explanations"].items()}},
+        "files": {m: (f, t, analysis["image_bytes"][m]) for m, (f, t) in analysis["images"].items()},
+        "pattern": "+".join(prediction["available"]),
+        "summary": {r["task"]: r["risk"] for r in prediction["risks"]},
+    }
+
+
+def save_panel(info, store, user: str, analysis: dict) -> None:
+    st.subheader("Save this assessment")
+    note = st.text_area("Note (optional)", key="save_note", height=80)
+    if st.button("Save assessment", key="save"):
+        payload = assessment_payload(info, analysis)
+        label = (st.session_state.get("patient_label") or "").strip() or "unnamed patient"
+        try:
+            assessment_id = store.save_assessment(user=user, patient_label=label, model_id=info.model_id,
+                                                  model_version=info.version, input_hash=analysis["input_hash"],
+                                                  note=note, **payload)
+        except Exception as error:  # nothing was saved: the store saves in one transaction
+            st.error(f"The assessment was not saved ({type(error).__name__}: {error}). Nothing was written; "
+                     "your inputs are still here.")
+            return
+        st.session_state.last_saved = assessment_id
+        st.success(f"Saved as assessment #{assessment_id} ({', '.join(task_name(t) for t in analysis['explanations'])}). "
+                   "Find it on the History page.")

@@ -1,0 +1,12 @@
+"""Persistence of the clinician app: assessments, content-addressed files and an append-only audit log.
+
+SQLite in the data directory by default, PostgreSQL when ``MMNAR_DATABASE_URL`` is set; the schema is
+managed by the Alembic migrations shipped in ``migrations/`` and applied by `open_store`. See
+docs/storage.md.
+"""
+
+from .core import (Assessment, AssessmentSummary, AuditEntry, Store, StoredFile, StoreError, default_database_url,
+                   open_store, schema_head)
+
+__all__ = ["Assessment", "AssessmentSummary", "AuditEntry", "Store", "StoreError", "StoredFile",
+           "default_database_url", "open_store", "schema_head"]

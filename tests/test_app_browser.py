@@ -1,0 +1,90 @@
+"""A real browser against `streamlit run`: Debian's Chromium driven by Playwright uploads a real X-ray
+JPEG and its clinical note from ../shared/data/covid-cxr-notes plus structured values, waits for the risks
+and the heatmap, saves the assessment, and writes screenshots to test-output/browser/."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from conftest import ROOT
+from mmnar_app.browser_harness import chromium_page, streamlit_server, wait_for_text, wait_idle
+
+COVID = ROOT.parent / "shared" / "data" / "covid-cxr-notes"
+SHOTS = ROOT / "test-output" / "browser"
+
+
+def _covid_case() -> tuple[dict, bytes, str]:
+    """The first image with a clinical note, age and sex in the metadata."""
+    with open(COVID / "metadata.csv", newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            path = COVID / "images" / row.get("filename", "")
+            if (row.get("clinical_notes") or "").strip() and row.get("age") and row.get("sex") and path.is_file() \
+                    and path.suffix.lower() in (".jpg", ".jpeg"):
+                return row, path.read_bytes(), row["clinical_notes"].strip()
+    raise AssertionError("no COVID case with an image, a note, age and sex")
+
+
+def _fill_number(page, label: str, value: float) -> None:
+    field = page.get_by_label(label, exact=True)
+    field.fill(str(value))
+    field.press("Enter")
+    wait_idle(page)
+
+
+def _upload(page, tab: str, path) -> None:
+    wait_idle(page)
+    page.get_by_role("tab", name=tab).click()
+    panel = page.get_by_role("tabpanel", name=tab)
+    panel.locator("input[type=file]").set_input_files(str(path))
+    wait_idle(page)
+
+
+@pytest.mark.slow
+def test_browser_upload_analyse_save(tmp_path):
+    row, jpeg, note = _covid_case()
+    (tmp_path / "xray.jpg").write_bytes(jpeg)
+    (tmp_path / "note.txt").write_text(note, encoding="utf-8")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with streamlit_server(tmp_path / "data", SHOTS / "streamlit.log") as (url, _, _), chromium_page((1400, 1100)) as page:
+        try:
+            _flow(page, url, row, tmp_path)
+        except Exception:
+            page.screenshot(path=str(SHOTS / "failure.png"))
+            raise
+    for name in ("1_inputs", "2_results", "3_heatmap", "4_saved", "5_history"):
+        assert (SHOTS / f"{name}.png").stat().st_size > 10_000
+
+
+def _flow(page, url: str, row: dict, tmp_path) -> None:
+    page.goto(f"{url}/Patient")
+    wait_for_text(page, "Available now", 120)
+    page.locator("[data-testid='stSelectbox'] input").first.click()
+    page.keyboard.type("New patient")
+    page.keyboard.press("Enter")
+    wait_for_text(page, "missing: Structured EHR", 30)
+    wait_idle(page)
+    age = float(row["age"]) if 18 <= float(row["age"]) <= 110 else 60.0
+    _fill_number(page, "age (years)", age)
+    _fill_number(page, "heart_rate_max (beats/min)", 104)
+    _fill_number(page, "spo2_min (%)", 91)
+    _upload(page, "Chest X-ray", tmp_path / "xray.jpg")
+    wait_for_text(page, "xray.jpg · JPEG", 60)
+    _upload(page, "Discharge summary", tmp_path / "note.txt")
+    wait_for_text(page, "note.txt read", 60)
+    page.screenshot(path=str(SHOTS / "1_inputs.png"))
+    page.get_by_role("button", name="Analyse").click()
+    wait_for_text(page, "Is an absent modality worth obtaining", 300)
+    page.get_by_text("where the model looked").first.scroll_into_view_if_needed()
+    heatmap = page.locator("[data-testid='stImage'] img").last
+    heatmap.wait_for(state="visible", timeout=30_000)
+    page.screenshot(path=str(SHOTS / "2_results.png"))
+    page.get_by_text("Why:").first.scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "3_heatmap.png"))
+    page.get_by_role("button", name="Save assessment").click()
+    wait_for_text(page, "Saved as assessment #1", 60)
+    page.screenshot(path=str(SHOTS / "4_saved.png"))
+    page.goto(f"{url}/History")
+    wait_for_text(page, "Audit log", 60)
+    page.screenshot(path=str(SHOTS / "5_history.png"))

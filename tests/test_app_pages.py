@@ -1,0 +1,228 @@
+"""Streamlit AppTest of every page and flow: demo patient -> risks; upload -> risks; toggle -> risk
+changes; each bad upload -> its message (valid fields stay filled); save -> history shows it; reopen gives
+the same numbers; compare; export; audit log."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT
+
+PAGES = ROOT / "app" / "pages"
+COVID = ROOT.parent / "shared" / "data" / "covid-cxr-notes"
+FAST_DEMO = "Demo 06"  # structured + X-ray: no note transformer, so an analysis takes well under a second
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMNAR_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MMNAR_USER", "dr-test")
+    monkeypatch.delenv("MMNAR_DATABASE_URL", raising=False)
+    return tmp_path / "data"
+
+
+def page(name: str) -> AppTest:
+    app = AppTest.from_file(str(PAGES / name) if name != "Home.py" else str(ROOT / "app" / "Home.py"), default_timeout=180)
+    app.run()
+    assert not app.exception, app.exception
+    return app
+
+
+def choose(app: AppTest, prefix: str) -> AppTest:
+    box = app.selectbox(key="patient_choice")
+    box.set_value(next(o for o in box.options if o.startswith(prefix))).run()
+    assert not app.exception, app.exception
+    return app
+
+
+def analyse(app: AppTest) -> AppTest:
+    app.button(key="analyse").click().run()
+    assert not app.exception, app.exception
+    return app
+
+
+def risks(app: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in app.metric}
+
+
+def errors(app: AppTest) -> str:
+    return "\n".join(e.value for e in app.error)
+
+
+def what_if_table(app: AppTest):
+    return next(d.value for d in app.dataframe if any(str(c).startswith("with ") and c != "with all available"
+                                                      for c in d.value.columns))
+
+
+def test_home_shows_banner_version_and_links(data_dir):
+    app = page("Home.py")
+    assert "synthetic data" in app.warning[0].value and "Not for clinical use" in app.warning[0].value
+    assert any("mmnar-" in c.value for c in app.caption)
+    assert "Start here" in str([p.proto.label for p in app.get("page_link")])
+
+
+def test_demo_patient_to_risks_and_toggle_changes_risk(data_dir):
+    app = choose(page("1_Patient.py"), FAST_DEMO)
+    assert app.session_state["feat_age"] is not None
+    analyse(app)
+    shown = risks(app)
+    assert len(shown) == 3 and all(v.endswith("%") for v in shown.values())
+    assert any("Analysed in" in s.proto.label for s in app.status)
+    before = what_if_table(app).iloc[:, 2].tolist()
+    app.toggle(key="live-toggle-cxr").set_value(False).run()
+    after = what_if_table(app)
+    assert "Chest X-ray" not in after.columns[2]
+    assert after.iloc[:, 2].tolist() != before  # the risks without the X-ray differ, shown at once
+    assert after["change"].str.contains("pts").all()
+    assert risks(app) == shown  # the toggles never change the patient's actual risks
+    assert any("Layer" in c.value or "Integrated Gradients" in c.value for c in app.caption)
+    assert app.image  # X-ray with its heatmap
+
+
+def _png(size=(64, 64)) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray((np.random.default_rng(0).random(size) * 255).astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.slow
+def test_new_patient_uploads_to_risks(data_dir, tmp_path):
+    app = choose(page("1_Patient.py"), "New patient")
+    assert app.session_state["feat_age"] is None and not app.session_state["images"]
+    csv = "feature,value,unit\nage,71,years\nsex,female,\nheart_rate_max,112,beats/min\ntemperature_max,101.3,°F\n"
+    app.file_uploader(key="structured_upload").upload("vitals.csv", csv.encode(), "text/csv").run()
+    assert not app.exception, app.exception
+    assert app.session_state["feat_age"] == 71 and app.session_state["feat_sex"] == "female"
+    assert app.session_state["feat_temperature_max"] == pytest.approx(38.5, abs=0.05)  # converted, with a note
+    assert any("°F" in s.value for s in app.success)
+    jpeg = sorted((COVID / "images").glob("*.jp*g"))[0].read_bytes()
+    app.file_uploader(key="upload_cxr").upload("xray.jpg", jpeg, "image/jpeg").run()
+    assert "cxr" in app.session_state["images"] and app.image
+    note = "Patient with fever and cough. Chest X-ray shows bilateral opacities. Discharged home on oxygen."
+    app.file_uploader(key="upload_discharge_note").upload("note.txt", note.encode(), "text/plain").run()
+    assert app.session_state["text_discharge_note"] == note
+    analyse(app)
+    assert len(risks(app)) == 3
+    assert not errors(app)
+
+
+BAD_UPLOADS = [
+    ("upload_cxr", "scan.png", b"%PDF-1.4 this is a document", ["scan.png", "PDF"]),
+    ("upload_cxr", "xray.png", _png()[:200], ["xray.png", "truncated"]),
+    ("upload_cxr", "big.png", b"\x89PNG\r\n\x1a\n" + b"\0" * (21 * 2**20), ["big.png", "limit"]),
+    ("upload_discharge_note", "note.txt", "Fièvre et toux".encode("latin-1"), ["note.txt", "UTF-8"]),
+    ("upload_discharge_note", "empty.txt", b"", ["empty.txt", "empty"]),
+    ("structured_upload", "values.csv", b"age,shoe_size\n70,44\n", ["shoe_size"]),
+    ("structured_upload", "values.csv", b"age,sex\n70,male\n", ["missing"]),
+    ("structured_upload", "values.json", b'{"age": 250}', ["age", "18"]),
+    ("structured_upload", "values.json", b'{"temperature_max": 101.3}', ["temperature_max", "°F"]),
+    ("structured_upload", "bundle.json", b'{"resourceType": "Bundle", "entry": [{"fullUrl": "x"}]}', ["entry"]),
+]
+
+
+@pytest.mark.parametrize("key, filename, content, words", BAD_UPLOADS,
+                         ids=["renamed-pdf", "truncated-png", "over-limit", "non-utf8", "empty-text", "unknown-column",
+                              "missing-columns", "out-of-range", "wrong-unit", "malformed-fhir"])
+def test_each_bad_upload_gives_its_message_and_keeps_the_form(data_dir, key, filename, content, words):
+    app = choose(page("1_Patient.py"), FAST_DEMO)
+    before = {k: app.session_state[k] for k in ("feat_age", "feat_sex", "feat_heart_rate_max")}
+    images_before = set(app.session_state["images"])
+    app.file_uploader(key=key).upload(filename, content, "application/octet-stream").run()
+    assert not app.exception, app.exception
+    message = errors(app)
+    for word in words:
+        assert word.lower() in message.lower(), message
+    assert "Accepted" in message
+    assert {k: app.session_state[k] for k in before} == before  # the valid parts stay filled
+    assert set(app.session_state["images"]) == images_before
+
+
+def test_dicom_without_pixel_data_is_refused(data_dir, tmp_path):
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
+    meta.MediaStorageSOPInstanceUID = "1.2.3"
+    meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.PatientID, ds.Modality = "x", "CR"
+    path = tmp_path / "nopixels.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    app = choose(page("1_Patient.py"), FAST_DEMO)
+    app.file_uploader(key="upload_cxr").upload("nopixels.dcm", path.read_bytes(), "application/dicom").run()
+    assert "nopixels.dcm" in errors(app) and "pixel" in errors(app).lower()
+
+
+def test_out_of_range_form_value_blocks_analysis_and_names_the_field(data_dir):
+    app = choose(page("1_Patient.py"), FAST_DEMO)
+    app.number_input(key="feat_spo2_min").set_value(150.0).run()
+    analyse(app)
+    assert "spo2_min" in errors(app) and "100" in errors(app)
+    assert not app.metric  # nothing analysed, nothing half-done
+    assert app.session_state["feat_age"] is not None
+
+
+def _save(app: AppTest, note: str = "") -> int:
+    if note:
+        app.text_area(key="save_note").set_value(note)
+    app.button(key="save").click().run()
+    assert not app.exception, app.exception
+    assert any("Saved as assessment" in s.value for s in app.success), [e.value for e in app.error]
+    return app.session_state["last_saved"]
+
+
+def test_save_then_history_reopens_exactly_and_audits(data_dir):
+    app = analyse(choose(page("1_Patient.py"), FAST_DEMO))
+    shown = risks(app)
+    first = _save(app, "baseline")
+    app.button(key="remove_cxr").click().run()
+    analyse(app)
+    second = _save(app, "without the X-ray")
+    history = page("3_History.py")
+    table = history.dataframe[0].value
+    assert set(table["id"]) == {first, second} and "dr-test" in set(table["user"])
+    history.selectbox(key="h_open").set_value(first).run()
+    assert not history.exception, history.exception
+    assert risks(history) == shown  # reopened exactly as saved
+    compare = next(d.value for d in history.dataframe if "difference" in d.value.columns)
+    assert compare.shape[0] == 4 and compare["difference"].iloc[1:].str.contains("pts").all()
+    history.text_input(key="h_search").set_value("without").run()
+    assert list(history.dataframe[0].value["id"]) == [second]
+    audit = next(d.value for d in history.dataframe if "action" in d.value.columns)
+    assert {"analyse", "save", "view"} <= set(audit["action"])
+
+
+def test_export_is_self_contained_html_and_audited(data_dir):
+    from mmnar_app.history import export
+    from mmnar_app.store import open_store
+    from mmnar_core.explain.explanation import Explanation
+
+    app = analyse(choose(page("1_Patient.py"), FAST_DEMO))
+    saved = _save(app)
+    store = open_store(None, data_dir=data_dir)
+    assessment = store.get_assessment(saved)
+    explanations = {t: Explanation.from_dict(d) for t, d in assessment.outputs["explanations"].items()}
+    document = export(store, assessment, explanations, True, "dr-test", "v")
+    assert document.startswith("<!doctype html>") and f"Assessment #{saved}" in document
+    assert "data:image/png;base64," in document and "Not for clinical use" in document
+    assert "<script src=" not in document and "plotly.js v" in document.lower()  # inline: opens without network
+    assert store.audit_log(action="export")[0].assessment_id == saved
+
+
+def test_model_card_page(data_dir):
+    app = page("2_Model_card.py")
+    tables = [d.value for d in app.dataframe]
+    assert {"raw", "calibrated", "rectified"} <= set(tables[0]["probabilities"])
+    assert any("correction (logit)" in t.columns for t in tables)
+    assert any("oracle (true probability)" in set(t.get("model", [])) for t in tables)
+    app.segmented_control(key="card_task").set_value("death_180d").run()
+    assert not app.exception
+    assert "Death within 180 days" in "".join(m.value for m in app.markdown)

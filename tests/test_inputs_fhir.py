@@ -1,0 +1,303 @@
+"""FHIR R4 Bundles: a realistic bundle built here -> the demo model's features (LOINC mapping, max / min /
+latest, unit conversions with notes, Patient / MedicationRequest / Condition / Encounter), and one
+specific message per kind of malformed FHIR, naming the entry index and resource id."""
+
+import copy
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from mmnar_core.inputs import InputErrors, parse_fhir_bundle, parse_fhir_datetime
+from mmnar_core.inputs.fhir_tables import DISCHARGE_DISPOSITION, LOINC_FEATURES, LOINC_PANELS
+from mmnar_core.schema import FeatureSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASET = json.loads((ROOT / "assets/demo_bundle/dataset.json").read_text())
+FEATURES = [FeatureSpec.from_dict(f) for f in DATASET["features"]]
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+
+
+# --------------------------------------------------------------------------------------------- fixture builder
+def observation(oid, code, display, value=None, unit=None, ucum=None, when="2024-03-02T08:00:00Z", **extra):
+    resource = {"resourceType": "Observation", "id": oid, "status": "final",
+                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                          "code": "vital-signs" if code in ("8867-4", "9279-1", "59408-5", "8310-5") else "laboratory"}]}],
+                "code": {"coding": [{"system": LOINC, "code": code, "display": display}], "text": display},
+                "subject": {"reference": "Patient/pat-1"}, "effectiveDateTime": when}
+    if value is not None:
+        resource["valueQuantity"] = {"value": value, "unit": unit, "system": UCUM, "code": ucum or unit}
+    resource.update(extra)
+    return resource
+
+
+def bp_panel(oid, systolic, diastolic, when):
+    def component(code, display, value):
+        return {"code": {"coding": [{"system": LOINC, "code": code, "display": display}]},
+                "valueQuantity": {"value": value, "unit": "mmHg", "system": UCUM, "code": "mm[Hg]"}}
+
+    resource = observation(oid, "85354-9", "Blood pressure panel with all children optional", when=when)
+    resource["component"] = [component("8480-6", "Systolic blood pressure", systolic),
+                             component("8462-4", "Diastolic blood pressure", diastolic)]
+    return resource
+
+
+def medication(mid, rxnorm, name, status="active"):
+    return {"resourceType": "MedicationRequest", "id": mid, "status": status, "intent": "order",
+            "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                      "code": rxnorm, "display": name}], "text": name},
+            "subject": {"reference": "Patient/pat-1"}}
+
+
+def condition(cid, snomed, name):
+    return {"resourceType": "Condition", "id": cid,
+            "clinicalStatus": {"coding": [{"code": "active"}]},
+            "verificationStatus": {"coding": [{"code": "confirmed"}]},
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": snomed, "display": name}], "text": name},
+            "subject": {"reference": "Patient/pat-1"}}
+
+
+def encounter(eid, start, end, klass="IMP", priority=None, disposition=None):
+    resource = {"resourceType": "Encounter", "id": eid, "status": "finished",
+                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": klass},
+                "subject": {"reference": "Patient/pat-1"}, "period": {"start": start, "end": end}}
+    if priority:
+        resource["priority"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActPriority",
+                                            "code": priority}]}
+    if disposition:
+        resource["hospitalization"] = {"dischargeDisposition": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/discharge-disposition", "code": disposition}]}}
+    return resource
+
+
+def make_bundle() -> dict:
+    """A 73-year-old woman admitted through the emergency department with pneumonia and heart failure."""
+    resources = [
+        {"resourceType": "Patient", "id": "pat-1", "gender": "female", "birthDate": "1950-06-15",
+         "name": [{"family": "Example", "given": ["Ann"]}]},
+        encounter("enc-old", "2023-10-02T10:00:00Z", "2023-10-05T09:00:00Z"),
+        encounter("enc-1", "2024-03-01T08:00:00Z", "2024-03-06T20:00:00Z", priority="EM", disposition="snf"),
+        observation("hr-1", "8867-4", "Heart rate", 88, "/min"),
+        observation("hr-2", "8867-4", "Heart rate", 112, "beats/minute", "/min", when="2024-03-01T09:00:00Z"),
+        observation("hr-3", "8867-4", "Heart rate", 95, "/min", when="2024-03-03T09:00:00Z"),
+        observation("rr-1", "9279-1", "Respiratory rate", 24, "/min"),
+        observation("spo2-1", "59408-5", "Oxygen saturation by pulse oximetry", 94, "%"),
+        observation("spo2-2", "2708-6", "Oxygen saturation in arterial blood", 89, "%", when="2024-03-01T10:00:00Z"),
+        observation("temp-1", "8310-5", "Body temperature", 37.8, "Cel"),
+        observation("temp-2", "8310-5", "Body temperature", 101.3, "degF", "[degF]", when="2024-03-01T12:00:00Z"),
+        bp_panel("bp-1", 128, 76, "2024-03-01T09:00:00Z"),
+        bp_panel("bp-2", 96, 58, "2024-03-02T03:00:00Z"),
+        observation("wbc-1", "6690-2", "Leukocytes", 15.1, "10*3/uL", when="2024-03-01T09:30:00Z"),
+        observation("wbc-2", "26464-8", "Leukocytes", 13.2, "10*3/uL", when="2024-03-04T06:00:00Z"),
+        observation("hb-1", "718-7", "Hemoglobin", 118, "g/L"),
+        observation("na-1", "2951-2", "Sodium", 134, "mmol/L"),
+        observation("cr-1", "2160-0", "Creatinine", 133, "umol/L"),
+        observation("lac-1", "32693-4", "Lactate in blood", 27, "mg/dL"),
+        observation("bnp-1", "33762-6", "NT-proBNP", 2400, "pg/mL"),
+        observation("alb-1", "1751-7", "Albumin", 31, "g/L"),
+        observation("bmi-1", "39156-5", "Body mass index", 31.2, "kg/m2"),
+        medication("med-1", "197361", "Amlodipine 5 MG Oral Tablet"),
+        medication("med-2", "310798", "Furosemide 40 MG Oral Tablet"),
+        medication("med-3", "314076", "Lisinopril 10 MG Oral Tablet"),
+        medication("med-4", "197361", "Amlodipine 5 MG Oral Tablet"),  # a repeated order of med-1
+        medication("med-5", "308182", "Amoxicillin 500 MG Oral Capsule", status="completed"),
+        medication("med-6", "861004", "Metformin 500 MG Oral Tablet", status="stopped"),
+        condition("cond-1", "233604007", "Pneumonia"),
+        condition("cond-2", "84114007", "Heart failure"),
+        condition("cond-3", "13645005", "Chronic obstructive lung disease"),
+        {"resourceType": "Procedure", "id": "proc-1", "status": "completed", "subject": {"reference": "Patient/pat-1"}},
+    ]
+    return {"resourceType": "Bundle", "id": "b-1", "type": "collection",
+            "entry": [{"fullUrl": f"urn:uuid:{r['resourceType'].lower()}-{r['id']}", "resource": r} for r in resources]}
+
+
+def with_entry(bundle: dict, resource: dict, replace: str | None = None) -> dict:
+    bundle = copy.deepcopy(bundle)
+    if replace:
+        bundle["entry"] = [e for e in bundle["entry"] if e["resource"].get("id") != replace]
+    bundle["entry"].append({"resource": resource})
+    return bundle
+
+
+def errors_of(data, **kwargs):
+    with pytest.raises(InputErrors) as info:
+        parse_fhir_bundle(data, FEATURES, **kwargs)
+    return info.value
+
+
+def one_error(data, **kwargs):
+    errors = errors_of(data, **kwargs).errors
+    assert len(errors) == 1, [str(e) for e in errors]
+    return errors[0]
+
+
+# --------------------------------------------------------------------------------------------- happy path
+def test_realistic_bundle_maps_every_feature():
+    result = parse_fhir_bundle(json.dumps(make_bundle()).encode(), FEATURES)
+    v = result.values
+    assert result.source == "fhir" and list(v) == [f.name for f in FEATURES]
+    assert v["age"] == 73 and v["sex"] == "female"  # on 2024-03-06, the latest time in the bundle
+    assert v["heart_rate_max"] == 112 and v["resp_rate_max"] == 24 and v["spo2_min"] == 89
+    assert v["temperature_max"] == 38.5  # 101.3 °F beats 37.8 °C
+    assert v["sbp_min"] == 96  # from the blood-pressure panels' systolic components
+    assert v["wbc"] == 13.2  # the latest, not the largest
+    assert v["hemoglobin"] == 11.8 and v["sodium"] == 134 and v["albumin"] == 3.1
+    assert v["creatinine"] == pytest.approx(1.504, abs=1e-3) and v["lactate"] == pytest.approx(2.997, abs=1e-3)
+    assert v["nt_probnp"] == 2400
+    assert v["n_medications"] == 4  # amlodipine once, furosemide, lisinopril, amoxicillin (completed); not metformin
+    assert v["admission_type"] == "emergency" and v["discharge_disposition"] == "skilled_nursing"
+    assert v["length_of_stay"] == 5.5 and v["prior_admissions_12m"] == 1
+    notes = "\n".join(result.notes)
+    for expected in ["temperature_max: 101.3 °F converted to 38.5 °C", "creatinine: 133 µmol/L converted to 1.504 mg/dL",
+                     "hemoglobin: 118 g/L converted to 11.8 g/dL", "albumin: 31 g/L converted to 3.1 g/dL",
+                     "lactate: 27 mg/dL converted to 2.997 mmol/L", "age: 73 years from birthDate 1950-06-15",
+                     "heart_rate_max: 112 beats/min is the highest of 3 Observations",
+                     "wbc: 13.2 K/uL is the latest of 2 Observations", "1 repeated request(s) counted once",
+                     "not counted: 1 stopped", "3 Condition(s) in the bundle", "Pneumonia, Heart failure",
+                     "39156-5 Body mass index", "ignored resources the model does not use: Procedure (1)",
+                     "length_of_stay: 5.5 days"]:
+        assert expected in notes, expected
+    assert "Observation/temp-2" in notes  # conversion notes name the resource
+
+
+def test_mapping_input_reference_time_and_gender_other():
+    bundle = make_bundle()
+    bundle["entry"][0]["resource"]["gender"] = "other"
+    result = parse_fhir_bundle(bundle, FEATURES, reference_time=datetime(2030, 1, 1))
+    assert result.values["age"] == 79 and result.values["sex"] is None
+    assert any("gender 'other' is not a category" in n for n in result.notes)
+
+
+def test_skipped_absent_and_minimal_bundles():
+    bundle = with_entry(make_bundle(), observation("hr-9", "8867-4", "Heart rate", 190, "/min", status="entered-in-error"))
+    lactate = observation("lac-2", "2524-7", "Lactate", when="2024-03-05T00:00:00Z",
+                          dataAbsentReason={"text": "Sample hemolysed"})
+    bundle = with_entry(bundle, lactate)
+    result = parse_fhir_bundle(bundle, FEATURES)
+    assert result.values["heart_rate_max"] == 112
+    assert any("entered-in-error" in n and "Observation/hr-9" in n for n in result.notes)
+    assert any("Sample hemolysed" in n for n in result.notes) and result.values["lactate"] == pytest.approx(2.997, abs=1e-3)
+    only = {"resourceType": "Bundle", "entry": [{"resource": observation("x", "8867-4", "Heart rate", 80, "/min")}]}
+    result = parse_fhir_bundle(only, FEATURES)
+    assert result.values["heart_rate_max"] == 80 and result.values["n_medications"] is None
+    assert any("no Patient resource" in n for n in result.notes)
+
+
+def test_loinc_table_matches_the_demo_model():
+    names = {f.name for f in FEATURES}
+    assert {feature for feature, _, _ in LOINC_FEATURES.values()} <= names
+    required = {"8867-4", "9279-1", "59408-5", "2708-6", "8310-5", "8480-6", "6690-2", "26464-8", "718-7", "2951-2",
+                "2160-0", "2524-7", "32693-4", "33762-6", "1751-7"}
+    assert required <= set(LOINC_FEATURES) and "85354-9" in LOINC_PANELS
+    assert {how for _, how, _ in LOINC_FEATURES.values()} == {"max", "min", "latest"}
+    categories = next(f.categories for f in FEATURES if f.name == "discharge_disposition")
+    assert {v for v in DISCHARGE_DISPOSITION.values() if v} <= set(categories)
+
+
+def test_fhir_datetimes():
+    assert parse_fhir_datetime("2024") == datetime(2024, 1, 1, tzinfo=timezone.utc)
+    assert parse_fhir_datetime("2024-03-05T14:30:00+02:00") == datetime(2024, 3, 5, 12, 30, tzinfo=timezone.utc)
+    for bad in ("2024-13-01", "05/03/2024", "2024-03-05 14:30", 20240305):
+        with pytest.raises(ValueError):
+            parse_fhir_datetime(bad)
+
+
+# --------------------------------------------------------------------------------------------- malformed FHIR
+def test_file_level_errors():
+    assert "not valid JSON" in one_error(b'{"resourceType": "Bundle",').problem
+    assert "top level is a JSON list" in one_error(b"[]").problem
+    error = one_error(json.dumps({"resourceType": "Patient", "id": "p"}).encode(), filename="pat.json")
+    assert error.field == "pat.json" and "resourceType is 'Patient': a single resource, not a Bundle" in error.problem
+    assert "FHIR R4 Bundle" in error.accepted
+    assert "no resourceType" in one_error(b'{"entry": []}').problem
+    assert "has no entries" in one_error(b'{"resourceType": "Bundle", "type": "collection"}').problem
+    assert "not a list" in one_error(b'{"resourceType": "Bundle", "entry": {}}').problem
+
+
+def test_entry_without_resource_or_resource_type():
+    bundle = make_bundle()
+    bundle["entry"][3] = {"fullUrl": "urn:uuid:lost", "request": {"method": "POST"}}
+    bundle["entry"][4] = {"resource": {"id": "typeless"}}
+    bundle["entry"][5] = "Observation"
+    errors = {e.field: e for e in errors_of(bundle).errors}
+    assert "the entry has no resource" in errors["bundle.json entry[3] (urn:uuid:lost)"].problem
+    assert "has no resourceType" in errors["bundle.json entry[4]"].problem
+    assert "not an object" in errors["bundle.json entry[5]"].problem
+
+
+@pytest.mark.parametrize("resource, field, words", [
+    ({"resourceType": "Observation", "id": "o1", "status": "final", "valueQuantity": {"value": 80, "unit": "/min"}},
+     "Observation/o1", ["has no code"]),
+    (observation("o2", "8867-4", "Heart rate"), "Observation/o2 (LOINC 8867-4 Heart rate)", ["has no value"]),
+    (observation("o3", "8867-4", "Heart rate", 80, "/min", when="2024-02-30T25:00"), "Observation/o3 effectiveDateTime",
+     ["not a valid FHIR date"]),
+    (observation("o4", "8310-5", "Body temperature", 38.5, "degrees", "deg"),
+     "Observation/o4 (LOINC 8310-5 Body temperature)", ["unit 'degrees' (code 'deg') is not accepted for temperature_max"]),
+    (observation("o5", "8867-4", "Heart rate", 400, "/min"), "Observation/o5 (LOINC 8867-4 Heart rate)",
+     ["400 beats/min is outside the plausible range 20-250 beats/min"]),
+    (observation("o6", "718-7", "Hemoglobin", valueString="12.1 g/dL"), "Observation/o6 (LOINC 718-7",
+     ["the value is a valueString"]),
+    (observation("o7", "8867-4", "Heart rate", subject={"reference": "Patient/someone-else"}) | {"valueQuantity": {"value": 80}},
+     "Observation/o7 subject", ["refers to Patient/someone-else"]),
+    (observation("o8", "8867-4", "Heart rate") | {"valueQuantity": {"value": "80", "unit": "/min"}},
+     "Observation/o8 (LOINC 8867-4", ["valueQuantity.value '80' is not a number"]),
+    (observation("bp", "85354-9", "Blood pressure panel"), "Observation/bp", ["has no component list"]),
+    (encounter("e2", "2024-03-06T00:00:00Z", "2024-03-01T00:00:00Z"), "Encounter/e2 period", ["is before start"]),
+    (encounter("e3", "yesterday", None), "Encounter/e3 period.start", ["not a valid FHIR date"]),
+    ({"resourceType": "MedicationRequest", "id": "m9", "intent": "order"}, "MedicationRequest/m9", ["has no status"]),
+    ({"resourceType": "Patient", "id": "pat-2"}, "bundle.json", ["2 Patient resources"]),
+])
+def test_resource_errors_name_entry_id_and_problem(resource, field, words):
+    bundle = with_entry(make_bundle(), resource)
+    error_set = errors_of(bundle)
+    assert len(error_set.errors) == 1, [str(e) for e in error_set.errors]
+    (error,) = error_set.errors
+    index = len(bundle["entry"]) - 1
+    assert field in error.field
+    if field != "bundle.json":
+        assert error.field.startswith(f"bundle.json entry[{index}] ")
+    for word in words:
+        assert word in error.problem
+    assert error.accepted
+    # the valid parts are kept
+    assert error_set.partial.values["sodium"] == 134
+
+
+def test_unknown_unit_lists_the_accepted_units():
+    error = one_error(with_entry(make_bundle(), observation("cr-9", "2160-0", "Creatinine", 1.2, "mg/mL")))
+    assert "entry[32] Observation/cr-9 (LOINC 2160-0 Creatinine" in error.field
+    assert "unit 'mg/mL'" in error.problem
+    assert "mg/dL" in error.accepted and "µmol/L" in error.accepted
+
+
+def test_bad_birth_date_and_several_errors_at_once():
+    bundle = make_bundle()
+    bundle["entry"][0]["resource"]["birthDate"] = "15.06.1950"
+    bundle["entry"][3]["resource"]["valueQuantity"]["unit"] = bundle["entry"][3]["resource"]["valueQuantity"]["code"] = "furlongs"
+    error_set = errors_of(bundle)
+    fields = [e.field for e in error_set.errors]
+    assert "bundle.json entry[0] Patient/pat-1 birthDate" in fields
+    assert any(f.startswith("bundle.json entry[3] Observation/hr-1") for f in fields)
+    assert str(error_set).startswith("2 problems:")
+    assert error_set.partial.values["age"] is None and error_set.partial.values["heart_rate_max"] == 112
+
+
+def test_age_out_of_range_says_where_it_came_from():
+    bundle = make_bundle()
+    bundle["entry"][0]["resource"]["birthDate"] = "2012-01-01"
+    error = one_error(bundle)
+    assert error.field == "bundle.json entry[0] Patient/pat-1 birthDate"
+    assert "12 is outside the plausible range 18-110 years" in error.problem and "from birthDate 2012-01-01" in error.problem
+
+
+def test_docs_loinc_table_is_the_code_table():
+    import re
+
+    text = (ROOT / "docs" / "inputs.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (\d+-\d) \| [^|]+ \| `(\w+)` \| (max|min|latest) \|$", text, flags=re.M)
+    assert {code: (feature, how) for code, feature, how in rows} == {
+        code: (feature, how) for code, (feature, how, _) in LOINC_FEATURES.items()}
+    for panel in LOINC_PANELS:
+        assert f"| {panel} |" in text
