@@ -10,70 +10,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from mmnar_core.schema import FeatureSpec, ModalitySpec, OutcomeSpec, PatientRecord
+from mmnar_core.model_info import ModelInfo, model_info
+from mmnar_core.schema import PatientRecord
 
 STEP_LABELS = {"encode": "Encoding the inputs", "predict": "Scoring the risks", "what_if": "What-if over modality subsets"}
-
-
-@dataclass
-class ModelInfo:
-    """What every page shows and what the model card needs, as plain data."""
-
-    model_id: str
-    content_hash: str
-    created_by: str
-    dataset_name: str
-    synthetic: bool
-    tasks: list[str]
-    modalities: list[dict]
-    features: list[dict]
-    outcomes: list[dict]
-    model_card: str
-    metrics: dict
-    calibration: dict
-    pattern_counts_train: dict
-    device: str = "cpu"
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def version(self) -> str:
-        return f"{self.model_id} ({self.created_by})"
-
-    def feature_specs(self) -> list[FeatureSpec]:
-        return [FeatureSpec.from_dict(f) for f in self.features]
-
-    def modality_specs(self) -> list[ModalitySpec]:
-        return [ModalitySpec.from_dict(m) for m in self.modalities]
-
-    def outcome_specs(self) -> list[OutcomeSpec]:
-        return [OutcomeSpec.from_dict(o) for o in self.outcomes]
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ModelInfo":
-        return cls(**data)
-
-
-def model_info_from_predictor(predictor) -> ModelInfo:
-    import json
-
-    bundle = predictor.bundle
-    index = json.loads((bundle.root / "bundle.json").read_text(encoding="utf-8"))
-    calibration = json.loads((bundle.root / "calibration.json").read_text(encoding="utf-8"))
-    dataset = bundle.dataset
-    source = str(dataset.get("provenance", {}).get("source", ""))
-    return ModelInfo(
-        model_id=bundle.model_id, content_hash=bundle.content_hash, created_by=index.get("created_by", ""),
-        dataset_name=dataset.get("name", ""), synthetic="synthetic" in source.lower(),
-        tasks=list(predictor.config.tasks), modalities=dataset["modalities"], features=dataset["features"],
-        outcomes=dataset["outcomes"], model_card=bundle.model_card, metrics=bundle.metrics, calibration=calibration,
-        pattern_counts_train=dataset.get("pattern_counts_train", {}), device=str(predictor.device))
 
 
 class LocalService:
@@ -83,7 +26,7 @@ class LocalService:
         from mmnar_core.predictor import Predictor
 
         self.predictor = Predictor.load(bundle_dir, device=device)
-        self.info = model_info_from_predictor(self.predictor)
+        self.info: ModelInfo = model_info(self.predictor)
         self._cache: OrderedDict[str, object] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()  # one analysis at a time: two would only fight over the CPU cores
