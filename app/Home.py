@@ -14,7 +14,7 @@ import streamlit as st  # noqa: E402
 from mmnar_app.display import modality_name, task_name  # noqa: E402
 from mmnar_app.ui import page_header, service, settings, store  # noqa: E402
 
-page_header("MMNAR clinical risk explorer")
+principal = page_header("MMNAR clinical risk explorer")  # every signed-in role
 info = service().info
 st.markdown(
     f"""
@@ -28,9 +28,14 @@ was worried): it sees the missingness pattern, and a per-pattern correction fitt
 keeps the risks calibrated for each pattern.
 """
 )
-st.page_link("pages/1_Patient.py", label="**Start here: analyse a patient** (demo patients ready to open)", icon="🩺")
+if principal.can("analyse"):
+    st.page_link("pages/1_Patient.py", label="**Start here: analyse a patient** (demo patients ready to open)",
+                 icon="🩺")
 st.page_link("pages/2_Model_card.py", label="How good is the model, and for whom (model card)", icon="📊")
-st.page_link("pages/3_History.py", label="Saved assessments, comparisons, exports and the audit log", icon="🗂️")
+if principal.can("history"):
+    st.page_link("pages/3_History.py", label="Saved assessments, comparisons, exports and the audit log", icon="🗂️")
+if principal.can("admin"):
+    st.page_link("pages/4_Admin.py", label="Users and roles, audit log export (admin)", icon="🔑")
 s = settings()
 st.caption(f"Saved assessments: {store().count_assessments()} in {store().url}. "
            f"Model bundle: {s.bundle_dir}.")

@@ -41,12 +41,16 @@ def wait_healthy(url: str, timeout: float, process: subprocess.Popen | None = No
 
 
 @contextmanager
-def streamlit_server(data_dir: Path, log_path: Path, extra_env: dict | None = None, port: int | None = None):
-    """`streamlit run app/Home.py` on a free port with its own data folder; yields (url, process, started_at)."""
+def streamlit_server(data_dir: Path, log_path: Path, extra_env: dict | None = None, port: int | None = None,
+                     extra_args: list[str] | None = None):
+    """`streamlit run app/Home.py` on a free port with its own data folder; yields (url, process, started_at).
+
+    extra_args: more `streamlit run` options, e.g. ["--secrets.files", "/tmp/x/secrets.toml"]."""
     port = port or free_port()
     env = {**os.environ, "MMNAR_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", **(extra_env or {})}
     command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "Home.py"), "--server.headless", "true",
-               "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"]
+               "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
+               *(extra_args or [])]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
         started = time.perf_counter()

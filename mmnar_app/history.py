@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from mmnar_app.display import pattern_name, percent, signed_points, task_name
+from mmnar_app.logging_setup import register_sensitive
 from mmnar_core.explain.explanation import Explanation
 
 
@@ -24,9 +25,21 @@ def summary_rows(rows, tasks: list[str]) -> list[dict]:
     return out
 
 
-def load(db, assessment_id: int, user: str, model_version: str, action: str = "view"):
-    """The stored assessment and its explanations; audits the first `action` per session and id."""
+def load(db, assessment_id: int, user: str, model_version: str, action: str = "view", own_only: bool = False):
+    """The stored assessment and its explanations; audits the first `action` per session and id.
+
+    own_only (clinicians): an assessment saved by someone else is refused on the server (audited as
+    "denied", the page stops), whatever the page offered."""
     assessment = db.get_assessment(assessment_id)
+    if own_only and assessment.user != user:
+        db.record(action="denied", user=user, model_version=model_version, input_hash=assessment.input_hash,
+                  assessment_id=assessment_id, detail=f"{action}: assessment saved by another user")
+        st.error("**Access denied.** Clinicians can open only the assessments they saved. This attempt has been "
+                 "recorded in the audit log.", icon="🚫")
+        st.stop()
+    register_sensitive(assessment.patient_label, words=True)
+    register_sensitive(assessment.note, *assessment.inputs.get("texts", {}).values(),
+                       *(f.filename for f in assessment.files.values()))
     explanations = {t: Explanation.from_dict(d) for t, d in assessment.outputs["explanations"].items()}
     seen = st.session_state.setdefault("audited", set())
     if (action, assessment_id) not in seen:

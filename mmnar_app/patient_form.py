@@ -10,6 +10,9 @@ import streamlit as st
 
 from mmnar_app.demo_patients import load_demo_patients
 from mmnar_app.display import modality_name, task_name
+from mmnar_app.remote import RemoteServiceError
+from mmnar_app.logging_setup import (get_logger, redact_fhir_message, register_fhir_identifiers, register_sensitive,
+                                     safe_error)
 from mmnar_app.service import STEP_LABELS
 from mmnar_core.inputs import (
     InputError,
@@ -21,6 +24,7 @@ from mmnar_core.inputs import (
     read_text_upload,
 )
 
+log = get_logger("mmnar_app.patient")
 NEW_PATIENT = "New patient"
 NOT_RECORDED = "(not recorded)"
 IMAGE_LIMIT_MB, TEXT_LIMIT_CHARS, STRUCTURED_LIMIT_MB = 20, 200_000, 5
@@ -100,19 +104,22 @@ def _on_structured_upload(info) -> None:
     if upload is None:
         return
     data = upload.getvalue()
+    register_sensitive(upload.name)
+    identifiers = register_fhir_identifiers(data) if len(data) <= STRUCTURED_LIMIT_MB * 2**20 else []
     try:
         if len(data) > STRUCTURED_LIMIT_MB * 2**20:
             raise InputError(f"structured upload {upload.name}", f"the file is {len(data):,} bytes, over the limit "
                              f"of {STRUCTURED_LIMIT_MB} MB", "a CSV, JSON or FHIR file up to 5 MB")
         parsed = parse_structured_file(upload.name, data, info.feature_specs())
     except (InputError, InputErrors) as error:
-        state.messages["structured"] = ("error", str(error))
+        # shown to the user who uploaded the file, without the identifiers of a FHIR Patient (ids, names...)
+        state.messages["structured"] = ("error", redact_fhir_message(str(error), identifiers))
         return
     _apply_structured(parsed)
     notes = "; ".join(parsed.notes)
-    state.messages["structured"] = ("success", f"Read {upload.name} ({parsed.source}): "
-                                    f"{sum(v is not None for v in parsed.values.values())} values filled in below."
-                                    + (f" {notes}" if notes else ""))
+    state.messages["structured"] = ("success", redact_fhir_message(
+        f"Read {upload.name} ({parsed.source}): {sum(v is not None for v in parsed.values.values())} values filled "
+        "in below." + (f" {notes}" if notes else ""), identifiers))
 
 
 def _show_message(slot: str) -> None:
@@ -150,6 +157,7 @@ def _on_image_upload(modality: str) -> None:
     upload = state.get(f"upload_{modality}")
     if upload is None:
         return
+    register_sensitive(upload.name)
     try:
         state.images[modality] = read_image_upload(upload.name, upload.getvalue(), IMAGE_LIMIT_MB * 2**20)
         state.messages[modality] = ("success", f"{upload.name} read.")
@@ -181,9 +189,11 @@ def _on_text_upload(modality: str) -> None:
     upload = state.get(f"upload_{modality}")
     if upload is None:
         return
+    register_sensitive(upload.name)
     try:
         state[_text_key(modality)] = read_text_upload(f"{modality_name(modality)} file {upload.name}",
                                                       upload.getvalue(), TEXT_LIMIT_CHARS)
+        register_sensitive(state[_text_key(modality)])
         state.messages[modality] = ("success", f"{upload.name} read.")
     except (InputError, InputErrors) as error:
         state.messages[modality] = ("error", str(error))
@@ -225,6 +235,8 @@ def _snapshot(info):
                 texts[modality["name"]] = read_text_upload(modality_name(modality["name"]), raw, TEXT_LIMIT_CHARS)
     images = dict(state.images)
     label = (state.get("patient_label") or "").strip() or "unnamed patient"
+    register_sensitive(label, words=True)
+    register_sensitive(*texts.values(), *(u.filename for u in images.values()))
     record = build_record(label, structured, images, texts, info.modality_specs())
     return record, structured, images, texts
 
@@ -267,7 +279,11 @@ def analyse(svc, store, user: str, task: str) -> None:
         for problem in problems:
             st.error(str(problem))
         return
-    explanation = _run(svc, record, task, info)
+    try:
+        explanation = _run(svc, record, task, info)
+    except RemoteServiceError as error:  # the model server refused or is down: say so, keep the inputs
+        st.error(f"The model server could not analyse this patient: {error}")
+        return
     st.session_state.analysis = {
         "record": record, "structured": structured.values, "structured_notes": list(structured.notes),
         "images": {m: (u.filename, u.media_type) for m, u in images.items()},
@@ -278,7 +294,10 @@ def analyse(svc, store, user: str, task: str) -> None:
 
 
 def explain_more(svc, analysis: dict, task: str) -> None:
-    analysis["explanations"][task] = _run(svc, analysis["record"], task, svc.info)
+    try:
+        analysis["explanations"][task] = _run(svc, analysis["record"], task, svc.info)
+    except RemoteServiceError as error:
+        st.error(f"The model server could not explain this outcome: {error}")
 
 
 def inputs_changed(info, analysis: dict) -> bool:
@@ -312,12 +331,16 @@ def save_panel(info, store, user: str, analysis: dict) -> None:
     if st.button("Save assessment", key="save"):
         payload = assessment_payload(info, analysis)
         label = (st.session_state.get("patient_label") or "").strip() or "unnamed patient"
+        register_sensitive(label, words=True)
+        register_sensitive(note)
         try:
             assessment_id = store.save_assessment(user=user, patient_label=label, model_id=info.model_id,
                                                   model_version=info.version, input_hash=analysis["input_hash"],
                                                   note=note, **payload)
         except Exception as error:  # nothing was saved: the store saves in one transaction
-            st.error(f"The assessment was not saved ({type(error).__name__}: {error}). Nothing was written; "
+            # never the raw message: a database error quotes the statement's parameters (label, note, inputs)
+            log.error("saving an assessment failed: %s", safe_error(error))
+            st.error(f"The assessment was not saved ({safe_error(error)}). Nothing was written; "
                      "your inputs are still here.")
             return
         st.session_state.last_saved = assessment_id

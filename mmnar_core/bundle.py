@@ -11,18 +11,31 @@ Layout of BUNDLE_DIR:
   model_card.md        intended use, data, labels, per-pattern performance, limitations
   extra files          e.g. training_log.jsonl, encoder state
 
+  bundle.sig           optional Ed25519 signature(s) of bundle.json (`python -m mmnar_core bundle-sign`)
+
 Writes are atomic (staging folder, then rename); loads verify every file's hash, so a tampered or
-half-copied bundle is rejected with the file named.
+half-copied bundle is rejected with the file named. Loads also refuse (naming the file, without ever
+unpickling anything) any file not listed in bundle.json, any pickle or pickle-carrying file (.pt, .pth,
+.pkl, .bin, ..., torch.save zip archives, or any file starting with pickle opcodes) and any .safetensors
+file that is not one. When trusted keys are configured (``trusted_keys=`` or ``MMNAR_TRUSTED_KEYS``), a
+bundle must carry a valid signature by one of them. See docs/model.md ("Bundle trust").
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import json
 import os
+import pickletools
 import shutil
-from dataclasses import dataclass
+import stat
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterable
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -33,6 +46,16 @@ from mmnar_core.model import MMNARConfig, MMNARModel
 
 BUNDLE_FORMAT = 1
 INDEX_FILE = "bundle.json"
+SIGNATURE_FILE = "bundle.sig"
+SIGNATURE_FORMAT = "mmnar-bundle-signature"
+TRUSTED_KEYS_ENV = "MMNAR_TRUSTED_KEYS"
+SIGNING_PASSPHRASE_ENV = "MMNAR_SIGNING_KEY_PASSPHRASE"
+_SIGNED_PREFIX = b"mmnar-bundle-signature-v1\n"  # domain separation: what is signed is this + bundle.json's bytes
+# Formats that are, or may carry, pickles (torch.save, pickle, joblib, dill, NumPy object arrays, ...).
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt", ".joblib", ".dill", ".npy", ".npz", ".mar")
+_SNIFF_BYTES = 1 << 20
+_EXEC_OPCODES = {"GLOBAL", "STACK_GLOBAL", "REDUCE", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "BUILD", "EXT1", "EXT2",
+                 "EXT4"}
 
 
 class BundleError(ValueError):
@@ -53,6 +76,7 @@ class Bundle:
     metrics: dict
     model_card: str
     files: list[str]  # every file of the bundle (relative paths), as listed in bundle.json
+    signed_by: list[str] = field(default_factory=list)  # key ids of the valid signatures in bundle.sig
 
 
 def _sha256(path: Path) -> str:
@@ -98,7 +122,7 @@ def save_bundle(out: str | Path, model: MMNARModel, temperature: TemperatureScal
         index = {"format_version": BUNDLE_FORMAT, "created_by": f"mmnar_core {__version__}",
                  "model_id": f"mmnar-{content_hash[:12]}", "content_hash": content_hash, "files": files}
         (staging / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
-        load_bundle(staging)  # what we wrote must load
+        load_bundle(staging, trusted_keys=())  # what we wrote must load (it is not signed yet)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -121,32 +145,370 @@ def _read_json(root: Path, name: str):
         raise BundleError(f"{root / name}: not valid JSON ({error})") from None
 
 
-def verify_bundle(root: str | Path) -> dict:
-    """Check every file against bundle.json; returns the index."""
+# -- what a bundle may contain ---------------------------------------------------------------------------
+
+def _pickle_in(data: bytes, complete: bool) -> str | None:
+    """Why `data` (a file's head; `complete` if it is the whole file) is a pickle, or None. Only parses opcodes
+    (pickletools.genops): nothing is ever unpickled."""
+    if len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5:
+        return f"it starts with the pickle PROTO opcode (protocol {data[1]})"
+    if data.startswith(b"\x93NUMPY"):
+        return "it is a NumPy array file, which can hold pickled objects"
+    if data.startswith(b"PK\x03\x04"):
+        return None  # zip archives are opened and their members checked by the caller
+    opcodes, executable = 0, set()
+    try:
+        for opcode, _arg, pos in pickletools.genops(io.BytesIO(data)):
+            opcodes += 1
+            if opcode.name in _EXEC_OPCODES:
+                executable.add(opcode.name)
+            if opcode.name == "STOP":
+                whole = pos + 1 == len(data)
+                if opcodes >= 2 and (executable or whole):
+                    return "it is a pickle stream" + (f" that calls {sorted(executable)}" if executable else "")
+                return None
+    except ValueError as error:
+        if "unknown" in str(error) or complete:
+            return None
+        if executable:  # cut off by the sniffing window, after a callable was already named
+            return f"it starts with a pickle stream that calls {sorted(executable)}"
+    return None
+
+
+def _zip_pickle(path: Path) -> str | None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.filename.lower().endswith(PICKLE_SUFFIXES) or info.filename.endswith("data.pkl"):
+                    return f"it is a zip archive holding {info.filename} (a torch.save file?)"
+                with archive.open(info) as member:
+                    head = member.read(_SNIFF_BYTES)
+                reason = _pickle_in(head, len(head) == info.file_size)
+                if reason:
+                    return f"it is a zip archive whose member {info.filename} is a pickle ({reason})"
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as error:
+        return f"it is a zip archive that cannot be inspected ({error})"
+    return None
+
+
+def _safetensors_problem(path: Path, size: int) -> str | None:
+    """Why `path` is not a well-formed safetensors file, or None (reads only its JSON header)."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        if len(head) < 8:
+            return "shorter than a safetensors header"
+        length = int.from_bytes(head, "little")
+        if length > size - 8 or length > 100 * 2**20:
+            return f"its header length {length} does not fit the file ({size} bytes)"
+        header = handle.read(length)
+    try:
+        meta = json.loads(header)
+    except (ValueError, UnicodeDecodeError):
+        return "its header is not JSON"
+    if not isinstance(meta, dict):
+        return "its header is not a JSON object"
+    end = 0
+    for name, info in meta.items():
+        if name == "__metadata__":
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)
+                and 0 <= offsets[0] <= offsets[1]):
+            return f"tensor {name!r} has no valid data_offsets"
+        end = max(end, offsets[1])
+    if 8 + length + end != size:
+        return "its tensors do not add up to the file size"
+    return None
+
+
+def _refuse_pickles_and_strays(root: Path, listed: dict[str, str]) -> None:
+    """Every file under root must be listed in bundle.json (but bundle.json and bundle.sig), a regular
+    file, and not a pickle; every .safetensors file must be one."""
+    for directory, dirnames, filenames in os.walk(root, followlinks=False):
+        base = Path(directory)
+        for name in sorted(dirnames):
+            if (base / name).is_symlink():
+                raise BundleError(f"{base / name}: a symbolic link to a folder; a bundle holds plain files only")
+        for name in sorted(filenames):
+            path = base / name
+            relative = path.relative_to(root).as_posix()
+            if relative in (INDEX_FILE, SIGNATURE_FILE):
+                continue
+            try:
+                info = path.stat()
+            except OSError as error:
+                raise BundleError(f"{path}: cannot be read ({error.strerror or error})") from None
+            if not stat.S_ISREG(info.st_mode):
+                raise BundleError(f"{path}: not a regular file; a bundle holds plain files only")
+            reason = None
+            if name.lower().endswith(PICKLE_SUFFIXES):
+                reason = f"{Path(name).suffix} files hold executable pickles (torch.save, pickle, joblib, ...)"
+            else:
+                with open(path, "rb") as handle:
+                    head = handle.read(_SNIFF_BYTES)
+                reason = _pickle_in(head, len(head) == info.st_size)
+                if reason is None and head.startswith(b"PK\x03\x04"):
+                    reason = _zip_pickle(path)
+            if reason is not None and not (name.endswith(".safetensors")
+                                           and _safetensors_problem(path, info.st_size) is None):
+                raise BundleError(f"{path}: refused: {reason}. Bundles never contain pickles (weights are "
+                                  "safetensors); nothing was unpickled")
+            if name.endswith(".safetensors"):
+                problem = _safetensors_problem(path, info.st_size)
+                if problem:
+                    raise BundleError(f"{path}: not a valid safetensors file ({problem})")
+            if relative not in listed:
+                raise BundleError(f"{path}: not listed in {INDEX_FILE}; a bundle may hold only the files it lists "
+                                  "(remove the file, or rebuild the bundle)")
+
+
+# -- signatures (Ed25519) ----------------------------------------------------------------------------------
+
+def _crypto():
+    try:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+    except ImportError as error:  # pragma: no cover - pinned in requirements.txt
+        raise BundleError(f"bundle signatures need the `cryptography` package ({error}): pip install cryptography") from None
+    return ed25519, serialization, InvalidSignature
+
+
+def key_id(public_raw: bytes) -> str:
+    """Short, stable name of an Ed25519 public key: the first 16 hex digits of the SHA-256 of its 32 bytes."""
+    return hashlib.sha256(public_raw).hexdigest()[:16]
+
+
+def _raw_public(public_key) -> bytes:
+    _, serialization, _ = _crypto()
+    return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def generate_signing_key(path: str | Path) -> tuple[Path, Path]:
+    """Write a new Ed25519 private key (PEM PKCS#8, mode 0600) to `path` and its public key to `path`.pub."""
+    ed25519, serialization, _ = _crypto()
+    path = Path(path)
+    public_path = path.with_name(path.name + ".pub")
+    for target in (path, public_path):
+        if target.exists():
+            raise FileExistsError(f"{target} already exists; refusing to overwrite a key")
+    key = ed25519.Ed25519PrivateKey.generate()
+    private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(private_pem)
+    public_path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                          serialization.PublicFormat.SubjectPublicKeyInfo))
+    return path, public_path
+
+
+def _load_private_key(path: str | Path):
+    ed25519, serialization, _ = _crypto()
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise BundleError(f"{path}: cannot read the signing key ({error.strerror or error})") from None
+    passphrase = os.environ.get(SIGNING_PASSPHRASE_ENV)
+    password = passphrase.encode() if passphrase else None
+    try:
+        if b"OPENSSH PRIVATE KEY" in data:
+            key = serialization.load_ssh_private_key(data, password)
+        else:
+            key = serialization.load_pem_private_key(data, password)
+    except TypeError:
+        raise BundleError(f"{path}: the key is protected by a passphrase: set {SIGNING_PASSPHRASE_ENV}") from None
+    except ValueError as error:
+        raise BundleError(f"{path}: not a PEM or OpenSSH private key ({error})") from None
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise BundleError(f"{path}: a {type(key).__name__} key; bundle signatures use Ed25519 keys "
+                          "(make one with `python -m mmnar_core bundle-keygen --out KEY`)")
+    return key
+
+
+def load_public_key(spec: str | Path | bytes):
+    """An Ed25519 public key from a file (PEM, an `ssh-ed25519 ...` line, or base64 of the 32 raw bytes) or from
+    such a value given inline. Returns the cryptography key object."""
+    ed25519, serialization, _ = _crypto()
+    if isinstance(spec, bytes):
+        data, where = spec, "trusted key"
+    else:
+        text = str(spec).strip()
+        path = Path(text).expanduser()
+        if text and path.is_file():
+            data, where = path.read_bytes(), str(path)
+        else:
+            data, where = text.encode(), f"trusted key {text!r}"
+    stripped = data.strip()
+    try:
+        if b"PRIVATE KEY" in stripped:
+            raise BundleError(f"{where}: a private key; trust the public key instead (the .pub file)")
+        if stripped.startswith(b"-----BEGIN"):
+            key = serialization.load_pem_public_key(stripped)
+        elif stripped.startswith(b"ssh-"):
+            key = serialization.load_ssh_public_key(stripped)
+        else:
+            raw = base64.b64decode(stripped, validate=True)
+            if len(raw) != 32:
+                raise ValueError(f"{len(raw)} bytes, not 32")
+            key = ed25519.Ed25519PublicKey.from_public_bytes(raw)
+    except BundleError:
+        raise
+    except (ValueError, TypeError) as error:
+        raise BundleError(f"{where}: not an Ed25519 public key (no such file either; expected a PEM public key, an "
+                          f"'ssh-ed25519 ...' line or base64 of 32 bytes: {error})") from None
+    if not isinstance(key, ed25519.Ed25519PublicKey):
+        raise BundleError(f"{where}: a {type(key).__name__}; bundle signatures use Ed25519 keys")
+    return key
+
+
+def trusted_keys_from_env() -> list[str]:
+    """The entries of MMNAR_TRUSTED_KEYS (separated by the path separator ':' or newlines)."""
+    value = os.environ.get(TRUSTED_KEYS_ENV, "")
+    return [item.strip() for line in value.splitlines() for item in line.split(os.pathsep) if item.strip()]
+
+
+def _trusted_ids(trusted_keys: Iterable | None) -> dict[str, str] | None:
+    """key id -> where it came from; None when no key is configured (signatures are then optional)."""
+    specs = trusted_keys_from_env() if trusted_keys is None else list(trusted_keys)
+    if not specs:
+        return None
+    out = {}
+    for spec in specs:
+        key = spec if hasattr(spec, "public_bytes") else load_public_key(spec)
+        out[key_id(_raw_public(key))] = str(spec) if not hasattr(spec, "public_bytes") else "key object"
+    return out
+
+
+def _read_signatures(path: Path) -> dict:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BundleError(f"{path}: not valid JSON ({error})") from None
+    if not (isinstance(document, dict) and document.get("format") == SIGNATURE_FORMAT
+            and isinstance(document.get("signatures"), list)
+            and all(isinstance(s, dict) and all(isinstance(s.get(k), str) for k in ("key_id", "public_key", "signature"))
+                    for s in document["signatures"])):
+        raise BundleError(f"{path}: not a bundle signature file ({SIGNATURE_FORMAT})")
+    return document
+
+
+def _check_signatures(root: Path, index_bytes: bytes, trusted_keys: Iterable | None) -> list[str]:
+    """Key ids of the (all valid) signatures; refuses a bad one, and an unsigned or untrusted bundle when
+    trusted keys are configured."""
+    trusted = _trusted_ids(trusted_keys)
+    path = root / SIGNATURE_FILE
+    if not path.is_file():
+        if trusted is not None:
+            raise BundleError(f"{path}: missing: the bundle is not signed, and trusted keys are configured "
+                              f"({TRUSTED_KEYS_ENV} or --trusted-key); sign it with "
+                              "`python -m mmnar_core bundle-sign BUNDLE --key KEY`")
+        return []
+    ed25519, _, InvalidSignature = _crypto()
+    document = _read_signatures(path)
+    if not document["signatures"]:
+        raise BundleError(f"{path}: holds no signature")
+    message = _SIGNED_PREFIX + index_bytes
+    signers = []
+    for entry in document["signatures"]:
+        try:
+            raw = base64.b64decode(entry["public_key"], validate=True)
+            signature = base64.b64decode(entry["signature"], validate=True)
+            key = ed25519.Ed25519PublicKey.from_public_bytes(raw)
+        except ValueError:
+            raise BundleError(f"{path}: the signature entry of key {entry['key_id']} is malformed") from None
+        if key_id(raw) != entry["key_id"]:
+            raise BundleError(f"{path}: key id {entry['key_id']} does not match its public key ({key_id(raw)})")
+        try:
+            key.verify(signature, message)
+        except InvalidSignature:
+            raise BundleError(f"{path}: the signature by key {entry['key_id']} does not verify: {INDEX_FILE} was "
+                              "changed after signing, or the signature is not genuine") from None
+        signers.append(entry["key_id"])
+    if trusted is not None and not set(signers) & set(trusted):
+        raise BundleError(f"{path}: signed by key {', '.join(signers)}, which is not trusted here (trusted: "
+                          f"{', '.join(sorted(trusted))}; from {TRUSTED_KEYS_ENV} or --trusted-key)")
+    return signers
+
+
+def sign_bundle(root: str | Path, key: str | Path) -> dict:
+    """Add (or renew) the Ed25519 signature of `key` (a private key file) to ROOT/bundle.sig; the bundle is
+    verified first (without requiring trust) and other signers' valid signatures are kept."""
+    root = Path(root)
+    private = _load_private_key(key)
+    index = verify_bundle(root, trusted_keys=(), _signatures=False)
+    index_bytes = (root / INDEX_FILE).read_bytes()
+    raw = _raw_public(private.public_key())
+    kid = key_id(raw)
+    entries = []
+    path = root / SIGNATURE_FILE
+    if path.is_file():
+        previous = _read_signatures(path)
+        if previous.get("bundle_json_sha256") == hashlib.sha256(index_bytes).hexdigest():
+            entries = [e for e in previous["signatures"] if e["key_id"] != kid]
+    entries.append({"algorithm": "ed25519", "key_id": kid, "public_key": base64.b64encode(raw).decode(),
+                    "signature": base64.b64encode(private.sign(_SIGNED_PREFIX + index_bytes)).decode(),
+                    "signed_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    document = {"format": SIGNATURE_FORMAT, "format_version": 1, "signed_file": INDEX_FILE,
+                "bundle_json_sha256": hashlib.sha256(index_bytes).hexdigest(), "model_id": index["model_id"],
+                "content_hash": index["content_hash"], "signatures": entries}
+    partial = path.with_name(f".{SIGNATURE_FILE}.partial-{os.getpid()}")
+    partial.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+    _check_signatures(root, index_bytes, ())  # what we wrote verifies
+    return {"bundle": str(root), "model_id": index["model_id"], "key_id": kid,
+            "signed_by": [e["key_id"] for e in entries]}
+
+
+# -- verification and loading ----------------------------------------------------------------------------
+
+def verify_bundle(root: str | Path, trusted_keys: Iterable | None = None, *, _signatures: bool = True) -> dict:
+    """Check the bundle; returns the index (with "signed_by": the key ids of its valid signatures).
+
+    Refused, naming the file: a changed, missing or unlisted file, a pickle anywhere in the folder, a
+    malformed safetensors file, an invalid signature and, when trusted keys are configured (`trusted_keys`,
+    else the MMNAR_TRUSTED_KEYS environment variable; pass () for none), a bundle without a valid
+    signature by one of them.
+    """
     root = Path(root)
     if not root.is_dir():
         raise BundleError(f"{root}: not a directory")
-    index = _read_json(root, INDEX_FILE)
+    try:
+        index_bytes = (root / INDEX_FILE).read_bytes()
+    except FileNotFoundError:
+        raise BundleError(f"{root / INDEX_FILE}: missing") from None
+    try:
+        index = json.loads(index_bytes.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BundleError(f"{root / INDEX_FILE}: not valid JSON ({error})") from None
     if not isinstance(index, dict) or index.get("format_version") != BUNDLE_FORMAT or not isinstance(index.get("files"), dict):
         raise BundleError(f"{root / INDEX_FILE}: not a bundle index of format {BUNDLE_FORMAT}")
     files = index["files"]
     if _content_hash(files) != index.get("content_hash"):
         raise BundleError(f"{root / INDEX_FILE}: content_hash does not match the file list; the bundle was changed")
+    signed_by = _check_signatures(root, index_bytes, trusted_keys) if _signatures else []
+    for relative in files:
+        parts = Path(relative).parts
+        if not isinstance(relative, str) or ".." in parts or Path(relative).is_absolute() or not parts:
+            raise BundleError(f"{root / INDEX_FILE}: lists {relative!r}, which is not a path inside the bundle")
+    _refuse_pickles_and_strays(root, files)
     for relative, digest in files.items():
         path = root / relative
-        if ".." in Path(relative).parts or not path.is_file():
+        if not path.is_file():
             raise BundleError(f"{path}: listed in {INDEX_FILE} but missing")
         if _sha256(path) != digest:
             raise BundleError(f"{path}: does not match its hash in {INDEX_FILE}; the bundle was changed")
     for required in ("config.json", "weights.safetensors", "calibration.json", "dataset.json", "encoders.json"):
         if required not in files:
             raise BundleError(f"{root / required}: missing")
-    return index
+    return {**index, "signed_by": signed_by}
 
 
-def load_bundle(root: str | Path, device: torch.device | str = "cpu") -> Bundle:
+def load_bundle(root: str | Path, device: torch.device | str = "cpu", trusted_keys: Iterable | None = None) -> Bundle:
+    """Verify (see `verify_bundle`; `trusted_keys` None -> MMNAR_TRUSTED_KEYS) and load a bundle."""
     root = Path(root)
-    index = verify_bundle(root)
+    index = verify_bundle(root, trusted_keys)
     try:
         config = MMNARConfig.from_dict(_read_json(root, "config.json"))
     except (TypeError, ValueError) as error:
@@ -163,4 +525,5 @@ def load_bundle(root: str | Path, device: torch.device | str = "cpu") -> Bundle:
     card = (root / "model_card.md").read_text(encoding="utf-8") if (root / "model_card.md").is_file() else ""
     return Bundle(root, index["model_id"], index["content_hash"], config, model, temperature, rectifiers,
                   _read_json(root, "dataset.json"), _read_json(root, "encoders.json"),
-                  _read_json(root, "metrics.json") if (root / "metrics.json").is_file() else {}, card, sorted(index["files"]))
+                  _read_json(root, "metrics.json") if (root / "metrics.json").is_file() else {}, card, sorted(index["files"]),
+                  index["signed_by"])

@@ -19,6 +19,8 @@ COMMAND_MODULES = [
     "mmnar_core.training.command",
     "mmnar_core.baselines.command",
     "mmnar_core.bench",
+    "mmnar_core.bundle_command",
+    "mmnar_core.serving.command",
 ]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -124,11 +125,37 @@ class Predictor:
     def encode(self, record: PatientRecord) -> dict[str, np.ndarray]:
         return self.encoder.encode(record)
 
+    def encode_many(self, records: Sequence[PatientRecord]) -> list[dict[str, np.ndarray]]:
+        """`encode` of several patients with every image in one CNN batch and every note in one transformer
+        batch (faster; batched float math may differ from `encode` in the last bits, see docs/serving.md)."""
+        return self.encoder.encode_many(records)
+
     def predict(self, record: PatientRecord, vectors: dict[str, np.ndarray] | None = None) -> Prediction:
         vectors = self.encode(record) if vectors is None else vectors
         inputs, availability = self._tensors(vectors)
         mask = torch.from_numpy(availability).unsqueeze(0)
         logits = self._logits(inputs, mask)[0]
+        return self._prediction(record, availability, logits)
+
+    def predict_many(self, records: Sequence[PatientRecord],
+                     vectors: Sequence[dict[str, np.ndarray]] | None = None) -> list[Prediction]:
+        """`predict` of several patients with one forward pass of the fused model (a batch of B rows).
+        Each row is calibrated and rectified exactly as `predict` does; the batched forward itself may
+        differ from B single forwards in the last float bits (see docs/serving.md)."""
+        records = list(records)
+        vectors = self.encode_many(records) if vectors is None else list(vectors)
+        if len(vectors) != len(records):
+            raise ValueError(f"{len(records)} records but {len(vectors)} vector sets")
+        if not records:
+            return []
+        rows = [self._tensors(v) for v in vectors]
+        inputs = [torch.cat([row[0][k] for row in rows]) for k in range(len(self.config.modalities))]
+        masks = np.stack([row[1] for row in rows])
+        logits = self._logits(inputs, torch.from_numpy(masks))
+        return [self._prediction(record, masks[i], logits[i]) for i, record in enumerate(records)]
+
+    def _prediction(self, record: PatientRecord, availability: np.ndarray, logits: np.ndarray) -> Prediction:
+        """One patient's Prediction from its (T,) logits and (M,) availability."""
         calibrated = _sigmoid(self.bundle.temperature.transform(logits[None]))[0]
         pattern = int(encode_pattern(availability))
         risks = []

@@ -14,9 +14,9 @@ import streamlit as st  # noqa: E402
 
 from mmnar_app import patient_form as form  # noqa: E402
 from mmnar_app.display import modality_name, task_name  # noqa: E402
-from mmnar_app.ui import page_header, render_results, service, settings, store  # noqa: E402
+from mmnar_app.ui import page_header, render_results, service, store  # noqa: E402
 
-page_header("Patient")
+user = page_header("Patient", require="analyse").username  # clinicians (and the local demo user)
 svc = service()
 info = svc.info
 state = st.session_state
@@ -49,16 +49,16 @@ task = st.segmented_control("Explain outcome", info.tasks, default=info.tasks[0]
                             key="task", help="Attributions are computed per outcome (about 3 s each on a 2-core CPU).")
 task = task or info.tasks[0]
 if st.button("Analyse", type="primary", key="analyse"):
-    form.analyse(svc, store(), settings().user, task)
+    form.analyse(svc, store(), user, task)
 analysis = state.get("analysis")
 if analysis is not None and task not in analysis["explanations"]:
     form.explain_more(svc, analysis, task)
 
-if analysis is not None:
+if analysis is not None and task in analysis["explanations"]:
     st.divider()
     if form.inputs_changed(info, analysis):
         st.info("The inputs changed since this analysis. Press **Analyse** to update it.")
     explanation = analysis["explanations"][task]
     render_results(explanation, task, analysis["image_bytes"], analysis["texts"], key="live")
     st.divider()
-    form.save_panel(info, store(), settings().user, analysis)
+    form.save_panel(info, store(), user, analysis)

@@ -17,7 +17,7 @@ from mmnar_app.display import task_name  # noqa: E402
 from mmnar_app.settings import DEMO_BASELINES  # noqa: E402
 from mmnar_app.ui import page_header, service  # noqa: E402
 
-page_header("Model card")
+page_header("Model card")  # every signed-in role
 info = service().info
 metrics = info.metrics
 modalities = [m["name"] for m in info.modalities]

@@ -15,17 +15,22 @@ import streamlit as st  # noqa: E402
 
 from mmnar_app import history  # noqa: E402
 from mmnar_app.display import task_name  # noqa: E402
-from mmnar_app.ui import page_header, render_results, service, settings, store  # noqa: E402
+from mmnar_app.ui import page_header, render_results, service, store  # noqa: E402
 
-page_header("History")
+principal = page_header("History", require="history")  # clinicians: their own; reviewers: all
 info = service().info
 db = store()
-user = settings().user
+user = principal.username
+own_only = not principal.sees_all_assessments
 
 with st.container(border=True):
     a, b, c, d = st.columns([2, 1, 1, 2])
     search = a.text_input("Search label or note", key="h_search")
-    who = b.text_input("User", key="h_user")
+    if own_only:  # enforced on the server below, whatever this field says
+        who = user
+        b.text_input("User", value=user, disabled=True, key="h_user_own", help="Clinicians see their own assessments.")
+    else:
+        who = b.text_input("User", key="h_user")
     pattern = c.text_input("Pattern contains", key="h_pattern", help="e.g. cxr")
     dates = d.date_input("Saved between", value=(), key="h_dates")
 since = datetime.combine(dates[0], time.min, timezone.utc) if len(dates) >= 1 else None
@@ -40,7 +45,7 @@ labels = {r.id: history.label(r) for r in rows}
 tab_open, tab_compare, tab_audit = st.tabs(["Open", "Compare", "Audit log"])
 with tab_open:
     chosen = st.selectbox("Assessment", list(labels), format_func=labels.get, key="h_open")
-    assessment, explanations = history.load(db, chosen, user, info.version)
+    assessment, explanations = history.load(db, chosen, user, info.version, own_only=own_only)
     task = st.segmented_control("Outcome", list(explanations), default=list(explanations)[0], format_func=task_name,
                                 key="h_task") or list(explanations)[0]
     st.download_button("Export as HTML report", lambda: history.export(db, assessment, explanations, info.synthetic,
@@ -56,11 +61,13 @@ with tab_compare:
     picked = st.multiselect("Two assessments", list(labels), format_func=labels.get, max_selections=2, key="h_compare",
                             default=list(labels)[:2] if len(labels) >= 2 else None)
     if len(picked) == 2:
-        first, second = (history.load(db, i, user, info.version, action="compare") for i in picked)
+        first, second = (history.load(db, i, user, info.version, action="compare", own_only=own_only)
+                         for i in picked)
         st.dataframe(history.compare_rows(first, second), hide_index=True)
         st.caption("Same patient before and after adding a modality: save both, then compare them here.")
     else:
         st.caption("Pick two assessments.")
 with tab_audit:
-    st.caption("Append-only: the database rejects any change or deletion of these rows.")
-    st.dataframe(history.audit_rows(db.audit_log(limit=500)), hide_index=True)
+    st.caption("Append-only: the database rejects any change or deletion of these rows."
+               + (" Your own entries; reviewers see everyone's." if own_only else ""))
+    st.dataframe(history.audit_rows(db.audit_log(limit=500, user=user if own_only else None)), hide_index=True)

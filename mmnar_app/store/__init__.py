@@ -7,6 +7,8 @@ docs/storage.md.
 
 from .core import (Assessment, AssessmentSummary, AuditEntry, Store, StoredFile, StoreError, default_database_url,
                    open_store, schema_head)
+from .users import ROLES, SignIn, User, UserStore  # registers the users table on the models' metadata
 
 __all__ = ["Assessment", "AssessmentSummary", "AuditEntry", "Store", "StoreError", "StoredFile",
-           "default_database_url", "open_store", "schema_head"]
+           "default_database_url", "open_store", "schema_head",
+           "ROLES", "SignIn", "User", "UserStore"]

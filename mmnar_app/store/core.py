@@ -156,7 +156,8 @@ def _parse_url(url: str | URL) -> URL:
 
 def _sqlite_engine(url: URL) -> Engine:
     _make_dir(Path(url.database).parent)
-    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False})
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+                           hide_parameters=True)  # never echo patient data in error text
     busy_ms = int(SQLITE_BUSY_TIMEOUT_S * 1000)
 
     @event.listens_for(engine, "connect")
@@ -212,7 +213,7 @@ def _pg_connect_args(url: URL) -> dict:
 
 def _pg_engine(url: URL) -> Engine:
     try:
-        return create_engine(url, pool_pre_ping=True, connect_args=_pg_connect_args(url))
+        return create_engine(url, pool_pre_ping=True, connect_args=_pg_connect_args(url), hide_parameters=True)
     except (NoSuchModuleError, ImportError) as exc:
         raise StoreError(f"the PostgreSQL driver is not installed ({exc}): pip install 'psycopg[binary]'") from exc
 

@@ -39,6 +39,10 @@ def register(subparsers) -> None:
     parser.add_argument("--no-text", action="store_true", help="skip text modalities")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--shard", default=None, metavar="I/N|auto",
+                        help="embed only share I of N of the images and notes into the shared cache and write no index "
+                        "(auto: RANK/WORLD_SIZE of torchrun, device cuda:LOCAL_RANK); afterwards one run without "
+                        "--shard writes the index (docs/scale.md)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -101,14 +105,39 @@ def bundle_tabular_states(bundle_dir: str) -> dict[str, Path]:
     return states
 
 
+def parse_shard(text: str | None, environ=None) -> tuple[int, int] | None:
+    """'I/N' -> (I, N); 'auto' -> (RANK, WORLD_SIZE) under torchrun (None when WORLD_SIZE is 1 or unset)."""
+    import os
+
+    if text is None:
+        return None
+    environ = os.environ if environ is None else environ
+    if text == "auto":
+        world = int(environ.get("WORLD_SIZE", "1"))
+        return (int(environ.get("RANK", "0")), world) if world > 1 else None
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must be I/N (e.g. 0/4) or auto, got {text!r}") from None
+    if not 0 <= index < count:
+        raise ValueError(f"--shard {text}: need 0 <= I < N")
+    return index, count
+
+
 def run(args) -> int:
+    import os
+
     from mmnar_core.dataset import load_dataset
     from mmnar_core.encoders.embed import embed_dataset
     from mmnar_core.encoders.runtime import pick_device
 
     dataset = load_dataset(args.dataset)  # checked before any model is loaded
     tabular_states = bundle_tabular_states(args.from_bundle) if args.from_bundle else None
-    device = pick_device(args.device)
+    shard = parse_shard(getattr(args, "shard", None))
+    requested = args.device
+    if args.shard == "auto" and requested == "cuda" and "LOCAL_RANK" in os.environ:
+        requested = f"cuda:{os.environ['LOCAL_RANK']}"  # one GPU per torchrun process
+    device = pick_device(requested)
     image = None
     if not args.no_images and args.image_embeddings is None and dataset.manifest.modalities_of_kind(ModalityKind.IMAGE):
         image = build_image_embedder(args, device)
@@ -123,7 +152,8 @@ def run(args) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate)  # a kill flushes finished batches like Ctrl-C does
     try:
         report = embed_dataset(dataset, args.cache, image, text, None if args.no_images else args.image_embeddings,
-                               batch_size=args.batch_size, progress=not args.quiet, tabular_states=tabular_states)
+                               batch_size=args.batch_size, progress=not args.quiet, tabular_states=tabular_states,
+                               shard=shard)
     except KeyboardInterrupt:
         print("embed: interrupted; finished batches are cached, run the same command again to resume",
               file=sys.stderr)
@@ -131,6 +161,10 @@ def run(args) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     print(json.dumps({"dataset": dataset.manifest.name, "device": str(device), "cache": str(report.cache_dir),
-                      "index": str(report.index_dir), "computed": report.computed, "reused": report.reused,
-                      "encoders": report.encoders}, indent=2))
+                      "index": None if report.index_dir is None else str(report.index_dir),
+                      "shard": None if shard is None else f"{shard[0]}/{shard[1]}", "computed": report.computed,
+                      "reused": report.reused, "encoders": report.encoders}, indent=2))
+    if shard is not None:
+        print(f"embed: shard {shard[0]}/{shard[1]} done; when every shard has finished, run the same command without "
+              "--shard once to write the index", file=sys.stderr)
     return 0

@@ -48,35 +48,50 @@ def embed_dataset(
     progress: bool = True,
     on_batch: Callable[[str, int], None] | None = None,
     tabular_states: dict[str, str | Path] | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> EmbedReport:
     """Embed all modalities of `dataset` that have an encoder; skip what the cache already holds.
 
     `on_batch(modality, n)` is called after each stored batch (tests use it to simulate interruption).
     `tabular_states` maps a tabular modality to a saved TabularEncoder state to use instead of fitting one
     on this dataset's train split: a new site's data must be scaled exactly as the model's training data was.
+
+    `shard=(i, n)` makes this one of n processes (e.g. one per GPU under torchrun): it embeds only the image
+    and text items at positions i, i+n, i+2n, ... of each modality (shard 0 also does the cheap tabular
+    modalities whole) into the shared cache, and writes no index. Once all n have finished, one unsharded
+    run finds every vector cached, computes nothing and writes the index training reads.
     """
+    if shard is not None and not (len(shard) == 2 and 0 <= shard[0] < shard[1]):
+        raise ValueError(f"shard must be (index, count) with 0 <= index < count, got {shard!r}")
     if not isinstance(dataset, Dataset):
         dataset = load_dataset(dataset)
     root = Path(cache_dir) if cache_dir else default_cache_dir()
+    part_of = slice(None) if shard is None else slice(shard[0], None, shard[1])
     report = EmbedReport(root)
     index_rows: list[pd.DataFrame] = []
     manifest = dataset.manifest
     for modality in manifest.modalities:
         if modality.kind is ModalityKind.TABULAR:
+            if shard is not None and shard[0] != 0:
+                continue  # shard 0 does it: one writer of the fitted state
             state = (tabular_states or {}).get(modality.name)
             part = _embed_tabular(dataset, modality.name, root, report, state)
         elif modality.kind is ModalityKind.IMAGE:
             if precomputed_images is not None:
-                part = _import_precomputed(dataset, modality.name, Path(precomputed_images), root, report)
+                part = _import_precomputed(dataset, modality.name, Path(precomputed_images), root, report, part_of)
             elif image_embedder is None:
                 continue
             else:
-                part = _embed_images(dataset, modality.name, image_embedder, root, report, batch_size, progress, on_batch)
+                part = _embed_images(dataset, modality.name, image_embedder, root, report, batch_size, progress, on_batch,
+                                     part_of)
         else:
             if text_embedder is None:
                 continue
-            part = _embed_texts(dataset, modality.name, text_embedder, root, report, batch_size, progress, on_batch)
+            part = _embed_texts(dataset, modality.name, text_embedder, root, report, batch_size, progress, on_batch,
+                                part_of)
         index_rows.append(part)
+    if shard is not None:
+        return report  # the index is written by the unsharded run after all shards
     index_rows.extend(_carry_over(root, manifest.content_hash, report))
     index = pd.concat(index_rows, ignore_index=True) if index_rows else pd.DataFrame(columns=["patient_id", "modality", "key"])
     report.index_dir = write_index(root, manifest.content_hash, index, report.encoders)
@@ -155,8 +170,9 @@ def _embed_tabular(dataset: Dataset, modality: str, root: Path, report: EmbedRep
     return pd.DataFrame({"patient_id": dataset.patients["patient_id"].to_numpy()[available], "modality": modality, "key": keys})
 
 
-def _embed_images(dataset, modality, embedder, root, report, batch_size, progress, on_batch) -> pd.DataFrame:
-    rows = dataset.images[dataset.images["modality"] == modality].reset_index(drop=True)
+def _embed_images(dataset, modality, embedder, root, report, batch_size, progress, on_batch,
+                  part_of: slice = slice(None)) -> pd.DataFrame:
+    rows = dataset.images[dataset.images["modality"] == modality].reset_index(drop=True).iloc[part_of].reset_index(drop=True)
     paths = [dataset.root / p for p in rows["path"]]
     keys = [content_key("image", read_image_bytes(p, embedder.encoder.config.max_bytes)) for p in paths]
     cache = EmbeddingCache(root, embedder.id, embedder.dim, {"kind": "image", "config": embedder.encoder.config.to_dict()})
@@ -172,12 +188,13 @@ def _embed_images(dataset, modality, embedder, root, report, batch_size, progres
     return pd.DataFrame({"patient_id": rows["patient_id"], "modality": modality, "key": keys})
 
 
-def _embed_texts(dataset, modality, embedder, root, report, batch_size, progress, on_batch) -> pd.DataFrame:
+def _embed_texts(dataset, modality, embedder, root, report, batch_size, progress, on_batch,
+                 part_of: slice = slice(None)) -> pd.DataFrame:
     column = dataset.text[modality]
     present = column.notna().to_numpy()
-    notes = column[present].tolist()
+    notes = column[present].tolist()[part_of]
     keys = [content_key("text", n) for n in notes]
-    ids = dataset.patients["patient_id"].to_numpy()[present]
+    ids = dataset.patients["patient_id"].to_numpy()[present][part_of]
     cache = EmbeddingCache(root, embedder.id, embedder.dim, {"kind": "text", "config": embedder.config.to_dict()})
 
     def load(i):
@@ -188,13 +205,13 @@ def _embed_texts(dataset, modality, embedder, root, report, batch_size, progress
     return pd.DataFrame({"patient_id": ids, "modality": modality, "key": keys})
 
 
-def _import_precomputed(dataset, modality, table_path: Path, root, report) -> pd.DataFrame:
+def _import_precomputed(dataset, modality, table_path: Path, root, report, part_of: slice = slice(None)) -> pd.DataFrame:
     """Precomputed image embeddings: a Parquet table keyed by `image_id` (matched to images.parquet's
     `image_id`) or by `path`, with one list column `embedding` of equal-length floats."""
     if not table_path.is_file():
         raise FileNotFoundError(f"precomputed image embeddings {table_path} do not exist")
     table = pd.read_parquet(table_path)
-    rows = dataset.images[dataset.images["modality"] == modality].reset_index(drop=True)
+    rows = dataset.images[dataset.images["modality"] == modality].reset_index(drop=True).iloc[part_of].reset_index(drop=True)
     key_column = "image_id" if "image_id" in table.columns and "image_id" in rows.columns else "path"
     if key_column not in table.columns or "embedding" not in table.columns:
         raise EncoderStateError(

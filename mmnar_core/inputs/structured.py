@@ -213,6 +213,15 @@ def _feature_index(features: Sequence[FeatureSpec]) -> dict[str, FeatureSpec]:
     return {f.name: f for f in features}
 
 
+def _name_for_message(name) -> str:
+    """A column or key name as the message shows it; a long, sentence-like one (a note pasted into a CSV)
+    is described instead of repeated, so an error message never echoes note text."""
+    text = str(name)
+    if len(text) > 40 or len(text.split()) > 3:
+        return f"(a {len(text)}-character name that looks like text, not repeated here)"
+    return repr(text)
+
+
 def _unknown(where: str, names: Sequence[str], known: Sequence[str], what: str = "feature") -> InputError:
     hints = []
     for name in names:
@@ -221,7 +230,7 @@ def _unknown(where: str, names: Sequence[str], known: Sequence[str], what: str =
         close = close or [k for k in known if len(key) >= 3 and k.startswith(key)][:1]
         if close:
             hints.append(f"{close[0]} for {str(name)!r}")
-    problem = f"unknown {what}{'s' if len(names) > 1 else ''}: {', '.join(repr(str(n)) for n in names)}"
+    problem = f"unknown {what}{'s' if len(names) > 1 else ''}: {', '.join(_name_for_message(n) for n in names)}"
     if hints:
         problem += f" (did you mean {', '.join(hints)}?)"
     return InputError(where, problem, f"the model's feature names: {', '.join(known)}")
@@ -282,8 +291,9 @@ def parse_structured_csv(data: bytes, features: Sequence[FeatureSpec], filename:
     if "feature" in lowered and "value" in lowered:
         return _csv_long(filename, rows, lowered, index)
     if len(header) == 1 and header[0] not in index:
-        raise InputErrors([InputError(filename, f"not a CSV table: the first line {_short(header[0])!r} has no "
-                                      "comma, semicolon or tab and is not a feature name", CSV_ACCEPTED)])
+        raise InputErrors([InputError(filename, f"not a CSV table: the first line ({len(header[0])} characters, "
+                                      "not repeated here: it may be a note) has no comma, semicolon or tab and is "
+                                      "not a feature name", CSV_ACCEPTED)])
     return _csv_wide(filename, rows, header, index)
 
 
@@ -292,10 +302,6 @@ def _delimiter(text: str) -> str:
     counts = {d: first.count(d) for d in (",", ";", "\t")}
     best = max(counts, key=counts.get)
     return best if counts[best] else ","
-
-
-def _short(text: str, n: int = 40) -> str:
-    return text if len(text) <= n else text[:n] + "..."
 
 
 def _csv_wide(filename: str, rows, header: list[str], index: dict[str, FeatureSpec]) -> StructuredInput:

@@ -1,0 +1,362 @@
+"""A multipart request body -> one validated PatientRecord, with the checks and messages of the app
+(`mmnar_core.inputs`), or a `RequestError` listing every problem with its HTTP status.
+
+Fields (multipart/form-data; each at most once):
+
+- `structured`: a JSON object {feature: value} or {feature: {"value": v, "unit": u}} (as the form);
+- `structured_file`: a CSV, JSON or FHIR R4 Bundle file (the content decides, as the app's upload);
+  with both, the file is read first and the keys of `structured` override it;
+- one file per image modality (e.g. `cxr`: PNG, JPEG or DICOM);
+- one text field or .txt file per text modality (e.g. `discharge_note`);
+- `patient_id` (optional);
+- `task` (POST /explain only; default: the model's first task).
+
+Statuses: 400 the request itself is malformed (not multipart, broken multipart, a field the endpoint
+does not know, a field given twice, `structured` not a JSON object); 413 over a size limit; 415 a file
+of a kind the field does not accept (a PDF as the X-ray, a workbook as the CSV, a binary as a note);
+422 the right kind of file or field whose content is invalid (damaged or truncated image, DICOM without
+pixels, CSV columns, values out of range or in the wrong unit, a note that is not UTF-8 or empty,
+malformed FHIR, an unknown task). With several problems, the first status in STATUS_ORDER wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from mmnar_core.encoders.image_io import sniff_format
+from mmnar_core.inputs import (
+    InputError,
+    InputErrors,
+    StructuredInput,
+    build_record,
+    parse_structured_file,
+    parse_structured_form,
+    read_image_upload,
+    read_text_upload,
+)
+from mmnar_core.inputs.files import _looks_utf16, describe_content
+from mmnar_core.inputs.structured import JSON_ACCEPTED, load_json
+from mmnar_core.inputs.uploads import _size
+from mmnar_core.schema import FeatureSpec, ModalityKind, ModalitySpec, PatientRecord
+
+STATUS_ORDER = (400, 413, 415, 422)
+DEFAULT_PATIENT_ID = "unnamed patient"  # as the app labels a patient without a label
+KINDS = {"predict": "/predict", "what_if": "/what-if", "explain": "/explain"}
+
+
+@dataclass
+class Part:
+    """One part of a multipart body: raw bytes, whether it was sent as a file."""
+
+    name: str
+    data: bytes
+    filename: str | None = None
+    content_type: str | None = None
+
+    @property
+    def is_file(self) -> bool:
+        return self.filename is not None
+
+
+class RequestError(Exception):
+    """Every problem of one request, each with its HTTP status; `status` is the one to answer with."""
+
+    def __init__(self, problems: Sequence[tuple[int, InputError]]):
+        self.problems = list(problems)
+        if not self.problems:
+            raise ValueError("RequestError needs at least one problem")
+        super().__init__("; ".join(str(e) for _, e in self.problems))
+
+    @classmethod
+    def one(cls, status: int, field: str, problem: str, accepted: str, feature: str | None = None) -> "RequestError":
+        return cls([(status, InputError(field, problem, accepted, feature))])
+
+    @property
+    def status(self) -> int:
+        statuses = {s for s, _ in self.problems}
+        return next((s for s in STATUS_ORDER if s in statuses), max(statuses))
+
+    def to_dict(self) -> dict:
+        return {"errors": [{**error.to_dict(), "status": status} for status, error in self.problems],
+                "status": self.status}
+
+
+@dataclass
+class ParsedRequest:
+    record: PatientRecord
+    structured: StructuredInput
+    task: str | None = None
+    notes: list[str] = field(default_factory=list)  # conversions, renamed files ... (shown as input_notes)
+    input_hash: str | None = None  # filled by the server (mmnar_core.explain.explanation.input_hash)
+    cache_key: str | None = None  # explain: the Explanation.cache_key it will have
+
+
+# ------------------------------------------------------------------------------------------------ multipart
+MULTIPART_ACCEPTED = ("a multipart/form-data body (curl -F / a browser form) with the fields structured, "
+                      "structured_file, one file per image modality, one text or file per text modality, patient_id")
+
+
+def parse_multipart(body: bytes, content_type: str | None, max_parts: int = 64) -> list[Part]:
+    """The parts of a multipart/form-data body, as raw bytes (no charset guessing: notes are checked as
+    UTF-8 by the inputs module). Raises RequestError (415 not multipart, 400 malformed)."""
+    from python_multipart.exceptions import FormParserError
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
+    media, options = parse_options_header(content_type or "")
+    if media != b"multipart/form-data":
+        shown = media.decode("latin-1") or "none"
+        raise RequestError.one(415, "Content-Type", f"the request body is {shown}, not multipart/form-data",
+                               MULTIPART_ACCEPTED)
+    boundary = options.get(b"boundary")
+    if not boundary:
+        raise RequestError.one(400, "Content-Type", "multipart/form-data without a boundary", MULTIPART_ACCEPTED)
+    parts: list[Part] = []
+    current: dict = {}
+    header = {"name": b"", "value": b""}
+
+    def on_part_begin():
+        current.clear()
+        current.update(headers={}, data=bytearray())
+
+    def on_part_data(data, start, end):
+        current["data"] += data[start:end]
+
+    def on_header_field(data, start, end):
+        header["name"] += data[start:end]
+
+    def on_header_value(data, start, end):
+        header["value"] += data[start:end]
+
+    def on_header_end():
+        current["headers"][header["name"].lower()] = header["value"]
+        header["name"], header["value"] = b"", b""
+
+    def on_part_end():
+        disposition, params = parse_options_header(current["headers"].get(b"content-disposition", b""))
+        if disposition != b"form-data" or b"name" not in params:
+            raise RequestError.one(400, "multipart body", "a part without Content-Disposition: form-data; name=...",
+                                   MULTIPART_ACCEPTED)
+        if len(parts) >= max_parts:
+            raise RequestError.one(400, "multipart body", f"more than {max_parts} parts", MULTIPART_ACCEPTED)
+        filename = params.get(b"filename")
+        media_type = current["headers"].get(b"content-type")
+        parts.append(Part(_text(params[b"name"]), bytes(current["data"]),
+                          None if filename is None else _text(filename),
+                          None if media_type is None else _text(media_type)))
+
+    callbacks = {"on_part_begin": on_part_begin, "on_part_data": on_part_data, "on_part_end": on_part_end,
+                 "on_header_field": on_header_field, "on_header_value": on_header_value,
+                 "on_header_end": on_header_end}
+    try:
+        parser = MultipartParser(boundary, callbacks)
+        parser.write(body)
+        parser.finalize()
+    except FormParserError as error:
+        raise RequestError.one(400, "multipart body", f"not valid multipart/form-data ({error})",
+                               MULTIPART_ACCEPTED) from None
+    if body.strip() and not parts:
+        raise RequestError.one(400, "multipart body", "no part found (wrong boundary?)", MULTIPART_ACCEPTED)
+    return parts
+
+
+def _text(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
+# ------------------------------------------------------------------------------------------------ fields
+@dataclass
+class Schema:
+    """What the served model accepts (from the predictor: features, modalities, tasks)."""
+
+    features: list[FeatureSpec]
+    modalities: list[ModalitySpec]
+    tasks: list[str]
+
+    @classmethod
+    def of(cls, predictor) -> "Schema":
+        return cls(list(predictor.features), list(predictor.modalities), list(predictor.config.tasks))
+
+    def names(self, kind: ModalityKind) -> list[str]:
+        return [m.name for m in self.modalities if m.kind is kind]
+
+    def fields(self, kind: str) -> dict[str, str]:
+        """field name -> what it holds, for the endpoint `kind`."""
+        out = {"structured": 'a JSON object {"feature": value} or {"feature": {"value": v, "unit": "u"}}',
+               "structured_file": "a CSV, JSON or FHIR R4 Bundle file"}
+        out.update({name: "an image file (PNG, JPEG or DICOM)" for name in self.names(ModalityKind.IMAGE)})
+        out.update({name: "a note as text or a UTF-8 .txt file" for name in self.names(ModalityKind.TEXT)})
+        out["patient_id"] = "an identifier (text; optional)"
+        if kind == "explain":
+            out["task"] = f"one outcome: {', '.join(self.tasks)} (default {self.tasks[0]})"
+        return out
+
+
+def parse_request(parts: Sequence[Part], schema: Schema, kind: str, max_image_bytes: int, max_structured_bytes: int,
+                  max_text_chars: int) -> ParsedRequest:
+    """Validated inputs of one request (every problem at once), as the app validates them."""
+    known = schema.fields(kind)
+    problems: list[tuple[int, InputError]] = []
+    given: dict[str, Part] = {}
+    for part in parts:
+        if part.name not in known:
+            problems.append((400, InputError(part.name, f"not a field of POST {KINDS[kind]}",
+                                             "; ".join(f"{k} ({v})" for k, v in known.items()))))
+        elif part.name in given:
+            problems.append((400, InputError(part.name, "given more than once", "each field at most once")))
+        elif part.is_file and not part.filename and not part.data:
+            continue  # an empty file input of a browser form: not given
+        else:
+            given[part.name] = part
+    if problems:
+        raise RequestError(problems)
+
+    notes: list[str] = []
+    patient_id = DEFAULT_PATIENT_ID
+    if "patient_id" in given:
+        patient_id = _field_text(given["patient_id"], "patient_id", "a non-empty identifier (any text)", problems)
+        patient_id = patient_id if patient_id is not None and patient_id.strip() else DEFAULT_PATIENT_ID
+    task = None
+    if kind == "explain":
+        task = schema.tasks[0]
+        if "task" in given:
+            task = (_field_text(given["task"], "task", f"one of: {', '.join(schema.tasks)}", problems) or "").strip()
+            if task and task not in schema.tasks:
+                problems.append((422, InputError("task", f"{task!r} is not an outcome of this model",
+                                                 f"one of: {', '.join(schema.tasks)}")))
+            task = task or schema.tasks[0]
+
+    structured = _structured(given, schema, max_structured_bytes, problems)
+
+    images = {}
+    for name in schema.names(ModalityKind.IMAGE):
+        part = given.get(name)
+        if part is None:
+            continue
+        filename = part.filename or name
+        data = part.data
+        try:
+            images[name] = read_image_upload(filename, data, max_image_bytes)
+            notes.extend(images[name].notes)
+        except InputError as error:
+            if len(data) > max_image_bytes:
+                status = 413
+            elif data and sniff_format(data) is None:
+                status = 415
+            else:
+                status = 422
+            problems.append((status, error))
+
+    texts = {}
+    for name in schema.names(ModalityKind.TEXT):
+        part = given.get(name)
+        if part is None:
+            continue
+        where = f"{name} file {part.filename}" if part.filename else name
+        if not part.is_file and not part.data.strip():
+            continue  # an empty text field: no note (as a blank text area in the app)
+        try:
+            texts[name] = read_text_upload(where, part.data, max_text_chars)
+        except InputError as error:
+            problems.append((_text_status(part.data, max_text_chars), error))
+
+    if problems:
+        raise RequestError(problems)
+    if structured is not None:
+        notes = list(structured.notes) + notes
+    try:
+        record = build_record(patient_id, structured, images, texts, schema.modalities)
+    except InputErrors as error:
+        raise RequestError([(422, e) for e in error.errors]) from None
+    return ParsedRequest(record, structured, task, notes)
+
+
+def _field_text(part: Part, where: str, accepted: str, problems: list) -> str | None:
+    try:
+        return part.data.decode("utf-8")
+    except UnicodeDecodeError:
+        problems.append((400, InputError(where, "not valid UTF-8", accepted)))
+        return None
+
+
+def _text_status(data: bytes, max_chars: int) -> int:
+    if len(data) > 4 * max_chars + 4:
+        return 413
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or _looks_utf16(data):
+        return 422  # text, in the wrong encoding
+    if describe_content(data) is not None or b"\x00" in data[:8192]:
+        return 415  # not a text file at all (PDF, Word, an image, binary)
+    try:
+        if len(data.decode("utf-8")) > max_chars:
+            return 413
+    except UnicodeDecodeError:
+        pass
+    return 422
+
+
+def _structured(given: dict[str, Part], schema: Schema, max_bytes: int, problems: list) -> StructuredInput | None:
+    """The structured values of the request: the file, then the JSON field's keys over it. Always a full
+    StructuredInput (every feature a key, None = not measured), as the app's form gives, so input hashes
+    agree with the app's."""
+    if not any(m.kind is ModalityKind.TABULAR for m in schema.modalities) and not (
+            "structured_file" in given or "structured" in given):
+        return None  # a model without structured values: nothing to fill
+    mine: list[tuple[int, InputError]] = []
+    from_file = None
+    part = given.get("structured_file")
+    if part is not None:
+        filename = part.filename or "structured_file"
+        if len(part.data) > max_bytes:
+            mine.append((413, InputError(f"structured_file {filename}", f"the file is {_size(len(part.data))}, over the "
+                                         f"limit of {_size(max_bytes)}",
+                                         f"a CSV, JSON or FHIR file up to {_size(max_bytes)}")))
+        else:
+            try:
+                from_file = parse_structured_file(filename, part.data, schema.features)
+            except (InputError, InputErrors) as error:
+                status = 415 if describe_content(part.data) is not None else 422
+                mine.extend((status, e) for e in error.errors)
+    overrides: dict = {}
+    part = given.get("structured")
+    if part is not None and part.data.strip():
+        if len(part.data) > max_bytes:
+            mine.append((413, InputError("structured", f"the field is {_size(len(part.data))}, over the limit of "
+                                         f"{_size(max_bytes)}", f"a JSON object of at most {_size(max_bytes)}")))
+        else:
+            try:
+                obj = load_json(part.data, "structured", JSON_ACCEPTED)
+            except (InputError, InputErrors) as error:
+                mine.extend((400, e) for e in error.errors)
+            else:
+                if isinstance(obj, dict):
+                    overrides = obj
+                else:
+                    mine.append((400, InputError("structured", f"a JSON {type(obj).__name__}, not an object",
+                                                 JSON_ACCEPTED)))
+    if not mine:
+        try:
+            form = parse_structured_form(overrides, schema.features)
+        except InputErrors as error:
+            mine.extend((422, _renamed(e)) for e in error.errors)
+    if mine:
+        problems.extend(mine)
+        return None
+    values = dict(from_file.values) if from_file is not None else {}
+    values.update({name: form.values[name] for name in overrides})
+    merged = {f.name: values.get(f.name) for f in schema.features}
+    notes = (list(from_file.notes) if from_file is not None else []) + list(form.notes)
+    if from_file is None:
+        source = "form"
+    else:
+        source = from_file.source + ("+form" if overrides else "")
+    return StructuredInput(merged, notes, source)
+
+
+def _renamed(error: InputError) -> InputError:
+    """The form parser calls the whole object 'form'; here the field is `structured`."""
+    if error.field != "form":
+        return error
+    return InputError("structured", error.problem, error.accepted, error.feature)
