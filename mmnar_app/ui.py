@@ -39,12 +39,17 @@ def service():
     s = settings()
     try:
         return get_service(str(s.bundle_dir), s.inference_url)
-    except Exception as error:  # an unreachable model server: say so on the page (nothing is cached, a rerun retries)
+    except Exception as error:  # say so on the page (nothing is cached, a rerun retries)
         from mmnar_app.remote import RemoteServiceError
+        from mmnar_core.bundle import BundleError
+        from mmnar_core.predictor import PredictorError
 
-        if not isinstance(error, RemoteServiceError):
+        if isinstance(error, RemoteServiceError):
+            st.error(f"The model server is not available: {error}")
+        elif isinstance(error, (BundleError, PredictorError)):  # tampered, unsigned, pickled or incomplete bundle
+            st.error(f"The model bundle {s.bundle_dir} was refused and nothing was loaded: {error}")
+        else:
             raise
-        st.error(f"The model server is not available: {error}")
         st.stop()
 
 

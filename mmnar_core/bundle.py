@@ -37,6 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -506,24 +507,125 @@ def verify_bundle(root: str | Path, trusted_keys: Iterable | None = None, *, _si
 
 
 def load_bundle(root: str | Path, device: torch.device | str = "cpu", trusted_keys: Iterable | None = None) -> Bundle:
-    """Verify (see `verify_bundle`; `trusted_keys` None -> MMNAR_TRUSTED_KEYS) and load a bundle."""
+    """Verify (see `verify_bundle`; `trusted_keys` None -> MMNAR_TRUSTED_KEYS) and load a bundle.
+
+    Past the hash checks every file is still checked before it is used, so a bundle whose files were changed
+    and re-hashed (no signature required) is refused with a BundleError naming the file, never another
+    exception: config.json must build a model whose tensors are exactly those of weights.safetensors (checked
+    on PyTorch's meta device, before any memory is allocated, so a config naming millions of layers cannot
+    exhaust the machine), calibration.json must fit the config's tasks and modalities, the other JSON files
+    must be objects and model_card.md UTF-8."""
     root = Path(root)
     index = verify_bundle(root, trusted_keys)
+    config = _load_config(root)
+    model = _load_model(root, config, device)
+    temperature, rectifiers = _load_calibration(root, config)
+    card_path = root / "model_card.md"
     try:
-        config = MMNARConfig.from_dict(_read_json(root, "config.json"))
-    except (TypeError, ValueError) as error:
-        raise BundleError(f"{root / 'config.json'}: {error}") from None
+        card = card_path.read_text(encoding="utf-8") if card_path.is_file() else ""
+    except UnicodeDecodeError as error:
+        raise BundleError(f"{card_path}: not UTF-8 text (byte {error.start})") from None
+    return Bundle(root, index["model_id"], index["content_hash"], config, model, temperature, rectifiers,
+                  _json_object(root, "dataset.json"), _json_object(root, "encoders.json"),
+                  _json_object(root, "metrics.json") if (root / "metrics.json").is_file() else {}, card,
+                  sorted(index["files"]), index["signed_by"])
+
+
+def _json_object(root: Path, name: str) -> dict:
+    data = _read_json(root, name)
+    if not isinstance(data, dict):
+        raise BundleError(f"{root / name}: a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def _why(error: Exception) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:300]}" if text else type(error).__name__
+
+
+def _weight_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape from the safetensors header (its layout was checked by verify_bundle)."""
+    with open(path, "rb") as handle:
+        length = int.from_bytes(handle.read(8), "little")
+        header = json.loads(handle.read(length))
+    shapes = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        shape = info.get("shape")
+        if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                                for d in shape)):
+            raise BundleError(f"{path}: tensor {name!r} has no valid shape")
+        shapes[name] = tuple(shape)
+    return shapes
+
+
+_STRUCTURAL = ("d_model", "n_heads", "n_layers", "ff_mult", "missingness_hidden")
+
+
+def _load_config(root: Path) -> MMNARConfig:
+    path = root / "config.json"
+    data = _json_object(root, "config.json")
+    try:
+        return MMNARConfig.from_dict(data)
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as error:
+        raise BundleError(f"{path}: {_why(error)}") from None
+
+
+def _load_model(root: Path, config: MMNARConfig, device) -> MMNARModel:
+    path, weights = root / "config.json", root / "weights.safetensors"
+    shapes = _weight_shapes(weights)
+    parameters = sum(int(np.prod(shape, dtype=object)) for shape in shapes.values())
+    # a model bigger than the weights cannot fit them: refuse its sizes before building anything
+    sizes = [("input_dims", d) for d in (config.input_dims if isinstance(config.input_dims, (list, tuple)) else [])]
+    sizes += [(name, getattr(config, name)) for name in _STRUCTURAL]
+    for name, value in sizes:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise BundleError(f"{path}: {name} is {value!r}, not a positive whole number")
+        limit = len(shapes) if name == "n_layers" else parameters
+        if value > limit:
+            raise BundleError(f"{path}: {name} = {value:,} cannot fit {weights.name} ({len(shapes)} tensors, "
+                              f"{parameters:,} values)")
+    try:
+        with torch.device("meta"):  # shapes only: no memory, no initialisation
+            expected = {k: tuple(v.shape) for k, v in MMNARModel(config).state_dict().items()}
+    except Exception as error:  # noqa: BLE001 - any config value the model cannot be built from
+        raise BundleError(f"{path}: builds no model ({_why(error)})") from None
+    if expected != shapes:
+        missing = sorted(set(expected) - set(shapes))
+        extra = sorted(set(shapes) - set(expected))
+        differ = sorted(k for k in set(expected) & set(shapes) if expected[k] != shapes[k])
+        detail = "; ".join(part for part in (
+            f"missing {', '.join(missing[:3])}" if missing else "", f"unexpected {', '.join(extra[:3])}" if extra else "",
+            f"{differ[0]} is {list(shapes[differ[0]])}, not {list(expected[differ[0]])}" if differ else "") if part)
+        raise BundleError(f"{weights}: does not fit config.json ({detail})")
     model = MMNARModel(config)
     try:
-        model.load_state_dict(load_file(root / "weights.safetensors"))
-    except (RuntimeError, OSError) as error:
-        raise BundleError(f"{root / 'weights.safetensors'}: does not fit config.json ({error})") from None
-    model.to(device).eval()
-    calibration = _read_json(root, "calibration.json")
-    temperature = TemperatureScaler.from_dict(calibration["temperature"])
-    rectifiers = {task: PatternRectifier.from_dict(state) for task, state in calibration["rectifiers"].items()}
-    card = (root / "model_card.md").read_text(encoding="utf-8") if (root / "model_card.md").is_file() else ""
-    return Bundle(root, index["model_id"], index["content_hash"], config, model, temperature, rectifiers,
-                  _read_json(root, "dataset.json"), _read_json(root, "encoders.json"),
-                  _read_json(root, "metrics.json") if (root / "metrics.json").is_file() else {}, card, sorted(index["files"]),
-                  index["signed_by"])
+        model.load_state_dict(load_file(weights))
+    except Exception as error:  # noqa: BLE001 - safetensors and torch raise several types (dtype, data)
+        raise BundleError(f"{weights}: does not fit config.json ({_why(error)})") from None
+    return model.to(device).eval()
+
+
+def _load_calibration(root: Path, config: MMNARConfig) -> tuple[TemperatureScaler, dict[str, PatternRectifier]]:
+    path = root / "calibration.json"
+    calibration = _json_object(root, "calibration.json")
+    tasks = list(config.tasks)
+    try:
+        temperature_state, rectifier_states = calibration["temperature"], calibration["rectifiers"]
+        if not isinstance(temperature_state, dict) or not isinstance(rectifier_states, dict):
+            raise ValueError("expected {\"temperature\": {...}, \"rectifiers\": {task: {...}}}")
+        temperature = TemperatureScaler.from_dict(temperature_state)
+        values = temperature.temperatures
+        if values is None or values.shape != (len(tasks),) or not np.all(np.isfinite(values)) or np.any(values <= 0):
+            raise ValueError(f"expected {len(tasks)} positive temperatures (one per task of config.json)")
+        rectifiers = {}
+        for task, state in rectifier_states.items():
+            if task not in tasks:
+                raise ValueError(f"rectifier for {task!r}, which is not a task of config.json ({', '.join(tasks)})")
+            if not isinstance(state, dict) or state.get("n_modalities") != config.n_modalities:
+                raise ValueError(f"the rectifier of {task} is not for {config.n_modalities} modalities")
+            rectifiers[task] = PatternRectifier.from_dict(state)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as error:
+        raise BundleError(f"{path}: not a valid calibration ({_why(error)})") from None
+    return temperature, rectifiers

@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "mmnar_core.bench",
     "mmnar_core.bundle_command",
     "mmnar_core.serving.command",
+    "mmnar_core.fuzz",
 ]
 
 

@@ -226,3 +226,19 @@ def test_model_card_page(data_dir):
     app.segmented_control(key="card_task").set_value("death_180d").run()
     assert not app.exception
     assert "Death within 180 days" in "".join(m.value for m in app.markdown)
+
+
+def test_a_tampered_bundle_is_refused_with_a_clear_message(data_dir, tmp_path, monkeypatch):
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(ROOT / "assets" / "demo_bundle", bundle)
+    with open(bundle / "weights.safetensors", "r+b") as handle:
+        handle.seek(-8, 2)
+        handle.write(b"tampered")
+    monkeypatch.setenv("MMNAR_BUNDLE", str(bundle))
+    app = AppTest.from_file(str(ROOT / "app" / "Home.py"), default_timeout=180)
+    app.run()
+    assert not app.exception, app.exception
+    message = errors(app)
+    assert "was refused" in message and "weights.safetensors" in message and "hash" in message

@@ -319,6 +319,9 @@ def _observations(items: list[_Resource], index: dict[str, FeatureSpec], refs: s
                 raise InputError(where, "the Observation has no code", "an Observation with code.coding "
                                  "(system http://loinc.org and a LOINC code)")
             status = resource.get("status")
+            if status is not None and not isinstance(status, str):
+                raise InputError(f"{where} status", f"the status is a JSON {_json_type(status)}, not a code",
+                                 "a status code such as final, amended or preliminary")
             if status in SKIPPED_OBSERVATION_STATUS:
                 skipped.append(f"{where} (status {status})")
                 continue
@@ -402,7 +405,11 @@ def _value(holder: Mapping, where: str, feature: FeatureSpec, absent: list[str],
                              f"{unit_list(accepted_units(feature))} (UCUM codes or their usual spellings; converted to "
                              f"{feature.unit})")
         comparator = quantity.get("comparator")
-        value, note = parse_value(feature, float(number), where=where, unit=unit, origin=where.split(" (")[0])
+        try:
+            number = float(number)
+        except OverflowError:  # JSON integers have no size limit
+            raise InputError(where, "valueQuantity.value is too large to be a number", units) from None
+        value, note = parse_value(feature, number, where=where, unit=unit, origin=where.split(" (")[0])
         if unit is None:
             notes.append(f"{feature.name}: {where} has no unit; read as {feature.unit}")
         if comparator:
@@ -420,6 +427,11 @@ def _value(holder: Mapping, where: str, feature: FeatureSpec, absent: list[str],
     if present:
         raise InputError(where, f"the value is a {present[0]}", units)
     raise InputError(where, "the Observation has no value (no valueQuantity and no dataAbsentReason)", units)
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "object", list: "array", bool: "boolean", int: "number", float: "number", str: "string"}.get(
+        type(value), type(value).__name__)
 
 
 def _quantity_unit(quantity: Mapping) -> str | None:

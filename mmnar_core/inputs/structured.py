@@ -153,11 +153,25 @@ def _unit_text(feature: FeatureSpec) -> str:
     return f" {feature.unit}" if feature.unit and unit_class(feature.unit) != "count" else ""
 
 
+def _show(raw: Any) -> str:
+    """A user's value for a message: short, and never a 4,000-digit integer (whose repr Python refuses)."""
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw.bit_length() > 64:
+        return f"a {'negative ' if raw < 0 else ''}number of about {int(raw.bit_length() * 0.30103):,} digits"
+    if isinstance(raw, str):
+        return repr(raw) if len(raw) <= 60 else repr(raw[:57]) + "..."
+    if isinstance(raw, (bool, int, float)) or raw is None:
+        return repr(raw)
+    return f"a {type(raw).__name__}"
+
+
 def _number(feature: FeatureSpec, raw: Any, where: str, accepted: str) -> tuple[float, str | None]:
     if isinstance(raw, bool):
         raise InputError(where, f"{raw} is a yes/no value, not a number", accepted, feature.name)
     if isinstance(raw, numbers.Real):
-        number = float(raw)
+        try:
+            number = float(raw)
+        except OverflowError:  # an integer beyond the float range (JSON allows any number of digits)
+            raise InputError(where, f"{_show(raw)} is too large to be a number", accepted, feature.name) from None
         if not math.isfinite(number):
             raise InputError(where, f"{raw} is not a finite number", accepted, feature.name)
         return number, None
@@ -183,7 +197,7 @@ def _category(feature: FeatureSpec, raw: Any, where: str, accepted: str, unit: s
     if unit:
         raise InputError(where, f"a unit ({unit!r}) was given for a category", accepted, feature.name)
     if isinstance(raw, bool) or not isinstance(raw, str):
-        raise InputError(where, f"{raw!r} is not a category", accepted, feature.name)
+        raise InputError(where, f"{_show(raw)} is not a category", accepted, feature.name)
     key = re.sub(r"[\s\-]+", "_", raw.strip().lower())
     by_key = {re.sub(r"[\s\-]+", "_", c.lower()): c for c in feature.categories}
     if key in by_key:
@@ -199,11 +213,11 @@ def _category(feature: FeatureSpec, raw: Any, where: str, accepted: str, unit: s
 def _binary(feature: FeatureSpec, raw: Any, where: str, accepted: str, unit: str | None) -> float:
     if isinstance(raw, bool):
         return float(raw)
-    if isinstance(raw, numbers.Real) and float(raw) in (0.0, 1.0):
+    if isinstance(raw, numbers.Real) and raw in (0, 1):  # no float(): a huge integer would overflow
         return float(raw)
     if isinstance(raw, str) and raw.strip().lower() in BINARY_WORDS:
         return BINARY_WORDS[raw.strip().lower()]
-    raise InputError(where, f"{raw!r} is not a 0/1 value", accepted, feature.name)
+    raise InputError(where, f"{_show(raw)} is not a 0/1 value", accepted, feature.name)
 
 
 # ------------------------------------------------------------------------------------------- form
@@ -460,6 +474,10 @@ def load_json(data: bytes | str, where: str, accepted: str) -> Any:
                                       accepted)]) from None
     except RecursionError:
         raise InputErrors([InputError(where, "the JSON is nested too deeply", accepted)]) from None
+    except ValueError as error:  # not a syntax error: an integer over Python's 4,300-digit limit
+        if "digits" not in str(error):
+            raise
+        raise InputErrors([InputError(where, "a number in the JSON has more than 4,300 digits", accepted)]) from None
 
 
 # ------------------------------------------------------------------------------------------- any file

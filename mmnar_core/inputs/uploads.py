@@ -74,10 +74,16 @@ def read_image_upload(filename: str, data: bytes, max_bytes: int = _IMAGE_LIMITS
         named = f" although its name ends in {suffix}" if suffix in IMAGE_SUFFIXES else ""
         raise InputError(filename, f"this is not a PNG, JPEG or DICOM image{named}: the content looks like {looks}",
                          IMAGE_ACCEPTED)
+    if kind == "dicom":
+        _check_dicom_attributes(filename, data)
     try:
         pixels = load_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
     except ImageInputError as error:
         raise _image_error(filename, kind, data, error, max_pixels) from None
+    except MemoryError:
+        raise
+    except Exception as error:  # damage the decoder does not classify (found by fuzzing, docs/fuzzing.md)
+        raise InputError(filename, f"the file is damaged: {_undecodable(kind, error)}", IMAGE_ACCEPTED) from None
     notes = []
     suffix = PurePath(str(filename)).suffix.lower()
     if suffix and suffix not in EXTENSIONS[kind]:
@@ -129,6 +135,70 @@ def _image_error(filename: str, kind: str, data: bytes, error: ImageInputError, 
         return InputError(filename, _dicom_without_pixels(data),
                           "a DICOM image (an X-ray with pixel data), or a PNG / JPEG export of it")
     return InputError(filename, message, IMAGE_ACCEPTED)
+
+
+# the DICOM attributes the decoder reads, and how it reads them (mmnar_core.encoders.image_io and pydicom's
+# pixel_array): each must be readable and of the right kind, else the message names it
+_DICOM_INTEGERS = ("Rows", "Columns", "SamplesPerPixel", "NumberOfFrames", "BitsAllocated", "BitsStored", "HighBit",
+                   "PixelRepresentation", "PlanarConfiguration")
+_DICOM_NUMBERS = ("RescaleSlope", "RescaleIntercept", "WindowCenter", "WindowWidth")
+_DICOM_TEXTS = ("PhotometricInterpretation", "VOILUTFunction")
+
+
+def _check_dicom_attributes(filename: str, data: bytes) -> None:
+    """Names a damaged attribute the decoder would trip on. pydicom converts an element when it is first used,
+    so without this a broken RescaleSlope or an unknown value representation surfaces as a bare ValueError /
+    NotImplementedError from deep inside the decoder (found by fuzzing, docs/fuzzing.md)."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+    except Exception:  # noqa: BLE001 - an unreadable header is reported by the decoder, with its own words
+        return
+    for keyword in _DICOM_INTEGERS + _DICOM_NUMBERS + _DICOM_TEXTS:
+        tag = pydicom.datadict.tag_for_keyword(keyword)
+        try:
+            if tag is None or tag not in ds:
+                continue
+            value = ds[tag].value
+        except Exception as error:  # noqa: BLE001 - pydicom raises several types for one damaged element
+            raise InputError(filename, f"the file is damaged: the DICOM attribute {keyword} {pydicom.tag.Tag(tag)} "
+                             f"cannot be read ({_reason(error)})", IMAGE_ACCEPTED) from None
+        values = list(value) if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else [value]
+        values = [v for v in values if v not in (None, "")]
+        if keyword in _DICOM_TEXTS:
+            bad = [v for v in values if not isinstance(v, str)]
+        else:
+            bad = []
+            for v in values[:1]:  # the decoder uses the first value of a multi-valued number
+                try:
+                    number = float(v)
+                    if keyword in _DICOM_INTEGERS and not number.is_integer():
+                        bad.append(v)
+                except (TypeError, ValueError, OverflowError):
+                    bad.append(v)
+            if keyword in _DICOM_INTEGERS and len(values) > 1:
+                raise InputError(filename, f"the file is damaged: the DICOM attribute {keyword} {pydicom.tag.Tag(tag)} "
+                                 f"has {len(values)} values, not one whole number", IMAGE_ACCEPTED)
+        if bad:
+            shown = repr(bad[0]) if len(repr(bad[0])) <= 40 else repr(bad[0])[:37] + "..."
+            kind = "a whole number" if keyword in _DICOM_INTEGERS else "a number" if keyword in _DICOM_NUMBERS else "text"
+            raise InputError(filename, f"the file is damaged: the DICOM attribute {keyword} {pydicom.tag.Tag(tag)} is "
+                             f"{shown}, not {kind}", IMAGE_ACCEPTED)
+
+
+def _reason(error: Exception) -> str:
+    reason = " ".join(str(error).split()).split(". To replace this error")[0]  # pydicom's advice on its config
+    reason = reason if len(reason) <= 160 else reason[:157] + "..."
+    return f"{type(error).__name__}{': ' + reason if reason else ''}"
+
+
+def _undecodable(kind: str, error: Exception) -> str:
+    """Why an image could not be read, when the decoder raised something other than an ImageInputError: pydicom
+    reads attributes lazily, so a damaged element (an unknown value representation, a length that is not a
+    multiple of its value size, a rescale slope that is not a number) surfaces when it is first used."""
+    what = "a DICOM attribute cannot be read" if kind == "dicom" else f"the {kind.upper()} data cannot be decoded"
+    return f"{what} ({_reason(error)})"
 
 
 def _dicom_without_pixels(data: bytes) -> str:

@@ -203,8 +203,13 @@ def parse_request(parts: Sequence[Part], schema: Schema, kind: str, max_image_by
     given: dict[str, Part] = {}
     for part in parts:
         if part.name not in known:
-            problems.append((400, InputError(part.name, f"not a field of POST {KINDS[kind]}",
-                                             "; ".join(f"{k} ({v})" for k, v in known.items()))))
+            accepted = "; ".join(f"{k} ({v})" for k, v in known.items())
+            if part.name.strip() and part.name.isprintable() and len(part.name) <= 60:
+                problems.append((400, InputError(part.name, f"not a field of POST {KINDS[kind]}", accepted)))
+            else:  # an empty, unprintable or very long name: the error still names where the problem is
+                shown = repr(part.name) if len(part.name) <= 60 else repr(part.name[:57]) + "..."
+                problems.append((400, InputError("multipart body", f"a part named {shown} is not a field of POST "
+                                                 f"{KINDS[kind]}", accepted)))
         elif part.name in given:
             problems.append((400, InputError(part.name, "given more than once", "each field at most once")))
         elif part.is_file and not part.filename and not part.data:
