@@ -254,20 +254,54 @@ def _progress_runner(status, steps: list[str]):
     return progress, bar
 
 
-def _steps(record, info) -> list[str]:
+def _available(record, info) -> list[str]:
     available = record.availability(info.modality_specs(), info.feature_specs())
-    return ["encode", "predict", "what_if", *[m["name"] for m, a in zip(info.modalities, available) if a]]
+    return [m["name"] for m, a in zip(info.modalities, available) if a]
 
 
-def _run(svc, record, task, info):
-    steps = _steps(record, info)
+def _first_pass(svc, record, info) -> list[str] | None:
+    """With the in-process service, the modalities attributed first (all but the notes, whose transformer
+    attributions take seconds): the page shows risks and the rest at once, the notes follow. None = all."""
+    kinds = {m["name"]: m["kind"] for m in info.modalities}
+    available = _available(record, info)
+    if not hasattr(svc, "complete") or not any(kinds[m] == "text" for m in available):
+        return None
+    return [m for m in available if kinds[m] != "text"]
+
+
+def _run(svc, record, task, info, modalities: list[str] | None = None):
+    steps = ["encode", "predict", "what_if", *(modalities if modalities is not None else _available(record, info))]
     with st.status(f"Analysing for {task_name(task).lower()}...", expanded=True) as status:
         progress, bar = _progress_runner(status, steps)
         started = time.perf_counter()
-        explanation = svc.analyse(record, task, progress)
+        if modalities is None:
+            explanation = svc.analyse(record, task, progress)
+        else:
+            explanation = svc.analyse(record, task, progress, modalities=modalities)
         bar.progress(1.0, text="Done")
         status.update(label=f"Analysed in {time.perf_counter() - started:.1f} s", state="complete", expanded=False)
     return explanation
+
+
+def _pending(explanation) -> bool:
+    done = {a.modality for a in (*explanation.tabular, *explanation.images, *explanation.texts)}
+    return any(m not in done for m in explanation.prediction["available"])
+
+
+def finish_pending(svc, analysis: dict, task: str) -> bool:
+    """Attributes the notes of a fast first answer (shown meanwhile), then reruns the page. False when
+    nothing was pending."""
+    partial = analysis["explanations"][task]
+    if not _pending(partial) or not hasattr(svc, "complete"):
+        return False
+    done = {a.modality for a in (*partial.tabular, *partial.images, *partial.texts)}
+    steps = [m for m in partial.prediction["available"] if m not in done]
+    with st.status(f"Attributing the words of the {', '.join(modality_name(m).lower() for m in steps)}...",
+                   expanded=True) as status:
+        progress, bar = _progress_runner(status, ["encode", "predict", *steps])
+        analysis["explanations"][task] = svc.complete(partial, analysis["record"], task, progress)
+        bar.progress(1.0, text="Done")
+    st.rerun()
 
 
 def analyse(svc, store, user: str, task: str) -> None:
@@ -280,7 +314,7 @@ def analyse(svc, store, user: str, task: str) -> None:
             st.error(str(problem))
         return
     try:
-        explanation = _run(svc, record, task, info)
+        explanation = _run(svc, record, task, info, _first_pass(svc, record, info))
     except RemoteServiceError as error:  # the model server refused or is down: say so, keep the inputs
         st.error(f"The model server could not analyse this patient: {error}")
         return
@@ -295,7 +329,8 @@ def analyse(svc, store, user: str, task: str) -> None:
 
 def explain_more(svc, analysis: dict, task: str) -> None:
     try:
-        analysis["explanations"][task] = _run(svc, analysis["record"], task, svc.info)
+        record = analysis["record"]
+        analysis["explanations"][task] = _run(svc, record, task, svc.info, _first_pass(svc, record, svc.info))
     except RemoteServiceError as error:
         st.error(f"The model server could not explain this outcome: {error}")
 

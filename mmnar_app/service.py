@@ -31,24 +31,54 @@ class LocalService:
         self._cache_size = cache_size
         self._lock = threading.Lock()  # one analysis at a time: two would only fight over the CPU cores
 
-    def cache_key(self, record: PatientRecord, task: str) -> str:
+    def cache_key(self, record: PatientRecord, task: str, modalities: list[str] | None = None) -> str:
         from mmnar_core.explain.attributions import AttributionSettings
         from mmnar_core.explain.explanation import cache_key, input_hash
 
-        return cache_key(input_hash(record), self.info.model_id, [task], AttributionSettings())
+        return cache_key(input_hash(record), self.info.model_id, [task], AttributionSettings(), True, modalities)
 
     def cached(self, record: PatientRecord, task: str):
         return self._cache.get(self.cache_key(record, task))
 
-    def analyse(self, record: PatientRecord, task: str, progress: Callable[[str], None] | None = None):
-        """Prediction, what-if and attributions for one outcome (`Explanation`), computed at most once."""
+    def _remember(self, key: str, explanation) -> None:
+        self._cache[key] = explanation
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def analyse(self, record: PatientRecord, task: str, progress: Callable[[str], None] | None = None,
+                modalities: list[str] | None = None):
+        """Prediction, what-if and attributions for one outcome (`Explanation`), computed at most once.
+        With `modalities`, only those are attributed (a fast first answer; `complete` adds the rest),
+        unless the complete explanation is already cached."""
+        full, key = self.cache_key(record, task), self.cache_key(record, task, modalities)
+        with self._lock:
+            for candidate in (full, key):
+                if candidate in self._cache:
+                    self._cache.move_to_end(candidate)
+                    return self._cache[candidate]
+            explanation = self.predictor.explain(record, tasks=[task], progress=progress, modalities=modalities)
+            self._remember(key, explanation)
+            return explanation
+
+    def complete(self, partial, record: PatientRecord, task: str, progress: Callable[[str], None] | None = None):
+        """The complete explanation from a partial one: attributes the modalities it lacks (each modality
+        is attributed with the others fixed, so the parts are exactly those of one complete call)."""
+        from dataclasses import replace
+
         key = self.cache_key(record, task)
         with self._lock:
             if key in self._cache:
-                self._cache.move_to_end(key)
                 return self._cache[key]
-            explanation = self.predictor.explain(record, tasks=[task], progress=progress)
-            self._cache[key] = explanation
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            done = {a.modality for a in (*partial.tabular, *partial.images, *partial.texts)}
+            missing = [m for m in partial.prediction["available"] if m not in done]
+            extra = self.predictor.explain(record, tasks=[task], include_what_if=False, modalities=missing,
+                                           progress=progress)
+            order = {m["name"]: i for i, m in enumerate(self.info.modalities)}
+            timings = {**partial.timings, **{k: v for k, v in extra.timings.items() if k.startswith("attribute_")},
+                       "total": round(partial.timings.get("total", 0.0) + extra.timings.get("total", 0.0), 4)}
+            explanation = replace(partial, cache_key=key, timings=timings,
+                                  tabular=sorted([*partial.tabular, *extra.tabular], key=lambda a: order[a.modality]),
+                                  images=sorted([*partial.images, *extra.images], key=lambda a: order[a.modality]),
+                                  texts=sorted([*partial.texts, *extra.texts], key=lambda a: order[a.modality]))
+            self._remember(key, explanation)
             return explanation

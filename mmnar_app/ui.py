@@ -161,6 +161,9 @@ def render_attributions(explanation, task: str, images: dict[str, bytes], texts:
                        caption="Integrated Gradients, smoothed: red raises the risk, blue lowers it" if signed else "Grad-CAM (last CNN block)")
         right.caption(f"Image {image.image_shape[1]} x {image.image_shape[0]} px. Peak of |IG| at row, column "
                       f"{image.peak.get(task)}. Convergence delta {image.summary.delta[task]:+.2e}.")
+    done = {a.modality for a in (*explanation.tabular, *explanation.images, *explanation.texts)}
+    for name in (m for m in explanation.prediction["available"] if m not in done):
+        st.info(f"{modality_name(name)}: the words' attributions are being computed (a few seconds on this CPU)...")
     for text in explanation.texts:
         st.markdown(f"**{modality_name(text.modality)}: highlighted words**")
         top = st.slider("Words highlighted", 5, max(5, min(100, len(text.words))), min(20, max(5, len(text.words))),

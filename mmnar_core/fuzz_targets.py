@@ -263,6 +263,10 @@ FHIR_TOKENS = (b'"resourceType"', b'"Bundle"', b'"entry"', b'"resource"', b'"Pat
 
 # ------------------------------------------------------------------------------------------------ uploads
 def _uploads_setup():
+    import pydicom  # noqa: F401  (the decoders import these lazily: import them here, so they are instrumented)
+    import pydicom.pixels  # noqa: F401
+
+    import mmnar_core.encoders.text_clean  # noqa: F401
     import mmnar_core.inputs  # noqa: F401
     import mmnar_core.inputs.uploads  # noqa: F401
 
@@ -504,6 +508,8 @@ def _server_setup():
     import logging
 
     from fastapi.testclient import TestClient
+
+    import python_multipart.multipart  # noqa: F401  (imported lazily by parsing.py: here, to be instrumented)
 
     import mmnar_core.serving.parsing  # noqa: F401
     from mmnar_core.serving.config import ServeConfig

@@ -110,6 +110,10 @@ def test_new_patient_uploads_to_risks(data_dir, tmp_path):
     analyse(app)
     assert len(risks(app)) == 3
     assert not errors(app)
+    # the notes' attributions follow the first screen and complete in the same click (then a rerun)
+    assert any("Discharge summary: highlighted words" in m.value for m in app.markdown)
+    assert not any("being computed" in i.value for i in app.info)
+    assert app.button(key="save")  # saving is offered only for the complete explanation
 
 
 BAD_UPLOADS = [

@@ -60,5 +60,6 @@ if analysis is not None and task in analysis["explanations"]:
         st.info("The inputs changed since this analysis. Press **Analyse** to update it.")
     explanation = analysis["explanations"][task]
     render_results(explanation, task, analysis["image_bytes"], analysis["texts"], key="live")
+    form.finish_pending(svc, analysis, task)  # the notes' attributions, after everything else is on screen
     st.divider()
     form.save_panel(info, store(), user, analysis)

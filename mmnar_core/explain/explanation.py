@@ -69,9 +69,13 @@ def input_hash(record) -> str:
 
 
 def cache_key(record_hash: str, model_id: str, tasks: Sequence[str], settings: AttributionSettings,
-              include_what_if: bool = True) -> str:
-    text = json.dumps({"input": record_hash, "model": model_id, "tasks": list(tasks), "settings": settings.to_dict(),
-                       "what_if": include_what_if, "format": FORMAT}, sort_keys=True, separators=(",", ":"))
+              include_what_if: bool = True, modalities: Sequence[str] | None = None) -> str:
+    """Key of an explanation; one limited to some `modalities` never shares the key of a complete one."""
+    content = {"input": record_hash, "model": model_id, "tasks": list(tasks), "settings": settings.to_dict(),
+               "what_if": include_what_if, "format": FORMAT}
+    if modalities is not None:
+        content["modalities"] = sorted(modalities)
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -160,6 +164,6 @@ def explain(predictor, record, tasks: Sequence[str] | None = None, settings: Att
     timings.update({f"attribute_{k}": v for k, v in attributions.timings.items()})
     timings["total"] = time.perf_counter() - started
     timings = {k: round(float(v), 4) for k, v in timings.items()}
-    return Explanation(FORMAT, digest, cache_key(digest, predictor.model_id, task_names, settings, include_what_if),
+    return Explanation(FORMAT, digest, cache_key(digest, predictor.model_id, task_names, settings, include_what_if, modalities),
                        predictor.model_id, str(record.patient_id), task_names, settings.to_dict(), prediction.to_dict(),
                        what, attributions.tabular, attributions.images, attributions.texts, timings, list(NOTES))

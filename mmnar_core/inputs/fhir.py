@@ -282,11 +282,19 @@ def _patient_values(patient: _Resource | None, index: dict[str, FeatureSpec], va
 
 
 # ------------------------------------------------------------------------------------------- Observation
+def _codings(concept: Mapping) -> list:
+    """concept.coding as a list: absent or of the wrong JSON type -> none (a single Coding object -> one)."""
+    coding = concept.get("coding")
+    if isinstance(coding, list):
+        return coding
+    return [coding] if isinstance(coding, Mapping) else []
+
+
 def _loinc_codes(concept: Any) -> list[str]:
     if not isinstance(concept, Mapping):
         return []
     codes = []
-    for coding in concept.get("coding") or []:
+    for coding in _codings(concept):
         if not isinstance(coding, Mapping) or not isinstance(coding.get("code"), str):
             continue
         system = coding.get("system")
@@ -300,7 +308,7 @@ def _concept_text(concept: Any) -> str:
         return "?"
     if isinstance(concept.get("text"), str):
         return concept["text"]
-    for coding in concept.get("coding") or []:
+    for coding in _codings(concept):
         if isinstance(coding, Mapping):
             return str(coding.get("display") or coding.get("code") or "?")
     return "?"
@@ -508,7 +516,7 @@ def _medications(items: list[_Resource], index, values: dict, errors: ErrorColle
 def _medication_key(resource: Mapping) -> str | None:
     concept = resource.get("medicationCodeableConcept")
     if isinstance(concept, Mapping):
-        for coding in concept.get("coding") or []:
+        for coding in _codings(concept):
             if isinstance(coding, Mapping) and coding.get("code"):
                 return f"{coding.get('system', '')}|{coding['code']}"
         if isinstance(concept.get("text"), str):
@@ -560,7 +568,7 @@ def _codes(concept: Any) -> list[str]:
     if not isinstance(concept, Mapping):
         return []
     if "coding" in concept:
-        return [c["code"] for c in concept.get("coding") or [] if isinstance(c, Mapping) and isinstance(c.get("code"), str)]
+        return [c["code"] for c in _codings(concept) if isinstance(c, Mapping) and isinstance(c.get("code"), str)]
     return [concept["code"]] if isinstance(concept.get("code"), str) else []
 
 
@@ -570,7 +578,7 @@ def _texts(concept: Any) -> list[str]:
     if not isinstance(concept, Mapping):
         return []
     texts = [concept.get("text"), concept.get("display")]
-    texts += [c.get("display") for c in concept.get("coding") or [] if isinstance(c, Mapping)]
+    texts += [c.get("display") for c in _codings(concept) if isinstance(c, Mapping)]
     return [t.lower() for t in texts if isinstance(t, str)]
 
 

@@ -1,0 +1,28 @@
+"""The in-process service: a fast partial explanation completed later equals one complete explanation,
+and a partial one never shares the cache key of a complete one."""
+
+from mmnar_app.demo_patients import load_demo_patients
+from mmnar_app.service import LocalService
+from conftest import ROOT
+
+
+def _content(explanation) -> dict:
+    data = explanation.to_dict()
+    data.pop("timings")
+    return data
+
+
+def test_partial_then_complete_equals_one_complete_explanation():
+    service = LocalService(ROOT / "assets" / "demo_bundle")
+    demo = next(d for d in load_demo_patients() if d.label.startswith("Demo 07"))  # structured + report
+    record, task = demo.record(), "icu_90d"
+    partial = service.analyse(record, task, modalities=["structured"])
+    assert [t.modality for t in partial.texts] == [] and partial.cache_key != service.cache_key(record, task)
+    steps = []
+    complete = service.complete(partial, record, task, steps.append)
+    assert [t.modality for t in complete.texts] == ["radiology_report"] and "radiology_report" in steps
+    assert complete.cache_key == service.cache_key(record, task)
+    fresh = LocalService.__new__(LocalService)
+    fresh.__dict__.update(service.__dict__, _cache=type(service._cache)())
+    assert _content(fresh.analyse(record, task)) == _content(complete)
+    assert service.analyse(record, task, modalities=["structured"]) is complete  # the complete one is served
