@@ -11,7 +11,6 @@ Explanations are cached by cache_key, as LocalService caches them.
 from __future__ import annotations
 
 import json
-import math
 import os
 import threading
 import time
@@ -19,6 +18,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
 
+from mmnar_core.explain.attributions import _plain_value
 from mmnar_core.explain.explanation import Explanation
 from mmnar_core.model_info import ModelInfo
 from mmnar_core.schema import PatientRecord
@@ -149,7 +149,7 @@ def request_parts(record: PatientRecord) -> tuple[dict, list]:
     from mmnar_core.encoders.image_io import sniff_format
 
     data = {"patient_id": str(record.patient_id) or "unnamed patient",
-            "structured": json.dumps({k: _plain(v) for k, v in record.structured.items()}, allow_nan=False,
+            "structured": json.dumps({k: _plain_value(v) for k, v in record.structured.items()}, allow_nan=False,
                                      ensure_ascii=False)}
     files = []
     for name, source in record.images.items():
@@ -187,14 +187,6 @@ def _bytes(source) -> bytes:
     return Path(source).read_bytes()
 
 
-def _plain(value):
-    if value is None:
-        return None
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _seconds(value: str) -> float:

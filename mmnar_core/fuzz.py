@@ -30,7 +30,7 @@ from pathlib import Path
 from mmnar_core.fuzz_targets import TARGETS, PropertyViolation, Target
 
 DEFAULT_SECONDS = 60.0
-DEFAULT_CRASH_DIR = "fuzz-crashes"
+DEFAULT_CRASH_DIR = "test-output/fuzz-crashes"
 _STATUS = re.compile(r"^#(\d+)\s+\w+\s+(?:cov: (\d+) ft: (\d+) )?corp: (\d+)/(\S+).*?exec/s: (\d+)")
 
 
@@ -253,9 +253,9 @@ def run_command(args) -> int:
             results.append(result)
             print(_line(result), file=sys.stderr, flush=True)
     report = {"engine": engine, "seconds_per_target": args.seconds, "crash_dir": str(crash_dir), "targets": results,
-              "total": {"executions": sum(r["executions"] for r in results),
+              "total": {"executions": sum(_executions(r) for r in results),
                         "crashes": sum(r["crashes"] for r in results),
-                        "seconds": round(sum(r["seconds"] for r in results), 1)}}
+                        "seconds": round(sum(r.get("wall_seconds", r["seconds"]) for r in results), 1)}}
     print(format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -311,8 +311,13 @@ def parse_libfuzzer(text: str) -> dict:
     return out
 
 
+def _executions(result: dict) -> int:
+    """libFuzzer's count when there is one (the harness's own is written at most once a second)."""
+    return max(result.get("executions", 0), result.get("libfuzzer_runs", 0))
+
+
 def _line(result: dict) -> str:
-    executions = max(result.get("executions", 0), result.get("libfuzzer_runs", 0))
+    executions = _executions(result)
     seconds = result.get("fuzz_seconds") or result.get("seconds") or 0
     cov = f"cov {result['coverage_edges']} ft {result['coverage_features']}" if "coverage_edges" in result else "cov -"
     return (f"{result['target']:<16} {executions:>9,} execs {seconds:>6.0f} s {executions / max(seconds, 1e-9):>8.0f}/s "
@@ -327,8 +332,8 @@ def format_report(report: dict) -> str:
         for crash in result["unique_crashes"].values():
             lines.append(f"  {result['target']}: {crash['signature']} x{crash['count']} -> {crash.get('input')}")
     total = report["total"]
-    lines.append(f"total: {total['executions']:,} harness executions, {total['crashes']} crashing, "
-                 f"{total['seconds']} s; crashing inputs in {report['crash_dir']}")
+    lines.append(f"total: {total['executions']:,} executions, {total['crashes']} crashing, {total['seconds']} s "
+                 f"(with each target's setup); crashing inputs go to {report['crash_dir']}")
     return "\n".join(lines)
 
 

@@ -521,13 +521,18 @@ def _server_setup():
                          max_text_chars=MAX_TEXT_CHARS, explain_cache_size=0)
     client = TestClient(create_app(predictor, config), raise_server_exceptions=False)
     client.__enter__()
-    logging.getLogger("mmnar_core.serving").setLevel(logging.CRITICAL)  # expected 4xx are not news; 500s are checked
+    serving_log = logging.getLogger("mmnar_core.serving")
+    level = serving_log.level
+    serving_log.setLevel(logging.CRITICAL)  # expected 4xx are not news; 500s are checked by the property
     return {"client": client, "config": config, "schema": client.app.state.serving.schema,
-            "features": list(predictor.features)}
+            "features": list(predictor.features), "log_level": level}
 
 
 def _server_teardown(context) -> None:
+    import logging
+
     context["client"].__exit__(None, None, None)
+    logging.getLogger("mmnar_core.serving").setLevel(context["log_level"])
 
 
 def _server(context, data: bytes) -> str:

@@ -29,18 +29,13 @@ from mmnar_core.inputs import (
     read_text_upload,
 )
 from mmnar_core.schema import FeatureKind, ModalityKind, ModalitySpec
+from property_budget import budget
 
 FEATURES = ft.demo_features()
 NAMES = [f.name for f in FEATURES]
 CONTEXT = {"features": FEATURES}
 
 
-def budget(n: int):
-    """A fixed, small budget (CI stays fast); MMNAR_PROPERTY_SCALE=20 explores 20 times more, same seed."""
-    n = max(1, int(n * float(os.environ.get("MMNAR_PROPERTY_SCALE", "1"))))
-    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.filter_too_much])
 
 
 # ------------------------------------------------------------------------------------------------ strategies

@@ -31,6 +31,8 @@ from mmnar_core.serving.auth import (
 )
 from mmnar_core.serving.testing import ServerThread, cached_predictor
 
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # authlib's, inside oidc-provider-mock
+
 BUNDLE = ROOT / "assets" / "demo_bundle"
 # multipart fields without a file (httpx sends multipart when `files` is given)
 PREDICT = [("structured", (None, json.dumps({"age": 71, "sex": "female"}))), ("patient_id", (None, "auth-test"))]
@@ -209,13 +211,26 @@ def test_tokens_added_or_revoked_apply_without_a_restart(predictor, tmp_path):
         assert client.get("/info", headers=bearer(second)).status_code == 200
 
 
-def test_no_token_in_bodies_or_logs_and_the_reason_is_logged(client, tokens, caplog):
+def test_no_token_in_bodies_or_logs_and_the_reason_is_logged(client, tokens, caplog, monkeypatch):
     _, issued = tokens
     wrong = "mmnar_" + "Z" * 43
-    with caplog.at_level(logging.DEBUG):
-        responses = [client.get("/info", headers=bearer(wrong)), client.get("/stats", headers=bearer(issued["carla"])),
-                     client.get("/info", headers=bearer(issued["carla"])), client.get("/info")]
-    logged = caplog.text + " ".join(str(r.args) for r in caplog.records)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = records.append  # our own handler: independent of what other tests did to logging config
+    for name in ("mmnar_core.serving", "mmnar_core.serving.auth"):
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "disabled", False)
+        monkeypatch.setattr(logger, "level", logging.DEBUG)
+    monkeypatch.setattr(logging.getLogger("mmnar_core.serving.auth"), "propagate", True)
+    logging.getLogger("mmnar_core.serving").addHandler(handler)
+    try:
+        with caplog.at_level(logging.DEBUG):
+            responses = [client.get("/info", headers=bearer(wrong)), client.get("/stats", headers=bearer(issued["carla"])),
+                         client.get("/info", headers=bearer(issued["carla"])), client.get("/info")]
+    finally:
+        logging.getLogger("mmnar_core.serving").removeHandler(handler)
+    logged = (caplog.text + " ".join(str(r.args) for r in caplog.records) + " "
+              + " ".join(r.getMessage() + " " + str(r.args) for r in records))
     for token in [wrong, *issued.values()]:
         assert token not in logged and token[6:22] not in logged
         for response in responses:

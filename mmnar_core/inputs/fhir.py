@@ -323,7 +323,7 @@ def _observations(items: list[_Resource], index: dict[str, FeatureSpec], refs: s
         try:
             _check_subject(resource, where, refs)
             code = resource.get("code")
-            if not isinstance(code, Mapping) or not (code.get("coding") or code.get("text")):
+            if not isinstance(code, Mapping) or not (_codings(code) or (isinstance(code.get("text"), str) and code["text"].strip())):
                 raise InputError(where, "the Observation has no code", "an Observation with code.coding "
                                  "(system http://loinc.org and a LOINC code)")
             status = resource.get("status")
