@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from mmnar_app.logging_setup import configure_logging, get_logger, phi_hash
+from mmnar_app.logging_setup import get_logger, phi_hash
 
-ROLES = ("clinician", "reviewer", "admin")
+from mmnar_core.roles import ROLES, USER_CLAIMS, RoleMapError, parse_role_map, roles_from_claims, username_from_claims
+
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "clinician": frozenset({"analyse", "history:own"}),
     "reviewer": frozenset({"history:all"}),
@@ -61,12 +62,7 @@ class AuthSettings:
         env = os.environ
         mode = (env.get("MMNAR_AUTH") or "auto").strip().lower()
         mode = {"": "auto", "demo": "none", "off": "none", "openid": "oidc", "accounts": "local"}.get(mode, mode)
-        role_map = {}
-        for item in (env.get("MMNAR_OIDC_ROLE_MAP") or "").split(","):
-            if "=" in item:
-                value, role = (part.strip() for part in item.split("=", 1))
-                if value and role:
-                    role_map[value] = role
+        role_map = parse_role_map(env.get("MMNAR_OIDC_ROLE_MAP"))  # a bad entry stops the app with its message
         return cls(mode=mode, lockout_attempts=max(1, _int(env.get("MMNAR_LOCKOUT_ATTEMPTS"), 5)),
                    lockout_minutes=max(0.0, _float(env.get("MMNAR_LOCKOUT_MINUTES"), 15.0)),
                    oidc_provider=(env.get("MMNAR_OIDC_PROVIDER") or "").strip() or None,
@@ -207,13 +203,6 @@ def deny(db, principal: Principal, model_version: str, what: str, detail: str = 
 
 
 # ----------------------------------------------------------------------------- the gate
-def gate(page: str, require: str | None, db, model_version: str, demo_user: str) -> Principal:
-    """Sign the user in (or show why not) and check `require` for `page`; stops the page when not allowed."""
-    principal = sign_in(db, model_version, demo_user)
-    authorize(principal, page, require, db, model_version)
-    return principal
-
-
 def authorize(principal: Principal, page: str, require: str | None, db, model_version: str) -> None:
     """Stop the page (audited "denied") unless `principal` has `require` ("analyse", "history", "admin")."""
     if require and not principal.can(require):
@@ -223,10 +212,13 @@ def authorize(principal: Principal, page: str, require: str | None, db, model_ve
 
 def sign_in(db, model_version: str, demo_user: str) -> Principal:
     """The signed-in user of this session; shows the sign-in (or the configuration problem) and stops the
-    page when there is none."""
-    configure_logging()
-    settings = AuthSettings.from_env()
-    mode, problem = resolve_mode(settings)
+    page when there is none (page_header has installed the PHI-safe logging)."""
+    try:
+        settings = AuthSettings.from_env()
+    except RoleMapError as error:
+        settings, problem = None, f"MMNAR_OIDC_ROLE_MAP: {error}"
+    else:
+        mode, problem = resolve_mode(settings)
     if problem:
         log.error("sign-in configuration problem: %s", problem)
         st.error(problem, icon="🔒")
@@ -336,28 +328,6 @@ def _local_sign_in(settings: AuthSettings, users, db, model_version: str) -> Non
 
 
 # ----------------------------------------------------------------------------- OpenID Connect
-def _claim_roles(claims: dict, settings: AuthSettings) -> set[str]:
-    if not settings.role_claim:
-        return set()
-    value = claims.get(settings.role_claim)
-    values = value if isinstance(value, (list, tuple)) else [value] if value is not None else []
-    roles = set()
-    for item in values:
-        item = str(item).strip()
-        role = settings.role_map.get(item, item)
-        if role in ROLES:
-            roles.add(role)
-    return roles
-
-
-def oidc_username(claims: dict, settings: AuthSettings) -> str | None:
-    for key in (settings.user_claim, "email", "preferred_username", "sub"):
-        value = claims.get(key)
-        if isinstance(value, str) and value.strip():
-            return value.strip().lower()
-    return None
-
-
 def _oidc_principal(settings: AuthSettings, db, model_version: str) -> Principal:
     from mmnar_app.store.users import UserStore
 
@@ -369,7 +339,7 @@ def _oidc_principal(settings: AuthSettings, db, model_version: str) -> Principal
             st.login(settings.oidc_provider) if settings.oidc_provider else st.login()
         st.stop()
     claims = user_info.to_dict()
-    username = oidc_username(claims, settings)
+    username = username_from_claims(claims, (settings.user_claim, *USER_CLAIMS))
     if not username:
         st.error("Your identity provider did not send a user name (no email, preferred_username or sub claim).")
         st.stop()
@@ -377,7 +347,7 @@ def _oidc_principal(settings: AuthSettings, db, model_version: str) -> Principal
     if row is not None:
         roles = set() if row.disabled else {row.role}
     else:
-        roles = _claim_roles(claims, settings)
+        roles = roles_from_claims(claims, settings.role_claim, settings.role_map)
     principal = Principal(username, frozenset(roles), "oidc", str(claims.get("name") or ""))
     state = st.session_state
     if state.get(_SESSION_AUDITED) != username:

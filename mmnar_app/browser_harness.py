@@ -25,14 +25,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_healthy(url: str, timeout: float, process: subprocess.Popen | None = None) -> float:
-    """Seconds until GET /_stcore/health answers ok."""
+def wait_healthy(url: str, timeout: float, process: subprocess.Popen | None = None,
+                 path: str = "/_stcore/health") -> float:
+    """Seconds until GET url+path answers 200 (Streamlit's health check by default)."""
     started = time.perf_counter()
     while time.perf_counter() - started < timeout:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"streamlit exited with code {process.returncode}")
+            raise RuntimeError(f"{process.args[:3]} exited with code {process.returncode}")
         try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+            with urllib.request.urlopen(f"{url}{path}", timeout=2) as response:
                 if response.status == 200:
                     return time.perf_counter() - started
         except OSError:
@@ -60,11 +61,16 @@ def streamlit_server(data_dir: Path, log_path: Path, extra_env: dict | None = No
             wait_healthy(url, 90, process)
             yield url, process, started
         finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop_process(process)
+
+
+def stop_process(process: subprocess.Popen, grace_s: float = 10) -> None:
+    """Terminate, and kill if it has not exited after `grace_s`."""
+    process.terminate()
+    try:
+        process.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 @contextmanager

@@ -25,12 +25,20 @@ def summary_rows(rows, tasks: list[str]) -> list[dict]:
     return out
 
 
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _stored(_db, database: str, assessment_id: int):
+    """Assessments are never changed once saved, so each is read, checked and parsed once per process, not
+    on every rerun of the page (every widget click reruns it)."""
+    assessment = _db.get_assessment(assessment_id)
+    return assessment, {t: Explanation.from_dict(d) for t, d in assessment.outputs["explanations"].items()}
+
+
 def load(db, assessment_id: int, user: str, model_version: str, action: str = "view", own_only: bool = False):
     """The stored assessment and its explanations; audits the first `action` per session and id.
 
     own_only (clinicians): an assessment saved by someone else is refused on the server (audited as
     "denied", the page stops), whatever the page offered."""
-    assessment = db.get_assessment(assessment_id)
+    assessment, explanations = _stored(db, db.url, assessment_id)
     if own_only and assessment.user != user:
         db.record(action="denied", user=user, model_version=model_version, input_hash=assessment.input_hash,
                   assessment_id=assessment_id, detail=f"{action}: assessment saved by another user")
@@ -40,7 +48,6 @@ def load(db, assessment_id: int, user: str, model_version: str, action: str = "v
     register_sensitive(assessment.patient_label, words=True)
     register_sensitive(assessment.note, *assessment.inputs.get("texts", {}).values(),
                        *(f.filename for f in assessment.files.values()))
-    explanations = {t: Explanation.from_dict(d) for t, d in assessment.outputs["explanations"].items()}
     seen = st.session_state.setdefault("audited", set())
     if (action, assessment_id) not in seen:
         db.record(action=action, user=user, model_version=model_version, input_hash=assessment.input_hash,

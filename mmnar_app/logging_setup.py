@@ -162,11 +162,6 @@ def register_sensitive(*values: Any, words: bool = False) -> None:
             _registry.popitem(last=False)
 
 
-def clear_registry() -> None:
-    with _lock:
-        _registry.clear()
-
-
 def register_fhir_identifiers(data: bytes | str) -> list[str]:
     """Names, ids, identifiers, phone numbers, e-mails and birth dates of the Patient resources (and the
     full URLs of all entries) of an uploaded FHIR Bundle, so that they never reach a log line or a message."""

@@ -30,7 +30,7 @@ NOT_RECORDED = "(not recorded)"
 IMAGE_LIMIT_MB, TEXT_LIMIT_CHARS, STRUCTURED_LIMIT_MB = 20, 200_000, 5
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_resource(show_spinner=False)  # read-only: shared, not copied on every rerun
 def _demos():
     return {d.label: d for d in load_demo_patients()}
 
@@ -56,6 +56,12 @@ def init_state(info) -> None:
         load_choice(info)
 
 
+def _touch() -> None:
+    """An input changed: the analysis on screen no longer matches the page (cheaper than re-hashing the
+    inputs on every rerun)."""
+    st.session_state.inputs_version = st.session_state.get("inputs_version", 0) + 1
+
+
 def load_choice(info) -> None:
     """Fill every field from the chosen demo patient, or clear them for a new patient."""
     state = st.session_state
@@ -78,6 +84,7 @@ def load_choice(info) -> None:
     state.patient_label = demo.label.split(":")[0] if demo else ""
     state.messages = {}
     state.pop("analysis", None)
+    _touch()
 
 
 # ------------------------------------------------------------------ structured
@@ -90,6 +97,7 @@ def _form_values(info) -> dict:
 
 
 def _apply_structured(parsed) -> None:
+    _touch()
     for name, value in parsed.values.items():
         key = _feature_key(name)
         if isinstance(value, str):
@@ -142,30 +150,41 @@ def structured_inputs(info, modality: str) -> None:
         unit = f" ({feature['unit']})" if feature.get("unit") else ""
         if feature["kind"] == "categorical":
             column.selectbox(feature["name"], [NOT_RECORDED, *feature["categories"]], key=_feature_key(feature["name"]),
-                             help=feature.get("description"))
+                             help=feature.get("description"), on_change=_touch)
         else:
             low, high = feature.get("valid_range") or (None, None)
             hint = f" Plausible range {low:g} to {high:g}{unit}." if low is not None else ""
-            column.number_input(f"{feature['name']}{unit}", value=None, key=_feature_key(feature["name"]),
+            column.number_input(f"{feature['name']}{unit}", value=None, key=_feature_key(feature["name"]), on_change=_touch,
                                 help=f"{feature.get('description', '')}.{hint} Leave empty if not measured.",
                                 placeholder="not measured")
 
 
 # ------------------------------------------------------------------ images and notes
-def _on_image_upload(modality: str) -> None:
+def _on_upload(modality: str, apply) -> None:
+    """Validate the file just uploaded for `modality` with `apply(name, bytes)`, which stores it only when
+    valid; the outcome is shown as the modality's message."""
     state = st.session_state
     upload = state.get(f"upload_{modality}")
     if upload is None:
         return
     register_sensitive(upload.name)
     try:
-        state.images[modality] = read_image_upload(upload.name, upload.getvalue(), IMAGE_LIMIT_MB * 2**20)
+        apply(upload.name, upload.getvalue())
+        _touch()
         state.messages[modality] = ("success", f"{upload.name} read.")
     except (InputError, InputErrors) as error:
         state.messages[modality] = ("error", str(error))
 
 
+def _on_image_upload(modality: str) -> None:
+    def apply(name: str, data: bytes) -> None:
+        st.session_state.images[modality] = read_image_upload(name, data, IMAGE_LIMIT_MB * 2**20)
+
+    _on_upload(modality, apply)
+
+
 def _remove_image(modality: str) -> None:
+    _touch()
     st.session_state.images.pop(modality, None)
     st.session_state.messages.pop(modality, None)
 
@@ -185,25 +204,19 @@ def image_input(info, modality: str) -> None:
 
 
 def _on_text_upload(modality: str) -> None:
-    state = st.session_state
-    upload = state.get(f"upload_{modality}")
-    if upload is None:
-        return
-    register_sensitive(upload.name)
-    try:
-        state[_text_key(modality)] = read_text_upload(f"{modality_name(modality)} file {upload.name}",
-                                                      upload.getvalue(), TEXT_LIMIT_CHARS)
-        register_sensitive(state[_text_key(modality)])
-        state.messages[modality] = ("success", f"{upload.name} read.")
-    except (InputError, InputErrors) as error:
-        state.messages[modality] = ("error", str(error))
+    def apply(name: str, data: bytes) -> None:
+        text = read_text_upload(f"{modality_name(modality)} file {name}", data, TEXT_LIMIT_CHARS)
+        register_sensitive(text)
+        st.session_state[_text_key(modality)] = text
+
+    _on_upload(modality, apply)
 
 
 def text_input(info, modality: str) -> None:
     st.file_uploader(f"{modality_name(modality)} as a UTF-8 .txt file (or paste below)", key=f"upload_{modality}",
                      on_change=_on_text_upload, args=(modality,))
     _show_message(modality)
-    st.text_area(modality_name(modality), key=_text_key(modality), height=220,
+    st.text_area(modality_name(modality), key=_text_key(modality), height=220, on_change=_touch,
                  placeholder="Paste the text here; leave empty if the patient has none.")
 
 
@@ -274,28 +287,19 @@ def _run(svc, record, task, info, modalities: list[str] | None = None):
     with st.status(f"Analysing for {task_name(task).lower()}...", expanded=True) as status:
         progress, bar = _progress_runner(status, steps)
         started = time.perf_counter()
-        if modalities is None:
-            explanation = svc.analyse(record, task, progress)
-        else:
-            explanation = svc.analyse(record, task, progress, modalities=modalities)
+        explanation = svc.analyse(record, task, progress, modalities=modalities)
         bar.progress(1.0, text="Done")
         status.update(label=f"Analysed in {time.perf_counter() - started:.1f} s", state="complete", expanded=False)
     return explanation
-
-
-def _pending(explanation) -> bool:
-    done = {a.modality for a in (*explanation.tabular, *explanation.images, *explanation.texts)}
-    return any(m not in done for m in explanation.prediction["available"])
 
 
 def finish_pending(svc, analysis: dict, task: str) -> bool:
     """Attributes the notes of a fast first answer (shown meanwhile), then reruns the page. False when
     nothing was pending."""
     partial = analysis["explanations"][task]
-    if not _pending(partial) or not hasattr(svc, "complete"):
+    steps = partial.pending()
+    if not steps or not hasattr(svc, "complete"):
         return False
-    done = {a.modality for a in (*partial.tabular, *partial.images, *partial.texts)}
-    steps = [m for m in partial.prediction["available"] if m not in done]
     with st.status(f"Attributing the words of the {', '.join(modality_name(m).lower() for m in steps)}...",
                    expanded=True) as status:
         progress, bar = _progress_runner(status, ["encode", "predict", *steps])
@@ -323,6 +327,7 @@ def analyse(svc, store, user: str, task: str) -> None:
         "images": {m: (u.filename, u.media_type) for m, u in images.items()},
         "image_bytes": {m: u.data for m, u in images.items()}, "texts": texts,
         "explanations": {task: explanation}, "input_hash": explanation.input_hash,
+        "inputs_version": st.session_state.get("inputs_version", 0),
     }
     store.record(action="analyse", user=user, model_version=info.version, input_hash=explanation.input_hash)
 
@@ -335,14 +340,8 @@ def explain_more(svc, analysis: dict, task: str) -> None:
         st.error(f"The model server could not explain this outcome: {error}")
 
 
-def inputs_changed(info, analysis: dict) -> bool:
-    try:
-        record = _snapshot(info)[0]
-    except (InputError, InputErrors):
-        return True
-    from mmnar_core.explain.explanation import input_hash
-
-    return input_hash(record) != analysis["input_hash"]
+def inputs_changed(analysis: dict) -> bool:
+    return st.session_state.get("inputs_version", 0) != analysis["inputs_version"]
 
 
 def assessment_payload(info, analysis: dict) -> dict:

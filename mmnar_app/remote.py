@@ -68,11 +68,11 @@ class RemoteService:
 
         return cache_key(input_hash(record), self.info.model_id, [task], AttributionSettings())
 
-    def cached(self, record: PatientRecord, task: str):
-        return self._cache.get(self.cache_key(record, task))
-
-    def analyse(self, record: PatientRecord, task: str, progress: Callable[[str], None] | None = None) -> Explanation:
-        """Prediction, what-if and attributions for one outcome, computed by the server (at most once here)."""
+    def analyse(self, record: PatientRecord, task: str, progress: Callable[[str], None] | None = None,
+                modalities: list[str] | None = None) -> Explanation:
+        """Prediction, what-if and attributions for one outcome, computed by the server (at most once here).
+        `modalities` is accepted for the LocalService interface and ignored: the server answers in one call
+        with every modality attributed."""
         key = self.cache_key(record, task)
         with self._lock:
             if key in self._cache:

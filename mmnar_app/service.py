@@ -31,14 +31,13 @@ class LocalService:
         self._cache_size = cache_size
         self._lock = threading.Lock()  # one analysis at a time: two would only fight over the CPU cores
 
-    def cache_key(self, record: PatientRecord, task: str, modalities: list[str] | None = None) -> str:
+    def cache_key(self, record: PatientRecord | str, task: str, modalities: list[str] | None = None) -> str:
+        """Key of the explanation of `record` (or of its input hash) for `task`."""
         from mmnar_core.explain.attributions import AttributionSettings
         from mmnar_core.explain.explanation import cache_key, input_hash
 
-        return cache_key(input_hash(record), self.info.model_id, [task], AttributionSettings(), True, modalities)
-
-    def cached(self, record: PatientRecord, task: str):
-        return self._cache.get(self.cache_key(record, task))
+        digest = record if isinstance(record, str) else input_hash(record)
+        return cache_key(digest, self.info.model_id, [task], AttributionSettings(), True, modalities)
 
     def _remember(self, key: str, explanation) -> None:
         self._cache[key] = explanation
@@ -50,13 +49,17 @@ class LocalService:
         """Prediction, what-if and attributions for one outcome (`Explanation`), computed at most once.
         With `modalities`, only those are attributed (a fast first answer; `complete` adds the rest),
         unless the complete explanation is already cached."""
-        full, key = self.cache_key(record, task), self.cache_key(record, task, modalities)
+        from mmnar_core.explain.explanation import input_hash
+
+        digest = input_hash(record)  # once: the image bytes are the costly part
+        full, key = self.cache_key(digest, task), self.cache_key(digest, task, modalities)
         with self._lock:
             for candidate in (full, key):
                 if candidate in self._cache:
                     self._cache.move_to_end(candidate)
                     return self._cache[candidate]
-            explanation = self.predictor.explain(record, tasks=[task], progress=progress, modalities=modalities)
+            explanation = self.predictor.explain(record, tasks=[task], progress=progress, modalities=modalities,
+                                                 digest=digest)
             self._remember(key, explanation)
             return explanation
 
@@ -65,14 +68,12 @@ class LocalService:
         is attributed with the others fixed, so the parts are exactly those of one complete call)."""
         from dataclasses import replace
 
-        key = self.cache_key(record, task)
+        key = self.cache_key(partial.input_hash, task)
         with self._lock:
             if key in self._cache:
                 return self._cache[key]
-            done = {a.modality for a in (*partial.tabular, *partial.images, *partial.texts)}
-            missing = [m for m in partial.prediction["available"] if m not in done]
-            extra = self.predictor.explain(record, tasks=[task], include_what_if=False, modalities=missing,
-                                           progress=progress)
+            extra = self.predictor.explain(record, tasks=[task], include_what_if=False, modalities=partial.pending(),
+                                           progress=progress, digest=partial.input_hash)
             order = {m["name"]: i for i, m in enumerate(self.info.modalities)}
             timings = {**partial.timings, **{k: v for k, v in extra.timings.items() if k.startswith("attribute_")},
                        "total": round(partial.timings.get("total", 0.0) + extra.timings.get("total", 0.0), 4)}

@@ -19,7 +19,6 @@ class AppSettings:
     data_dir: Path
     database_url: str | None  # None -> SQLite in data_dir
     user: str
-    max_upload_mb: int
     inference_url: str | None  # a model server (issue 8); None -> the in-process predictor
 
     @classmethod
@@ -35,6 +34,5 @@ class AppSettings:
             data_dir=data_dir,
             database_url=env.get("MMNAR_DATABASE_URL") or None,
             user=env.get("MMNAR_USER") or default_user,
-            max_upload_mb=int(env.get("MMNAR_MAX_UPLOAD_MB") or 50),
             inference_url=env.get("MMNAR_INFERENCE_URL") or None,
         )

@@ -8,6 +8,7 @@ import streamlit as st
 
 from mmnar_app import charts
 from mmnar_app.display import modality_name, pattern_name, percent, signed_points, task_name
+from mmnar_app.logging_setup import configure_logging
 from mmnar_app.settings import AppSettings
 
 
@@ -29,6 +30,14 @@ def get_store(database_url: str | None, data_dir: str):
     from mmnar_app.store import open_store
 
     return open_store(database_url, data_dir=data_dir)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _overlay(source: bytes, heat, opacity: float, signed: bool):
+    """The X-ray with its heatmap, made once per image, map and opacity (not on every rerun)."""
+    from mmnar_app.overlay import overlay
+
+    return overlay(source, heat, opacity, signed)
 
 
 def settings() -> AppSettings:
@@ -63,10 +72,8 @@ def page_header(title: str, require: str | None = None):
     sign-in and the server-side role check (`require`: "analyse", "history", "admin" or None for any
     signed-in user). Returns the signed-in `Principal`; stops the page (audited) when not allowed."""
     from mmnar_app import auth
-    from mmnar_app.logging_setup import configure_logging
-
     st.set_page_config(page_title=f"{title} · MMNAR risk explorer", page_icon="🩺", layout="wide")
-    configure_logging()
+    configure_logging()  # before anything can log patient data
     info = service().info
     if info.synthetic:
         st.warning(f"**Demo model trained on synthetic data ({info.dataset_name}). Not for clinical use.** "
@@ -79,7 +86,7 @@ def page_header(title: str, require: str | None = None):
 
 
 # ----------------------------------------------------------------------------- results
-def render_risks(prediction: dict) -> None:
+def render_risks(prediction: dict, key: str) -> None:
     risks = prediction["risks"]
     columns = st.columns(len(risks))
     for column, risk in zip(columns, risks):
@@ -87,7 +94,7 @@ def render_risks(prediction: dict) -> None:
                       delta=f"raw {percent(risk['raw'])}", delta_color="off",
                       help="Rectified, calibrated risk with its 95 % interval; the raw risk is the network's own output.")
         column.caption(f"95 % interval {percent(risk['low'])} to {percent(risk['high'])}")
-    st.plotly_chart(charts.risk_figure(risks), key=f"risk-{id(prediction)}")
+    st.plotly_chart(charts.risk_figure(risks), key=f"{key}-risk")
 
 
 def render_pattern(prediction: dict) -> None:
@@ -141,8 +148,6 @@ def render_absent(what_if: dict, task: str, key: str) -> None:
 
 def render_attributions(explanation, task: str, images: dict[str, bytes], texts: dict[str, str], key: str) -> None:
     from mmnar_app.highlight import highlighted_html
-    from mmnar_app.overlay import overlay
-
     for tabular in explanation.tabular:
         st.plotly_chart(charts.tabular_figure(tabular.features, task), key=f"{key}-tab-{tabular.modality}")
         st.caption(f"Integrated Gradients ({tabular.n_steps} steps) against {tabular.baseline}. "
@@ -157,12 +162,11 @@ def render_attributions(explanation, task: str, images: dict[str, bytes], texts:
         heat = (image.integrated_gradients if signed else image.gradcam).get(task)
         source = images.get(image.modality)
         if heat is not None and source is not None:
-            left.image(overlay(source, heat.array(), opacity, signed),
+            left.image(_overlay(source, heat.array(), opacity, signed),
                        caption="Integrated Gradients, smoothed: red raises the risk, blue lowers it" if signed else "Grad-CAM (last CNN block)")
         right.caption(f"Image {image.image_shape[1]} x {image.image_shape[0]} px. Peak of |IG| at row, column "
                       f"{image.peak.get(task)}. Convergence delta {image.summary.delta[task]:+.2e}.")
-    done = {a.modality for a in (*explanation.tabular, *explanation.images, *explanation.texts)}
-    for name in (m for m in explanation.prediction["available"] if m not in done):
+    for name in explanation.pending():
         st.info(f"{modality_name(name)}: the words' attributions are being computed (a few seconds on this CPU)...")
     for text in explanation.texts:
         st.markdown(f"**{modality_name(text.modality)}: highlighted words**")
@@ -178,7 +182,7 @@ def render_attributions(explanation, task: str, images: dict[str, bytes], texts:
 def render_results(explanation, task: str, images: dict[str, bytes], texts: dict[str, str], key: str) -> None:
     """Everything about one analysed patient for one outcome, from an `Explanation`."""
     prediction, what_if = explanation.prediction, explanation.what_if
-    render_risks(prediction)
+    render_risks(prediction, key)
     with st.container(border=True):
         render_pattern(prediction)
     if what_if:

@@ -78,6 +78,7 @@ class Bundle:
     model_card: str
     files: list[str]  # every file of the bundle (relative paths), as listed in bundle.json
     signed_by: list[str] = field(default_factory=list)  # key ids of the valid signatures in bundle.sig
+    created_by: str = ""  # "mmnar_core <version>" that wrote it
 
 
 def _sha256(path: Path) -> str:
@@ -92,6 +93,11 @@ def _content_hash(files: dict[str, str]) -> str:
     """sha256 of the sorted "<sha256>  <path>" lines: one value for the whole content."""
     listing = "".join(f"{digest}  {path}\n" for path, digest in sorted(files.items()))
     return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def calibration_state(temperature: TemperatureScaler, rectifiers: dict[str, PatternRectifier]) -> dict:
+    """calibration.json's content: the temperature per task and the pattern rectifier per task."""
+    return {"temperature": temperature.to_dict(), "rectifiers": {t: r.to_dict() for t, r in rectifiers.items()}}
 
 
 def save_bundle(out: str | Path, model: MMNARModel, temperature: TemperatureScaler, rectifiers: dict[str, PatternRectifier],
@@ -109,7 +115,7 @@ def save_bundle(out: str | Path, model: MMNARModel, temperature: TemperatureScal
         model.config.save(staging / "config.json")
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, staging / "weights.safetensors")
-        calibration = {"temperature": temperature.to_dict(), "rectifiers": {t: r.to_dict() for t, r in rectifiers.items()}}
+        calibration = calibration_state(temperature, rectifiers)
         for name, content in (("calibration.json", calibration), ("dataset.json", dataset), ("encoders.json", encoders),
                               ("metrics.json", metrics)):
             (staging / name).write_text(json.dumps(content, indent=2, default=float) + "\n", encoding="utf-8")
@@ -528,7 +534,7 @@ def load_bundle(root: str | Path, device: torch.device | str = "cpu", trusted_ke
     return Bundle(root, index["model_id"], index["content_hash"], config, model, temperature, rectifiers,
                   _json_object(root, "dataset.json"), _json_object(root, "encoders.json"),
                   _json_object(root, "metrics.json") if (root / "metrics.json").is_file() else {}, card,
-                  sorted(index["files"]), index["signed_by"])
+                  sorted(index["files"]), index["signed_by"], str(index.get("created_by", "")))
 
 
 def _json_object(root: Path, name: str) -> dict:

@@ -4,7 +4,6 @@ data that the in-process service and the model server (GET /info) return alike."
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 
 from mmnar_core.schema import FeatureSpec, ModalitySpec, OutcomeSpec
@@ -52,13 +51,14 @@ class ModelInfo:
 
 
 def model_info(predictor) -> ModelInfo:
-    bundle = predictor.bundle
-    index = json.loads((bundle.root / "bundle.json").read_text(encoding="utf-8"))
-    calibration = json.loads((bundle.root / "calibration.json").read_text(encoding="utf-8"))
+    from mmnar_core.bundle import calibration_state
+
+    bundle = predictor.bundle  # as loaded and verified: nothing is read from disk again
+    calibration = calibration_state(bundle.temperature, bundle.rectifiers)
     dataset = bundle.dataset
     source = str(dataset.get("provenance", {}).get("source", ""))
     return ModelInfo(
-        model_id=bundle.model_id, content_hash=bundle.content_hash, created_by=index.get("created_by", ""),
+        model_id=bundle.model_id, content_hash=bundle.content_hash, created_by=bundle.created_by,
         dataset_name=dataset.get("name", ""), synthetic="synthetic" in source.lower(),
         tasks=list(predictor.config.tasks), modalities=dataset["modalities"], features=dataset["features"],
         outcomes=dataset["outcomes"], model_card=bundle.model_card, metrics=bundle.metrics, calibration=calibration,

@@ -204,15 +204,16 @@ class Predictor:
 
 
     def explain(self, record: PatientRecord, tasks: list[str] | None = None, settings=None,
-                include_what_if: bool = True, modalities: list[str] | None = None, progress=None):
+                include_what_if: bool = True, modalities: list[str] | None = None, progress=None,
+                digest: str | None = None):
         """Prediction, what-if and Captum attributions within each available modality, as one serialisable
         `Explanation` (mmnar_core.explain.explanation; cache it by `.cache_key`). `tasks` limits the
         attributions to some outcomes (the cost of the note attributions grows with their number);
         `settings` is an AttributionSettings (step counts, output probability or logit); `progress(step)` is
-        called before each step."""
+        called before each step; `digest` is the record's input_hash when the caller already has it."""
         from mmnar_core.explain.explanation import explain
 
-        return explain(self, record, tasks, settings, include_what_if, modalities, progress)
+        return explain(self, record, tasks, settings, include_what_if, modalities, progress, digest)
 
 def _encoder_config(bundle: Bundle, encoder_id: str) -> dict:
     path = bundle.root / "encoders" / encoder_id / "encoder.json"

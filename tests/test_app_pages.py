@@ -83,6 +83,9 @@ def test_demo_patient_to_risks_and_toggle_changes_risk(data_dir):
     assert risks(app) == shown  # the toggles never change the patient's actual risks
     assert any("Layer" in c.value or "Integrated Gradients" in c.value for c in app.caption)
     assert app.image  # X-ray with its heatmap
+    assert not any("inputs changed" in i.value for i in app.info)  # toggles and sliders are not inputs
+    app.number_input(key="feat_age").set_value(51.0).run()
+    assert any("inputs changed" in i.value for i in app.info)
 
 
 def _png(size=(64, 64)) -> bytes:

@@ -11,30 +11,15 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 
 from conftest import ROOT
-from mmnar_app.browser_harness import chromium_page, free_port, streamlit_server, wait_for_text, wait_idle
+from mmnar_app.browser_harness import (chromium_page, free_port, stop_process, streamlit_server, wait_for_text,
+                                       wait_healthy, wait_idle)
 
 SHOTS = ROOT / "test-output" / "auth"
 ALICE = {"sub": "alice", "email": "alice@example.org", "name": "Alice Example", "mmnar_role": "clinician"}
-
-
-def _wait_for(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the OIDC provider exited with code {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer in {timeout} s")
 
 
 @pytest.fixture
@@ -47,14 +32,10 @@ def oidc_provider(tmp_path):
                                 "--user-claims", json.dumps(ALICE)], stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         base = f"http://127.0.0.1:{port}"
-        _wait_for(f"{base}/.well-known/openid-configuration", process)
+        wait_healthy(base, 30, process, path="/.well-known/openid-configuration")
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
         log.close()
 
 

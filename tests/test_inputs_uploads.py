@@ -80,7 +80,7 @@ def error_of(call, *args, **kwargs) -> InputError:
 def real_case():
     """The first image of the COVID-19 image collection with a long clinical note, with that note."""
     if not (COVID / "metadata.csv").is_file():
-        pytest.skip("../shared/data/covid-cxr-notes is not present")
+        pytest.fail("../shared/data/covid-cxr-notes is not present: the tests read the shared data in place")
     with open(COVID / "metadata.csv", newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
             path = COVID / "images" / row["staged_file"]
@@ -241,7 +241,7 @@ def test_build_record_passes_image_bytes_the_encoder_reads():
 def test_build_record_errors():
     upload = read_image_upload("cxr.png", png_bytes(), max_bytes=MB)
     with pytest.raises(InputErrors) as info:
-        build_record("", None, {"ct": upload, "cxr": png_bytes()}, {"cxr": "text", "discharge_note": "Name: ___"},
+        build_record("", None, {"ct": upload, "cxr": png_bytes()}, {"cxr": "text", "discharge_note": b"raw bytes"},
                      MIMIC_STYLE_MODALITIES)
     errors = {e.field: e for e in info.value.errors}
     assert "is empty" in errors["patient_id"].problem
@@ -249,6 +249,6 @@ def test_build_record_errors():
     assert "expected an ImageUpload" in errors["cxr"].problem
     assert "not a text modality" in errors["texts['cxr']"].problem
     assert "discharge_note, radiology_report" in errors["texts['cxr']"].accepted
-    assert "no clinical text" in errors["discharge_note"].problem
+    assert "expected the note as text" in errors["discharge_note"].problem  # validated by read_text_upload first
     record = build_record("p", None, {}, {}, MIMIC_STYLE_MODALITIES)
     assert record.availability(MIMIC_STYLE_MODALITIES, FEATURES) == (False, False, False, False)

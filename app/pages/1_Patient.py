@@ -56,7 +56,7 @@ if analysis is not None and task not in analysis["explanations"]:
 
 if analysis is not None and task in analysis["explanations"]:
     st.divider()
-    if form.inputs_changed(info, analysis):
+    if form.inputs_changed(analysis):
         st.info("The inputs changed since this analysis. Press **Analyse** to update it.")
     explanation = analysis["explanations"][task]
     render_results(explanation, task, analysis["image_bytes"], analysis["texts"], key="live")

@@ -22,7 +22,7 @@ info = service().info
 db = store()
 users = UserStore(db)
 me = principal.username
-mode = auth.resolve_mode(auth.AuthSettings.from_env())[0]
+mode = principal.mode
 
 if mode == "demo":
     st.info("Local single-user demo: nobody signs in, so these accounts are not used until the app runs with "

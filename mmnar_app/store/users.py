@@ -22,7 +22,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from .core import Store, StoreError, _now
 from .models import Base, UTCDateTime
 
-ROLES = ("clinician", "reviewer", "admin")
+from mmnar_core.roles import ROLES  # noqa: E402  (one definition for app, store and server)
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024
 USERNAME_MAX = 255

@@ -122,6 +122,11 @@ class Explanation:
     def from_json(cls, text: str) -> "Explanation":
         return cls.from_dict(json.loads(text))
 
+    def pending(self) -> list[str]:
+        """Available modalities without attributions here (an explanation limited to some modalities)."""
+        done = {a.modality for a in (*self.tabular, *self.images, *self.texts)}
+        return [m for m in self.prediction["available"] if m not in done]
+
     def modality(self, name: str):
         for item in (*self.tabular, *self.images, *self.texts):
             if item.modality == name:
@@ -138,14 +143,15 @@ NOTES = [
 
 
 def explain(predictor, record, tasks: Sequence[str] | None = None, settings: AttributionSettings | None = None,
-            include_what_if: bool = True, modalities: Sequence[str] | None = None, progress=None) -> Explanation:
+            include_what_if: bool = True, modalities: Sequence[str] | None = None, progress=None,
+            digest: str | None = None) -> Explanation:
     """Prediction, what-if and per-modality attributions of one patient (the body of Predictor.explain).
     `progress(step)` is called before each step: "encode", "predict", "what_if", then each modality."""
     settings = settings or AttributionSettings()
     progress = progress or (lambda step: None)
     timings = {}
     started = time.perf_counter()
-    digest = input_hash(record)
+    digest = digest or input_hash(record)  # the server has it already (image bytes are not hashed twice)
     progress("encode")
     vectors = predictor.encode(record)  # every encoder runs once; predict and what_if reuse the vectors
     timings["encode"] = time.perf_counter() - started

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from mmnar_core.inputs.errors import ErrorCollector, InputError
+from mmnar_core.inputs.errors import ErrorCollector
 from mmnar_core.inputs.structured import StructuredInput
-from mmnar_core.inputs.uploads import ImageUpload, read_text_upload
+from mmnar_core.inputs.uploads import ImageUpload
 from mmnar_core.schema import ModalityKind, ModalitySpec, PatientRecord
 
 
@@ -14,7 +14,8 @@ def build_record(patient_id: str, structured: StructuredInput | None, images: Ma
                  texts: Mapping[str, str], modalities: Sequence[ModalitySpec]) -> PatientRecord:
     """One PatientRecord. Images are passed as their bytes (the encoder, the embedding cache and the
     explanation hash all read bytes; no temporary files). Blank texts count as not given; other texts
-    are checked as uploads are. Raises InputErrors naming each modality that does not fit the model."""
+    must already be checked by read_text_upload (the caller knows its length limit; not checked twice).
+    Raises InputErrors naming each modality that does not fit the model."""
     errors = ErrorCollector()
     if not isinstance(patient_id, str) or not patient_id.strip():
         errors.add("patient_id", f"{patient_id!r} is empty", "a non-empty identifier (any text)")
@@ -40,10 +41,11 @@ def build_record(patient_id: str, structured: StructuredInput | None, images: Ma
             continue
         if text is None or (isinstance(text, str) and not text.strip()):
             continue
-        try:
-            record_texts[name] = read_text_upload(name, text)
-        except InputError as error:
-            errors.errors.append(error)
+        if not isinstance(text, str):  # callers validated it with read_text_upload, under their own limit
+            errors.add(name, f"expected the note as text, got {type(text).__name__}",
+                       "the str returned by read_text_upload(field, data, max_chars)")
+            continue
+        record_texts[name] = text
     values = {}
     if structured is not None:
         if not isinstance(structured, StructuredInput):

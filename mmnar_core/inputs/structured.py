@@ -425,8 +425,12 @@ JSON_ACCEPTED = ('a UTF-8 JSON object {"feature": value} or {"feature": {"value"
 
 
 def parse_structured_json(data: bytes, features: Sequence[FeatureSpec], filename: str = "upload.json") -> StructuredInput:
+    return _structured_from_json(load_json(data, filename, JSON_ACCEPTED), features, filename)
+
+
+def _structured_from_json(obj, features: Sequence[FeatureSpec], filename: str) -> StructuredInput:
+    """A parsed JSON value as a feature object (the file is decoded and parsed once, by the caller)."""
     index = _feature_index(features)
-    obj = load_json(data, filename, JSON_ACCEPTED)
     if isinstance(obj, list):
         raise InputErrors([InputError(filename, f"the top level is a list of {len(obj)} item(s)", "one object for one patient: "
                                       + JSON_ACCEPTED)])
@@ -492,5 +496,5 @@ def parse_structured_file(filename: str, data: bytes, features: Sequence[Feature
             from mmnar_core.inputs.fhir import parse_fhir_bundle
 
             return parse_fhir_bundle(obj, features, filename, reference_time)
-        return parse_structured_json(data, features, filename)
+        return _structured_from_json(obj, features, filename)
     return parse_structured_csv(data, features, filename)

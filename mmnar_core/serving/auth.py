@@ -35,9 +35,10 @@ from pathlib import Path
 from typing import Iterable, Mapping
 from urllib.parse import urlsplit
 
+from mmnar_core.roles import ROLES, USER_CLAIMS, RoleMapError, parse_role_map, roles_from_claims, username_from_claims
+
 log = logging.getLogger("mmnar_core.serving.auth")
 
-ROLES = ("clinician", "reviewer", "admin")
 # what each role may do; a principal with several roles (an OIDC claim may give several) has their union
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "clinician": frozenset({"predict", "what_if", "explain", "info"}),
@@ -257,23 +258,11 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme, (parts.hostname or "").lower(), port
 
 
-def parse_role_map(text: str | Mapping[str, str] | None) -> dict[str, str]:
-    """'value=role,value2=role' (as MMNAR_OIDC_ROLE_MAP in the app) -> {value: role}."""
-    if isinstance(text, Mapping):
-        items = list(text.items())
-    else:
-        items = []
-        for item in (text or "").split(","):
-            if item.strip():
-                if "=" not in item:
-                    raise AuthConfigError(f"OIDC role map entry {item.strip()!r} is not value=role")
-                items.append(tuple(part.strip() for part in item.split("=", 1)))
-    out = {}
-    for value, role in items:
-        if role not in ROLES:
-            raise AuthConfigError(f"OIDC role map: {value}={role}: {role!r} is not a role; accepted: {', '.join(ROLES)}")
-        out[str(value)] = role
-    return out
+def _role_map(text) -> dict[str, str]:
+    try:
+        return parse_role_map(text)
+    except RoleMapError as error:
+        raise AuthConfigError(str(error)) from None
 
 
 class OIDCVerifier:
@@ -287,7 +276,7 @@ class OIDCVerifier:
     nor HS*, which would let a public key act as a shared secret)."""
 
     def __init__(self, issuer: str, audience: str, role_claim: str = "roles", role_map: Mapping[str, str] | None = None,
-                 user_claims: Iterable[str] = ("email", "preferred_username", "sub"), leeway_s: float = 30.0,
+                 user_claims: Iterable[str] = USER_CLAIMS, leeway_s: float = 30.0,
                  jwks_max_age_s: float = 3600.0, min_refresh_s: float = 30.0, timeout_s: float = 5.0, transport=None):
         issuer = (issuer or "").strip()
         scheme, host, _ = _origin(issuer)
@@ -392,20 +381,8 @@ class OIDCVerifier:
         audiences = audience if isinstance(audience, list) else [audience]
         if self.audience not in audiences:
             raise AuthFailure("wrong audience")
-        user = next((str(claims[k]).strip() for k in self.user_claims
-                     if isinstance(claims.get(k), str) and claims[k].strip()), "")
-        return Principal(user.lower(), frozenset(self._roles(claims)), "oidc")
-
-    def _roles(self, claims: Mapping) -> set[str]:
-        value = claims.get(self.role_claim) if self.role_claim else None
-        values = value if isinstance(value, (list, tuple)) else [value] if value is not None else []
-        roles = set()
-        for item in values:
-            item = str(item).strip()
-            role = self.role_map.get(item, item)
-            if role in ROLES:
-                roles.add(role)
-        return roles
+        user = username_from_claims(claims, self.user_claims) or ""
+        return Principal(user, frozenset(roles_from_claims(claims, self.role_claim, self.role_map)), "oidc")
 
 
 def _jose_reason(error) -> str:
@@ -470,7 +447,7 @@ class Authenticator:
         oidc = None
         if config.oidc_issuer:
             oidc = OIDCVerifier(config.oidc_issuer, config.oidc_audience or "", role_claim=config.oidc_role_claim,
-                                role_map=parse_role_map(config.oidc_role_map), leeway_s=config.oidc_leeway_s)
+                                role_map=_role_map(config.oidc_role_map), leeway_s=config.oidc_leeway_s)
         if tokens is None and oidc is None:
             return None
         return cls(tokens, oidc)
