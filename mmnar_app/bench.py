@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-DONE_TEXT = "Is an absent modality worth obtaining"
+from mmnar_app.browser_harness import RESULTS_TEXT, chromium_page, streamlit_server, wait_results_complete
+
 
 
 def _charts_rendered(page, expected_images: int, expected_notes: int, clicked: float) -> tuple[float, float]:
@@ -22,15 +23,9 @@ def _charts_rendered(page, expected_images: int, expected_notes: int, clicked: f
         page.locator("[data-testid='stStatusWidget']").wait_for(state="visible", timeout=2_000)
     except Exception:
         pass
-    page.get_by_text(DONE_TEXT).first.wait_for(state="visible", timeout=600_000)
+    page.get_by_text(RESULTS_TEXT).first.wait_for(state="visible", timeout=600_000)
     first = time.perf_counter() - clicked
-    page.wait_for_function(
-        "([images, notes]) => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 3"
-        " && document.querySelectorAll(\"[data-testid='stImage'] img\").length >= images"
-        " && [...document.querySelectorAll('p, strong')].filter(e => e.textContent.includes('highlighted words')).length >= notes"
-        " && ![...document.querySelectorAll('p')].some(e => e.textContent.includes('being computed'))"
-        " && !document.querySelector(\"[data-testid='stStatusWidget']\")",
-        arg=[expected_images, expected_notes], timeout=600_000)
+    wait_results_complete(page, expected_images, expected_notes)
     return first, time.perf_counter() - clicked
 
 
@@ -45,7 +40,6 @@ def _choose(page, label: str) -> None:
 def bench_app(patients: int = 5) -> dict:
     import psutil
 
-    from mmnar_app.browser_harness import chromium_page, streamlit_server
     from mmnar_app.demo_patients import load_demo_patients
 
     demos = load_demo_patients()[:patients]

@@ -9,7 +9,8 @@ import csv
 import pytest
 
 from conftest import ROOT
-from mmnar_app.browser_harness import chromium_page, streamlit_server, wait_for_text, wait_idle
+from mmnar_app.browser_harness import (RESULTS_TEXT, chromium_page, streamlit_server, wait_for_text, wait_idle,
+                                      wait_results_complete)
 
 COVID = ROOT.parent / "shared" / "data" / "covid-cxr-notes"
 SHOTS = ROOT / "test-output" / "browser"
@@ -75,7 +76,8 @@ def _flow(page, url: str, row: dict, tmp_path) -> None:
     wait_for_text(page, "note.txt read", 60)
     page.screenshot(path=str(SHOTS / "1_inputs.png"))
     page.get_by_role("button", name="Analyse").click()
-    wait_for_text(page, "Is an absent modality worth obtaining", 300)
+    wait_for_text(page, RESULTS_TEXT, 300)
+    wait_results_complete(page, expected_images=1, expected_notes=1, timeout_s=300)
     page.get_by_text("where the model looked").first.scroll_into_view_if_needed()
     heatmap = page.locator("[data-testid='stImage'] img").last
     heatmap.wait_for(state="visible", timeout=30_000)
