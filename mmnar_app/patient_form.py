@@ -117,7 +117,8 @@ def _on_structured_upload(info) -> None:
     try:
         if len(data) > STRUCTURED_LIMIT_MB * 2**20:
             raise InputError(f"structured upload {upload.name}", f"the file is {len(data):,} bytes, over the limit "
-                             f"of {STRUCTURED_LIMIT_MB} MB", "a CSV, JSON or FHIR file up to 5 MB")
+                             f"of {STRUCTURED_LIMIT_MB} MB", "a CSV, JSON or FHIR file up to 5 MB",
+                             kind="too_large")
         parsed = parse_structured_file(upload.name, data, info.feature_specs())
     except (InputError, InputErrors) as error:
         # shown to the user who uploaded the file, without the identifiers of a FHIR Patient (ids, names...)

@@ -164,8 +164,9 @@ def render_attributions(explanation, task: str, images: dict[str, bytes], texts:
         if heat is not None and source is not None:
             left.image(_overlay(source, heat.array(), opacity, signed),
                        caption="Integrated Gradients, smoothed: red raises the risk, blue lowers it" if signed else "Grad-CAM (last CNN block)")
-        right.caption(f"Image {image.image_shape[1]} x {image.image_shape[0]} px. Peak of |IG| at row, column "
-                      f"{image.peak.get(task)}. Convergence delta {image.summary.delta[task]:+.2e}.")
+        right.caption(f"Image {image.image_shape[1]} x {image.image_shape[0]} px. Compared with {image.baseline}. "
+                      f"The image raises the risk most at row, column {image.peak.get(task)}. "
+                      f"Convergence delta {image.summary.delta[task]:+.2e}.")
     for name in explanation.pending():
         st.info(f"{modality_name(name)}: the words' attributions are being computed (a few seconds on this CPU)...")
     for text in explanation.texts:

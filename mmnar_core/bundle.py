@@ -42,6 +42,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from mmnar_core import __version__
+from mmnar_core.atomic_write import write_text_atomic
 from mmnar_core.calibration import PatternRectifier, TemperatureScaler
 from mmnar_core.model import MMNARConfig, MMNARModel
 
@@ -57,6 +58,11 @@ PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt", ".joblib",
 _SNIFF_BYTES = 1 << 20
 _EXEC_OPCODES = {"GLOBAL", "STACK_GLOBAL", "REDUCE", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "BUILD", "EXT1", "EXT2",
                  "EXT4"}
+
+
+# files save_bundle writes itself; everything else in a bundle comes in through extra_files
+WRITTEN_FILES = frozenset({"config.json", "weights.safetensors", "calibration.json", "dataset.json", "encoders.json",
+                           "metrics.json", "model_card.md", "bundle.json"})
 
 
 class BundleError(ValueError):
@@ -460,9 +466,7 @@ def sign_bundle(root: str | Path, key: str | Path) -> dict:
     document = {"format": SIGNATURE_FORMAT, "format_version": 1, "signed_file": INDEX_FILE,
                 "bundle_json_sha256": hashlib.sha256(index_bytes).hexdigest(), "model_id": index["model_id"],
                 "content_hash": index["content_hash"], "signatures": entries}
-    partial = path.with_name(f".{SIGNATURE_FILE}.partial-{os.getpid()}")
-    partial.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    os.replace(partial, path)
+    write_text_atomic(path, json.dumps(document, indent=2) + "\n")
     _check_signatures(root, index_bytes, ())  # what we wrote verifies
     return {"bundle": str(root), "model_id": index["model_id"], "key_id": kid,
             "signed_by": [e["key_id"] for e in entries]}

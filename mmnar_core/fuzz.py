@@ -27,6 +27,7 @@ import time
 import traceback
 from pathlib import Path
 
+from mmnar_core.atomic_write import write_text_atomic
 from mmnar_core.fuzz_targets import TARGETS, PropertyViolation, Target
 
 DEFAULT_SECONDS = 60.0
@@ -82,9 +83,7 @@ class Recorder:
         self.last_write = time.monotonic()
         self.stats["seconds"] = round(self.last_write - self.started, 3)
         if self.stats_path is not None:
-            partial = self.stats_path.with_name(self.stats_path.name + ".partial")
-            partial.write_text(json.dumps(self.stats), encoding="utf-8")
-            os.replace(partial, self.stats_path)
+            write_text_atomic(self.stats_path, json.dumps(self.stats))
 
 
 def crash_signature(error: BaseException) -> str:

@@ -18,6 +18,7 @@ import torch
 
 from mmnar_core.bundle import Bundle, load_bundle
 from mmnar_core.explain.modality import ReferenceSet, shapley_values, value_of_absent, what_if
+from mmnar_core.explain.reference_image import load_reference_images
 from mmnar_core.numeric import sigmoid as _sigmoid
 from mmnar_core.patterns import encode_pattern, pattern_label
 from mmnar_core.schema import FeatureSpec, ModalitySpec, OutcomeSpec, PatientRecord
@@ -78,6 +79,7 @@ class Predictor:
         self.modalities = [ModalitySpec.from_dict(m) for m in bundle.dataset["modalities"]]
         self.features = [FeatureSpec.from_dict(f) for f in bundle.dataset["features"]]
         self.outcomes = [OutcomeSpec.from_dict(o) for o in bundle.dataset["outcomes"]]
+        self.reference_images = load_reference_images(bundle.root, device)  # image IG baselines, per modality
 
     @classmethod
     def load(cls, bundle_dir: str | Path, device: str | None = None, image_weights: str | Path | None = None,

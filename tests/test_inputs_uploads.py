@@ -191,6 +191,49 @@ def test_size_limits_and_empty_file():
     assert "empty (0 bytes)" in error_of(read_image_upload, "cxr.png", b"", max_bytes=MB).problem
 
 
+@pytest.mark.parametrize("call, data, kind", [
+    (read_image_upload, b"\x89PNG\r\n\x1a\n" + bytes(5000), "too_large"),  # over max_bytes=4000
+    (read_image_upload, b"%PDF-1.4 scan", "wrong_type"),
+    (read_image_upload, png_bytes(np.random.default_rng(0).integers(0, 255, (80, 96), dtype=np.uint8))[:2000],
+     "invalid"),  # truncated
+    (read_image_upload, b"", "invalid"),
+    (read_text_upload, b"x" * 5000, "too_large"),  # over max_chars=200 whatever the encoding
+    (read_text_upload, "x" * 300, "too_large"),
+    (read_text_upload, b"%PDF-1.4 discharge summary", "wrong_type"),
+    (read_text_upload, b"ELF\x00\x01\x02binary", "wrong_type"),
+    (read_text_upload, "Fi\u00e8vre".encode("latin-1"), "invalid"),
+])
+def test_errors_say_their_kind(call, data, kind):
+    limit = {"max_bytes": 4000} if call is read_image_upload else {"max_chars": 200}
+    error = error_of(call, "upload", data, **limit)
+    assert error.kind == kind
+    assert set(error.to_dict()) == {"field", "problem", "accepted", "feature", "message"}  # kind is not shown
+    assert [e.kind for e in InputErrors([error]).errors] == [kind]
+
+
+def test_error_kind_defaults_to_invalid_and_is_checked():
+    assert InputError("age", "not a number", "a number").kind == "invalid"
+    with pytest.raises(ValueError, match="too_large"):
+        InputError("age", "not a number", "a number", kind="too big")
+
+
+def test_server_upload_keeps_the_pixels_instead_of_a_preview(monkeypatch):
+    """The server reads each image once: the encoder gets the pixels decoded while checking the upload."""
+    from mmnar_core.encoders import image_io
+
+    decoded = []
+    decode = image_io._decode_pil
+    monkeypatch.setattr(image_io, "_decode_pil", lambda *args: decoded.append(args[2]) or decode(*args))
+    data = png_bytes()
+    upload = read_image_upload("cxr.png", data, max_bytes=MB, preview=False, keep_pixels=True)
+    assert upload.preview is None and upload.data == data and (upload.width, upload.height) == (96, 80)
+    assert image_io.load_image(upload.data) is upload.data.pixels
+    assert decoded == ["png"]
+    with pytest.raises(image_io.ImageTooLargeError):  # a smaller limit than the upload's is still enforced
+        image_io.load_image(upload.data, max_pixels=1000)
+    assert read_image_upload("cxr.png", data, max_bytes=MB).data.__class__ is bytes  # the app keeps bytes only
+
+
 # --------------------------------------------------------------------------------------------- notes
 def test_real_note_text_and_bom():
     _, note = real_case()

@@ -104,6 +104,22 @@ def test_predict_what_if_explain_are_identical_to_the_predictor(client, predicto
     assert default["tasks"] == [predictor.config.tasks[0]]
 
 
+def test_each_uploaded_image_is_decoded_once_per_request(client, predictor, demo, monkeypatch):
+    """Validation, the encoder and the explanation share one decoding of the X-ray."""
+    from mmnar_core.encoders import image_io
+
+    decoded = []
+    decode = image_io._decode_pil
+    monkeypatch.setattr(image_io, "_decode_pil", lambda *args: decoded.append(args[2]) or decode(*args))
+    data, files = inputs(demo, cxr=("cxr.png", image_bytes("PNG", seed=7), "image/png"))  # not in the explain cache
+    task = predictor.config.tasks[0]
+    for endpoint, extra in (("/predict", {}), ("/explain", {"task": task})):
+        decoded.clear()
+        response = client.post(endpoint, data={**data, **extra}, files=files)
+        assert response.status_code == 200, response.text
+        assert decoded == ["png"], endpoint
+
+
 def test_app_input_formats_are_accepted(client, predictor, demo):
     """CSV with a unit, FHIR Bundle, `structured` over a file, JPEG named .png, no structured at all."""
     csv = "feature,value,unit\nage,71,years\nsex,female,\nheart_rate_max,112,beats/min\ntemperature_max,101.3,°F\n"
@@ -177,6 +193,9 @@ BAD = [
     ("workbook as csv", "/predict", lambda p, d: ({}, [("structured_file", ("labs.csv", b"PK\x03\x04" + bytes(60),
                                                                             "text/csv"))]), 415,
      ["labs.csv: this is not a text file: it looks like a ZIP archive"]),
+    ("binary as csv", "/predict", lambda p, d: ({}, [("structured_file", ("labs.csv", b"ELF\x00\x01\x02binary\x00",
+                                                                          "text/csv"))]), 415,
+     ["labs.csv: this is a binary file, not text (it contains NUL bytes)"]),
     ("out of range, looks like another unit", "/predict", lambda p, d: inputs(d, {"temperature_max": 101.3}), 422,
      ["temperature_max: 101.3 is outside the plausible range 30-44 °C; it looks like °F (101.3 °F = 38.5 °C)"]),
     ("creatinine in umol/L", "/explain", lambda p, d: inputs(d, {"creatinine": 88}), 422,

@@ -200,3 +200,49 @@ def test_bad_cli_input_is_a_clear_error(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
     with pytest.raises(SystemExit):
         main(["synth", "--n", "5", "--policy", "random", "--out", str(tmp_path / "x")])
+
+
+def test_content_signal_scenario_hides_conditions_from_structured_data():
+    """Scenario v2: the structured data sees the conditions at 0.15 of v1's strength, the X-ray findings
+    follow the true conditions as in v1, and the outcomes lean more on the conditions; the default
+    scenario is v1 unchanged."""
+    from mmnar_core.synth.scm import SCENARIOS, SCMParameters, content_signal_parameters
+
+    assert SCENARIOS["default"][1]() == SCMParameters() and SCMParameters().structured_condition_scale == 1.0
+    v1 = simulate_latent_and_structured(20000, seed=9)
+    v2 = simulate_latent_and_structured(20000, seed=9, params=content_signal_parameters())
+    for frame, expected in ((v1, -4.0), (v2, -0.6)):  # pneumonia's effect on spo2: -4 points in v1, 0.15 x -4 in v2
+        design = np.column_stack([np.ones(len(frame)), frame.severity, frame.pneumonia, frame.copd,
+                                  frame.pleural_effusion, frame.heart_failure]).astype(float)
+        coef = np.linalg.lstsq(design, frame.spo2_min.to_numpy(float), rcond=None)[0]
+        assert abs(coef[2] - expected) < 0.3, coef
+    assert v2.loc[v2.pneumonia, "finding_opacity"].mean() > 0.85 > 0.05 > v2.loc[~v2.pneumonia, "finding_opacity"].mean()
+
+    def structured_auroc(frame):  # how well the vitals reveal pneumonia (severity still leaks some)
+        X = frame[["age", "heart_rate_max", "resp_rate_max", "spo2_min", "temperature_max", "sbp_min"]].to_numpy()
+        y = frame.pneumonia.to_numpy()
+        fitted = LogisticRegression(max_iter=500).fit(X[:10000], y[:10000])
+        return roc_auc_score(y[10000:], fitted.predict_proba(X[10000:])[:, 1])
+
+    v1_auc, v2_auc = structured_auroc(v1), structured_auroc(v2)
+    assert v2_auc < v1_auc - 0.1 and v2_auc < 0.8 < 0.9 < roc_auc_score(v2.pneumonia, v2.finding_opacity), (v1_auc, v2_auc)
+
+
+def test_outcome_concepts_follow_the_structural_equations():
+    from mmnar_core.synth.scm import SCMParameters, outcome_concepts
+
+    icu = outcome_concepts(SCMParameters().icu_90d)  # severity, sepsis, pneumonia, pleural_effusion, copd
+    assert icu == {"severity", "sepsis", "pneumonia", "pleural_effusion", "copd", "opacity", "effusion", "hyperinflation"}
+    assert outcome_concepts({"intercept": -1.0, "heart_failure": 0.5, "pneumonia": 0.0}) == {"heart_failure", "cardiomegaly"}
+
+
+def test_scenario_is_recorded_and_reproducible(tmp_path):
+    config = CohortConfig(n=30, seed=4, scenario="content_signal")
+    root = build_cohort(config, tmp_path / "v2", progress=False, workers=1)
+    provenance = load_dataset(root).manifest.provenance
+    assert provenance["command"] == "python -m mmnar_core synth --n 30 --seed 4 --policy default --scenario content_signal"
+    assert provenance["parameters"]["scenario"] == "content_signal"
+    assert provenance["parameters"]["scm"]["structured_condition_scale"] == 0.15
+    assert load_dataset(root).manifest.name == "synthetic-default-content_signal-n30-seed4"
+    with pytest.raises(ValueError, match="--scenario 'v3' is not known"):
+        CohortConfig(n=30, seed=4, scenario="v3")

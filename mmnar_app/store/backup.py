@@ -30,7 +30,6 @@ import argparse
 import base64
 import hashlib
 import json
-import os
 import re
 import sys
 import zipfile
@@ -43,6 +42,8 @@ from sqlalchemy import (Boolean, Column, DateTime, Float, Integer, LargeBinary, 
                         select, text)
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
+
+from mmnar_core.atomic_write import atomic_path
 
 from .core import Store, StoreError, _dump_json, _fold, _text, open_store, schema_head
 from .models import AssessmentFile, AssessmentRow, AuditRow, Base, Blob, UTCDateTime
@@ -266,15 +267,8 @@ def export_archive(store: Store, out: str | Path, *, overwrite: bool = False) ->
         raise BackupError(f"{out} already exists: choose another --out (or pass --overwrite)")
     if not out.parent.is_dir():
         raise BackupError(f"the folder of {out} does not exist")
-    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    try:
+    with atomic_path(out) as partial:
         manifest = _write_archive(store, partial)
-        with open(partial, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(partial, out)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
     digest = hashlib.sha256()
     with open(out, "rb") as handle:
         for block in iter(lambda: handle.read(_CHUNK), b""):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
+from mmnar_core.atomic_write import write_text_atomic
 from mmnar_core.baselines.models import DEFAULT_MODALITY_DROPOUT, MODELS
 
 
@@ -38,12 +38,6 @@ def register(subparsers) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace results in an existing --out folder")
     parser.add_argument("--quiet", action="store_true", help="no per-run lines on stderr")
     parser.set_defaults(func=run)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _run_line(run: dict, tasks: list[str]) -> str:
@@ -110,8 +104,8 @@ def run(args) -> int:
         results["device"] = str(device)
         results["threads"] = args.threads
         results["seconds"] = round(time.perf_counter() - started, 1)
-        _write_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
-        _write_atomic(out / "results.md", markdown_table(results, title))
+        write_text_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
+        write_text_atomic(out / "results.md", markdown_table(results, title))
         if not args.quiet:
             print(_run_line(run, data.tasks), file=sys.stderr, flush=True)
 

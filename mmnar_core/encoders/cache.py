@@ -26,6 +26,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from mmnar_core.atomic_write import write_text_atomic
 from mmnar_core.encoders.errors import EncoderStateError
 
 SHARD_FORMAT = "mmnar-embedding-shard/1"
@@ -60,7 +61,8 @@ class EmbeddingCache:
             if int(stored.get("dim", -1)) != self.dim:
                 raise EncoderStateError(f"{meta_path}: cached dim {stored.get('dim')} differs from the encoder's {self.dim}")
         else:
-            _atomic_write(meta_path, json.dumps({"id": encoder_id, "dim": self.dim, **(info or {})}, indent=2, default=str))
+            write_text_atomic(meta_path, json.dumps({"id": encoder_id, "dim": self.dim, **(info or {})}, indent=2,
+                                                    default=str) + "\n")
         self._vectors: dict[str, np.ndarray] = {}
         self._pending: dict[str, np.ndarray] = {}
         for shard in sorted(self.dir.glob("shard-*.safetensors")):
@@ -132,12 +134,6 @@ class EmbeddingCache:
         return out
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + f".partial-{os.getpid()}")
-    partial.write_text(text + "\n", encoding="utf-8")
-    partial.replace(path)
-
-
 def write_index(root: str | Path, content_hash: str, index: pd.DataFrame, encoders: dict) -> Path:
     """Record which key each (patient, modality) uses and which encoder made it."""
     folder = Path(root) / "datasets" / content_hash
@@ -145,7 +141,7 @@ def write_index(root: str | Path, content_hash: str, index: pd.DataFrame, encode
     partial = folder / f"index.parquet.partial-{os.getpid()}"
     index.to_parquet(partial, index=False)
     partial.replace(folder / "index.parquet")
-    _atomic_write(folder / "encoders.json", json.dumps(encoders, indent=2, sort_keys=True))
+    write_text_atomic(folder / "encoders.json", json.dumps(encoders, indent=2, sort_keys=True) + "\n")
     return folder
 
 

@@ -41,6 +41,22 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
+class DecodedImageBytes(bytes):
+    """An image file's bytes that carry the pixels `load_image` already decoded from them, so a reader that
+    gets them (the encoder, an explanation) skips decoding the same file again. Everything that needs the
+    bytes (hashes, caches) sees plain bytes. `pixels` is shared: read it, do not modify it."""
+
+    pixels: np.ndarray
+
+    def __new__(cls, data: bytes, pixels: np.ndarray) -> "DecodedImageBytes":
+        self = super().__new__(cls, data)
+        self.pixels = pixels
+        return self
+
+    def __reduce__(self):  # pickled and copied with its pixels
+        return type(self), (bytes(self), self.pixels)
+
+
 def read_image_bytes(source: str | Path | bytes, max_bytes: int = _DEFAULTS.max_bytes) -> bytes:
     """The raw bytes of an image source (also what the embedding cache hashes)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -69,7 +85,10 @@ def load_image(
     max_bytes: int = _DEFAULTS.max_bytes,
     max_pixels: int = _DEFAULTS.max_pixels,
 ) -> np.ndarray:
-    """Decode `source` to a (H, W) float32 array in [0, 1], 0 = black (no X-ray attenuation shown)."""
+    """Decode `source` to a (H, W) float32 array in [0, 1], 0 = black (no X-ray attenuation shown).
+    DecodedImageBytes within the limits give their pixels as they are (decoded once per upload)."""
+    if isinstance(source, DecodedImageBytes) and len(source) <= max_bytes and source.pixels.size <= max_pixels:
+        return source.pixels
     data = read_image_bytes(source, max_bytes)
     name = str(source) if isinstance(source, (str, Path)) else "image bytes"
     kind = sniff_format(data)

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from mmnar_core.atomic_write import write_text_atomic
 from mmnar_core.encoders.config import TabularEncoderConfig
 from mmnar_core.encoders.errors import EncoderStateError, TabularInputError
 from mmnar_core.schema import FeatureKind, FeatureSpec
@@ -158,10 +159,7 @@ class TabularEncoder:
             raise EncoderStateError("refusing to save an unfitted tabular encoder")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(json.dumps(self.state_dict(), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-        partial.replace(path)
-        return path
+        return write_text_atomic(path, json.dumps(self.state_dict(), indent=2, allow_nan=False) + "\n")
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], where: str = "tabular state") -> "TabularEncoder":

@@ -61,7 +61,7 @@ class AttributionSettings:
     image_gradcam: bool = True
     max_heatmap_side: int = 1024  # heatmaps of larger images are returned at this longest side
     windows_per_batch: int = 8  # transformer windows per forward pass inside Layer IG
-    smooth_sigma: float = 2.0  # model-input pixels; Gaussian smoothing of |IG| for the peak
+    smooth_sigma: float = 2.0  # model-input pixels; Gaussian smoothing of the signed IG for the peak
 
     def __post_init__(self) -> None:
         if self.output not in OUTPUTS:
@@ -193,7 +193,7 @@ class ImageAttribution(_Plain):
     heatmap_shape: list[int]  # (H, W) of the maps (== image_shape unless the image is larger than the cap)
     integrated_gradients: dict[str, HeatMap]  # task -> signed IG per pixel (model-input pixels, resized)
     gradcam: dict[str, HeatMap]  # task -> ReLU(Grad-CAM), resized (empty when disabled)
-    peak: dict[str, list[int]]  # task -> (row, col) in original pixels of the smoothed |IG| maximum
+    peak: dict[str, list[int]]  # task -> (row, col) in original pixels where the smoothed signed IG is largest
     gradcam_peak: dict[str, list[int] | None]
     summary: IGSummary
     _heatmaps = ("integrated_gradients", "gradcam")
@@ -319,6 +319,8 @@ def attribute_tabular(head: RiskHead, index: int, modality: str, encoder, values
 
 # --------------------------------------------------------------------------- image
 IMAGE_BASELINE = "a black image (all pixels 0) in the model's input space"
+IMAGE_REFERENCE_BASELINE = ("the reference X-ray: the pixel-wise median of up to 500 training X-rays in the model's "
+                            "input space (bundle file explain_reference.safetensors)")
 
 
 @dataclass
@@ -327,7 +329,7 @@ class ImageCase:
 
     model_input: torch.Tensor  # (1, 1, S, S), normalised
     ig: np.ndarray  # (T, S, S) signed IG in model-input space
-    baseline_value: float  # the normalised value of a black pixel
+    baseline: torch.Tensor  # (1, 1, S, S) the IG baseline (reference X-ray or black), normalised
     forward: Any
 
 
@@ -370,7 +372,11 @@ def _gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def attribute_image(head: RiskHead, index: int, modality: str, embedder, pixels: np.ndarray, task_ids: list[int],
-                    tasks: list[str], settings: AttributionSettings) -> tuple[ImageAttribution, ImageCase]:
+                    tasks: list[str], settings: AttributionSettings,
+                    reference: torch.Tensor | None = None) -> tuple[ImageAttribution, ImageCase]:
+    """IG against `reference` (the bundle's reference X-ray, (1, 1, S, S) in model-input space) or, for a
+    bundle without one, a black image; Layer Grad-CAM on the CNN's last block. `peak[task]` is where the
+    smoothed signed IG is largest: where the image most raises the risk."""
     from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam
 
     from mmnar_core.encoders.image_preprocess import to_model_input
@@ -379,14 +385,18 @@ def attribute_image(head: RiskHead, index: int, modality: str, embedder, pixels:
     x = to_model_input([pixels], embedder.preprocess).to(head.availability.device)
     height, width = pixels.shape
     size = x.shape[-1]
-    black = -embedder.preprocess.mean / embedder.preprocess.std
+    if reference is not None and tuple(reference.shape[-2:]) == tuple(x.shape[-2:]):
+        reference, baseline_text = reference.to(x.device, x.dtype), IMAGE_REFERENCE_BASELINE
+    else:
+        black = -embedder.preprocess.mean / embedder.preprocess.std
+        reference, baseline_text = torch.full_like(x, black), IMAGE_BASELINE
 
     def forward(images: torch.Tensor) -> torch.Tensor:
         return head({index: encoder(images)})
 
     rows = len(task_ids)
     inputs = x.expand(rows, -1, -1, -1).clone()
-    baseline = torch.full_like(inputs, black)
+    baseline = reference.expand_as(inputs).contiguous()
     ig = IntegratedGradients(forward)
     attr, delta = ig.attribute(inputs, baselines=baseline, target=task_ids, n_steps=settings.image_steps,
                                internal_batch_size=max(settings.image_steps, 8), return_convergence_delta=True)
@@ -394,7 +404,7 @@ def attribute_image(head: RiskHead, index: int, modality: str, embedder, pixels:
         value = forward(x)[0, task_ids]
         base = forward(baseline[:1])[0, task_ids]
     ig_maps = attr.detach()[:, 0]  # (T, S, S)
-    smooth = _gaussian_blur(ig_maps.abs(), settings.smooth_sigma)
+    smooth = _gaussian_blur(ig_maps, settings.smooth_sigma)
     peaks = {}
     for r, task in enumerate(tasks):
         flat = int(torch.argmax(smooth[r]))
@@ -414,10 +424,10 @@ def attribute_image(head: RiskHead, index: int, modality: str, embedder, pixels:
                 cam_peaks[task] = None
     result = ImageAttribution(
         modality, "IntegratedGradients" + ("+LayerGradCam" if settings.image_gradcam else ""), settings.output,
-        IMAGE_BASELINE, settings.image_steps, [height, width], list(ig_image.shape[1:]),
+        baseline_text, settings.image_steps, [height, width], list(ig_image.shape[1:]),
         {t: HeatMap.from_array(ig_image[r]) for r, t in enumerate(tasks)}, cams, peaks, cam_peaks,
         _summary(tasks, value, base, delta))
-    return result, ImageCase(x, ig_maps.cpu().numpy(), float(black), forward)
+    return result, ImageCase(x, ig_maps.cpu().numpy(), reference, forward)
 
 
 # --------------------------------------------------------------------------- notes
@@ -541,7 +551,8 @@ def attribute_record(predictor, record, vectors: dict[str, np.ndarray], tasks: S
             elif kind is ModalityKind.IMAGE:
                 embedder = predictor.encoder.image
                 pixels = embedder.decode(record.images[name])
-                result, case = attribute_image(head, index, name, embedder, pixels, task_ids, task_names, settings)
+                result, case = attribute_image(head, index, name, embedder, pixels, task_ids, task_names, settings,
+                                               predictor.reference_images.get(name))
                 out.images.append(result)
                 out.cases[name] = case
             else:

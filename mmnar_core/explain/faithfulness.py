@@ -7,8 +7,12 @@
   assertion: affirmed, negated and hedged phrases all carry the concept), the fraction where a word
   overlapping a signal phrase is among the 10 words with the largest |attribution|. Reported with the
   chance rate of 10 words drawn at random. Issue goal >= 0.8.
+- outcome-relevant variants of both: per outcome, only the findings / signal phrases whose latent
+  condition enters that outcome's structural equation (manifest provenance: parameters.scm; e.g. for
+  ICU admission an opacity (pneumonia) counts, a cardiomegaly (heart failure) does not). A model that
+  ignores an irrelevant finding is right to, so these are the fair reading; both are reported.
 - deletion test: remove the top-attributed 10% of structured features (set to the IG baseline) / image
-  area (8x8-pixel blocks of the model input set to black) / words (their tokens set to [PAD]) and the
+  area (8x8-pixel blocks of the model input set to the IG baseline: the reference X-ray) / words (their tokens set to [PAD]) and the
   same number chosen at random; report the mean |risk change| of both and how often top beats random.
 
 Run: `python -m mmnar_core.explain.faithfulness BUNDLE DATASET [--split test] [--max-patients N]
@@ -30,6 +34,7 @@ import pandas as pd
 import torch
 
 from mmnar_core.explain.attributions import AttributionSettings, attribute_record, task_indices
+from mmnar_core.synth.scm import outcome_concepts
 
 TOP_WORDS = 10
 DELETE_FRACTION = 0.10
@@ -78,8 +83,10 @@ def evaluate_faithfulness(predictor, dataset, split: str = "test", tasks: Sequen
     root = Path(dataset.root)
     findings = pd.read_parquet(root / "truth" / "image_findings.parquet")
     spans = pd.read_parquet(root / "truth" / "text_spans.parquet")
-    finding_paths = findings.groupby("patient_id")["mask_path"].apply(list).to_dict()
-    span_groups = {key: list(zip(g["start"], g["end"])) for key, g in spans.groupby(["patient_id", "modality"])}
+    finding_paths = {pid: list(zip(g["finding"], g["mask_path"])) for pid, g in findings.groupby("patient_id")}
+    span_groups = {key: list(zip(g["start"], g["end"], g["concept"])) for key, g in spans.groupby(["patient_id", "modality"])}
+    scm = dataset.manifest.provenance.get("parameters", {}).get("scm", {})
+    relevant = {task: outcome_concepts(scm[task]) if task in scm else None for task in task_names}
     rows = np.arange(len(dataset)) if split == "all" else dataset.split_indices(split)
     ids = dataset.patients["patient_id"].to_numpy()[rows]
     if max_patients is not None:
@@ -87,7 +94,10 @@ def evaluate_faithfulness(predictor, dataset, split: str = "test", tasks: Sequen
 
     pointing = {t: [] for t in task_names}
     pointing_cam = {t: [] for t in task_names}
+    pointing_relevant = {t: [] for t in task_names}
+    pointing_cam_relevant = {t: [] for t in task_names}
     words_hit: dict[str, dict[str, list]] = {}
+    words_hit_relevant: dict[str, dict[str, list]] = {}
     words_chance: dict[str, list] = {}
     deletion: dict[str, dict[str, list]] = {}
 
@@ -122,15 +132,22 @@ def evaluate_faithfulness(predictor, dataset, split: str = "test", tasks: Sequen
 
         for image in result.images:
             case = result.cases[image.modality]
-            paths = finding_paths.get(pid, [])
-            if paths:
-                mask = _mask(root, paths, tuple(image.image_shape))
+            drawn = finding_paths.get(pid, [])
+            if drawn:
+                shape = tuple(image.image_shape)
+                mask = _mask(root, [path for _, path in drawn], shape)
                 for task in task_names:
                     row, col = image.peak[task]
-                    pointing[task].append(bool(mask[row, col]))
                     peak = image.gradcam_peak.get(task) if image.gradcam_peak else None
+                    pointing[task].append(bool(mask[row, col]))
                     if settings.image_gradcam:
                         pointing_cam[task].append(bool(peak is not None and mask[peak[0], peak[1]]))
+                    paths = [path for finding, path in drawn if relevant[task] is not None and finding in relevant[task]]
+                    if paths:
+                        task_mask = _mask(root, paths, shape)
+                        pointing_relevant[task].append(bool(task_mask[row, col]))
+                        if settings.image_gradcam:
+                            pointing_cam_relevant[task].append(bool(peak is not None and task_mask[peak[0], peak[1]]))
             size = case.model_input.shape[-1]
             blocks = size // BLOCK
             k = _count(DELETE_FRACTION, blocks * blocks)
@@ -144,14 +161,15 @@ def evaluate_faithfulness(predictor, dataset, split: str = "test", tasks: Sequen
                     y = case.model_input.clone()
                     for b in picked:
                         i, j = divmod(int(b), blocks)
-                        y[..., i * BLOCK:(i + 1) * BLOCK, j * BLOCK:(j + 1) * BLOCK] = case.baseline_value
+                        block = (..., slice(i * BLOCK, (i + 1) * BLOCK), slice(j * BLOCK, (j + 1) * BLOCK))
+                        y[block] = case.baseline[block]
                     change[name] = abs(float(_risk(case.forward, y)[0, task_id]) - float(base_risk[task_id]))
                 record_deletion(image.modality, task, change["top"], change["random"])
 
         for text in result.texts:
             case = result.cases[text.modality]
             truth = span_groups.get((pid, text.modality), [])
-            overlaps = np.array([any(w.start < e and s < w.end for s, e in truth) for w in text.words], dtype=bool)
+            overlaps = np.array([any(w.start < e and s < w.end for s, e, _ in truth) for w in text.words], dtype=bool)
             if truth and overlaps.any():
                 words_chance.setdefault(text.modality, []).append(chance_hit_rate(len(text.words), int(overlaps.sum())))
             token_word = np.asarray(case.token_word)
@@ -162,6 +180,11 @@ def evaluate_faithfulness(predictor, dataset, split: str = "test", tasks: Sequen
                 order = np.argsort(-scores, kind="stable")
                 if truth and overlaps.any():
                     words_hit.setdefault(text.modality, {}).setdefault(task, []).append(bool(overlaps[order[:TOP_WORDS]].any()))
+                task_spans = [(s, e) for s, e, concept in truth if relevant[task] is not None and concept in relevant[task]]
+                task_overlaps = np.array([any(w.start < e and s < w.end for s, e in task_spans) for w in text.words], dtype=bool)
+                if task_overlaps.any():
+                    words_hit_relevant.setdefault(text.modality, {}).setdefault(task, []).append(
+                        bool(task_overlaps[order[:TOP_WORDS]].any()))
                 chosen = {"top": order[:k], "random": rng.choice(len(text.words), k, replace=False)}
                 change = {}
                 for name, picked in chosen.items():
@@ -182,7 +205,11 @@ def evaluate_faithfulness(predictor, dataset, split: str = "test", tasks: Sequen
         "settings": settings.to_dict(), "seconds": round(time.perf_counter() - started, 1),
         "pointing_game_ig": {t: rate(v) for t, v in pointing.items()},
         "pointing_game_gradcam": {t: rate(v) for t, v in pointing_cam.items()} if settings.image_gradcam else None,
+        "pointing_game_ig_outcome_findings": {t: rate(v) for t, v in pointing_relevant.items()},
+        "pointing_game_gradcam_outcome_findings":
+            {t: rate(v) for t, v in pointing_cam_relevant.items()} if settings.image_gradcam else None,
         "signal_word_top10": {m: {t: rate(v) for t, v in per.items()} for m, per in words_hit.items()},
+        "signal_word_top10_outcome_concepts": {m: {t: rate(v) for t, v in per.items()} for m, per in words_hit_relevant.items()},
         "signal_word_top10_chance": {m: float(np.mean(v)) for m, v in words_chance.items()},
         "deletion": {},
     }

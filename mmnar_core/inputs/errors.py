@@ -6,16 +6,24 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+# What kind of problem an error is, decided where it is raised (the content is known there), so a server
+# can answer with an HTTP status without looking at the bytes again: over a byte or character limit of the
+# upload; a file of a kind the field does not accept; anything else (the right kind, invalid content).
+KINDS = ("invalid", "too_large", "wrong_type")
+
 
 class InputError(ValueError):
     """One problem with one input. `feature` is the model feature concerned, if any (lets a form mark
-    the field); `str(e) == f"{field}: {problem}. Accepted: {accepted}"`."""
+    the field); `kind` is one of KINDS; `str(e) == f"{field}: {problem}. Accepted: {accepted}"`."""
 
-    def __init__(self, field: str, problem: str, accepted: str, feature: str | None = None):
+    def __init__(self, field: str, problem: str, accepted: str, feature: str | None = None, kind: str = "invalid"):
+        if kind not in KINDS:
+            raise ValueError(f"InputError kind must be one of {', '.join(KINDS)}, got {kind!r}")
         self.field = str(field)
         self.problem = str(problem).rstrip(". ")
         self.accepted = str(accepted).rstrip(". ")
         self.feature = feature
+        self.kind = kind
         super().__init__(f"{self.field}: {self.problem}. Accepted: {self.accepted}")
 
     @property

@@ -263,7 +263,7 @@ def _patient_values(patient: _Resource | None, index: dict[str, FeatureSpec], va
                 values["age"], _ = parse_value(index["age"], float(years), where=f"{where} birthDate")
             except InputError as error:
                 raise InputError(error.field, f"{error.problem} (age on {ref.date().isoformat()} from birthDate "
-                                 f"{resource['birthDate']})", error.accepted, "age") from None
+                                 f"{resource['birthDate']})", error.accepted, "age", error.kind) from None
             notes.append(f"age: {years} years from birthDate {resource['birthDate']}, on {ref_text}")
         except InputError as error:
             errors.errors.append(error)

@@ -53,11 +53,11 @@ def decode_utf8(data: bytes | str, where: str, accepted: str) -> str:
     label = describe_content(data)
     if label == "an RTF document":
         raise InputError(where, "this is an RTF document (formatted text), not plain text; save it as plain text",
-                         accepted)
+                         accepted, kind="wrong_type")
     if label:
-        raise InputError(where, f"this is not a text file: it looks like {label}", accepted)
+        raise InputError(where, f"this is not a text file: it looks like {label}", accepted, kind="wrong_type")
     if b"\x00" in data[:8192]:
-        raise InputError(where, "this is a binary file, not text (it contains NUL bytes)", accepted)
+        raise InputError(where, "this is a binary file, not text (it contains NUL bytes)", accepted, kind="wrong_type")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:

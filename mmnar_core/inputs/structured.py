@@ -413,7 +413,8 @@ def _csv_long(filename: str, rows, lowered: list[str], index: dict[str, FeatureS
     if unknown:
         error = _unknown(filename, [n for _, n in unknown], list(index))
         lines = ", ".join(str(line) for line, _ in unknown)
-        errors.errors.append(InputError(filename, f"{error.problem} on line(s) {lines}", error.accepted))
+        errors.errors.append(InputError(filename, f"{error.problem} on line(s) {lines}", error.accepted,
+                                        kind=error.kind))
     result = StructuredInput(values, notes, "csv")
     errors.raise_if_any(result)
     return result

@@ -26,7 +26,7 @@ from mmnar_core.encoders.errors import (
     UnsupportedImageTypeError,
 )
 from mmnar_core.encoders.image_io import ACCEPTED as IMAGE_ACCEPTED
-from mmnar_core.encoders.image_io import load_image, sniff_format
+from mmnar_core.encoders.image_io import DecodedImageBytes, load_image, sniff_format
 from mmnar_core.encoders.text_clean import clean_note, decode_note
 from mmnar_core.inputs.errors import InputError
 from mmnar_core.inputs.files import decode_utf8, describe_content
@@ -42,12 +42,13 @@ _IMAGE_LIMITS = ImageEncoderConfig()
 @dataclass
 class ImageUpload:
     """A checked image: the original bytes (what the encoder reads), its type from the content, its size
-    and an 8-bit grayscale preview (longest side at most PREVIEW_MAX_SIDE) for display."""
+    and an 8-bit grayscale preview (longest side at most PREVIEW_MAX_SIDE) for display, None when not
+    asked for."""
 
     filename: str
     media_type: str
     data: bytes = field(repr=False)
-    preview: np.ndarray = field(repr=False)
+    preview: np.ndarray | None = field(repr=False)
     width: int
     height: int
     kind: str  # 'png' | 'jpeg' | 'dicom'
@@ -55,10 +56,15 @@ class ImageUpload:
 
 
 def read_image_upload(filename: str, data: bytes, max_bytes: int = _IMAGE_LIMITS.max_bytes,
-                      max_pixels: int = _IMAGE_LIMITS.max_pixels) -> ImageUpload:
+                      max_pixels: int = _IMAGE_LIMITS.max_pixels, *, preview: bool = True,
+                      keep_pixels: bool = False) -> ImageUpload:
     """Checks an uploaded image and decodes it once (as the encoder will). Raises InputError naming the
     file: empty, too large, not an image (and what it looks like), truncated, corrupt, DICOM without
-    pixel data or with a codec that is not installed."""
+    pixel data or with a codec that is not installed.
+
+    A server sets preview=False (it shows nothing) and keep_pixels=True: `data` is then DecodedImageBytes,
+    so the encoder and explanations reuse these pixels instead of decoding the file again. The app keeps
+    only the small preview (its uploads stay in session state)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise InputError(filename, f"expected the file's bytes, got {type(data).__name__}", IMAGE_ACCEPTED)
     data = bytes(data)
@@ -66,14 +72,14 @@ def read_image_upload(filename: str, data: bytes, max_bytes: int = _IMAGE_LIMITS
         raise InputError(filename, "the file is empty (0 bytes)", IMAGE_ACCEPTED)
     if len(data) > max_bytes:
         raise InputError(filename, f"the file is {_size(len(data))}, larger than the limit of {_size(max_bytes)}",
-                         f"an image file of at most {_size(max_bytes)}; {IMAGE_ACCEPTED}")
+                         f"an image file of at most {_size(max_bytes)}; {IMAGE_ACCEPTED}", kind="too_large")
     kind = sniff_format(data)
     if kind is None:
         looks = describe_content(data) or _text_or_unknown(data)
         suffix = PurePath(str(filename)).suffix.lower()
         named = f" although its name ends in {suffix}" if suffix in IMAGE_SUFFIXES else ""
         raise InputError(filename, f"this is not a PNG, JPEG or DICOM image{named}: the content looks like {looks}",
-                         IMAGE_ACCEPTED)
+                         IMAGE_ACCEPTED, kind="wrong_type")
     if kind == "dicom":
         _check_dicom_attributes(filename, data)
     try:
@@ -90,7 +96,8 @@ def read_image_upload(filename: str, data: bytes, max_bytes: int = _IMAGE_LIMITS
         notes.append(f"{filename} is a {kind.upper()} file although its name ends in {suffix}; read as {kind.upper()} "
                      "(the content decides)")
     height, width = pixels.shape
-    return ImageUpload(filename, MEDIA_TYPES[kind], data, _preview(pixels), int(width), int(height), kind, notes)
+    return ImageUpload(filename, MEDIA_TYPES[kind], DecodedImageBytes(data, pixels) if keep_pixels else data,
+                       _preview(pixels) if preview else None, int(width), int(height), kind, notes)
 
 
 def _size(n: int) -> str:
@@ -118,7 +125,7 @@ def _image_error(filename: str, kind: str, data: bytes, error: ImageInputError, 
         message = message[len("image bytes: "):]
     message = message.split("; accepted", 1)[0]
     label = kind.upper()
-    if isinstance(error, ImageTooLargeError):
+    if isinstance(error, ImageTooLargeError):  # kind invalid: a file under the byte limit with too many pixels
         return InputError(filename, message, f"an image of at most {max_pixels:,} pixels; {IMAGE_ACCEPTED}")
     if isinstance(error, TruncatedImageError) and kind == "dicom" and "before its pixel data" in message:
         return InputError(filename, "the DICOM file has no pixel data: it has image attributes but ends before its "
@@ -239,7 +246,7 @@ def read_text_upload(field: str, data: bytes | str, max_chars: int = TextEncoder
     if isinstance(data, (bytes, bytearray, memoryview)):
         if len(data) > 4 * max_chars + 4:  # a UTF-8 character is at most 4 bytes: too long whatever it holds
             raise InputError(field, f"the file is {_size(len(data))}, longer than the limit of {max_chars:,} characters",
-                             accepted)
+                             accepted, kind="too_large")
         text = decode_utf8(bytes(data), field, accepted)
     elif isinstance(data, str):
         text = data[1:] if data.startswith("\ufeff") else data
@@ -249,13 +256,13 @@ def read_text_upload(field: str, data: bytes | str, max_chars: int = TextEncoder
         raise InputError(field, "the note is empty" if not text else "the note holds only whitespace", accepted)
     if len(text) > max_chars:
         raise InputError(field, f"the note has {len(text):,} characters, more than the limit of {max_chars:,} (one "
-                         "clinical note is typically under 30,000)", accepted)
+                         "clinical note is typically under 30,000)", accepted, kind="too_large")
     try:
         decode_note(text, max_chars, field)  # the encoder's own type and length check
     except TextInputError as error:
         raise InputError(field, str(error), accepted) from None
     control = sum(1 for c in text[:20000] if ord(c) < 32 and c not in "\t\r\n\f")
-    if control > max(8, len(text[:20000]) // 100):
+    if control > max(8, len(text[:20000]) // 100):  # kind invalid: it is UTF-8 text, of unusable content
         raise InputError(field, f"this looks like a binary file, not text ({control} control characters)", accepted)
     try:
         clean_note(text, max_chars=max_chars, where=field)

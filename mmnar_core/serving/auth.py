@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 from urllib.parse import urlsplit
 
+from mmnar_core.atomic_write import write_text_atomic
 from mmnar_core.roles import ROLES, USER_CLAIMS, RoleMapError, parse_role_map, roles_from_claims, username_from_claims
 
 log = logging.getLogger("mmnar_core.serving.auth")
@@ -232,11 +233,7 @@ class TokenStore:
             raise AuthConfigError("this token store has no file")
         document = {"format": TOKEN_FILE_FORMAT, "version": 1, "hash": "hmac-sha256", "key": _b64(self.key),
                     "tokens": [e.to_dict() for e in self.entries]}
-        partial = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}")
-        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(document, indent=2) + "\n")
-        os.replace(partial, self.path)
+        write_text_atomic(self.path, json.dumps(document, indent=2) + "\n", mode=0o600)
         return self.path
 
 

@@ -16,7 +16,9 @@ does not know, a field given twice, `structured` not a JSON object); 413 over a 
 of a kind the field does not accept (a PDF as the X-ray, a workbook as the CSV, a binary as a note);
 422 the right kind of file or field whose content is invalid (damaged or truncated image, DICOM without
 pixels, CSV columns, values out of range or in the wrong unit, a note that is not UTF-8 or empty,
-malformed FHIR, an unknown task). With several problems, the first status in STATUS_ORDER wins.
+malformed FHIR, an unknown task). The inputs module says which of 413 / 415 / 422 an error is when it
+raises it (`InputError.kind`, STATUS_OF_KIND), so the bytes are not looked at again here. With several
+problems, the first status in STATUS_ORDER wins.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from mmnar_core.encoders.image_io import sniff_format
 from mmnar_core.inputs import (
     InputError,
     InputErrors,
@@ -35,12 +36,12 @@ from mmnar_core.inputs import (
     read_image_upload,
     read_text_upload,
 )
-from mmnar_core.inputs.files import _looks_utf16, describe_content
 from mmnar_core.inputs.structured import JSON_ACCEPTED, load_json
 from mmnar_core.inputs.uploads import _size
 from mmnar_core.schema import FeatureSpec, ModalityKind, ModalitySpec, PatientRecord
 
 STATUS_ORDER = (400, 413, 415, 422)
+STATUS_OF_KIND = {"too_large": 413, "wrong_type": 415, "invalid": 422}  # InputError.kind -> HTTP status
 DEFAULT_PATIENT_ID = "unnamed patient"  # as the app labels a patient without a label
 KINDS = {"predict": "/predict", "what_if": "/what-if", "explain": "/explain"}
 
@@ -241,19 +242,12 @@ def parse_request(parts: Sequence[Part], schema: Schema, kind: str, max_image_by
         part = given.get(name)
         if part is None:
             continue
-        filename = part.filename or name
-        data = part.data
         try:
-            images[name] = read_image_upload(filename, data, max_image_bytes)
+            images[name] = read_image_upload(part.filename or name, part.data, max_image_bytes, preview=False,
+                                             keep_pixels=True)
             notes.extend(images[name].notes)
         except InputError as error:
-            if len(data) > max_image_bytes:
-                status = 413
-            elif data and sniff_format(data) is None:
-                status = 415
-            else:
-                status = 422
-            problems.append((status, error))
+            problems.append(_with_status(error))
 
     texts = {}
     for name in schema.names(ModalityKind.TEXT):
@@ -266,7 +260,7 @@ def parse_request(parts: Sequence[Part], schema: Schema, kind: str, max_image_by
         try:
             texts[name] = read_text_upload(where, part.data, max_text_chars)
         except InputError as error:
-            problems.append((_text_status(part.data, max_text_chars), error))
+            problems.append(_with_status(error))
 
     if problems:
         raise RequestError(problems)
@@ -275,8 +269,12 @@ def parse_request(parts: Sequence[Part], schema: Schema, kind: str, max_image_by
     try:
         record = build_record(patient_id, structured, images, texts, schema.modalities)
     except InputErrors as error:
-        raise RequestError([(422, e) for e in error.errors]) from None
+        raise RequestError([_with_status(e) for e in error.errors]) from None
     return ParsedRequest(record, structured, task, notes)
+
+
+def _with_status(error: InputError) -> tuple[int, InputError]:
+    return STATUS_OF_KIND[error.kind], error
 
 
 def _field_text(part: Part, where: str, accepted: str, problems: list) -> str | None:
@@ -285,21 +283,6 @@ def _field_text(part: Part, where: str, accepted: str, problems: list) -> str | 
     except UnicodeDecodeError:
         problems.append((400, InputError(where, "not valid UTF-8", accepted)))
         return None
-
-
-def _text_status(data: bytes, max_chars: int) -> int:
-    if len(data) > 4 * max_chars + 4:
-        return 413
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or _looks_utf16(data):
-        return 422  # text, in the wrong encoding
-    if describe_content(data) is not None or b"\x00" in data[:8192]:
-        return 415  # not a text file at all (PDF, Word, an image, binary)
-    try:
-        if len(data.decode("utf-8")) > max_chars:
-            return 413
-    except UnicodeDecodeError:
-        pass
-    return 422
 
 
 def _structured(given: dict[str, Part], schema: Schema, max_bytes: int, problems: list) -> StructuredInput | None:
@@ -315,21 +298,21 @@ def _structured(given: dict[str, Part], schema: Schema, max_bytes: int, problems
     if part is not None:
         filename = part.filename or "structured_file"
         if len(part.data) > max_bytes:
-            mine.append((413, InputError(f"structured_file {filename}", f"the file is {_size(len(part.data))}, over the "
-                                         f"limit of {_size(max_bytes)}",
-                                         f"a CSV, JSON or FHIR file up to {_size(max_bytes)}")))
+            mine.append(_with_status(InputError(f"structured_file {filename}", f"the file is {_size(len(part.data))}, "
+                                                f"over the limit of {_size(max_bytes)}",
+                                                f"a CSV, JSON or FHIR file up to {_size(max_bytes)}", kind="too_large")))
         else:
             try:
                 from_file = parse_structured_file(filename, part.data, schema.features)
             except (InputError, InputErrors) as error:
-                status = 415 if describe_content(part.data) is not None else 422
-                mine.extend((status, e) for e in error.errors)
+                mine.extend(_with_status(e) for e in error.errors)
     overrides: dict = {}
     part = given.get("structured")
     if part is not None and part.data.strip():
         if len(part.data) > max_bytes:
-            mine.append((413, InputError("structured", f"the field is {_size(len(part.data))}, over the limit of "
-                                         f"{_size(max_bytes)}", f"a JSON object of at most {_size(max_bytes)}")))
+            mine.append(_with_status(InputError("structured", f"the field is {_size(len(part.data))}, over the limit "
+                                                f"of {_size(max_bytes)}", f"a JSON object of at most {_size(max_bytes)}",
+                                                kind="too_large")))
         else:
             try:
                 obj = load_json(part.data, "structured", JSON_ACCEPTED)
@@ -345,7 +328,7 @@ def _structured(given: dict[str, Part], schema: Schema, max_bytes: int, problems
         try:
             form = parse_structured_form(overrides, schema.features)
         except InputErrors as error:
-            mine.extend((422, _renamed(e)) for e in error.errors)
+            mine.extend(_with_status(_renamed(e)) for e in error.errors)
     if mine:
         problems.extend(mine)
         return None
@@ -364,4 +347,4 @@ def _renamed(error: InputError) -> InputError:
     """The form parser calls the whole object 'form'; here the field is `structured`."""
     if error.field != "form":
         return error
-    return InputError("structured", error.problem, error.accepted, error.feature)
+    return InputError("structured", error.problem, error.accepted, error.feature, error.kind)

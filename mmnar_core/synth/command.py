@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 
 from mmnar_core.synth.policy import POLICIES, POLICY_NAMES
+from mmnar_core.synth.scm import SCENARIO_NAMES, SCENARIOS
 
 
 def register(subparsers) -> None:
     policies = "; ".join(f"{name}: {policy.description}" for name, policy in POLICIES.items())
+    scenarios = "; ".join(f"{name}: {description}" for name, (description, _) in SCENARIOS.items())
     parser = subparsers.add_parser(
         "synth",
         help="simulate a synthetic MMNAR cohort with ground truth (docs/synthetic.md)",
@@ -18,6 +20,8 @@ def register(subparsers) -> None:
     parser.add_argument("--n", type=int, required=True, help="number of patients")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
     parser.add_argument("--policy", default="default", choices=POLICY_NAMES, help="clinician ordering policy")
+    parser.add_argument("--scenario", default="default", choices=SCENARIO_NAMES,
+                        help=f"structural equations ({scenarios})")
     parser.add_argument("--out", required=True, help="dataset directory to create")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset directory")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count, at most 4)")
@@ -29,7 +33,7 @@ def run(args) -> int:
     from mmnar_core.dataset import load_dataset
     from mmnar_core.synth.cohort import CohortConfig, build_cohort
 
-    config = CohortConfig(n=args.n, seed=args.seed, policy=args.policy)
+    config = CohortConfig(n=args.n, seed=args.seed, policy=args.policy, scenario=args.scenario)
     out = build_cohort(config, args.out, overwrite=args.overwrite, workers=args.workers, progress=not args.quiet)
     dataset = load_dataset(out, verify="none")
     summary = {

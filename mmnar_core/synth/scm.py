@@ -41,6 +41,9 @@ class SCMParameters:
     pleural_effusion: dict = field(
         default_factory=lambda: {"intercept": -3.2, "severity": 0.4, "heart_failure": 1.7, "pneumonia": 1.0}
     )
+    # how strongly the conditions show in the structured data (vitals, labs, lab ordering, stay course):
+    # 1.0 = simulator v1; near 0 = the conditions are seen only through the X-ray and the notes
+    structured_condition_scale: float = 1.0
     # probability that a condition is visible on a chest X-ray, and false-positive rates
     visible_opacity_given_pneumonia: float = 0.88
     opacity_without_pneumonia: float = 0.03
@@ -65,6 +68,40 @@ class SCMParameters:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def content_signal_parameters() -> SCMParameters:
+    """Scenario `content_signal` (simulator v2): the conditions barely show in the structured data
+    (scale 0.15) and weigh more on the outcomes, so the X-ray and the notes carry signal the structured
+    data does not. The scenario for judging image and text explanations and for what the method is for."""
+    return SCMParameters(
+        structured_condition_scale=0.15,
+        readmission_30d={"intercept": -2.6, "severity": 0.45, "heart_failure": 1.2, "copd": 0.9,
+                         "log_prior_admissions": 0.35, "skilled_nursing": 0.3},
+        icu_90d={"intercept": -2.5, "severity": 0.6, "sepsis": 1.0, "pneumonia": 1.3, "pleural_effusion": 1.1,
+                 "copd": 0.4},
+        death_180d={"intercept": -3.7, "severity": 0.8, "sepsis": 0.9, "heart_failure": 1.0, "z_age": 0.6,
+                    "pleural_effusion": 0.7},
+    )
+
+
+SCENARIOS = {
+    "default": ("simulator v1: the structured data reveals most of the latent state", SCMParameters),
+    "content_signal": ("simulator v2: conditions seen mainly through the X-ray and the notes", content_signal_parameters),
+}
+SCENARIO_NAMES = tuple(SCENARIOS)
+
+# the latent condition behind each X-ray finding (mask names and report concepts)
+FINDING_CONDITION = {"opacity": "pneumonia", "effusion": "pleural_effusion", "cardiomegaly": "heart_failure",
+                     "hyperinflation": "copd"}
+
+
+def outcome_concepts(outcome_terms: dict) -> set[str]:
+    """Ground-truth concepts (X-ray findings, note concepts: conditions and severity) that bear on an
+    outcome: those whose latent variable has a non-zero coefficient in the outcome's structural equation.
+    `outcome_terms` is one outcome's coefficient dict (e.g. SCMParameters().icu_90d, or the manifest's copy)."""
+    latent = {name for name, coef in outcome_terms.items() if name != "intercept" and coef != 0}
+    return (latent & {"severity", *CONDITIONS}) | {f for f, c in FINDING_CONDITION.items() if c in latent}
 
 
 def _linear(terms: dict, values: dict[str, np.ndarray]) -> np.ndarray:
@@ -95,7 +132,9 @@ def simulate_latent_and_structured(n: int, seed: int, params: SCMParameters = SC
         v[condition] = (rng.random(n) < sigmoid(_linear(getattr(params, condition), v))).astype(float)
 
     s = v["severity"]
-    pneu, hf, eff, sep, copd = (v[c] for c in ("pneumonia", "heart_failure", "pleural_effusion", "sepsis", "copd"))
+    # what the structured data sees of each condition (scaled; the outcomes use the conditions themselves)
+    k = params.structured_condition_scale
+    pneu, hf, eff, sep, copd = (k * v[c] for c in ("pneumonia", "heart_failure", "pleural_effusion", "sepsis", "copd"))
 
     # index-stay course
     los = np.clip(np.exp(np.log(3.5) + 0.35 * s + 0.3 * pneu + 0.5 * sep + 0.2 * hf + normal(0.5)), 0.3, 60.0)
@@ -134,10 +173,10 @@ def simulate_latent_and_structured(n: int, seed: int, params: SCMParameters = SC
     routine_missing = rng.random((n, 4)) < np.where(los < 1.0, 0.12, 0.02)[:, None]
 
     # what a chest X-ray would show (drawn for everyone; rendered only when one is ordered)
-    opacity = rng.random(n) < np.where(pneu > 0, params.visible_opacity_given_pneumonia, params.opacity_without_pneumonia)
-    effusion_seen = rng.random(n) < np.where(eff > 0, params.visible_effusion_given_effusion, params.effusion_without_effusion)
-    cardiomegaly = rng.random(n) < np.where(hf > 0, params.visible_cardiomegaly_given_hf, params.cardiomegaly_without_hf)
-    hyperinflation = (copd > 0) & (rng.random(n) < params.hyperinflation_given_copd)
+    opacity = rng.random(n) < np.where(v["pneumonia"] > 0, params.visible_opacity_given_pneumonia, params.opacity_without_pneumonia)
+    effusion_seen = rng.random(n) < np.where(v["pleural_effusion"] > 0, params.visible_effusion_given_effusion, params.effusion_without_effusion)
+    cardiomegaly = rng.random(n) < np.where(v["heart_failure"] > 0, params.visible_cardiomegaly_given_hf, params.cardiomegaly_without_hf)
+    hyperinflation = (v["copd"] > 0) & (rng.random(n) < params.hyperinflation_given_copd)
     lobe = rng.choice(len(LOBES), size=n, p=LOBE_WEIGHTS)
     side = rng.choice(len(EFFUSION_SIDES), size=n, p=EFFUSION_SIDE_WEIGHTS)
 

@@ -1,4 +1,4 @@
-"""`train`, `evaluate` and `rectify` commands."""
+"""`train`, `evaluate`, `rectify` and `reference-image` commands."""
 
 from __future__ import annotations
 
@@ -41,6 +41,18 @@ def register(subparsers) -> None:
     rectify.add_argument("--cache", default=None)
     rectify.add_argument("--device", default=None)
     rectify.set_defaults(func=run_rectify)
+
+    reference = subparsers.add_parser(
+        "reference-image", help="add the reference X-ray (image IG baseline) to a bundle trained before it existed",
+        description="Compute the pixel-wise median of up to --max-images training X-rays of the bundle's own "
+                    "training dataset (same content hash) and write a new bundle with it; weights, calibration "
+                    "and every other file are copied unchanged. Bundles trained by this version already have it.")
+    reference.add_argument("bundle")
+    reference.add_argument("dataset", help="the dataset the bundle was trained on")
+    reference.add_argument("--out", required=True, help="new bundle directory (the old one is kept)")
+    reference.add_argument("--max-images", type=int, default=500)
+    reference.add_argument("--overwrite", action="store_true", help="replace an existing bundle directory at --out")
+    reference.set_defaults(func=run_reference_image)
 
 
 def run_train(args) -> int:
@@ -106,9 +118,41 @@ def run_rectify(args) -> int:
                                   "n": int(len(rows))}
     card = bundle.model_card + (f"\n## Rectifier refit\nTemperature and rectifier refit on {len(rows)} labelled patients of "
                                 f"`{Path(args.dataset).name}` ({args.split} split); network weights unchanged from {bundle.model_id}.\n")
-    extra = {name: (bundle.root / name).read_bytes() for name in bundle.files if name.startswith("encoders/")
-             or name in ("reference.safetensors", "training_log.jsonl")}
     out = save_bundle(args.out, bundle.model, temperature, rectifiers, bundle.dataset, bundle.encoders, metrics, card,
-                      extra_files=extra, overwrite=args.overwrite)
+                      extra_files=_extra_files(bundle), overwrite=args.overwrite)
     print(json.dumps({"bundle": str(out), "n_fit": int(len(rows))}, indent=2))
+    return 0
+
+
+def _extra_files(bundle) -> dict[str, bytes]:
+    """The bundle's files that save_bundle does not write itself (encoder state, reference sets, log)."""
+    from mmnar_core.bundle import WRITTEN_FILES
+
+    return {name: (bundle.root / name).read_bytes() for name in bundle.files if name not in WRITTEN_FILES}
+
+
+def run_reference_image(args) -> int:
+    from mmnar_core.bundle import load_bundle, save_bundle
+    from mmnar_core.dataset import load_dataset
+    from mmnar_core.explain.reference_image import REFERENCE_IMAGE_FILE, image_encoder_configs, reference_image_file
+
+    if Path(args.out).resolve() == Path(args.bundle).resolve():
+        raise ValueError("--out must differ from the bundle (the original is kept)")
+    if args.max_images < 1:
+        raise ValueError(f"--max-images must be at least 1, got {args.max_images}")
+    bundle = load_bundle(args.bundle)
+    dataset = load_dataset(args.dataset)
+    trained_on = bundle.dataset.get("content_hash")
+    if dataset.manifest.content_hash != trained_on:
+        raise ValueError(f"{args.dataset} (content hash {dataset.manifest.content_hash[:12]}) is not the dataset the bundle "
+                         f"was trained on ({bundle.dataset.get('name')}, {str(trained_on)[:12]}): the reference X-ray "
+                         "must come from the training X-rays")
+    configs = image_encoder_configs(bundle.encoders, lambda encoder_id: bundle.root / "encoders" / encoder_id)
+    files = reference_image_file(dataset, configs, args.max_images)
+    if not files:
+        raise ValueError(f"{args.dataset} has no training images of {', '.join(configs) or 'any image modality'}")
+    out = save_bundle(args.out, bundle.model, bundle.temperature, bundle.rectifiers, bundle.dataset, bundle.encoders,
+                      bundle.metrics, bundle.model_card, extra_files={**_extra_files(bundle), **files},
+                      overwrite=args.overwrite)
+    print(json.dumps({"bundle": str(out), "file": REFERENCE_IMAGE_FILE, "modalities": sorted(configs)}, indent=2))
     return 0

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from mmnar_core.bundle import save_bundle
+from mmnar_core.explain.reference_image import image_encoder_configs, reference_image_file
 from mmnar_core.calibration import PatternRectifier, TemperatureScaler
 from mmnar_core.dataset import Dataset, load_dataset
 from mmnar_core.evaluation.report import compute_report, headline, markdown_report, predictions_frame
@@ -163,7 +164,9 @@ def run_training(dataset_dir: str | Path, out: str | Path, config: MMNARConfig |
                           "train_seconds": round(result.seconds, 1), "device": str(torch_device), "processes": world,
                           "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     summary = dataset_summary(dataset)
-    extra = {"training_log.jsonl": log_path.read_bytes(), **encoder_state_files(embeddings), **reference_file(data)}
+    image_encoders = image_encoder_configs(embeddings.encoders, lambda encoder_id: embeddings.cache_dir / encoder_id)
+    extra = {"training_log.jsonl": log_path.read_bytes(), **encoder_state_files(embeddings), **reference_file(data),
+             **reference_image_file(dataset, image_encoders)}
     synthetic = bool(dataset.manifest.has_true_probabilities)
     bundle = save_bundle(out, result.model, temperature, rectifiers, summary, embeddings.encoders, report,
                          model_card(summary, report, config, synthetic),
