@@ -22,7 +22,9 @@ def get_service(bundle_dir: str, inference_url: str | None = None):
         return RemoteService(inference_url)
     from mmnar_app.service import LocalService
 
-    return LocalService(bundle_dir)
+    service = LocalService(bundle_dir)
+    service.start_warm_up()
+    return service
 
 
 @st.cache_resource(show_spinner=False)

@@ -26,3 +26,18 @@ def test_partial_then_complete_equals_one_complete_explanation():
     fresh.__dict__.update(service.__dict__, _cache=type(service._cache)())
     assert _content(fresh.analyse(record, task)) == _content(complete)
     assert service.analyse(record, task, modalities=["structured"]) is complete  # the complete one is served
+
+
+def test_warm_up_runs_a_full_explanation_and_caches_nothing(caplog):
+    from mmnar_app.service import warm_up_record
+
+    service = LocalService(ROOT / "assets" / "demo_bundle")
+    record = warm_up_record(service.predictor)
+    assert set(record.images) == {"cxr"} and set(record.texts) == {"discharge_note", "radiology_report"}
+    assert all(value is None for value in record.structured.values())
+    thread = service.start_warm_up()
+    thread.join(120)
+    assert not thread.is_alive() and len(service._cache) == 0 and not service._lock.locked()
+    assert not [r for r in caplog.records if "warm-up" in r.getMessage()]  # it did not fail
+    explanation = service.predictor.explain(record, tasks=["icu_90d"])  # the made-up patient is a valid input
+    assert {i.modality for i in explanation.images} == {"cxr"} and len(explanation.texts) == 2

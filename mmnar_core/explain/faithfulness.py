@@ -8,7 +8,8 @@
   overlapping a signal phrase is among the 10 words with the largest |attribution|. Reported with the
   chance rate of 10 words drawn at random. Issue goal >= 0.8.
 - outcome-relevant variants of both: per outcome, only the findings / signal phrases whose latent
-  condition enters that outcome's structural equation (manifest provenance: parameters.scm; e.g. for
+  condition enters that outcome's structural equation (for words also without the severity sentences:
+  "outcome_conditions") (manifest provenance: parameters.scm; e.g. for
   ICU admission an opacity (pneumonia) counts, a cardiomegaly (heart failure) does not). A model that
   ignores an irrelevant finding is right to, so these are the fair reading; both are reported.
 - deletion test: remove the top-attributed 10% of structured features (set to the IG baseline) / image
@@ -64,6 +65,16 @@ def chance_hit_rate(n_words: int, n_signal: int, k: int = TOP_WORDS) -> float:
     return 1.0 - math.comb(n_words - n_signal, k) / math.comb(n_words, k)
 
 
+WORD_GROUPS = {"any": "signal_word_top10", "outcome_concepts": "signal_word_top10_outcome_concepts",
+               "outcome_conditions": "signal_word_top10_outcome_conditions"}
+
+
+def _overlaps(words, spans, concepts: set[str] | None = None) -> np.ndarray:
+    """Per word: does it overlap a signal span (of one of `concepts`, or of any concept)?"""
+    chosen = [(start, end) for start, end, concept in spans if concepts is None or concept in concepts]
+    return np.array([any(w.start < end and start < w.end for start, end in chosen) for w in words], dtype=bool)
+
+
 def _count(k_fraction: float, n: int) -> int:
     return max(1, int(math.ceil(k_fraction * n))) if n else 0
 
@@ -96,8 +107,9 @@ def evaluate_faithfulness(predictor, dataset, split: str = "test", tasks: Sequen
     pointing_cam = {t: [] for t in task_names}
     pointing_relevant = {t: [] for t in task_names}
     pointing_cam_relevant = {t: [] for t in task_names}
-    words_hit: dict[str, dict[str, list]] = {}
-    words_hit_relevant: dict[str, dict[str, list]] = {}
+    # phrase groups: "any" concept (the issue's metric), the outcome's concepts, the outcome's conditions
+    # and findings without the severity sentences (a noisy perceived-severity remark is weak evidence)
+    words_hit: dict[str, dict[str, dict[str, list]]] = {group: {} for group in WORD_GROUPS}
     words_chance: dict[str, list] = {}
     deletion: dict[str, dict[str, list]] = {}
 
@@ -169,8 +181,8 @@ def evaluate_faithfulness(predictor, dataset, split: str = "test", tasks: Sequen
         for text in result.texts:
             case = result.cases[text.modality]
             truth = span_groups.get((pid, text.modality), [])
-            overlaps = np.array([any(w.start < e and s < w.end for s, e, _ in truth) for w in text.words], dtype=bool)
-            if truth and overlaps.any():
+            overlaps = _overlaps(text.words, truth)
+            if overlaps.any():
                 words_chance.setdefault(text.modality, []).append(chance_hit_rate(len(text.words), int(overlaps.sum())))
             token_word = np.asarray(case.token_word)
             positions = case.positions
@@ -178,13 +190,13 @@ def evaluate_faithfulness(predictor, dataset, split: str = "test", tasks: Sequen
             for task_id, task in zip(task_ids, task_names):
                 scores = np.array([abs(w.attribution[task]) for w in text.words])
                 order = np.argsort(-scores, kind="stable")
-                if truth and overlaps.any():
-                    words_hit.setdefault(text.modality, {}).setdefault(task, []).append(bool(overlaps[order[:TOP_WORDS]].any()))
-                task_spans = [(s, e) for s, e, concept in truth if relevant[task] is not None and concept in relevant[task]]
-                task_overlaps = np.array([any(w.start < e and s < w.end for s, e in task_spans) for w in text.words], dtype=bool)
-                if task_overlaps.any():
-                    words_hit_relevant.setdefault(text.modality, {}).setdefault(task, []).append(
-                        bool(task_overlaps[order[:TOP_WORDS]].any()))
+                concepts = relevant[task] or set()
+                groups = {"any": overlaps, "outcome_concepts": _overlaps(text.words, truth, concepts),
+                          "outcome_conditions": _overlaps(text.words, truth, concepts - {"severity"})}
+                for group, inside in groups.items():
+                    if inside.any():
+                        words_hit[group].setdefault(text.modality, {}).setdefault(task, []).append(
+                            bool(inside[order[:TOP_WORDS]].any()))
                 chosen = {"top": order[:k], "random": rng.choice(len(text.words), k, replace=False)}
                 change = {}
                 for name, picked in chosen.items():
@@ -208,8 +220,8 @@ def evaluate_faithfulness(predictor, dataset, split: str = "test", tasks: Sequen
         "pointing_game_ig_outcome_findings": {t: rate(v) for t, v in pointing_relevant.items()},
         "pointing_game_gradcam_outcome_findings":
             {t: rate(v) for t, v in pointing_cam_relevant.items()} if settings.image_gradcam else None,
-        "signal_word_top10": {m: {t: rate(v) for t, v in per.items()} for m, per in words_hit.items()},
-        "signal_word_top10_outcome_concepts": {m: {t: rate(v) for t, v in per.items()} for m, per in words_hit_relevant.items()},
+        **{WORD_GROUPS[group]: {m: {t: rate(v) for t, v in per.items()} for m, per in by_modality.items()}
+           for group, by_modality in words_hit.items()},
         "signal_word_top10_chance": {m: float(np.mean(v)) for m, v in words_chance.items()},
         "deletion": {},
     }
