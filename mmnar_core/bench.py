@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from mmnar_core.atomic_write import write_text_atomic
+
 BENCHMARKS: dict[str, str] = {
     "simulator": "mmnar_core.synth.bench:bench_simulator",
     "encoders": "mmnar_core.encoders.bench:bench_encoders",
@@ -71,9 +73,7 @@ def save_results(results: dict[str, dict], path: Path) -> None:
     for name, figures in results.items():
         stored[name] = {"measured_at": stamp, "machine": machine, "figures": figures}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(stored, indent=2, sort_keys=True) + "\n")
 
 
 def register(subparsers) -> None:

@@ -270,3 +270,33 @@ def test_faithfulness_metrics_on_a_small_cohort(built):
     structured = figures["deletion"]["structured"][task]
     assert structured["mean_abs_change_top"] >= 0.5 * structured["mean_abs_change_random"]
     json.dumps(figures)
+
+
+def test_text_precision_bf16_keeps_the_top_words(built):
+    """The note transformer in bfloat16 (the default where the CPU/GPU computes it natively) gives the
+    same top words as float32, with completeness still holding for its own forward."""
+    from mmnar_core.explain.attributions import AttributionError, attribute_record
+    from mmnar_core.encoders.runtime import native_bf16
+
+    predictor, dataset = built
+    record = _full_patient(dataset)
+    vectors = predictor.encode(record)
+    task = predictor.config.tasks[1]
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        settings = AttributionSettings(tabular_steps=8, image_steps=8, text_steps=16, text_precision=precision)
+        (text, *_) = attribute_record(predictor, record, vectors, [task], settings, ["discharge_note"]).texts
+        runs[precision] = text
+    assert runs["fp32"].method == "LayerIntegratedGradients"
+    assert runs["bf16"].method == "LayerIntegratedGradients (transformer in bfloat16)"
+    scores = {p: np.array([w.attribution[task] for w in t.words]) for p, t in runs.items()}
+    top = {p: set(np.argsort(-np.abs(s))[:10]) for p, s in scores.items()}
+    assert len(top["fp32"] & top["bf16"]) >= 8
+    assert np.corrcoef(scores["fp32"], scores["bf16"])[0, 1] > 0.98
+    text = runs["bf16"]
+    gap = text.summary.value[task] - text.summary.baseline_value[task]
+    total = sum(w.attribution[task] for w in text.words) + text.other[task]
+    assert total - gap == pytest.approx(text.summary.delta[task], abs=1e-5)
+    with pytest.raises(AttributionError, match="text_precision 'fp16' is not accepted"):
+        AttributionSettings(text_precision="fp16")
+    assert native_bf16(torch.device("meta")) is False and isinstance(native_bf16(torch.device("cpu")), bool)

@@ -18,6 +18,25 @@ def pick_device(requested: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Does `device` compute bfloat16 matmuls natively (fast)? A CUDA GPU that supports it, or a CPU with
+    AVX512-BF16 or AMX (read from /proc/cpuinfo; other systems answer False). On a CPU without them
+    bfloat16 is emulated and slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
 def fingerprint(kind: str, config: dict, module: torch.nn.Module | None = None, extra: str = "") -> str:
     """A short, stable id for (encoder kind, config, exact weights).
 
