@@ -84,3 +84,18 @@ def test_value_of_absent_uses_neighbours_who_had_it():
         value_of_absent(score, represent, patient, np.array([True, True]), reference, modality=1)
     nobody = ReferenceSet(reference.inputs, torch.tensor([[True, False]] * 50))
     assert value_of_absent(score, represent, patient, np.array([True, False]), nobody, modality=1) is None
+
+    # the reference representations are computed once per (modality, observed pattern), with the same result
+    calls = []
+
+    def counting(inputs, availability):
+        calls.append(len(availability))
+        return represent(inputs, availability)
+
+    fresh = ReferenceSet(reference.inputs, reference.availability)
+    other = [torch.randn(1, 3), torch.zeros(1, 2)]
+    first = value_of_absent(score, counting, patient, np.array([True, False]), fresh, modality=1, k=10)
+    again = value_of_absent(score, counting, other, np.array([True, False]), fresh, modality=1, k=10)
+    assert calls == [25, 1, 1]  # the 25 candidates once, then only each patient
+    assert np.array_equal(first.mean, value.mean) and np.array_equal(first.p90, value.p90)
+    assert again.n_candidates == 25

@@ -8,7 +8,7 @@ All subsets are scored in one batch, from embeddings computed once per patient.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import factorial
 from typing import Callable
 
@@ -74,6 +74,25 @@ class ReferenceSet:
 
     inputs: list[torch.Tensor]  # per modality (R, dim)
     availability: torch.Tensor  # (R, M) bool
+    # (modality, observed pattern) -> fused representations of the candidates: the same for every patient
+    # with that pattern, so computed once (a fusion forward over up to 2,000 rows per absent modality)
+    _represented: dict = field(default_factory=dict, repr=False, compare=False)
+    max_cached: int = 128
+
+    def candidates_represented(self, represent: RepresentFn, modality: int, observed: torch.Tensor):
+        """(candidate rows, their inputs, their representation on the patient's observed modalities) for
+        the reference patients who had `modality`; cached per (modality, observed pattern)."""
+        key = (modality, tuple(bool(b) for b in observed.tolist()))
+        cached = self._represented.get(key)
+        if cached is None:
+            candidates = torch.nonzero(self.availability[:, modality]).flatten()
+            ref_inputs = [x[candidates] for x in self.inputs]
+            h_ref = represent(ref_inputs, self.availability[candidates] & observed) if len(candidates) else None
+            cached = (candidates, ref_inputs, h_ref)
+            if len(self._represented) >= self.max_cached:
+                self._represented.pop(next(iter(self._represented)))
+            self._represented[key] = cached
+        return cached
 
 
 @dataclass
@@ -96,16 +115,13 @@ def value_of_absent(score: ScoreFn, represent: RepresentFn, inputs: list[torch.T
     availability = np.asarray(availability, dtype=bool)
     if availability[modality]:
         raise ValueError("the modality is already available for this patient")
-    has = reference.availability[:, modality]
-    candidates = torch.nonzero(has).flatten()
+    observed = torch.from_numpy(availability)
+    # compared on the patient's observed modalities only
+    candidates, ref_inputs, h_ref = reference.candidates_represented(represent, modality, observed)
     if len(candidates) == 0:
         return None
-    observed = torch.from_numpy(availability)
-    ref_inputs = [x[candidates] for x in reference.inputs]
-    ref_avail = reference.availability[candidates] & observed  # compare on the patient's observed modalities
     patient = [x.reshape(1, -1) for x in inputs]
     h_patient = represent(patient, observed.unsqueeze(0))
-    h_ref = represent(ref_inputs, ref_avail)
     distance = np.linalg.norm(h_ref - h_patient, axis=1)
     nearest = np.argsort(distance, kind="stable")[: min(k, len(candidates))]
     batch = [x.reshape(1, -1).expand(len(nearest), -1).clone() for x in inputs]
