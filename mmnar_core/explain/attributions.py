@@ -38,7 +38,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmnar_core.encoders.runtime import native_bf16
-
 from mmnar_core.patterns import encode_pattern
 from mmnar_core.schema import FeatureKind
 
@@ -480,7 +479,7 @@ def attribute_text(head: RiskHead, index: int, modality: str, embedder, note: st
     pad = int(embedder.tokenizer.pad_token_id or 0)
     baseline = torch.where(positions.unsqueeze(0) >= 0, torch.full_like(ids, pad), ids)
 
-    bf16 = settings.text_precision == "bf16" or (settings.text_precision == "auto" and native_bf16(torch.device(device)))
+    bf16 = settings.text_precision == "bf16" or (settings.text_precision == "auto" and native_bf16(device))
 
     def forward(i, m, w):  # the transformer in bfloat16 when chosen; the fusion, heads and calibration in fp32
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):

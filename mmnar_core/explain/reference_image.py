@@ -40,8 +40,8 @@ def median_image(dataset, modality: str, encoder_config: dict, max_images: int =
     preprocess, config = _preprocess(encoder_config)
     images = dataset.images
     train = set(dataset.patients.loc[dataset.patients["split"] == "train", "patient_id"])
-    rows = images[(images["modality"] == modality) & images["patient_id"].isin(train)].sort_values(["patient_id", "path"])
-    rows = rows.drop_duplicates("patient_id")
+    rows = images[(images["modality"] == modality) & images["patient_id"].isin(train)]
+    rows = rows.drop_duplicates("patient_id")  # each patient's first image, as Dataset.record takes it
     if rows.empty:
         return None
     if len(rows) > max_images:
