@@ -274,11 +274,11 @@ def _available(record, info) -> list[str]:
 
 
 def _first_pass(svc, record, info) -> list[str] | None:
-    """With the in-process service, the modalities attributed first (all but the notes, whose transformer
-    attributions take seconds): the page shows risks and the rest at once, the notes follow. None = all."""
+    """The modalities attributed first (all but the notes, whose transformer attributions take seconds): the
+    page shows risks and the rest at once, the notes follow (in-process or from the model server). None = all."""
     kinds = {m["name"]: m["kind"] for m in info.modalities}
     available = _available(record, info)
-    if not hasattr(svc, "complete") or not any(kinds[m] == "text" for m in available):
+    if not any(kinds[m] == "text" for m in available):
         return None
     return [m for m in available if kinds[m] != "text"]
 
@@ -299,7 +299,7 @@ def finish_pending(svc, analysis: dict, task: str) -> bool:
     nothing was pending."""
     partial = analysis["explanations"][task]
     steps = partial.pending()
-    if not steps or not hasattr(svc, "complete"):
+    if not steps:
         return False
     with st.status(f"Attributing the words of the {', '.join(modality_name(m).lower() for m in steps)}...",
                    expanded=True) as status:

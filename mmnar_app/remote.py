@@ -62,32 +62,61 @@ class RemoteService:
         self.info: ModelInfo = ModelInfo.from_dict(self._request("GET", "/info"))
 
     # ---------------------------------------------------------------- the service interface
-    def cache_key(self, record: PatientRecord, task: str) -> str:
+    def cache_key(self, record: PatientRecord | str, task: str, modalities: list[str] | None = None) -> str:
+        """Key of the explanation of `record` (or of its input hash) for `task`, as the server keys it."""
         from mmnar_core.explain.attributions import AttributionSettings
         from mmnar_core.explain.explanation import cache_key, input_hash
 
-        return cache_key(input_hash(record), self.info.model_id, [task], AttributionSettings())
+        digest = record if isinstance(record, str) else input_hash(record)
+        return cache_key(digest, self.info.model_id, [task], AttributionSettings(), True, modalities)
 
     def analyse(self, record: PatientRecord, task: str, progress: Callable[[str], None] | None = None,
                 modalities: list[str] | None = None) -> Explanation:
         """Prediction, what-if and attributions for one outcome, computed by the server (at most once here).
-        `modalities` is accepted for the LocalService interface and ignored: the server answers in one call
-        with every modality attributed."""
-        key = self.cache_key(record, task)
+        With `modalities`, only those are attributed (a fast first answer; `complete` adds the rest), unless
+        the complete explanation is already here."""
+        from mmnar_core.explain.explanation import input_hash
+
+        digest = input_hash(record)
+        full, key = self.cache_key(digest, task), self.cache_key(digest, task, modalities)
         with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
+            for candidate in (full, key):
+                if candidate in self._cache:
+                    self._cache.move_to_end(candidate)
+                    return self._cache[candidate]
         if progress is not None:
             progress("encode")  # the server runs every step; this is the one a client can see start
+        explanation = self._explain(record, task, modalities)
+        self._remember(key, explanation)
+        return explanation
+
+    def complete(self, partial: Explanation, record: PatientRecord, task: str,
+                 progress: Callable[[str], None] | None = None) -> Explanation:
+        """The complete explanation from a partial one: the server attributes the modalities it lacks."""
+        key = self.cache_key(partial.input_hash, task)
+        with self._lock:
+            if key in self._cache:
+                return self._cache[key]
+        pending = partial.pending()
+        if progress is not None and pending:
+            progress(pending[0])
+        extra = self._explain(record, task, pending)
+        explanation = partial.completed_with(extra, key, [m["name"] for m in self.info.modalities])
+        self._remember(key, explanation)
+        return explanation
+
+    def _explain(self, record: PatientRecord, task: str, modalities: list[str] | None) -> Explanation:
         data, files = request_parts(record)
         data["task"] = task
-        explanation = Explanation.from_dict(self._request("POST", "/explain", **_multipart(data, files)))
+        if modalities is not None:
+            data["modalities"] = ",".join(modalities)
+        return Explanation.from_dict(self._request("POST", "/explain", **_multipart(data, files)))
+
+    def _remember(self, key: str, explanation: Explanation) -> None:
         with self._lock:
             self._cache[key] = explanation
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
-        return explanation
 
     # ---------------------------------------------------------------- more of the API
     def predict(self, record: PatientRecord) -> dict:

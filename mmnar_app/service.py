@@ -88,21 +88,13 @@ class LocalService:
     def complete(self, partial, record: PatientRecord, task: str, progress: Callable[[str], None] | None = None):
         """The complete explanation from a partial one: attributes the modalities it lacks (each modality
         is attributed with the others fixed, so the parts are exactly those of one complete call)."""
-        from dataclasses import replace
-
         key = self.cache_key(partial.input_hash, task)
         with self._lock:
             if key in self._cache:
                 return self._cache[key]
             extra = self.predictor.explain(record, tasks=[task], include_what_if=False, modalities=partial.pending(),
                                            progress=progress, digest=partial.input_hash)
-            order = {m["name"]: i for i, m in enumerate(self.info.modalities)}
-            timings = {**partial.timings, **{k: v for k, v in extra.timings.items() if k.startswith("attribute_")},
-                       "total": round(partial.timings.get("total", 0.0) + extra.timings.get("total", 0.0), 4)}
-            explanation = replace(partial, cache_key=key, timings=timings,
-                                  tabular=sorted([*partial.tabular, *extra.tabular], key=lambda a: order[a.modality]),
-                                  images=sorted([*partial.images, *extra.images], key=lambda a: order[a.modality]),
-                                  texts=sorted([*partial.texts, *extra.texts], key=lambda a: order[a.modality]))
+            explanation = partial.completed_with(extra, key, [m["name"] for m in self.info.modalities])
             self._remember(key, explanation)
             return explanation
 

@@ -97,6 +97,10 @@ def test_predict_what_if_explain_are_identical_to_the_predictor(client, predicto
     again = client.post("/explain", data={**data, "task": task}, files=files).json()  # from the server's cache
     assert without(again, "timings", "input_notes") == without(expected, "timings")
     assert client.get("/stats").json()["explain_cache"]["hits"] >= 1
+    first = client.post("/explain", data={**data, "task": task, "modalities": "structured"}, files=files).json()
+    limited = predictor.explain(record, tasks=[task], modalities=["structured"]).to_dict()
+    assert without(first, "timings", "input_notes") == without(limited, "timings")  # its own cache key too
+    assert [a["modality"] for a in first["tabular"]] == ["structured"] and not first["images"]
     other = client.post("/explain", data={**data, "task": task, "patient_id": "someone else"}, files=files).json()
     assert other["patient_id"] == other["prediction"]["patient_id"] == other["what_if"]["patient_id"] == "someone else"
     assert other["input_hash"] == expected["input_hash"]  # the id is not an input of the model
@@ -230,6 +234,11 @@ BAD = [
     ("unknown task", "/explain", lambda p, d: ({**inputs(d)[0], "task": "mortality"}, inputs(d)[1]), 422,
      ["task: 'mortality' is not an outcome of this model", "one of: readmission_30d, icu_90d, death_180d"]),
     ("task on /predict", "/predict", lambda p, d: ({"task": "icu_90d"}, []), 400, ["task: not a field of POST /predict"]),
+    ("unknown modality to attribute", "/explain", lambda p, d: ({**inputs(d)[0], "modalities": "cxr, ecg"}, inputs(d)[1]),
+     422, ["modalities: 'ecg' is not a modality of this model",
+           "comma-separated modality names of this model: structured, cxr, discharge_note, radiology_report"]),
+    ("modalities on /what-if", "/what-if", lambda p, d: ({"modalities": "cxr"}, []), 400,
+     ["modalities: not a field of POST /what-if"]),
 ]
 
 

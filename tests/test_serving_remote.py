@@ -63,6 +63,26 @@ def test_remote_and_in_process_explanations_are_identical(server, demos):
     remote.close()
 
 
+def test_remote_two_passes_equal_one_complete_explanation(server, demos):
+    """The page's fast first answer (everything but the notes) and its completion come from the server too;
+    together they equal one complete in-process explanation, number for number."""
+    from mmnar_app.service import LocalService
+
+    local, remote = LocalService(BUNDLE), RemoteService(server.url)
+    record, task = demos["Demo 01"].record(), "icu_90d"  # all four modalities
+    partial = remote.analyse(record, task, modalities=["structured", "cxr"])
+    assert [t.modality for t in partial.texts] == [] and partial.pending() == ["discharge_note", "radiology_report"]
+    steps = []
+    complete = remote.complete(partial, record, task, steps.append)
+    assert steps == ["discharge_note"] and complete.pending() == []
+    assert complete.cache_key == remote.cache_key(record, task) == local.cache_key(record, task)
+    assert without_timings(complete) == without_timings(local.analyse(record, task))
+    requests = remote.stats()["requests"]
+    assert remote.analyse(record, task, modalities=["structured"]) is complete  # the complete one is served
+    assert remote.stats()["requests"] == requests
+    remote.close()
+
+
 def test_remote_errors_name_the_url_and_the_server_message(server, demos):
     with pytest.raises(RemoteServiceError) as unreachable:
         RemoteService("http://127.0.0.1:9")
@@ -116,16 +136,18 @@ def test_streamlit_patient_page_in_remote_mode(server, predictor, demos, app_env
     app.run()
     assert not app.exception, app.exception
     box = app.selectbox(key="patient_choice")
-    box.set_value(next(o for o in box.options if o.startswith("Demo 06"))).run()
+    box.set_value(next(o for o in box.options if o.startswith("Demo 03"))).run()  # structured + X-ray + summary
     app.button(key="analyse").click().run()
     assert not app.exception, app.exception
     assert not app.error, [e.value for e in app.error]
     shown = {m.label: m.value for m in app.metric}
-    expected = predictor.predict(demos["Demo 06"].record()).to_dict()["risks"]
+    expected = predictor.predict(demos["Demo 03"].record()).to_dict()["risks"]
     assert list(shown.values()) == [percent(r["risk"]) for r in expected]
-    assert any("Analysed in" in s.proto.label for s in app.status)
     assert app.image  # the X-ray with its heatmap, from the server's attributions
-    assert httpx.get(server.url + "/stats").json()["by_kind"].get("explain", 0) > before  # computed by the server
+    # two passes, both on the server: risks, what-if and the X-ray first, then the note's words (then a rerun)
+    assert any("Discharge summary: highlighted words" in m.value for m in app.markdown)
+    assert not any("being computed" in i.value for i in app.info)
+    assert httpx.get(server.url + "/stats").json()["by_kind"].get("explain", 0) == before + 2  # computed by the server
 
     app_env.setenv("MMNAR_INFERENCE_URL", "http://127.0.0.1:9")
     down = AppTest.from_file(str(ROOT / "app" / "pages" / "1_Patient.py"), default_timeout=60)

@@ -133,6 +133,19 @@ class Explanation:
                 return item
         raise KeyError(f"no attributions for modality {name!r} in this explanation")
 
+    def completed_with(self, extra: "Explanation", cache_key: str, modality_order: Sequence[str]) -> "Explanation":
+        """This partial explanation plus the attributions of `extra` (the modalities it lacked, attributed with
+        the others fixed, so the parts are those of one complete call), under the complete one's `cache_key`."""
+        from dataclasses import replace
+
+        order = {name: i for i, name in enumerate(modality_order)}
+        timings = {**self.timings, **{k: v for k, v in extra.timings.items() if k.startswith("attribute_")},
+                   "total": round(self.timings.get("total", 0.0) + extra.timings.get("total", 0.0), 4)}
+        return replace(self, cache_key=cache_key, timings=timings,
+                       tabular=sorted([*self.tabular, *extra.tabular], key=lambda a: order[a.modality]),
+                       images=sorted([*self.images, *extra.images], key=lambda a: order[a.modality]),
+                       texts=sorted([*self.texts, *extra.texts], key=lambda a: order[a.modality]))
+
 
 NOTES = [
     "Attributions are in units of the rectified, calibrated risk unless settings.output is 'logit'.",

@@ -10,6 +10,9 @@ Fields (multipart/form-data; each at most once):
 - one text field or .txt file per text modality (e.g. `discharge_note`);
 - `patient_id` (optional);
 - `task` (POST /explain only; default: the model's first task).
+- `modalities` (POST /explain only; default: all): comma-separated modalities to attribute, so a client
+  can ask for a fast first answer (e.g. without the notes, whose attributions take seconds) and the rest
+  in a second call; the prediction and what-if always cover every available modality.
 
 Statuses: 400 the request itself is malformed (not multipart, broken multipart, a field the endpoint
 does not know, a field given twice, `structured` not a JSON object); 413 over a size limit; 415 a file
@@ -89,6 +92,7 @@ class ParsedRequest:
     structured: StructuredInput
     task: str | None = None
     notes: list[str] = field(default_factory=list)  # conversions, renamed files ... (shown as input_notes)
+    modalities: list[str] | None = None  # explain: the modalities to attribute (None = every available one)
     input_hash: str | None = None  # filled by the server (mmnar_core.explain.explanation.input_hash)
     cache_key: str | None = None  # explain: the Explanation.cache_key it will have
 
@@ -193,6 +197,8 @@ class Schema:
         out["patient_id"] = "an identifier (text; optional)"
         if kind == "explain":
             out["task"] = f"one outcome: {', '.join(self.tasks)} (default {self.tasks[0]})"
+            out["modalities"] = (f"the modalities to attribute, comma-separated, of: "
+                                 f"{', '.join(m.name for m in self.modalities)} (default: all)")
         return out
 
 
@@ -234,6 +240,7 @@ def parse_request(parts: Sequence[Part], schema: Schema, kind: str, max_image_by
                 problems.append((422, InputError("task", f"{task!r} is not an outcome of this model",
                                                  f"one of: {', '.join(schema.tasks)}")))
             task = task or schema.tasks[0]
+    modalities = _modalities(given, schema, problems) if kind == "explain" else None
 
     structured = _structured(given, schema, max_structured_bytes, problems)
 
@@ -270,11 +277,29 @@ def parse_request(parts: Sequence[Part], schema: Schema, kind: str, max_image_by
         record = build_record(patient_id, structured, images, texts, schema.modalities)
     except InputErrors as error:
         raise RequestError([_with_status(e) for e in error.errors]) from None
-    return ParsedRequest(record, structured, task, notes)
+    return ParsedRequest(record, structured, task, notes, modalities=modalities)
 
 
 def _with_status(error: InputError) -> tuple[int, InputError]:
     return STATUS_OF_KIND[error.kind], error
+
+
+def _modalities(given: dict[str, Part], schema: Schema, problems: list) -> list[str] | None:
+    """The `modalities` field: None when absent (all), else the named modalities in the model's order."""
+    if "modalities" not in given:
+        return None
+    names = [m.name for m in schema.modalities]
+    accepted = f"comma-separated modality names of this model: {', '.join(names)}"
+    text = _field_text(given["modalities"], "modalities", accepted, problems)
+    if text is None:
+        return None
+    wanted = [w.strip() for w in text.split(",") if w.strip()]
+    unknown = [w for w in wanted if w not in names]
+    if unknown or not wanted:
+        problem = f"{', '.join(repr(w) for w in unknown)} is not a modality of this model" if unknown else "no modality named"
+        problems.append((422, InputError("modalities", problem, accepted)))
+        return None
+    return [n for n in names if n in wanted]
 
 
 def _field_text(part: Part, where: str, accepted: str, problems: list) -> str | None:

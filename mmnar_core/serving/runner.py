@@ -135,7 +135,8 @@ class PredictorRunner:
             job.future.set_result(cached)
             return
         try:
-            explanation = self.predictor.explain(job.payload.record, tasks=[job.payload.task], digest=job.payload.input_hash)
+            explanation = self.predictor.explain(job.payload.record, tasks=[job.payload.task], digest=job.payload.input_hash,
+                                                 modalities=job.payload.modalities)
         except Exception as error:
             job.future.set_exception(error)
             return

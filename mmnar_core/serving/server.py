@@ -252,7 +252,8 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
         from mmnar_core.explain.explanation import cache_key
 
         if kind == "explain":
-            parsed.cache_key = cache_key(parsed.input_hash, state.info.model_id, [parsed.task], AttributionSettings())
+            parsed.cache_key = cache_key(parsed.input_hash, state.info.model_id, [parsed.task], AttributionSettings(),
+                                         True, parsed.modalities)
             cached = state.cache.get(parsed.cache_key)
             if cached is not None:
                 return _answer(cached, parsed, state)
@@ -410,6 +411,9 @@ def _form_schema(kind: str, schema: Schema | None) -> dict:
             properties[name] = {"type": "string", "description": f"{name}: the note as text, or a UTF-8 .txt file"}
     if kind == "explain":
         properties["task"] = {"type": "string", "description": "the outcome to explain (default: the first)"}
+        properties["modalities"] = {"type": "string", "description": "comma-separated modalities to attribute "
+                                    "(default: every available one); prediction and what-if always cover all",
+                                    "example": "structured,cxr"}
         if schema is not None:
             properties["task"]["enum"] = list(schema.tasks)
     return {"type": "object", "properties": properties}
