@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +20,8 @@ from mmnar_core.explain.attributions import _plain_value
 from mmnar_core.explain.explanation import Explanation
 from mmnar_core.model_info import ModelInfo
 from mmnar_core.schema import PatientRecord
+
+from mmnar_app.service import CachedExplanations
 
 TOKEN_ENV = "MMNAR_INFERENCE_TOKEN"  # the bearer token sent to a server that requires one (docs/serving.md)
 DEFAULT_TIMEOUT_S = 300.0  # an explanation with two notes takes seconds; a queue ahead of it adds more
@@ -39,7 +39,7 @@ class RemoteServiceError(RuntimeError):
         super().__init__(message)
 
 
-class RemoteService:
+class RemoteService(CachedExplanations):
     """The model server at `url` as an app service (thread-safe: one per process, many sessions)."""
 
     def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT_S, cache_size: int = 64, retries: int = 2,
@@ -56,20 +56,10 @@ class RemoteService:
         headers = {"Authorization": f"Bearer {token.strip()}"} if token.strip() else {}
         self._client = httpx.Client(base_url=self.url, timeout=httpx.Timeout(timeout, connect=10.0),
                                     transport=transport, headers=headers)
-        self._cache: OrderedDict[str, Explanation] = OrderedDict()
-        self._cache_size = cache_size
-        self._lock = threading.Lock()
+        super().__init__(cache_size)
         self.info: ModelInfo = ModelInfo.from_dict(self._request("GET", "/info"))
 
     # ---------------------------------------------------------------- the service interface
-    def cache_key(self, record: PatientRecord | str, task: str, modalities: list[str] | None = None) -> str:
-        """Key of the explanation of `record` (or of its input hash) for `task`, as the server keys it."""
-        from mmnar_core.explain.attributions import AttributionSettings
-        from mmnar_core.explain.explanation import cache_key, input_hash
-
-        digest = record if isinstance(record, str) else input_hash(record)
-        return cache_key(digest, self.info.model_id, [task], AttributionSettings(), True, modalities)
-
     def analyse(self, record: PatientRecord, task: str, progress: Callable[[str], None] | None = None,
                 modalities: list[str] | None = None) -> Explanation:
         """Prediction, what-if and attributions for one outcome, computed by the server (at most once here).
@@ -77,32 +67,26 @@ class RemoteService:
         the complete explanation is already here."""
         from mmnar_core.explain.explanation import input_hash
 
-        digest = input_hash(record)
-        full, key = self.cache_key(digest, task), self.cache_key(digest, task, modalities)
-        with self._lock:
-            for candidate in (full, key):
-                if candidate in self._cache:
-                    self._cache.move_to_end(candidate)
-                    return self._cache[candidate]
-        if progress is not None:
-            progress("encode")  # the server runs every step; this is the one a client can see start
-        explanation = self._explain(record, task, modalities)
-        self._remember(key, explanation)
+        explanation, key = self._cached(input_hash(record), task, modalities)
+        if explanation is None:
+            if progress is not None:
+                progress("encode")  # the server runs every step; this is the one a client can see start
+            explanation = self._explain(record, task, modalities)
+            self._cache.put(key, explanation)
         return explanation
 
     def complete(self, partial: Explanation, record: PatientRecord, task: str,
                  progress: Callable[[str], None] | None = None) -> Explanation:
         """The complete explanation from a partial one: the server attributes the modalities it lacks."""
         key = self.cache_key(partial.input_hash, task)
-        with self._lock:
-            if key in self._cache:
-                return self._cache[key]
-        pending = partial.pending()
-        if progress is not None and pending:
-            progress(pending[0])
-        extra = self._explain(record, task, pending)
-        explanation = partial.completed_with(extra, key, [m["name"] for m in self.info.modalities])
-        self._remember(key, explanation)
+        explanation = self._cache.get(key)
+        if explanation is None:
+            pending = partial.pending()
+            if progress is not None and pending:
+                progress(pending[0])
+            explanation = partial.completed_with(self._explain(record, task, pending), key,
+                                                 [m["name"] for m in self.info.modalities])
+            self._cache.put(key, explanation)
         return explanation
 
     def _explain(self, record: PatientRecord, task: str, modalities: list[str] | None) -> Explanation:
@@ -111,12 +95,6 @@ class RemoteService:
         if modalities is not None:
             data["modalities"] = ",".join(modalities)
         return Explanation.from_dict(self._request("POST", "/explain", **_multipart(data, files)))
-
-    def _remember(self, key: str, explanation: Explanation) -> None:
-        with self._lock:
-            self._cache[key] = explanation
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
 
     # ---------------------------------------------------------------- more of the API
     def predict(self, record: PatientRecord) -> dict:

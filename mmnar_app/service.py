@@ -2,33 +2,57 @@
 
 `LocalService` runs the predictor in this process (loaded once, on the GPU when present) and caches
 explanations by their `cache_key` (input hash + model + task + settings), so a patient analysed once is
-never recomputed, whichever browser session asks. A remote service with the same two methods replaces
+never recomputed, whichever browser session asks. RemoteService (mmnar_app/remote.py) shares that cache logic (CachedExplanations) and replaces
 it when a model server is configured.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
 
+from mmnar_core.explain.explanation import ExplanationCache
 from mmnar_core.model_info import ModelInfo, model_info
 from mmnar_core.schema import PatientRecord
 
 STEP_LABELS = {"encode": "Encoding the inputs", "predict": "Scoring the risks", "what_if": "What-if over modality subsets"}
 
 
-class LocalService:
+class CachedExplanations:
+    """What the in-process and the remote service share: explanations kept by `cache_key` (input hash +
+    model + task + settings + modalities) in a bounded LRU, looked up complete-first, so a partial request
+    is answered by a complete explanation already at hand. Subclasses set `info` (ModelInfo)."""
+
+    info: ModelInfo
+
+    def __init__(self, cache_size: int = 64):
+        self._cache = ExplanationCache(cache_size)
+
+    def cache_key(self, record: PatientRecord | str, task: str, modalities: list[str] | None = None) -> str:
+        """Key of the explanation of `record` (or of its input hash) for `task`, as the model server keys it."""
+        from mmnar_core.explain.attributions import AttributionSettings
+        from mmnar_core.explain.explanation import cache_key, input_hash
+
+        digest = record if isinstance(record, str) else input_hash(record)
+        return cache_key(digest, self.info.model_id, [task], AttributionSettings(), True, modalities)
+
+    def _cached(self, digest: str, task: str, modalities: list[str] | None):
+        """(the cached complete or matching explanation or None, the key to store a new one under)."""
+        full, key = self.cache_key(digest, task), self.cache_key(digest, task, modalities)
+        found = self._cache.get(full)
+        return (found if found is not None else self._cache.get(key)), key
+
+
+class LocalService(CachedExplanations):
     """The in-process predictor with a bounded explanation cache (thread-safe: one model, many sessions)."""
 
     def __init__(self, bundle_dir: str | Path, device: str | None = None, cache_size: int = 64):
         from mmnar_core.predictor import Predictor
 
+        super().__init__(cache_size)
         self.predictor = Predictor.load(bundle_dir, device=device)
         self.info: ModelInfo = model_info(self.predictor)
-        self._cache: OrderedDict[str, object] = OrderedDict()
-        self._cache_size = cache_size
         self._lock = threading.Lock()  # one analysis at a time: two would only fight over the CPU cores
 
     def start_warm_up(self) -> threading.Thread:
@@ -53,19 +77,6 @@ class LocalService:
 
                 logging.getLogger(__name__).warning("warm-up analysis failed", exc_info=True)
 
-    def cache_key(self, record: PatientRecord | str, task: str, modalities: list[str] | None = None) -> str:
-        """Key of the explanation of `record` (or of its input hash) for `task`."""
-        from mmnar_core.explain.attributions import AttributionSettings
-        from mmnar_core.explain.explanation import cache_key, input_hash
-
-        digest = record if isinstance(record, str) else input_hash(record)
-        return cache_key(digest, self.info.model_id, [task], AttributionSettings(), True, modalities)
-
-    def _remember(self, key: str, explanation) -> None:
-        self._cache[key] = explanation
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-
     def analyse(self, record: PatientRecord, task: str, progress: Callable[[str], None] | None = None,
                 modalities: list[str] | None = None):
         """Prediction, what-if and attributions for one outcome (`Explanation`), computed at most once.
@@ -74,15 +85,12 @@ class LocalService:
         from mmnar_core.explain.explanation import input_hash
 
         digest = input_hash(record)  # once: the image bytes are the costly part
-        full, key = self.cache_key(digest, task), self.cache_key(digest, task, modalities)
         with self._lock:
-            for candidate in (full, key):
-                if candidate in self._cache:
-                    self._cache.move_to_end(candidate)
-                    return self._cache[candidate]
-            explanation = self.predictor.explain(record, tasks=[task], progress=progress, modalities=modalities,
-                                                 digest=digest)
-            self._remember(key, explanation)
+            explanation, key = self._cached(digest, task, modalities)
+            if explanation is None:
+                explanation = self.predictor.explain(record, tasks=[task], progress=progress, modalities=modalities,
+                                                     digest=digest)
+                self._cache.put(key, explanation)
             return explanation
 
     def complete(self, partial, record: PatientRecord, task: str, progress: Callable[[str], None] | None = None):
@@ -90,12 +98,12 @@ class LocalService:
         is attributed with the others fixed, so the parts are exactly those of one complete call)."""
         key = self.cache_key(partial.input_hash, task)
         with self._lock:
-            if key in self._cache:
-                return self._cache[key]
-            extra = self.predictor.explain(record, tasks=[task], include_what_if=False, modalities=partial.pending(),
-                                           progress=progress, digest=partial.input_hash)
-            explanation = partial.completed_with(extra, key, [m["name"] for m in self.info.modalities])
-            self._remember(key, explanation)
+            explanation = self._cache.get(key)
+            if explanation is None:
+                extra = self.predictor.explain(record, tasks=[task], include_what_if=False, modalities=partial.pending(),
+                                               progress=progress, digest=partial.input_hash)
+                explanation = partial.completed_with(extra, key, [m["name"] for m in self.info.modalities])
+                self._cache.put(key, explanation)
             return explanation
 
 

@@ -2,6 +2,7 @@
 and a partial one never shares the cache key of a complete one."""
 
 from mmnar_app.demo_patients import load_demo_patients
+from mmnar_core.explain.explanation import ExplanationCache
 from mmnar_app.service import LocalService
 from conftest import ROOT
 
@@ -23,7 +24,7 @@ def test_partial_then_complete_equals_one_complete_explanation():
     assert [t.modality for t in complete.texts] == ["radiology_report"] and "radiology_report" in steps
     assert complete.cache_key == service.cache_key(record, task)
     fresh = LocalService.__new__(LocalService)
-    fresh.__dict__.update(service.__dict__, _cache=type(service._cache)())
+    fresh.__dict__.update(service.__dict__, _cache=ExplanationCache(64))
     assert _content(fresh.analyse(record, task)) == _content(complete)
     assert service.analyse(record, task, modalities=["structured"]) is complete  # the complete one is served
 

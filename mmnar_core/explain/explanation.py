@@ -14,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Sequence
@@ -77,6 +79,36 @@ def cache_key(record_hash: str, model_id: str, tasks: Sequence[str], settings: A
         content["modalities"] = sorted(modalities)
     text = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class ExplanationCache:
+    """Bounded LRU of explanations by cache_key (thread-safe)."""
+
+    def __init__(self, size: int):
+        self.size = int(size)
+        self._items: OrderedDict[str, object] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    def get(self, key: str):
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return self._items[key]
+        return None
+
+    def put(self, key: str, value) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 @dataclass

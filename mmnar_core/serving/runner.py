@@ -20,43 +20,13 @@ bad request fails.
 from __future__ import annotations
 
 import logging
-import threading
-from collections import Counter, OrderedDict
+from collections import Counter
 from typing import Sequence
 
+from mmnar_core.explain.explanation import ExplanationCache
 from mmnar_core.serving.batching import Job
 
 log = logging.getLogger("mmnar_core.serving")
-
-
-class ExplanationCache:
-    """Bounded LRU of explanations by cache_key (thread-safe)."""
-
-    def __init__(self, size: int):
-        self.size = int(size)
-        self._items: OrderedDict[str, object] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = 0
-
-    def get(self, key: str):
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                self.hits += 1
-                return self._items[key]
-        return None
-
-    def put(self, key: str, value) -> None:
-        if self.size <= 0:
-            return
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 class PredictorRunner:

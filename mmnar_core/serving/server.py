@@ -30,7 +30,8 @@ from mmnar_core.inputs import InputError, InputErrors
 from mmnar_core.serving.batching import Batcher, Job, Overloaded
 from mmnar_core.serving.config import ServeConfig
 from mmnar_core.serving.parsing import MULTIPART_ACCEPTED, RequestError, Schema, parse_multipart, parse_request
-from mmnar_core.serving.runner import ExplanationCache, PredictorRunner
+from mmnar_core.explain.explanation import ExplanationCache
+from mmnar_core.serving.runner import PredictorRunner
 
 __all__ = ["ServeConfig", "ServeState", "create_app", "run"]
 
