@@ -273,7 +273,7 @@ def _available(record, info) -> list[str]:
     return [m["name"] for m, a in zip(info.modalities, available) if a]
 
 
-def _first_pass(svc, record, info) -> list[str] | None:
+def _first_pass(record, info) -> list[str] | None:
     """The modalities attributed first (all but the notes, whose transformer attributions take seconds): the
     page shows risks and the rest at once, the notes follow (in-process or from the model server). None = all."""
     kinds = {m["name"]: m["kind"] for m in info.modalities}
@@ -294,13 +294,13 @@ def _run(svc, record, task, info, modalities: list[str] | None = None):
     return explanation
 
 
-def finish_pending(svc, analysis: dict, task: str) -> bool:
-    """Attributes the notes of a fast first answer (shown meanwhile), then reruns the page. False when
-    nothing was pending."""
+def finish_pending(svc, analysis: dict, task: str) -> None:
+    """Attributes the notes of a fast first answer (shown meanwhile), then reruns the page; nothing when
+    nothing is pending."""
     partial = analysis["explanations"][task]
     steps = partial.pending()
     if not steps:
-        return False
+        return
     with st.status(f"Attributing the words of the {', '.join(modality_name(m).lower() for m in steps)}...",
                    expanded=True) as status:
         progress, bar = _progress_runner(status, ["encode", "predict", *steps])
@@ -319,7 +319,7 @@ def analyse(svc, store, user: str, task: str) -> None:
             st.error(str(problem))
         return
     try:
-        explanation = _run(svc, record, task, info, _first_pass(svc, record, info))
+        explanation = _run(svc, record, task, info, _first_pass(record, info))
     except RemoteServiceError as error:  # the model server refused or is down: say so, keep the inputs
         st.error(f"The model server could not analyse this patient: {error}")
         return
@@ -336,7 +336,7 @@ def analyse(svc, store, user: str, task: str) -> None:
 def explain_more(svc, analysis: dict, task: str) -> None:
     try:
         record = analysis["record"]
-        analysis["explanations"][task] = _run(svc, record, task, svc.info, _first_pass(svc, record, svc.info))
+        analysis["explanations"][task] = _run(svc, record, task, svc.info, _first_pass(record, svc.info))
     except RemoteServiceError as error:
         st.error(f"The model server could not explain this outcome: {error}")
 

@@ -183,17 +183,8 @@ def _multipart(data: dict, files: list) -> dict:
 
 
 def _bytes(source) -> bytes:
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return bytes(source)
-    if hasattr(source, "read"):
-        position = source.tell() if hasattr(source, "tell") else None
-        raw = source.read()
-        if position is not None:
-            source.seek(position)
-        return raw
-    return Path(source).read_bytes()
-
-
+    """An image of a PatientRecord (bytes or a path) as the bytes to upload; the server validates them."""
+    return bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).read_bytes()
 
 
 def _seconds(value: str) -> float:

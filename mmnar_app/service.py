@@ -31,11 +31,10 @@ class CachedExplanations:
 
     def cache_key(self, record: PatientRecord | str, task: str, modalities: list[str] | None = None) -> str:
         """Key of the explanation of `record` (or of its input hash) for `task`, as the model server keys it."""
-        from mmnar_core.explain.attributions import AttributionSettings
-        from mmnar_core.explain.explanation import cache_key, input_hash
+        from mmnar_core.explain.explanation import input_hash, task_cache_key
 
         digest = record if isinstance(record, str) else input_hash(record)
-        return cache_key(digest, self.info.model_id, [task], AttributionSettings(), True, modalities)
+        return task_cache_key(digest, self.info.model_id, task, modalities)
 
     def _cached(self, digest: str, task: str, modalities: list[str] | None):
         """(the cached complete or matching explanation or None, the key to store a new one under)."""

@@ -448,12 +448,11 @@ def mutate_bundle(context, data: bytes) -> Path:
 
 
 def _bundle(context, data: bytes) -> str:
-    from mmnar_core.bundle import Bundle, BundleError, load_bundle, verify_bundle
+    from mmnar_core.bundle import Bundle, BundleError, load_bundle
 
     work = mutate_bundle(context, data)
     try:
-        verify_bundle(work, trusted_keys=())
-        bundle = load_bundle(work, trusted_keys=())
+        bundle = load_bundle(work, trusted_keys=())  # verifies hashes, pickles and signatures first
     except BundleError as error:
         if not str(error).startswith(str(work)):
             raise PropertyViolation(f"a BundleError that does not name its file: {error}") from None

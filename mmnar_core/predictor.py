@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from mmnar_core.bundle import Bundle, load_bundle
+from mmnar_core.explain.explanation import ExplanationCache
 from mmnar_core.explain.modality import ReferenceSet, shapley_values, value_of_absent, what_if
 from mmnar_core.explain.reference_image import load_reference_images
 from mmnar_core.numeric import sigmoid as _sigmoid
@@ -80,6 +81,13 @@ class Predictor:
         self.features = [FeatureSpec.from_dict(f) for f in bundle.dataset["features"]]
         self.outcomes = [OutcomeSpec.from_dict(o) for o in bundle.dataset["outcomes"]]
         self.reference_images = load_reference_images(bundle.root, device)  # image IG baselines, per modality
+        size = encoder.image.preprocess.size if encoder.image is not None else None
+        for name, reference in self.reference_images.items():
+            if tuple(reference.shape) != (1, 1, size, size):
+                raise PredictorError(f"{bundle.root}: explain_reference.safetensors holds a {tuple(reference.shape)} "
+                                     f"reference for {name}, but the image encoder takes (1, 1, {size}, {size}); "
+                                     "rebuild it with `python -m mmnar_core reference-image`")
+        self._encoded = ExplanationCache(8)  # input hash -> encoder embeddings (see `encode`)
 
     @classmethod
     def load(cls, bundle_dir: str | Path, device: str | None = None, image_weights: str | Path | None = None,
@@ -124,8 +132,17 @@ class Predictor:
         return self.bundle.model.represent([x.to(self.device) for x in inputs], availability.to(self.device)).cpu().numpy()
 
     # ---------------------------------------------------------------- interface
-    def encode(self, record: PatientRecord) -> dict[str, np.ndarray]:
-        return self.encoder.encode(record)
+    def encode(self, record: PatientRecord, digest: str | None = None) -> dict[str, np.ndarray]:
+        """Encoder embeddings of the record. With its `digest` (input_hash) they are kept for a few patients,
+        so the second pass of a two-pass explanation (the notes after the rest) does not run the CNN and
+        the note transformer again."""
+        if digest is None:
+            return self.encoder.encode(record)
+        vectors = self._encoded.get(digest)
+        if vectors is None:
+            vectors = self.encoder.encode(record)
+            self._encoded.put(digest, vectors)
+        return vectors
 
     def encode_many(self, records: Sequence[PatientRecord]) -> list[dict[str, np.ndarray]]:
         """`encode` of several patients with every image in one CNN batch and every note in one transformer

@@ -17,11 +17,15 @@ def test_partial_then_complete_equals_one_complete_explanation():
     service = LocalService(ROOT / "assets" / "demo_bundle")
     demo = next(d for d in load_demo_patients() if d.label.startswith("Demo 07"))  # structured + report
     record, task = demo.record(), "icu_90d"
+    encoded = []
+    real_encode = service.predictor.encoder.encode
+    service.predictor.encoder.encode = lambda r: encoded.append(r.patient_id) or real_encode(r)
     partial = service.analyse(record, task, modalities=["structured"])
     assert [t.modality for t in partial.texts] == [] and partial.cache_key != service.cache_key(record, task)
     steps = []
     complete = service.complete(partial, record, task, steps.append)
     assert [t.modality for t in complete.texts] == ["radiology_report"] and "radiology_report" in steps
+    assert len(encoded) == 1  # the second pass reuses the first pass's embeddings
     assert complete.cache_key == service.cache_key(record, task)
     fresh = LocalService.__new__(LocalService)
     fresh.__dict__.update(service.__dict__, _cache=ExplanationCache(64))

@@ -299,4 +299,4 @@ def test_text_precision_bf16_keeps_the_top_words(built):
     assert total - gap == pytest.approx(text.summary.delta[task], abs=1e-5)
     with pytest.raises(AttributionError, match="text_precision 'fp16' is not accepted"):
         AttributionSettings(text_precision="fp16")
-    assert native_bf16(torch.device("meta")) is False and isinstance(native_bf16(torch.device("cpu")), bool)
+    assert native_bf16(torch.device("meta")) is False

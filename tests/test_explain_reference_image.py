@@ -42,10 +42,6 @@ def test_median_of_training_images_only_in_model_input_space(tmp_path):
     assert any(torch.allclose(one, torch.full_like(one, (v / 255 - 0.5) / 0.25), atol=1e-5) for v in (64, 191, 255))
 
 
-def test_bundle_without_reference_loads_none(tmp_path):
-    assert load_reference_images(tmp_path) == {}
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     from conftest import build_synthetic_bundle
@@ -108,3 +104,22 @@ def test_reference_image_command_adds_it_and_refuses_another_dataset(built, tmp_
     assert main(["reference-image", str(older), str(other), "--out", str(tmp_path / "refused")]) == 2
     assert "is not the dataset the bundle was trained on" in capsys.readouterr().err
     assert not (tmp_path / "refused").exists()
+
+
+@pytest.mark.slow
+def test_a_reference_of_the_wrong_size_is_refused_at_load(built, tmp_path):
+    from safetensors.torch import save_file
+
+    from mmnar_core.bundle import _content_hash, _sha256
+    from mmnar_core.predictor import Predictor, PredictorError
+
+    root, _ = built
+    bad = tmp_path / "bad"
+    shutil.copytree(root / "bundle", bad)
+    save_file({"cxr": torch.zeros(1, 1, 8, 8)}, str(bad / REFERENCE_IMAGE_FILE))
+    index = json.loads((bad / "bundle.json").read_text())
+    index["files"][REFERENCE_IMAGE_FILE] = _sha256(bad / REFERENCE_IMAGE_FILE)
+    index["content_hash"] = _content_hash(index["files"])
+    (bad / "bundle.json").write_text(json.dumps(index))
+    with pytest.raises(PredictorError, match=r"holds a \(1, 1, 8, 8\) reference for cxr.*rebuild it"):
+        Predictor.load(bad, device="cpu")

@@ -185,7 +185,7 @@ def test_app_flows_write_no_planted_value_to_any_log(captured, capfd, monkeypatc
     # an uncaught exception whose message quotes the note: Streamlit logs it with its traceback
     from mmnar_app.service import LocalService
 
-    def exploding(self, record, task, progress=None):
+    def exploding(self, *args, **kwargs):  # any signature: the page must reach the model call
         raise RuntimeError(f"model failed on note: {NOTE}")
 
     original_analyse = LocalService.analyse
@@ -213,6 +213,7 @@ def test_app_flows_write_no_planted_value_to_any_log(captured, capfd, monkeypatc
     assert any(line.startswith("DEBUG streamlit") for line in captured.lines)
     assert any("sqlalchemy.engine" in line for line in captured.lines)  # SQL logging was on, parameters hidden
     assert any("Uncaught app execution" in line for line in captured.lines)
+    assert any("RuntimeError: model failed on note" in line for line in captured.lines)  # the planted error, redacted
     assert_clean(lines, "the captured log records")
     out, err = capfd.readouterr()
     assert_clean(out + err, "stdout/stderr")

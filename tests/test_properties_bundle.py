@@ -6,11 +6,10 @@ verifies and loads or is refused with a BundleError naming the file, never anoth
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from mmnar_core import fuzz_targets as ft

@@ -6,10 +6,9 @@ names a field; never a 500."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from mmnar_core import fuzz_targets as ft

@@ -127,15 +127,18 @@ def parse_shard(text: str | None, environ=None) -> tuple[int, int] | None:
 def run(args) -> int:
     import os
 
+    import torch
+
     from mmnar_core.dataset import load_dataset
     from mmnar_core.encoders.embed import embed_dataset
     from mmnar_core.encoders.runtime import pick_device
 
     dataset = load_dataset(args.dataset)  # checked before any model is loaded
     tabular_states = bundle_tabular_states(args.from_bundle) if args.from_bundle else None
-    shard = parse_shard(getattr(args, "shard", None))
+    shard = parse_shard(args.shard)
     requested = args.device
-    if args.shard == "auto" and requested == "cuda" and "LOCAL_RANK" in os.environ:
+    if args.shard == "auto" and requested in (None, "cuda") and "LOCAL_RANK" in os.environ \
+            and torch.cuda.is_available():
         requested = f"cuda:{os.environ['LOCAL_RANK']}"  # one GPU per torchrun process
     device = pick_device(requested)
     image = None

@@ -327,8 +327,8 @@ def attribute_tabular(head: RiskHead, index: int, modality: str, encoder, values
 
 # --------------------------------------------------------------------------- image
 IMAGE_BASELINE = "a black image (all pixels 0) in the model's input space"
-IMAGE_REFERENCE_BASELINE = ("the reference X-ray: the pixel-wise median of up to 500 training X-rays in the model's "
-                            "input space (bundle file explain_reference.safetensors)")
+IMAGE_REFERENCE_BASELINE = ("the reference X-ray: the pixel-wise median of training X-rays in the model's input space "
+                            "(bundle file explain_reference.safetensors)")
 
 
 @dataclass
@@ -393,7 +393,7 @@ def attribute_image(head: RiskHead, index: int, modality: str, embedder, pixels:
     x = to_model_input([pixels], embedder.preprocess).to(head.availability.device)
     height, width = pixels.shape
     size = x.shape[-1]
-    if reference is not None and tuple(reference.shape[-2:]) == tuple(x.shape[-2:]):
+    if reference is not None:  # its shape is checked when the predictor loads the bundle
         reference, baseline_text = reference.to(x.device, x.dtype), IMAGE_REFERENCE_BASELINE
     else:
         black = -embedder.preprocess.mean / embedder.preprocess.std

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mmnar_core.encoders.runtime import native_bf16
+
 TINY_MODEL = {"epochs": 30, "d_model": 64, "n_heads": 2, "n_layers": 1, "batch_size": 32, "pretrain_epochs": 2,
               "patience": 10}
 
@@ -98,7 +100,8 @@ def bench_explain(bundle: str | None = None, data: str | None = None, n: int = 5
                 times["explain_all_tasks"][1].append(cpu)
         figures = {"n_patients": len(records), "n_explain_all_tasks": n_all, "tasks": len(predictor.config.tasks),
                    "mean_available_modalities": round(float(np.mean(modalities)), 2),
-                   "torch_threads": torch.get_num_threads(), "device": str(predictor.device)}
+                   "torch_threads": torch.get_num_threads(), "device": str(predictor.device),
+                   "note_transformer": "bfloat16" if native_bf16(predictor.device) else "float32"}  # text_precision auto
         for name, (walls, cpus) in times.items():
             figures.update(_percentiles(name, walls, cpus))
         for key, values in sorted(per_part.items()):

@@ -82,7 +82,7 @@ def cache_key(record_hash: str, model_id: str, tasks: Sequence[str], settings: A
 
 
 class ExplanationCache:
-    """Bounded LRU of explanations by cache_key (thread-safe)."""
+    """Bounded, thread-safe LRU: explanations by cache_key (app and server), embeddings by input hash (Predictor)."""
 
     def __init__(self, size: int):
         self.size = int(size)
@@ -109,6 +109,12 @@ class ExplanationCache:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def task_cache_key(record_hash: str, model_id: str, task: str, modalities: Sequence[str] | None = None) -> str:
+    """cache_key of the explanation the app and the model server ask for: one task, default settings, with
+    what-if, all modalities or only `modalities` attributed."""
+    return cache_key(record_hash, model_id, [task], AttributionSettings(), True, modalities)
 
 
 @dataclass
@@ -198,7 +204,7 @@ def explain(predictor, record, tasks: Sequence[str] | None = None, settings: Att
     started = time.perf_counter()
     digest = digest or input_hash(record)  # the server has it already (image bytes are not hashed twice)
     progress("encode")
-    vectors = predictor.encode(record)  # every encoder runs once; predict and what_if reuse the vectors
+    vectors = predictor.encode(record, digest)  # encoders run once (also across two passes); the rest reuse them
     timings["encode"] = time.perf_counter() - started
     clock = time.perf_counter()
     progress("predict")

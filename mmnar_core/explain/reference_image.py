@@ -24,20 +24,15 @@ REFERENCE_IMAGE_FILE = "explain_reference.safetensors"
 MAX_IMAGES = 500
 
 
-def _preprocess(config: dict):
-    from mmnar_core.encoders.config import ImageEncoderConfig
-    from mmnar_core.encoders.image_preprocess import ImagePreprocess
-
-    return ImagePreprocess(ImageEncoderConfig.from_dict(config)), ImageEncoderConfig.from_dict(config)
-
-
 def median_image(dataset, modality: str, encoder_config: dict, max_images: int = MAX_IMAGES, seed: int = 0) -> torch.Tensor | None:
     """(1, 1, S, S) pixel-wise median of up to `max_images` training images of `modality` after the
     encoder's preprocessing; None when no training patient has one."""
+    from mmnar_core.encoders.config import ImageEncoderConfig
     from mmnar_core.encoders.image_io import load_image
-    from mmnar_core.encoders.image_preprocess import to_model_input
+    from mmnar_core.encoders.image_preprocess import ImagePreprocess, to_model_input
 
-    preprocess, config = _preprocess(encoder_config)
+    config = ImageEncoderConfig.from_dict(encoder_config)
+    preprocess = ImagePreprocess(config)
     images = dataset.images
     train = set(dataset.patients.loc[dataset.patients["split"] == "train", "patient_id"])
     rows = images[(images["modality"] == modality) & images["patient_id"].isin(train)]

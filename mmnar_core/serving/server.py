@@ -249,12 +249,10 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
             parsed = await run_in_threadpool(_prepare, body, content_type, state.schema, kind, config)
         except RequestError as error:
             return JSONResponse(error.to_dict(), status_code=error.status)
-        from mmnar_core.explain.attributions import AttributionSettings
-        from mmnar_core.explain.explanation import cache_key
+        from mmnar_core.explain.explanation import task_cache_key
 
         if kind == "explain":
-            parsed.cache_key = cache_key(parsed.input_hash, state.info.model_id, [parsed.task], AttributionSettings(),
-                                         True, parsed.modalities)
+            parsed.cache_key = task_cache_key(parsed.input_hash, state.info.model_id, parsed.task, parsed.modalities)
             cached = state.cache.get(parsed.cache_key)
             if cached is not None:
                 return _answer(cached, parsed, state)
