@@ -81,8 +81,8 @@ class Predictor:
         self.features = [FeatureSpec.from_dict(f) for f in bundle.dataset["features"]]
         self.outcomes = [OutcomeSpec.from_dict(o) for o in bundle.dataset["outcomes"]]
         self.reference_images = load_reference_images(bundle.root, device)  # image IG baselines, per modality
-        size = encoder.image.preprocess.size if encoder.image is not None else None
         for name, reference in self.reference_images.items():
+            size = encoder.image.preprocess.size if getattr(encoder, "image", None) is not None else None
             if tuple(reference.shape) != (1, 1, size, size):
                 raise PredictorError(f"{bundle.root}: explain_reference.safetensors holds a {tuple(reference.shape)} "
                                      f"reference for {name}, but the image encoder takes (1, 1, {size}, {size}); "
