@@ -60,6 +60,12 @@ def model_info(predictor) -> ModelInfo:
     return ModelInfo(
         model_id=bundle.model_id, content_hash=bundle.content_hash, created_by=bundle.created_by,
         dataset_name=dataset.get("name", ""), synthetic="synthetic" in source.lower(),
-        tasks=list(predictor.config.tasks), modalities=dataset["modalities"], features=dataset["features"],
+        tasks=list(predictor.config.tasks), modalities=dataset["modalities"], features=_features(dataset, predictor),
         outcomes=dataset["outcomes"], model_card=bundle.model_card, metrics=bundle.metrics, calibration=calibration,
         pattern_counts_train=dataset.get("pattern_counts_train", {}), device=str(predictor.device))
+
+
+def _features(dataset: dict, predictor) -> list[dict]:
+    """The bundle's feature dicts, with `accepts_unknown` where the predictor's encoder has an <unknown> level."""
+    open_names = {f.name for f in getattr(predictor, "features", []) if f.accepts_unknown}
+    return [{**f, "accepts_unknown": True} if f["name"] in open_names else f for f in dataset["features"]]

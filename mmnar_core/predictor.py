@@ -9,7 +9,7 @@ through temperature scaling and the pattern rectifier. Everything returned is pl
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -78,7 +78,7 @@ class Predictor:
         self.reference = reference
         self.config = bundle.config
         self.modalities = [ModalitySpec.from_dict(m) for m in bundle.dataset["modalities"]]
-        self.features = [FeatureSpec.from_dict(f) for f in bundle.dataset["features"]]
+        self.features = _mark_open_categories([FeatureSpec.from_dict(f) for f in bundle.dataset["features"]], encoder)
         self.outcomes = [OutcomeSpec.from_dict(o) for o in bundle.dataset["outcomes"]]
         self.reference_images = load_reference_images(bundle.root, device)  # image IG baselines, per modality
         for name, reference in self.reference_images.items():
@@ -239,6 +239,14 @@ def _encoder_config(bundle: Bundle, encoder_id: str) -> dict:
     if not path.is_file():
         raise PredictorError(f"bundle {bundle.root} lacks {path.relative_to(bundle.root)}; retrain it with this version")
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _mark_open_categories(features: list[FeatureSpec], encoder) -> list[FeatureSpec]:
+    """Categorical features whose tabular encoder has an <unknown> level accept any value (input parsers
+    then note an unseen value instead of refusing it); older encoders keep refusing."""
+    open_names = {f.name for tabular in getattr(encoder, "tabular", {}).values() if tabular.unknown_level
+                  for f in tabular.features}
+    return [replace(f, accepts_unknown=True) if f.name in open_names and f.categories else f for f in features]
 
 
 def _build_patient_encoder(bundle: Bundle, device: torch.device, image_weights, text_model):

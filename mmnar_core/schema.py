@@ -80,6 +80,9 @@ class FeatureSpec:
     description: str = ""
     valid_range: tuple[float, float] | None = None
     categories: tuple[str, ...] | None = None
+    # a value outside `categories` is accepted as "unknown" (the model's encoder has an <unknown> level);
+    # set by the predictor from its encoder, never stored in a dataset (to_dict omits it when False)
+    accepts_unknown: bool = False
 
     def __post_init__(self) -> None:
         check_name(self.name, "feature name")
@@ -92,6 +95,8 @@ class FeatureSpec:
                 raise SchemaError(f"feature {self.name!r}: categories are not unique")
         elif self.categories is not None:
             raise SchemaError(f"feature {self.name!r}: only categorical features have categories")
+        if self.accepts_unknown is not False and (self.accepts_unknown is not True or self.kind is not FeatureKind.CATEGORICAL):
+            raise SchemaError(f"feature {self.name!r}: accepts_unknown must be true or false, and true only for a categorical feature")
         if self.valid_range is not None:
             low, high = (float(v) for v in self.valid_range)
             if not (math.isfinite(low) and math.isfinite(high) and low < high):
@@ -107,6 +112,7 @@ class FeatureSpec:
             "description": self.description,
             "valid_range": list(self.valid_range) if self.valid_range else None,
             "categories": list(self.categories) if self.categories else None,
+            **({"accepts_unknown": True} if self.accepts_unknown else {}),
         }
 
     @classmethod
@@ -119,6 +125,7 @@ class FeatureSpec:
             description=data.get("description", ""),
             valid_range=tuple(data["valid_range"]) if data.get("valid_range") else None,
             categories=tuple(data["categories"]) if data.get("categories") else None,
+            accepts_unknown=data.get("accepts_unknown", False),
         )
 
 

@@ -32,8 +32,8 @@ def test_only_available_modalities_and_same_vectors(patient_encoder):
     assert list(out) == ["structured", "cxr", "note"]
     np.testing.assert_allclose(out["note"], patient_encoder.text.embed(["Small effusion."])[0], atol=1e-6)
     np.testing.assert_allclose(out["cxr"], patient_encoder.image.embed([PNG_1x1])[0], atol=1e-6)
-    # age (70 - 60) / (20 / 1.349), not missing, sex one-hot all zero except <missing>
-    np.testing.assert_allclose(out["structured"], [10 * 1.349 / 20, 0, 0, 0, 1], rtol=1e-6)
+    # age (70 - 60) / (20 / 1.349), not missing, sex one-hot (female, male, <unknown>) all zero except <missing>
+    np.testing.assert_allclose(out["structured"], [10 * 1.349 / 20, 0, 0, 0, 0, 1], rtol=1e-6)
     assert list(patient_encoder.encode(PatientRecord("q", texts={"note": "  "}))) == []
 
 

@@ -1,4 +1,5 @@
-"""Tabular encoder: hand-computed robust scaling, indicators, one-hot, train-only fit, exact state round trip."""
+"""Tabular encoder: hand-computed robust scaling, indicators, one-hot (with the <unknown> level of unseen
+categories and their counts), train-only fit, exact state round trip, states saved before <unknown>."""
 
 import json
 
@@ -29,16 +30,30 @@ def test_hand_computed_transform():
     encoder = TabularEncoder(FEATURES).fit(TRAIN)
     # median 3, IQR 4 - 2 = 2, scale 2 / 1.349
     assert encoder.center["age"] == 3.0 and encoder.scale["age"] == pytest.approx(2 / IQR_TO_SD)
-    assert encoder.output_names == ["age", "age:missing", "sex=female", "sex=male", "sex=<missing>",
+    assert encoder.output_names == ["age", "age:missing", "sex=female", "sex=male", "sex=<unknown>", "sex=<missing>",
                                     "smoker", "smoker:missing"]
-    out = encoder.transform(frame([5.0, None, 1000.0], ["female", None, "male"], [1, None, 0]))
+    out = encoder.transform(frame([5.0, None, 1000.0, 3.0], ["female", None, "male", "other"], [1, None, 0, 1]))
     expected = np.array([
-        [2 * IQR_TO_SD / 2, 0, 1, 0, 0, 1, 0],  # (5 - 3) / (2 / 1.349) = 1.349
-        [0, 1, 0, 0, 1, 0, 1],  # missing -> 0 with indicator 1
-        [5.0, 0, 0, 1, 0, 0, 0],  # (1000 - 3) * 1.349 / 2 = 672.5 -> clipped to 5
+        [2 * IQR_TO_SD / 2, 0, 1, 0, 0, 0, 1, 0],  # (5 - 3) / (2 / 1.349) = 1.349
+        [0, 1, 0, 0, 0, 1, 0, 1],  # missing -> 0 with indicator 1
+        [5.0, 0, 0, 1, 0, 0, 0, 0],  # (1000 - 3) * 1.349 / 2 = 672.5 -> clipped to 5
+        [0, 0, 0, 0, 1, 0, 1, 0],  # 'other' was never a category: the <unknown> column, not an error
     ], dtype=np.float32)
     np.testing.assert_allclose(out, expected, rtol=1e-6)
-    assert out.dtype == np.float32 and encoder.dim == 7
+    assert out.dtype == np.float32 and encoder.dim == 8
+
+
+def test_unknown_counts_per_feature_and_value():
+    features = FEATURES + [FeatureSpec("unit", "categorical", "structured", categories=("icu", "ward"))]
+    encoder = TabularEncoder(features).fit(TRAIN.assign(unit="icu"))
+    new_site = frame([1.0] * 6, ["male", "other", "x", "other", None, "female"], [0] * 6).assign(
+        unit=["icu", "ward", "ward", "icu", None, "ward"])
+    assert encoder.unknown_counts(new_site) == {"sex": {"other": 2, "x": 1}}  # most frequent first; unit: none unseen
+    assert list(encoder.unknown_counts(new_site)["sex"]) == ["other", "x"]
+    assert encoder.unknown_counts(TRAIN.assign(unit="icu")) == {}
+    # the counts agree with the <unknown> column of the same rows
+    column = encoder.output_names.index("sex=<unknown>")
+    assert encoder.transform(new_site)[:, column].sum() == 3
 
 
 def test_constant_and_never_observed_features():
@@ -55,8 +70,6 @@ def test_no_indicators_option():
 
 def test_bad_values_name_the_feature():
     encoder = TabularEncoder(FEATURES).fit(TRAIN)
-    with pytest.raises(TabularInputError, match=r"'sex': 'other' is not a category \(accepted: \['female', 'male'\]\)"):
-        encoder.transform(frame([1.0], ["other"], [0]))
     with pytest.raises(TabularInputError, match="'age': 'old' is not a number"):
         encoder.transform(frame(["old"], ["male"], [0]))
     with pytest.raises(TabularInputError, match="binary feature 'smoker': value 2.0"):
@@ -65,8 +78,35 @@ def test_bad_values_name_the_feature():
         encoder.transform(TRAIN[["age", "sex"]])
     with pytest.raises(TabularInputError, match="unknown feature"):
         encoder.transform_record({"age": 3, "weight": 70})
+    refusing = TabularEncoder(FEATURES, TabularEncoderConfig(unknown_category="error")).fit(TRAIN)
+    with pytest.raises(TabularInputError, match=r"'sex': 'other' is not a category \(accepted: \['female', 'male'\]\)"):
+        refusing.transform(frame([1.0], ["other"], [0]))
     ignoring = TabularEncoder(FEATURES, TabularEncoderConfig(unknown_category="ignore")).fit(TRAIN)
     np.testing.assert_array_equal(ignoring.transform(frame([3.0], ["other"], [0]))[0, 2:5], [0, 0, 0])
+    with pytest.raises(EncoderStateError, match="unknown_category 'drop'"):
+        TabularEncoderConfig(unknown_category="drop")
+
+
+@pytest.mark.parametrize("mode", ["error", "ignore"])
+def test_states_saved_before_the_unknown_level_load_and_behave_as_before(tmp_path, mode):
+    """A state written by the previous version (no <unknown> column) keeps its columns and its rule."""
+    old = {"format": "mmnar-tabular-encoder/1",
+           "config": {"clip": 5.0, "missing_indicators": True, "unknown_category": mode},
+           "features": [f.to_dict() for f in FEATURES], "center": {"age": 3.0}, "scale": {"age": 2.0},
+           "fit_info": {"rows": 5},
+           "output_names": ["age", "age:missing", "sex=female", "sex=male", "sex=<missing>", "smoker", "smoker:missing"]}
+    path = tmp_path / "tabular_state.json"
+    path.write_text(json.dumps(old))
+    loaded = TabularEncoder.load(path)
+    assert loaded.output_names == old["output_names"] and loaded.dim == 7 and not loaded.unknown_level
+    np.testing.assert_array_equal(loaded.transform(frame([5.0], ["male"], [1])), [[1, 0, 0, 1, 0, 1, 0]])
+    assert loaded.unknown_counts(frame([5.0], ["other"], [1])) == {"sex": {"other": 1}}
+    assert loaded.state_dict() == old  # saved again unchanged: its fingerprint (encoder id) stays the same
+    if mode == "error":
+        with pytest.raises(TabularInputError, match="'other' is not a category"):
+            loaded.transform(frame([5.0], ["other"], [1]))
+    else:
+        np.testing.assert_array_equal(loaded.transform(frame([5.0], ["other"], [1])), [[1, 0, 0, 0, 0, 1, 0]])
 
 
 def test_unfitted_encoder_refuses():
@@ -102,3 +142,16 @@ def test_fit_uses_only_the_rows_given():
     encoder = TabularEncoder(FEATURES[:1]).fit(pd.DataFrame({"age": [10.0, 20.0, 30.0]}))
     assert encoder.center["age"] == 20.0
     assert encoder.fit_info["rows"] == 3
+
+
+def test_the_shipped_demo_state_loads_with_its_encoder_id_unchanged():
+    """The demo bundle's state ('error', no <unknown> column) must keep its id, or the bundle stops loading."""
+    from pathlib import Path
+
+    from mmnar_core.encoders.runtime import fingerprint
+
+    (path,) = (Path(__file__).resolve().parents[1] / "assets/demo_bundle/encoders").glob("tabular-*/tabular_state.json")
+    loaded = TabularEncoder.load(path)
+    assert loaded.config.unknown_category == "error" and not any("<unknown>" in n for n in loaded.output_names)
+    assert fingerprint("tabular", loaded.state_dict()) == path.parent.name
+    assert loaded.state_dict() == json.loads(path.read_text())

@@ -313,3 +313,49 @@ def test_parse_structured_file_dispatches_on_content():
               "entry": [{"resource": {"resourceType": "Patient", "id": "p", "gender": "male"}}]}
     result = parse_structured_file("b.json", json.dumps(bundle).encode(), FEATURES)
     assert result.source == "fhir" and result.values["sex"] == "male"
+
+
+# ------------------------------------------------------------------------------- digits and new categories
+@pytest.mark.parametrize("raw, digit", [
+    ("\u0663\u0668", "\u0663"),  # Arabic-Indic 38: float() reads it as 38.0
+    ("\uff13\uff18.\uff15", "\uff13"),  # full-width 38.5
+    ("38.\u0665", "\u0665"),  # one non-ASCII digit is enough
+    ("\u06f3\u06f8 \u00b0C", "\u06f3"),  # extended Arabic-Indic, with a unit
+])
+def test_only_ascii_digits_are_numbers(raw, digit):
+    assert float(raw.split()[0]) > 0  # Python would accept it: the parser must not
+    error = one_error(parse_structured_form, {"temperature_max": raw}, FEATURES)
+    assert error.field == "temperature_max"
+    assert f"has a digit that is not 0-9 ({digit!r}" in error.problem and "digits 0-9" in error.accepted
+    error = one_error(parse_structured_csv, f"feature,value\ntemperature_max,{raw}\n".encode(), FEATURES)
+    assert "not 0-9" in error.problem and "line 2" in error.field
+    assert parse_structured_form({"temperature_max": "38.5"}, FEATURES).values["temperature_max"] == 38.5
+
+
+OPEN = [FeatureSpec.from_dict({**f.to_dict(), "accepts_unknown": True}) if f.name == "discharge_disposition" else f
+        for f in FEATURES]
+
+
+def test_an_unseen_category_is_accepted_with_a_note_when_the_feature_allows_it():
+    result = parse_structured_form({"discharge_disposition": " Hospice "}, OPEN)
+    assert result.values["discharge_disposition"] == "Hospice"
+    assert result.notes == ["discharge_disposition: 'Hospice' is not a category the model was trained on; treated as unknown"]
+    typo = parse_structured_form({"discharge_disposition": "skilled_nursin"}, OPEN)
+    assert typo.values["discharge_disposition"] == "skilled_nursin" and "did you mean 'skilled_nursing'?" in typo.notes[0]
+    known = parse_structured_form({"discharge_disposition": "SNF"}, OPEN)  # an alias is still the category
+    assert known.values["discharge_disposition"] == "skilled_nursing" and known.notes == []
+    from_csv = parse_structured_csv(wide_csv({**PATIENT, "discharge_disposition": "hospice"}), OPEN)
+    assert from_csv.values["discharge_disposition"] == "hospice" and "treated as unknown" in from_csv.notes[0]
+    from_json = parse_structured_json(json.dumps({"discharge_disposition": "hospice"}).encode(), OPEN)
+    assert any("treated as unknown" in note for note in from_json.notes)
+    assert "another value is treated as unknown" in one_error(parse_structured_form, {"discharge_disposition": 3}, OPEN).accepted
+
+
+def test_an_unseen_category_is_still_refused_where_the_model_cannot_take_it():
+    error = one_error(parse_structured_form, {"discharge_disposition": "hospice"}, FEATURES)
+    assert "'hospice' is not a category of discharge_disposition" in error.problem
+    error = one_error(parse_structured_form, {"sex": "hospice"}, OPEN)  # only the open feature accepts it
+    assert "not a category of sex" in error.problem
+    with pytest.raises(ValueError, match="accepts_unknown"):
+        FeatureSpec("age", "numeric", "structured", accepts_unknown=True)
+    assert "accepts_unknown" not in FEATURES[1].to_dict()  # datasets and saved states never carry the flag

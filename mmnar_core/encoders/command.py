@@ -166,7 +166,13 @@ def run(args) -> int:
     print(json.dumps({"dataset": dataset.manifest.name, "device": str(device), "cache": str(report.cache_dir),
                       "index": None if report.index_dir is None else str(report.index_dir),
                       "shard": None if shard is None else f"{shard[0]}/{shard[1]}", "computed": report.computed,
-                      "reused": report.reused, "encoders": report.encoders}, indent=2))
+                      "reused": report.reused, "encoders": report.encoders,
+                      "unknown_categories": report.unknown_categories}, indent=2))
+    for modality, counts in report.unknown_categories.items():
+        if counts:
+            rows = sum(sum(values.values()) for values in counts.values())
+            print(f"embed: {modality}: {rows} value(s) of {len(counts)} feature(s) are not categories the encoder was "
+                  f"fitted with and are encoded as <unknown> (per value: \"unknown_categories\" above)", file=sys.stderr)
     if shard is not None:
         print(f"embed: shard {shard[0]}/{shard[1]} done; when every shard has finished, run the same command without "
               "--shard once to write the index", file=sys.stderr)

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 from mmnar_core.encoders.errors import EncoderStateError
 
 IMAGE_ARCHS = ("mobilenet_v3_small", "resnet18", "resnet50", "densenet121")
+UNKNOWN_CATEGORY_MODES = ("unknown", "error", "ignore")
 
 
 class _JSONConfig:
@@ -113,13 +114,17 @@ class TabularEncoderConfig(_JSONConfig):
 
     clip: float = 5.0  # scaled values are clipped to [-clip, clip]: one absurd lab cannot dominate
     missing_indicators: bool = True  # one 0/1 column per feature: missingness is informative (MNAR)
-    unknown_category: str = "error"  # "error" or "ignore" (all-zero one-hot) for a value not in the schema
+    # a categorical value not in the schema: "unknown" (its own one-hot column `feature=<unknown>`: a new site
+    # always brings new codes, and one must not stop the site), "error", or "ignore" (all-zero one-hot). The
+    # last two are kept so that states saved before "unknown" existed load and encode exactly as before.
+    unknown_category: str = "unknown"
 
     def __post_init__(self) -> None:
         if self.clip <= 0:
             raise EncoderStateError(f"tabular clip {self.clip} must be > 0")
-        if self.unknown_category not in ("error", "ignore"):
-            raise EncoderStateError(f"unknown_category {self.unknown_category!r} (accepted: 'error', 'ignore')")
+        if self.unknown_category not in UNKNOWN_CATEGORY_MODES:
+            raise EncoderStateError(f"unknown_category {self.unknown_category!r} (accepted: "
+                                    f"{', '.join(map(repr, UNKNOWN_CATEGORY_MODES))})")
 
 
 @dataclass(frozen=True)

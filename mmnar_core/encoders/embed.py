@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from mmnar_core.dataset import Dataset, avail_column, load_dataset
 from mmnar_core.encoders.cache import EmbeddingCache, content_key, default_cache_dir, write_index
-from mmnar_core.encoders.errors import EncoderInputError, EncoderStateError
+from mmnar_core.encoders.errors import EncoderInputError, EncoderStateError, TabularInputError
 from mmnar_core.encoders.image_io import read_image_bytes
 from mmnar_core.encoders.runtime import fingerprint
 from mmnar_core.encoders.tabular import TabularEncoder
@@ -32,6 +32,8 @@ class EmbedReport:
     computed: dict[str, int] = field(default_factory=dict)
     reused: dict[str, int] = field(default_factory=dict)
     encoders: dict[str, dict] = field(default_factory=dict)
+    # tabular modality -> {feature: {value: rows}} of categorical values the encoder does not know
+    unknown_categories: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
 
 
 def _bar(total: int, label: str, show: bool):
@@ -144,7 +146,7 @@ def _fill(cache: EmbeddingCache, keys: list[str], load, compute, modality: str, 
 def _embed_tabular(dataset: Dataset, modality: str, root: Path, report: EmbedReport,
                    state: str | Path | None = None) -> pd.DataFrame:
     """Fit on the training split only (or load a given state), store the state beside the vectors,
-    embed every patient."""
+    embed every patient; count the categorical values the encoder does not know (all rows, cached or not)."""
     features = dataset.manifest.features_of(modality)
     if state is not None:
         encoder = TabularEncoder.load(state)
@@ -156,18 +158,35 @@ def _embed_tabular(dataset: Dataset, modality: str, root: Path, report: EmbedRep
         train = dataset.structured.iloc[dataset.split_indices("train")]
         encoder = TabularEncoder(features).fit(train, {"dataset": dataset.manifest.name, "split": "train",
                                                        "content_hash": dataset.manifest.content_hash})
+    available = dataset.patients[avail_column(modality)].to_numpy(dtype=bool)
+    frame = dataset.structured.loc[available, [f.name for f in features]].reset_index(drop=True)
+    unknown = encoder.unknown_counts(frame)
+    if unknown and encoder.config.unknown_category == "error":  # checked before anything is written
+        raise TabularInputError(
+            f"{modality}: this tabular state (unknown_category='error', saved before unseen values had an "
+            f"<unknown> level) refuses categories it was not fitted with: {_count_text(unknown)}; a model trained "
+            "by this version maps them to <unknown>")
+    report.unknown_categories[modality] = unknown
     encoder_id = fingerprint("tabular", encoder.state_dict())
     cache = EmbeddingCache(root, encoder_id, encoder.dim, {"kind": "tabular", "modality": modality})
     if not (cache.dir / "tabular_state.json").exists():
         encoder.save(cache.dir / "tabular_state.json")
-    available = dataset.patients[avail_column(modality)].to_numpy(dtype=bool)
-    frame = dataset.structured.loc[available, [f.name for f in features]].reset_index(drop=True)
     records = frame.astype(object).where(frame.notna(), None).to_dict("records")
     keys = [content_key("tabular", json.dumps(r, sort_keys=True, default=str)) for r in records]
     # items are row positions: one vectorised transform per batch (per-row frames cost ~1.7 ms each)
     _fill(cache, keys, lambda i: i, lambda rows: encoder.transform(frame.iloc[rows]), modality, report, 4096, False, None)
     report.encoders[modality] = {"encoder_id": encoder_id, "kind": "tabular", "dim": encoder.dim}
     return pd.DataFrame({"patient_id": dataset.patients["patient_id"].to_numpy()[available], "modality": modality, "key": keys})
+
+
+def _count_text(counts: dict[str, dict[str, int]], limit: int = 3) -> str:
+    """{feature: {value: n}} -> "feature: 'a' x3, 'b' x1; other: ..." (at most `limit` values a feature)."""
+    parts = []
+    for feature, values in counts.items():
+        shown = ", ".join(f"{v!r} x{n}" for v, n in list(values.items())[:limit])
+        more = f" (+{len(values) - limit} more)" if len(values) > limit else ""
+        parts.append(f"{feature}: {shown}{more}")
+    return "; ".join(parts)
 
 
 def _embed_images(dataset, modality, embedder, root, report, batch_size, progress, on_batch,

@@ -2,8 +2,10 @@
 
 Numeric: (x - median) / (IQR / 1.349) from the training split only, clipped to [-clip, clip], missing
 -> 0 plus a 0/1 missing indicator (missingness is informative here, so it is a feature, not a hole).
-Binary: 0/1, missing -> 0 plus indicator. Categorical: one-hot over the schema's categories plus a
-missing column. The fitted state is plain JSON (floats round-trip exactly), saved beside the model.
+Binary: 0/1, missing -> 0 plus indicator. Categorical: one-hot over the schema's categories, an
+`<unknown>` column for a value the schema does not list (a new site's new code; older states instead
+refuse it or leave the one-hot empty, see TabularEncoderConfig.unknown_category) and a missing column.
+The fitted state is plain JSON (floats round-trip exactly), saved beside the model.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from mmnar_core.encoders.errors import EncoderStateError, TabularInputError
 from mmnar_core.schema import FeatureKind, FeatureSpec
 
 STATE_FORMAT = "mmnar-tabular-encoder/1"
+UNKNOWN_LEVEL = "<unknown>"
+MISSING_LEVEL = "<missing>"
 IQR_TO_SD = 1.349  # IQR of a standard normal: robust-scaled normal data has unit spread
 
 
@@ -43,11 +47,20 @@ class TabularEncoder:
         return all(name in self.center for name in numeric) and bool(self.fit_info)
 
     @property
+    def unknown_level(self) -> bool:
+        """Whether a categorical value outside the schema gets its own `<unknown>` column."""
+        return self.config.unknown_category == "unknown"
+
+    def levels(self, feature: FeatureSpec) -> list[str]:
+        """The one-hot levels of a categorical feature, in column order."""
+        return [*feature.categories, *([UNKNOWN_LEVEL] if self.unknown_level else []), MISSING_LEVEL]
+
+    @property
     def output_names(self) -> list[str]:
         names = []
         for f in self.features:
             if f.kind is FeatureKind.CATEGORICAL:
-                names += [f"{f.name}={c}" for c in f.categories] + [f"{f.name}=<missing>"]
+                names += [f"{f.name}={c}" for c in self.levels(f)]
             else:
                 names.append(f.name)
                 if self.config.missing_indicators:
@@ -110,6 +123,21 @@ class TabularEncoder:
     def fit_transform(self, frame: pd.DataFrame, info: Mapping[str, Any] | None = None) -> np.ndarray:
         return self.fit(frame, info).transform(frame)
 
+    def unknown_counts(self, frame: pd.DataFrame) -> dict[str, dict[str, int]]:
+        """{feature: {value: rows}} of categorical values the schema does not list (features without any
+        are left out), so a new site sees which of its codes the model treats as unknown."""
+        self._check_columns(frame)
+        counts: dict[str, dict[str, int]] = {}
+        for f in self.features:
+            if f.kind is not FeatureKind.CATEGORICAL:
+                continue
+            raw = frame[f.name]
+            values = raw[raw.notna()].astype(str)
+            unseen = values[~values.isin(f.categories)].value_counts()
+            if len(unseen):
+                counts[f.name] = {str(v): int(n) for v, n in sorted(unseen.items(), key=lambda item: (-item[1], item[0]))}
+        return counts
+
     def transform_record(self, values: Mapping[str, Any]) -> np.ndarray:
         """One patient's {feature: value} (None = not measured) -> (dim,) vector."""
         unknown = sorted(set(values) - {f.name for f in self.features})
@@ -140,6 +168,8 @@ class TabularEncoder:
             raise TabularInputError(f"feature {f.name!r}: {unknown[0]!r} is not a category (accepted: {list(f.categories)})")
         as_text = [None if v is None else str(v) for v in values]
         columns = [np.array([v == c for v in as_text], dtype=np.float64) for c in f.categories]
+        if self.unknown_level:
+            columns.append(np.array([v is not None and v not in known for v in as_text], dtype=np.float64))
         columns.append(np.array([v is None for v in as_text], dtype=np.float64))
         return columns
 

@@ -291,7 +291,7 @@ def feature_columns(encoder) -> list[tuple[Any, list[int]]]:
     groups, column = [], 0
     for f in encoder.features:
         if f.kind is FeatureKind.CATEGORICAL:
-            width = len(f.categories) + 1
+            width = len(encoder.levels(f))  # categories, <unknown> where the encoder has it, <missing>
         else:
             width = 2 if encoder.config.missing_indicators else 1
         groups.append((f, list(range(column, column + width))))

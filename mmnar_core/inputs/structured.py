@@ -15,6 +15,7 @@ import json
 import math
 import numbers
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -43,7 +44,7 @@ CATEGORY_ALIASES: dict[str, dict[str, str]] = {
     "discharge_disposition": {"home_health": "home_with_services", "snf": "skilled_nursing",
                               "home_with_home_health": "home_with_services"},
 }
-_NUMBER = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(.*?)$")
+_NUMBER = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)\s*(.*?)$")  # ASCII digits only
 SOURCES = ("form", "csv", "json", "fhir")
 
 
@@ -68,7 +69,8 @@ class StructuredInput:
 def accepted_text(feature: FeatureSpec) -> str:
     """What a value of `feature` may be, for error messages."""
     if feature.kind is FeatureKind.CATEGORICAL:
-        return f"one of: {', '.join(feature.categories)}; empty = not measured"
+        other = "; another value is treated as unknown" if feature.accepts_unknown else ""
+        return f"one of: {', '.join(feature.categories)}{other}; empty = not measured"
     if feature.kind is FeatureKind.BINARY:
         return "0 or 1 (also yes/no, true/false); empty = not measured"
     if feature.valid_range is not None:
@@ -108,7 +110,7 @@ def parse_value(feature: FeatureSpec, raw: Any, where: str | None = None, unit: 
     if isinstance(raw, str) and raw.strip().lower() in MISSING_MARKERS:
         return None, None
     if feature.kind is FeatureKind.CATEGORICAL:
-        return _category(feature, raw, where, accepted, unit), None
+        return _category(feature, raw, where, accepted, unit)
     if feature.kind is FeatureKind.BINARY:
         return _binary(feature, raw, where, accepted, unit), None
     number, text_unit = _number(feature, raw, where, accepted)
@@ -181,7 +183,11 @@ def _number(feature: FeatureSpec, raw: Any, where: str, accepted: str) -> tuple[
     if text[:1] in "<>≤≥":
         raise InputError(where, f"{raw!r} is a censored value (below / above a detection limit)",
                          "the number itself, e.g. 0.5 for '<0.5'; " + accepted, feature.name)
-    if re.match(r"^[+-]?\d+,\d", text):
+    other = next((c for c in text if c.isdigit() and c not in "0123456789"), None)
+    if other is not None:  # float() reads '٣٨' and '３８', but a lab value written so is likely pasted wrongly
+        raise InputError(where, f"{raw!r} has a digit that is not 0-9 ({other!r}, {unicodedata.name(other, 'a non-ASCII digit')})",
+                         "a number written with the digits 0-9; " + accepted, feature.name)
+    if re.match(r"^[+-]?[0-9]+,[0-9]", text):
         raise InputError(where, f"{raw!r} has a comma", "a decimal point and no thousands separator (e.g. 38.5 or "
                          "1200); " + accepted, feature.name)
     match = _NUMBER.match(text)
@@ -193,7 +199,8 @@ def _number(feature: FeatureSpec, raw: Any, where: str, accepted: str) -> tuple[
     return number, (match.group(2).strip() or None)
 
 
-def _category(feature: FeatureSpec, raw: Any, where: str, accepted: str, unit: str | None) -> str:
+def _category(feature: FeatureSpec, raw: Any, where: str, accepted: str, unit: str | None) -> tuple[str, str | None]:
+    """(category, None); or, for a feature that accepts unknown values, (the value as given, a note)."""
     if unit:
         raise InputError(where, f"a unit ({unit!r}) was given for a category", accepted, feature.name)
     if isinstance(raw, bool) or not isinstance(raw, str):
@@ -201,12 +208,15 @@ def _category(feature: FeatureSpec, raw: Any, where: str, accepted: str, unit: s
     key = re.sub(r"[\s\-]+", "_", raw.strip().lower())
     by_key = {re.sub(r"[\s\-]+", "_", c.lower()): c for c in feature.categories}
     if key in by_key:
-        return by_key[key]
+        return by_key[key], None
     alias = CATEGORY_ALIASES.get(feature.name, {}).get(key)
     if alias in feature.categories:
-        return alias
+        return alias, None
     close = difflib.get_close_matches(key, list(by_key), n=1, cutoff=0.6)
     suggestion = f" (did you mean {by_key[close[0]]!r}?)" if close else ""
+    if feature.accepts_unknown and raw.strip():
+        return raw.strip(), (f"{feature.name}: {raw.strip()!r} is not a category the model was trained on; treated as "
+                             f"unknown{suggestion}")
     raise InputError(where, f"{raw!r} is not a category of {feature.name}{suggestion}", accepted, feature.name)
 
 
