@@ -95,7 +95,8 @@ def test_auxiliary_hides_only_observed_modalities_of_rows_with_two():
     mse, nce = auxiliary_losses(model, inputs, availability, generator)
     assert mse.item() > 0 and torch.isfinite(nce)
     mse.backward()
-    assert model.decoders[0][0].weight.grad is not None or model.decoders[1][0].weight.grad is not None
+    decoders = [d[0].weight.grad for member in model.members for d in member.decoders]
+    assert any(g is not None and g.abs().sum() > 0 for g in decoders)
 
 
 def test_config_round_trip_and_errors(tmp_path):
@@ -106,3 +107,97 @@ def test_config_round_trip_and_errors(tmp_path):
         MMNARConfig.from_dict({"modalities": [], "input_dims": [], "bogus": 1})
     with pytest.raises(ValueError, match="divisible"):
         _config(d_model=15)
+
+
+# ------------------------------------------------------------------------------ training-bug regressions
+
+
+def test_uniform_draws_on_the_generators_device_then_moves(monkeypatch):
+    """PyTorch refuses a CPU generator for a CUDA draw. Emulate that check on CPU: a draw whose device
+    differs from its generator's fails, so the draw must happen on the generator's device and be moved."""
+    from mmnar_core.model import auxiliary
+
+    real_rand = torch.rand
+
+    def strict_rand(*shape, generator=None, device=None, **kwargs):
+        if generator is not None and device is not None and torch.device(device) != generator.device:
+            raise RuntimeError(f"Expected a '{torch.device(device).type}' device type for generator "
+                               f"but found '{generator.device.type}'")
+        return real_rand(*shape, generator=generator, device=device, **kwargs)
+
+    monkeypatch.setattr(auxiliary.torch, "rand", strict_rand)
+    generator = torch.Generator().manual_seed(0)
+    drawn = auxiliary.uniform((4, 3), generator, torch.device("meta"))  # a device the generator is not on
+    assert drawn.device.type == "meta" and tuple(drawn.shape) == (4, 3)
+    again = auxiliary.uniform((4, 3), torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert torch.equal(again, real_rand((4, 3), generator=torch.Generator().manual_seed(0)))
+
+
+def test_structured_standardisation_is_per_feature_not_per_patient():
+    """A patient's standardised feature must not depend on their other features (LayerNorm over the
+    vector did exactly that): change feature 1 and feature 0's standardised value stays the same."""
+    model = MMNARModel(_config())
+    train = [torch.tensor([[0.0, 10, 1, 0, 5], [2.0, 30, 0, 1, 5], [4.0, 20, 1, 1, 5]]), torch.randn(3, 7), torch.randn(3, 3)]
+    model.fit_inputs(train, torch.ones(3, 3, dtype=torch.bool))
+    standardizer = model.standardizers[0]
+    assert torch.allclose(standardizer.mean_, torch.tensor([2.0, 20, 2 / 3, 2 / 3, 5]))
+    assert torch.allclose(standardizer.scale_[:2], torch.tensor([2.0, 10.0]))
+    assert standardizer.scale_[4] == 1.0  # a constant feature keeps scale 1
+    one = standardizer(torch.tensor([[4.0, 10, 0, 0, 5]]))
+    other = standardizer(torch.tensor([[4.0, 1000, 1, 1, 5]]))
+    assert one[0, 0] == pytest.approx(1.0) and other[0, 0] == pytest.approx(1.0)
+
+
+def test_standardisation_uses_only_rows_where_the_modality_is_present():
+    model = MMNARModel(_config())
+    x = torch.tensor([[1.0] * 5, [3.0] * 5, [1000.0] * 5])
+    present = torch.tensor([[1, 1, 1], [1, 1, 1], [0, 1, 1]], dtype=torch.bool)
+    model.fit_inputs([x, torch.randn(3, 7), torch.randn(3, 3)], present)
+    assert torch.allclose(model.standardizers[0].mean_, torch.full((5,), 2.0))
+
+
+def test_unseen_pattern_uses_the_learned_unseen_token():
+    """A pattern absent from training must not use its own (never trained, random) embedding."""
+    torch.manual_seed(0)
+    model = MMNARModel(_config(n_members=1, use_wide=False)).eval()
+    train_availability = torch.tensor([[1, 1, 1], [1, 0, 0], [1, 1, 0]], dtype=torch.bool)  # patterns 7, 1, 3
+    model.fit_inputs([torch.randn(3, 5), torch.randn(3, 7), torch.randn(3, 3)], train_availability)
+    fusion = model.members[0].fusion
+    assert fusion.seen_patterns_.nonzero().flatten().tolist() == [1, 3, 7]
+    inputs = [torch.randn(2, 5), torch.randn(2, 7), torch.randn(2, 3)]
+    availability = torch.tensor([[0, 1, 1], [1, 1, 1]], dtype=torch.bool)  # pattern 6 (unseen), 7 (seen)
+    before = model(inputs, availability)
+    with torch.no_grad():
+        fusion.pattern_embedding.weight[6] += 5.0  # the unseen pattern's own row: must not matter
+    assert torch.equal(model(inputs, availability)[0], before[0])
+    with torch.no_grad():
+        fusion.pattern_embedding.weight[fusion.n_patterns] += 5.0  # the unseen token: must matter
+    after = model(inputs, availability)
+    assert not torch.allclose(after[0], before[0]) and torch.equal(after[1], before[1])
+    # the training-time switch sends a seen pattern to the unseen token too
+    forced = fusion.pattern_tokens(availability, unseen=torch.tensor([False, True]))
+    assert torch.equal(forced[1], fusion.pattern_embedding.weight[fusion.n_patterns])
+
+
+def test_members_are_averaged_and_wide_path_is_shared():
+    torch.manual_seed(0)
+    model = MMNARModel(_config(n_members=3)).eval()
+    with torch.no_grad():
+        model.wide.linear.bias.fill_(0.7)
+    inputs = [torch.randn(4, 5), torch.randn(4, 7), torch.randn(4, 3)]
+    availability = torch.ones(4, 3, dtype=torch.bool)
+    members = model.member_logits(inputs, availability)
+    assert members.shape == (3, 4, 2)
+    assert torch.allclose(model(inputs, availability), members.mean(dim=0))
+    assert not torch.allclose(members[0], members[1])  # independently initialised
+    assert model.represent(inputs, availability).shape == (4, 3 * 16)
+
+
+def test_config_rejects_runs_that_would_crash():
+    with pytest.raises(ValueError, match="epochs must be >= 1"):
+        _config(epochs=0)
+    with pytest.raises(ValueError, match="both are off"):
+        _config(pretrain_epochs=2, use_reconstruction=False, use_contrastive=False)
+    with pytest.raises(ValueError, match="n_members"):
+        _config(n_members=0)
+    _config(pretrain_epochs=2, use_reconstruction=False)  # one auxiliary loss is enough

@@ -2,7 +2,7 @@
 modality is missing.
 
 Each modality's embedding is zero-filled where absent (torch.where, so even NaN in an absent slot has no
-effect), layer-normalised per modality (encoders differ in scale), concatenated, and passed through a
+effect), standardised per feature with statistics fit on the training split (encoders differ in scale), concatenated, and passed through a
 two-layer MLP to the same multitask heads the MMNAR model uses. Variants:
 
 - zero-fill (use_availability=False): the network sees only the zero-filled concatenation. Its output
@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from mmnar_core.model.config import MMNARConfig
+from mmnar_core.model.inputs import InputStandardizer, fit_standardizers
 from mmnar_core.model.network import MultitaskHeads
 
 
@@ -47,11 +48,15 @@ class ConcatMLP(nn.Module):
         self.use_availability = use_availability
         self.keep = keep
         d = config.d_model
-        self.norms = nn.ModuleList(nn.LayerNorm(config.input_dims[m]) for m in keep)
+        self.norms = nn.ModuleList(InputStandardizer(config.input_dims[m]) for m in keep)
         width = sum(config.input_dims[m] for m in keep) + (len(keep) if use_availability else 0)
         self.body = nn.Sequential(nn.Linear(width, d), nn.GELU(), nn.Dropout(config.dropout),
                                   nn.Linear(d, d), nn.GELU(), nn.Dropout(config.dropout))
         self.heads = MultitaskHeads(d, len(config.tasks), config.dropout)
+
+    def fit_inputs(self, inputs: list[torch.Tensor], availability: torch.Tensor) -> None:
+        """Per-feature standardisation fit on the training split (called by the trainer)."""
+        fit_standardizers(self.norms, [inputs[m] for m in self.keep], availability[:, self.keep])
 
     def features(self, inputs: list[torch.Tensor], availability: torch.Tensor) -> torch.Tensor:
         """The concatenated network input (zero-filled, normalised, plus the mask when used)."""

@@ -14,9 +14,8 @@ absent from training. With `mnar_noise=True` the first noise modality is present
 sigmoid(2 z0): its *absence* now tells about task_a, so removing it legitimately moves the risk and
 it may deserve credit. That variant is reported separately and is not held to the 0.9 goal.
 
-Widths are >= 16 because the model's input projection starts with a LayerNorm over the embedding: on a
-4-wide embedding, removing each row's mean and scale destroys much of a linear signal (the model then
-underfits), which would test the projection, not the explanation. Real encoder embeddings are wide.
+Widths are >= 16, as real encoder embeddings are wide (the model standardises each feature with
+statistics fit on the training split, so narrow embeddings would also work).
 
 Check (`shapley_signal_check`): for each signal modality, train a tiny MMNAR model (train split,
 early stop on val), fit temperature + pattern rectifier on val the project's way, and score through

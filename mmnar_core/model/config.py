@@ -29,6 +29,9 @@ class MMNARConfig:
     missingness_hidden: int = 32
     use_gating: bool = True
     use_pattern_embedding: bool = True
+    n_members: int = 4  # fusion members trained side by side and averaged (a deep ensemble in one module)
+    use_wide: bool = True  # a linear path from the standardised inputs and availability flags to the logits
+    unseen_pattern_rate: float = 0.05  # share of training rows shown the "unseen pattern" token instead of theirs
 
     # auxiliary objectives (hide one observed modality, reconstruct it, align by InfoNCE)
     use_reconstruction: bool = True
@@ -68,6 +71,21 @@ class MMNARConfig:
             raise ValueError("config: temperature must be positive")
         if not 0.0 <= self.modality_dropout < 1.0:
             raise ValueError("config: modality_dropout must be in [0, 1)")
+        if not 0.0 <= self.unseen_pattern_rate < 1.0:
+            raise ValueError("config: unseen_pattern_rate must be in [0, 1)")
+        if self.n_members < 1:
+            raise ValueError(f"config: n_members must be >= 1 (got {self.n_members})")
+        if self.epochs < 1:
+            raise ValueError(f"config: epochs must be >= 1 (got {self.epochs}): the model is chosen on the "
+                             "validation loss of a stage-2 epoch")
+        if self.pretrain_epochs < 0:
+            raise ValueError(f"config: pretrain_epochs must be >= 0 (got {self.pretrain_epochs})")
+        if self.pretrain_epochs and not (self.use_reconstruction or self.use_contrastive):
+            raise ValueError("config: pretrain_epochs > 0 trains on the auxiliary losses only, but both are off "
+                             "(use_reconstruction and use_contrastive are false): set pretrain_epochs to 0 or "
+                             "turn one of them on")
+        if self.patience < 1 or self.batch_size < 1:
+            raise ValueError("config: patience and batch_size must be >= 1")
 
     @property
     def n_modalities(self) -> int:

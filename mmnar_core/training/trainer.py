@@ -21,7 +21,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from mmnar_core.model import MMNARConfig, MMNARModel
-from mmnar_core.model.auxiliary import auxiliary_losses
+from mmnar_core.model.auxiliary import auxiliary_losses, uniform
 from mmnar_core.model.losses import masked_task_loss
 from mmnar_core.training.data import ModelData
 
@@ -86,13 +86,27 @@ class TrainingObjective(torch.nn.Module):
         zero = inputs[0].new_zeros(())
         task = aux = zero
         if with_task:
-            task = masked_task_loss(self.model(inputs, availability), labels, self.pos_weight, config.task_loss,
-                                    config.focal_gamma)
+            task = self.task_loss(inputs, availability, labels, generator)
         if with_aux:
             mse, nce = auxiliary_losses(self.model, inputs, availability, generator)
             aux = (mse if config.use_reconstruction else zero) + (
                 config.contrastive_weight * nce if config.use_contrastive else zero)
         return task, aux
+
+    def task_loss(self, inputs, availability, labels, generator):
+        """Masked task loss; with fusion members, the mean of each member's own loss (so members stay
+        diverse, as independently trained networks would), with a few rows shown the unseen-pattern token."""
+        config = self.model.config
+        if not hasattr(self.model, "member_logits"):
+            return masked_task_loss(self.model(inputs, availability), labels, self.pos_weight, config.task_loss,
+                                    config.focal_gamma)
+        unseen = None
+        if config.unseen_pattern_rate > 0:
+            unseen = uniform((len(labels),), generator, labels.device) < config.unseen_pattern_rate
+        members = self.model.member_logits(inputs, availability, unseen)
+        losses = [masked_task_loss(logits, labels, self.pos_weight, config.task_loss, config.focal_gamma)
+                  for logits in members]
+        return torch.stack(losses).mean()
 
 
 @torch.no_grad()
@@ -126,10 +140,14 @@ def train(config: MMNARConfig, data: ModelData, device: torch.device, log_path: 
     rank, world = _distributed()
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed + 1000 * rank)
-    model = build_model(config).to(device)
+    model = build_model(config)
     train_rows, val_rows = data.rows("train"), data.rows("val")
     if len(train_rows) == 0 or len(val_rows) == 0:
         raise ValueError("training needs patients in both the train and the val split")
+    if hasattr(model, "fit_inputs"):  # standardisation and seen patterns: training split only
+        train_inputs, train_availability, _ = data.take(train_rows)
+        model.fit_inputs(train_inputs, train_availability)
+    model = model.to(device)
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the number of processes {world}")
     pos_weight = None
