@@ -2,7 +2,8 @@
 
 The file type is decided by its first bytes, never by its name, and every failure is a specific
 ImageInputError (see errors.py) naming the problem and what is accepted. Sizes are checked from headers
-before pixels are decoded, so a hostile or huge file cannot exhaust memory.
+before pixels are decoded or anything is inflated (image_budget.py), so a hostile or huge file cannot
+exhaust memory.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mmnar_core.encoders.config import ImageEncoderConfig
+from mmnar_core.encoders.image_budget import check_pil_header, readable_dicom
 from mmnar_core.encoders.errors import (
     CorruptImageError,
     EmptyImageError,
@@ -130,6 +132,7 @@ def _decode_pil(data: bytes, name: str, kind: str, max_pixels: int) -> np.ndarra
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             _check_pixels(name, image.width, image.height, max_pixels)
+            check_pil_header(name, kind, image, max_pixels)
             image.load()
     except ImageInputError:
         raise
@@ -176,6 +179,7 @@ def _decode_dicom(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
+    data = readable_dicom(data, name, max_pixels)  # budget checked from the header; nothing left to inflate
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
     except InvalidDicomError as error:
@@ -193,6 +197,9 @@ def _decode_dicom(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     _check_pixels(name, cols, rows, max_pixels)
     samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
     photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper()
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    if frames > 1:  # a multi-frame radiograph: the first frame is the acquired image; decode only that one
+        ds.pixel_array_options(index=0)
     try:
         pixels = ds.pixel_array
     except (NotImplementedError, RuntimeError) as error:
@@ -211,9 +218,6 @@ def _decode_dicom(data: bytes, name: str, max_pixels: int) -> np.ndarray:
             raise TruncatedImageError(f"{name}: the DICOM pixel data is truncated ({message})") from None
         raise CorruptImageError(f"{name}: the DICOM pixel data cannot be decoded ({type(error).__name__}: {message})") from None
     pixels = np.asarray(pixels)
-    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
-    if frames > 1:
-        pixels = pixels[0]  # a multi-frame radiograph: the first frame is the acquired image
     if samples > 1 or photometric in ("RGB", "YBR_FULL", "YBR_FULL_422"):
         if photometric.startswith("YBR"):
             from pydicom.pixels import convert_color_space

@@ -25,6 +25,7 @@ from mmnar_core.encoders.errors import (
     TruncatedImageError,
     UnsupportedImageTypeError,
 )
+from mmnar_core.encoders.image_budget import decoded_budget, readable_dicom
 from mmnar_core.encoders.image_io import ACCEPTED as IMAGE_ACCEPTED
 from mmnar_core.encoders.image_io import DecodedImageBytes, load_image, sniff_format
 from mmnar_core.encoders.text_clean import clean_note, decode_note
@@ -80,8 +81,12 @@ def read_image_upload(filename: str, data: bytes, max_bytes: int = _IMAGE_LIMITS
         named = f" although its name ends in {suffix}" if suffix in IMAGE_SUFFIXES else ""
         raise InputError(filename, f"this is not a PNG, JPEG or DICOM image{named}: the content looks like {looks}",
                          IMAGE_ACCEPTED, kind="wrong_type")
-    if kind == "dicom":
-        _check_dicom_attributes(filename, data)
+    if kind == "dicom":  # the size budget from the header first: reading attributes may inflate the data set
+        try:
+            readable = readable_dicom(data, "image bytes", max_pixels)
+        except ImageInputError as error:
+            raise _image_error(filename, kind, data, error, max_pixels) from None
+        _check_dicom_attributes(filename, readable)
     try:
         pixels = load_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
     except ImageInputError as error:
@@ -126,7 +131,8 @@ def _image_error(filename: str, kind: str, data: bytes, error: ImageInputError, 
     message = message.split("; accepted", 1)[0]
     label = kind.upper()
     if isinstance(error, ImageTooLargeError):  # kind invalid: a file under the byte limit with too many pixels
-        return InputError(filename, message, f"an image of at most {max_pixels:,} pixels; {IMAGE_ACCEPTED}")
+        return InputError(filename, message, f"an image of at most {max_pixels:,} pixels and "
+                          f"{decoded_budget(max_pixels):,} bytes of decoded pixels; {IMAGE_ACCEPTED}")
     if isinstance(error, TruncatedImageError) and kind == "dicom" and "before its pixel data" in message:
         return InputError(filename, "the DICOM file has no pixel data: it has image attributes but ends before its "
                           "pixel data (truncated, or the pixels were removed)",
@@ -213,8 +219,9 @@ def _dicom_without_pixels(data: bytes) -> str:
     import pydicom
     from pydicom.uid import UID
 
-    try:
-        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+    try:  # readable_dicom: a deflated data set is inflated under the size budget, never by pydicom
+        ds = pydicom.dcmread(io.BytesIO(readable_dicom(data, "image bytes", _IMAGE_LIMITS.max_pixels)),
+                             stop_before_pixels=True)
         sop = str(getattr(ds, "SOPClassUID", "") or "")
         modality = str(getattr(ds, "Modality", "") or "")
     except Exception:  # the encoder already parsed it; this only improves the wording
