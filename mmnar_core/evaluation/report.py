@@ -118,7 +118,25 @@ def markdown_report(report: dict, title: str) -> str:
             after = next(r for r in entry["rectified"] if r["group"] == group and r["metric"] == "ece")
             lines.append(f"| {group} | {auc['n']} | {auc['n_pos']} | {_fmt(auc)} | {_fmt(before)} | {_fmt(after)} |")
         lines.append("")
+    if "unknown_categories" in report:
+        lines += unknown_categories_markdown(report["unknown_categories"])
     return "\n".join(lines)
+
+
+def unknown_categories_markdown(counts: dict[str, dict[str, dict[str, int]]], shown: int = 5) -> list[str]:
+    """Report section: per tabular modality and feature, the values the bundle's encoders had not seen
+    (encoded as <unknown>), so a new site's results are read knowing which of its codes the model ignored."""
+    lines = ["## Categorical values not seen in training", ""]
+    rows = [(m, f, values) for m, features in counts.items() for f, values in features.items() if values]
+    if not rows:
+        return lines + ["None: every categorical value of these patients is one the model's encoders were fitted with.", ""]
+    lines += ["Encoded as `<unknown>` (patients per value, most frequent first):", "",
+              "| modality | feature | patients | distinct values | values |", "|---|---|---|---|---|"]
+    for modality, feature, values in rows:
+        listed = ", ".join(f"`{v}` {n}" for v, n in list(values.items())[:shown])
+        more = f", ... ({len(values) - shown} more)" if len(values) > shown else ""
+        lines.append(f"| {modality} | {feature} | {sum(values.values())} | {len(values)} | {listed}{more} |")
+    return lines + [""]
 
 
 def write_evaluation(out: str | Path, frame: pd.DataFrame, report: dict, title: str) -> Path:

@@ -74,8 +74,8 @@ def run_train(args) -> int:
 def _bundle_and_data(args):
     from mmnar_core.bundle import load_bundle
     from mmnar_core.dataset import load_dataset
-    from mmnar_core.encoders.cache import load_embeddings
     from mmnar_core.encoders.runtime import pick_device
+    from mmnar_core.evaluation.new_site import load_bundle_embeddings
     from mmnar_core.training.data import build_model_data
 
     device = pick_device(args.device)
@@ -83,20 +83,18 @@ def _bundle_and_data(args):
     dataset = load_dataset(args.dataset)
     if dataset.manifest.modality_names != bundle.config.modalities:
         raise ValueError(f"dataset modalities {dataset.manifest.modality_names} differ from the bundle's {bundle.config.modalities}")
-    embeddings = load_embeddings(dataset, args.cache)
-    for modality, info in bundle.encoders.items():
-        if embeddings.encoders.get(modality, {}).get("encoder_id") != info.get("encoder_id"):
-            raise ValueError(f"embeddings of {modality!r} come from encoder {embeddings.encoders.get(modality, {}).get('encoder_id')}, "
-                             f"the bundle was trained on {info.get('encoder_id')}; re-run embed with the bundle's encoders")
-    return bundle, build_model_data(dataset, embeddings.vectors, bundle.config.tasks), device
+    embeddings = load_bundle_embeddings(bundle, dataset, args.bundle, args.cache)  # names the embed command if not
+    return bundle, build_model_data(dataset, embeddings.vectors, bundle.config.tasks), device, dataset
 
 
 def run_evaluate(args) -> int:
+    from mmnar_core.evaluation.new_site import unknown_category_counts
     from mmnar_core.evaluation.report import write_evaluation
     from mmnar_core.training.pipeline import evaluate_split
 
-    bundle, data, device = _bundle_and_data(args)
+    bundle, data, device, dataset = _bundle_and_data(args)
     frame, report = evaluate_split(bundle.model, bundle.temperature, bundle.rectifiers, data, args.split, device, args.resamples)
+    report["unknown_categories"] = unknown_category_counts(bundle, dataset, None if args.split == "all" else data.rows(args.split))
     out = write_evaluation(args.out, frame, report, f"Evaluation of {bundle.model_id} on {Path(args.dataset).name} ({args.split})")
     print(json.dumps({"out": str(out), "n": report["n"]}, indent=2))
     return 0
@@ -110,7 +108,7 @@ def run_rectify(args) -> int:
 
     if Path(args.out).resolve() == Path(args.bundle).resolve():
         raise ValueError("--out must differ from the bundle being refit (the original is kept)")
-    bundle, data, device = _bundle_and_data(args)
+    bundle, data, device, _ = _bundle_and_data(args)
     rows = np.flatnonzero(data.splits != "test") if args.split == "all" else data.rows(args.split)
     temperature, rectifiers = fit_calibration(bundle.model, data, device, rows, source="external")
     metrics = dict(bundle.metrics)
