@@ -49,7 +49,8 @@ def _auroc(data, logits, task=0):
     return roc_auc_score(data.labels[rows, task].numpy(), logits[:, task])
 
 
-@pytest.mark.parametrize("name", ["concat_zero_fill", "concat_mask", "concat_dropout", "structured_only", "hgb"])
+@pytest.mark.parametrize("name", ["concat_zero_fill", "concat_mask", "concat_dropout", "structured_only", "hgb",
+                                  "logistic", "lightgbm"])
 def test_each_baseline_learns_the_planted_signal(data, name):
     fitted = fit_model(MODELS[name], data, small_config(data), seed=0, device=CPU, structured=[0])
     assert fitted.test.shape == (len(data.rows("test")), 2) and fitted.val.shape == (len(data.rows("val")), 2)
@@ -246,8 +247,16 @@ def test_run_benchmark_small(data):
     row = results["summary"][0]["tasks"]["risk"]["auroc"]
     values = [runs[("mmnar", s)]["metrics"]["risk"]["rectified"]["auroc"] for s in (0, 1)]
     assert row["mean"] == pytest.approx(np.mean(values)) and row["sd"] == pytest.approx(np.std(values, ddof=1))
+    probabilities = results.pop("test_probabilities")
+    assert len(probabilities["mmnar"]) == 2 and probabilities["mmnar"][0].shape == (len(data.rows("test")), 2)
     json.dumps(results)  # results.json is plain JSON
-    assert "| mmnar | rectified |" in markdown_table(results)
+    table = markdown_table(results)
+    assert "| mmnar | rectified |" in table
+    # paired: each model against the shipped one on the same rows; the no-rectifier row reads the same network
+    paired = results["paired"]["tasks"]["risk"]["auroc"]
+    assert set(paired) == {"mmnar_no_rectifier", "concat_mask"}
+    assert paired["concat_mask"]["low"] <= paired["concat_mask"]["difference"] <= paired["concat_mask"]["high"]
+    assert "## Paired comparison with `mmnar`" in table and "| concat_mask | " in table
     alone = run_benchmark(data, ["mmnar_no_rectifier"], [0], config, CPU, n_resamples=5)
     assert "report" in alone["runs"][0]  # the shared network's report is kept even without the mmnar row
     assert alone["runs"][0]["metrics"] == runs[("mmnar", 0)]["metrics"]  # same seed, same network

@@ -19,7 +19,9 @@ import numpy as np
 import torch
 
 from mmnar_core.baselines.gbt import GBTConfig
-from mmnar_core.baselines.models import DEFAULT_MODALITY_DROPOUT, MODELS, FittedLogits, check_model_names, fit_model
+from mmnar_core.baselines.models import (DEFAULT_MODALITY_DROPOUT, MODELS, REFERENCES, FittedLogits,
+                                         check_model_names, fit_model)
+from mmnar_core.evaluation.paired import paired_auroc, paired_true_risk_error
 from mmnar_core.evaluation.bootstrap import DEFAULT_MIN_N
 from mmnar_core.evaluation.metrics import auroc, ece
 from mmnar_core.evaluation.report import headline
@@ -31,23 +33,28 @@ RESULTS_FORMAT = "mmnar-benchmark-models/1"
 TABLE_METRICS = ("auroc", "ece", "pattern_ece")
 HEADLINE_METRICS = ("auroc", "auprc", "brier", "ece")
 VERSIONS = ("calibrated", "rectified")
+SHIPPED = "mmnar"  # the model the product ships; every other row is compared with it, paired
 
 
 # ------------------------------------------------------------------------------------------ one run
 
 
 def calibrate_and_evaluate(data: ModelData, val_logits: np.ndarray, test_logits: np.ndarray,
-                           n_resamples: int = 200) -> tuple[dict, dict]:
-    """(metrics, report): temperature and rectifier fit on val, everything measured on test.
+                           n_resamples: int = 200) -> tuple[dict, dict, dict]:
+    """(metrics, report, probabilities): temperature and rectifier fit on val, everything measured on test.
 
     metrics = {task: {version: {auroc, auprc, brier, ece, pattern_ece, n_patterns}}} for the calibrated
-    and rectified probabilities; report = compute_report of the test predictions.
+    and rectified probabilities; report = compute_report of the test predictions; probabilities =
+    {version: (test rows, tasks) array}, kept for the paired comparisons.
     """
     temperature, rectifiers = calibrate_from_logits(data, val_logits, data.rows("val"))
-    _, report = report_from_logits(temperature, rectifiers, data, data.rows("test"), test_logits, n_resamples,
-                                   versions=VERSIONS)
+    frame, report = report_from_logits(temperature, rectifiers, data, data.rows("test"), test_logits, n_resamples,
+                                       versions=VERSIONS)
     metrics = {task: {version: headline_metrics(report, task, version) for version in VERSIONS} for task in data.tasks}
-    return metrics, report
+    columns = {"rectified": "{}_prob", "calibrated": "{}_prob_calibrated"}
+    probabilities = {version: np.stack([frame[columns[version].format(t)].to_numpy(dtype=float) for t in data.tasks],
+                                       axis=1) for version in VERSIONS}
+    return metrics, report, probabilities
 
 
 def headline_metrics(report: dict, task: str, version: str) -> dict:
@@ -109,16 +116,17 @@ def run_benchmark(data: ModelData, models: list[str], seeds: Iterable[int], conf
         "runs": [],
         "summary": [],
     }
+    test_probabilities: dict[str, list[np.ndarray]] = {name: [] for name in models}
     for seed in seeds:
-        trained: dict[str, tuple[FittedLogits, dict, dict]] = {}
+        trained: dict[str, tuple[FittedLogits, dict, dict, dict]] = {}
         for name in models:
             spec = MODELS[name]
             key = spec.run_key
             if key not in trained:
                 fitted = fit_model(MODELS[key], data, config, seed, device, structured, modality_dropout, gbt_config, progress)
-                metrics, report = calibrate_and_evaluate(data, fitted.val, fitted.test, n_resamples)
-                trained[key] = (fitted, metrics, report)
-            fitted, metrics, report = trained[key]
+                trained[key] = (fitted, *calibrate_and_evaluate(data, fitted.val, fitted.test, n_resamples))
+            fitted, metrics, report, probabilities = trained[key]
+            test_probabilities[name].append(probabilities[spec.probabilities])
             run = {"model": name, "seed": seed, "probabilities": spec.probabilities, "same_run_as": spec.same_run_as,
                    "info": fitted.info, "metrics": metrics}
             if not any(r["seed"] == seed and "report" in r and (r["same_run_as"] or r["model"]) == key
@@ -128,7 +136,49 @@ def run_benchmark(data: ModelData, models: list[str], seeds: Iterable[int], conf
             results["summary"] = summarise(results["runs"], list(data.tasks), models)
             if on_run is not None:
                 on_run(run, results)
+    results["paired"] = paired_comparisons(data, test_probabilities, models, max(n_resamples, 1000))
+    results["test_probabilities"] = test_probabilities
     return results
+
+
+# ------------------------------------------------------------------------------------------ paired
+
+
+def paired_comparisons(data: ModelData, test_probabilities: dict[str, list[np.ndarray]], models: list[str],
+                       n_resamples: int = 1000, shipped: str = SHIPPED) -> dict | None:
+    """Each model against the shipped one on the same test rows, all seeds: the paired bootstrap interval
+    of the AUROC difference (model - shipped) and, on synthetic data, of the mean |p - p_true|
+    difference, overall and per pattern; plus which reference is closest to the truth."""
+    if shipped not in models:
+        return None
+    rows = data.rows("test")
+    labels = data.labels[rows].numpy()
+    truth = data.true_probs[rows] if data.true_probs is not None else None
+    out = {"shipped": shipped, "n_resamples": n_resamples, "tasks": {}}
+    for t, task in enumerate(data.tasks):
+        known = ~np.isnan(labels[:, t])
+        y = labels[known, t].astype(int)
+        ours = [p[known, t] for p in test_probabilities[shipped]]
+        entry = {"auroc": {}, "true_risk_error": {}}
+        for name in models:
+            if name == shipped:
+                continue
+            theirs = [p[known, t] for p in test_probabilities[name]]
+            entry["auroc"][name] = paired_auroc(y, theirs, ours, n_resamples)
+            if truth is not None:
+                all_ours = [p[:, t] for p in test_probabilities[shipped]]
+                all_theirs = [p[:, t] for p in test_probabilities[name]]
+                entry["true_risk_error"][name] = paired_true_risk_error(
+                    truth[:, t], all_theirs, all_ours, data.patterns[rows], n_resamples)
+        references = [m for m in models if m in REFERENCES]
+        if references:
+            best = max(references, key=lambda m: entry["auroc"][m]["a"])
+            entry["best_reference_auroc"] = best
+            if truth is not None:
+                entry["best_reference_error"] = min(references,
+                                                    key=lambda m: entry["true_risk_error"][m]["overall"]["a"])
+        out["tasks"][task] = entry
+    return out
 
 
 # ------------------------------------------------------------------------------------------ aggregation
@@ -199,9 +249,47 @@ def markdown_table(results: dict, title: str = "Baselines and ablations") -> str
             cells += [format_mean_sd({"mean": oracle[task].get(m), "sd": None}) for m in TABLE_METRICS]
         cells.append("")
         lines.append("| " + " | ".join(cells) + " |")
+    lines += paired_table(results)
     lines += ["", "Models:", ""]
     lines += [f"- `{name}`: {description}" for name, description in results["descriptions"].items()]
     if results.get("structured_modalities"):
         lines.append(f"- structured (tabular) modalities: {', '.join(results['structured_modalities'])}")
     lines.append("")
     return "\n".join(lines)
+
+
+def paired_table(results: dict) -> list[str]:
+    """Markdown lines: per task, each model against the shipped one (model - shipped), paired intervals."""
+    paired = results.get("paired")
+    if not paired:
+        return []
+    shipped = paired["shipped"]
+    synthetic = any(entry.get("true_risk_error") for entry in paired["tasks"].values())
+    lines = ["", f"## Paired comparison with `{shipped}` (same test rows, seeds {', '.join(map(str, results['seeds']))})", "",
+             f"AUROC difference = model − {shipped}, mean over seeds, with a paired stratified bootstrap 95 % interval "
+             f"({paired['n_resamples']} resamples, the same rows for every seed). \"better\"/\"worse\" (for the model "
+             f"against {shipped}) only when the interval excludes 0; otherwise \"tied\"."
+             + (" `|p − p_true|`: mean absolute error against the true risk, model / "
+                f"{shipped} (ratio > 1: {shipped} is closer to the truth), with the verdict of the paired interval "
+                "of the difference." if synthetic else ""), ""]
+    tasks = list(paired["tasks"])
+    header = ["model"] + [f"{t} ΔAUROC [95 % CI]" for t in tasks]
+    if synthetic:
+        header += [f"{t} |p − p_true| ratio" for t in tasks]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name in next(iter(paired["tasks"].values()))["auroc"]:
+        cells = [name]
+        for t in tasks:
+            r = paired["tasks"][t]["auroc"][name]
+            cells.append(f"{r['difference']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}] {r['verdict']}")
+        if synthetic:
+            for t in tasks:
+                e = paired["tasks"][t]["true_risk_error"][name]["overall"]
+                cells.append(f"{e['a']:.4f} / {e['b']:.4f} = {e['ratio']:.2f} {e['verdict']}")
+        lines.append("| " + " | ".join(cells) + " |")
+    best = [f"{t}: AUROC {paired['tasks'][t].get('best_reference_auroc')}"
+            + (f", error {paired['tasks'][t].get('best_reference_error')}" if synthetic else "") for t in tasks
+            if paired["tasks"][t].get("best_reference_auroc")]
+    if best:
+        lines += ["", "Best reference per task: " + "; ".join(best) + "."]
+    return lines

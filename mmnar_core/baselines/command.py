@@ -50,6 +50,7 @@ def _run_line(run: dict, tasks: list[str]) -> str:
 
 
 def run(args) -> int:
+    import numpy as np
     import torch
 
     from mmnar_core.baselines.benchmark import markdown_table, run_benchmark
@@ -111,6 +112,13 @@ def run(args) -> int:
 
     results = run_benchmark(data, models, args.seeds, config, device, structured, args.modality_dropout,
                             GBTConfig(threads=args.threads), args.resamples, on_run=save)
+    probabilities = results.pop("test_probabilities")
+    np.savez_compressed(out / "test_probabilities.npz", patient_id=data.patient_ids[data.rows("test")],
+                        **{f"{name}__seed{seed}": p for name, runs in probabilities.items()
+                           for seed, p in zip(args.seeds, runs)})
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    write_text_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
+    write_text_atomic(out / "results.md", markdown_table(results, title))
     print(markdown_table(results, title))
     print(f"wrote {out / 'results.json'} and {out / 'results.md'}", file=sys.stderr)
     return 0

@@ -19,6 +19,7 @@ import torch
 
 from mmnar_core.baselines.gbt import GBTConfig, fit_gbt, gbt_features
 from mmnar_core.baselines.mlp import ConcatMLP
+from mmnar_core.baselines.references import fit_lightgbm, fit_logistic
 from mmnar_core.model import MMNARConfig, MMNARModel
 from mmnar_core.training.data import ModelData
 from mmnar_core.training.trainer import predict_logits, train
@@ -29,7 +30,7 @@ DEFAULT_MODALITY_DROPOUT = 0.3
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    kind: str  # "mmnar", "mlp" or "gbt"
+    kind: str  # "mmnar", "mlp", "gbt", "logistic", "lightgbm" or "ensemble" (mmnar over several seeds)
     description: str
     overrides: dict = field(default_factory=dict)  # MMNARConfig fields (mmnar kind)
     use_availability: bool = False  # mlp kind
@@ -48,6 +49,11 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in [
               probabilities="rectified"),
     ModelSpec("mmnar_no_rectifier", "mmnar", "ours without the rectifier (temperature only; same network as mmnar)",
               same_run_as="mmnar"),
+    ModelSpec("mmnar_single", "mmnar", "ours as one fusion network without the wide path (the first edition's shape)",
+              {"n_members": 1, "use_wide": False}, probabilities="rectified"),
+    ModelSpec("mmnar_no_wide", "mmnar", "ours without the wide linear path", {"use_wide": False},
+              probabilities="rectified"),
+    ModelSpec("mmnar_ensemble5", "ensemble", "ours trained with 5 seeds, log-odds averaged", probabilities="rectified"),
     ModelSpec("mmnar_no_gating", "mmnar", "ours without the missingness-conditioned gates",
               {"use_gating": False}, probabilities="rectified"),
     ModelSpec("mmnar_no_pattern_embedding", "mmnar", "ours with one shared token instead of a learned token per pattern",
@@ -62,7 +68,12 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in [
               modality_dropout=True),
     ModelSpec("structured_only", "mlp", "MLP on the tabular modalities only", use_availability=True, structured_only=True),
     ModelSpec("hgb", "gbt", "HistGradientBoosting per task on structured features + pooled embeddings + mask"),
+    ModelSpec("logistic", "logistic", "L2 logistic regression per task on standardised embeddings + mask, C chosen on val"),
+    ModelSpec("lightgbm", "lightgbm", "LightGBM per task on the boosting features, grid and early stopping on val"),
 ]}
+
+REFERENCES = ("logistic", "lightgbm", "hgb", "structured_only", "concat_mask")  # the practitioner's references
+ENSEMBLE_SEEDS = 5
 
 
 def check_model_names(names: list[str]) -> list[str]:
@@ -120,11 +131,22 @@ def fit_model(spec: ModelSpec, data: ModelData, config: MMNARConfig, seed: int, 
     """Train one model for one seed (train split, early stopping on val) and predict val and test."""
     val_rows, test_rows = data.rows("val"), data.rows("test")
     started = time.perf_counter()
+    threads = (gbt_config or GBTConfig()).threads
     if spec.kind == "gbt":
         result = fit_gbt(data, seed, gbt_config)
         features = gbt_features(data)
         return FittedLogits(result.logits(features[val_rows]), result.logits(features[test_rows]),
                             {"n_trees": result.n_trees, "seconds": round(time.perf_counter() - started, 2)})
+    if spec.kind in ("logistic", "lightgbm"):
+        fitted = fit_logistic(data, threads) if spec.kind == "logistic" else fit_lightgbm(data, seed, threads)
+        return FittedLogits(fitted.val, fitted.test, {"chosen": fitted.chosen,
+                                                      "seconds": round(time.perf_counter() - started, 2)})
+    if spec.kind == "ensemble":
+        members = [fit_model(MODELS["mmnar"], data, config, seed * 1000 + i, device, structured, modality_dropout,
+                             gbt_config, progress) for i in range(ENSEMBLE_SEEDS)]
+        return FittedLogits(np.mean([m.val for m in members], axis=0), np.mean([m.test for m in members], axis=0),
+                            {"member_seeds": [seed * 1000 + i for i in range(ENSEMBLE_SEEDS)],
+                             "seconds": round(time.perf_counter() - started, 2)})
     run_config = spec_config(spec, config, seed, modality_dropout)
     result = train(run_config, data, device, progress=progress, build_model=builder(spec, structured))
     return FittedLogits(predict_logits(result.model, data, val_rows, device),
