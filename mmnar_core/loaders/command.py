@@ -23,6 +23,10 @@ def register(subparsers) -> None:
     group = parser.add_argument_group("streaming (mimic-iv, eicu)")
     group.add_argument("--memory-limit", default="4GB", help="DuckDB memory limit; it spills to a temporary folder beyond it")
     group.add_argument("--threads", type=int, default=2, help="DuckDB threads")
+    group = parser.add_argument_group("eicu")
+    group.add_argument("--split-by", choices=["patient", "hospital"], default="patient",
+                       help="patient: train/val/test by person (hash of uniquepid); hospital: by hospitalid, test and val "
+                       "on hospitals absent from train (an external-site evaluation; docs/new_site.md)")
     group = parser.add_argument_group("mimic-iv")
     group.add_argument("--note-root", help="MIMIC-IV-Note folder with discharge.csv[.gz] / radiology.csv[.gz] (default ROOT/note)")
     group.add_argument("--cxr-root", help="MIMIC-CXR-JPG folder with mimic-cxr-2.0.0-metadata.csv[.gz] and files/ (default ROOT/cxr)")
@@ -33,7 +37,11 @@ def register(subparsers) -> None:
 
 
 def options_for(args) -> dict:
+    if args.split_by != "patient" and args.source != "eicu":
+        raise ValueError(f"--split-by {args.split_by} is only available for eicu (its stays carry a hospitalid)")
     options = {"seed": args.seed, "overwrite": args.overwrite, "progress": not args.no_progress}
+    if args.source == "eicu":
+        options["split_by"] = args.split_by
     if args.source in ("mimic-iv", "eicu"):
         options.update(memory_limit=args.memory_limit, threads=args.threads)
     if args.source == "mimic-iv":
@@ -63,6 +71,9 @@ def summarize(out, seconds: float | None = None) -> dict:
         },
         "availability": dict(zip(manifest.modality_names, [round(float(v), 4) for v in dataset.availability().mean(axis=0)])),
     }
+    split = manifest.provenance.get("split") or {}
+    if split.get("by") == "hospital":
+        summary["hospitals"] = {s: len(ids) for s, ids in split["hospitals"].items()}
     if seconds is not None:
         summary["build_seconds"] = round(seconds, 2)
         summary["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -10,6 +10,9 @@ labs / periodic vitals / nurse charting when those tables exist). A stay with no
 table within the window has every feature of that modality null, so the modality is absent: the
 availability pattern is what was charted. APACHE IV(a) predicted hospital mortality is kept as the
 reference score `ref_apache_iva_hospital_mortality`, never as a feature.
+
+Splits are by person (default) or, with split_by="hospital", by hospital (loaders/site_split.py): test
+stays then come from hospitals the model never saw in training.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import pandas as pd
 from mmnar_core.dataset import Manifest, ReferenceScore
 from mmnar_core.loaders.codes import medication_class_sql
 from mmnar_core.loaders.duck import DEFAULT_MEMORY_LIMIT, Engine
-from mmnar_core.loaders.output import Stages, warn, write_dataset
+from mmnar_core.loaders.output import SPLIT_FRACTIONS, Stages, warn, write_dataset
+from mmnar_core.loaders.site_split import SPLIT_BY, split_by_hospital
 from mmnar_core.loaders.tables import LoaderError, find_table, read_small
 from mmnar_core.schema import FeatureSpec, ModalityKind, ModalitySpec, OutcomeSpec
 
@@ -303,11 +307,14 @@ def read_patients(folder: Path) -> pd.DataFrame:
         required=["patientunitstayid", "patienthealthsystemstayid", "uniquepid", "gender", "age", "ethnicity",
                   "hospitaladmitoffset", "hospitaladmitsource", "hospitaldischargestatus", "unittype", "unitadmitsource",
                   "unitvisitnumber", "unitstaytype", "admissionheight", "admissionweight", "unitdischargestatus"],
-        numeric=["patientunitstayid", "patienthealthsystemstayid", "hospitaladmitoffset", "unitvisitnumber", "admissionheight", "admissionweight"],
+        optional=["hospitalid"],
+        numeric=["patientunitstayid", "patienthealthsystemstayid", "hospitaladmitoffset", "unitvisitnumber", "admissionheight",
+                 "admissionweight", "hospitalid"],
         not_null=["patientunitstayid", "patienthealthsystemstayid", "uniquepid"],
     )
     if patient["patientunitstayid"].duplicated().any():
         raise LoaderError(path, "patientunitstayid", "is not unique; patient has one row per unit stay")
+    patient["hospitalid"] = pd.to_numeric(patient["hospitalid"]).astype("Int64")  # absent column: all null
     return patient.sort_values("patientunitstayid").reset_index(drop=True)
 
 
@@ -340,14 +347,29 @@ def group_features(engine: Engine, path: Path, group: Group, stays: pd.Series) -
     return frame, latest
 
 
+def split_rows(patient: pd.DataFrame, split_by: str, seed: int, path: Path) -> tuple[np.ndarray | None, dict]:
+    """(splits or None for the default person hash, the scheme recorded in the manifest)."""
+    if split_by not in SPLIT_BY:
+        raise ValueError(f"split_by {split_by!r} (accepted: {', '.join(SPLIT_BY)})")
+    if split_by == "patient":
+        return None, {"by": "patient", "column": "uniquepid", "seed": seed,
+                      "fractions": dict(zip(("train", "val", "test"), SPLIT_FRACTIONS))}
+    if patient["hospitalid"].isna().all():
+        raise LoaderError(path, "hospitalid", "is missing or empty; --split-by hospital needs the patient table's hospitalid")
+    return split_by_hospital(patient["hospitalid"].tolist(), patient["uniquepid"].tolist(), seed)
+
+
 def build(root: str | Path, out: str | Path, memory_limit: str = DEFAULT_MEMORY_LIMIT, threads: int = 2, seed: int = 0,
-          overwrite: bool = False, progress: bool = True) -> Path:
+          overwrite: bool = False, progress: bool = True, split_by: str = "patient") -> Path:
     folder = Path(root)
+    if split_by not in SPLIT_BY:  # before any work
+        raise ValueError(f"split_by {split_by!r} (accepted: {', '.join(SPLIT_BY)})")
     groups = event_groups()
     stage_names = ["patients + labels", "apache", *[g.table for g in groups], "write"]
     with Stages("eicu", stage_names, enabled=progress) as stages, Engine(memory_limit, threads) as engine:
         stages.next()
         patient = read_patients(folder)
+        splits, split_scheme = split_rows(patient, split_by, seed, find_table(folder, "patient"))
         stays = patient["patientunitstayid"]
         engine.register("stays", pd.DataFrame({"stay": stays.astype("int64")}))
         label_values = labels(patient)
@@ -390,10 +412,13 @@ def build(root: str | Path, out: str | Path, memory_limit: str = DEFAULT_MEMORY_
                 "licence": "as the source: PhysioNet Credentialed Health Data License (ODbL for the public demo)",
                 "generator": "mmnar_core.loaders.eicu", "window": "offset <= 1440 min (>= 0 for time series)",
                 "tables_used": ["patient", "apacheapsvar", *used], "tables_absent": absent, "seed": seed,
+                "split": split_scheme,
             },
         )
         ids = pd.DataFrame({"patient_id": stays.astype(str), "group_id": patient["uniquepid"].astype(str)})
         extra = {"patienthealthsystemstayid": patient["patienthealthsystemstayid"].astype("int64")}
+        if patient["hospitalid"].notna().any():
+            extra["hospitalid"] = patient["hospitalid"]
         return write_dataset(Path(out), manifest, ids, structured, label_values,
                              references={"apache_iva_hospital_mortality": reference_score(folder, stays)},
-                             extra_columns=extra, seed=seed, overwrite=overwrite)
+                             extra_columns=extra, seed=seed, overwrite=overwrite, splits=splits)

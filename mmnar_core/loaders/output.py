@@ -106,6 +106,7 @@ def write_dataset(
     extra_columns: dict[str, pd.Series] | None = None,
     seed: int = 0,
     overwrite: bool = False,
+    splits: np.ndarray | None = None,
 ) -> Path:
     """Assemble the four tables from aligned per-patient columns and write them with DatasetWriter.
 
@@ -114,6 +115,7 @@ def write_dataset(
     `images` maps an image modality to a Series of source references (None = absent) and
     `image_bytes(modality, reference, patient_id) -> (relative_path, bytes, metadata dict)` produces the
     file to store, so reading and resizing an image happens only while the writer is open.
+    `splits` (train/val/test per row) replaces the per-person hash split (e.g. a split by hospital).
     """
     texts, images, references = texts or {}, images or {}, references or {}
     n = len(ids)
@@ -125,7 +127,7 @@ def write_dataset(
         text[modality.name] = series.map(lambda v: v if isinstance(v, str) and v.strip() else None).astype(object)
 
     patients = pd.DataFrame({"patient_id": patient_id, "group_id": ids["group_id"].astype(str).reset_index(drop=True)})
-    patients["split"] = assign_splits(patients["group_id"].tolist(), seed=seed)
+    patients["split"] = assign_splits(patients["group_id"].tolist(), seed=seed) if splits is None else np.asarray(splits, dtype=object)
     tabular = tabular_availability(manifest, structured)
     with DatasetWriter(out, overwrite=overwrite) as writer:
         image_rows = []
