@@ -228,6 +228,21 @@ def test_content_signal_scenario_hides_conditions_from_structured_data():
     assert v2_auc < v1_auc - 0.1 and v2_auc < 0.8 < 0.9 < roc_auc_score(v2.pneumonia, v2.finding_opacity), (v1_auc, v2_auc)
 
 
+def test_content_only_scenario_hides_conditions_entirely():
+    """Scenario v3: pneumonia has no effect on any vital (scale 0), yet still drives ICU admission
+    strongly; its X-ray finding still follows it."""
+    from mmnar_core.synth.scm import SCENARIOS, content_only_parameters
+
+    assert SCENARIOS["content_only"][1]() == content_only_parameters()
+    v3 = simulate_latent_and_structured(20000, seed=9, params=content_only_parameters())
+    design = np.column_stack([np.ones(len(v3)), v3.severity, v3.pneumonia, v3.copd, v3.pleural_effusion,
+                              v3.heart_failure]).astype(float)
+    coef = np.linalg.lstsq(design, v3.spo2_min.to_numpy(float), rcond=None)[0]
+    assert abs(coef[2]) < 0.2, coef  # v1: -4 points, v2: -0.6
+    assert content_only_parameters().icu_90d["pneumonia"] > 1.5
+    assert v3.loc[v3.pneumonia, "finding_opacity"].mean() > 0.85
+
+
 def test_outcome_concepts_follow_the_structural_equations():
     from mmnar_core.synth.scm import SCMParameters, outcome_concepts
 

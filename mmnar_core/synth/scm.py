@@ -85,9 +85,27 @@ def content_signal_parameters() -> SCMParameters:
     )
 
 
+def content_only_parameters() -> SCMParameters:
+    """Scenario `content_only` (simulator v3): the conditions do not show in the structured data at all
+    (scale 0) and drive the outcomes strongly, so whatever a model knows about them beyond severity and
+    demographics it must read from the X-ray and the notes, whose ordering still depends on them (MNAR).
+    The cohort on which a multimodal model must beat every structured-only reference by a clear margin."""
+    return SCMParameters(
+        structured_condition_scale=0.0,
+        readmission_30d={"intercept": -2.8, "severity": 0.4, "heart_failure": 1.6, "copd": 1.2,
+                         "log_prior_admissions": 0.35, "skilled_nursing": 0.3},
+        icu_90d={"intercept": -2.8, "severity": 0.5, "sepsis": 1.0, "pneumonia": 1.8, "pleural_effusion": 1.5,
+                 "copd": 0.4},
+        death_180d={"intercept": -4.0, "severity": 0.7, "sepsis": 0.9, "heart_failure": 1.4, "z_age": 0.6,
+                    "pleural_effusion": 1.0},
+    )
+
+
 SCENARIOS = {
     "default": ("simulator v1: the structured data reveals most of the latent state", SCMParameters),
     "content_signal": ("simulator v2: conditions seen mainly through the X-ray and the notes", content_signal_parameters),
+    "content_only": ("simulator v3: conditions seen only through the X-ray and the notes, and weighing more",
+                     content_only_parameters),
 }
 SCENARIO_NAMES = tuple(SCENARIOS)
 
