@@ -39,10 +39,12 @@ from typing import Iterable
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save_file
 
 from mmnar_core import __version__
 from mmnar_core.atomic_write import write_text_atomic
+from mmnar_core.bundle_files import UnsafeFileError, header_bytes, read_plain_file, safetensors_header
 from mmnar_core.calibration import PatternRectifier, TemperatureScaler
 from mmnar_core.model import MMNARConfig, MMNARModel
 
@@ -85,6 +87,13 @@ class Bundle:
     files: list[str]  # every file of the bundle (relative paths), as listed in bundle.json
     signed_by: list[str] = field(default_factory=list)  # key ids of the valid signatures in bundle.sig
     created_by: str = ""  # "mmnar_core <version>" that wrote it
+    contents: dict[str, bytes] = field(default_factory=dict, repr=False)  # the verified bytes of every file
+
+    def read_bytes(self, relative: str) -> bytes:
+        """A file's bytes as hashed at load (never read again from disk, so never a swapped file)."""
+        if relative not in self.contents:
+            raise BundleError(f"{self.root / relative}: not a file of this bundle (files: {', '.join(self.files)})")
+        return self.contents[relative]
 
 
 def _sha256(path: Path) -> str:
@@ -149,15 +158,6 @@ def save_bundle(out: str | Path, model: MMNARModel, temperature: TemperatureScal
     return out
 
 
-def _read_json(root: Path, name: str):
-    try:
-        return json.loads((root / name).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BundleError(f"{root / name}: missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise BundleError(f"{root / name}: not valid JSON ({error})") from None
-
-
 # -- what a bundle may contain ---------------------------------------------------------------------------
 
 def _pickle_in(data: bytes, complete: bool) -> str | None:
@@ -206,31 +206,10 @@ def _zip_pickle(path: Path) -> str | None:
 
 def _safetensors_problem(path: Path, size: int) -> str | None:
     """Why `path` is not a well-formed safetensors file, or None (reads only its JSON header)."""
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-        if len(head) < 8:
-            return "shorter than a safetensors header"
-        length = int.from_bytes(head, "little")
-        if length > size - 8 or length > 100 * 2**20:
-            return f"its header length {length} does not fit the file ({size} bytes)"
-        header = handle.read(length)
     try:
-        meta = json.loads(header)
-    except (ValueError, UnicodeDecodeError):
-        return "its header is not JSON"
-    if not isinstance(meta, dict):
-        return "its header is not a JSON object"
-    end = 0
-    for name, info in meta.items():
-        if name == "__metadata__":
-            continue
-        offsets = info.get("data_offsets") if isinstance(info, dict) else None
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)
-                and 0 <= offsets[0] <= offsets[1]):
-            return f"tensor {name!r} has no valid data_offsets"
-        end = max(end, offsets[1])
-    if 8 + length + end != size:
-        return "its tensors do not add up to the file size"
+        safetensors_header(*header_bytes(path))
+    except ValueError as error:
+        return str(error)
     return None
 
 
@@ -248,9 +227,11 @@ def _refuse_pickles_and_strays(root: Path, listed: dict[str, str]) -> None:
             if relative in (INDEX_FILE, SIGNATURE_FILE):
                 continue
             try:
-                info = path.stat()
+                info = path.lstat()  # a link is refused, never followed
             except OSError as error:
                 raise BundleError(f"{path}: cannot be read ({error.strerror or error})") from None
+            if stat.S_ISLNK(info.st_mode):
+                raise BundleError(f"{path}: a symbolic link; a bundle holds plain files only")
             if not stat.S_ISREG(info.st_mode):
                 raise BundleError(f"{path}: not a regular file; a bundle holds plain files only")
             reason = None
@@ -482,13 +463,24 @@ def verify_bundle(root: str | Path, trusted_keys: Iterable | None = None, *, _si
     else the MMNAR_TRUSTED_KEYS environment variable; pass () for none), a bundle without a valid
     signature by one of them.
     """
-    root = Path(root)
+    return _verified(Path(root), trusted_keys, _signatures)[0]
+
+
+def _read_once(root: Path, relative: str) -> bytes:
+    try:
+        return read_plain_file(root, relative)
+    except FileNotFoundError:
+        raise BundleError(f"{root / relative}: missing") from None
+    except UnsafeFileError as error:
+        raise BundleError(str(error)) from None
+
+
+def _verified(root: Path, trusted_keys: Iterable | None, signatures: bool = True) -> tuple[dict, dict[str, bytes]]:
+    """verify_bundle's checks; also returns every listed file's bytes, read once: the bytes hashed are the
+    bytes loaded."""
     if not root.is_dir():
         raise BundleError(f"{root}: not a directory")
-    try:
-        index_bytes = (root / INDEX_FILE).read_bytes()
-    except FileNotFoundError:
-        raise BundleError(f"{root / INDEX_FILE}: missing") from None
+    index_bytes = _read_once(root, INDEX_FILE)
     try:
         index = json.loads(index_bytes.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -498,22 +490,28 @@ def verify_bundle(root: str | Path, trusted_keys: Iterable | None = None, *, _si
     files = index["files"]
     if _content_hash(files) != index.get("content_hash"):
         raise BundleError(f"{root / INDEX_FILE}: content_hash does not match the file list; the bundle was changed")
-    signed_by = _check_signatures(root, index_bytes, trusted_keys) if _signatures else []
+    signed_by = _check_signatures(root, index_bytes, trusted_keys) if signatures else []
     for relative in files:
         parts = Path(relative).parts
         if not isinstance(relative, str) or ".." in parts or Path(relative).is_absolute() or not parts:
             raise BundleError(f"{root / INDEX_FILE}: lists {relative!r}, which is not a path inside the bundle")
     _refuse_pickles_and_strays(root, files)
+    contents = {}
     for relative, digest in files.items():
         path = root / relative
-        if not path.is_file():
-            raise BundleError(f"{path}: listed in {INDEX_FILE} but missing")
-        if _sha256(path) != digest:
+        try:
+            data = read_plain_file(root, relative)
+        except FileNotFoundError:
+            raise BundleError(f"{path}: listed in {INDEX_FILE} but missing") from None
+        except UnsafeFileError as error:
+            raise BundleError(str(error)) from None
+        if hashlib.sha256(data).hexdigest() != digest:
             raise BundleError(f"{path}: does not match its hash in {INDEX_FILE}; the bundle was changed")
+        contents[relative] = data
     for required in ("config.json", "weights.safetensors", "calibration.json", "dataset.json", "encoders.json"):
         if required not in files:
             raise BundleError(f"{root / required}: missing")
-    return {**index, "signed_by": signed_by}
+    return {**index, "signed_by": signed_by}, contents
 
 
 def load_bundle(root: str | Path, device: torch.device | str = "cpu", trusted_keys: Iterable | None = None) -> Bundle:
@@ -526,23 +524,28 @@ def load_bundle(root: str | Path, device: torch.device | str = "cpu", trusted_ke
     exhaust the machine), calibration.json must fit the config's tasks and modalities, the other JSON files
     must be objects and model_card.md UTF-8."""
     root = Path(root)
-    index = verify_bundle(root, trusted_keys)
-    config = _load_config(root)
-    model = _load_model(root, config, device)
-    temperature, rectifiers = _load_calibration(root, config)
+    index, contents = _verified(root, trusted_keys)
+    config = _load_config(root, contents)
+    model = _load_model(root, config, device, contents["weights.safetensors"])
+    temperature, rectifiers = _load_calibration(root, config, contents)
     card_path = root / "model_card.md"
     try:
-        card = card_path.read_text(encoding="utf-8") if card_path.is_file() else ""
+        card = contents["model_card.md"].decode("utf-8") if "model_card.md" in contents else ""
     except UnicodeDecodeError as error:
         raise BundleError(f"{card_path}: not UTF-8 text (byte {error.start})") from None
     return Bundle(root, index["model_id"], index["content_hash"], config, model, temperature, rectifiers,
-                  _json_object(root, "dataset.json"), _json_object(root, "encoders.json"),
-                  _json_object(root, "metrics.json") if (root / "metrics.json").is_file() else {}, card,
-                  sorted(index["files"]), index["signed_by"], str(index.get("created_by", "")))
+                  _json_object(root, "dataset.json", contents), _json_object(root, "encoders.json", contents),
+                  _json_object(root, "metrics.json", contents) if "metrics.json" in contents else {}, card,
+                  sorted(index["files"]), index["signed_by"], str(index.get("created_by", "")), contents)
 
 
-def _json_object(root: Path, name: str) -> dict:
-    data = _read_json(root, name)
+def _json_object(root: Path, name: str, contents: dict[str, bytes]) -> dict:
+    try:
+        data = json.loads(contents[name].decode("utf-8"))
+    except KeyError:
+        raise BundleError(f"{root / name}: missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BundleError(f"{root / name}: not valid JSON ({error})") from None
     if not isinstance(data, dict):
         raise BundleError(f"{root / name}: a JSON {type(data).__name__}, not an object")
     return data
@@ -553,38 +556,37 @@ def _why(error: Exception) -> str:
     return f"{type(error).__name__}: {text[:300]}" if text else type(error).__name__
 
 
-def _weight_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    """Tensor name -> shape from the safetensors header (its layout was checked by verify_bundle)."""
-    with open(path, "rb") as handle:
-        length = int.from_bytes(handle.read(8), "little")
-        header = json.loads(handle.read(length))
-    shapes = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        shape = info.get("shape")
-        if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                                for d in shape)):
-            raise BundleError(f"{path}: tensor {name!r} has no valid shape")
-        shapes[name] = tuple(shape)
-    return shapes
+def _weight_specs(path: Path, data: bytes) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Tensor name -> (safetensors dtype, shape) from the header of the verified bytes."""
+    try:
+        return safetensors_header(data[:8 + min(int.from_bytes(data[:8], "little"), len(data))], len(data))
+    except ValueError as error:
+        raise BundleError(f"{path}: not a valid safetensors file ({error})") from None
+
+
+_TORCH_DTYPES = {torch.bool: "BOOL", torch.uint8: "U8", torch.int8: "I8", torch.int16: "I16", torch.int32: "I32",
+                 torch.int64: "I64", torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32",
+                 torch.float64: "F64"}
 
 
 _STRUCTURAL = ("d_model", "n_heads", "n_layers", "ff_mult", "missingness_hidden")
 
 
-def _load_config(root: Path) -> MMNARConfig:
+def _load_config(root: Path, contents: dict[str, bytes]) -> MMNARConfig:
     path = root / "config.json"
-    data = _json_object(root, "config.json")
+    data = _json_object(root, "config.json", contents)
     try:
         return MMNARConfig.from_dict(data)
     except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as error:
         raise BundleError(f"{path}: {_why(error)}") from None
 
 
-def _load_model(root: Path, config: MMNARConfig, device) -> MMNARModel:
+def _load_model(root: Path, config: MMNARConfig, device, data: bytes) -> MMNARModel:
+    """The model, checked against the weights' header (dtypes and shapes) on the meta device, then given the
+    loaded tensors as its own (assign=True): nothing is allocated before the check, nothing twice after."""
     path, weights = root / "config.json", root / "weights.safetensors"
-    shapes = _weight_shapes(weights)
+    specs = _weight_specs(weights, data)
+    shapes = {name: shape for name, (_dtype, shape) in specs.items()}
     parameters = sum(int(np.prod(shape, dtype=object)) for shape in shapes.values())
     # a model bigger than the weights cannot fit them: refuse its sizes before building anything
     sizes = [("input_dims", d) for d in (config.input_dims if isinstance(config.input_dims, (list, tuple)) else [])]
@@ -598,7 +600,9 @@ def _load_model(root: Path, config: MMNARConfig, device) -> MMNARModel:
                               f"{parameters:,} values)")
     try:
         with torch.device("meta"):  # shapes only: no memory, no initialisation
-            expected = {k: tuple(v.shape) for k, v in MMNARModel(config).state_dict().items()}
+            model = MMNARModel(config)
+        state = model.state_dict()
+        expected = {k: tuple(v.shape) for k, v in state.items()}
     except Exception as error:  # noqa: BLE001 - any config value the model cannot be built from
         raise BundleError(f"{path}: builds no model ({_why(error)})") from None
     if expected != shapes:
@@ -609,17 +613,24 @@ def _load_model(root: Path, config: MMNARConfig, device) -> MMNARModel:
             f"missing {', '.join(missing[:3])}" if missing else "", f"unexpected {', '.join(extra[:3])}" if extra else "",
             f"{differ[0]} is {list(shapes[differ[0]])}, not {list(expected[differ[0]])}" if differ else "") if part)
         raise BundleError(f"{weights}: does not fit config.json ({detail})")
-    model = MMNARModel(config)
+    for name, tensor in state.items():
+        wanted = _TORCH_DTYPES.get(tensor.dtype, str(tensor.dtype))
+        if specs[name][0] != wanted:
+            raise BundleError(f"{weights}: tensor {name} is {specs[name][0]}, not {wanted} as config.json's model has it")
     try:
-        model.load_state_dict(load_file(weights))
+        model.load_state_dict(load_tensors(data), assign=True)
     except Exception as error:  # noqa: BLE001 - safetensors and torch raise several types (dtype, data)
         raise BundleError(f"{weights}: does not fit config.json ({_why(error)})") from None
+    left = [name for name, tensor in list(model.named_parameters()) + list(model.named_buffers()) if tensor.is_meta]
+    if left:  # every tensor of the model is in the state dict; a new unsaved one would be caught here
+        raise BundleError(f"{weights}: holds no values for {', '.join(left[:3])} of config.json's model")
     return model.to(device).eval()
 
 
-def _load_calibration(root: Path, config: MMNARConfig) -> tuple[TemperatureScaler, dict[str, PatternRectifier]]:
+def _load_calibration(root: Path, config: MMNARConfig,
+                      contents: dict[str, bytes]) -> tuple[TemperatureScaler, dict[str, PatternRectifier]]:
     path = root / "calibration.json"
-    calibration = _json_object(root, "calibration.json")
+    calibration = _json_object(root, "calibration.json", contents)
     tasks = list(config.tasks)
     try:
         temperature_state, rectifier_states = calibration["temperature"], calibration["rectifiers"]
