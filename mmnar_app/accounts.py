@@ -123,4 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from mmnar_app.store.permissions import restrict_umask
+
+    restrict_umask()  # the database and its -wal/-shm hold password hashes: 0600
     sys.exit(main())

@@ -10,6 +10,7 @@ from mmnar_app import charts
 from mmnar_app.display import modality_name, pattern_name, percent, signed_points, task_name
 from mmnar_app.logging_setup import configure_logging
 from mmnar_app.settings import AppSettings
+from mmnar_app.store.permissions import restrict_umask
 
 
 @st.cache_resource(show_spinner="Loading the model (once per server process)...")
@@ -76,6 +77,7 @@ def page_header(title: str, require: str | None = None):
     from mmnar_app import auth
     st.set_page_config(page_title=f"{title} · MMNAR risk explorer", page_icon="🩺", layout="wide")
     configure_logging()  # before anything can log patient data
+    restrict_umask()  # before anything is written: the database, its -wal/-shm and exports are 0600
     info = service().info
     if info.synthetic:
         st.warning(f"**Demo model trained on synthetic data ({info.dataset_name}). Not for clinical use.** "

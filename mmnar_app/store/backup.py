@@ -267,7 +267,7 @@ def export_archive(store: Store, out: str | Path, *, overwrite: bool = False) ->
         raise BackupError(f"{out} already exists: choose another --out (or pass --overwrite)")
     if not out.parent.is_dir():
         raise BackupError(f"the folder of {out} does not exist")
-    with atomic_path(out) as partial:
+    with atomic_path(out, 0o600) as partial:  # a backup holds every note and input: only its owner reads it
         manifest = _write_archive(store, partial)
     digest = hashlib.sha256()
     with open(out, "rb") as handle:
@@ -712,4 +712,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from mmnar_app.store.permissions import restrict_umask
+
+    restrict_umask()  # archives and databases hold every note and input: 0600
     raise SystemExit(main())

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from .models import AssessmentFile, AssessmentRow, AuditRow, Blob
+from .permissions import private_dir, private_file, warn_if_loose
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DEFAULT_DATA_DIR = "~/.local/share/mmnar"
@@ -111,7 +112,7 @@ def default_database_url(data_dir: str | Path | None = None) -> str:
 
 def _make_dir(directory: Path) -> None:
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(directory)  # 0700 when created here
     except OSError as exc:
         raise StoreError(f"cannot create the data directory {directory}: {exc.strerror or exc}") from exc
 
@@ -156,6 +157,10 @@ def _parse_url(url: str | URL) -> URL:
 
 def _sqlite_engine(url: URL) -> Engine:
     _make_dir(Path(url.database).parent)
+    try:  # created 0600 before SQLite opens it: its -wal and -shm files take the database's mode
+        private_file(Path(url.database))
+    except OSError as exc:
+        raise StoreError(f"cannot create the database {url.database}: {exc.strerror or exc}") from exc
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
                            hide_parameters=True)  # never echo patient data in error text
     busy_ms = int(SQLITE_BUSY_TIMEOUT_S * 1000)
@@ -346,7 +351,10 @@ def open_store(url: str | None = None, data_dir: str | Path | None = None) -> "S
     except BaseException:
         engine.dispose()
         raise
-    return Store(engine, parsed)
+    store = Store(engine, parsed)
+    if store.backend == "sqlite":
+        store.permission_warnings = warn_if_loose(Path(parsed.database))
+    return store
 
 
 # -- validation and encoding ---------------------------------------------------------------------------
@@ -485,6 +493,7 @@ class Store:
         self._read = sessionmaker(engine, expire_on_commit=False)
         self._write = sessionmaker(engine.execution_options(mmnar_write=True), expire_on_commit=False)
         self._closed = False
+        self.permission_warnings: list[str] = []  # files others can read (checked by open_store)
 
     def __repr__(self) -> str:
         return f"Store(url={self.url!r})"
