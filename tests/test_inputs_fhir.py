@@ -199,7 +199,8 @@ def test_loinc_table_matches_the_demo_model():
 def test_fhir_datetimes():
     assert parse_fhir_datetime("2024") == datetime(2024, 1, 1, tzinfo=timezone.utc)
     assert parse_fhir_datetime("2024-03-05T14:30:00+02:00") == datetime(2024, 3, 5, 12, 30, tzinfo=timezone.utc)
-    for bad in ("2024-13-01", "05/03/2024", "2024-03-05 14:30", 20240305):
+    for bad in ("2024-13-01", "05/03/2024", "2024-03-05 14:30", 20240305, "\u0661\u0669\u0665\u0660",
+                "\uff12\uff10\uff12\uff14-03-05T14:30:00Z"):  # Arabic-Indic 1950, full-width 2024: digits are 0-9
         with pytest.raises(ValueError):
             parse_fhir_datetime(bad)
 
