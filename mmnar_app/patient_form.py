@@ -150,14 +150,31 @@ def structured_inputs(info, modality: str) -> None:
         column = columns[i % 3]
         unit = f" ({feature['unit']})" if feature.get("unit") else ""
         if feature["kind"] == "categorical":
-            column.selectbox(feature["name"], [NOT_RECORDED, *feature["categories"]], key=_feature_key(feature["name"]),
-                             help=feature.get("description"), on_change=_touch)
+            _category_input(column, feature)
         else:
             low, high = feature.get("valid_range") or (None, None)
             hint = f" Plausible range {low:g} to {high:g}{unit}." if low is not None else ""
             column.number_input(f"{feature['name']}{unit}", value=None, key=_feature_key(feature["name"]), on_change=_touch,
                                 help=f"{feature.get('description', '')}.{hint} Leave empty if not measured.",
                                 placeholder="not measured")
+
+
+def _category_input(column, feature: dict) -> None:
+    """A selectbox of the model's categories; where the model takes unseen values (`accepts_unknown`), also
+    a typed or uploaded other value, with a note under it that the model treats it as unknown."""
+    key = _feature_key(feature["name"])
+    options = [NOT_RECORDED, *feature["categories"]]
+    if not feature.get("accepts_unknown"):
+        column.selectbox(feature["name"], options, key=key, help=feature.get("description"), on_change=_touch)
+        return
+    current = st.session_state.get(key)
+    if isinstance(current, str) and current not in options:
+        options.append(current)  # a value read from a file: keep it selectable instead of resetting it
+    column.selectbox(feature["name"], options, key=key, on_change=_touch, accept_new_options=True,
+                     help=f"{feature.get('description', '')}. Another value may be typed: the model treats it as unknown.")
+    value = st.session_state.get(key)
+    if isinstance(value, str) and value != NOT_RECORDED and value not in feature["categories"]:
+        column.caption(f"{value!r} is not a category the model was trained on; treated as unknown")
 
 
 # ------------------------------------------------------------------ images and notes

@@ -239,3 +239,28 @@ def test_real_eicu_demo_split_by_hospital(eicu_by_hospital, shared_data):
     assert list(splits) == p["split"].tolist() and again == scheme  # deterministic
     test = p[p["split"] == "test"]
     assert test["ref_apache_iva_hospital_mortality"].between(0, 1).sum() > 100  # APACHE IVa kept on the test stays
+
+
+def _category_page():
+    import streamlit as st
+
+    from mmnar_app.patient_form import _category_input
+
+    for name, open_ in (("disposition", True), ("sex", False)):
+        _category_input(st, {"name": name, "kind": "categorical", "categories": ["home", "snf"], "description": name,
+                             "accepts_unknown": open_})
+
+
+def test_the_form_keeps_an_unseen_value_with_a_visible_note_only_where_the_model_takes_it():
+    from streamlit.testing.v1 import AppTest
+
+    from mmnar_app.patient_form import _feature_key
+
+    app = AppTest.from_function(_category_page)
+    app.session_state[_feature_key("disposition")] = "hospice"  # as a file upload leaves it
+    app.run()
+    assert not app.exception
+    assert [box.value for box in app.selectbox] == ["hospice", app.selectbox[1].options[0]]
+    assert [c.value for c in app.caption] == ["'hospice' is not a category the model was trained on; treated as unknown"]
+    app.selectbox[0].select("home").run()
+    assert not app.caption
