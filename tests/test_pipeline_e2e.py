@@ -76,7 +76,9 @@ def test_new_site_is_scaled_with_the_bundles_tabular_state(run, capsys):
     assert main(["embed", str(site), "--cache", str(run / "cache_site"), "--quiet", "--no-images", "--no-text"]) == 0
     # refit on the new site: the encoder differs from the bundle's, and evaluation refuses to mix them
     assert main(["evaluate", str(run / "bundle"), str(site), "--out", str(run / "x"), "--cache", str(run / "cache_site")]) == 2
-    assert "re-run embed with the bundle's encoders" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "come from other encoders than the bundle's" in err
+    assert f"python -m mmnar_core embed {site} --from-bundle {run / 'bundle'} --cache {run / 'cache_site'}" in err
     assert main(["embed", str(site), "--cache", str(run / "cache"), "--from-bundle", str(run / "bundle"), "--quiet"]) == 0
     assert main(["rectify", str(run / "bundle"), str(site), "--split", "all", "--out", str(run / "bundle_low"),
                  "--cache", str(run / "cache")]) == 0
