@@ -53,24 +53,44 @@ class LocalService(CachedExplanations):
         self.predictor = Predictor.load(bundle_dir, device=device)
         self.info: ModelInfo = model_info(self.predictor)
         self._lock = threading.Lock()  # one analysis at a time: two would only fight over the CPU cores
+        self._warm_up_thread: threading.Thread | None = None
+        self._warm_up_stop: threading.Event | None = None
 
     def start_warm_up(self) -> threading.Thread:
         """Run one throw-away explanation of a made-up patient in the background, so the first clinician's
         analysis does not pay for lazy imports, first-call kernel selection and allocator growth (the first
         analysis after start took 17 s instead of ~5 s). It holds the analysis lock: a click during the
-        warm-up waits for it, as it would have waited for the same work anyway. Nothing is cached."""
-        thread = threading.Thread(target=self._warm_up, name="mmnar-warm-up", daemon=True)
-        thread.start()
-        return thread
+        warm-up waits for it, as it would have waited for the same work anyway. Nothing is cached.
 
-    def _warm_up(self) -> None:
+        The thread stops between steps when asked (`stop_warm_up`, and at interpreter exit), so the
+        process never ends while it is inside torch."""
+        from mmnar_core.background import start_background
+
+        self._warm_up_thread, self._warm_up_stop = start_background(self._warm_up, "mmnar-warm-up")
+        return self._warm_up_thread
+
+    def stop_warm_up(self, timeout: float = 60.0) -> bool:
+        """Stops the warm-up at its next step and waits for it; True when no warm-up is running."""
+        from mmnar_core.background import stop_and_join
+
+        return stop_and_join(self._warm_up_thread, self._warm_up_stop, timeout)
+
+    def _warm_up(self, stop: threading.Event) -> None:
+        from mmnar_core.background import Stopped
         from mmnar_core.explain.attributions import AttributionSettings
+
+        def check(_step: str) -> None:
+            if stop.is_set():
+                raise Stopped
 
         settings = AttributionSettings(tabular_steps=2, image_steps=2, text_steps=2)
         with self._lock:
             try:
                 record = warm_up_record(self.predictor)
-                self.predictor.explain(record, tasks=[self.predictor.config.tasks[0]], settings=settings)
+                self.predictor.explain(record, tasks=[self.predictor.config.tasks[0]], settings=settings,
+                                       progress=check)
+            except Stopped:
+                raise
             except Exception:  # a warm-up must never take the app down; the first analysis will show the problem
                 import logging
 

@@ -123,8 +123,9 @@ class ServeState:
         if self._given is not None or not self.config.load_in_background:
             self._load()
         else:
-            self._loader = threading.Thread(target=self._load, name="mmnar-model-loader", daemon=True)
-            self._loader.start()
+            from mmnar_core.background import start_background
+
+            self._loader, _ = start_background(lambda _stop: self._load(), "mmnar-model-loader")
 
     def _load(self) -> None:
         from mmnar_core.model_info import model_info
@@ -156,6 +157,11 @@ class ServeState:
         return self.ready
 
     def stop(self) -> None:
+        """Waits for a model load in progress (it cannot be interrupted; ending the interpreter inside it
+        aborts the process), then stops the worker."""
+        from mmnar_core.background import stop_and_join
+
+        stop_and_join(self._loader, None)
         if self.batcher is not None:
             self.batcher.stop()
 
