@@ -155,8 +155,9 @@ def test_bad_hospital_splits_are_specific_errors():
         assert_site_disjoint(np.array(["train", "test"]), np.array(["1", "2"]), np.array(["a", "a"]))
     with pytest.raises(SiteSplitError, match="at least 3 separable hospitals; these stays have 2"):
         split_by_hospital([1, 2, 3], ["a", "b", "b"])
-    with pytest.raises(SiteSplitError, match="1 stay"):
-        split_by_hospital([1, None, 3], ["a", "b", "c"])
+    for missing in (None, float("nan"), pd.NA):
+        with pytest.raises(SiteSplitError, match="1 stay\\(s\\) have no hospital id"):
+            split_by_hospital([1, missing, 3], ["a", "b", "c"])
 
 
 PATIENT_COLUMNS = ["patientunitstayid", "patienthealthsystemstayid", "uniquepid", "gender", "age", "ethnicity",

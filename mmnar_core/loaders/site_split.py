@@ -63,7 +63,7 @@ def split_by_hospital(hospitals: Sequence, persons: Sequence, seed: int = 0,
     """(split of every row, the scheme to record in the manifest). Rows are stays; `persons` their person ids."""
     if len(hospitals) != len(persons):
         raise ValueError("hospitals and persons must be aligned row by row")
-    hospital_text = pd.Series([None if h is None or h != h else str(h) for h in hospitals], dtype=object)
+    hospital_text = pd.Series([None if pd.isna(h) else str(h) for h in hospitals], dtype=object)
     if hospital_text.isna().any():
         raise SiteSplitError(f"{int(hospital_text.isna().sum())} stay(s) have no hospital id; a hospital split needs one on every stay")
     blocks = hospital_blocks(hospital_text, persons)
