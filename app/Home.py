@@ -12,6 +12,7 @@ if str(ROOT) not in sys.path:
 import streamlit as st  # noqa: E402
 
 from mmnar_app.display import modality_name, task_name  # noqa: E402
+from mmnar_app.plain_text import plain  # noqa: E402
 from mmnar_app.ui import page_header, service, settings, store  # noqa: E402
 
 principal = page_header("MMNAR clinical risk explorer")  # every signed-in role
@@ -36,6 +37,9 @@ if principal.can("history"):
     st.page_link("pages/3_History.py", label="Saved assessments, comparisons, exports and the audit log", icon="🗂️")
 if principal.can("admin"):
     st.page_link("pages/4_Admin.py", label="Users and roles, audit log export (admin)", icon="🔑")
-s = settings()
-st.caption(f"Saved assessments: {store().count_assessments()} in {store().url}. "
-           f"Model bundle: {s.bundle_dir}.")
+if principal.can("admin"):  # counts and paths describe the deployment: for admins only
+    s = settings()
+    st.caption(f"Saved assessments: {store().count_assessments()} in {plain(store().url)}. "
+               f"Model bundle: {plain(s.bundle_dir)}.")
+    for line in store().permission_warnings:
+        st.warning(plain(line))

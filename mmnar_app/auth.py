@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import streamlit as st
 
 from mmnar_app.logging_setup import get_logger, phi_hash
+from mmnar_app.plain_text import plain
 
 from mmnar_core.roles import ROLES, USER_CLAIMS, RoleMapError, parse_role_map, roles_from_claims, username_from_claims
 
@@ -238,12 +239,12 @@ def caption(principal: Principal) -> str:
     if principal.mode == "demo":
         return (f"local single-user mode, signed in as **{principal.username}** (no sign-in configured); "
                 "this demo user acts as clinician, reviewer and admin")
-    return f"signed in as **{principal.username}** ({principal.role_text}) · {MODE_NAMES[principal.mode]}"
+    return f"signed in as **{plain(principal.username)}** ({principal.role_text}) · {MODE_NAMES[principal.mode]}"
 
 
 def _sign_out_button(principal: Principal, db, model_version: str) -> None:
     with st.sidebar:
-        st.caption(f"Signed in as **{principal.username}** ({principal.role_text})")
+        st.caption(f"Signed in as **{plain(principal.username)}** ({principal.role_text})")
         if st.button("Sign out", key="mmnar_sign_out"):
             audit(db, "sign-out", principal.username, model_version, detail=principal.mode)
             log.info("sign-out of %s (%s)", phi_hash(principal.username), principal.mode)
@@ -358,7 +359,7 @@ def _oidc_principal(settings: AuthSettings, db, model_version: str) -> Principal
         _sign_out_button(principal, db, model_version)
         why = "is disabled in this app" if row is not None and row.disabled else "has no role in this app"
         audit(db, "denied", username, model_version, detail=f"oidc: account {why}")
-        st.error(f"You are signed in as **{username}**, but this account {why}. Ask an administrator to "
+        st.error(f"You are signed in as **{plain(username)}**, but this account {why}. Ask an administrator to "
                  "assign you a role (clinician, reviewer or admin).", icon="🚫")
         st.stop()
     return principal

@@ -10,6 +10,7 @@ import streamlit as st
 
 from mmnar_app.demo_patients import load_demo_patients
 from mmnar_app.display import modality_name, task_name
+from mmnar_app.plain_text import plain
 from mmnar_app.remote import RemoteServiceError
 from mmnar_app.logging_setup import (get_logger, redact_fhir_message, register_fhir_identifiers, register_sensitive,
                                      safe_error)
@@ -135,7 +136,7 @@ def _show_message(slot: str) -> None:
     message = st.session_state.messages.get(slot)
     if message:
         kind, text = message
-        (st.error if kind == "error" else st.success)(text)
+        (st.error if kind == "error" else st.success)(plain(text))  # quotes the uploaded file
 
 
 def structured_inputs(info, modality: str) -> None:
@@ -333,12 +334,12 @@ def analyse(svc, store, user: str, task: str) -> None:
     except (InputError, InputErrors) as error:
         problems = error.errors if isinstance(error, InputErrors) else [error]
         for problem in problems:
-            st.error(str(problem))
+            st.error(plain(problem))
         return
     try:
         explanation = _run(svc, record, task, info, _first_pass(record, info))
     except RemoteServiceError as error:  # the model server refused or is down: say so, keep the inputs
-        st.error(f"The model server could not analyse this patient: {error}")
+        st.error(f"The model server could not analyse this patient: {plain(error)}")
         return
     st.session_state.analysis = {
         "record": record, "structured": structured.values, "structured_notes": list(structured.notes),
@@ -355,7 +356,7 @@ def explain_more(svc, analysis: dict, task: str) -> None:
         record = analysis["record"]
         analysis["explanations"][task] = _run(svc, record, task, svc.info, _first_pass(record, svc.info))
     except RemoteServiceError as error:
-        st.error(f"The model server could not explain this outcome: {error}")
+        st.error(f"The model server could not explain this outcome: {plain(error)}")
 
 
 def inputs_changed(analysis: dict) -> bool:

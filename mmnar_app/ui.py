@@ -9,6 +9,7 @@ import streamlit as st
 from mmnar_app import charts
 from mmnar_app.display import modality_name, pattern_name, percent, signed_points, task_name
 from mmnar_app.logging_setup import configure_logging
+from mmnar_app.plain_text import plain
 from mmnar_app.settings import AppSettings
 from mmnar_app.store.permissions import restrict_umask
 
@@ -57,9 +58,9 @@ def service():
         from mmnar_core.predictor import PredictorError
 
         if isinstance(error, RemoteServiceError):
-            st.error(f"The model server is not available: {error}")
+            st.error(f"The model server is not available: {plain(error)}")
         elif isinstance(error, (BundleError, PredictorError)):  # tampered, unsigned, pickled or incomplete bundle
-            st.error(f"The model bundle {s.bundle_dir} was refused and nothing was loaded: {error}")
+            st.error(f"The model bundle {plain(s.bundle_dir)} was refused and nothing was loaded: {plain(error)}")
         else:
             raise
         st.stop()

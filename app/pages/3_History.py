@@ -15,6 +15,7 @@ import streamlit as st  # noqa: E402
 
 from mmnar_app import history  # noqa: E402
 from mmnar_app.display import task_name  # noqa: E402
+from mmnar_app.plain_text import plain  # noqa: E402
 from mmnar_app.ui import page_header, render_results, service, store  # noqa: E402
 
 principal = page_header("History", require="history")  # clinicians: their own; reviewers: all
@@ -51,8 +52,8 @@ with tab_open:
     st.download_button("Export as HTML report", lambda: history.export(db, assessment, explanations, info.synthetic,
                                                                          user, info.version),
                        file_name=f"assessment-{assessment.id}.html", mime="text/html", key="h_export", on_click="ignore")
-    st.caption(f"Saved {assessment.created_at:%Y-%m-%d %H:%M UTC} by {assessment.user} with model {assessment.model_version}"
-               + (f" · note: {assessment.note}" if assessment.note else ""))
+    st.caption(f"Saved {assessment.created_at:%Y-%m-%d %H:%M UTC} by {plain(assessment.user)} with model "
+               f"{plain(assessment.model_version)}" + (f" · note: {plain(assessment.note)}" if assessment.note else ""))
     if assessment.model_id != info.model_id:
         st.warning(f"Saved with model {assessment.model_id}; the app now runs {info.model_id}. Shown exactly as saved.")
     render_results(explanations[task], task, history.image_bytes(assessment), assessment.inputs.get("texts", {}),

@@ -13,6 +13,7 @@ if str(ROOT) not in sys.path:
 import streamlit as st  # noqa: E402
 
 from mmnar_app import admin, auth, history  # noqa: E402
+from mmnar_app.plain_text import plain  # noqa: E402
 from mmnar_app.store import StoreError  # noqa: E402
 from mmnar_app.store.users import MIN_PASSWORD_LENGTH, ROLES, UserStore  # noqa: E402
 from mmnar_app.ui import page_header, service, store  # noqa: E402
@@ -32,7 +33,7 @@ tab_users, tab_audit = st.tabs(["Users", "Audit log"])
 with tab_users:
     done = st.session_state.pop("admin_done", None)  # the outcome of the last change, shown after the rerun
     if done:
-        st.success(done)
+        st.success(plain(done))
     rows = users.list()
     st.dataframe(admin.user_rows(rows), hide_index=True)
     if not rows:
@@ -55,7 +56,7 @@ with tab_users:
                 st.session_state["admin_done"] = f"Added {user.username} as {user.role}."
                 st.rerun()  # the lists above show the new user at once
             except StoreError as error:
-                st.error(f"Not added: {error}")
+                st.error(f"Not added: {plain(error)}")
     with right.form("admin_change_user", clear_on_submit=True):
         st.markdown("**Change a user**")
         target = st.selectbox("User", [u.username for u in rows], key="change_user", index=None,
@@ -74,7 +75,7 @@ with tab_users:
                 st.session_state["admin_done"] = f"{action.capitalize()}: done for {user.username}."
                 st.rerun()
             except StoreError as error:
-                st.error(f"Not changed: {error}")
+                st.error(f"Not changed: {plain(error)}")
     st.caption("Every change is recorded in the audit log. Accounts can also be managed on the server with "
                "`python -m mmnar_app.accounts` (add, list, disable, enable, set-role, set-password, unlock).")
 
