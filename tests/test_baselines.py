@@ -269,3 +269,28 @@ def test_command_registered_and_rejects_bad_input(tmp_path, capsys):
     assert main(["benchmark-models", str(tmp_path), "--models", "nope", "--out", str(out)]) == 2
     assert "unknown model(s) ['nope']" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_paired_comparison_includes_a_published_score_on_the_stays_that_have_it(data):
+    """A published score (e.g. APACHE IVa) is compared with the shipped model on exactly the test rows
+    where the score exists; here the score is the label itself on half the rows, so it must win there."""
+    from mmnar_core.baselines.benchmark import paired_comparisons
+
+    rows = data.rows("test")
+    labels = data.labels.numpy()[:, 0]
+    score = np.full(len(data), np.nan)
+    has = rows[::2]
+    score[has] = labels[has] * 0.8 + 0.1
+    data.reference_scores = {"apache": ("risk", score)}
+    rng = np.random.default_rng(0)
+    ours = [np.clip(rng.random((len(rows), 2)), 0.01, 0.99)]
+    try:
+        paired = paired_comparisons(data, {"mmnar": ours, "logistic": ours}, ["mmnar", "logistic"], 200)
+    finally:
+        data.reference_scores = None
+    result = paired["tasks"]["risk"]["auroc"]["score:apache"]
+    known = ~np.isnan(labels[has])
+    assert result["n"] == int(known.sum())
+    assert result["a"] == pytest.approx(1.0) and result["verdict"] == "better"
+    assert result["b"] == pytest.approx(roc_auc_score(labels[has][known], ours[0][::2, 0][known]))
+    assert "score:apache" not in paired["tasks"]["b"]["auroc"] if "b" in paired["tasks"] else True

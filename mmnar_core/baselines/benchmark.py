@@ -170,6 +170,16 @@ def paired_comparisons(data: ModelData, test_probabilities: dict[str, list[np.nd
                 all_theirs = [p[:, t] for p in test_probabilities[name]]
                 entry["true_risk_error"][name] = paired_true_risk_error(
                     truth[:, t], all_theirs, all_ours, data.patterns[rows], n_resamples)
+        for name, (score_task, scores) in (data.reference_scores or {}).items():
+            if score_task != task:
+                continue
+            score = scores[rows]
+            has = known & np.isfinite(score)
+            if has.sum() >= 2 and len(np.unique(labels[has, t])) == 2:
+                # a published score on the stays that have it: the same rows for both
+                entry["auroc"][f"score:{name}"] = paired_auroc(labels[has, t].astype(int), [score[has]],
+                                                               [p[has, t] for p in test_probabilities[shipped]],
+                                                               n_resamples)
         references = [m for m in models if m in REFERENCES]
         if references:
             best = max(references, key=lambda m: entry["auroc"][m]["a"])
@@ -277,12 +287,17 @@ def paired_table(results: dict) -> list[str]:
     if synthetic:
         header += [f"{t} |p − p_true| ratio" for t in tasks]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name in next(iter(paired["tasks"].values()))["auroc"]:
+    names = list(dict.fromkeys(name for t in tasks for name in paired["tasks"][t]["auroc"]))
+    for name in names:
         cells = [name]
         for t in tasks:
-            r = paired["tasks"][t]["auroc"][name]
-            cells.append(f"{r['difference']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}] {r['verdict']}")
-        if synthetic:
+            r = paired["tasks"][t]["auroc"].get(name)
+            cells.append("" if r is None else
+                         f"{r['difference']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}] {r['verdict']}"
+                         + (f" (n = {r['n']}; {r['a']:.3f} vs {r['b']:.3f})" if name.startswith("score:") else ""))
+        if synthetic and name.startswith("score:"):
+            cells += [""] * len(tasks)
+        elif synthetic:
             for t in tasks:
                 e = paired["tasks"][t]["true_risk_error"][name]["overall"]
                 cells.append(f"{e['a']:.4f} / {e['b']:.4f} = {e['ratio']:.2f} {e['verdict']}")
