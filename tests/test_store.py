@@ -92,11 +92,14 @@ def test_migrations_create_the_schema_and_are_idempotent(db_url):
             assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [schema_head()]
             if conn.dialect.name == "sqlite":
                 triggers = conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'")).scalars()
-                assert set(triggers) == {"audit_log_no_update", "audit_log_no_delete"}
+                assert set(triggers) == {"audit_log_no_update", "audit_log_no_delete", "audit_log_no_replace",
+                                         "blobs_keep_first", "blobs_no_update", "blobs_no_delete"} | {
+                    f"{t}_no_{op}" for t in ("assessments", "assessment_files") for op in ("update", "delete", "replace")}
                 assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
             else:
                 triggers = conn.execute(text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")).scalars()
-                assert set(triggers) == {"audit_log_no_update_delete", "audit_log_no_truncate"}
+                assert set(triggers) == {f"{t}_no_{op}" for t in ("audit_log", "assessments", "assessment_files", "blobs")
+                                         for op in ("update_delete", "truncate")}
                 column = inspect(conn).get_columns("assessments")
                 assert {c["name"]: c for c in column}["created_at"]["type"].timezone is True
             # the hand-written migration and the declarative models describe the same schema

@@ -45,6 +45,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mmnar_core.atomic_write import atomic_path
 
+from .chain import chain_values
 from .core import Store, StoreError, _dump_json, _fold, _text, open_store, schema_head
 from .models import AssessmentFile, AssessmentRow, AuditRow, Base, Blob, UTCDateTime
 
@@ -85,6 +86,13 @@ def _iso(value: datetime) -> str:
     if value.tzinfo is None:  # the store hands out aware UTC datetimes; be safe anyway
         value = value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _chain_hash(where: str, value: Any) -> str | None:
+    """A hash of the audit chain as written (verify reports a wrong one; restoring never rewrites it)."""
+    if value is None or (isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}", value)):
+        return value
+    raise BackupError(f"{where}: expected 64 lowercase hex digits or null, got {str(value)[:80]!r}")
 
 
 def _parse_time(where: str, value: Any) -> datetime:
@@ -339,7 +347,8 @@ def _write_archive(store: Store, path: Path) -> dict:
                                          "action": row.action, "model_version": row.model_version,
                                          "input_hash": row.input_hash,
                                          "assessment_id": None if row.assessment_id is None else int(row.assessment_id),
-                                         "detail": row.detail}, ensure_ascii=True) + "\n").encode("ascii"))
+                                         "detail": row.detail, "prev_hash": row.prev_hash,
+                                         "entry_hash": row.entry_hash}, ensure_ascii=True) + "\n").encode("ascii"))
 
             others = {}
             for table in tables:
@@ -520,11 +529,11 @@ def import_archive(store: Store, path: str | Path, *, record_as: str | None = No
                 last_ids = {t: _int(f"{MANIFEST} last_ids[{t!r}]", n) for t, n in manifest["last_ids"].items()}
                 _set_last_ids(conn, tables, last_ids)
                 if record_as is not None:
-                    conn.execute(insert(AuditRow.__table__).values(
-                        at=datetime.now(timezone.utc), username=record_as, action="restore", model_version="",
-                        input_hash="", assessment_id=None,
-                        detail=f"restored {counts['assessments']} assessments, {counts['audit_log']} audit entries "
-                               f"from {archive.path.name}"))
+                    entry = {"at": datetime.now(timezone.utc), "username": record_as, "action": "restore",
+                             "model_version": "", "input_hash": "", "assessment_id": None,
+                             "detail": f"restored {counts['assessments']} assessments, {counts['audit_log']} audit "
+                                       f"entries from {archive.path.name}"}
+                    conn.execute(insert(AuditRow.__table__).values(**entry, **chain_values(conn, entry)))
         except SQLAlchemyError as exc:
             raise BackupError(f"restoring {archive.path} into {store.url} failed and was rolled back: "
                               f"{str(getattr(exc, 'orig', None) or exc).strip().splitlines()[0]}") from exc
@@ -652,7 +661,9 @@ def _restore(conn: Connection, archive: _Archive) -> dict[str, int]:
                       "action": _sqlstr(f"{loc} action", item.get("action"), max_len=255, required=True),
                       "model_version": _sqlstr(f"{loc} model_version", item.get("model_version"), max_len=255),
                       "input_hash": _sqlstr(f"{loc} input_hash", item.get("input_hash"), max_len=255),
-                      "assessment_id": ref, "detail": _sqlstr(f"{loc} detail", item.get("detail"))})
+                      "assessment_id": ref, "detail": _sqlstr(f"{loc} detail", item.get("detail")),
+                      "prev_hash": _chain_hash(f"{loc} prev_hash", item.get("prev_hash")),
+                      "entry_hash": _chain_hash(f"{loc} entry_hash", item.get("entry_hash"))})
         n_audit += 1
         if len(batch) >= _AUDIT_BATCH:
             conn.execute(insert(audit), batch)

@@ -27,6 +27,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from .chain import FIELDS as CHAIN_FIELDS
+from .chain import chain_values
 from .models import AssessmentFile, AssessmentRow, AuditRow, Blob
 from .permissions import private_dir, private_file, warn_if_loose
 
@@ -555,6 +557,10 @@ class Store:
                             .on_conflict_do_nothing(index_elements=["sha256"]))
 
     def _write_audit(self, session: Session, entry: AuditRow) -> None:
+        """Appends `entry`, linked to the entry before it (the hash chain, chain.py)."""
+        values = {name: getattr(entry, name) for name in CHAIN_FIELDS}
+        for name, value in chain_values(session, values).items():
+            setattr(entry, name, value)
         session.add(entry)
         session.flush()
 

@@ -96,7 +96,8 @@ class AssessmentFile(Base):
 
 
 class AuditRow(Base):
-    """Append-only: database triggers reject UPDATE and DELETE (and TRUNCATE on PostgreSQL)."""
+    """Append-only: database triggers reject UPDATE, DELETE and any insert that would replace a row (and
+    TRUNCATE on PostgreSQL); prev_hash / entry_hash chain the entries (mmnar_app.store.chain)."""
 
     __tablename__ = "audit_log"
     __table_args__ = (
@@ -115,3 +116,5 @@ class AuditRow(Base):
     input_hash: Mapped[str] = mapped_column(String(255), nullable=False)
     assessment_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("assessments.id"), nullable=True)
     detail: Mapped[str] = mapped_column(Text, nullable=False)
+    prev_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)  # entry_hash of the entry before
+    entry_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)  # of prev_hash and this entry
