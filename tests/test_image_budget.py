@@ -104,3 +104,20 @@ def test_png_whose_header_declares_too_many_bytes_is_refused_before_decoding(mon
     monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
     with pytest.raises(ImageTooLargeError, match=r"30 x 30 pixels in mode RGBA = 3,600 bytes decoded"):
         load_image(rgba, max_pixels=1000)  # 900 pixels are within the limit, 4 bytes each are not
+
+
+def test_compressed_frame_larger_than_its_dicom_header_is_refused_before_decoding():
+    import pydicom
+    from pydicom.encaps import encapsulate
+
+    jpeg = io.BytesIO()
+    Image.fromarray(np.zeros((3000, 3000), np.uint8)).save(jpeg, "JPEG", quality=50)  # ~100 kB, 9 MB decoded
+    ds = pydicom.dcmread(io.BytesIO(dicom_bytes(np.zeros((16, 16), np.uint8), bits_stored=8)))
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.JPEGBaseline8Bit
+    ds.PixelData = encapsulate([jpeg.getvalue()])
+    ds["PixelData"].VR = "OB"
+    out = io.BytesIO()
+    ds.save_as(out)
+    peak, error = _peak_bytes(lambda: load_image(out.getvalue()))
+    assert "the compressed frame is 3000 x 3000 pixels but the DICOM header says 16 x 16" in str(error), error
+    assert peak < 4 * MB, f"peak {peak / MB:.1f} MB: the frame was decoded"

@@ -128,6 +128,29 @@ def check_dicom_header(ds, name: str, max_pixels: int) -> None:
             f"x {bits} bits = {size:,} bytes of pixel data, more than {_budget_text(max_pixels)}")
 
 
+def check_encapsulated_frame(ds, name: str) -> None:
+    """Refuses a compressed (JPEG, JPEG 2000) first frame whose own header states other dimensions than the
+    DICOM's Rows x Columns: the codec decodes what the codestream says, so a 16 x 16 DICOM could otherwise
+    make Pillow decode a 9000 x 9000 frame. Reads the codestream's header only."""
+    from PIL import Image
+    from pydicom.encaps import generate_frames
+    from pydicom.uid import RLELossless
+
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is None or not syntax.is_encapsulated or syntax == RLELossless or "PixelData" not in ds:
+        return  # native pixels and RLE are sized by the header, which check_dicom_header checked
+    rows, columns, frames = _int(ds, "Rows", 0), _int(ds, "Columns", 0), _int(ds, "NumberOfFrames", 1)
+    try:
+        frame = next(generate_frames(ds.PixelData, number_of_frames=max(frames or 1, 1)), b"")
+        with Image.open(io.BytesIO(frame)) as image:
+            width, height = image.size
+    except Exception:  # noqa: BLE001 - not a codestream Pillow reads headers of: the decoder reports it
+        return
+    if (width, height) != (columns, rows):
+        raise CorruptImageError(f"{name}: the compressed frame is {width} x {height} pixels but the DICOM header says "
+                                f"{columns} x {rows}; the pixel data does not belong to this header")
+
+
 def _inflated_dicom(data: bytes, name: str, max_pixels: int, meta, command_start: int, start: int) -> bytes:
     """Inflates a deflated data set under the budget into an equivalent Explicit VR Little Endian file."""
     from pydicom.filebase import DicomBytesIO

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mmnar_core.encoders.config import ImageEncoderConfig
-from mmnar_core.encoders.image_budget import check_pil_header, readable_dicom
+from mmnar_core.encoders.image_budget import check_encapsulated_frame, check_pil_header, readable_dicom
 from mmnar_core.encoders.errors import (
     CorruptImageError,
     EmptyImageError,
@@ -197,6 +197,7 @@ def _decode_dicom(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     _check_pixels(name, cols, rows, max_pixels)
     samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
     photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper()
+    check_encapsulated_frame(ds, name)  # a JPEG frame's own size, before the codec decodes it
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     if frames > 1:  # a multi-frame radiograph: the first frame is the acquired image; decode only that one
         ds.pixel_array_options(index=0)
