@@ -224,15 +224,20 @@ class Predictor:
 
     def explain(self, record: PatientRecord, tasks: list[str] | None = None, settings=None,
                 include_what_if: bool = True, modalities: list[str] | None = None, progress=None,
-                digest: str | None = None):
+                digest: str | None = None, cancel=None):
         """Prediction, what-if and Captum attributions within each available modality, as one serialisable
         `Explanation` (mmnar_core.explain.explanation; cache it by `.cache_key`). `tasks` limits the
         attributions to some outcomes (the cost of the note attributions grows with their number);
         `settings` is an AttributionSettings (step counts, output probability or logit); `progress(step)` is
-        called before each step; `digest` is the record's input_hash when the caller already has it."""
+        called before each step; `digest` is the record's input_hash when the caller already has it; `cancel`
+        (mmnar_core.cancel.CancelToken) stops the work with Cancelled between steps and model passes."""
+        from mmnar_core.cancel import cancel_scope
         from mmnar_core.explain.explanation import explain
 
-        return explain(self, record, tasks, settings, include_what_if, modalities, progress, digest)
+        if cancel is None:  # a scope set by the caller (the model server's worker) stays in force
+            return explain(self, record, tasks, settings, include_what_if, modalities, progress, digest)
+        with cancel_scope(cancel):
+            return explain(self, record, tasks, settings, include_what_if, modalities, progress, digest)
 
 def _encoder_config(bundle: Bundle, encoder_id: str) -> dict:
     path = bundle.root / "encoders" / encoder_id / "encoder.json"

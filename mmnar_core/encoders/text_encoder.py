@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmnar_core.cancel import check_cancelled
 from mmnar_core.encoders.config import TextEncoderConfig
 from mmnar_core.encoders.errors import EncoderStateError
 from mmnar_core.encoders.runtime import fingerprint
@@ -266,6 +267,7 @@ class TextEmbedder:
         sums = totals = None
         step = self.config.batch_windows
         for start in range(0, len(windows.owner), step):
+            check_cancelled()  # a 200,000-character note is ~200 windows: stop between batches when asked
             part = windows.select(slice(start, start + step))
             s, t = self.encoder.weighted_sums(_to(part, self.device))
             sums, totals = (s, t) if sums is None else (sums + s, totals + t)

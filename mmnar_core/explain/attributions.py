@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmnar_core.cancel import check_cancelled
 from mmnar_core.encoders.runtime import native_bf16
 from mmnar_core.patterns import encode_pattern
 from mmnar_core.schema import FeatureKind
@@ -67,6 +68,10 @@ class AttributionSettings:
     # the note transformer inside Layer IG: "auto" = bfloat16 autocast where the device computes it natively
     # (AVX512-BF16/AMX CPUs, recent GPUs: about 2x faster, same top words; docs/explanations.md), else fp32
     text_precision: str = "auto"
+    # the token budget of one note's attributions (issue 18): Layer IG costs text_steps passes over every window,
+    # so a longer note is attributed on its first max_note_chars characters (the prediction still reads all of
+    # it) and the explanation says so in its notes; 20,000 characters are about 20 windows of 256 tokens
+    max_note_chars: int = 20_000
 
     def __post_init__(self) -> None:
         if self.output not in OUTPUTS:
@@ -74,7 +79,8 @@ class AttributionSettings:
         if self.text_precision not in TEXT_PRECISIONS:
             raise AttributionError(f"text_precision {self.text_precision!r} is not accepted "
                                    f"(accepted: {', '.join(TEXT_PRECISIONS)})")
-        for name in ("tabular_steps", "image_steps", "text_steps", "max_heatmap_side", "windows_per_batch"):
+        for name in ("tabular_steps", "image_steps", "text_steps", "max_heatmap_side", "windows_per_batch",
+                     "max_note_chars"):
             if int(getattr(self, name)) < 1:
                 raise AttributionError(f"{name} must be >= 1")
 
@@ -258,6 +264,7 @@ class RiskHead(nn.Module):
         self.output = output
 
     def forward(self, replace: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
+        check_cancelled()  # every attribution pass (each Captum internal batch) ends here
         replace = replace or {}
         rows = next(iter(replace.values())).shape[0] if replace else 1
         inputs = [replace[i] if i in replace else x.expand(rows, -1) for i, x in enumerate(self.inputs)]
@@ -400,6 +407,7 @@ def attribute_image(head: RiskHead, index: int, modality: str, embedder, pixels:
         reference, baseline_text = torch.full_like(x, black), IMAGE_BASELINE
 
     def forward(images: torch.Tensor) -> torch.Tensor:
+        check_cancelled()  # before the CNN, not only after it (RiskHead checks too)
         return head({index: encoder(images)})
 
     rows = len(task_ids)
@@ -482,6 +490,7 @@ def attribute_text(head: RiskHead, index: int, modality: str, embedder, note: st
     bf16 = settings.text_precision == "bf16" or (settings.text_precision == "auto" and native_bf16(device))
 
     def forward(i, m, w):  # the transformer in bfloat16 when chosen; the fusion, heads and calibration in fp32
+        check_cancelled()  # before the transformer: the costly part of each Captum internal batch
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             embedding = note_forward(i, m, w)
         return head({index: embedding.float()})
@@ -523,6 +532,17 @@ class ModalityAttributions:
     texts: list[TextAttribution] = field(default_factory=list)
     cases: dict[str, Any] = field(default_factory=dict)  # modality -> ImageCase / TextCase (not serialised)
     timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # e.g. a note attributed on its first characters only
+
+
+def attributed_part(note, limit: int, modality: str) -> tuple[str | bytes, str | None]:
+    """(the part of `note` that is attributed, the visible note saying it was cut or None): the first
+    `limit` characters of a longer note (AttributionSettings.max_note_chars), the whole note otherwise."""
+    text = note.decode("utf-8", errors="strict") if isinstance(note, (bytes, bytearray)) else note
+    if len(text) <= limit:
+        return note, None
+    return text[:limit], (f"{modality}: the note has {len(text):,} characters; its words were attributed on the "
+                          f"first {limit:,} only (the prediction and what-if read the whole note)")
 
 
 def task_indices(predictor, tasks: Sequence[str] | None) -> tuple[list[int], list[str]]:
@@ -555,6 +575,7 @@ def attribute_record(predictor, record, vectors: dict[str, np.ndarray], tasks: S
                 continue
             if progress is not None:
                 progress(name)
+            check_cancelled()
             started = time.perf_counter()
             kind = kinds[name]
             if kind is ModalityKind.TABULAR:
@@ -570,7 +591,10 @@ def attribute_record(predictor, record, vectors: dict[str, np.ndarray], tasks: S
                 out.cases[name] = case
             else:
                 embedder = predictor.encoder.text
-                result, case = attribute_text(head, index, name, embedder, record.texts[name], task_ids, task_names,
+                note, cut = attributed_part(record.texts[name], settings.max_note_chars, name)
+                if cut is not None:
+                    out.notes.append(cut)
+                result, case = attribute_text(head, index, name, embedder, note, task_ids, task_names,
                                               settings, f"{name} of {record.patient_id}")
                 out.texts.append(result)
                 out.cases[name] = case

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Sequence
 
+from mmnar_core.cancel import check_cancelled
 from mmnar_core.explain.attributions import (
     AttributionSettings,
     ImageAttribution,
@@ -199,7 +200,12 @@ def explain(predictor, record, tasks: Sequence[str] | None = None, settings: Att
     """Prediction, what-if and per-modality attributions of one patient (the body of Predictor.explain).
     `progress(step)` is called before each step: "encode", "predict", "what_if", then each modality."""
     settings = settings or AttributionSettings()
-    progress = progress or (lambda step: None)
+    user_progress = progress or (lambda step: None)
+
+    def progress(step: str) -> None:  # every step boundary is also a cancellation point (mmnar_core.cancel)
+        check_cancelled()
+        user_progress(step)
+
     timings = {}
     started = time.perf_counter()
     digest = digest or input_hash(record)  # the server has it already (image bytes are not hashed twice)
@@ -223,4 +229,5 @@ def explain(predictor, record, tasks: Sequence[str] | None = None, settings: Att
     timings = {k: round(float(v), 4) for k, v in timings.items()}
     return Explanation(FORMAT, digest, cache_key(digest, predictor.model_id, task_names, settings, include_what_if, modalities),
                        predictor.model_id, str(record.patient_id), task_names, settings.to_dict(), prediction.to_dict(),
-                       what, attributions.tabular, attributions.images, attributions.texts, timings, list(NOTES))
+                       what, attributions.tabular, attributions.images, attributions.texts, timings,
+                       list(NOTES) + attributions.notes)

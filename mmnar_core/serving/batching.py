@@ -1,10 +1,13 @@
 """Micro-batching: a bounded queue and one worker thread that takes up to `max_batch` jobs, waiting at most
 `max_wait_s` after the first, and hands them to a handler as one batch.
 
-The queue is bounded: `submit` never blocks, it raises `Overloaded` at once when `max_queue` jobs are
-already waiting, so a server can answer 503 instead of hanging. Every job carries a
-`concurrent.futures.Future`; a job whose caller gave up (its future cancelled while it waited) is dropped
-before the handler sees it. `stats()` is what GET /stats shows.
+The queue is bounded twice: `submit` never blocks, it raises `Overloaded` at once when `max_queue` jobs are
+already waiting or when their work (`Job.cost`, units of mmnar_core.serving.work: images, note windows,
+attribution passes) would pass `max_work`, so two explanations of 200,000-character notes fill the queue
+as a hundred small predictions do. Every job carries a `concurrent.futures.Future` and a CancelToken
+(mmnar_core.cancel) with its deadline; a job whose caller gave up, or whose deadline passed while it
+waited, is dropped before the handler sees it, and the handler stops a running one at its next step.
+`stats()` is what GET /stats shows.
 """
 
 from __future__ import annotations
@@ -19,16 +22,20 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from mmnar_core.cancel import Cancelled, CancelToken
+
 log = logging.getLogger("mmnar_core.serving")
 
 
 class Overloaded(RuntimeError):
     """The queue is full; `retry_after` is a suggested wait in whole seconds."""
 
-    def __init__(self, depth: int, retry_after: int):
+    def __init__(self, depth: int, retry_after: int, work: float | None = None):
         self.depth = depth
         self.retry_after = retry_after
-        super().__init__(f"the server is busy: {depth} requests are already waiting")
+        self.work = work
+        detail = f" ({work:g} units of work)" if work is not None else ""
+        super().__init__(f"the server is busy: {depth} requests are already waiting{detail}")
 
 
 @dataclass
@@ -37,17 +44,22 @@ class Job:
     payload: Any  # what the handler needs (the record, the task ...)
     future: Future = field(default_factory=Future)
     enqueued: float = field(default_factory=time.monotonic)
+    cost: float = 1.0  # units of work (mmnar_core.serving.work); the queue is bounded by their sum
+    cancel: CancelToken = field(default_factory=CancelToken)  # the server sets its deadline and cancels it
 
 
 class Batcher:
     """One worker thread; `handler(jobs)` must set every job's future (result or exception)."""
 
     def __init__(self, handler: Callable[[list[Job]], None], max_batch: int = 8, max_wait_s: float = 0.01,
-                 max_queue: int = 64, min_retry_after: int = 1, name: str = "mmnar-batcher"):
+                 max_queue: int = 64, min_retry_after: int = 1, name: str = "mmnar-batcher",
+                 max_work: float = float("inf")):
         self.handler = handler
         self.max_batch = int(max_batch)
         self.max_wait_s = float(max_wait_s)
         self.max_queue = int(max_queue)
+        self.max_work = float(max_work)
+        self._queued_work = 0.0  # sum of the costs of the waiting jobs
         self.min_retry_after = int(min_retry_after)
         self.name = name
         self._queue: queue.Queue[Job] = queue.Queue(maxsize=self.max_queue)
@@ -55,6 +67,7 @@ class Batcher:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._busy = 0  # jobs of the batch in progress
+        self._running: list[Job] = []
         self._batches = 0
         self._sizes: Counter[int] = Counter()
         self._kinds: Counter[str] = Counter()
@@ -63,6 +76,7 @@ class Batcher:
         self._dropped = 0  # cancelled (timed out) before the worker reached them
         self._rejected = 0
         self._timeouts = 0
+        self._cancelled = 0  # stopped by their CancelToken (caller gone, deadline passed)
         self._batch_seconds = 0.0
         self._wait_seconds = 0.0
 
@@ -76,7 +90,10 @@ class Batcher:
             self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stops the worker: the batch in progress is cancelled at its next step, waiting jobs get an error."""
         self._stop.set()
+        for job in list(self._running):
+            job.cancel.cancel("the server is shutting down")
         thread = self._thread
         if thread is not None:
             thread.join(timeout)
@@ -94,13 +111,26 @@ class Batcher:
 
     # ---------------------------------------------------------------- submitting
     def submit(self, job: Job) -> Future:
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            with self._lock:
-                self._rejected += 1
-            raise Overloaded(self._queue.qsize(), self.retry_after()) from None
-        return job.future
+        """Queues the job or raises Overloaded: too many jobs waiting, or too much work (a job larger than
+        `max_work` alone is taken only when nothing else waits, so it cannot starve)."""
+        with self._lock:
+            over_work = self._queued_work > 0 and self._queued_work + job.cost > self.max_work
+            if not over_work:
+                try:
+                    self._queue.put_nowait(job)
+                except queue.Full:
+                    over_work = None
+                else:
+                    self._queued_work += job.cost
+                    return job.future
+            self._rejected += 1
+            work = self._queued_work
+        raise Overloaded(self._queue.qsize(), self.retry_after(), work if over_work else None)
+
+    def saturated(self) -> bool:
+        """True when a new job would surely be refused (no room left in requests or in work)."""
+        with self._lock:
+            return self._queue.qsize() >= self.max_queue or self._queued_work >= self.max_work
 
     def retry_after(self) -> int:
         """Seconds until the queue has likely drained: (waiting / max_batch + 1) mean batch times."""
@@ -127,20 +157,35 @@ class Batcher:
                 batch.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait())
             except queue.Empty:
                 break
+        with self._lock:
+            self._queued_work = max(0.0, self._queued_work - sum(job.cost for job in batch))
         return batch
+
+    def _live(self, batch: list[Job]) -> list[Job]:
+        """The jobs still wanted: not cancelled by their caller, not past their deadline."""
+        live = []
+        for job in batch:
+            if job.cancel.cancelled:
+                if job.future.set_running_or_notify_cancel():
+                    job.future.set_exception(Cancelled(job.cancel.reason or "cancelled"))
+                continue
+            if job.future.set_running_or_notify_cancel():
+                live.append(job)
+        return live
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             batch = self._collect()
             if not batch:
                 continue
-            live = [job for job in batch if job.future.set_running_or_notify_cancel()]
+            live = self._live(batch)
             started = time.monotonic()
             with self._lock:
                 self._dropped += len(batch) - len(live)
                 if not live:
                     continue
                 self._busy = len(live)
+                self._running = live
                 self._batches += 1
                 self._sizes[len(live)] += 1
                 self._kinds.update(job.kind for job in live)
@@ -154,13 +199,16 @@ class Batcher:
                         job.future.set_exception(error)
             finally:
                 failed = sum(1 for job in live if job.future.done() and job.future.exception() is not None)
+                cancelled = sum(1 for job in live if job.future.done() and isinstance(job.future.exception(), Cancelled))
                 for job in live:
                     if not job.future.done():
                         job.future.set_exception(RuntimeError("the handler gave no answer for this request"))
                 with self._lock:
                     self._busy = 0
+                    self._running = []
                     self._done += len(live)
-                    self._failed += failed
+                    self._failed += failed - cancelled
+                    self._cancelled += cancelled
                     self._batch_seconds += time.monotonic() - started
 
     # ---------------------------------------------------------------- observing
@@ -175,6 +223,9 @@ class Batcher:
                 "by_kind": dict(self._kinds),
                 "failed": self._failed,
                 "queue_depth": self._queue.qsize(),
+                "queue_work": round(self._queued_work, 3),
+                "max_work": None if math.isinf(self.max_work) else self.max_work,
+                "cancelled": self._cancelled,
                 "in_progress": self._busy,
                 "rejected": self._rejected,
                 "timeouts": self._timeouts,

@@ -25,9 +25,20 @@ class ServeConfig:
     max_queue: int = 64  # requests waiting beyond the one batch in progress; more -> 503 + Retry-After
     batch_mode: str = "exact"  # 'exact': per-patient forwards, bit-identical to Predictor.predict; 'stacked': one CNN /
     #                            transformer / fused forward per batch (faster, may differ in the last float bits)
+    # work limits (issue 18): the queue counts work, requests are admitted before their body is read
+    max_queue_work: float = 4_000.0  # units of work waiting (mmnar_core.serving.work: an explain of a 20,000-char
+    #                                 note ~340, a predict ~3); more -> 503 + Retry-After
+    max_inflight: int | None = None  # requests admitted at once (read, parsed, queued or running); None:
+    #                                  max_queue + max_batch; more -> 503 before the body is read
+    max_inflight_bytes: int = 192 * MB  # their declared bodies together (no Content-Length: max_request_bytes)
     # time limits
-    request_timeout_s: float = 120.0  # from arrival to answer; exceeded -> 504
+    request_timeout_s: float = 120.0  # from arrival to answer; exceeded -> 504, and the work is stopped
     retry_after_s: int = 1  # the smallest Retry-After of a 503 (it grows with the expected wait)
+    # connections (uvicorn; mmnar_core.serving.transport)
+    header_timeout_s: float = 10.0  # a connection must send a request's headers within this, else it is closed
+    body_timeout_s: float = 30.0  # the whole body must arrive within this, else 408
+    keep_alive_s: float = 5.0  # an idle connection between requests is closed after this
+    max_connections: int = 256  # open connections (and requests in progress); more -> 503 from uvicorn
     # size limits (over -> 413)
     max_request_bytes: int = 48 * MB  # the whole multipart body
     max_image_bytes: int = 20 * MB  # each image file (as the app)
@@ -58,9 +69,15 @@ class ServeConfig:
             problems.append(f"request_timeout_s must be > 0 (got {self.request_timeout_s})")
         if self.batch_mode not in self.BATCH_MODES:
             problems.append(f"batch_mode must be one of {', '.join(self.BATCH_MODES)} (got {self.batch_mode!r})")
-        for name in ("max_request_bytes", "max_image_bytes", "max_structured_bytes", "max_text_chars"):
+        for name in ("max_request_bytes", "max_image_bytes", "max_structured_bytes", "max_text_chars",
+                     "max_queue_work", "max_inflight_bytes", "max_connections"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be positive (got {getattr(self, name)})")
+        for name in ("header_timeout_s", "body_timeout_s", "keep_alive_s"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be > 0 seconds (got {getattr(self, name)})")
+        if self.max_inflight is not None and self.max_inflight < 1:
+            problems.append(f"max_inflight must be at least 1 or None (got {self.max_inflight})")
         if bool(self.oidc_issuer) != bool(self.oidc_audience):
             problems.append("oidc_issuer and oidc_audience go together (got "
                             f"{'an issuer' if self.oidc_issuer else 'an audience'} only)")
@@ -68,6 +85,10 @@ class ServeConfig:
             problems.append(f"oidc_leeway_s must be >= 0 (got {self.oidc_leeway_s})")
         if problems:
             raise ValueError("invalid ServeConfig: " + "; ".join(problems))
+
+    @property
+    def inflight_limit(self) -> int:
+        return self.max_inflight if self.max_inflight is not None else self.max_queue + self.max_batch
 
     @property
     def auth_configured(self) -> bool:

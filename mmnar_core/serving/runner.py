@@ -15,6 +15,9 @@ Two modes (ServeConfig.batch_mode):
 
 If a stacked forward fails (one bad input), the batch falls back to one patient at a time so only the
 bad request fails.
+
+Each job runs under its own CancelToken (mmnar_core.cancel): a job whose caller went away or whose
+deadline passed stops at its next step or model pass with Cancelled, and the worker moves on.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import logging
 from collections import Counter
 from typing import Sequence
 
+from mmnar_core.cancel import cancel_scope
 from mmnar_core.explain.explanation import ExplanationCache
 from mmnar_core.serving.batching import Job
 
@@ -60,11 +64,13 @@ class PredictorRunner:
     def _exact(self, job: Job, vectors=None) -> None:
         record = job.payload.record
         try:
-            vectors = self.predictor.encode(record) if vectors is None else vectors
-            if job.kind == "predict":
-                result = self.predictor.predict(record, vectors)
-            else:
-                result = self.predictor.what_if(record, vectors)
+            with cancel_scope(job.cancel):
+                job.cancel.check()
+                vectors = self.predictor.encode(record) if vectors is None else vectors
+                if job.kind == "predict":
+                    result = self.predictor.predict(record, vectors)
+                else:
+                    result = self.predictor.what_if(record, vectors)
         except Exception as error:
             job.future.set_exception(error)
             return
@@ -105,8 +111,10 @@ class PredictorRunner:
             job.future.set_result(cached)
             return
         try:
-            explanation = self.predictor.explain(job.payload.record, tasks=[job.payload.task], digest=job.payload.input_hash,
-                                                 modalities=job.payload.modalities)
+            with cancel_scope(job.cancel):
+                job.cancel.check()
+                explanation = self.predictor.explain(job.payload.record, tasks=[job.payload.task],
+                                                     digest=job.payload.input_hash, modalities=job.payload.modalities)
         except Exception as error:
             job.future.set_exception(error)
             return

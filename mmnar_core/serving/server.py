@@ -3,7 +3,11 @@
 Creating the app has no side effects: the model is loaded (once) when the app starts (its lifespan, or
 the first request when a host such as Ray Serve does not run lifespans), in a background thread so
 GET /health answers at once and GET /ready says 503 until the model is there. One worker thread owns
-the model; requests reach it through a bounded queue (micro-batching, mmnar_core.serving.batching).
+the model; requests reach it through a queue bounded in requests and in work (micro-batching,
+mmnar_core.serving.batching; work units in mmnar_core.serving.work). A model request is admitted or
+refused from its headers before its body is read (mmnar_core.serving.admission); its body must arrive
+within `body_timeout_s`; its work stops when its client goes away or its deadline passes
+(mmnar_core.cancel). Connection limits are uvicorn's (mmnar_core.serving.transport).
 
     uvicorn: python -m mmnar_core serve BUNDLE_DIR --port 8765
     in code: app = create_app(lambda: Predictor.load(bundle_dir), ServeConfig(max_batch=16))
@@ -25,6 +29,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from mmnar_core import __version__
+from mmnar_core.cancel import Cancelled, CancelToken
 from mmnar_core.encoders.errors import EncoderInputError
 from mmnar_core.inputs import InputError, InputErrors
 from mmnar_core.serving.batching import Batcher, Job, Overloaded
@@ -63,7 +68,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorBody, "description": "Invalid content: damaged / truncated image, DICOM without pixel data, CSV "
                                              "columns, values out of range or in another unit, note not UTF-8 or "
                                              "empty, malformed FHIR, unknown task"},
-    503: {"model": ErrorBody, "description": "The model is still loading, or the queue is full (see Retry-After)"},
+    408: {"model": ErrorBody, "description": "The request body did not arrive within the body timeout"},
+    503: {"model": ErrorBody, "description": "The model is still loading, too many requests or too much work are "
+                                             "in progress (refused before the body is read), or the queue is full "
+                                             "(see Retry-After)"},
     504: {"model": ErrorBody, "description": "No answer within the request timeout"},
 }
 
@@ -97,6 +105,7 @@ class ServeState:
         self._lock = threading.Lock()
         self._started = False
         self._loader: threading.Thread | None = None
+        self.admission = None  # set by create_app (mmnar_core.serving.admission.Admission)
 
     @property
     def ready(self) -> bool:
@@ -141,7 +150,7 @@ class ServeState:
             return
         runner = PredictorRunner(predictor, self.config.batch_mode, self.cache)
         batcher = Batcher(runner, self.config.max_batch, self.config.max_wait_ms / 1000.0, self.config.max_queue,
-                          self.config.retry_after_s)
+                          self.config.retry_after_s, max_work=self.config.max_queue_work)
         batcher.start()
         self.info, self.schema, self.runner, self.batcher = info, schema, runner, batcher
         self.load_seconds = time.perf_counter() - started
@@ -172,6 +181,8 @@ class ServeState:
             out.update(self.batcher.stats())
         if self.runner is not None:
             out.update(self.runner.stats())
+        if self.admission is not None:
+            out.update(self.admission.stats())
         out["request_timeout_s"] = self.config.request_timeout_s
         return out
 
@@ -185,6 +196,10 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
 
     authenticator = Authenticator.from_config(config)  # reads the token file: a bad one fails here, not per request
     state = ServeState(predictor_factory, config)
+    from mmnar_core.serving.admission import Admission, AdmissionMiddleware
+    from mmnar_core.serving.query_tokens import QueryTokenRefusal
+
+    state.admission = Admission(config.inflight_limit, config.max_inflight_bytes, config.max_request_bytes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -200,9 +215,12 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
                               "not for clinical use.")
     app.state.serving = state
     app.state.authenticator = authenticator
+    # the last added runs first: query-string credentials refused, then the token checked, then admission
+    app.add_middleware(AdmissionMiddleware, admission=state.admission, state=state)
     if authenticator is not None:
         app.add_middleware(BearerAuthMiddleware, authenticator=authenticator)
         log.info("authentication: %s", authenticator.describe())
+    app.add_middleware(QueryTokenRefusal)
 
     def not_ready() -> JSONResponse:
         if state.load_error is not None:
@@ -243,6 +261,7 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
 
     # ---------------------------------------------------------------- model endpoints
     async def serve(request: Request, kind: str):
+        arrived = time.monotonic()
         state.start()
         if not state.ready:
             return not_ready()
@@ -251,10 +270,12 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
             if not (content_type or "").lower().startswith("multipart/form-data"):
                 raise RequestError.one(415, "Content-Type", f"the request body is {content_type or 'not typed'}, "
                                        "not multipart/form-data", MULTIPART_ACCEPTED)
-            body = await _read_body(request, config.max_request_bytes)
+            body = await _read_body(request, config.max_request_bytes, config.body_timeout_s)
             parsed = await run_in_threadpool(_prepare, body, content_type, state.schema, kind, config)
-        except RequestError as error:
-            return JSONResponse(error.to_dict(), status_code=error.status)
+            del body
+        except RequestError as error:  # a body left unread (408, 413): the connection cannot be reused
+            close = {"Connection": "close"} if error.status in (408, 413) else None
+            return JSONResponse(error.to_dict(), status_code=error.status, headers=close)
         from mmnar_core.explain.explanation import task_cache_key
 
         if kind == "explain":
@@ -262,20 +283,25 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
             cached = state.cache.get(parsed.cache_key)
             if cached is not None:
                 return _answer(cached, parsed, state)
-        job = Job(kind, parsed)
+        from mmnar_core.serving.work import job_cost
+
+        remaining = config.request_timeout_s - (time.monotonic() - arrived)
+        job = Job(kind, parsed, cost=job_cost(kind, parsed.record), cancel=CancelToken(max(remaining, 0.001)))
         try:
             future = state.batcher.submit(job)
         except Overloaded as error:
-            return _error(503, "request", f"{error} (queue limit {config.max_queue}); retry after {error.retry_after} s",
+            limit = (f"work limit {config.max_queue_work:g} units" if error.work is not None
+                     else f"queue limit {config.max_queue}")
+            return _error(503, "request", f"{error} ({limit}); retry after {error.retry_after} s",
                           "a retry after the Retry-After delay", headers={"Retry-After": str(error.retry_after)})
-        remaining = config.request_timeout_s - (time.monotonic() - job.enqueued)
         try:
-            result = await asyncio.wait_for(asyncio.wrap_future(future), timeout=max(remaining, 0.001))
-        except asyncio.TimeoutError:
+            result = await _wait(future, job, request, arrived + config.request_timeout_s)
+        except (asyncio.TimeoutError, Cancelled) as error:
+            if isinstance(error, Cancelled) and job.cancel.reason == CLIENT_GONE:
+                return _error(499, "request", "the client closed the connection", "")  # nobody reads it
             state.batcher.note_timeout()
-            future.cancel()  # dropped if still queued; its answer is discarded if already running
             return _error(504, "request", f"no answer within the request timeout of {config.request_timeout_s:g} s "
-                          "(the server is busy or the request is slow)",
+                          "(the server is busy or the request is slow); its work was stopped",
                           "a retry later, or a server started with a longer --timeout")
         except (InputError, InputErrors) as error:
             return JSONResponse(RequestError([(422, e) for e in error.errors]).to_dict(), status_code=422)
@@ -371,8 +397,33 @@ def _answer(result, parsed, state: ServeState) -> JSONResponse:
     return JSONResponse(body)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, or a 413 as soon as it is known to exceed `limit` (from Content-Length, else while reading)."""
+CLIENT_GONE = "the client went away"
+
+
+async def _wait(future, job: Job, request: Request, deadline: float):
+    """The job's result; its CancelToken is cancelled when the client disconnects (checked every 0.25 s) or
+    the deadline passes, so the worker stops it at its next model pass (mmnar_core.cancel)."""
+    waiter = asyncio.wrap_future(future)
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                job.cancel.cancel("no answer within the request timeout")
+                raise asyncio.TimeoutError
+            done, _ = await asyncio.wait({waiter}, timeout=min(0.25, remaining))
+            if done:
+                return waiter.result()
+            if await request.is_disconnected():
+                job.cancel.cancel(CLIENT_GONE)
+                raise Cancelled(CLIENT_GONE)
+    finally:
+        if not future.done():
+            future.cancel()  # dropped if still queued; a running one stops at its next check
+
+
+async def _read_body(request: Request, limit: int, timeout_s: float = 30.0) -> bytes:
+    """The body, or a 413 as soon as it is known to exceed `limit` (from Content-Length, else while reading),
+    or a 408 when it has not arrived within `timeout_s` (a client sending a byte now and then)."""
     def too_large(size: str) -> RequestError:
         from mmnar_core.inputs.uploads import _size
 
@@ -385,7 +436,16 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
         raise too_large(_size(int(declared)))
     chunks, size = [], 0
-    async for chunk in request.stream():
+    deadline = time.monotonic() + timeout_s
+    stream = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), timeout=max(deadline - time.monotonic(), 0.001))
+        except StopAsyncIteration:
+            break
+        except asyncio.TimeoutError:
+            raise RequestError.one(408, "request", f"the request body did not arrive within {timeout_s:g} s "
+                                   f"({size:,} bytes received)", "a body sent at once, within the body timeout") from None
         size += len(chunk)
         if size > limit:
             raise too_large(f"over {size:,} bytes")
@@ -426,8 +486,6 @@ def _form_schema(kind: str, schema: Schema | None) -> dict:
 
 def run(bundle_dir, config: ServeConfig | None = None, image_weights=None, text_model=None) -> None:
     """Serve the bundle with uvicorn until interrupted (the model is loaded once, when the server starts)."""
-    import uvicorn
-
     from mmnar_core.predictor import Predictor
 
     config = config or ServeConfig()
@@ -435,5 +493,18 @@ def run(bundle_dir, config: ServeConfig | None = None, image_weights=None, text_
     def load():
         return Predictor.load(bundle_dir, device=config.device, image_weights=image_weights, text_model=text_model)
 
-    app = create_app(load, config)
-    uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level, workers=1)
+    serve_app(create_app(load, config), config)
+
+
+def serve_app(app, config: ServeConfig) -> None:
+    """Runs `app` with uvicorn and the connection limits of `config` until SIGINT / SIGTERM (exit status 0)."""
+    import uvicorn
+
+    from mmnar_core.serving.transport import hide_query_strings, uvicorn_settings
+    from mmnar_core.terminate import exit_zero_on_sigterm
+
+    exit_zero_on_sigterm()  # uvicorn re-raises the signal after its graceful shutdown: that ends with 0
+    server_config = uvicorn.Config(app, host=config.host, port=config.port, log_level=config.log_level, workers=1,
+                                   **uvicorn_settings(config))
+    hide_query_strings()  # after uvicorn configured its loggers
+    uvicorn.Server(server_config).run()

@@ -16,8 +16,12 @@ class ServerThread:
                  start_timeout: float = 30.0):
         import uvicorn
 
+        from mmnar_core.serving.transport import uvicorn_settings
+
+        serving = getattr(getattr(app, "state", None), "serving", None)  # the limits of `serve` for our own apps
+        limits = uvicorn_settings(serving.config) if serving is not None else {}
         self.config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
-                                     access_log=False)
+                                     access_log=False, **limits)
         self.server = uvicorn.Server(self.config)
         self.server.install_signal_handlers = lambda: None  # not the main thread
         self.start_timeout = start_timeout
