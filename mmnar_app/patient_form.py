@@ -14,7 +14,7 @@ from mmnar_app.plain_text import plain
 from mmnar_app.remote import RemoteServiceError
 from mmnar_app.logging_setup import (get_logger, redact_fhir_message, register_fhir_identifiers, register_sensitive,
                                      safe_error)
-from mmnar_app.service import STEP_LABELS
+from mmnar_app.service import STEP_LABELS, AnalysisRefused
 from mmnar_core.inputs import (
     InputError,
     InputErrors,
@@ -317,12 +317,17 @@ def finish_pending(svc, analysis: dict, task: str) -> None:
     nothing is pending."""
     partial = analysis["explanations"][task]
     steps = partial.pending()
-    if not steps:
+    if not steps or task in analysis.get("pending_refused", ()):  # refused once: not retried on every rerun
         return
     with st.status(f"Attributing the words of the {', '.join(modality_name(m).lower() for m in steps)}...",
                    expanded=True) as status:
         progress, bar = _progress_runner(status, ["encode", "predict", *steps])
-        analysis["explanations"][task] = svc.complete(partial, analysis["record"], task, progress)
+        try:
+            analysis["explanations"][task] = svc.complete(partial, analysis["record"], task, progress)
+        except (RemoteServiceError, AnalysisRefused) as error:  # the first answer stays on the page
+            status.update(label=f"The words were not attributed: {plain(error)}", state="error")
+            analysis.setdefault("pending_refused", set()).add(task)
+            return
         bar.progress(1.0, text="Done")
     st.rerun()
 
@@ -341,6 +346,9 @@ def analyse(svc, store, user: str, task: str) -> None:
     except RemoteServiceError as error:  # the model server refused or is down: say so, keep the inputs
         st.error(f"The model server could not analyse this patient: {plain(error)}")
         return
+    except AnalysisRefused as error:  # busy or over its time budget: say so, keep the inputs
+        st.error(f"The analysis did not complete: {plain(error)}")
+        return
     st.session_state.analysis = {
         "record": record, "structured": structured.values, "structured_notes": list(structured.notes),
         "images": {m: (u.filename, u.media_type) for m, u in images.items()},
@@ -355,8 +363,8 @@ def explain_more(svc, analysis: dict, task: str) -> None:
     try:
         record = analysis["record"]
         analysis["explanations"][task] = _run(svc, record, task, svc.info, _first_pass(record, svc.info))
-    except RemoteServiceError as error:
-        st.error(f"The model server could not explain this outcome: {plain(error)}")
+    except (RemoteServiceError, AnalysisRefused) as error:
+        st.error(f"The model could not explain this outcome: {plain(error)}")
 
 
 def inputs_changed(analysis: dict) -> bool:

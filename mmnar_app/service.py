@@ -4,17 +4,33 @@
 explanations by their `cache_key` (input hash + model + task + settings), so a patient analysed once is
 never recomputed, whichever browser session asks. RemoteService (mmnar_app/remote.py) shares that cache logic (CachedExplanations) and replaces
 it when a model server is configured.
+
+Work limits (issue 18, case 2): one analysis runs at a time (two would only fight over the CPU cores), but
+none holds the model for long: each runs under a CancelToken with a time budget (ANALYSIS_BUDGET_S; the
+explanation stops at its next step or model pass), a caller may pass its own token to cancel it, and a
+second user waits at most WAIT_FOR_TURN_S for the model, then is told to retry, instead of hanging.
 """
 
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
+from mmnar_core.cancel import Cancelled, CancelToken
 from mmnar_core.explain.explanation import ExplanationCache
 from mmnar_core.model_info import ModelInfo, model_info
 from mmnar_core.schema import PatientRecord
+
+ANALYSIS_BUDGET_S = 180.0  # one analysis (both passes each): the notes of a long stay take ~60 s on 2 CPU cores
+WAIT_FOR_TURN_S = 20.0  # how long a second user waits for the model before being told to retry
+
+
+class AnalysisRefused(RuntimeError):
+    """The analysis did not run or was stopped (model busy, time budget spent, cancelled); the message says
+    which and what to do."""
+
 
 STEP_LABELS = {"encode": "Encoding the inputs", "predict": "Scoring the risks", "what_if": "What-if over modality subsets"}
 
@@ -53,6 +69,7 @@ class LocalService(CachedExplanations):
         self.predictor = Predictor.load(bundle_dir, device=device)
         self.info: ModelInfo = model_info(self.predictor)
         self._lock = threading.Lock()  # one analysis at a time: two would only fight over the CPU cores
+        self.budget_s, self.wait_s = ANALYSIS_BUDGET_S, WAIT_FOR_TURN_S
         self._warm_up_thread: threading.Thread | None = None
         self._warm_up_stop: threading.Event | None = None
 
@@ -96,31 +113,54 @@ class LocalService(CachedExplanations):
 
                 logging.getLogger(__name__).warning("warm-up analysis failed", exc_info=True)
 
+    @contextmanager
+    def _turn(self, cancel: CancelToken | None):
+        """The model for one analysis, with the token it runs under; AnalysisRefused after WAIT_FOR_TURN_S."""
+        if not self._lock.acquire(timeout=self.wait_s):
+            raise AnalysisRefused(f"another analysis is running and did not finish within {self.wait_s:g} s; "
+                                  "please retry in a minute (your inputs are kept)")
+        token = cancel if cancel is not None else CancelToken(self.budget_s)
+        try:
+            yield token
+        except Cancelled as stop:
+            raise AnalysisRefused(f"the analysis was stopped ({stop.reason}); a shorter note or fewer images "
+                                  "analyse faster") from None
+        finally:
+            self._lock.release()
+
     def analyse(self, record: PatientRecord, task: str, progress: Callable[[str], None] | None = None,
-                modalities: list[str] | None = None):
+                modalities: list[str] | None = None, cancel: CancelToken | None = None):
         """Prediction, what-if and attributions for one outcome (`Explanation`), computed at most once.
         With `modalities`, only those are attributed (a fast first answer; `complete` adds the rest),
-        unless the complete explanation is already cached."""
+        unless the complete explanation is already cached. `cancel` stops it (default: a token with the
+        time budget); AnalysisRefused when stopped or when the model stays busy."""
         from mmnar_core.explain.explanation import input_hash
 
         digest = input_hash(record)  # once: the image bytes are the costly part
-        with self._lock:
+        explanation, key = self._cached(digest, task, modalities)
+        if explanation is not None:  # a cached answer needs no turn at the model
+            return explanation
+        with self._turn(cancel) as token:
             explanation, key = self._cached(digest, task, modalities)
             if explanation is None:
                 explanation = self.predictor.explain(record, tasks=[task], progress=progress, modalities=modalities,
-                                                     digest=digest)
+                                                     digest=digest, cancel=token)
                 self._cache.put(key, explanation)
             return explanation
 
-    def complete(self, partial, record: PatientRecord, task: str, progress: Callable[[str], None] | None = None):
+    def complete(self, partial, record: PatientRecord, task: str, progress: Callable[[str], None] | None = None,
+                 cancel: CancelToken | None = None):
         """The complete explanation from a partial one: attributes the modalities it lacks (each modality
         is attributed with the others fixed, so the parts are exactly those of one complete call)."""
         key = self.cache_key(partial.input_hash, task)
-        with self._lock:
+        explanation = self._cache.get(key)
+        if explanation is not None:
+            return explanation
+        with self._turn(cancel) as token:
             explanation = self._cache.get(key)
             if explanation is None:
                 extra = self.predictor.explain(record, tasks=[task], include_what_if=False, modalities=partial.pending(),
-                                               progress=progress, digest=partial.input_hash)
+                                               progress=progress, digest=partial.input_hash, cancel=token)
                 explanation = partial.completed_with(extra, key, [m["name"] for m in self.info.modalities])
                 self._cache.put(key, explanation)
             return explanation
