@@ -10,6 +10,15 @@ from mmnar_core.model.losses import masked_task_loss, symmetric_info_nce
 from mmnar_core.patterns import encode_pattern
 
 
+def _live(model):
+    """Heads' output layers start at zero (the untrained network is its wide path); give them weights so
+    tests can see the fused representation move the logits."""
+    with torch.no_grad():
+        for layer in model.heads.out:
+            layer.weight.normal_(0, 0.5)
+    return model
+
+
 def _config(**overrides):
     base = dict(modalities=["structured", "cxr", "note"], input_dims=[5, 7, 3], tasks=["a", "b"], d_model=16,
                 n_heads=2, n_layers=1, dropout=0.0, missingness_hidden=8)
@@ -56,7 +65,7 @@ def test_torch_pattern_ids_match_the_one_encoding():
 @pytest.mark.parametrize("gating,pattern", [(True, True), (False, True), (True, False)])
 def test_absent_modality_input_changes_nothing(gating, pattern):
     torch.manual_seed(0)
-    model = MMNARModel(_config(use_gating=gating, use_pattern_embedding=pattern)).eval()
+    model = _live(MMNARModel(_config(use_gating=gating, use_pattern_embedding=pattern))).eval()
     inputs = [torch.randn(6, 5), torch.randn(6, 7), torch.randn(6, 3)]
     availability = torch.tensor([[1, 0, 1], [1, 1, 0], [0, 0, 1], [1, 1, 1], [0, 1, 0], [0, 0, 0]], dtype=torch.bool)
     before = model(inputs, availability)
@@ -95,7 +104,7 @@ def test_auxiliary_hides_only_observed_modalities_of_rows_with_two():
     mse, nce = auxiliary_losses(model, inputs, availability, generator)
     assert mse.item() > 0 and torch.isfinite(nce)
     mse.backward()
-    decoders = [d[0].weight.grad for member in model.members for d in member.decoders]
+    decoders = [layer.weight.grad for layer in model.decoders.hidden]
     assert any(g is not None and g.abs().sum() > 0 for g in decoders)
 
 
@@ -159,29 +168,30 @@ def test_standardisation_uses_only_rows_where_the_modality_is_present():
 def test_unseen_pattern_uses_the_learned_unseen_token():
     """A pattern absent from training must not use its own (never trained, random) embedding."""
     torch.manual_seed(0)
-    model = MMNARModel(_config(n_members=1, use_wide=False)).eval()
+    model = _live(MMNARModel(_config(n_members=1, use_wide=False))).eval()
     train_availability = torch.tensor([[1, 1, 1], [1, 0, 0], [1, 1, 0]], dtype=torch.bool)  # patterns 7, 1, 3
     model.fit_inputs([torch.randn(3, 5), torch.randn(3, 7), torch.randn(3, 3)], train_availability)
-    fusion = model.members[0].fusion
+    fusion = model.fusion
     assert fusion.seen_patterns_.nonzero().flatten().tolist() == [1, 3, 7]
     inputs = [torch.randn(2, 5), torch.randn(2, 7), torch.randn(2, 3)]
     availability = torch.tensor([[0, 1, 1], [1, 1, 1]], dtype=torch.bool)  # pattern 6 (unseen), 7 (seen)
     before = model(inputs, availability)
     with torch.no_grad():
-        fusion.pattern_embedding.weight[6] += 5.0  # the unseen pattern's own row: must not matter
+        fusion.pattern_embedding[:, 6] += torch.randn(16) * 3  # the unseen pattern's own row: must not matter
     assert torch.equal(model(inputs, availability)[0], before[0])
     with torch.no_grad():
-        fusion.pattern_embedding.weight[fusion.n_patterns] += 5.0  # the unseen token: must matter
+        fusion.pattern_embedding[:, fusion.n_patterns] += torch.randn(16) * 3  # the unseen token: must matter
     after = model(inputs, availability)
     assert not torch.allclose(after[0], before[0]) and torch.equal(after[1], before[1])
     # the training-time switch sends a seen pattern to the unseen token too
-    forced = fusion.pattern_tokens(availability, unseen=torch.tensor([False, True]))
-    assert torch.equal(forced[1], fusion.pattern_embedding.weight[fusion.n_patterns])
+    forced = fusion.pattern_index(availability, unseen=torch.tensor([False, True]))
+    assert forced.tolist() == [fusion.n_patterns, fusion.n_patterns]  # 6 is unseen, 7 is forced
+    assert fusion.pattern_index(availability).tolist() == [fusion.n_patterns, 7]
 
 
 def test_members_are_averaged_and_wide_path_is_shared():
     torch.manual_seed(0)
-    model = MMNARModel(_config(n_members=3)).eval()
+    model = _live(MMNARModel(_config(n_members=3))).eval()
     with torch.no_grad():
         model.wide.linear.bias.fill_(0.7)
     inputs = [torch.randn(4, 5), torch.randn(4, 7), torch.randn(4, 3)]
@@ -191,6 +201,22 @@ def test_members_are_averaged_and_wide_path_is_shared():
     assert torch.allclose(model(inputs, availability), members.mean(dim=0))
     assert not torch.allclose(members[0], members[1])  # independently initialised
     assert model.represent(inputs, availability).shape == (4, 3 * 16)
+
+
+def test_batched_members_equal_separately_run_members():
+    """Member k of a K-member model computes exactly what a 1-member model with member k's weights does:
+    the batched layers neither mix members nor differ from running them one by one."""
+    torch.manual_seed(0)
+    big = _live(MMNARModel(_config(n_members=3, use_wide=False))).eval()
+    inputs = [torch.randn(6, 5), torch.randn(6, 7), torch.randn(6, 3)]
+    availability = torch.tensor([[1, 0, 1], [1, 1, 0], [0, 0, 1], [1, 1, 1], [0, 1, 0], [0, 0, 0]], dtype=torch.bool)
+    together = big.member_logits(inputs, availability)
+    for k in range(3):
+        small = MMNARModel(_config(n_members=1, use_wide=False)).eval()
+        state = {name: (value[k:k + 1] if value.dim() and value.shape[0] == 3 and "standardizers" not in name
+                        and "seen_patterns_" not in name else value) for name, value in big.state_dict().items()}
+        small.load_state_dict(state)
+        assert torch.allclose(small.member_logits(inputs, availability)[0], together[k], atol=1e-6)
 
 
 def test_config_rejects_runs_that_would_crash():

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
@@ -68,7 +70,7 @@ def test_default_schedule_anneals_before_the_best_epoch_is_taken():
     """The first edition's cosine spanned 40 epochs while early stopping ended runs near epoch 10, so the
     kept model trained at ~97 % of the peak rate. With the default schedule sized to the run, the
     learning rate at the kept (best) epoch is well below the peak, and the last epoch ends near zero."""
-    data = planted_data(n=1500)
+    data = planted_data(n=6000)
     defaults = MMNARConfig()
     config = _config(data, epochs=defaults.epochs, patience=defaults.patience, pretrain_epochs=0, n_members=1)
     result = train(config, data, torch.device("cpu"), progress=False)
@@ -77,3 +79,49 @@ def test_default_schedule_anneals_before_the_best_epoch_is_taken():
     if len(result.history) == config.epochs:
         assert result.history[-1]["lr"] < 0.01 * config.learning_rate
     assert defaults.patience < defaults.epochs <= 20
+
+
+def test_plateau_step_restores_the_best_weights_at_a_lower_rate():
+    """After plateau_patience epochs without a better val loss the best weights return and the rate drops
+    by plateau_factor. Plant plateaus: labels shuffled (no signal), so val loss cannot keep improving;
+    every logged rate must equal the cosine rate times plateau_factor ** (plateau steps so far)."""
+    data = planted_data(n=1500)
+    data.labels = data.labels[torch.randperm(len(data.labels), generator=torch.Generator().manual_seed(0))]
+    config = _config(data, epochs=8, patience=8, plateau_patience=1, plateau_factor=0.1, pretrain_epochs=0,
+                     warmup_fraction=0.0, n_members=1, learning_rate=1e-2)
+    result = train(config, data, torch.device("cpu"), progress=False)
+    steps_per_epoch = math.ceil(len(data.rows("train")) / config.batch_size)
+    cosine = warmup_cosine(steps_per_epoch * config.epochs, 0.0)
+    best, scale, steps = math.inf, 1.0, 0
+    for entry in result.history:
+        steps += steps_per_epoch
+        assert entry["lr"] == pytest.approx(config.learning_rate * cosine(steps) * scale, rel=1e-6, abs=1e-12)
+        if entry["val_loss"] < best - 1e-5:
+            best = entry["val_loss"]
+        else:
+            scale *= 0.1
+    assert scale < 1.0, "the shuffled labels should have produced at least one plateau"
+
+
+def test_untrained_network_is_the_tuned_logistic_regression_and_is_a_candidate():
+    """The wide path starts as the tuned L2 logistic regression of the references (same C, same logits),
+    the heads start at zero, and the kept model is never worse on validation than that start."""
+    from mmnar_core.baselines.references import fit_logistic
+    from mmnar_core.model import MMNARModel
+
+    data = planted_data(n=1500)
+    config = _config(data, epochs=2, pretrain_epochs=0)
+    model = MMNARModel(config)
+    model.fit_inputs(*data.take(data.rows("train"))[:2])
+    from mmnar_core.training.wide_init import init_wide_from_logistic
+    chosen = init_wide_from_logistic(model, data)
+    reference = fit_logistic(data)
+    assert [c["C"] for c in chosen] == [c["C"] for c in reference.chosen]
+    logits = predict_logits(model, data, data.rows("val"), torch.device("cpu"))
+    assert np.allclose(logits, reference.val, rtol=1e-3, atol=5e-3)  # float32 model, float64 reference
+    result = train(config, data, torch.device("cpu"), progress=False)
+    assert result.initial_val_loss is not None
+    best = min([result.initial_val_loss] + [e["val_loss"] for e in result.history if e["stage"] == 2])
+    final = predict_logits(result.model, data, data.rows("val"), torch.device("cpu"))
+    from mmnar_core.training.trainer import validation_score
+    assert validation_score(final, data.labels[data.rows("val")].numpy()) == pytest.approx(best, abs=1e-6)

@@ -52,7 +52,7 @@ class ConcatMLP(nn.Module):
         width = sum(config.input_dims[m] for m in keep) + (len(keep) if use_availability else 0)
         self.body = nn.Sequential(nn.Linear(width, d), nn.GELU(), nn.Dropout(config.dropout),
                                   nn.Linear(d, d), nn.GELU(), nn.Dropout(config.dropout))
-        self.heads = MultitaskHeads(d, len(config.tasks), config.dropout)
+        self.heads = MultitaskHeads(1, d, len(config.tasks), config.dropout)
 
     def fit_inputs(self, inputs: list[torch.Tensor], availability: torch.Tensor) -> None:
         """Per-feature standardisation fit on the training split (called by the trainer)."""
@@ -70,4 +70,4 @@ class ConcatMLP(nn.Module):
         return torch.cat(parts, dim=-1)
 
     def forward(self, inputs: list[torch.Tensor], availability: torch.Tensor) -> torch.Tensor:
-        return self.heads(self.body(self.features(inputs, availability)))
+        return self.heads(self.body(self.features(inputs, availability)).unsqueeze(0))[0]

@@ -18,23 +18,14 @@ import numpy as np
 
 from mmnar_core.baselines.gbt import gbt_features
 from mmnar_core.training.data import ModelData
+from mmnar_core.training.wide_init import fit_l2_logistic, log_loss, prior_logit
 
-LOGISTIC_C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
-
-
-def _log_loss(z: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean(np.logaddexp(0.0, z) - y * z))
 
 
 def _labelled(data: ModelData, rows: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray]:
     labels = data.labels.numpy()[rows, t]
     known = ~np.isnan(labels)
     return rows[known], labels[known].astype(int)
-
-
-def _prior_logit(y: np.ndarray) -> float:
-    p = float(np.clip(y.mean() if len(y) else 0.5, 1e-4, 1 - 1e-4))
-    return float(np.log(p / (1 - p)))
 
 
 def linear_features(data: ModelData) -> np.ndarray:
@@ -63,33 +54,12 @@ class ReferenceFit:
 
 
 def fit_logistic(data: ModelData, threads: int = 1) -> ReferenceFit:
-    from sklearn.linear_model import LogisticRegression
-    from threadpoolctl import threadpool_limits
-
+    """The same tuned logistic regression the MMNAR model's wide path starts from (training.wide_init)."""
     features = linear_features(data)
     val_rows, test_rows = data.rows("val"), data.rows("test")
-    out_val, out_test = np.zeros((len(val_rows), len(data.tasks))), np.zeros((len(test_rows), len(data.tasks)))
-    chosen = []
-    for t in range(len(data.tasks)):
-        tr, y_tr = _labelled(data, data.rows("train"), t)
-        va, y_va = _labelled(data, val_rows, t)
-        if len(np.unique(y_tr)) < 2:
-            out_val[:, t] = out_test[:, t] = _prior_logit(y_tr)
-            chosen.append({"C": None})
-            continue
-        best = None
-        for c in LOGISTIC_C_GRID:
-            model = LogisticRegression(C=c, max_iter=2000, tol=1e-5)
-            with threadpool_limits(limits=threads):
-                model.fit(features[tr], y_tr)
-            loss = _log_loss(model.decision_function(features[va]), y_va) if len(va) else 0.0
-            if best is None or loss < best[0] - 1e-9:
-                best = (loss, c, model)
-        _, c, model = best
-        out_val[:, t] = model.decision_function(features[val_rows])
-        out_test[:, t] = model.decision_function(features[test_rows])
-        chosen.append({"C": c, "val_log_loss": round(best[0], 5)})
-    return ReferenceFit(out_val, out_test, chosen)
+    coef, intercept, chosen = fit_l2_logistic(features, data.labels.numpy().astype(float), data.rows("train"),
+                                              val_rows, threads)
+    return ReferenceFit(features[val_rows] @ coef.T + intercept, features[test_rows] @ coef.T + intercept, chosen)
 
 
 LIGHTGBM_GRID = tuple({"num_leaves": leaves, "min_child_samples": leaf_rows}
@@ -107,7 +77,7 @@ def fit_lightgbm(data: ModelData, seed: int = 0, threads: int = 1, max_rounds: i
         tr, y_tr = _labelled(data, data.rows("train"), t)
         va, y_va = _labelled(data, val_rows, t)
         if len(np.unique(y_tr)) < 2 or len(np.unique(y_va)) < 2:
-            out_val[:, t] = out_test[:, t] = _prior_logit(y_tr)
+            out_val[:, t] = out_test[:, t] = prior_logit(y_tr)
             chosen.append({"grid": None})
             continue
         train_set = lightgbm.Dataset(features[tr], y_tr, free_raw_data=False)
@@ -120,7 +90,7 @@ def fit_lightgbm(data: ModelData, seed: int = 0, threads: int = 1, max_rounds: i
             booster = lightgbm.train(params, train_set, max_rounds, valid_sets=[val_set],
                                      callbacks=[lightgbm.early_stopping(100, verbose=False)])
             z = booster.predict(features[va], num_iteration=booster.best_iteration, raw_score=True)
-            loss = _log_loss(z, y_va)
+            loss = log_loss(z, y_va)
             if best is None or loss < best[0] - 1e-9:
                 best = (loss, grid, booster)
         loss, grid, booster = best

@@ -43,20 +43,18 @@ def auxiliary_losses(model: MMNARModel, inputs: list[torch.Tensor], availability
     if len(rows) == 0:
         return zero, zero
     standardised = [x[rows] for x in model.standardise(inputs)]
-    mse, nce = zero, zero
-    for k in range(len(model.members)):
-        h = model.fuse_without(k, standardised, availability[rows], hidden)
-        total = 0
-        for m in range(config.n_modalities):
-            chosen = hidden == m
-            count = int(chosen.sum())
-            if count == 0:
-                continue
-            target = standardised[m][chosen]
-            reconstructed = model.decode(k, h[chosen], m)
-            mse = mse + reconstruction_mse(reconstructed, target) * count
-            if count >= 2:
-                nce = nce + symmetric_info_nce(reconstructed, target, config.temperature) * count
-            total += count
-    scale = total * len(model.members)
-    return mse / scale, nce / scale
+    h = model.fuse_without(standardised, availability[rows], hidden)  # (K, R, d)
+    mse, nce, total = zero, zero, 0
+    for m in range(config.n_modalities):
+        chosen = hidden == m
+        count = int(chosen.sum())
+        if count == 0:
+            continue
+        target = standardised[m][chosen]
+        reconstructed = model.decode(h[:, chosen], m)  # (K, count, dim)
+        mse = mse + reconstruction_mse(reconstructed, target.expand_as(reconstructed)) * count
+        if count >= 2:
+            member_nce = [symmetric_info_nce(r, target, config.temperature) for r in reconstructed]
+            nce = nce + torch.stack(member_nce).mean() * count
+        total += count
+    return mse / total, nce / total

@@ -31,6 +31,8 @@ class MMNARConfig:
     use_pattern_embedding: bool = True
     n_members: int = 4  # fusion members trained side by side and averaged (a deep ensemble in one module)
     use_wide: bool = True  # a linear path from the standardised inputs and availability flags to the logits
+    wide_init: str = "logistic"  # "logistic": start from a tuned L2 logistic regression (C on val); "zero"
+    wide_trainable: bool = False  # keep the tuned logistic regression fixed; the members learn the rest
     unseen_pattern_rate: float = 0.05  # share of training rows shown the "unseen pattern" token instead of theirs
 
     # auxiliary objectives (hide one observed modality, reconstruct it, align by InfoNCE)
@@ -58,6 +60,8 @@ class MMNARConfig:
     warmup_fraction: float = 0.05  # of all optimisation steps; the schedule is stepped per batch
     grad_clip: float = 1.0
     patience: int = 5  # early stopping on the validation split only
+    plateau_patience: int = 2  # epochs without a better val loss before the best weights return at a lower rate
+    plateau_factor: float = 0.3
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -73,6 +77,8 @@ class MMNARConfig:
             raise ValueError("config: temperature must be positive")
         if not 0.0 <= self.modality_dropout < 1.0:
             raise ValueError("config: modality_dropout must be in [0, 1)")
+        if self.wide_init not in ("logistic", "zero"):
+            raise ValueError(f"config: wide_init {self.wide_init!r} is not accepted (accepted: logistic, zero)")
         if not 0.0 <= self.unseen_pattern_rate < 1.0:
             raise ValueError("config: unseen_pattern_rate must be in [0, 1)")
         if self.n_members < 1:
@@ -86,8 +92,10 @@ class MMNARConfig:
             raise ValueError("config: pretrain_epochs > 0 trains on the auxiliary losses only, but both are off "
                              "(use_reconstruction and use_contrastive are false): set pretrain_epochs to 0 or "
                              "turn one of them on")
-        if self.patience < 1 or self.batch_size < 1:
-            raise ValueError("config: patience and batch_size must be >= 1")
+        if self.patience < 1 or self.batch_size < 1 or self.plateau_patience < 1:
+            raise ValueError("config: patience, plateau_patience and batch_size must be >= 1")
+        if not 0.0 < self.plateau_factor <= 1.0:
+            raise ValueError("config: plateau_factor must be in (0, 1] (1 turns plateau steps off)")
 
     @property
     def n_modalities(self) -> int:

@@ -3,50 +3,57 @@
     inputs -> per-feature standardisation (fit on train) -> K fusion members (MMNAR-aware fusion, one head
     per outcome, per-modality reconstruction decoders) -> mean of the members' logits + a wide linear path.
 
-Why K members: independently initialised members trained side by side (each on its own loss) and
-averaged are a deep ensemble inside one module, so the bundle, the predictor and every explanation see
-one network; averaging removes most of the seed-to-seed spread that made single networks lose to
-tuned linear and boosted references. Why the wide path: a linear function of the standardised inputs
-and the availability flags (a logistic regression inside the model) carries the strong additive
-signal of structured data directly to the logits; the members model what it cannot (interactions,
-images, notes, the meaning of a pattern).
+Why K members: independently initialised members, each trained on its own loss and averaged, are a
+deep ensemble inside one module, so the bundle, the predictor and every explanation see one network;
+averaging removes most of the seed-to-seed spread that made single networks lose to tuned linear and
+boosted references. The members run side by side in batched matmuls (member_layers). Why the wide
+path: a linear function of the standardised inputs and the availability flags (a logistic regression
+inside the model) carries the strong additive signal of structured data straight to the logits; the
+members model what it cannot (interactions, images, notes, the meaning of a pattern).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mmnar_core.model.config import MMNARConfig
 from mmnar_core.model.fusion import MMNARFusion
 from mmnar_core.model.inputs import InputStandardizer, fit_standardizers
+from mmnar_core.model.member_layers import MemberLinear
 
 
 class MultitaskHeads(nn.Module):
-    """Shared representation -> one logit per outcome."""
+    """Shared representation -> one logit per outcome (one MLP head per task, per member)."""
 
-    def __init__(self, d_model: int, n_tasks: int, dropout: float):
+    def __init__(self, k: int, d_model: int, n_tasks: int, dropout: float, zero_output: bool = False):
         super().__init__()
-        self.heads = nn.ModuleList(
-            nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_model, 1))
-            for _ in range(n_tasks)
-        )
+        self.dropout = dropout
+        self.hidden = nn.ModuleList(MemberLinear(k, d_model, d_model) for _ in range(n_tasks))
+        self.out = nn.ModuleList(MemberLinear(k, d_model, 1) for _ in range(n_tasks))
+        if zero_output:  # start at zero: the untrained network's logits are the wide path's
+            for layer in self.out:
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return torch.cat([head(h) for head in self.heads], dim=-1)
+        """h (K, B, d) -> logits (K, B, n_tasks)."""
+        p = self.dropout if self.training else 0.0
+        return torch.cat([out(F.dropout(F.gelu(hidden(h)), p, self.training))
+                          for hidden, out in zip(self.hidden, self.out)], dim=-1)
 
 
-class FusionMember(nn.Module):
-    """One member: MMNAR-aware fusion, multitask heads, reconstruction decoders."""
+class Decoders(nn.Module):
+    """Per modality: representation (K, R, d) -> reconstruction of its standardised embedding (K, R, dim)."""
 
-    def __init__(self, config: MMNARConfig):
+    def __init__(self, k: int, d_model: int, input_dims: list[int]):
         super().__init__()
-        self.fusion = MMNARFusion(config)
-        self.heads = MultitaskHeads(config.d_model, len(config.tasks), config.dropout)
-        self.decoders = nn.ModuleList(
-            nn.Sequential(nn.Linear(config.d_model, config.d_model), nn.GELU(), nn.Linear(config.d_model, dim))
-            for dim in config.input_dims
-        )
+        self.hidden = nn.ModuleList(MemberLinear(k, d_model, d_model) for _ in input_dims)
+        self.out = nn.ModuleList(MemberLinear(k, d_model, dim) for dim in input_dims)
+
+    def forward(self, h: torch.Tensor, modality: int) -> torch.Tensor:
+        return self.out[modality](F.gelu(self.hidden[modality](h)))
 
 
 class WidePath(nn.Module):
@@ -69,16 +76,18 @@ class MMNARModel(nn.Module):
     def __init__(self, config: MMNARConfig):
         super().__init__()
         self.config = config
+        k = config.n_members
         self.standardizers = nn.ModuleList(InputStandardizer(dim) for dim in config.input_dims)
-        self.members = nn.ModuleList(FusionMember(config) for _ in range(config.n_members))
+        self.fusion = MMNARFusion(config)
+        self.heads = MultitaskHeads(k, config.d_model, len(config.tasks), config.dropout, zero_output=config.use_wide)
+        self.decoders = Decoders(k, config.d_model, config.input_dims)
         self.wide = WidePath(config) if config.use_wide else None
 
     # ---------------------------------------------------------------- fitted input statistics
     def fit_inputs(self, inputs: list[torch.Tensor], availability: torch.Tensor) -> None:
         """Fit the standardisation and the set of seen patterns on the training split (called by the trainer)."""
         fit_standardizers(self.standardizers, inputs, availability)
-        for member in self.members:
-            member.fusion.fit_patterns(availability)
+        self.fusion.fit_patterns(availability)
 
     def standardise(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
         return [s(x) for s, x in zip(self.standardizers, inputs)]
@@ -88,7 +97,7 @@ class MMNARModel(nn.Module):
                       unseen: torch.Tensor | None = None) -> torch.Tensor:
         """(K, B, n_tasks): each member's logits, the wide path included in every one."""
         x = self.standardise(inputs)
-        logits = torch.stack([m.heads(m.fusion(x, availability, unseen)) for m in self.members])
+        logits = self.heads(self.fusion(x, availability, unseen))
         if self.wide is not None:
             logits = logits + self.wide(x, availability)
         return logits
@@ -99,17 +108,17 @@ class MMNARModel(nn.Module):
 
     def represent(self, inputs: list[torch.Tensor], availability: torch.Tensor) -> torch.Tensor:
         """(B, K * d_model): the members' fused representations side by side."""
-        x = self.standardise(inputs)
-        return torch.cat([m.fusion(x, availability) for m in self.members], dim=-1)
+        h = self.fusion(self.standardise(inputs), availability)
+        return h.permute(1, 0, 2).reshape(h.shape[1], -1)
 
     # ---------------------------------------------------------------- auxiliary objective
-    def fuse_without(self, member: int, standardised: list[torch.Tensor], availability: torch.Tensor,
+    def fuse_without(self, standardised: list[torch.Tensor], availability: torch.Tensor,
                      hidden: torch.Tensor) -> torch.Tensor:
-        """Member `member`'s representation of each row b re-fused with modality `hidden[b]` treated as absent."""
+        """Every member's representation (K, B, d) of each row b re-fused with modality `hidden[b]` absent."""
         reduced = availability.clone()
         reduced[torch.arange(len(hidden)), hidden] = False
-        return self.members[member].fusion(standardised, reduced)
+        return self.fusion(standardised, reduced)
 
-    def decode(self, member: int, h: torch.Tensor, modality: int) -> torch.Tensor:
-        """Member `member`'s reconstruction of modality `modality`'s standardised embedding."""
-        return self.members[member].decoders[modality](h)
+    def decode(self, h: torch.Tensor, modality: int) -> torch.Tensor:
+        """Each member's reconstruction (K, R, dim) of modality `modality`'s standardised embedding."""
+        return self.decoders(h, modality)

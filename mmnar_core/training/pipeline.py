@@ -161,6 +161,7 @@ def run_training(dataset_dir: str | Path, out: str | Path, config: MMNARConfig |
     temperature, rectifiers = fit_calibration(result.model, data, torch_device)
     _, report = evaluate_split(result.model, temperature, rectifiers, data, "test", torch_device, n_resamples)
     report["training"] = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
+                          "initial_val_loss": result.initial_val_loss, "wide_path_logistic": result.wide,
                           "train_seconds": round(result.seconds, 1), "device": str(torch_device), "processes": world,
                           "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     summary = dataset_summary(dataset)

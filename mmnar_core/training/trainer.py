@@ -1,6 +1,8 @@
-"""The training loop: AdamW, warmup + cosine learning rate stepped per batch, gradient clipping,
-optional stage-1 pretraining on the auxiliary losses, early stopping on the validation split only,
-one log line per epoch. Runs in one process or under torchrun (DistributedDataParallel: gloo on CPU,
+"""The training loop: AdamW, warmup + cosine learning rate stepped per batch over exactly the configured
+epochs, plateau steps (after `plateau_patience` epochs without a better validation loss the best weights
+come back and the rate drops by `plateau_factor`, so the kept model is one trained at a reduced rate, not
+at the peak), gradient clipping, optional stage-1 pretraining on the auxiliary losses, early stopping on
+the validation split only, one log line per epoch. Runs in one process or under torchrun (DistributedDataParallel: gloo on CPU,
 NCCL on GPU; each rank takes an equal share of every global batch, so the global batch, the schedule
 and the number of steps are the same as in one process).
 """
@@ -24,14 +26,17 @@ from mmnar_core.model import MMNARConfig, MMNARModel
 from mmnar_core.model.auxiliary import auxiliary_losses, uniform
 from mmnar_core.model.losses import masked_task_loss
 from mmnar_core.training.data import ModelData
+from mmnar_core.training.wide_init import init_wide_from_logistic
 
 
 @dataclass
 class TrainResult:
     model: MMNARModel
     history: list[dict] = field(default_factory=list)
-    best_epoch: int = -1
+    best_epoch: int = -1  # -1: no epoch beat the untrained network (the wide path alone) on validation
     seconds: float = 0.0
+    initial_val_loss: float | None = None  # validation loss before the first epoch
+    wide: list[dict] | None = None  # per task, the C of the logistic regression the wide path started from
 
 
 def warmup_cosine(total_steps: int, warmup_fraction: float) -> Callable[[int], float]:
@@ -147,6 +152,11 @@ def train(config: MMNARConfig, data: ModelData, device: torch.device, log_path: 
     if hasattr(model, "fit_inputs"):  # standardisation and seen patterns: training split only
         train_inputs, train_availability, _ = data.take(train_rows)
         model.fit_inputs(train_inputs, train_availability)
+    wide_chosen = None
+    if getattr(model, "wide", None) is not None:
+        if config.wide_init == "logistic":
+            wide_chosen = init_wide_from_logistic(model, data)
+        model.wide.requires_grad_(config.wide_trainable)
     model = model.to(device)
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the number of processes {world}")
@@ -161,15 +171,22 @@ def train(config: MMNARConfig, data: ModelData, device: torch.device, log_path: 
         objective = torch.nn.parallel.DistributedDataParallel(
             objective, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate,
+                                  weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_rows) / config.batch_size)
     total_epochs = config.pretrain_epochs + config.epochs
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps_per_epoch * total_epochs, config.warmup_fraction))
+    cosine = warmup_cosine(steps_per_epoch * total_epochs, config.warmup_fraction)
+    plateau = {"scale": 1.0}  # multiplied by plateau_factor at each plateau step
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine(step) * plateau["scale"])
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     val_labels = data.labels[val_rows].numpy()
 
     history, best_score, best_state, best_epoch, stale = [], math.inf, None, -1, 0
+    if config.pretrain_epochs == 0:  # the untrained network (the wide path alone when it is used) is a candidate
+        best_score = validation_score(predict_logits(model, data, val_rows, device), val_labels)
+        best_state = copy.deepcopy(model.state_dict())
+    initial_score = best_score if math.isfinite(best_score) else None
     started = time.perf_counter()
     bar = tqdm(total=total_epochs, desc="training", unit="epoch", disable=not progress or rank != 0)
     for epoch in range(total_epochs):
@@ -217,7 +234,10 @@ def train(config: MMNARConfig, data: ModelData, device: torch.device, log_path: 
             stale += 1
             if stale >= config.patience:
                 break
+            if stale % config.plateau_patience == 0 and best_state is not None:
+                model.load_state_dict(best_state)  # back to the best weights, then on at a lower rate
+                plateau["scale"] *= config.plateau_factor
     bar.close()
     model.load_state_dict(best_state)
     model.eval()
-    return TrainResult(model, history, best_epoch, time.perf_counter() - started)
+    return TrainResult(model, history, best_epoch, time.perf_counter() - started, initial_score, wide_chosen)
