@@ -21,7 +21,7 @@ from mmnar_core.serving import ServeConfig
 from mmnar_core.serving.batching import Batcher, Job, Overloaded
 from mmnar_core.serving.testing import ServerThread
 from mmnar_core.serving.work import job_cost
-from serving_stub import StubPredictor, stub_app
+from mmnar_core.serving.stand_in import StubPredictor, stub_app
 
 
 def form(structured: dict | None = None, note: str | None = None) -> list:

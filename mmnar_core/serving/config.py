@@ -31,6 +31,7 @@ class ServeConfig:
     max_inflight: int | None = None  # requests admitted at once (read, parsed, queued or running); None:
     #                                  max_queue + max_batch; more -> 503 before the body is read
     max_inflight_bytes: int = 192 * MB  # their declared bodies together (no Content-Length: max_request_bytes)
+    max_parsing: int = 2  # requests parsed and decoded at once (CPU work: about one per core)
     # time limits
     request_timeout_s: float = 120.0  # from arrival to answer; exceeded -> 504, and the work is stopped
     retry_after_s: int = 1  # the smallest Retry-After of a 503 (it grows with the expected wait)
@@ -70,7 +71,7 @@ class ServeConfig:
         if self.batch_mode not in self.BATCH_MODES:
             problems.append(f"batch_mode must be one of {', '.join(self.BATCH_MODES)} (got {self.batch_mode!r})")
         for name in ("max_request_bytes", "max_image_bytes", "max_structured_bytes", "max_text_chars",
-                     "max_queue_work", "max_inflight_bytes", "max_connections"):
+                     "max_queue_work", "max_inflight_bytes", "max_connections", "max_parsing"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be positive (got {getattr(self, name)})")
         for name in ("header_timeout_s", "body_timeout_s", "keep_alive_s"):

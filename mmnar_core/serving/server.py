@@ -271,7 +271,15 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
                 raise RequestError.one(415, "Content-Type", f"the request body is {content_type or 'not typed'}, "
                                        "not multipart/form-data", MULTIPART_ACCEPTED)
             body = await _read_body(request, config.max_request_bytes, config.body_timeout_s)
-            parsed = await run_in_threadpool(_prepare, body, content_type, state.schema, kind, config)
+            try:  # decoding is bounded by cores, not by requests admitted: 12 decodes at once took 1.5 GB
+                await asyncio.wait_for(parse_slots.acquire(), arrived + config.request_timeout_s - time.monotonic())
+            except asyncio.TimeoutError:
+                return _error(504, "request", f"not decoded within the request timeout of {config.request_timeout_s:g} s "
+                              "(the server is busy)", "a retry later")
+            try:
+                parsed = await run_in_threadpool(_prepare, body, content_type, state.schema, kind, config)
+            finally:
+                parse_slots.release()
             del body
         except RequestError as error:  # a body left unread (408, 413): the connection cannot be reused
             close = {"Connection": "close"} if error.status in (408, 413) else None
@@ -313,6 +321,8 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
             return _error(500, "server", f"internal error ({type(error).__name__}: {error})",
                           "please report it with the server log")
         return _answer(result, parsed, state)
+
+    parse_slots = asyncio.Semaphore(config.max_parsing)
 
     def form_body(kind: str) -> dict:
         return {"requestBody": {"required": True, "content": {"multipart/form-data": {
@@ -419,6 +429,8 @@ async def _wait(future, job: Job, request: Request, deadline: float):
     finally:
         if not future.done():
             future.cancel()  # dropped if still queued; a running one stops at its next check
+        if not waiter.done():
+            waiter.cancel()  # its late exception (Cancelled) is then not reported as never retrieved
 
 
 async def _read_body(request: Request, limit: int, timeout_s: float = 30.0) -> bytes:

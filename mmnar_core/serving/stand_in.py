@@ -1,4 +1,5 @@
-"""A stand-in predictor for the model server's mechanics (admission, work limits, cancellation, timeouts):
+"""A stand-in predictor for the model server's mechanics (admission, work limits, cancellation, timeouts),
+used by the tests and by the attack replay (mmnar_core.serving.attack) while no trained bundle loads:
 one numeric feature, an image and a note modality, one task. `explain` does `steps` slices of work, each
 ending in check_cancelled() as the real attribution passes do (RiskHead and the forwards inside Captum's
 internal batches), and records how far it got."""
@@ -57,11 +58,15 @@ def fake_info(predictor):
     return SimpleNamespace(model_id="stub-model", device="cpu", to_dict=lambda: {"model_id": "stub-model"})
 
 
-def stub_app(monkeypatch, config=None, predictor=None):
-    """(app, predictor): create_app over a StubPredictor, model_info replaced (the stub has no bundle)."""
+def stub_app(monkeypatch=None, config=None, predictor=None):
+    """(app, predictor): create_app over a StubPredictor, model_info replaced (the stub has no bundle;
+    with pytest's `monkeypatch` the replacement is undone after the test)."""
     import mmnar_core.model_info
     from mmnar_core.serving import ServeConfig, create_app
 
-    monkeypatch.setattr(mmnar_core.model_info, "model_info", fake_info)
+    if monkeypatch is not None:
+        monkeypatch.setattr(mmnar_core.model_info, "model_info", fake_info)
+    else:
+        mmnar_core.model_info.model_info = fake_info
     predictor = predictor or StubPredictor()
     return create_app(predictor, config or ServeConfig()), predictor
