@@ -14,7 +14,7 @@ TEXT_MODEL=${2:-}
 WORK=${WORK:-/tmp/mmnar-gpu-check}
 OUT_DIR=${OUT:-./gpu_check_out}
 mkdir -p "$OUT_DIR" "$WORK"
-export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 PY=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}  # DEVICE=cpu runs the same steps on the CPU (a dry run of the script itself)
 $PY -c "import torch, sys; ok = torch.cuda.is_available(); print({'torch': torch.__version__, 'cuda': ok, 'device': torch.cuda.get_device_name(0) if ok else None}); sys.exit(0 if ok or '$DEVICE' == 'cpu' else 3)"
