@@ -63,7 +63,7 @@ def fit_logistic(data: ModelData, threads: int = 1) -> ReferenceFit:
 
 
 LIGHTGBM_GRID = tuple({"num_leaves": leaves, "min_child_samples": leaf_rows}
-                      for leaves in (7, 15, 31) for leaf_rows in (20, 80))
+                      for leaves in (7, 31) for leaf_rows in (20, 80))
 
 
 def fit_lightgbm(data: ModelData, seed: int = 0, threads: int = 1, max_rounds: int = 2000) -> ReferenceFit:
@@ -84,7 +84,7 @@ def fit_lightgbm(data: ModelData, seed: int = 0, threads: int = 1, max_rounds: i
         val_set = lightgbm.Dataset(features[va], y_va, reference=train_set, free_raw_data=False)
         best = None
         for grid in LIGHTGBM_GRID:
-            params = {"objective": "binary", "learning_rate": 0.03, "feature_fraction": 0.5, "bagging_fraction": 0.8,
+            params = {"objective": "binary", "learning_rate": 0.05, "feature_fraction": 0.5, "bagging_fraction": 0.8,
                       "bagging_freq": 1, "lambda_l2": 1.0, "num_threads": threads, "seed": seed, "verbosity": -1,
                       **grid}
             booster = lightgbm.train(params, train_set, max_rounds, valid_sets=[val_set],
