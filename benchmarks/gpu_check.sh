@@ -23,4 +23,4 @@ step synth $PY -m mmnar_core synth --n "$N" --seed 5 --scenario content_signal -
 step embed $PY -m mmnar_core embed "$WORK/data" --cache "$WORK/cache" --device "$DEVICE" ${TEXT_MODEL:+--text-encoder "$TEXT_MODEL"} --quiet > "$OUT_DIR/embed.json"
 step train_one_process $PY -m mmnar_core train "$WORK/data" --out "$WORK/bundle" --cache "$WORK/cache" --device "$DEVICE" --overwrite --quiet --resamples 200 | tee "$OUT_DIR/train.json"
 step train_torchrun $PY -m torch.distributed.run --standalone --nproc_per_node 1 -m mmnar_core train "$WORK/data" --out "$WORK/bundle_ddp" --cache "$WORK/cache" --device "$DEVICE" --overwrite --quiet --resamples 200 | tee "$OUT_DIR/train_torchrun.json"
-step serve $PY benchmarks/gpu_serve.py "$WORK/bundle" "$WORK/data" "$DEVICE" | tee "$OUT_DIR/serve.json"
+step serve $PY benchmarks/gpu_serve.py "$WORK/bundle" "$WORK/data" "$DEVICE" "${SERVE_N:-30}" "${SERVE_RECORDS:-256}" | tee "$OUT_DIR/serve.json"

@@ -32,15 +32,15 @@ def throughput(predictor, records, batch: int, repeats: int = 3) -> float:
     return round(best, 1)
 
 
-def main(bundle: str, data: str, device: str = "cuda") -> dict:
+def main(bundle: str, data: str, device: str = "cuda", n_explain: int = 30, n_records: int = 256) -> dict:
     from mmnar_core.dataset import load_dataset
     from mmnar_core.explain.bench import bench_explain
     from mmnar_core.predictor import Predictor
 
-    figures = {"explain": bench_explain(bundle, data, n=30, n_all_tasks=10, device=device)}
+    figures = {"explain": bench_explain(bundle, data, n=n_explain, n_all_tasks=max(1, n_explain // 3), device=device)}
     predictor = Predictor.load(bundle, device=device)
     dataset = load_dataset(data)
-    ids = dataset.patients["patient_id"].to_numpy()[dataset.split_indices("test")][:256]
+    ids = dataset.patients["patient_id"].to_numpy()[dataset.split_indices("test")][:n_records]
     records = [dataset.record(pid) for pid in ids]
     predictor.predict_many(records[:8])  # warm-up
     figures["predict_many_patients_per_s"] = {f"batch_{b}": throughput(predictor, records, b) for b in (1, 8, 64)}
@@ -52,4 +52,4 @@ def main(bundle: str, data: str, device: str = "cuda") -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(*sys.argv[1:4]), indent=2))
+    print(json.dumps(main(*sys.argv[1:4], *[int(v) for v in sys.argv[4:6]]), indent=2))

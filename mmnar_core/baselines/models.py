@@ -45,7 +45,8 @@ class ModelSpec:
 
 
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in [
-    ModelSpec("mmnar", "mmnar", "MMNAR model (ours): gated fusion, pattern token, reconstruction + contrastive, rectifier",
+    ModelSpec("mmnar", "mmnar", "MMNAR model (ours, shipped): 4 fusion members + wide path from the tuned logistic regression, "
+              "reconstruction + contrastive, rectifier",
               probabilities="rectified"),
     ModelSpec("mmnar_no_rectifier", "mmnar", "ours without the rectifier (temperature only; same network as mmnar)",
               same_run_as="mmnar"),
