@@ -86,28 +86,26 @@ class TrainingObjective(torch.nn.Module):
         self.model = model
         self.pos_weight = pos_weight
 
-    def forward(self, inputs, availability, labels, with_task: bool, with_aux: bool, generator):
+    def forward(self, inputs, availability, labels, with_task: bool, with_aux: bool, generator, unseen=None):
         config = self.model.config
         zero = inputs[0].new_zeros(())
         task = aux = zero
         if with_task:
-            task = self.task_loss(inputs, availability, labels, generator)
+            task = self.task_loss(inputs, availability, labels, unseen)
         if with_aux:
             mse, nce = auxiliary_losses(self.model, inputs, availability, generator)
             aux = (mse if config.use_reconstruction else zero) + (
                 config.contrastive_weight * nce if config.use_contrastive else zero)
         return task, aux
 
-    def task_loss(self, inputs, availability, labels, generator):
+    def task_loss(self, inputs, availability, labels, unseen=None):
         """Masked task loss; with fusion members, the mean of each member's own loss (so members stay
-        diverse, as independently trained networks would), with a few rows shown the unseen-pattern token."""
+        diverse, as independently trained networks would); `unseen` (B,) marks the rows shown the
+        unseen-pattern token."""
         config = self.model.config
         if not hasattr(self.model, "member_logits"):
             return masked_task_loss(self.model(inputs, availability), labels, self.pos_weight, config.task_loss,
                                     config.focal_gamma)
-        unseen = None
-        if config.unseen_pattern_rate > 0:
-            unseen = uniform((len(labels),), generator, labels.device) < config.unseen_pattern_rate
         members = self.model.member_logits(inputs, availability, unseen)
         losses = [masked_task_loss(logits, labels, self.pos_weight, config.task_loss, config.focal_gamma)
                   for logits in members]
@@ -145,6 +143,9 @@ def train(config: MMNARConfig, data: ModelData, device: torch.device, log_path: 
     rank, world = _distributed()
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed + 1000 * rank)
+    # the same stream on every process: draws made for the whole global batch, each process taking its share,
+    # so N processes see exactly the choices one process would
+    shared = torch.Generator().manual_seed(config.seed + 7)
     model = build_model(config)
     train_rows, val_rows = data.rows("train"), data.rows("val")
     if len(train_rows) == 0 or len(val_rows) == 0:
@@ -197,13 +198,18 @@ def train(config: MMNARConfig, data: ModelData, device: torch.device, log_path: 
         model.train()
         totals = {"task": 0.0, "aux": 0.0, "batches": 0}
         for start in range(0, len(order), config.batch_size):
-            batch_rows = order[start:start + config.batch_size][rank::world]
+            global_rows = order[start:start + config.batch_size]
+            batch_rows = global_rows[rank::world]
+            unseen = None
+            if config.unseen_pattern_rate > 0:
+                unseen = (uniform((len(global_rows),), shared, torch.device("cpu"))
+                          < config.unseen_pattern_rate)[rank::world].to(device)
             inputs, availability, labels = data.take(batch_rows)
             inputs = [x.to(device) for x in inputs]
             availability = _drop_modalities(availability, config.modality_dropout, generator).to(device)
             labels = labels.to(device)
             with torch.autocast(device_type=device.type, enabled=use_amp):
-                task, aux = objective(inputs, availability, labels, stage == 2, weight > 0, generator)
+                task, aux = objective(inputs, availability, labels, stage == 2, weight > 0, generator, unseen)
                 loss = task + weight * aux
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
