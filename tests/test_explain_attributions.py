@@ -20,6 +20,13 @@ from mmnar_core.explain.faithfulness import chance_hit_rate
 from mmnar_core.explain.text_spans import WORD, clean_with_offsets, word_map
 from conftest import build_synthetic_bundle
 
+from mmnar_core.encoders.runtime import native_bf16  # noqa: E402
+
+# risk units: the note transformer runs in bfloat16 where the CPU computes it natively (8 mantissa bits)
+BF16_NOTES = native_bf16(torch.device("cpu"))
+TEXT_VALUE_TOLERANCE = 1e-3 if BF16_NOTES else 2e-5
+TEXT_DELTA_TOLERANCE = 3e-3 if BF16_NOTES else 1e-3
+
 UNICODE_NOTE = (
     "Name:  [**Known lastname 123**]   Unit No: ___\r\n"
     "Hx:\tCafe\u0301  patient, naïve to Ωmega-3;  e\u0301 \u00a0 ___ ___, ___ pleural\u00a0effusion 😀 noted.\n"
@@ -164,8 +171,11 @@ def test_explanation_shapes_and_values(built, explained):
         for word in text.words:
             assert note[word.start:word.end] == word.text
     # every modality's IG starts from the patient's own risk: the output is the rectified calibrated risk
-    for item in (*explanation.tabular, *explanation.images, *explanation.texts):
+    for item in (*explanation.tabular, *explanation.images):
         assert item.summary.value[task] == pytest.approx(risk, abs=2e-5)
+    # the bfloat16 note path (text_precision "auto") moves a risk near 0.1 by up to ~1e-3
+    for item in explanation.texts:
+        assert item.summary.value[task] == pytest.approx(risk, abs=TEXT_VALUE_TOLERANCE)
         assert item.output == "probability"
 
 
@@ -187,7 +197,7 @@ def test_integrated_gradients_completeness(explained):
         gap = text.summary.value[task] - text.summary.baseline_value[task]
         total = sum(w.attribution[task] for w in text.words) + text.other[task]
         assert total - gap == pytest.approx(text.summary.delta[task], abs=1e-5)
-        assert abs(text.summary.delta[task]) <= 0.1 * abs(gap) + 1e-3
+        assert abs(text.summary.delta[task]) <= 0.1 * abs(gap) + TEXT_DELTA_TOLERANCE
 
 
 @pytest.mark.slow
