@@ -71,7 +71,7 @@ def resample_indices(y: Any, n_resamples: int = 1000, seed: int = 0, stratified:
     return np.concatenate(list(_index_chunks(labels, n_resamples, seed, stratified)), axis=0)
 
 
-def _percentiles(samples: np.ndarray, alpha: float) -> tuple[float, float]:
+def percentile_interval(samples: np.ndarray, alpha: float) -> tuple[float, float]:
     """Percentile interval over the resamples where the metric is defined (NaN if none is)."""
     finite = samples[np.isfinite(samples)]
     if finite.size == 0:
@@ -110,7 +110,7 @@ def bootstrap_ci(
               for rows in _index_chunks(labels, n_resamples, seed, stratified)]
     result = {}
     for name in names:
-        low, high = _percentiles(np.concatenate([c[name] for c in chunks]), alpha)
+        low, high = percentile_interval(np.concatenate([c[name] for c in chunks]), alpha)
         result[name] = {"value": float(point[name][0]), "low": low, "high": high, **counts}
     return result
 

@@ -17,18 +17,10 @@ from typing import Sequence
 
 import numpy as np
 
-from mmnar_core.evaluation.bootstrap import resample_indices
+from mmnar_core.evaluation.bootstrap import percentile_interval, resample_indices
 from mmnar_core.evaluation.metrics import resampled_metrics
 
 DEFAULT_RESAMPLES = 1000
-
-
-def _interval(samples: np.ndarray, alpha: float) -> tuple[float, float]:
-    finite = samples[np.isfinite(samples)]
-    if finite.size == 0:
-        return float("nan"), float("nan")
-    low, high = np.quantile(finite, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)
 
 
 def verdict(low: float, high: float, higher_is_better: bool = True) -> str:
@@ -66,7 +58,7 @@ def paired_auroc(y, runs_a: Sequence[np.ndarray], runs_b: Sequence[np.ndarray], 
 
     a, b = mean_auroc(runs_a), mean_auroc(runs_b)
     difference = a - b
-    low, high = _interval(difference[1:], alpha)
+    low, high = percentile_interval(difference[1:], alpha)
     return {"a": float(a[0]), "b": float(b[0]), "difference": float(difference[0]), "low": low, "high": high,
             "verdict": verdict(low, high), "n": int(y.size), "n_pos": int(y.sum()), "seeds_a": len(runs_a),
             "seeds_b": len(runs_b)}
@@ -87,7 +79,7 @@ def paired_true_risk_error(true_risk, runs_a: Sequence[np.ndarray], runs_b: Sequ
         rng = np.random.default_rng([seed, salt])
         draws = rng.integers(0, rows.size, size=(n_resamples, rows.size))
         diffs = (error_a[rows][draws] - error_b[rows][draws]).mean(axis=1)
-        low, high = _interval(diffs, alpha)
+        low, high = percentile_interval(diffs, alpha)
         a, b = float(error_a[rows].mean()), float(error_b[rows].mean())
         return {"a": a, "b": b, "difference": a - b, "ratio": a / b if b > 0 else float("nan"), "low": low,
                 "high": high, "verdict": verdict(low, high, higher_is_better=False), "n": int(rows.size)}
