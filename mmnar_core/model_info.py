@@ -53,6 +53,10 @@ class ModelInfo:
 def model_info(predictor) -> ModelInfo:
     from mmnar_core.bundle import calibration_state
 
+    describe = getattr(predictor, "describe_model", None)
+    if callable(describe):  # a predictor without a bundle (the serving stand-in) describes itself
+        return describe()
+
     bundle = predictor.bundle  # as loaded and verified: nothing is read from disk again
     calibration = calibration_state(bundle.temperature, bundle.rectifiers)
     dataset = bundle.dataset

@@ -31,12 +31,13 @@ class Admission:
         self.refused = 0
         self._lock = threading.Lock()
 
-    def enter(self, declared: int | None, queue_full: bool) -> tuple[bool, str]:
-        """(admitted, why not); an admitted request must `leave` with the same `declared`."""
+    def enter(self, declared: int | None, queue_full: bool | str) -> tuple[bool, str]:
+        """(admitted, why not); an admitted request must `leave` with the same `declared`. `queue_full`:
+        False, or the limit that is reached (e.g. "queue limit 4"), named in the refusal."""
         size = self.default_bytes if declared is None else declared
         with self._lock:
             if queue_full:
-                why = "the queue of the model is full"
+                why = "the queue of the model is full" + (f" ({queue_full})" if isinstance(queue_full, str) else "")
             elif self.requests >= self.max_requests:
                 why = f"{self.requests} requests are already in progress (limit {self.max_requests})"
             elif self.requests and self.bytes + size > self.max_bytes:
@@ -85,7 +86,7 @@ class AdmissionMiddleware:
             return
         declared = declared_length(scope["headers"])
         batcher = self.state.batcher
-        admitted, why = self.admission.enter(declared, batcher is not None and batcher.saturated())
+        admitted, why = self.admission.enter(declared, batcher.saturated() if batcher is not None else False)
         if not admitted:
             retry = batcher.retry_after() if batcher is not None else 1
             await _refuse(send, why, retry)

@@ -127,10 +127,14 @@ class Batcher:
             work = self._queued_work
         raise Overloaded(self._queue.qsize(), self.retry_after(), work if over_work else None)
 
-    def saturated(self) -> bool:
-        """True when a new job would surely be refused (no room left in requests or in work)."""
+    def saturated(self) -> str | bool:
+        """The limit a new job would surely hit ("queue limit N" or "work limit W units"), or False."""
         with self._lock:
-            return self._queue.qsize() >= self.max_queue or self._queued_work >= self.max_work
+            if self._queue.qsize() >= self.max_queue:
+                return f"queue limit {self.max_queue}"
+            if self._queued_work >= self.max_work:
+                return f"work limit {self.max_work:g} units"
+            return False
 
     def retry_after(self) -> int:
         """Seconds until the queue has likely drained: (waiting / max_batch + 1) mean batch times."""

@@ -183,6 +183,8 @@ class ServeState:
             out.update(self.runner.stats())
         if self.admission is not None:
             out.update(self.admission.stats())
+            # every overload refusal, whether before the body was read or at the queue
+            out["rejected"] = out.get("rejected", 0) + out["refused_before_reading"]
         out["request_timeout_s"] = self.config.request_timeout_s
         return out
 

@@ -42,6 +42,9 @@ class StubPredictor:
     def what_if(self, record, vectors=None):
         return Answer(record, "what_if")
 
+    def describe_model(self):
+        return fake_info(self)
+
     def explain(self, record, tasks=None, digest=None, modalities=None, **_):
         self.progress.append(0)
         try:
@@ -59,14 +62,9 @@ def fake_info(predictor):
 
 
 def stub_app(monkeypatch=None, config=None, predictor=None):
-    """(app, predictor): create_app over a StubPredictor, model_info replaced (the stub has no bundle;
-    with pytest's `monkeypatch` the replacement is undone after the test)."""
-    import mmnar_core.model_info
+    """(app, predictor): create_app over a StubPredictor, which describes itself (it has no bundle), so
+    nothing global is replaced; `monkeypatch` is accepted for the callers that pass it."""
     from mmnar_core.serving import ServeConfig, create_app
 
-    if monkeypatch is not None:
-        monkeypatch.setattr(mmnar_core.model_info, "model_info", fake_info)
-    else:
-        mmnar_core.model_info.model_info = fake_info
     predictor = predictor or StubPredictor()
     return create_app(predictor, config or ServeConfig()), predictor
