@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU check (issue 13): on a machine with CUDA, synthesise a v2 cohort, embed it on the GPU, train the
-# default config in one process and under torchrun (AMP on: the trainer turns it on for CUDA), load the
-# bundle on the GPU and time predict / explain (p50, p95) and predict throughput at batch 1, 8 and 64.
+# default config in one process (AMP on: the trainer turns it on for CUDA), load the bundle on the GPU and
+# time predict / explain (p50, p95) and predict throughput at batch 1, 8 and 64, then train again under
+# torchrun (last, so a short device lease still gets the serving figures).
 #
 #   bash benchmarks/gpu_check.sh [N_PATIENTS] [TEXT_MODEL_DIR]
 #
@@ -22,5 +23,5 @@ step() { local name=$1; shift; local t0=$(date +%s.%N); "$@"; local t1=$(date +%
 step synth $PY -m mmnar_core synth --n "$N" --seed 5 --scenario content_signal --out "$WORK/data" --overwrite --quiet --workers 8 > /dev/null
 step embed $PY -m mmnar_core embed "$WORK/data" --cache "$WORK/cache" --device "$DEVICE" ${TEXT_MODEL:+--text-encoder "$TEXT_MODEL"} --quiet > "$OUT_DIR/embed.json"
 step train_one_process $PY -m mmnar_core train "$WORK/data" --out "$WORK/bundle" --cache "$WORK/cache" --device "$DEVICE" --overwrite --quiet --resamples 200 | tee "$OUT_DIR/train.json"
+step serve $PY benchmarks/gpu_serve.py "$WORK/bundle" "$WORK/data" "$DEVICE" "${SERVE_N:-30}" "${SERVE_RECORDS:-256}" | tee "$OUT_DIR/serve.json" || echo "serve: a figure failed (see serve.json); going on to torchrun"
 step train_torchrun $PY -m torch.distributed.run --standalone --nproc_per_node 1 -m mmnar_core train "$WORK/data" --out "$WORK/bundle_ddp" --cache "$WORK/cache" --device "$DEVICE" --overwrite --quiet --resamples 200 | tee "$OUT_DIR/train_torchrun.json"
-step serve $PY benchmarks/gpu_serve.py "$WORK/bundle" "$WORK/data" "$DEVICE" "${SERVE_N:-30}" "${SERVE_RECORDS:-256}" | tee "$OUT_DIR/serve.json"

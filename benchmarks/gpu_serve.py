@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import traceback
 
 import numpy as np
 import torch
@@ -32,18 +33,31 @@ def throughput(predictor, records, batch: int, repeats: int = 3) -> float:
     return round(best, 1)
 
 
+def _guarded(figures: dict, name: str, compute) -> None:
+    """One figure; a failure is reported in its place (and makes the script exit 1) so the others still come."""
+    try:
+        figures[name] = compute()
+    except Exception as error:  # noqa: BLE001 - a benchmark reports every failure and goes on
+        traceback.print_exc()
+        figures[name] = {"error": f"{type(error).__name__}: {error}"}
+        figures["failed"] = figures.get("failed", []) + [name]
+
+
 def main(bundle: str, data: str, device: str = "cuda", n_explain: int = 30, n_records: int = 256) -> dict:
     from mmnar_core.dataset import load_dataset
     from mmnar_core.explain.bench import bench_explain
     from mmnar_core.predictor import Predictor
 
-    figures = {"explain": bench_explain(bundle, data, n=n_explain, n_all_tasks=max(1, n_explain // 3), device=device)}
+    figures: dict = {}
     predictor = Predictor.load(bundle, device=device)
     dataset = load_dataset(data)
     ids = dataset.patients["patient_id"].to_numpy()[dataset.split_indices("test")][:n_records]
     records = [dataset.record(pid) for pid in ids]
     predictor.predict_many(records[:8])  # warm-up
-    figures["predict_many_patients_per_s"] = {f"batch_{b}": throughput(predictor, records, b) for b in (1, 8, 64)}
+    _guarded(figures, "predict_many_patients_per_s",
+             lambda: {f"batch_{b}": throughput(predictor, records, b) for b in (1, 8, 64)})
+    _guarded(figures, "explain",
+             lambda: bench_explain(bundle, data, n=n_explain, n_all_tasks=max(1, n_explain // 3), device=device))
     cuda = torch.device(device).type == "cuda"
     figures["gpu_memory_peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None
     figures["device"] = torch.cuda.get_device_name(0) if cuda else "cpu"
@@ -52,4 +66,6 @@ def main(bundle: str, data: str, device: str = "cuda", n_explain: int = 30, n_re
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(*sys.argv[1:4], *[int(v) for v in sys.argv[4:6]]), indent=2))
+    result = main(*sys.argv[1:4], *[int(v) for v in sys.argv[4:6]])
+    print(json.dumps(result, indent=2))
+    sys.exit(1 if result.get("failed") else 0)

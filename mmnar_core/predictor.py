@@ -98,7 +98,7 @@ class Predictor:
         torch_device = pick_device(device)
         bundle = load_bundle(bundle_dir, torch_device)
         encoder = _build_patient_encoder(bundle, torch_device, image_weights, text_model)
-        return cls(bundle, encoder, torch_device, _load_reference(bundle, torch_device))
+        return cls(bundle, encoder, torch_device, _load_reference(bundle))
 
     @property
     def model_id(self) -> str:
@@ -292,12 +292,15 @@ def _build_patient_encoder(bundle: Bundle, device: torch.device, image_weights, 
     return PatientEncoder(modalities, image=image, text=text, tabular=tabular)
 
 
-def _load_reference(bundle: Bundle, device: torch.device) -> ReferenceSet | None:
+def _load_reference(bundle: Bundle) -> ReferenceSet | None:
+    """The reference patients stay on the CPU, whatever the model's device: they are indexed together with
+    the patient's (CPU) availability, and score/represent move each batch to the model's device (on a GPU,
+    keeping them there mixed devices and stopped every explanation)."""
     path = bundle.root / "reference.safetensors"
     if not path.is_file():
         return None
     from safetensors.torch import load_file
 
-    tensors = load_file(path)
-    inputs = [tensors[f"input_{i}"].float().to(device) for i in range(len(bundle.config.modalities))]
-    return ReferenceSet(inputs, tensors["availability"].bool().to(device))
+    tensors = load_file(path, device="cpu")
+    inputs = [tensors[f"input_{i}"].float() for i in range(len(bundle.config.modalities))]
+    return ReferenceSet(inputs, tensors["availability"].bool())

@@ -36,3 +36,17 @@ def test_demo_bundle_predicts_from_raw_inputs(tmp_path):
     assert prediction.available == ["structured", "cxr", "discharge_note", "radiology_report"]
     for risk in prediction.risks:
         assert 0 < risk.low <= risk.risk <= risk.high < 1
+
+
+def test_reference_patients_stay_on_the_cpu_whatever_the_model_device():
+    """On a GPU the reference set used to follow the model to CUDA while the patient's availability stayed
+    on the CPU, and every explanation stopped ('found at least two devices'). It is loaded on the CPU;
+    score/represent move each batch to the model's device."""
+    import inspect
+
+    from mmnar_core.bundle import load_bundle
+    from mmnar_core.predictor import _load_reference
+
+    assert list(inspect.signature(_load_reference).parameters) == ["bundle"]  # no device to follow
+    reference = _load_reference(load_bundle(DEMO))
+    assert {x.device.type for x in reference.inputs} | {reference.availability.device.type} == {"cpu"}

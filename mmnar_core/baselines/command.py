@@ -86,7 +86,7 @@ def run(args) -> int:
     embeddings = load_embeddings(dataset, args.cache)
     data = build_model_data(dataset, embeddings.vectors)
     values = base.to_dict()
-    values.update(modalities=data.modalities, input_dims=data.input_dims, tasks=data.tasks)
+    values.update(data.config_fields())
     config = MMNARConfig.from_dict(values)
     tabular = {m.name for m in dataset.manifest.modalities_of_kind(ModalityKind.TABULAR)}
     structured = [i for i, name in enumerate(data.modalities) if name in tabular]

@@ -33,6 +33,8 @@ class MMNARConfig:
     use_wide: bool = True  # a linear path from the standardised inputs and availability flags to the logits
     wide_init: str = "logistic"  # "logistic": start from a tuned L2 logistic regression (C on val); "zero"
     wide_trainable: bool = False  # keep the tuned logistic regression fixed; the members learn the rest
+    wide_bins: int = 16  # quantile bins per structured feature in the wide path (a GAM); 0: linear only
+    wide_binned: list[str] = field(default_factory=list)  # modalities the wide path bins (the dataset's tabular ones)
     unseen_pattern_rate: float = 0.05  # share of training rows shown the "unseen pattern" token instead of theirs
 
     # auxiliary objectives (hide one observed modality, reconstruct it, align by InfoNCE)
@@ -79,6 +81,12 @@ class MMNARConfig:
             raise ValueError("config: modality_dropout must be in [0, 1)")
         if self.wide_init not in ("logistic", "zero"):
             raise ValueError(f"config: wide_init {self.wide_init!r} is not accepted (accepted: logistic, zero)")
+        if self.wide_bins < 0 or self.wide_bins == 1:
+            raise ValueError(f"config: wide_bins must be 0 (linear only) or >= 2 (got {self.wide_bins})")
+        stray = [m for m in self.wide_binned if m not in self.modalities]
+        if stray:
+            raise ValueError(f"config: wide_binned names modality(ies) {stray} that are not in modalities "
+                             f"{self.modalities}")
         if not 0.0 <= self.unseen_pattern_rate < 1.0:
             raise ValueError("config: unseen_pattern_rate must be in [0, 1)")
         if self.n_members < 1:

@@ -22,6 +22,7 @@ from mmnar_core.model.config import MMNARConfig
 from mmnar_core.model.fusion import MMNARFusion
 from mmnar_core.model.inputs import InputStandardizer, fit_standardizers
 from mmnar_core.model.member_layers import MemberLinear
+from mmnar_core.model.piecewise import PiecewiseLinearEncoding
 
 
 class MultitaskHeads(nn.Module):
@@ -57,19 +58,35 @@ class Decoders(nn.Module):
 
 
 class WidePath(nn.Module):
-    """Linear logits from the standardised inputs (zero where absent) and the availability flags."""
+    """Linear logits from the standardised inputs (zero where absent), the piecewise-linear bins of the
+    structured modalities' features (a GAM; zero where absent) and the availability flags."""
 
     def __init__(self, config: MMNARConfig):
         super().__init__()
-        self.linear = nn.Linear(sum(config.input_dims) + config.n_modalities, len(config.tasks))
+        binned = [m for m, name in enumerate(config.modalities) if name in config.wide_binned] if config.wide_bins else []
+        self.binned = binned
+        self.bins = nn.ModuleList(PiecewiseLinearEncoding(config.input_dims[m], config.wide_bins) for m in binned)
+        width = sum(config.input_dims) + config.n_modalities + sum(config.input_dims[m] * config.wide_bins for m in binned)
+        self.linear = nn.Linear(width, len(config.tasks))
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
 
-    def forward(self, standardised: list[torch.Tensor], availability: torch.Tensor) -> torch.Tensor:
+    def fit(self, standardised: list[torch.Tensor], availability: torch.Tensor) -> None:
+        """Bin edges from the training rows (after the standardisation is fit)."""
+        for encoding, m in zip(self.bins, self.binned):
+            encoding.fit(standardised[m], availability[:, m])
+
+    def features(self, standardised: list[torch.Tensor], availability: torch.Tensor) -> torch.Tensor:
+        """(B, width): what the linear layer reads; also the design matrix of its logistic-regression start."""
         present = availability.bool()
         parts = [torch.where(present[:, m:m + 1], x, torch.zeros_like(x)) for m, x in enumerate(standardised)]
         parts.append(present.to(standardised[0].dtype))
-        return self.linear(torch.cat(parts, dim=-1))
+        for encoding, m in zip(self.bins, self.binned):
+            parts.append(encoding(standardised[m]) * present[:, m:m + 1])
+        return torch.cat(parts, dim=-1)
+
+    def forward(self, standardised: list[torch.Tensor], availability: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.features(standardised, availability))
 
 
 class MMNARModel(nn.Module):
@@ -85,9 +102,11 @@ class MMNARModel(nn.Module):
 
     # ---------------------------------------------------------------- fitted input statistics
     def fit_inputs(self, inputs: list[torch.Tensor], availability: torch.Tensor) -> None:
-        """Fit the standardisation and the set of seen patterns on the training split (called by the trainer)."""
+        """Fit the standardisation, the set of seen patterns and the wide path's bins on the training split."""
         fit_standardizers(self.standardizers, inputs, availability)
         self.fusion.fit_patterns(availability)
+        if self.wide is not None:
+            self.wide.fit(self.standardise(inputs), availability)
 
     def standardise(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
         return [s(x) for s, x in zip(self.standardizers, inputs)]

@@ -27,7 +27,7 @@ def bench_training(n: int = 20000, threads: int = 1, seed: int = 0) -> dict:
     torch.set_num_threads(threads)
     device = pick_device()
     data = planted_data(n, seed, WIDTHS)
-    config = MMNARConfig(modalities=data.modalities, input_dims=data.input_dims, tasks=data.tasks, seed=seed)
+    config = MMNARConfig(**data.config_fields(), seed=seed)
     started = time.perf_counter()
     result = train(config, data, device, progress=False)
     seconds = time.perf_counter() - started

@@ -6,13 +6,14 @@ is asserted here, on the data path itself, not only when the dataset was written
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from mmnar_core.dataset import Dataset, label_column, reference_column
 from mmnar_core.patterns import encode_pattern
+from mmnar_core.schema import ModalityKind
 
 
 class SplitLeakError(AssertionError):
@@ -39,6 +40,7 @@ class ModelData:
     patient_ids: np.ndarray
     true_probs: np.ndarray | None = None  # (N, T) for synthetic data
     reference_scores: dict[str, tuple[str, np.ndarray]] | None = None  # name -> (task, (N,) probability, NaN if none)
+    structured: list[str] = field(default_factory=list)  # the tabular modalities (the wide path bins their features)
 
     def __len__(self) -> int:
         return len(self.patient_ids)
@@ -49,6 +51,11 @@ class ModelData:
     @property
     def input_dims(self) -> list[int]:
         return [int(x.shape[1]) for x in self.inputs]
+
+    def config_fields(self) -> dict:
+        """What a model config takes from the data: names, widths, tasks and the modalities to bin."""
+        return {"modalities": list(self.modalities), "input_dims": self.input_dims, "tasks": list(self.tasks),
+                "wide_binned": list(self.structured)}
 
     def take(self, rows: np.ndarray) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
         index = torch.as_tensor(rows, dtype=torch.long)
@@ -91,4 +98,5 @@ def build_model_data(dataset: Dataset, vectors: dict[str, np.ndarray], tasks: li
         true_probs=true_probs,
         reference_scores={s.name: (s.outcome, patients[reference_column(s.name)].to_numpy(dtype=float, na_value=np.nan))
                           for s in manifest.reference_scores if s.outcome in tasks},
+        structured=[m.name for m in manifest.modalities_of_kind(ModalityKind.TABULAR)],
     )

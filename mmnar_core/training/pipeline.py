@@ -150,7 +150,7 @@ def run_training(dataset_dir: str | Path, out: str | Path, config: MMNARConfig |
     embeddings = load_embeddings(dataset, cache_dir)
     data = build_model_data(dataset, embeddings.vectors)
     base = (config or MMNARConfig()).to_dict()
-    base.update(modalities=data.modalities, input_dims=data.input_dims, tasks=data.tasks)
+    base.update(data.config_fields())
     if seed is not None:
         base["seed"] = seed
     config = MMNARConfig.from_dict(base)

@@ -41,4 +41,5 @@ def planted_data(n: int = 3000, seed: int = 0, modalities=DEFAULT_MODALITIES) ->
     inputs = [np.where(availability[:, i:i + 1], x, 0) for i, x in enumerate(inputs)]
     names = [chr(ord("a") + i) for i in range(len(modalities))]
     return ModelData(names, ["risk", "noise"], [torch.from_numpy(x) for x in inputs], torch.from_numpy(availability),
-                     torch.from_numpy(labels), encode_pattern(availability), splits, np.array([f"p{i}" for i in range(n)]))
+                     torch.from_numpy(labels), encode_pattern(availability), splits, np.array([f"p{i}" for i in range(n)]),
+                     structured=[name for name, (_, _, rule) in zip(names, modalities) if rule == "always"])

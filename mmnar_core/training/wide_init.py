@@ -1,5 +1,6 @@
 """The wide path starts as a tuned L2 logistic regression: per task, fit on the labelled training rows
-of the model's own standardised inputs and availability flags, C chosen by validation log loss.
+of the model's own standardised inputs, availability flags and (when they help on validation) the
+piecewise-linear bins of the structured features, C chosen by validation log loss.
 
 Why: the deep members then only have to learn what a linear model cannot, and because the heads'
 output layers start at zero the untrained network *is* that logistic regression; the trainer scores it
@@ -12,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+C_GRID = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
 
 def log_loss(z: np.ndarray, y: np.ndarray) -> float:
@@ -57,23 +58,40 @@ def fit_l2_logistic(features: np.ndarray, labels: np.ndarray, train_rows: np.nda
 
 @torch.no_grad()
 def wide_features(model, inputs: list[torch.Tensor], availability: torch.Tensor, batch: int = 8192) -> np.ndarray:
-    """The wide path's input (standardised inputs, zero where absent, then the flags) for every row."""
-    out = []
-    for start in range(0, len(availability), batch):
-        x = model.standardise([v[start:start + batch] for v in inputs])
-        present = availability[start:start + batch].bool()
-        parts = [torch.where(present[:, m:m + 1], v, torch.zeros_like(v)) for m, v in enumerate(x)]
-        parts.append(present.float())
-        out.append(torch.cat(parts, dim=-1).numpy())
+    """The wide path's input (WidePath.features) for every row."""
+    out = [model.wide.features(model.standardise([v[start:start + batch] for v in inputs]),
+                               availability[start:start + batch]).numpy()
+           for start in range(0, len(availability), batch)]
     return np.concatenate(out).astype(np.float64)
 
 
 @torch.no_grad()
 def init_wide_from_logistic(model, data, threads: int = 1) -> list[dict]:
-    """Fit the logistic regression and copy it into model.wide (call after model.fit_inputs, on CPU)."""
+    """Fit the logistic regression and copy it into model.wide (call after model.fit_inputs, on CPU).
+
+    Two candidates per task, the one with the lower validation log loss wins: the linear model (bins
+    off) and the GAM (bins on). The bin columns are standardised for the fit (so the L2 penalty treats
+    them like the standardised inputs) and the scaling is folded back into the weights."""
     features = wide_features(model, data.inputs, data.availability)
-    coef, intercept, chosen = fit_l2_logistic(features, data.labels.numpy().astype(float), data.rows("train"),
-                                              data.rows("val"), threads)
+    labels, train, val = data.labels.numpy().astype(float), data.rows("train"), data.rows("val")
+    linear_width = sum(model.config.input_dims) + model.config.n_modalities
+    coef, intercept, chosen = fit_l2_logistic(features[:, :linear_width], labels, train, val, threads)
+    coef = np.pad(coef, ((0, 0), (0, features.shape[1] - linear_width)))
+    for entry in chosen:
+        entry["bins"] = 0
+    if features.shape[1] > linear_width:
+        bins = features[:, linear_width:]
+        mean, sd = bins[train].mean(axis=0), bins[train].std(axis=0)
+        sd = np.where(sd > 1e-9, sd, 1.0)
+        scaled = np.concatenate([features[:, :linear_width], (bins - mean) / sd], axis=1)
+        coef_gam, intercept_gam, chosen_gam = fit_l2_logistic(scaled, labels, train, val, threads)
+        for t, (linear, gam) in enumerate(zip(chosen, chosen_gam)):
+            if gam["C"] is None or gam["val_log_loss"] >= linear["val_log_loss"]:
+                continue
+            weights = coef_gam[t].copy()
+            weights[linear_width:] /= sd
+            coef[t], intercept[t] = weights, intercept_gam[t] - float(weights[linear_width:] @ mean)
+            chosen[t] = {**gam, "bins": model.config.wide_bins}
     model.wide.linear.weight.copy_(torch.as_tensor(coef, dtype=model.wide.linear.weight.dtype))
     model.wide.linear.bias.copy_(torch.as_tensor(intercept, dtype=model.wide.linear.bias.dtype))
     return chosen

@@ -1,0 +1,101 @@
+"""The wide path as a GAM: piecewise-linear bins of the structured features, chosen on validation."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from mmnar_core.model import MMNARConfig, MMNARModel
+from mmnar_core.model.piecewise import PiecewiseLinearEncoding
+from mmnar_core.numeric import sigmoid
+from mmnar_core.patterns import encode_pattern
+from mmnar_core.training.data import ModelData
+from mmnar_core.training.wide_init import init_wide_from_logistic
+
+
+def test_bins_are_train_quantiles_and_positions_are_hand_computable():
+    x = torch.tensor([[float(v), v % 2] for v in range(10)])  # feature 0: 0..9; feature 1: a 0/1 flag
+    encoding = PiecewiseLinearEncoding(2, 2).fit(x, torch.ones(10, dtype=torch.bool))
+    # edges of feature 0 at the 0, 50 and 100 % quantiles: 0, 4.5, 9
+    assert encoding.lower_[0].tolist() == pytest.approx([0.0, 4.5])
+    assert encoding.width_[0].tolist() == pytest.approx([4.5, 4.5])
+    assert encoding.used_.tolist() == [[True, True], [False, False]]  # a flag gets no bins
+    out = encoding(torch.tensor([[2.25, 1.0], [6.75, 0.0], [-5.0, 1.0], [20.0, 0.0]]))
+    assert torch.allclose(out, torch.tensor([[0.5, 0.0, 0, 0], [1.0, 0.5, 0, 0], [0.0, 0.0, 0, 0], [1.0, 1.0, 0, 0]]))
+
+
+def test_bins_ignore_rows_where_the_modality_is_absent():
+    x = torch.tensor([[0.0], [1.0], [2.0], [1000.0]])
+    encoding = PiecewiseLinearEncoding(1, 2).fit(x, torch.tensor([True, True, True, False]))
+    assert encoding.lower_[0].tolist() == pytest.approx([0.0, 1.0])
+    assert encoding.width_[0].tolist() == pytest.approx([1.0, 1.0])
+
+
+def _u_shaped(n=4000, seed=0) -> ModelData:
+    """Task 'u' depends on x0 squared (invisible to a linear model); task 'line' on x1 linearly."""
+    rng = np.random.default_rng(seed)
+    structured = rng.normal(size=(n, 3)).astype(np.float32)
+    other = rng.normal(size=(n, 4)).astype(np.float32)
+    availability = np.stack([np.ones(n, bool), rng.random(n) < 0.5], axis=1)
+    other = np.where(availability[:, 1:2], other, 0).astype(np.float32)
+    u = rng.random(n) < sigmoid(2.5 * (structured[:, 0] ** 2 - 1))
+    line = rng.random(n) < sigmoid(1.5 * structured[:, 1])
+    splits = np.array(["train"] * (n // 2) + ["val"] * (n // 4) + ["test"] * (n - n // 2 - n // 4))
+    return ModelData(["structured", "image"], ["u", "line"], [torch.from_numpy(structured), torch.from_numpy(other)],
+                     torch.from_numpy(availability), torch.from_numpy(np.stack([u, line], 1).astype(np.float32)),
+                     encode_pattern(availability), splits, np.array([f"p{i}" for i in range(n)]),
+                     structured=["structured"])
+
+
+def _wide_model(data, **overrides):
+    config = MMNARConfig(**{**data.config_fields(), "d_model": 16, "n_heads": 2, **overrides})
+    model = MMNARModel(config)
+    model.fit_inputs(*data.take(data.rows("train"))[:2])
+    return model
+
+
+def _test_auroc(model, data, task):
+    rows = data.rows("test")
+    inputs, availability, labels = data.take(rows)
+    with torch.no_grad():
+        logits = model.wide(model.standardise(inputs), availability)
+    return roc_auc_score(labels[:, task].numpy(), logits[:, task].numpy())
+
+
+def test_logistic_start_fits_a_u_shaped_effect_with_bins_and_keeps_a_linear_one_linear():
+    data = _u_shaped()
+    gam = _wide_model(data)
+    chosen = init_wide_from_logistic(gam, data)
+    linear = _wide_model(data, wide_bins=0)
+    init_wide_from_logistic(linear, data)
+    assert chosen[0]["bins"] == 16  # validation chose the GAM for the U
+    assert _test_auroc(gam, data, 0) > 0.75 > _test_auroc(linear, data, 0) + 0.15
+    # a straight-line effect: whichever validation picks, the GAM start is as good as the linear one
+    assert _test_auroc(gam, data, 1) == pytest.approx(_test_auroc(linear, data, 1), abs=0.01)
+    # the untrained network *is* the fitted wide path, bins included
+    inputs, availability, _ = data.take(data.rows("test"))
+    with torch.no_grad():
+        assert torch.allclose(gam.eval()(inputs, availability), gam.wide(gam.standardise(inputs), availability), atol=1e-6)
+
+
+def test_only_structured_modalities_are_binned_and_absent_ones_give_zero_bins():
+    data = _u_shaped(n=400)
+    model = _wide_model(data)
+    assert model.wide.binned == [0]
+    assert model.wide.linear.in_features == 3 + 4 + 2 + 3 * 16
+    inputs, availability, _ = data.take(np.arange(8))
+    absent = availability.clone()
+    absent[:, 0] = False
+    with torch.no_grad():
+        features = model.wide.features(model.standardise(inputs), absent)
+    assert torch.count_nonzero(features[:, 3 + 4 + 2:]) == 0
+
+
+def test_config_checks_the_binned_modalities_and_old_configs_load_without_bins():
+    with pytest.raises(ValueError, match="wide_binned names modality"):
+        MMNARConfig(modalities=["a"], input_dims=[2], tasks=["t"], wide_binned=["b"])
+    with pytest.raises(ValueError, match="wide_bins must be 0"):
+        MMNARConfig(modalities=["a"], input_dims=[2], tasks=["t"], wide_bins=1)
+    old = MMNARConfig.from_dict({"modalities": ["a", "b"], "input_dims": [2, 3], "tasks": ["t"], "d_model": 16,
+                                 "n_heads": 2})  # a first-edition config.json has no wide_* bin fields
+    assert MMNARModel(old).wide.linear.in_features == 2 + 3 + 2
