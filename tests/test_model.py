@@ -227,3 +227,17 @@ def test_config_rejects_runs_that_would_crash():
     with pytest.raises(ValueError, match="n_members"):
         _config(n_members=0)
     _config(pretrain_epochs=2, use_reconstruction=False)  # one auxiliary loss is enough
+
+
+def test_member_dropout_has_inverted_dropout_statistics():
+    from mmnar_core.model.member_layers import dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(200_000, requires_grad=True)
+    y = dropout(x, 0.25, training=True)
+    zeros = float((y == 0).float().mean())
+    assert zeros == pytest.approx(0.25, abs=0.005)  # the share dropped is p
+    assert torch.unique(y).tolist() == [0.0, pytest.approx(1 / 0.75)]  # kept values scaled by 1/(1-p)
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # gradient flows through kept units only, with the same scale
+    assert dropout(x, 0.25, training=False) is x and dropout(x, 0.0, training=True) is x

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmnar_core.model.config import MMNARConfig
-from mmnar_core.model.member_layers import MemberEncoderLayer, MemberLayerNorm, MemberLinear
+from mmnar_core.model.member_layers import MemberEncoderLayer, MemberLayerNorm, MemberLinear, dropout
 
 
 def pattern_ids(availability: torch.Tensor) -> torch.Tensor:
@@ -71,7 +71,7 @@ class MMNARFusion(nn.Module):
         out = []
         for i, x in enumerate(inputs):
             here = present[:, i:i + 1]
-            e = F.dropout(F.gelu(self.project_in[i](torch.where(here, x, torch.zeros_like(x)))), p, self.training)
+            e = dropout(F.gelu(self.project_in[i](torch.where(here, x, torch.zeros_like(x)))), p, self.training)
             e = self.project_out[i](e)
             out.append(torch.where(here.unsqueeze(0), e, torch.zeros_like(e)))
         return torch.stack(out, dim=2)

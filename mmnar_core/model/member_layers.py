@@ -16,6 +16,14 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout (F.dropout's distribution) with the mask drawn by torch.rand_like: on the CPU,
+    F.dropout's bernoulli_ took 15 % of a training step and is 2.6x slower than this."""
+    if not training or p == 0.0:
+        return x
+    return x * (torch.rand_like(x) >= p).to(x.dtype) * (1.0 / (1.0 - p))
+
+
 class MemberLinear(nn.Module):
     """x (K, B, in) or (B, in) shared by all members -> (K, B, out); weight (K, in, out)."""
 
@@ -78,6 +86,6 @@ class MemberEncoderLayer(nn.Module):
         mask = keep.view(1, b, 1, 1, length).expand(k, b, 1, 1, length).reshape(k * b, 1, 1, length)
         attended = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=mask, dropout_p=p)
         attended = attended.transpose(1, 2).reshape(k, b, length, d)
-        x = x + F.dropout(flat(self.out, attended), p, self.training)
-        hidden = F.dropout(F.gelu(flat(self.ff1, self.norm2(x))), p, self.training)
-        return x + F.dropout(flat(self.ff2, hidden), p, self.training)
+        x = x + dropout(flat(self.out, attended), p, self.training)
+        hidden = dropout(F.gelu(flat(self.ff1, self.norm2(x))), p, self.training)
+        return x + dropout(flat(self.ff2, hidden), p, self.training)

@@ -21,7 +21,7 @@ from torch import nn
 from mmnar_core.model.config import MMNARConfig
 from mmnar_core.model.fusion import MMNARFusion
 from mmnar_core.model.inputs import InputStandardizer, fit_standardizers
-from mmnar_core.model.member_layers import MemberLinear
+from mmnar_core.model.member_layers import MemberLinear, dropout
 from mmnar_core.model.piecewise import PiecewiseLinearEncoding
 
 
@@ -41,7 +41,7 @@ class MultitaskHeads(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """h (K, B, d) -> logits (K, B, n_tasks)."""
         p = self.dropout if self.training else 0.0
-        return torch.cat([out(F.dropout(F.gelu(hidden(h)), p, self.training))
+        return torch.cat([out(dropout(F.gelu(hidden(h)), p, self.training))
                           for hidden, out in zip(self.hidden, self.out)], dim=-1)
 
 
