@@ -45,6 +45,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mmnar_core.atomic_write import atomic_path
 
+from .archive_limits import ArchiveLimits, BackupError, InflationBudget, check_entry_count, check_headers
 from .chain import chain_values
 from .core import Store, StoreError, _dump_json, _fold, _text, open_store, schema_head
 from .models import AssessmentFile, AssessmentRow, AuditRow, Base, Blob, UTCDateTime
@@ -74,10 +75,6 @@ Restore into an empty database with:
     python -m mmnar_app.store.backup import THIS_FILE --database-url URL
 See docs/storage.md ("Durability and backups").
 """
-
-
-class BackupError(StoreError):
-    """A backup archive that cannot be written, read or restored; the message names the entry."""
 
 
 # -- helpers -------------------------------------------------------------------------------------------
@@ -381,15 +378,19 @@ def _write_archive(store: Store, path: Path) -> dict:
 class _Archive:
     """An opened archive whose manifest was read; `read(name)` returns an entry checked against it."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, limits: ArchiveLimits | None = None):
         self.path = Path(path).expanduser().absolute()
         if not self.path.is_file():
             raise BackupError(f"{self.path}: no such backup file")
+        limits = limits or ArchiveLimits()
         try:
+            check_entry_count(self.path, limits)
             self.zip = zipfile.ZipFile(self.path)
         except (zipfile.BadZipFile, OSError) as exc:
             raise BackupError(f"{self.path}: not a readable backup archive ({exc})") from None
+        self.budget = InflationBudget(self.path, limits)
         try:
+            check_headers(self.path, self.zip.infolist(), limits)
             self.manifest = self._read_manifest()
         except BaseException:
             self.zip.close()
@@ -404,13 +405,14 @@ class _Archive:
     def __exit__(self, *exc):
         self.close()
 
-    def _raw(self, name: str) -> bytes:
+    def _info(self, name: str) -> zipfile.ZipInfo:
         try:
-            return self.zip.read(name)
+            return self.zip.getinfo(name)
         except KeyError:
             raise BackupError(f"{self.path}: entry {name} is missing from the archive") from None
-        except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
-            raise BackupError(f"{self.path}: entry {name} is corrupted ({exc})") from None
+
+    def _raw(self, name: str) -> bytes:
+        return self.budget.read(self.zip, self._info(name))
 
     def _read_manifest(self) -> dict:
         try:
@@ -430,10 +432,7 @@ class _Archive:
         for key in ("counts", "last_ids", "tables"):
             if not isinstance(manifest.get(key), dict):
                 raise BackupError(f"{self.path}: {MANIFEST} has no {key!r}")
-        names = [i.filename for i in self.zip.infolist()]
-        if len(names) != len(set(names)):
-            dupes = sorted({n for n in names if names.count(n) > 1})
-            raise BackupError(f"{self.path}: entry {dupes[0]} appears more than once in the archive")
+        names = {i.filename for i in self.zip.infolist()}  # duplicates were refused by check_headers
         unexpected = sorted(set(names) - set(entries) - {MANIFEST})
         if unexpected:
             raise BackupError(f"{self.path}: entry {unexpected[0]} is not listed in {MANIFEST} (tampered archive?)")
@@ -455,13 +454,9 @@ class _Archive:
 
     def verify_entry(self, name: str) -> None:
         digest, size = hashlib.sha256(), 0
-        try:
-            with self.zip.open(name) as handle:
-                for block in iter(lambda: handle.read(_CHUNK), b""):
-                    digest.update(block)
-                    size += len(block)
-        except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
-            raise BackupError(f"{self.path}: entry {name} is corrupted ({exc}); nothing was imported") from None
+        for block in self.budget.chunks(self.zip, self._info(name)):
+            digest.update(block)
+            size += len(block)
         self._check(name, size, digest.hexdigest())
 
     def read(self, name: str) -> bytes:
@@ -481,24 +476,26 @@ class _Archive:
             self.verify_entry(name)
 
 
-def verify_archive(path: str | Path) -> dict:
-    """Check every entry of the archive against its manifest; returns the manifest."""
-    with _Archive(path) as archive:
+def verify_archive(path: str | Path, *, limits: ArchiveLimits | None = None) -> dict:
+    """Check every entry of the archive against its manifest (within `limits`); returns the manifest."""
+    with _Archive(path, limits) as archive:
         archive.verify_all()
         return archive.manifest
 
 
 # -- import --------------------------------------------------------------------------------------------
 
-def import_archive(store: Store, path: str | Path, *, record_as: str | None = None) -> dict:
+def import_archive(store: Store, path: str | Path, *, record_as: str | None = None,
+                   limits: ArchiveLimits | None = None) -> dict:
     """Restore the archive into `store`, which must be empty, in ONE transaction; returns the counts.
 
     record_as: if given, also append an audit entry ``action="restore"`` by this user after the restored log.
+    limits: entry count and inflated sizes (ArchiveLimits' defaults), checked before anything is imported.
     """
     store._check_open()
     if record_as is not None:
         _sqlstr("record_as", record_as, max_len=255, required=True)
-    with _Archive(path) as archive:
+    with _Archive(path, limits) as archive:
         manifest = archive.manifest
         revision = manifest.get("schema_revision")
         head = schema_head()
@@ -679,6 +676,31 @@ def _open(args) -> Store:
     return open_store(args.database_url or None, data_dir=args.data_dir or None)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _limit_flags(p: argparse.ArgumentParser) -> None:
+    d = ArchiveLimits()
+    p.add_argument("--max-entries", type=_positive_int, default=d.max_entries,
+                   help=f"refuse an archive with more entries (default {d.max_entries:,})")
+    p.add_argument("--max-entry-mb", type=_positive_int, default=d.max_entry_bytes >> 20,
+                   help=f"refuse an entry that inflates past this many MiB (default {d.max_entry_bytes >> 20:,})")
+    p.add_argument("--max-total-mb", type=_positive_int, default=d.max_total_bytes >> 20,
+                   help=f"refuse an archive that inflates past this many MiB in all (default {d.max_total_bytes >> 20:,})")
+
+
+def _limits(args) -> ArchiveLimits:
+    return ArchiveLimits(max_entries=args.max_entries, max_entry_bytes=args.max_entry_mb << 20,
+                         max_total_bytes=args.max_total_mb << 20)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mmnar_app.store.backup",
                                      description="Export the store to a checked archive, or restore one into an "
@@ -701,10 +723,12 @@ def main(argv: list[str] | None = None) -> int:
     target(imp)
     ver = sub.add_parser("verify", help="check an archive against its manifest (no database needed)")
     ver.add_argument("archive")
+    for p in (imp, ver):
+        _limit_flags(p)
     args = parser.parse_args(argv)
     try:
         if args.command == "verify":
-            manifest = verify_archive(args.archive)
+            manifest = verify_archive(args.archive, limits=_limits(args))
             result = {"archive": args.archive, "ok": True, "schema_revision": manifest.get("schema_revision"),
                       "counts": manifest["counts"]}
         elif args.command == "export":
@@ -714,7 +738,7 @@ def main(argv: list[str] | None = None) -> int:
                       "schema_revision": manifest["schema_revision"], "counts": manifest["counts"]}
         else:
             with _open(args) as store:
-                result = import_archive(store, args.archive, record_as=args.record_as)
+                result = import_archive(store, args.archive, record_as=args.record_as, limits=_limits(args))
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
