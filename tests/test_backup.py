@@ -352,8 +352,8 @@ def test_export_is_atomic_and_never_overwrites_silently(tmp_path):
             assert names[0] == "README.txt" and names[-1] == "manifest.json"
             doc = json.loads(z.read(names[1]))
             assert set(doc) == {"id", "created_at", "user", "patient_label", "model_id", "model_version",
-                                "input_hash", "pattern", "note", "outputs_size", "files", "summary", "inputs",
-                                "outputs"}
+                                "input_hash", "pattern", "note", "outputs_size", "prev_hash", "entry_hash", "files",
+                                "summary", "inputs", "outputs"}  # the assessment chain's hashes (0004) travel too
             assert doc["created_at"].endswith("+00:00")
             assert f"blobs/{doc['files'][0]['sha256']}" in manifest["entries"]
 

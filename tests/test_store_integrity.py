@@ -1,7 +1,8 @@
 """Audit log and assessments cannot be rewritten (issue 18, item 7): triggers reject every write that
 would replace a row (INSERT OR REPLACE, REPLACE INTO, upserts, UPDATE, DELETE, TRUNCATE) on SQLite and
 PostgreSQL, and a hash chain over the audit log lets mmnar_app.store.verify name any entry changed,
-removed or inserted by someone who could drop the triggers."""
+removed or inserted by someone who could drop the triggers; a second chain over the saved assessments
+(migration 0004, back-filled) does the same for assessments and their file links."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from postgres_server import postgres_server, postgres_url  # noqa: F401  (session fixtures)
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
 from test_store import db_url, raw_engine, sample  # noqa: F401  (db_url is a fixture)
 
@@ -95,7 +96,7 @@ def test_chain_links_every_entry_and_verify_names_a_changed_one(store, db_url, c
     for action in ("open", "compare", "export"):
         store.record(action=action, user="nurse", assessment_id=aid)
     report = verify_store(store)
-    assert report.ok and report.entries == 4 and report.head == _column(db_url, "entry_hash")[-1]
+    assert report.ok and report.audit.entries == 4 and report.audit.head == _column(db_url, "entry_hash")[-1]
     assert verify_main(["--database-url", db_url]) == 0 and '"ok": true' in capsys.readouterr().out
     _owner_sql(db_url, store.backend, ["UPDATE audit_log SET detail = 'nothing to see' WHERE id = 3"])
     report = verify_store(store)
@@ -150,5 +151,102 @@ def test_migration_chains_the_entries_written_before_it(db_url):  # noqa: F811
     with open_store(db_url) as store:
         store.record(action="open", user="after")
         report = verify_store(store)
-    assert report.ok and report.entries == 4, report
+    assert report.ok and report.audit.entries == 4, report
     assert None not in _column(db_url, "entry_hash")
+
+
+# -- the assessment chain (migration 0004) ---------------------------------------------------------------
+
+def _owner_changes_assessments(db_url: str, backend: str, statements: list[str]) -> None:  # noqa: F811
+    lift = ["DROP TRIGGER assessments_no_update", "DROP TRIGGER assessments_no_delete",
+            "DROP TRIGGER assessment_files_no_update"] if backend == "sqlite" else [
+        "ALTER TABLE assessments DISABLE TRIGGER USER", "ALTER TABLE assessment_files DISABLE TRIGGER USER"]
+    engine = raw_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            for sql in lift + statements:
+                conn.execute(text(sql))
+    finally:
+        engine.dispose()
+
+
+def _saved(store, n: int) -> list[int]:
+    return [store.save_assessment(**sample(10 + i, note=f"note {i}"),
+                                  files={"cxr": (f"x{i}.png", "image/png", b"\x89PNG pixels %d" % i)}) for i in range(n)]
+
+
+def test_assessment_chain_names_a_changed_or_removed_assessment(store, db_url, capsys):  # noqa: F811
+    ids = _saved(store, 4)
+    report = verify_store(store)
+    assert report.ok and report.assessments.entries == 4 and report.audit.entries == 4
+    _owner_changes_assessments(db_url, store.backend, [
+        f"UPDATE assessments SET note = 'quietly changed' WHERE id = {ids[1]}",
+        f"UPDATE assessment_files SET filename = 'other.png' WHERE assessment_id = {ids[2]}"])
+    assert verify_store(store).breaks == [
+        f"assessment {ids[1]}: its content or files do not match its hash (the assessment was changed after it "
+        "was saved)",
+        f"assessment {ids[2]}: its content or files do not match its hash (the assessment was changed after it "
+        "was saved)"]
+    assert verify_main(["--database-url", db_url]) == 1
+    out = capsys.readouterr().out
+    assert f"assessment {ids[1]}" in out and '"audit_log"' in out and '"ok": false' in out
+
+
+def test_assessment_chain_names_the_one_after_a_removed_assessment(store, db_url):  # noqa: F811
+    ids = _saved(store, 3)
+    lift = ["DROP TRIGGER audit_log_no_delete", "DROP TRIGGER assessment_files_no_delete"] \
+        if store.backend == "sqlite" else ["ALTER TABLE audit_log DISABLE TRIGGER USER"]
+    _owner_changes_assessments(db_url, store.backend, lift + [
+        f"DELETE FROM audit_log WHERE assessment_id = {ids[1]}",
+        f"DELETE FROM assessment_files WHERE assessment_id = {ids[1]}", f"DELETE FROM assessments WHERE id = {ids[1]}"])
+    assert [b.split(":")[0] for b in verify_store(store).assessments.breaks] == [f"assessment {ids[2]}"]
+
+
+def test_migration_0004_chains_every_assessment_saved_before_it(db_url):  # noqa: F811
+    """A database at 0003 with saved assessments upgrades without losing or changing any, and its back-filled
+    chain is the one the store writes on save."""
+    from alembic import command
+
+    from mmnar_app.store.core import alembic_config
+
+    with open_store(db_url) as store:
+        ids = _saved(store, 5)
+        before = [store.get_assessment(i) for i in ids]
+        hashes = _assessment_hashes(db_url)
+    engine = raw_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0003")
+        with engine.connect() as conn:
+            assert "entry_hash" not in {c["name"] for c in inspect(conn).get_columns("assessments")}
+    finally:
+        engine.dispose()
+    with open_store(db_url) as store:
+        assert [store.get_assessment(i) for i in ids] == before
+        report = verify_store(store)
+        assert report.ok and report.assessments.entries == 5, report
+        new = store.save_assessment(**sample(99))
+        assert verify_store(store).ok and store.count_assessments() == 6 and new > ids[-1]
+    assert _assessment_hashes(db_url)[:5] == hashes
+
+
+def _assessment_hashes(db_url: str) -> list[tuple]:
+    engine = raw_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text("SELECT prev_hash, entry_hash FROM assessments ORDER BY id"))]
+    finally:
+        engine.dispose()
+
+
+def test_backup_round_trip_keeps_the_assessment_chain(store, tmp_path):  # noqa: F811
+    from mmnar_app.store.backup import export_archive, import_archive
+
+    _saved(store, 3)
+    export_archive(store, tmp_path / "b.zip")
+    with open_store(f"sqlite:///{tmp_path / 'copy' / 'mmnar.sqlite3'}") as copy:
+        import_archive(copy, tmp_path / "b.zip")
+        report = verify_store(copy)
+    assert report.ok and report.assessments.entries == 3 and report.assessments.head == verify_store(store).assessments.head

@@ -86,7 +86,8 @@ def _iso(value: datetime) -> str:
 
 
 def _chain_hash(where: str, value: Any) -> str | None:
-    """A hash of the audit chain as written (verify reports a wrong one; restoring never rewrites it)."""
+    """A hash of the audit or assessment chain as written (verify reports a wrong one; restoring never
+    rewrites it)."""
     if value is None or (isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}", value)):
         return value
     raise BackupError(f"{where}: expected 64 lowercase hex digits or null, got {str(value)[:80]!r}")
@@ -315,6 +316,7 @@ def _write_archive(store: Store, path: Path) -> dict:
                         "patient_label": row.patient_label, "model_id": row.model_id,
                         "model_version": row.model_version, "input_hash": row.input_hash, "pattern": row.pattern,
                         "note": row.note, "outputs_size": int(row.outputs_size),
+                        "prev_hash": row.prev_hash, "entry_hash": row.entry_hash,
                         "files": [{"role": x.role, "filename": x.filename, "media_type": x.media_type,
                                    "sha256": x.blob_sha256} for x in links]}
                 # the stored JSON texts go in verbatim: no re-encoding on the way out
@@ -617,7 +619,8 @@ def _restore(conn: Connection, archive: _Archive) -> dict[str, int]:
             input_hash=fields["input_hash"], pattern=fields["pattern"], note=fields["note"],
             search_text=_fold(fields["patient_label"]) + "\x1f" + _fold(fields["note"]),
             summary_json=summary_json, inputs_json=inputs_json, outputs_zjson=zlib.compress(outputs_raw, 6),
-            outputs_size=len(outputs_raw)))
+            outputs_size=len(outputs_raw), prev_hash=_chain_hash(f"{loc} prev_hash", doc.get("prev_hash")),
+            entry_hash=_chain_hash(f"{loc} entry_hash", doc.get("entry_hash"))))
         ids.add(aid)
         files = doc.get("files")
         if not isinstance(files, list):

@@ -27,6 +27,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from .assessment_chain import next_assessment_hashes
 from .chain import FIELDS as CHAIN_FIELDS
 from .chain import chain_values
 from .models import AssessmentFile, AssessmentRow, AuditRow, Blob
@@ -589,11 +590,12 @@ class Store:
         def work(session: Session) -> int:
             now = _now()  # taken inside the transaction: on SQLite time order == id order
             self._put_blobs(session, prepared, now)
-            row = AssessmentRow(
-                created_at=now, username=user, patient_label=patient_label, model_id=model_id,
-                model_version=model_version, input_hash=input_hash, pattern=pattern, note=note,
-                search_text=search_text, summary_json=summary_json, inputs_json=inputs_json,
-                outputs_zjson=outputs_z, outputs_size=len(outputs_raw))
+            columns = dict(created_at=now, username=user, patient_label=patient_label, model_id=model_id,
+                           model_version=model_version, input_hash=input_hash, pattern=pattern, note=note,
+                           summary_json=summary_json, inputs_json=inputs_json, outputs_size=len(outputs_raw))
+            links = [(f.role, f.filename, f.media_type, f.sha256) for f in prepared]
+            row = AssessmentRow(**columns, search_text=search_text, outputs_zjson=outputs_z,
+                                **next_assessment_hashes(session, columns, outputs_raw, links))
             session.add(row)
             session.flush()
             for f in prepared:

@@ -82,6 +82,8 @@ class AssessmentRow(Base):
     inputs_json: Mapped[str] = mapped_column(Text, nullable=False)
     outputs_zjson: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)  # zlib(JSON)
     outputs_size: Mapped[int] = mapped_column(BigInteger, nullable=False)  # uncompressed JSON bytes
+    prev_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)  # entry_hash of the one before
+    entry_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)  # assessment_chain.py (0004)
 
 
 class AssessmentFile(Base):

@@ -1,9 +1,10 @@
-"""Checks the audit log's hash chain (and says which entry breaks it).
+"""Checks the hash chains of the audit log and of the saved assessments (and says what breaks them).
 
     python -m mmnar_app.store.verify [--database-url URL | --data-dir DIR]
 
-Prints a JSON report (entries, head hash, breaks); exit status 0 when the chain is intact, 1 when it is
-broken, 2 when the database cannot be opened. Record the head hash elsewhere to detect a rewrite later.
+Prints a JSON report per chain (entries, head hash, breaks); exit status 0 when both chains are intact, 1
+when either is broken, 2 when the database cannot be opened. Record the head hashes elsewhere to detect a
+rewrite from the start later.
 """
 
 from __future__ import annotations
@@ -11,16 +12,37 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 
+from .assessment_chain import verify_assessment_chain
 from .chain import ChainReport, verify_chain
 from .core import Store, StoreError, open_store
 
 
-def verify_store(store: Store) -> ChainReport:
-    """The chain report of `store`'s audit log, read in one transaction."""
+@dataclass
+class IntegrityReport:
+    """Both chains: `audit` (the audit log) and `assessments`; `breaks` lists the audit log's first."""
+
+    audit: ChainReport
+    assessments: ChainReport
+
+    @property
+    def ok(self) -> bool:
+        return self.audit.ok and self.assessments.ok
+
+    @property
+    def breaks(self) -> list[str]:
+        return self.audit.breaks + self.assessments.breaks
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "audit_log": self.audit.to_dict(), "assessments": self.assessments.to_dict()}
+
+
+def verify_store(store: Store) -> IntegrityReport:
+    """The chain reports of `store`'s audit log and assessments, read in one transaction."""
     store._check_open()
     with store._engine.connect() as conn, conn.begin():
-        return verify_chain(conn)
+        return IntegrityReport(audit=verify_chain(conn), assessments=verify_assessment_chain(conn))
 
 
 def main(argv: list[str] | None = None) -> int:
