@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from mmnar_core.serving.config import ServeConfig
@@ -34,6 +35,7 @@ def register(subparsers) -> None:
                         help=f"largest request body in MB before 413 (default {_DEFAULTS.max_request_bytes / 2**20:g})")
     parser.add_argument("--max-image-mb", type=float, default=_DEFAULTS.max_image_bytes / 2**20,
                         help=f"largest image file in MB (default {_DEFAULTS.max_image_bytes / 2**20:g})")
+    _limit_arguments(parser)
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present, else CPU)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--image-weights", default=None, help="image encoder weights the bundle was trained with "
@@ -60,7 +62,84 @@ def register(subparsers) -> None:
     register_token_command(subparsers)
 
 
+def _limit_arguments(parser) -> None:
+    """The issue-18 limits: connections, admission before the body is read, work in the queue."""
+    d = _DEFAULTS
+    limits = parser.add_argument_group("connection and work limits (docs/serving.md, \"Limits\")")
+    limits.add_argument("--header-timeout", type=positive(float, "seconds"), default=d.header_timeout_s, metavar="S",
+                        help=f"seconds a connection has to send a request's headers (default {d.header_timeout_s:g})")
+    limits.add_argument("--body-timeout", type=positive(float, "seconds"), default=d.body_timeout_s, metavar="S",
+                        help=f"seconds the whole body has to arrive before 408 (default {d.body_timeout_s:g})")
+    limits.add_argument("--keep-alive", type=positive(float, "seconds"), default=d.keep_alive_s, metavar="S",
+                        help=f"seconds an idle connection stays open between requests (default {d.keep_alive_s:g})")
+    limits.add_argument("--max-connections", type=positive(int), default=d.max_connections, metavar="N",
+                        help=f"open connections before uvicorn answers 503 (default {d.max_connections})")
+    limits.add_argument("--max-inflight", type=positive(int), default=None, metavar="N",
+                        help="requests admitted at once (read, parsed, queued or running) before 503, checked before "
+                        "the body is read (default: --max-queue + --max-batch)")
+    limits.add_argument("--max-inflight-mb", type=positive(float, "MB"), default=d.max_inflight_bytes / 2**20,
+                        metavar="MB", help="declared bodies of the admitted requests together, in MB (default "
+                        f"{d.max_inflight_bytes / 2**20:g})")
+    limits.add_argument("--max-parsing", type=positive(int), default=d.max_parsing, metavar="N",
+                        help=f"requests parsed and decoded at once (default {d.max_parsing})")
+    limits.add_argument("--max-queue-work", type=positive(float, "units of work"), default=d.max_queue_work,
+                        metavar="UNITS", help="work waiting in the queue before 503, in units of about one model pass "
+                        f"(an explanation of a 20,000-character note ~340; default {d.max_queue_work:g})")
+    limits.add_argument("--max-structured-mb", type=positive(float, "MB"), default=d.max_structured_bytes / 2**20,
+                        metavar="MB", help="largest CSV / JSON / FHIR input in MB before 413 (default "
+                        f"{d.max_structured_bytes / 2**20:g})")
+    limits.add_argument("--max-text-chars", type=positive(int), default=d.max_text_chars, metavar="N",
+                        help=f"longest note in characters (default {d.max_text_chars:,}; explanations attribute the "
+                        "first 20,000)")
+    limits.add_argument("--explain-cache", type=non_negative_int, default=d.explain_cache_size, metavar="N",
+                        help=f"explanations kept for repeated requests, 0 for none (default {d.explain_cache_size})")
+
+
+def positive(kind, unit: str = ""):
+    """An argparse type: a number > 0 of `kind` (int or float), with an error naming what is accepted."""
+    what = ("a whole number >= 1" if kind is int else "a number > 0") + (f" of {unit}" if unit else "")
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not value > 0 or value != value or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def config_from_args(args) -> ServeConfig:
+    """The ServeConfig of parsed `serve` arguments (ValueError naming every bad setting)."""
+    return ServeConfig(host=args.host, port=args.port, log_level=args.log_level, device=args.device,
+                       threads=args.threads, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                       max_queue=args.max_queue, batch_mode=args.batch_mode, request_timeout_s=args.timeout,
+                       max_request_bytes=int(args.max_request_mb * 2**20),
+                       max_image_bytes=int(args.max_image_mb * 2**20), header_timeout_s=args.header_timeout,
+                       body_timeout_s=args.body_timeout, keep_alive_s=args.keep_alive,
+                       max_connections=args.max_connections, max_inflight=args.max_inflight,
+                       max_inflight_bytes=int(args.max_inflight_mb * 2**20), max_parsing=args.max_parsing,
+                       max_queue_work=args.max_queue_work, max_structured_bytes=int(args.max_structured_mb * 2**20),
+                       max_text_chars=args.max_text_chars, explain_cache_size=args.explain_cache,
+                       auth_token_file=args.auth_token_file, oidc_issuer=args.oidc_issuer,
+                       oidc_audience=args.oidc_audience, oidc_role_claim=args.oidc_role_claim,
+                       oidc_role_map=args.oidc_role_map)
+
+
 def run_command(args) -> int:
+    config = config_from_args(args)  # a bad limit fails before the bundle is looked at
     bundle = Path(args.bundle)
     if not (bundle / "bundle.json").is_file():
         raise FileNotFoundError(f"{bundle} is not a model bundle (no bundle.json); accepted: a directory written by "
@@ -69,13 +148,6 @@ def run_command(args) -> int:
         from mmnar_core.encoders.runtime import pick_device
 
         pick_device(args.device)  # a clear error now, not in the loader thread
-    config = ServeConfig(host=args.host, port=args.port, log_level=args.log_level, device=args.device,
-                         threads=args.threads, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                         max_queue=args.max_queue, batch_mode=args.batch_mode, request_timeout_s=args.timeout,
-                         max_request_bytes=int(args.max_request_mb * 2**20),
-                         max_image_bytes=int(args.max_image_mb * 2**20), auth_token_file=args.auth_token_file,
-                         oidc_issuer=args.oidc_issuer, oidc_audience=args.oidc_audience,
-                         oidc_role_claim=args.oidc_role_claim, oidc_role_map=args.oidc_role_map)
     if config.auth_configured:
         from mmnar_core.serving.auth import Authenticator
 

@@ -77,6 +77,10 @@ class ServeConfig:
         for name in ("header_timeout_s", "body_timeout_s", "keep_alive_s"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name} must be > 0 seconds (got {getattr(self, name)})")
+        if self.max_inflight_bytes < self.max_request_bytes:
+            problems.append(f"max_inflight_bytes ({self.max_inflight_bytes:,}) must be at least max_request_bytes "
+                            f"({self.max_request_bytes:,}): a request of the largest accepted size would always be "
+                            "refused as busy")
         if self.max_inflight is not None and self.max_inflight < 1:
             problems.append(f"max_inflight must be at least 1 or None (got {self.max_inflight})")
         if bool(self.oidc_issuer) != bool(self.oidc_audience):
