@@ -45,7 +45,7 @@ class ModelSpec:
 
 
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in [
-    ModelSpec("mmnar", "mmnar", "MMNAR model (ours, shipped): 4 fusion members + wide path from the tuned logistic regression, "
+    ModelSpec("mmnar", "mmnar", "MMNAR model (ours, shipped): 4 fusion members + wide path (tuned logistic regression, or a GAM of the structured features where it wins on val), "
               "reconstruction + contrastive, rectifier",
               probabilities="rectified"),
     ModelSpec("mmnar_no_rectifier", "mmnar", "ours without the rectifier (temperature only; same network as mmnar)",
