@@ -3,7 +3,7 @@ the same one the app uses):
 
     python -m mmnar_app.accounts add USER --role clinician|reviewer|admin [--no-password]
     python -m mmnar_app.accounts list
-    python -m mmnar_app.accounts disable USER | enable USER | unlock USER
+    python -m mmnar_app.accounts disable USER | enable USER | unlock USER   (unlock: ends the name's sign-in back-off)
     python -m mmnar_app.accounts set-role USER ROLE
     python -m mmnar_app.accounts set-password USER
 

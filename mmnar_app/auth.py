@@ -9,8 +9,9 @@ Modes (``MMNAR_AUTH``; see docs/auth.md):
   ``users`` table when the user has a row there (an admin sets it on the Admin page or with
   ``python -m mmnar_app.accounts``; a disabled row locks the user out), else from a claim
   (``MMNAR_OIDC_ROLE_CLAIM``, values equal to a role name or mapped by ``MMNAR_OIDC_ROLE_MAP``).
-- ``local``: accounts in the database (argon2id hashes), a sign-in form, lockout after
-  ``MMNAR_LOCKOUT_ATTEMPTS`` consecutive failures for ``MMNAR_LOCKOUT_MINUTES``.
+- ``local``: accounts in the database (argon2id hashes), a sign-in form; after ``MMNAR_LOCKOUT_ATTEMPTS``
+  failures an exponential back-off per user name and per client, at most ``MMNAR_LOCKOUT_MINUTES``
+  (store/backoff.py), the same for unknown names as for real ones.
 - ``none`` (the default without ``[auth]``): the local single-user demo; the one user (``MMNAR_USER``)
   acts as clinician, reviewer and admin, and every page says so.
 
@@ -44,19 +45,36 @@ PERMISSION_TEXT = {
 MODE_NAMES = {"demo": "local single-user demo", "local": "local accounts", "oidc": "OpenID Connect"}
 _SESSION_USER = "_mmnar_signed_in_user"  # local mode: written only after a successful password check
 _SESSION_AUDITED = "_mmnar_sign_in_audited"
+_SESSION_CLIENT = "_mmnar_sign_in_client"  # a random id per browser session, when there is no address
 
 log = get_logger("mmnar_app.auth")
+
+
+class AuthSettingsError(ValueError):
+    """A sign-in setting that cannot be used (the app stays closed and shows this message)."""
+
+
+CLIENT_KEYS = ("ip", "session")
 
 
 @dataclass(frozen=True)
 class AuthSettings:
     mode: str  # auto | none | local | oidc
-    lockout_attempts: int
-    lockout_minutes: float
+    lockout_attempts: int  # failures before the back-off starts
+    lockout_minutes: float  # the longest back-off
     oidc_provider: str | None
     user_claim: str
     role_claim: str | None
     role_map: dict[str, str] = field(default_factory=dict)
+    client_key: str = "ip"  # ip: the connection's address (else the session); session: every browser tab
+
+    def backoff_policy(self):
+        from datetime import timedelta
+
+        from mmnar_app.store.backoff import BackoffPolicy
+
+        cap = timedelta(minutes=self.lockout_minutes)
+        return BackoffPolicy(free_attempts=self.lockout_attempts, cap=cap, base=min(timedelta(seconds=15), cap))
 
     @classmethod
     def from_env(cls) -> "AuthSettings":
@@ -64,25 +82,32 @@ class AuthSettings:
         mode = (env.get("MMNAR_AUTH") or "auto").strip().lower()
         mode = {"": "auto", "demo": "none", "off": "none", "openid": "oidc", "accounts": "local"}.get(mode, mode)
         role_map = parse_role_map(env.get("MMNAR_OIDC_ROLE_MAP"))  # a bad entry stops the app with its message
-        return cls(mode=mode, lockout_attempts=max(1, _int(env.get("MMNAR_LOCKOUT_ATTEMPTS"), 5)),
-                   lockout_minutes=max(0.0, _float(env.get("MMNAR_LOCKOUT_MINUTES"), 15.0)),
+        client_key = (env.get("MMNAR_SIGN_IN_CLIENT") or "ip").strip().lower()
+        if client_key not in CLIENT_KEYS:
+            raise AuthSettingsError(f"MMNAR_SIGN_IN_CLIENT={client_key!r} is not accepted: use ip (the connection's "
+                                    "address, else the browser session) or session")
+        return cls(mode=mode, lockout_attempts=_setting(env, "MMNAR_LOCKOUT_ATTEMPTS", 5, int, 1, 100,
+                                                        "a whole number of failures from 1 to 100"),
+                   lockout_minutes=_setting(env, "MMNAR_LOCKOUT_MINUTES", 5.0, float, 0.1, 60.0,
+                                            "minutes from 0.1 to 60 (the longest back-off; never a permanent lock)"),
+                   client_key=client_key,
                    oidc_provider=(env.get("MMNAR_OIDC_PROVIDER") or "").strip() or None,
                    user_claim=(env.get("MMNAR_OIDC_USER_CLAIM") or "email").strip(),
                    role_claim=(env.get("MMNAR_OIDC_ROLE_CLAIM") or "").strip() or None, role_map=role_map)
 
 
-def _int(value, default: int) -> int:
-    try:
-        return int(value) if value not in (None, "") else default
-    except ValueError:
+def _setting(env, name: str, default, kind, low, high, accepted: str):
+    """A numeric setting from the environment; a bad one keeps the app closed with this message."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
         return default
-
-
-def _float(value, default: float) -> float:
     try:
-        return float(value) if value not in (None, "") else default
+        value = kind(raw)
     except ValueError:
-        return default
+        value = None
+    if value is None or not low <= value <= high:
+        raise AuthSettingsError(f"{name}={raw!r} is not accepted: use {accepted} (default {default:g})")
+    return value
 
 
 @dataclass(frozen=True)
@@ -218,6 +243,8 @@ def sign_in(db, model_version: str, demo_user: str) -> Principal:
         settings = AuthSettings.from_env()
     except RoleMapError as error:
         settings, problem = None, f"MMNAR_OIDC_ROLE_MAP: {error}"
+    except AuthSettingsError as error:
+        settings, problem = None, f"{error}. The app stays closed until this is fixed (see docs/auth.md)."
     else:
         mode, problem = resolve_mode(settings)
     if problem:
@@ -275,9 +302,29 @@ def _local_principal(settings: AuthSettings, db, model_version: str) -> Principa
     raise AssertionError("unreachable")
 
 
-def _local_sign_in(settings: AuthSettings, users, db, model_version: str) -> None:
-    from datetime import timedelta
+def client_id(settings: AuthSettings) -> str:
+    """Who is signing in, for the per-client back-off: the connection's address (``ip``; Streamlit gives
+    none on localhost, then the session) or the browser session (``session``)."""
+    address = None
+    if settings.client_key == "ip":
+        import ipaddress
 
+        try:
+            address = str(ipaddress.ip_address(st.context.ip_address))
+        except Exception:  # None on localhost; no client context (a bare run); anything else is not an address
+            address = None
+    if address:
+        return f"ip:{address}"
+    import secrets
+
+    return "session:" + st.session_state.setdefault(_SESSION_CLIENT, secrets.token_hex(16))
+
+
+BACKED_OFF = ("Too many failed sign-ins with this user name or from this connection: try again in {wait}. "
+              "An administrator can lift it for an account sooner.")
+
+
+def _local_sign_in(settings: AuthSettings, users, db, model_version: str) -> None:
     from mmnar_app.store.users import lockout_remaining, normalize_username
 
     st.subheader("Sign in")
@@ -288,12 +335,11 @@ def _local_sign_in(settings: AuthSettings, users, db, model_version: str) -> Non
         name = st.text_input("User name", key="signin_user", autocomplete="username")
         password = st.text_input("Password", type="password", key="signin_password", autocomplete="current-password")
         submitted = st.form_submit_button("Sign in", type="primary")
-    st.caption("Local accounts of this deployment. Repeated wrong passwords lock the account for "
-               f"{settings.lockout_minutes:g} minutes.")
+    st.caption(f"Local accounts of this deployment. After {settings.lockout_attempts} failed sign-ins each further "
+               f"one doubles the wait before the next, up to {settings.lockout_minutes:g} minutes.")
     if not submitted:
         return
-    result = users.authenticate(name, password, max_attempts=settings.lockout_attempts,
-                                lockout=timedelta(minutes=settings.lockout_minutes))
+    result = users.authenticate(name, password, client=client_id(settings), policy=settings.backoff_policy())
     password = None  # noqa: F841 - not kept anywhere
     who = phi_hash(name)  # for the log: never the typed name (it might be anything, even a patient's)
     try:
@@ -305,27 +351,20 @@ def _local_sign_in(settings: AuthSettings, users, db, model_version: str) -> Non
         audit(db, "sign-in", result.username, model_version, detail="local")
         log.info("sign-in of %s (local)", phi_hash(result.username))
         st.rerun()
-    if result.status == "locked":
-        if result.just_locked:
-            audit(db, "sign-in-failed", shown_user, model_version,
-                  detail=f"local: wrong password; locked for {settings.lockout_minutes:g} min after "
-                         f"{settings.lockout_attempts} failures")
-        else:
-            audit(db, "sign-in-failed", shown_user, model_version, detail="local: account locked")
-        log.warning("sign-in refused for %s: locked", who)
-        st.error(f"Too many failed sign-ins: this account is locked for {lockout_remaining(result.locked_until)}. "
-                 "An administrator can unlock it sooner.", icon="🔒")
-        return
     if result.status == "disabled":
         audit(db, "sign-in-failed", shown_user, model_version, detail="local: account disabled")
         log.warning("sign-in refused for %s: disabled", who)
         st.error("This account is disabled. Ask an administrator.", icon="🚫")
         return
-    reason = {"invalid": "wrong password", "no-password": "no local password (an OpenID Connect user)"}
-    audit(db, "sign-in-failed", shown_user, model_version,
-          detail=f"local: {reason.get(result.status, result.status)}" if result.known_user else "local: unknown user")
+    wait = lockout_remaining(result.retry_at) if result.retry_at is not None else ""
+    detail = f"local: {result.reason}" + (f"; back-off {wait}" if wait else "")
+    audit(db, "sign-in-failed", shown_user, model_version, detail=detail)
     log.warning("sign-in refused for %s: %s", who, result.status)
-    st.error("Wrong user name or password.", icon="🔒")
+    # the same words for a real and an unknown name: only the sequence of attempts decides them
+    if result.status == "throttled":
+        st.error(BACKED_OFF.format(wait=wait), icon="🔒")
+    else:
+        st.error("Wrong user name or password." + (f" {BACKED_OFF.format(wait=wait)}" if wait else ""), icon="🔒")
 
 
 # ----------------------------------------------------------------------------- OpenID Connect

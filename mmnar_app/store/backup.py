@@ -151,9 +151,13 @@ class _HashingWriter:
         self.close()
 
 
+EPHEMERAL_TABLES = ("sign_in_backoff",)  # short-lived security state (backoff.py): not part of a backup
+
+
 def _tables(conn: Connection) -> list[Table]:
-    """Every table of the database but alembic_version, in dependency order; refuses tables this app does not know."""
-    present = set(inspect(conn).get_table_names()) - {"alembic_version"}
+    """Every table of the database but alembic_version and the ephemeral ones, in dependency order; refuses
+    tables this app does not know."""
+    present = set(inspect(conn).get_table_names()) - {"alembic_version", *EPHEMERAL_TABLES}
     unknown = sorted(present - set(Base.metadata.tables))
     if unknown:
         raise BackupError(f"the database has table {unknown[0]!r}, which this version of the app does not know: "

@@ -1,9 +1,10 @@
 """Users of the clinician app in the store's database (table ``users``, migration 0002).
 
 One row per user: a role (clinician, reviewer or admin), a disabled flag and, for local accounts, an
-argon2id password hash (salted; never the password) with the lockout state (consecutive failures and
-a locked-until time). Users who sign in through OpenID Connect may have a row without a password hash:
-it maps them to a role (and can disable them in the app).
+argon2id password hash (salted; never the password). Users who sign in through OpenID Connect may have a
+row without a password hash: it maps them to a role (and can disable them in the app). Failed sign-ins
+back off per user name and per client in ``sign_in_backoff`` (backoff.py), for unknown names too; the
+``failed_attempts`` / ``locked_until`` columns of 0002 are no longer written (`User` shows the back-off).
 
 `UserStore(store)` works on an open `Store` and reuses its engine and transactions, so user changes have
 the same guarantees (one transaction each, writers queue on SQLite, retried on PostgreSQL deadlocks).
@@ -12,13 +13,15 @@ Passwords and hashes never appear in messages, `repr` or logs.
 
 from __future__ import annotations
 
+import math
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from sqlalchemy import Boolean, CheckConstraint, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from .backoff import BackoffPolicy, account_states, backoff_key, blocked_until, clear, forget_old, record_failure
 from .core import Store, StoreError, _now
 from .models import Base, UTCDateTime
 
@@ -61,15 +64,17 @@ class User:
 
 @dataclass(frozen=True)
 class SignIn:
-    """Outcome of `UserStore.authenticate`. status: ok | invalid (unknown user or wrong password, not told
-    apart to the user) | locked | disabled | no-password. `locked_until` for locked (also when this very
-    attempt locked the account: `just_locked`)."""
+    """Outcome of `UserStore.authenticate`. status: ok | invalid (unknown user, wrong password or no local
+    password: not told apart to the user) | throttled (a back-off is running for this name or this client:
+    the same for a real and an unknown name) | disabled (told only with the right password). `retry_at`:
+    when the next attempt may be made (throttled, or the back-off this failure started). `reason` and
+    `known_user` are for the audit log only."""
 
     status: str
     username: str
     user: User | None = None
-    locked_until: datetime | None = None
-    just_locked: bool = False
+    retry_at: datetime | None = None
+    reason: str = ""
     known_user: bool = False
 
     @property
@@ -137,17 +142,21 @@ def _verify(password_hash: str, password: str) -> bool:
         return False
 
 
-def _waste_time(password: str) -> None:
-    """Verify against a dummy hash so an unknown user takes as long as a wrong password."""
+def dummy_hash() -> str:
+    """A hash with the hasher's own parameters that no password matches: verified for an unknown name, an
+    account without a local password and an attempt during a back-off, so every attempt does the same
+    argon2 work (one verification) whatever the account."""
     global _dummy_hash
     if _dummy_hash is None:
         _dummy_hash = hasher().hash("dummy password that matches nothing")
-    _verify(_dummy_hash, password)
+    return _dummy_hash
 
 
-def _user(row: UserRow) -> User:
+def _user(row: UserRow, backoff=None, now: datetime | None = None) -> User:
+    blocked = backoff.blocked_until if backoff is not None else None
     return User(username=row.username, role=row.role, has_password=row.password_hash is not None,
-                disabled=bool(row.disabled), failed_attempts=int(row.failed_attempts), locked_until=row.locked_until,
+                disabled=bool(row.disabled), failed_attempts=int(backoff.failures) if backoff is not None else 0,
+                locked_until=blocked if blocked is not None and blocked > (now or _now()) else None,
                 created_at=row.created_at, updated_at=row.updated_at, last_sign_in_at=row.last_sign_in_at)
 
 
@@ -163,12 +172,16 @@ class UserStore:
     # -- reading ----------------------------------------------------------------------------------------
     def get(self, username: str) -> User | None:
         name = normalize_username(username)
-        row = self.store._in_read(lambda s: s.get(UserRow, name))
-        return None if row is None else _user(row)
+        row, states = self.store._in_read(lambda s: (s.get(UserRow, name), account_states(s, [name])))
+        return None if row is None else _user(row, states.get(name))
 
     def list(self) -> list[User]:
-        rows = self.store._in_read(lambda s: list(s.scalars(select(UserRow).order_by(UserRow.username))))
-        return [_user(r) for r in rows]
+        def work(session: Session):
+            rows = list(session.scalars(select(UserRow).order_by(UserRow.username)))
+            return rows, account_states(session, [r.username for r in rows])
+
+        rows, states = self.store._in_read(work)
+        return [_user(r, states.get(r.username)) for r in rows]
 
     def count_admins(self) -> int:
         return sum(1 for u in self.list() if u.role == "admin" and not u.disabled)
@@ -191,7 +204,7 @@ class UserStore:
 
         return self.store._in_write("add the user", work)
 
-    def _change(self, username: str, what: str, change) -> User:
+    def _change(self, username: str, what: str, change, *, reset_backoff: bool = False) -> User:
         name = normalize_username(username)
 
         def work(session: Session) -> User:
@@ -200,8 +213,10 @@ class UserStore:
                 raise StoreError(f"no user {name!r}")
             change(row)
             row.updated_at = _now()
+            if reset_backoff:
+                clear(session, backoff_key("account", name))
             session.flush()
-            return _user(row)
+            return _user(row, account_states(session, [name]).get(name))
 
         return self.store._in_write(what, work)
 
@@ -218,77 +233,84 @@ class UserStore:
             row.failed_attempts = 0
             row.locked_until = None
 
-        return self._change(username, "set the password", change)
+        return self._change(username, "set the password", change, reset_backoff=True)
 
     def set_disabled(self, username: str, disabled: bool) -> User:
         return self._change(username, "disable the user" if disabled else "enable the user",
                             lambda r: setattr(r, "disabled", bool(disabled)))
 
     def unlock(self, username: str) -> User:
+        """Ends the user name's back-off now (an admin's unlock; the clients' own back-offs keep running)."""
         def change(row: UserRow) -> None:
             row.failed_attempts = 0
             row.locked_until = None
 
-        return self._change(username, "unlock the user", change)
+        return self._change(username, "unlock the user", change, reset_backoff=True)
 
     # -- signing in -------------------------------------------------------------------------------------
-    def authenticate(self, username: str, password: str, *, max_attempts: int = 5,
-                     lockout: timedelta = timedelta(minutes=15), now: datetime | None = None) -> SignIn:
-        """Check a local sign-in. `max_attempts` consecutive failures lock the account for `lockout`;
-        while locked the password is not even checked. Success resets the failure count."""
-        if max_attempts < 1:
-            raise StoreError("max_attempts must be at least 1")
+    def authenticate(self, username: str, password: str, *, client: str | None = None,
+                     policy: BackoffPolicy | None = None, now: datetime | None = None) -> SignIn:
+        """Check a local sign-in from `client` (an address or a session id). Every call verifies exactly one
+        argon2 hash (the account's, else the dummy one). Failures count for the typed name (existing or
+        not) and for the client; during a back-off of either the attempt is refused unchecked and uncounted.
+        Success ends the name's back-off, not the client's."""
+        policy = policy or BackoffPolicy()
         try:
             name = normalize_username(username)
         except StoreError:
-            _waste_time(password if isinstance(password, str) else "")
-            return SignIn("invalid", str(username))
+            name = None
+        shown = name or str(username)[:USERNAME_MAX]
         if not isinstance(password, str) or len(password) > MAX_PASSWORD_LENGTH:
             password = ""
         clock = now or _now()
-        row = self.store._in_read(lambda s: s.get(UserRow, name))
-        if row is None:
-            _waste_time(password)
-            return SignIn("invalid", name)
-        if row.locked_until is not None and row.locked_until > clock:
-            return SignIn("locked", name, _user(row), locked_until=row.locked_until, known_user=True)
-        if row.password_hash is None:
-            _waste_time(password)
-            return SignIn("no-password", name, _user(row), known_user=True)
-        good = _verify(row.password_hash, password)  # slow on purpose: outside the write transaction
-        rehash = hasher().hash(password) if good and hasher().check_needs_rehash(row.password_hash) else None
+        keys = [backoff_key("account", name if name is not None else "invalid\0" + shown)]
+        if client:
+            keys.append(backoff_key("client", client))
+
+        def read(session: Session):
+            return (session.get(UserRow, name) if name is not None else None), blocked_until(session, keys, clock)
+
+        row, until = self.store._in_read(read)
+        if until is not None:
+            _verify(dummy_hash(), password)
+            return SignIn("throttled", shown, retry_at=until, reason="refused during a back-off",
+                          known_user=row is not None)
+        stored = row.password_hash if row is not None else None
+        good = _verify(stored or dummy_hash(), password) and stored is not None  # slow: outside the transaction
+        rehash = hasher().hash(password) if good and hasher().check_needs_rehash(stored) else None
 
         def work(session: Session) -> SignIn:
-            current = session.get(UserRow, name, with_for_update=True)
-            if current is None:
-                return SignIn("invalid", name)
-            if current.locked_until is not None and current.locked_until > clock:
-                return SignIn("locked", name, _user(current), locked_until=current.locked_until, known_user=True)
-            if not good:
-                current.failed_attempts = int(current.failed_attempts) + 1
-                if current.failed_attempts >= max_attempts:
-                    current.locked_until = clock + lockout
-                    current.failed_attempts = 0
-                    session.flush()
-                    return SignIn("locked", name, _user(current), locked_until=current.locked_until,
-                                  just_locked=True, known_user=True)
+            current = session.get(UserRow, name, with_for_update=True) if name is not None else None
+            running = blocked_until(session, keys, clock)  # a parallel attempt may have started one meanwhile
+            if running is not None:
+                return SignIn("throttled", shown, retry_at=running, reason="refused during a back-off",
+                              known_user=current is not None)
+            if good and current is not None and current.password_hash == stored:
+                clear(session, keys[0])
+                if current.disabled:
+                    return SignIn("disabled", name, _user(current), reason="account disabled", known_user=True)
+                if rehash is not None:
+                    current.password_hash = rehash
+                current.last_sign_in_at = clock
                 session.flush()
-                return SignIn("invalid", name, _user(current), known_user=True)
-            current.failed_attempts = 0
-            current.locked_until = None
-            if current.disabled:
-                session.flush()
-                return SignIn("disabled", name, _user(current), known_user=True)
-            if rehash is not None:
-                current.password_hash = rehash
-            current.last_sign_in_at = clock
-            session.flush()
-            return SignIn("ok", name, _user(current), known_user=True)
+                return SignIn("ok", name, _user(current), known_user=True)
+            ends = [record_failure(session, keys[0], "account", policy, clock)]
+            if client:
+                ends.append(record_failure(session, keys[1], "client", policy, clock))
+            forget_old(session, policy, clock)
+            reason = ("unknown user" if current is None else
+                      "no local password (an OpenID Connect user)" if current.password_hash is None else "wrong password")
+            user = None if current is None else _user(current, account_states(session, [name]).get(name), clock)
+            return SignIn("invalid", shown, user, retry_at=max((e for e in ends if e), default=None), reason=reason,
+                          known_user=current is not None)
 
         return self.store._in_write("record the sign-in", work)
 
 
 def lockout_remaining(until: datetime, now: datetime | None = None) -> str:
-    seconds = max(0, int((until - (now or datetime.now(timezone.utc))).total_seconds()))
+    """'45 seconds' or '3 minutes' (rounded up) until `until`."""
+    seconds = max(1, math.ceil((until - (now or datetime.now(timezone.utc))).total_seconds()))
+    if seconds < 120:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
     minutes = (seconds + 59) // 60
-    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{minutes} minutes"
