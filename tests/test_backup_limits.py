@@ -86,6 +86,20 @@ def test_a_lying_header_never_inflates_past_the_cap(tmp_path, target, method):
         assert f"compression method {method}" in message and "stored or deflate" in message
 
 
+def test_an_honest_bomb_is_refused_for_its_ratio_before_inflating(tmp_path, target):
+    """300 kB of deflate that inflates to 300 MiB, its header telling the truth: under every size cap, refused
+    for its ratio from the header alone (the attack's 1 MB archive reached 2.1 GB in memory)."""
+    bomb = _bomb(tmp_path / "bomb.zip", zipfile.ZIP_DEFLATED, inflated=300 << 20, declared=300 << 20)
+    tracemalloc.start()
+    try:
+        message = refused(bomb, target, "ratio")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "a ratio over the limit of 200:1 (--max-ratio" in message and "manifest.json declares 314,572,800" in message
+    assert peak < 20 << 20, f"{peak >> 20} MiB traced"
+
+
 def test_the_streamed_read_stops_at_the_cap_even_if_the_header_is_not_checked(tmp_path, monkeypatch):
     """The streaming cap holds on its own: with the header checks bypassed, a 300 MiB entry declared as
     300 MiB is still cut at the 1 MiB per-entry limit while it inflates."""

@@ -19,6 +19,7 @@ from typing import BinaryIO, Iterable
 from .core import StoreError
 
 MiB = 1 << 20
+RATIO_FLOOR = MiB  # entries inflating to less than this are never refused for their compression ratio
 _CHUNK = MiB
 # The export writes only these; bzip2 and LZMA inflate a whole read at once (no output cap in zipfile).
 METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
@@ -36,9 +37,12 @@ class ArchiveLimits:
     max_entries: int = 1_000_000
     max_entry_bytes: int = 1 << 30  # 1 GiB inflated, per entry (an entry is held in memory while checked)
     max_total_bytes: int = 64 << 30  # 64 GiB inflated, all entries together
+    max_ratio: int = 200  # inflated / compressed, for entries over 1 MiB (the export's JSON deflates ~2-10:1;
+    #                       files are stored): with the read stopping at the declared size, bytes inflated
+    #                       stay below max_ratio x the archive's size
 
     def __post_init__(self) -> None:
-        for name in ("max_entries", "max_entry_bytes", "max_total_bytes"):
+        for name in ("max_entries", "max_entry_bytes", "max_total_bytes", "max_ratio"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise BackupError(f"archive limit {name} must be a positive integer, got {value!r}")
@@ -104,6 +108,10 @@ def check_headers(path: Path, infos: list[zipfile.ZipInfo], limits: ArchiveLimit
             raise BackupError(f"{path}: entry {info.filename} declares {info.file_size:,} bytes inflated, more "
                               f"than the limit of {limits.max_entry_bytes:,} per entry (--max-entry-mb); nothing "
                               "was imported")
+        if info.file_size > RATIO_FLOOR and info.file_size > limits.max_ratio * max(info.compress_size, 1):
+            raise BackupError(f"{path}: entry {info.filename} declares {info.file_size:,} bytes from "
+                              f"{info.compress_size:,} compressed, a ratio over the limit of {limits.max_ratio}:1 "
+                              "(--max-ratio; a decompression bomb?); nothing was imported")
         total += info.file_size
         if total > limits.max_total_bytes:
             raise BackupError(f"{path}: the entries declare more than {limits.max_total_bytes:,} bytes inflated "

@@ -701,11 +701,13 @@ def _limit_flags(p: argparse.ArgumentParser) -> None:
                    help=f"refuse an entry that inflates past this many MiB (default {d.max_entry_bytes >> 20:,})")
     p.add_argument("--max-total-mb", type=_positive_int, default=d.max_total_bytes >> 20,
                    help=f"refuse an archive that inflates past this many MiB in all (default {d.max_total_bytes >> 20:,})")
+    p.add_argument("--max-ratio", type=_positive_int, default=d.max_ratio,
+                   help=f"refuse an entry over 1 MiB inflating more than N times its compressed size (default {d.max_ratio})")
 
 
 def _limits(args) -> ArchiveLimits:
     return ArchiveLimits(max_entries=args.max_entries, max_entry_bytes=args.max_entry_mb << 20,
-                         max_total_bytes=args.max_total_mb << 20)
+                         max_total_bytes=args.max_total_mb << 20, max_ratio=args.max_ratio)
 
 
 def main(argv: list[str] | None = None) -> int:
