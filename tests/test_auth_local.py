@@ -127,6 +127,16 @@ def test_the_client_backs_off_across_names_and_others_are_not_held(users):
     assert attempt(users, "dr.lee", PASSWORD, 4, client="ip:198.51.100.2") == ("ok", None)  # another client
 
 
+def test_parallel_first_failures_of_one_name_are_all_counted(users):
+    from concurrent.futures import ThreadPoolExecutor
+
+    users.add("dr.lee", "clinician", PASSWORD)
+    with ThreadPoolExecutor(4) as pool:
+        statuses = list(pool.map(lambda n: users.authenticate("dr.lee", f"wrong {n}", client=f"ip:10.2.0.{n}",
+                                                               policy=BackoffPolicy(free_attempts=10)).status, range(4)))
+    assert statuses == ["invalid"] * 4 and users.get("dr.lee").failed_attempts == 4
+
+
 def test_an_admin_unlock_ends_the_names_backoff_and_the_attacker_stays_slowed(users):
     users.add("ada", "admin", PASSWORD)
     for n in range(6):

@@ -77,11 +77,15 @@ def blocked_until(session: Session, keys: list[str], now: datetime) -> datetime 
 
 def record_failure(session: Session, key: str, kind: str, policy: BackoffPolicy, now: datetime) -> datetime | None:
     """Counts one failure for `key`; the end of the wait it starts, or None (still a free attempt)."""
-    row = session.get(BackoffRow, key, with_for_update=True)
-    if row is None:
-        row = BackoffRow(key=key, kind=kind, failures=0, last_failure_at=now, blocked_until=None)
-        session.add(row)
-    elif now - row.last_failure_at > policy.forget_after:
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    # two first failures of one name at once must not collide on the key (PostgreSQL runs them in parallel)
+    session.execute(insert(BackoffRow).values(key=key, kind=kind, failures=0, last_failure_at=now, blocked_until=None)
+                    .on_conflict_do_nothing(index_elements=["key"]))
+    row = session.get(BackoffRow, key, with_for_update=True, populate_existing=True)
+    if now - row.last_failure_at > policy.forget_after:
         row.failures = 0
     row.failures = int(row.failures) + 1
     row.last_failure_at = now
