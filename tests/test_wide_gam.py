@@ -99,3 +99,26 @@ def test_config_checks_the_binned_modalities_and_old_configs_load_without_bins()
     old = MMNARConfig.from_dict({"modalities": ["a", "b"], "input_dims": [2, 3], "tasks": ["t"], "d_model": 16,
                                  "n_heads": 2})  # a first-edition config.json has no wide_* bin fields
     assert MMNARModel(old).wide.linear.in_features == 2 + 3 + 2
+
+
+def test_c_path_with_warm_starts_and_early_stop_finds_the_full_grid_answer(monkeypatch):
+    """Walking C from strong to weak penalty, warm-started, and stopping after two values without a
+    better validation loss picks the same C (and the same loss) as fitting the whole grid, in fewer fits."""
+    from sklearn.linear_model import LogisticRegression
+
+    from mmnar_core.training import wide_init
+
+    data = _u_shaped(n=3000)
+    model = _wide_model(data, wide_bins=0)
+    features = wide_init.wide_features(model, data.inputs, data.availability)
+    labels = data.labels.numpy().astype(float)
+    fits = []
+    original = LogisticRegression.fit
+    monkeypatch.setattr(LogisticRegression, "fit", lambda self, *a, **k: fits.append(self.C) or original(self, *a, **k))
+    _, _, full = wide_init.fit_l2_logistic(features, labels, data.rows("train"), data.rows("val"), patience=99)
+    n_full = len(fits)
+    fits.clear()
+    _, _, path = wide_init.fit_l2_logistic(features, labels, data.rows("train"), data.rows("val"))
+    assert [c["C"] for c in path] == [c["C"] for c in full]
+    assert [c["val_log_loss"] for c in path] == pytest.approx([c["val_log_loss"] for c in full], abs=1e-4)
+    assert n_full == 2 * len(wide_init.C_GRID) and len(fits) < n_full

