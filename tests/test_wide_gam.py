@@ -122,3 +122,32 @@ def test_c_path_with_warm_starts_and_early_stop_finds_the_full_grid_answer(monke
     assert [c["C"] for c in path] == [c["C"] for c in full]
     assert [c["val_log_loss"] for c in path] == pytest.approx([c["val_log_loss"] for c in full], abs=1e-4)
     assert n_full == 2 * len(wide_init.C_GRID) and len(fits) < n_full
+
+
+def _noise_and_signal(n=3000, seed=1) -> ModelData:
+    """Task 'struct' depends on the structured feature only; task 'image' on the image embedding's first
+    column only; the other 199 image columns are noise."""
+    rng = np.random.default_rng(seed)
+    structured = rng.normal(size=(n, 2)).astype(np.float32)
+    image = rng.normal(size=(n, 200)).astype(np.float32)
+    availability = np.ones((n, 2), dtype=bool)
+    struct = rng.random(n) < sigmoid(1.5 * structured[:, 0])
+    seen = rng.random(n) < sigmoid(1.5 * image[:, 0])
+    splits = np.array(["train"] * (n // 2) + ["val"] * (n // 4) + ["test"] * (n - n // 2 - n // 4))
+    return ModelData(["structured", "image"], ["struct", "image"], [torch.from_numpy(structured), torch.from_numpy(image)],
+                     torch.from_numpy(availability), torch.from_numpy(np.stack([struct, seen], 1).astype(np.float32)),
+                     encode_pattern(availability), splits, np.array([f"p{i}" for i in range(n)]),
+                     structured=["structured"])
+
+
+def test_choosing_content_drops_the_noise_embeddings_only_where_validation_says_so():
+    data = _noise_and_signal()
+    model = _wide_model(data, wide_choose_content=True)
+    chosen = init_wide_from_logistic(model, data)
+    assert [c["content"] for c in chosen] == ["structured", "all"]
+    image_columns = slice(2, 202)
+    weights = model.wide.linear.weight.detach()
+    assert torch.count_nonzero(weights[0, image_columns]) == 0  # the structured-only task ignores the image
+    assert abs(float(weights[1, 2])) > 5 * float(weights[1, 3:202].abs().max())  # the other reads column 0
+    default = init_wide_from_logistic(_wide_model(data), data)
+    assert [c["content"] for c in default] == ["all", "all"]  # off unless asked for

@@ -35,6 +35,9 @@ class MMNARConfig:
     wide_trainable: bool = False  # keep the tuned logistic regression fixed; the members learn the rest
     wide_bins: int = 16  # quantile bins per structured feature in the wide path (a GAM); 0: linear only
     wide_binned: list[str] = field(default_factory=list)  # modalities the wide path bins (the dataset's tabular ones)
+    # also try, per task, a wide path without the linear terms of the image/note embeddings (validation picks);
+    # off by default until it is measured on every cohort (see docs/model.md)
+    wide_choose_content: bool = False
     unseen_pattern_rate: float = 0.05  # share of training rows shown the "unseen pattern" token instead of theirs
 
     # auxiliary objectives (hide one observed modality, reconstruct it, align by InfoNCE)

@@ -73,33 +73,53 @@ def wide_features(model, inputs: list[torch.Tensor], availability: torch.Tensor,
     return np.concatenate(out).astype(np.float64)
 
 
+def _candidates(config, width: int, linear_width: int):
+    """(description, column mask) of each wide path tried per task: linear on everything; the GAM (bins on);
+    with `wide_choose_content`, the GAM without the linear terms of the non-structured embeddings."""
+    linear = np.zeros(width, dtype=bool)
+    linear[:linear_width] = True
+    yield {"bins": 0, "content": "all"}, linear
+    if width == linear_width:
+        return
+    yield {"bins": config.wide_bins, "content": "all"}, np.ones(width, dtype=bool)
+    content = [m for m, name in enumerate(config.modalities) if name not in config.wide_binned]
+    if config.wide_choose_content and content:
+        mask, offset = np.ones(width, dtype=bool), np.cumsum([0] + list(config.input_dims))
+        for m in content:
+            mask[offset[m]:offset[m + 1]] = False
+        yield {"bins": config.wide_bins, "content": "structured"}, mask
+
+
 @torch.no_grad()
 def init_wide_from_logistic(model, data, threads: int = 1) -> list[dict]:
     """Fit the logistic regression and copy it into model.wide (call after model.fit_inputs, on CPU).
 
-    Two candidates per task, the one with the lower validation log loss wins: the linear model (bins
-    off) and the GAM (bins on). The bin columns are standardised for the fit (so the L2 penalty treats
-    them like the standardised inputs) and the scaling is folded back into the weights."""
+    Per task, every candidate of `_candidates` is fit and the one with the lowest validation log loss
+    wins. The bin columns are standardised for the fit (so the L2 penalty treats them like the
+    standardised inputs) and the scaling is folded back into the weights."""
+    config = model.config
     features = wide_features(model, data.inputs, data.availability)
     labels, train, val = data.labels.numpy().astype(float), data.rows("train"), data.rows("val")
-    linear_width = sum(model.config.input_dims) + model.config.n_modalities
-    coef, intercept, chosen = fit_l2_logistic(features[:, :linear_width], labels, train, val, threads)
-    coef = np.pad(coef, ((0, 0), (0, features.shape[1] - linear_width)))
-    for entry in chosen:
-        entry["bins"] = 0
-    if features.shape[1] > linear_width:
-        bins = features[:, linear_width:]
-        mean, sd = bins[train].mean(axis=0), bins[train].std(axis=0)
-        sd = np.where(sd > 1e-9, sd, 1.0)
-        scaled = np.concatenate([features[:, :linear_width], (bins - mean) / sd], axis=1)
-        coef_gam, intercept_gam, chosen_gam = fit_l2_logistic(scaled, labels, train, val, threads)
-        for t, (linear, gam) in enumerate(zip(chosen, chosen_gam)):
-            if gam["C"] is None or gam["val_log_loss"] >= linear["val_log_loss"]:
+    linear_width = sum(config.input_dims) + config.n_modalities
+    mean, sd = np.zeros(features.shape[1]), np.ones(features.shape[1])
+    if features.shape[1] > linear_width:  # standardise the bin columns only
+        bins = features[train, linear_width:]
+        mean[linear_width:] = bins.mean(axis=0)
+        sd[linear_width:] = np.where(bins.std(axis=0) > 1e-9, bins.std(axis=0), 1.0)
+    scaled = (features - mean) / sd
+    coef, intercept = np.zeros((len(config.tasks), features.shape[1])), np.zeros(len(config.tasks))
+    chosen: list[dict | None] = [None] * len(config.tasks)
+    for description, mask in _candidates(config, features.shape[1], linear_width):
+        coef_c, intercept_c, chosen_c = fit_l2_logistic(scaled[:, mask], labels, train, val, threads)
+        for t, entry in enumerate(chosen_c):
+            best = chosen[t]
+            if best is not None and (entry["C"] is None or entry["val_log_loss"] >= best["val_log_loss"]):
                 continue
-            weights = coef_gam[t].copy()
-            weights[linear_width:] /= sd
-            coef[t], intercept[t] = weights, intercept_gam[t] - float(weights[linear_width:] @ mean)
-            chosen[t] = {**gam, "bins": model.config.wide_bins}
+            weights = np.zeros(features.shape[1])
+            weights[mask] = coef_c[t]
+            weights /= sd  # fold the standardisation of the bin columns back (sd 1 elsewhere)
+            coef[t], intercept[t] = weights, intercept_c[t] - float(weights @ mean)
+            chosen[t] = {**entry, **description}
     model.wide.linear.weight.copy_(torch.as_tensor(coef, dtype=model.wide.linear.weight.dtype))
     model.wide.linear.bias.copy_(torch.as_tensor(intercept, dtype=model.wide.linear.bias.dtype))
     return chosen
