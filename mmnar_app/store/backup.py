@@ -43,6 +43,7 @@ from sqlalchemy import (Boolean, Column, DateTime, Float, Integer, LargeBinary, 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from mmnar_core.arg_types import positive
 from mmnar_core.atomic_write import atomic_path
 
 from .archive_limits import ArchiveLimits, BackupError, InflationBudget, check_entry_count, check_headers
@@ -683,25 +684,15 @@ def _open(args) -> Store:
     return open_store(args.database_url or None, data_dir=args.data_dir or None)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
-
-
 def _limit_flags(p: argparse.ArgumentParser) -> None:
     d = ArchiveLimits()
-    p.add_argument("--max-entries", type=_positive_int, default=d.max_entries,
+    p.add_argument("--max-entries", type=positive(int), default=d.max_entries,
                    help=f"refuse an archive with more entries (default {d.max_entries:,})")
-    p.add_argument("--max-entry-mb", type=_positive_int, default=d.max_entry_bytes >> 20,
+    p.add_argument("--max-entry-mb", type=positive(int), default=d.max_entry_bytes >> 20,
                    help=f"refuse an entry that inflates past this many MiB (default {d.max_entry_bytes >> 20:,})")
-    p.add_argument("--max-total-mb", type=_positive_int, default=d.max_total_bytes >> 20,
+    p.add_argument("--max-total-mb", type=positive(int), default=d.max_total_bytes >> 20,
                    help=f"refuse an archive that inflates past this many MiB in all (default {d.max_total_bytes >> 20:,})")
-    p.add_argument("--max-ratio", type=_positive_int, default=d.max_ratio,
+    p.add_argument("--max-ratio", type=positive(int), default=d.max_ratio,
                    help=f"refuse an entry over 1 MiB inflating more than N times its compressed size (default {d.max_ratio})")
 
 
