@@ -1,7 +1,8 @@
 """Clinician policies that decide which modalities a synthetic patient has.
 
 MNAR policies look at the latent state (the clinician sees the patient: severity, suspected
-conditions) as well as at observed data; `mar` looks only at observed data; `mcar` ignores both and
+conditions, and a suspicion the record does not hold, see scm's `unrecorded_judgement`) as well as at
+observed data; `reversed` is a stress test that gives X-rays to the least sick; `mar` looks only at observed data; `mcar` ignores both and
 reproduces the default policy's marginal rates on the same cohort. Structured EHR data is always
 present. A radiology report usually belongs to the X-ray, but chest imaging whose image is not in the
 record (an outside film, a CT) can leave a report without an image.
@@ -34,6 +35,8 @@ class MNARPolicy:
     note_log_los: float
     note_transfer: float
     note_severity: float
+    cxr_judgement: float = 1.0  # per unit of the cohort's unrecorded judgement (0 when the cohort has none)
+    note_judgement: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,6 +56,7 @@ POLICIES: dict[str, MNARPolicy] = {
         report_given_cxr_intercept=3.0, report_given_cxr_severity=0.0,
         report_without_cxr_intercept=-2.0, report_without_cxr_severity=0.3,
         note_intercept=2.2, note_log_los=0.5, note_transfer=-1.5, note_severity=-0.2,
+        cxr_judgement=0.5,
     ),
     "low_imaging": MNARPolicy(
         description="Community hospital: X-rays mostly for the very sick; summaries often missing for short stays",
@@ -60,6 +64,15 @@ POLICIES: dict[str, MNARPolicy] = {
         report_given_cxr_intercept=1.2, report_given_cxr_severity=-0.5,
         report_without_cxr_intercept=-3.2, report_without_cxr_severity=0.8,
         note_intercept=-0.2, note_log_los=1.2, note_transfer=-2.5, note_severity=-0.8,
+        cxr_judgement=1.3,
+    ),
+    "reversed": MNARPolicy(
+        description="Stress test: X-rays for the least sick (screening the well, not imaging the suspect)",
+        cxr_intercept=-0.6, cxr_severity=-0.8, cxr_suspected_chest=-1.4, cxr_hypoxia=-0.6,
+        report_given_cxr_intercept=2.0, report_given_cxr_severity=0.3,
+        report_without_cxr_intercept=-2.6, report_without_cxr_severity=-0.6,
+        note_intercept=0.6, note_log_los=0.9, note_transfer=-2.0, note_severity=-0.5,
+        cxr_judgement=-1.0,
     ),
 }
 COMPARISON_MODES = ("mcar", "mar")
@@ -77,16 +90,26 @@ def mnar_propensities(cohort: pd.DataFrame, policy: MNARPolicy, cxr: np.ndarray)
     suspected = (cohort["pneumonia"] | cohort["pleural_effusion"] | cohort["heart_failure"]).to_numpy(dtype=float)
     transfer = (cohort["discharge_disposition"] == "transfer").to_numpy(dtype=float)
     log_los = np.log(cohort["length_of_stay"].to_numpy())
+    judgement = _judgement(cohort)
     p = policy
     return {
-        "cxr": sigmoid(p.cxr_intercept + p.cxr_severity * s + p.cxr_suspected_chest * suspected + p.cxr_hypoxia * _hypoxic(cohort)),
+        "cxr": sigmoid(p.cxr_intercept + p.cxr_severity * s + p.cxr_suspected_chest * suspected + p.cxr_hypoxia * _hypoxic(cohort)
+                       + p.cxr_judgement * judgement),
         "radiology_report": np.where(
             cxr,
             sigmoid(p.report_given_cxr_intercept + p.report_given_cxr_severity * s),
             sigmoid(p.report_without_cxr_intercept + p.report_without_cxr_severity * s),
         ),
-        "discharge_note": sigmoid(p.note_intercept + p.note_log_los * log_los + p.note_transfer * transfer + p.note_severity * s),
+        "discharge_note": sigmoid(p.note_intercept + p.note_log_los * log_los + p.note_transfer * transfer + p.note_severity * s
+                                  + p.note_judgement * judgement),
     }
+
+
+def _judgement(cohort: pd.DataFrame) -> np.ndarray:
+    """The unrecorded suspicion (scaled by the cohort's strength); zeros for cohorts simulated without it."""
+    if "unrecorded_judgement" not in cohort:
+        return np.zeros(len(cohort))
+    return cohort["unrecorded_judgement"].to_numpy(dtype=float)
 
 
 def mar_propensities(cohort: pd.DataFrame, cxr: np.ndarray) -> dict[str, np.ndarray]:

@@ -52,6 +52,10 @@ class SCMParameters:
     visible_cardiomegaly_given_hf: float = 0.78
     cardiomegaly_without_hf: float = 0.05
     hyperinflation_given_copd: float = 0.60
+    # clinician judgement the record does not hold (docs/synthetic.md): per unit of the cohort's
+    # --unrecorded-judgement strength, how much a latent suspicion J ~ N(0, 1) adds to each outcome's logit
+    judgement_on_outcome: dict = field(
+        default_factory=lambda: {"readmission_30d": 0.5, "icu_90d": 0.6, "death_180d": 0.6})
     # outcomes after discharge: logit intercepts and coefficients
     readmission_30d: dict = field(
         default_factory=lambda: {"intercept": -2.45, "severity": 0.55, "heart_failure": 0.75, "copd": 0.6,
@@ -131,9 +135,17 @@ def _linear(terms: dict, values: dict[str, np.ndarray]) -> np.ndarray:
     return total
 
 
-def simulate_latent_and_structured(n: int, seed: int, params: SCMParameters = SCMParameters()) -> pd.DataFrame:
+def simulate_latent_and_structured(n: int, seed: int, params: SCMParameters = SCMParameters(),
+                                   unrecorded_judgement: float = 0.0) -> pd.DataFrame:
     """One row per patient: latent state, observed structured data, image findings, outcome probabilities
-    and sampled outcomes. Deterministic for (n, seed, params)."""
+    and sampled outcomes. Deterministic for (n, seed, params, unrecorded_judgement).
+
+    `unrecorded_judgement` (>= 0) scales a latent clinical suspicion that raises the outcomes' logits and,
+    through the policy, the ordering of X-rays and notes, but appears in no recorded modality. It is drawn
+    from its own random stream, so at 0 the cohort is identical to one simulated without it."""
+    if not np.isfinite(unrecorded_judgement) or unrecorded_judgement < 0:
+        raise ValueError(f"unrecorded_judgement must be a finite number >= 0, got {unrecorded_judgement!r}")
+    judgement = unrecorded_judgement * np.random.default_rng([seed, 12]).normal(0.0, 1.0, n)
     rng = np.random.default_rng([seed, 11])
     v: dict[str, np.ndarray] = {}
 
@@ -202,7 +214,8 @@ def simulate_latent_and_structured(n: int, seed: int, params: SCMParameters = SC
     v["log_prior_admissions"] = np.log1p(prior)
     v["skilled_nursing"] = (disposition == "skilled_nursing").astype(float)
     outcome_probs = {
-        name: sigmoid(_linear(getattr(params, name), v)) for name in ("readmission_30d", "icu_90d", "death_180d")
+        name: sigmoid(_linear(getattr(params, name), v) + params.judgement_on_outcome[name] * judgement)
+        for name in ("readmission_30d", "icu_90d", "death_180d")
     }
     outcome_draws = rng.random((n, 3))
 
@@ -211,6 +224,7 @@ def simulate_latent_and_structured(n: int, seed: int, params: SCMParameters = SC
             "age": age,
             "sex": np.where(female, "female", "male"),
             "severity": s,
+            "unrecorded_judgement": judgement,
             **{c: v[c].astype(bool) for c in CONDITIONS},
             "admission_type": admission_type,
             "length_of_stay": los.round(2),
