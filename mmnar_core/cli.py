@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "mmnar_core.baselines.command",
     "mmnar_core.bench",
     "mmnar_core.bundle_command",
+    "mmnar_core.drift_command",
     "mmnar_core.serving.command",
     "mmnar_core.fuzz",
 ]
