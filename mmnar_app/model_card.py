@@ -73,3 +73,53 @@ def baselines_table(path: Path, tasks: list[str]) -> tuple[list[dict], dict] | N
         oracle[f"{task} AUROC"] = f"{data['oracle'][task]['auroc']:.3f}"
     rows.append(oracle)
     return rows, data
+
+
+# -------------------------------------------------------------------------------- ordering-policy drift
+DRIFT_INTRO = (
+    "The model reads *which* tests a patient had (chest X-ray, notes, reports) as part of the clinical picture, "
+    "because doctors order them for a reason. If this hospital orders tests differently from the training site, "
+    "risks for some groups of patients can be off. This section compares the mix of available tests among the "
+    "patients analysed here with the training site's mix. Only counts are kept for this (how many patients had "
+    "each combination of tests), never who they were.")
+
+
+def drift_report(info, counts: dict[int, int], thresholds=None):
+    """The drift report (mmnar_core.drift) of this model's counts here against its training counts, with
+    the patterns described by the modalities' display names."""
+    from mmnar_app.display import modality_name
+    from mmnar_core.drift import compare_patterns
+
+    names = [modality_name(m["name"]) for m in info.modalities]
+    return compare_patterns(info.pattern_counts_train, counts, names, thresholds)
+
+
+def drift_table(report) -> list[dict]:
+    """One row per combination of tests: share at the training site, share here, the difference."""
+    rows = []
+    for row in report.patterns:
+        rows.append({"tests available": row.words, "training site": f"{row.train_share:.1%}",
+                     "here": "-" if row.local_share is None else f"{row.local_share:.1%}",
+                     "difference": "-" if row.difference is None else f"{row.difference * 100:+.1f} pts",
+                     "patients here": row.local_count,
+                     "note": "never seen in training" if row.unseen_in_training else ""})
+    return rows
+
+
+def drift_figure_text(report) -> str:
+    """The distance and its interval in words (empty when nobody was analysed yet)."""
+    if report.tv is None:
+        return ""
+    return (f"**Difference from the training mix: {report.tv:.0%}** (95 % interval {report.tv_low:.0%} to "
+            f"{report.tv_high:.0%}). This is the share of patients here who would need a different set of tests "
+            f"for the two mixes to match (0 % = the same mix). With no change in ordering policy, about "
+            f"{report.null_tv_mean:.0%} is expected by chance alone for {report.n_local} patients.")
+
+
+def drift_rule_text(report) -> str:
+    """The documented rule, with its thresholds."""
+    t = report.thresholds
+    return (f"Judged from {t['min_patients']} patients. A refit is advised when the difference is beyond chance "
+            f"(p < {t['alpha']:g} against the no-change resampling) and even the low end of its interval is above "
+            f"{t['advise_tv']:.0%}; beyond chance but smaller is \"mild drift\". Statistic: total variation "
+            f"distance, {t['resamples']:,} bootstrap resamples (docs/app.md, \"Ordering-policy drift\").")

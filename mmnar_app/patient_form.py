@@ -357,6 +357,25 @@ def analyse(svc, store, user: str, task: str) -> None:
         "inputs_version": st.session_state.get("inputs_version", 0),
     }
     store.record(action="analyse", user=user, model_version=info.version, input_hash=explanation.input_hash)
+    count_analysed_pattern(store, info, explanation)
+
+
+def count_analysed_pattern(store, info, explanation) -> None:
+    """One more patient with this availability pattern, for the Model card's ordering-policy drift check
+    (mmnar_app.store.pattern_counts: the model id and the pattern id only, never who). The same inputs
+    analysed again in this browser session are not counted twice. A failure is logged and never stops
+    the analysis: the risks matter more than the statistics."""
+    from mmnar_app.store import count_pattern
+
+    counted = st.session_state.setdefault("patterns_counted", set())
+    if explanation.input_hash in counted:
+        return
+    try:
+        count_pattern(store, info.model_id, int(explanation.prediction["pattern"]))
+    except Exception as error:
+        log.error("counting the availability pattern failed: %s", safe_error(error))
+        return
+    counted.add(explanation.input_hash)
 
 
 def explain_more(svc, analysis: dict, task: str) -> None:

@@ -235,6 +235,51 @@ def test_model_card_page(data_dir):
     assert "Death within 180 days" in "".join(m.value for m in app.markdown)
 
 
+def _model_id() -> str:
+    return json.loads((ROOT / "assets" / "demo_bundle" / "bundle.json").read_text())["model_id"]
+
+
+def test_each_analysis_counts_its_pattern_once_and_nothing_about_the_patient(data_dir):
+    import sqlite3
+
+    from mmnar_app.store import open_store, pattern_counts
+
+    app = analyse(choose(page("1_Patient.py"), FAST_DEMO))  # structured + X-ray: pattern 0b11
+    label = app.session_state["patient_label"]
+    analyse(app)  # the same inputs again in this session: not a second patient
+    app.button(key="remove_cxr").click().run()
+    analyse(app)  # structured only: pattern 0b01
+    with open_store(None, data_dir=data_dir) as store:
+        assert pattern_counts(store, _model_id()).counts == {3: 1, 1: 1}
+        input_hash = store.audit_log(action="analyse")[0].input_hash
+    with sqlite3.connect(data_dir / "mmnar.sqlite3") as conn:
+        rows = conn.execute("SELECT * FROM pattern_counts").fetchall()
+    cells = [str(cell) for row in rows for cell in row]
+    assert len(rows) == 2 and label and not any(label in c or input_hash in c for c in cells)
+
+
+def test_model_card_shows_ordering_policy_drift(data_dir):
+    from mmnar_app.store import count_pattern, open_store
+
+    app = page("2_Model_card.py")
+    assert "Ordering-policy drift" in [h.value for h in app.subheader]
+    assert "Too few patients to judge: 0 analysed here, 100 needed" in "".join(i.value for i in app.info)
+    assert {m.label: m.value for m in app.metric}["Patients analysed here"] == "0"
+    with open_store(None, data_dir=data_dir) as store:  # a site that stopped ordering X-rays and notes
+        for pattern in [1] * 90 + [9] * 30 + [5] * 30:
+            count_pattern(store, _model_id(), pattern)
+    app.run()
+    assert not app.exception, app.exception
+    warning = "".join(w.value for w in app.warning)
+    assert "Drift: rectify advised" in warning and "95 % interval" in warning
+    assert any("python -m mmnar_core rectify" in c.value and "LOCAL_DATA --split val" in c.value for c in app.code)
+    assert {m.label: m.value for m in app.metric}["Patients analysed here"] == "150"
+    table = next(d.value for d in app.dataframe if "tests available" in d.value.columns)
+    assert "Structured EHR" in set(table["tests available"])  # modalities in words, not pattern ids
+    assert "Structured EHR + Chest X-ray + Discharge summary + Radiology report" in set(table["tests available"])
+    assert "Difference from the training mix" in "".join(m.value for m in app.markdown)
+
+
 def test_a_tampered_bundle_is_refused_with_a_clear_message(data_dir, tmp_path, monkeypatch):
     import shutil
 

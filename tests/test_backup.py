@@ -25,7 +25,7 @@ from mmnar_app.store import Store, UserStore, open_store, schema_head
 from mmnar_app.store.backup import BackupError, export_archive, import_archive, verify_archive
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLES = ("blobs", "assessments", "assessment_files", "audit_log", "users")
+TABLES = ("blobs", "assessments", "assessment_files", "audit_log", "users", "pattern_counts")
 
 
 # -- helpers -------------------------------------------------------------------------------------------
@@ -65,6 +65,10 @@ def populate(store: Store) -> list[int]:
     users.add("alice", "admin")
     users.add("bob", "clinician")
     users.set_disabled("bob", True)
+    from mmnar_app.store import count_pattern
+
+    for pattern in (5, 5, 3):  # the drift counts (migration 0006) are kept too
+        count_pattern(store, "abc", pattern)
     return ids
 
 
@@ -72,13 +76,15 @@ def table_rows(url: str) -> dict[str, list]:
     """Every row of every table in key order, decompressing outputs; comparable across backends."""
     engine = create_engine(url, poolclass=NullPool)
     from mmnar_app.store.models import AssessmentFile, AssessmentRow, AuditRow, Blob
+    from mmnar_app.store.pattern_counts import PatternCountRow
     from mmnar_app.store.users import UserRow
 
     out = {}
     try:
         with engine.connect() as conn:
             for model, key in ((Blob, "sha256"), (AssessmentRow, "id"), (AssessmentFile, "assessment_id, role"),
-                               (AuditRow, "id"), (UserRow, "username")):
+                               (AuditRow, "id"), (UserRow, "username"),
+                               (PatternCountRow, "model_id, pattern")):
                 table = model.__table__
                 rows = []
                 for row in conn.execute(table.select().order_by(text(key))).mappings():
@@ -156,7 +162,8 @@ def test_round_trip_sqlite_to_postgresql_and_back_is_exact(tmp_path, postgres_se
         ids = populate(store)
         before = snapshot(store)
         first = export_archive(store, tmp_path / "a.zip")
-    assert first["counts"] == {"blobs": 5, "assessments": 4, "assessment_files": 7, "audit_log": 9, "users": 2}
+    assert first["counts"] == {"blobs": 5, "assessments": 4, "assessment_files": 7, "audit_log": 9, "users": 2,
+                               "pattern_counts": 2}
     assert first["tables"]["users"]["columns"]["locked_until"] == "datetime"
     assert first["schema_revision"] == schema_head() and first["last_ids"] == {"assessments": 4, "audit_log": 9}
     assert verify_archive(tmp_path / "a.zip")["counts"] == first["counts"]

@@ -88,7 +88,8 @@ def test_migrations_create_the_schema_and_are_idempotent(db_url):
     engine = raw_engine(db_url)
     try:
         with engine.connect() as conn:
-            assert set(inspect(conn).get_table_names()) == {*TABLES, "users", "sign_in_backoff", "alembic_version"}  # 0002, 0005
+            assert set(inspect(conn).get_table_names()) == {*TABLES, "users", "sign_in_backoff", "pattern_counts",
+                                                               "alembic_version"}  # 0002, 0005, 0006
             assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [schema_head()]
             if conn.dialect.name == "sqlite":
                 triggers = conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'")).scalars()
@@ -450,3 +451,85 @@ def test_bad_calls_raise_store_errors(store):
     with pytest.raises(StoreError, match="action must not be empty"):
         store.record(action="", user="u")
     assert store.count_assessments() == 0 and store.audit_log() == []
+
+
+# -- pattern counts (migration 0006, the Model card's ordering-policy drift) ---------------------------
+
+def test_pattern_counts_count_per_model_and_hold_no_patient_data(store, db_url):
+    from mmnar_app.store import count_pattern, pattern_counts
+
+    assert pattern_counts(store, "mmnar-demo").counts == {} and pattern_counts(store, "mmnar-demo").n == 0
+    store.save_assessment(**sample(7, patient_label="Ada Lovelace"))
+    for pattern in (5, 5, 3, 5, 15):
+        count_pattern(store, "mmnar-demo", pattern)
+    count_pattern(store, "other-model", 5)
+    counts = pattern_counts(store, "mmnar-demo")
+    assert counts.counts == {3: 1, 5: 3, 15: 1} and counts.n == 5
+    assert counts.first_seen.tzinfo is not None and counts.first_seen <= counts.last_seen
+    assert pattern_counts(store, "other-model").counts == {5: 1}
+    engine = raw_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            columns = {c["name"] for c in inspect(conn).get_columns("pattern_counts")}
+            rows = [tuple(map(str, r)) for r in conn.execute(text("SELECT * FROM pattern_counts"))]
+    finally:
+        engine.dispose()
+    assert columns == {"model_id", "pattern", "count", "first_seen", "last_seen"}  # no patient id, label, input
+    assert len(rows) == 4 and not any("Ada" in cell or f"{7:064x}" in cell for row in rows for cell in row)
+
+
+def test_pattern_counts_from_many_threads_all_count(store):
+    from mmnar_app.store import count_pattern, pattern_counts
+
+    errors = []
+
+    def worker(pattern: int) -> None:
+        try:
+            for _ in range(15):
+                count_pattern(store, "mmnar-demo", pattern)
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(p,)) for p in (1, 1, 5, 5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and pattern_counts(store, "mmnar-demo").counts == {1: 30, 5: 30}
+
+
+def test_pattern_counts_refuse_bad_input_and_write_nothing(store):
+    from mmnar_app.store import count_pattern, pattern_counts
+
+    for model_id, pattern, words in (("", 1, "model_id must not be empty"), ("m", -1, "pattern must be a pattern id"),
+                                     ("m", True, "pattern must be a pattern id"), ("m", "3", "pattern must be"),
+                                     ("m", 1 << 30, "pattern must be"), ("m" * 256, 1, "longer than 255")):
+        with pytest.raises(StoreError, match=words):
+            count_pattern(store, model_id, pattern)
+    assert pattern_counts(store, "m").counts == {}
+
+
+def test_migration_0006_is_additive(db_url):
+    """A database at 0005 with a saved assessment upgrades to 0006 with the assessment unchanged."""
+    from alembic import command
+
+    from mmnar_app.store import count_pattern, pattern_counts
+    from mmnar_app.store.core import alembic_config
+
+    with open_store(db_url) as store:
+        saved = store.save_assessment(**sample(3))
+        before = store.get_assessment(saved)
+    engine = raw_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0005")
+        with engine.connect() as conn:
+            assert "pattern_counts" not in inspect(conn).get_table_names()
+    finally:
+        engine.dispose()
+    with open_store(db_url) as store:
+        assert store.get_assessment(saved) == before and store.count_assessments() == 1
+        count_pattern(store, "mmnar-demo", 1)
+        assert pattern_counts(store, "mmnar-demo").counts == {1: 1}

@@ -1,5 +1,6 @@
 """Model card: how good the model is and for whom, with intervals, per missingness pattern, against
-baselines; label definitions, intended use, limitations and provenance."""
+baselines; whether the tests ordered here still match the training site's (ordering-policy drift); label
+definitions, intended use, limitations and provenance."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from mmnar_app import charts, model_card  # noqa: E402
+from mmnar_app import charts, drift, model_card  # noqa: E402
 from mmnar_app.display import task_name  # noqa: E402
 from mmnar_app.settings import DEMO_BASELINES  # noqa: E402
-from mmnar_app.ui import page_header, service  # noqa: E402
+from mmnar_app.ui import page_header, service, settings, store  # noqa: E402
 
 page_header("Model card")  # every signed-in role
 info = service().info
@@ -41,6 +42,8 @@ st.dataframe(model_card.pattern_table(metrics, task), hide_index=True)
 st.caption("Patterns with fewer than 30 test patients are not evaluated. Small patterns have wide intervals.")
 st.subheader("Rectifier correction per pattern")
 st.dataframe(model_card.rectifier_table(info.calibration, task, modalities, info.pattern_counts_train), hide_index=True)
+
+drift.section(info, store(), settings().bundle_dir)
 
 baselines = model_card.baselines_table(DEMO_BASELINES, info.tasks) if info.synthetic else None
 st.subheader("Against baselines")
