@@ -39,8 +39,9 @@ PREDICT = [("structured", (None, json.dumps({"age": 71, "sex": "female"}))), ("p
 ROLES_BY_USER = {"carla": "clinician", "rita": "reviewer", "adam": "admin"}
 # endpoint -> (method, path); who may use it
 CALLS = {"predict": ("POST", "/predict"), "what_if": ("POST", "/what-if"), "explain": ("POST", "/explain"),
-         "info": ("GET", "/info"), "stats": ("GET", "/stats")}
-ALLOWED = {"clinician": {"predict", "what_if", "explain", "info"}, "reviewer": {"info"}, "admin": {"info", "stats"}}
+         "info": ("GET", "/info"), "stats": ("GET", "/stats"), "pattern_counts": ("GET", "/pattern-counts")}
+ALLOWED = {"clinician": {"predict", "what_if", "explain", "info"}, "reviewer": {"info", "pattern_counts"},
+           "admin": {"info", "stats", "pattern_counts"}}
 
 
 @pytest.fixture(scope="module")

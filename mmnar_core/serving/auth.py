@@ -43,12 +43,12 @@ log = logging.getLogger("mmnar_core.serving.auth")
 # what each role may do; a principal with several roles (an OIDC claim may give several) has their union
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "clinician": frozenset({"predict", "what_if", "explain", "info"}),
-    "reviewer": frozenset({"info"}),
-    "admin": frozenset({"info", "stats"}),
+    "reviewer": frozenset({"info", "pattern_counts"}),
+    "admin": frozenset({"info", "stats", "pattern_counts"}),
 }
 OPEN_PATHS = frozenset({"/health", "/ready"})  # probes: never need a token
 ENDPOINT_PERMISSIONS = {"/predict": "predict", "/what-if": "what_if", "/explain": "explain", "/info": "info",
-                        "/stats": "stats"}
+                        "/stats": "stats", "/pattern-counts": "pattern_counts"}
 DOC_PATHS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})  # any role
 TOKEN_FILE_FORMAT = "mmnar-serve-tokens"
 TOKEN_PREFIX = "mmnar_"

@@ -16,7 +16,7 @@ def register(subparsers) -> None:
         "serve", help="serve a model bundle over HTTP (predict, what-if, explain; micro-batched)",
         description="Loads the bundle once (GPU when present, else CPU) and answers POST /predict, /what-if and "
         "/explain with multipart inputs validated as the app validates them. GET /health, /ready, /info, /stats, "
-        "/docs. See docs/serving.md.",
+        "/pattern-counts, /docs. See docs/serving.md.",
     )
     parser.add_argument("bundle", metavar="BUNDLE_DIR", help="model bundle directory (e.g. assets/demo_bundle)")
     parser.add_argument("--host", default=_DEFAULTS.host, help=f"address to listen on (default {_DEFAULTS.host})")
@@ -54,6 +54,10 @@ def register(subparsers) -> None:
                       help=f"claim holding the role(s) (default {_DEFAULTS.oidc_role_claim})")
     auth.add_argument("--oidc-role-map", default=_DEFAULTS.oidc_role_map, metavar="VALUE=ROLE,...",
                       help="map claim values to roles clinician / reviewer / admin")
+    parser.add_argument("--pattern-counts-file", default=None, metavar="FILE.json",
+                        help="keep the count of patients per availability pattern (no patient data; GET "
+                        "/pattern-counts, `python -m mmnar_core drift BUNDLE --counts FILE`) in FILE across restarts "
+                        "(default: in memory only)")
     from mmnar_core.serving.ray_app import add_ray_arguments  # --ray --replicas ... (cheap: Ray loads on use)
 
     add_ray_arguments(parser)
@@ -112,7 +116,8 @@ def config_from_args(args) -> ServeConfig:
                        max_text_chars=args.max_text_chars, explain_cache_size=args.explain_cache,
                        auth_token_file=args.auth_token_file, oidc_issuer=args.oidc_issuer,
                        oidc_audience=args.oidc_audience, oidc_role_claim=args.oidc_role_claim,
-                       oidc_role_map=args.oidc_role_map)
+                       oidc_role_map=args.oidc_role_map,
+                       pattern_counts_file=getattr(args, "pattern_counts_file", None))
 
 
 def run_command(args) -> int:
@@ -125,6 +130,13 @@ def run_command(args) -> int:
         from mmnar_core.encoders.runtime import pick_device
 
         pick_device(args.device)  # a clear error now, not in the loader thread
+    if config.pattern_counts_file:
+        if args.ray:
+            raise ValueError("--pattern-counts-file is for one server process: Ray Serve replicas would each "
+                             "overwrite the file with their own counts (docs/serving.md, \"Ordering-policy drift\")")
+        from mmnar_core.serving.pattern_counter import PatternCounter
+
+        PatternCounter.check_file(config.pattern_counts_file)  # a bad file fails now, with exit status 2
     if config.auth_configured:
         from mmnar_core.serving.auth import Authenticator
 

@@ -48,6 +48,9 @@ class ServeConfig:
     # explanations
     explain_cache_size: int = 64  # explanations kept by cache_key (0: no cache)
     load_in_background: bool = True  # /health answers and /ready says 503 while the model loads
+    # ordering-policy drift (mmnar_core.serving.pattern_counter): counts per availability pattern, no patient data
+    pattern_counts_file: str | None = None  # JSON file keeping them across restarts (None: memory only)
+    pattern_counts_flush_s: float = 10.0  # the file is written at most this often while counting, and at shutdown
     # authentication (mmnar_core.serving.auth; none configured = open, with a warning at start)
     auth_token_file: str | None = None  # static bearer tokens: `python -m mmnar_core serve-token add FILE ...`
     oidc_issuer: str | None = None  # OIDC access tokens (JWTs) of this issuer (https; http only on loopback) ...
@@ -86,6 +89,8 @@ class ServeConfig:
         if bool(self.oidc_issuer) != bool(self.oidc_audience):
             problems.append("oidc_issuer and oidc_audience go together (got "
                             f"{'an issuer' if self.oidc_issuer else 'an audience'} only)")
+        if not self.pattern_counts_flush_s >= 0:
+            problems.append(f"pattern_counts_flush_s must be >= 0 seconds (got {self.pattern_counts_flush_s})")
         if self.oidc_leeway_s < 0:
             problems.append(f"oidc_leeway_s must be >= 0 (got {self.oidc_leeway_s})")
         if problems:

@@ -106,6 +106,9 @@ class ServeState:
         self._started = False
         self._loader: threading.Thread | None = None
         self.admission = None  # set by create_app (mmnar_core.serving.admission.Admission)
+        from mmnar_core.serving.pattern_counter import PatternCounter
+
+        self.patterns = PatternCounter(config.pattern_counts_file, flush_every_s=config.pattern_counts_flush_s)
 
     @property
     def ready(self) -> bool:
@@ -144,6 +147,7 @@ class ServeState:
             predictor = self._given if self._given is not None else self._factory()
             info = model_info(predictor)
             schema = Schema.of(predictor)
+            self.patterns.bind(info.model_id, [m.name for m in schema.modalities])
         except Exception as error:  # reported by /ready; /health stays up so an operator can see why
             log.exception("loading the model failed")
             self.load_error = f"{type(error).__name__}: {error}"
@@ -173,6 +177,22 @@ class ServeState:
         stop_and_join(self._loader, None)
         if self.batcher is not None:
             self.batcher.stop()
+        try:
+            self.patterns.flush()
+        except OSError as error:
+            log.error("writing the pattern counts file failed: %s", error)
+
+    async def count_pattern(self, parsed) -> None:
+        """One more patient with this availability pattern (once per input hash among recent requests);
+        the counts file, when due, is written off the event loop. Never fails the request."""
+        from mmnar_core.patterns import encode_pattern
+
+        try:
+            pattern = int(encode_pattern(parsed.record.availability(self.schema.modalities, self.schema.features)))
+            if self.patterns.add(pattern, parsed.input_hash):
+                await run_in_threadpool(self.patterns.flush)
+        except Exception as error:  # the answer matters more than the statistics
+            log.error("counting the availability pattern failed: %s: %s", type(error).__name__, error)
 
     def stats(self) -> dict:
         out = {"ready": self.ready, "model_id": self.info.model_id if self.info else None,
@@ -261,6 +281,14 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
         state.start()
         return state.stats()
 
+    @app.get("/pattern-counts", summary="Patients served per availability pattern (counts only, no patient data) "
+             "and the ordering-policy drift report against the training mix", responses={503: ERROR_RESPONSES[503]})
+    async def pattern_counts():
+        state.start()
+        if not state.ready:
+            return not_ready()
+        return await run_in_threadpool(_pattern_counts, state)
+
     # ---------------------------------------------------------------- model endpoints
     async def serve(request: Request, kind: str):
         arrived = time.monotonic()
@@ -292,6 +320,7 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
             parsed.cache_key = task_cache_key(parsed.input_hash, state.info.model_id, parsed.task, parsed.modalities)
             cached = state.cache.get(parsed.cache_key)
             if cached is not None:
+                await state.count_pattern(parsed)
                 return _answer(cached, parsed, state)
         from mmnar_core.serving.work import job_cost
 
@@ -322,6 +351,7 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
                       exc_info=(type(error), error, error.__traceback__))
             return _error(500, "server", f"internal error ({type(error).__name__}: {error})",
                           "please report it with the server log")
+        await state.count_pattern(parsed)
         return _answer(result, parsed, state)
 
     parse_slots = asyncio.Semaphore(config.max_parsing)
@@ -393,6 +423,19 @@ def _prepare(body: bytes, content_type: str, schema: Schema, kind: str, config: 
                            config.max_text_chars)
     parsed.input_hash = input_hash(parsed.record)
     return parsed
+
+
+def _pattern_counts(state: ServeState) -> dict:
+    """GET /pattern-counts: the counts document and, when the bundle has training counts, the drift report."""
+    from mmnar_core.drift import DriftError, compare_patterns
+
+    document = state.patterns.document()
+    try:
+        report = compare_patterns(getattr(state.info, "pattern_counts_train", None) or {}, state.patterns.counts(),
+                                  document["modalities"]).to_dict()
+    except DriftError as error:
+        report = {"error": str(error)}
+    return {**document, "drift": report}
 
 
 def _answer(result, parsed, state: ServeState) -> JSONResponse:
