@@ -41,7 +41,7 @@ def build_html(assessment, explanations: dict, synthetic: bool) -> str:
     if assessment.note:
         parts.append(f"<p><b>Note:</b> {html.escape(assessment.note)}</p>")
     parts.append("<h2>Risks</h2>" + _table([
-        {"outcome": task_name(r["task"]), "risk": percent(r["risk"]), "95 % interval": f"{percent(r['low'])} to {percent(r['high'])}",
+        {"outcome": task_name(r["task"]), "risk": percent(r["risk"]), "model uncertainty (95 %)": f"{percent(r['low'])} to {percent(r['high'])}",
          "raw network risk": percent(r["raw"]), "pattern correction (logit)": f"{r['rectifier_offset']:+.3f}"}
         for r in prediction["risks"]]))
     parts.append(f"<p>Available: {html.escape(pattern_name(prediction['available']))}. Missing: "

@@ -92,13 +92,17 @@ def page_header(title: str, require: str | None = None):
 
 # ----------------------------------------------------------------------------- results
 def render_risks(prediction: dict, key: str) -> None:
+    from mmnar_core.predictor import INTERVAL_MEANING
+
     risks = prediction["risks"]
     columns = st.columns(len(risks))
     for column, risk in zip(columns, risks):
         column.metric(task_name(risk["task"]), percent(risk["risk"]),
                       delta=f"raw {percent(risk['raw'])}", delta_color="off",
-                      help="Rectified, calibrated risk with its 95 % interval; the raw risk is the network's own output.")
-        column.caption(f"95 % interval {percent(risk['low'])} to {percent(risk['high'])}")
+                      help="Calibrated risk after the site correction; the raw risk is the network's own output. "
+                           + INTERVAL_MEANING)
+        column.caption(f"Model uncertainty (95 %): {percent(risk['low'])} to {percent(risk['high'])}. It does not "
+                       "include what the record does not show.")
     st.plotly_chart(charts.risk_figure(risks), key=f"{key}-risk")
 
 
@@ -113,8 +117,9 @@ def render_pattern(prediction: dict) -> None:
                      "risk after correction": percent(risk["risk"]),
                      "change from the pattern correction": signed_points(risk["risk"] - risk["calibrated"], 2)})
     st.dataframe(rows, hide_index=True)
-    st.caption("Patients with this pattern were, on held-out data, this much more or less likely to have the outcome "
-               "than the network alone predicted; the rectifier corrects for it (shrunk towards 0 for rare patterns).")
+    st.caption("The site correction for this availability pattern, fit on labelled held-out patients. It is used only "
+               "where it lowered the cross-validated error there; otherwise the correction is a single recalibration for "
+               "every pattern, or none. Rare patterns borrow from patterns holding the same modalities.")
 
 
 def render_what_if(what_if: dict, key: str) -> None:

@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "mmnar_core.encoders.command",
     "mmnar_core.training.command",
     "mmnar_core.baselines.command",
+    "mmnar_core.shift_study.command",
     "mmnar_core.bench",
     "mmnar_core.bundle_command",
     "mmnar_core.drift_command",

@@ -35,12 +35,20 @@ class PredictorError(ValueError):
 class TaskRisk:
     task: str
     risk: float  # rectified, calibrated
-    low: float  # 95 % interval from the uncertainty of the pattern's correction
-    high: float
+    low: float  # 95 % interval of the estimated risk: the model's own spread (its members) and the correction's
+    high: float  # uncertainty; not what the record does not show (INTERVAL_MEANING)
     raw: float  # the network's own probability
     calibrated: float  # after temperature scaling, before the rectifier
-    rectifier_offset: float  # logit offset of the patient's pattern
-    pattern_residual: float  # the pattern's shrunk mean residual (y - p) on held-out data
+    rectifier_offset: float  # the rectifier's change of this patient's logit (corrected - calibrated)
+    pattern_residual: float  # the pattern's unshrunk mean residual (y - p) where the rectifier was fit (0 if unknown)
+    model_spread: float = 0.0  # standard deviation of the fusion members' calibrated logits
+
+
+INTERVAL_MEANING = ("95 % interval of the estimated risk for patients with this record: it combines how much the "
+                    "model's independently trained members disagree with the uncertainty of the site correction. "
+                    "It does not cover what the record does not show (a clinician's unrecorded judgement, an "
+                    "unmeasured test): measured on synthetic cohorts it contains the true risk less often than "
+                    "95 % (docs/calibration.md).")
 
 
 @dataclass
@@ -120,6 +128,14 @@ class Predictor:
     def _logits(self, inputs: list[torch.Tensor], availability: torch.Tensor) -> np.ndarray:
         return self.bundle.model([x.to(self.device) for x in inputs], availability.to(self.device)).float().cpu().numpy()
 
+    @torch.no_grad()
+    def _logits_and_spread(self, inputs: list[torch.Tensor], availability: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(B, T) mean logits (what forward returns) and (B, T) standard deviation of the members' logits."""
+        members = self.bundle.model.member_logits([x.to(self.device) for x in inputs],
+                                                  availability.to(self.device)).float().cpu().numpy()
+        spread = members.std(axis=0, ddof=1) if members.shape[0] > 1 else np.zeros(members.shape[1:])
+        return members.mean(axis=0), spread
+
     def score(self, inputs: list[torch.Tensor], availability: torch.Tensor) -> np.ndarray:
         """(B, T) rectified, calibrated risks of a batch (each row rectified for its own pattern)."""
         calibrated = _sigmoid(self.bundle.temperature.transform(self._logits(inputs, availability)))
@@ -153,8 +169,8 @@ class Predictor:
         vectors = self.encode(record) if vectors is None else vectors
         inputs, availability = self._tensors(vectors)
         mask = torch.from_numpy(availability).unsqueeze(0)
-        logits = self._logits(inputs, mask)[0]
-        return self._prediction(record, availability, logits)
+        logits, spread = self._logits_and_spread(inputs, mask)
+        return self._prediction(record, availability, logits[0], spread[0])
 
     def predict_many(self, records: Sequence[PatientRecord],
                      vectors: Sequence[dict[str, np.ndarray]] | None = None) -> list[Prediction]:
@@ -170,20 +186,26 @@ class Predictor:
         rows = [self._tensors(v) for v in vectors]
         inputs = [torch.cat([row[0][k] for row in rows]) for k in range(len(self.config.modalities))]
         masks = np.stack([row[1] for row in rows])
-        logits = self._logits(inputs, torch.from_numpy(masks))
-        return [self._prediction(record, masks[i], logits[i]) for i, record in enumerate(records)]
+        logits, spread = self._logits_and_spread(inputs, torch.from_numpy(masks))
+        return [self._prediction(record, masks[i], logits[i], spread[i]) for i, record in enumerate(records)]
 
-    def _prediction(self, record: PatientRecord, availability: np.ndarray, logits: np.ndarray) -> Prediction:
-        """One patient's Prediction from its (T,) logits and (M,) availability."""
-        calibrated = _sigmoid(self.bundle.temperature.transform(logits[None]))[0]
-        pattern = int(encode_pattern(availability))
+    def _prediction(self, record: PatientRecord, availability: np.ndarray, logits: np.ndarray,
+                    spread: np.ndarray) -> Prediction:
+        """One patient's Prediction from its (T,) logits, the (T,) spread of its members' logits and (M,) availability."""
+        scaled = self.bundle.temperature.transform(logits[None])[0]
+        calibrated = _sigmoid(scaled)
+        member_sd = spread / np.asarray(self.bundle.temperature.temperatures, dtype=float)
+        pattern = np.array([int(encode_pattern(availability))])
         risks = []
         for i, task in enumerate(self.config.tasks):
             rectifier = self.bundle.rectifiers[task]
-            risk = float(rectifier.transform(np.array([pattern]), calibrated[i:i + 1])[0])
-            low, high = rectifier.interval(np.array([pattern]), calibrated[i:i + 1])
-            risks.append(TaskRisk(task, risk, float(low[0]), float(high[0]), float(_sigmoid(logits[i])), float(calibrated[i]),
-                                  float(rectifier.offset[pattern]), float(rectifier.tau[pattern])))
+            corrected = float(rectifier.corrected_logits(pattern, calibrated[i:i + 1])[0])
+            low, high = rectifier.interval(pattern, calibrated[i:i + 1], model_sd=member_sd[i:i + 1])
+            residual = rectifier.residual_mean_[pattern[0]] if rectifier.residual_mean_ is not None else 0.0
+            risks.append(TaskRisk(task, float(_sigmoid(corrected)), float(low[0]), float(high[0]), float(_sigmoid(logits[i])),
+                                  float(calibrated[i]), corrected - float(scaled[i]), float(residual),
+                                  float(member_sd[i])))
+        pattern = int(pattern[0])
         names = self.config.modalities
         return Prediction(record.patient_id, pattern, pattern_label(pattern, names),
                           [n for n, a in zip(names, availability) if a], [n for n, a in zip(names, availability) if not a],

@@ -24,7 +24,7 @@ def test_bundle_is_complete_and_honest(run):
     bundle = load_bundle(run / "bundle")
     assert bundle.config.modalities == ["structured", "cxr", "discharge_note", "radiology_report"]
     assert set(bundle.rectifiers) == {"readmission_30d", "icu_90d", "death_180d"}
-    assert all(r.source == "val" for r in bundle.rectifiers.values())
+    assert all(r.source_ == "val" for r in bundle.rectifiers.values())
     assert "Not for clinical use" in bundle.model_card
     files = json.loads((run / "bundle" / "bundle.json").read_text())["files"]
     assert any(name.endswith("tabular_state.json") for name in files)
@@ -48,13 +48,18 @@ def test_evaluate_writes_predictions_and_report(run):
     assert "## icu_90d" in (out / "report.md").read_text()
 
 
-def test_rectify_refits_without_touching_the_network(run):
+def test_rectify_refits_without_touching_the_network(run, capsys):
     out = run / "bundle_site"
     assert main(["rectify", str(run / "bundle"), str(run / "data"), "--split", "val", "--out", str(out),
                  "--cache", str(run / "cache")]) == 0
+    printed = capsys.readouterr().out
+    assert "| pattern | n | events | own estimate | correction used [95 % CI] | kept |" in printed
+    refit = load_bundle(out).metrics["rectifier_refit"]["tasks"]["icu_90d"]
+    assert refit["level"] in ("none", "global", "modality", "pattern") and refit["reason"]
+    assert sum(row["n"] for row in refit["patterns"]) == refit["n_fit"]
     old, new = load_bundle(run / "bundle"), load_bundle(out)
     assert (run / "bundle" / "weights.safetensors").read_bytes() == (out / "weights.safetensors").read_bytes()
-    assert all(r.source == "external" for r in new.rectifiers.values())
+    assert all(r.source_ == "external" for r in new.rectifiers.values())
     assert new.metrics["rectifier_refit"]["from_bundle"] == old.model_id
     assert "reference.safetensors" in new.files
     assert any(name.endswith("tabular_state.json") for name in new.files)  # the refit bundle still serves raw inputs

@@ -259,8 +259,9 @@ class RiskHead(nn.Module):
         tasks = list(predictor.config.tasks)
         device = predictor.device
         self.temperature = torch.tensor(np.asarray(predictor.bundle.temperature.temperatures, dtype=np.float32), device=device)
-        self.offset = torch.tensor([float(predictor.bundle.rectifiers[t].offset[self.pattern]) for t in tasks],
-                                   dtype=torch.float32, device=device)
+        affine = [predictor.bundle.rectifiers[t].affine(self.pattern) for t in tasks]  # the rectifier's own formula
+        self.slope = torch.tensor([a[0] for a in affine], dtype=torch.float32, device=device)
+        self.offset = torch.tensor([a[1] for a in affine], dtype=torch.float32, device=device)
         self.output = output
 
     def forward(self, replace: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
@@ -269,7 +270,7 @@ class RiskHead(nn.Module):
         rows = next(iter(replace.values())).shape[0] if replace else 1
         inputs = [replace[i] if i in replace else x.expand(rows, -1) for i, x in enumerate(self.inputs)]
         logits = self.model(inputs, self.availability.expand(rows, -1))
-        z = logits / self.temperature + self.offset
+        z = self.slope * (logits / self.temperature) + self.offset
         return torch.sigmoid(z) if self.output == "probability" else z
 
 

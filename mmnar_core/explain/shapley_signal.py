@@ -144,7 +144,7 @@ def shapley_signal_check(n: int = 16000, seed: int = 0, mnar_noise: bool = False
             "auroc_with_signal": {t: round(auroc(labels[:, i], risks[:, i]), 3) for i, t in enumerate(data.tasks)},
             "oracle_auroc_with_signal": {t: round(auroc(labels[:, i], data.true_probs[seen, i]), 3)
                                          for i, t in enumerate(data.tasks)},
-            "max_abs_rectifier_offset": {t: round(float(np.abs(r.offset[r.n > 0]).max()), 3) for t, r in rectifiers.items()},
+            "max_abs_rectifier_offset": {t: round(float(np.abs(r.offset_[r.n_ > 0]).max()), 3) for t, r in rectifiers.items()},
             "train_seconds": round(trained.seconds, 1), "best_epoch": trained.best_epoch})
     rates_seen = [rate for cohort in cohorts for rate in cohort["rank_first"].values()]
     return {"n": n, "seed": seed, "availability": "mnar_noise" if mnar_noise else "mcar", "rates": list(rates),

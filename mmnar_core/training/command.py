@@ -112,14 +112,33 @@ def run_rectify(args) -> int:
     rows = np.flatnonzero(data.splits != "test") if args.split == "all" else data.rows(args.split)
     temperature, rectifiers = fit_calibration(bundle.model, data, device, rows, source="external")
     metrics = dict(bundle.metrics)
+    reports = {task: {**r.summary(), "patterns": r.report(list(data.modalities))} for task, r in rectifiers.items()}
     metrics["rectifier_refit"] = {"from_bundle": bundle.model_id, "dataset": Path(args.dataset).name, "split": args.split,
-                                  "n": int(len(rows))}
+                                  "n": int(len(rows)), "tasks": reports}
     card = bundle.model_card + (f"\n## Rectifier refit\nTemperature and rectifier refit on {len(rows)} labelled patients of "
                                 f"`{Path(args.dataset).name}` ({args.split} split); network weights unchanged from {bundle.model_id}.\n")
     out = save_bundle(args.out, bundle.model, temperature, rectifiers, bundle.dataset, bundle.encoders, metrics, card,
                       extra_files=_extra_files(bundle), overwrite=args.overwrite)
-    print(json.dumps({"bundle": str(out), "n_fit": int(len(rows))}, indent=2))
+    print(json.dumps({"bundle": str(out), "n_fit": int(len(rows)), "rectifiers": reports}, indent=2))
+    print(rectifier_table(reports))
     return 0
+
+
+def rectifier_table(reports: dict) -> str:
+    """Per task and pattern: support, the correction used (logit) with its 95 % interval, and whether the gate
+    kept the pattern's own correction; the level chosen and why."""
+    lines = []
+    for task, report in reports.items():
+        lines += [f"\n{task}: level {report['level']} (slope {report['slope']:.3f}, intercept {report['intercept']:+.3f}). "
+                  f"{report['reason']}", "| pattern | n | events | own estimate | correction used [95 % CI] | kept |",
+                  "|---|---|---|---|---|---|"]
+        for row in report["patterns"]:
+            if row["n"] == 0:
+                continue
+            own = "" if row["raw_offset"] is None else f"{row['raw_offset']:+.3f} (se {row['raw_offset_se']:.3f})"
+            lines.append(f"| {row['modalities']} | {row['n']} | {row['events']} | {own} | {row['offset']:+.3f} "
+                         f"[{row['low']:+.3f}, {row['high']:+.3f}] | {'yes' if row['kept'] else 'no'} |")
+    return "\n".join(lines)
 
 
 def _extra_files(bundle) -> dict[str, bytes]:
