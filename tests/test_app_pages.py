@@ -280,6 +280,27 @@ def test_model_card_shows_ordering_policy_drift(data_dir):
     assert "Difference from the training mix" in "".join(m.value for m in app.markdown)
 
 
+def test_app_drift_command_reports_and_exports_the_counts(data_dir, tmp_path, capsys):
+    from mmnar_app.drift import main
+    from mmnar_app.store import count_pattern, open_store
+    from mmnar_core.cli import main as core_main
+
+    with open_store(None, data_dir=data_dir) as store:
+        for pattern in [5] * 60 + [15] * 50:
+            count_pattern(store, _model_id(), pattern)
+    assert main(["report"]) == 0
+    printed = capsys.readouterr().out
+    assert "110 patients analysed here" in printed and "verdict: " in printed
+    out = tmp_path / "counts.json"
+    assert main(["export", "--out", str(out)]) == 0
+    document = json.loads(out.read_text())
+    assert document["counts"] == {"5": 60, "15": 50} and document["model_id"] == _model_id()
+    assert main(["export", "--out", str(out)]) == 2 and "already exists" in capsys.readouterr().err
+    assert core_main(["drift", str(ROOT / "assets" / "demo_bundle"), "--counts", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_local"] == 110
+    assert main(["--bundle", str(tmp_path), "report"]) == 2 and "not a model bundle" in capsys.readouterr().err
+
+
 def test_a_tampered_bundle_is_refused_with_a_clear_message(data_dir, tmp_path, monkeypatch):
     import shutil
 
