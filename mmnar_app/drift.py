@@ -47,13 +47,11 @@ def section(info, store, bundle_dir: str | Path) -> None:
                  help="Total variation distance: the share of patients here who would need a different set of "
                       "tests for the two mixes to match.")
     box = {NO_DRIFT: st.success, MILD: st.info, ADVISED: st.warning}.get(report.verdict, st.info)
-    box(f"**{report.title.capitalize()}.** {report.message}")
+    box(report.message)  # the verdict first, then the distance with its interval, in plain words
     if report.verdict == ADVISED:
         st.markdown("Refit the pattern correction on local patients whose outcomes are known (a dataset folder of "
                     "them, prepared as in docs/new_site.md), then evaluate the new bundle on their test split:")
         st.code(rectify_command(str(bundle_dir)), language="bash")
-    if report.tv is not None:
-        st.markdown(model_card.drift_figure_text(report))
     st.dataframe(model_card.drift_table(report), hide_index=True)
     since = (f"Counted here from {counts.first_seen:%Y-%m-%d} to {counts.last_seen:%Y-%m-%d} (UTC). "
              if counts.first_seen else "")

@@ -106,16 +106,6 @@ def drift_table(report) -> list[dict]:
     return rows
 
 
-def drift_figure_text(report) -> str:
-    """The distance and its interval in words (empty when nobody was analysed yet)."""
-    if report.tv is None:
-        return ""
-    return (f"**Difference from the training mix: {report.tv:.0%}** (95 % interval {report.tv_low:.0%} to "
-            f"{report.tv_high:.0%}). This is the share of patients here who would need a different set of tests "
-            f"for the two mixes to match (0 % = the same mix). With no change in ordering policy, about "
-            f"{report.null_tv_mean:.0%} is expected by chance alone for {report.n_local} patients.")
-
-
 def drift_rule_text(report) -> str:
     """The documented rule, with its thresholds."""
     t = report.thresholds

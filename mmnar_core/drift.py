@@ -351,9 +351,9 @@ def _verdict(n_local: int, f: dict, unseen: list[str], t: DriftThresholds) -> tu
     if n_local < t.min_patients:
         return TOO_FEW, (f"Too few patients to judge: {n_local} analysed here, {t.min_patients} needed. In a small "
                          "group the mix of available tests differs from the training mix by chance alone." + new)
-    share = (f"{f['tv']:.0%} of patients here (95 % interval {f['tv_low']:.0%} to {f['tv_high']:.0%}) would have "
-             "to have had a different set of tests for the mix to match the training site's; with no change of "
-             f"policy about {f['null_tv_mean']:.0%} is expected by chance for this many patients")
+    share = (f"{f['tv']:.0%} of patients here (95 % interval {f['tv_low']:.0%} to {f['tv_high']:.0%}) would need "
+             "a different combination of tests for the mix to match the training site's; with no change of "
+             f"policy about {f['null_tv_mean']:.0%} is expected by chance alone for {n_local} patients")
     if f["p_value"] < t.alpha and f["tv_low"] > t.advise_tv:
         return ADVISED, (f"Drift: rectify advised. The tests ordered here differ from the training site's: {share}. "
                          "Risks for the patterns whose share changed may be biased: refit the pattern correction on "

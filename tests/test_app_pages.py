@@ -277,7 +277,8 @@ def test_model_card_shows_ordering_policy_drift(data_dir):
     table = next(d.value for d in app.dataframe if "tests available" in d.value.columns)
     assert "Structured EHR" in set(table["tests available"])  # modalities in words, not pattern ids
     assert "Structured EHR + Chest X-ray + Discharge summary + Radiology report" in set(table["tests available"])
-    assert "Difference from the training mix" in "".join(m.value for m in app.markdown)
+    assert {m.label: m.value for m in app.metric}["Difference from the training mix"].endswith("%")
+    assert "would need a different combination of tests" in warning and warning.count("rectify advised") == 1
 
 
 def test_app_drift_command_reports_and_exports_the_counts(data_dir, tmp_path, capsys):
