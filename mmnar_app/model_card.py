@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from mmnar_app.display import pattern_name
+from mmnar_core.patterns import decode_pattern
 
 
 def _interval(row: dict, digits: int = 3) -> str:
@@ -39,21 +40,35 @@ def pattern_table(metrics: dict, task: str) -> list[dict]:
 
 
 def rectifier_table(calibration: dict, task: str, modalities: list[str], pattern_counts: dict) -> list[dict]:
-    """The pattern rectifier's logit correction per pattern with its interval and how many validation
-    patients it rests on (patterns never seen get the shrunk global value)."""
-    from mmnar_core.patterns import decode_pattern
+    """The site correction per pattern: its logit correction with its interval, how many held-out patients it
+    rests on, and whether the gate kept the pattern's own correction (patterns never seen get their parent)."""
+    from mmnar_core.calibration import PatternRectifier
 
-    state = calibration["rectifiers"][task]
+    rectifier = PatternRectifier.from_dict(calibration["rectifiers"][task])
     rows = []
-    for pattern, n in enumerate(state["n"]):
-        if not n and not pattern_counts.get(str(pattern)):
+    for row in rectifier.report(modalities):
+        pattern = row["pattern"]
+        if not row["n"] and not pattern_counts.get(str(pattern)):
             continue
         present = [m for m, a in zip(modalities, decode_pattern(pattern, len(modalities))) if a]
-        rows.append({"pattern": pattern_name(present), "validation patients": n,
+        rows.append({"pattern": pattern_name(present), "held-out patients": row["n"],
                      "training patients": pattern_counts.get(str(pattern), 0),
-                     "correction (logit)": f"{state['offset'][pattern]:+.3f} [{state['offset_low'][pattern]:+.3f}, "
-                                           f"{state['offset_high'][pattern]:+.3f}]"})
-    return sorted(rows, key=lambda r: -r["validation patients"])
+                     "correction (log-odds)": f"{row['offset']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}]",
+                     "own correction kept": "yes" if row["kept"] else "no (parent)" if row["level"] == "pattern" else "n/a"})
+    return sorted(rows, key=lambda r: -r["held-out patients"])
+
+
+def rectifier_summary(calibration: dict, task: str) -> str:
+    """One plain sentence: which correction the gate chose for this outcome and why."""
+    from mmnar_core.calibration import PatternRectifier
+
+    rectifier = PatternRectifier.from_dict(calibration["rectifiers"][task])
+    meaning = {"none": "no correction (the calibrated model was not beaten on held-out data, or too few patients)",
+               "global": "one recalibration (intercept and slope) for every pattern",
+               "modality": "a recalibration plus one offset per modality present",
+               "pattern": "a recalibration plus a shrunk offset per availability pattern"}[rectifier.level_]
+    return (f"Site correction used: {meaning}; fit on {rectifier.n_fit_} held-out patients "
+            f"({rectifier.source_}). {rectifier.reason_}.")
 
 
 def baselines_table(path: Path, tasks: list[str]) -> tuple[list[dict], dict] | None:

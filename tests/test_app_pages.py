@@ -228,7 +228,9 @@ def test_model_card_page(data_dir):
     app = page("2_Model_card.py")
     tables = [d.value for d in app.dataframe]
     assert {"raw", "calibrated", "rectified"} <= set(tables[0]["probabilities"])
-    assert any("correction (logit)" in t.columns for t in tables)
+    correction = next(t for t in tables if "correction (log-odds)" in t.columns)
+    assert {"held-out patients", "own correction kept"} <= set(correction.columns)
+    assert any("Site correction used:" in c.value for c in app.caption)
     assert any("oracle (true probability)" in set(t.get("model", [])) for t in tables)
     app.segmented_control(key="card_task").set_value("death_180d").run()
     assert not app.exception

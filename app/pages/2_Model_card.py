@@ -40,7 +40,8 @@ right.plotly_chart(charts.pattern_counts_figure(info.pattern_counts_train, modal
 st.subheader("For whom: per missingness pattern")
 st.dataframe(model_card.pattern_table(metrics, task), hide_index=True)
 st.caption("Patterns with fewer than 30 test patients are not evaluated. Small patterns have wide intervals.")
-st.subheader("Rectifier correction per pattern")
+st.subheader("Site correction per availability pattern")
+st.caption(model_card.rectifier_summary(info.calibration, task))
 st.dataframe(model_card.rectifier_table(info.calibration, task, modalities, info.pattern_counts_train), hide_index=True)
 
 drift.section(info, store(), settings().bundle_dir)

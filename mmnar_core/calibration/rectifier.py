@@ -60,9 +60,10 @@ class RectifierConfig:
 
     estimator: str = "reml"  # between-pattern variance: "reml" or "moments" (generalised DerSimonian-Laird)
     folds: int = 5  # cross-validation folds of the gate
-    gate_se: float = 1.0  # a richer level must beat a simpler one by this many paired standard errors
+    gate_se: float = 2.0  # a richer level must beat a simpler one by this many paired standard errors
     min_rows: int = 100  # below this many labelled rows: no correction
     min_events: int = 10  # ... or this many events (or non-events)
+    events_per_parameter: float = 10.0  # a level is a candidate only with this many minority-class rows per parameter
     prior_sd: float = 2.0  # weak normal prior (logit units) on each pattern's unshrunk offset
     ridge: float = 1.0  # pull of the global fit toward (intercept 0, slope 1), in pseudo-observations
     seed: int = 0  # fold assignment
@@ -75,8 +76,10 @@ class RectifierConfig:
             raise RectifierError(f"estimator {self.estimator!r} is not known (accepted: {', '.join(ESTIMATORS)})")
         if self.folds < 2:
             raise RectifierError(f"folds must be at least 2, got {self.folds}")
-        if self.min_rows < 2 * self.folds or self.min_events < 1 or self.prior_sd <= 0 or self.ridge < 0:
-            raise RectifierError("min_rows must be at least 2 x folds, min_events at least 1, prior_sd > 0, ridge >= 0")
+        if self.min_rows < 2 * self.folds or self.min_events < 1 or self.prior_sd <= 0 or self.ridge < 0 \
+                or self.events_per_parameter < 0:
+            raise RectifierError("min_rows must be at least 2 x folds, min_events at least 1, prior_sd > 0, ridge >= 0, "
+                                 "events_per_parameter >= 0")
 
 
 # ------------------------------------------------------------------------------------------ the pieces
@@ -210,6 +213,7 @@ class LevelFit:
     shrunk: np.ndarray  # parent + B (raw - parent)
     shrunk_var: np.ndarray
     tau2: float
+    parameters: dict  # level -> number of fitted parameters (for the events-per-parameter rule)
 
     def logits(self, level: str, z: np.ndarray, patterns: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
         if level == "none":
@@ -241,8 +245,9 @@ def _fit_levels(z: np.ndarray, y: np.ndarray, patterns: np.ndarray, design: np.n
     shrunk = parent + weight * (np.where(observed, raw, 0.0) - parent)
     shrunk_var = np.where(observed, weight * np.where(observed, raw_var, 0.0) + (1 - weight) ** 2 * parent_var,
                           parent_var + meta.tau2)
+    parameters = {"none": 0, "global": 2, "modality": 1 + len(meta.columns), "pattern": 2 + int(observed.sum())}
     return LevelFit(a, b, global_cov, joint, parent, parent_var, np.where(observed, raw, 0.0), raw_var, shrunk, shrunk_var,
-                    meta.tau2)
+                    meta.tau2, parameters)
 
 
 def _folds(y: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -345,9 +350,11 @@ class PatternRectifier:
             for level in LEVELS:
                 losses[level][out] = log_loss_rows(fit.logits(level, z[out], patterns[out]), y[out])
         self.cv_loss_ = {level: float(losses[level].mean()) for level in LEVELS}
-        best = min(LEVELS, key=lambda level: self.cv_loss_[level])
+        minority = min(y.sum(), len(y) - y.sum())
+        allowed = [level for level in LEVELS if full.parameters[level] * config.events_per_parameter <= minority]
+        best = min(allowed, key=lambda level: self.cv_loss_[level])
         chosen = best
-        for level in LEVELS[:LEVELS.index(best)]:  # the simplest level the best does not clearly beat
+        for level in allowed[:allowed.index(best)]:  # the simplest level the best does not clearly beat
             gain = losses[level] - losses[best]
             if gain.mean() <= config.gate_se * gain.std(ddof=1) / np.sqrt(len(gain)):
                 chosen = level
@@ -357,7 +364,9 @@ class PatternRectifier:
         self.kept_ = (self.n_ > 0) & (difference < 0) if chosen == "pattern" else np.zeros(n_all, bool)
         self.reason_ = (f"cross-validated log loss (x1000): " +
                         ", ".join(f"{level} {1000 * self.cv_loss_[level]:.2f}" for level in LEVELS) +
-                        f"; best {best}, used {chosen} (the simplest level within {config.gate_se:g} paired SE of the best)")
+                        f"; levels with at least {config.events_per_parameter:g} minority-class rows per parameter: "
+                        f"{', '.join(allowed)}; best {best}, used {chosen} (the simplest level within "
+                        f"{config.gate_se:g} paired SE of the best)")
 
     def _set_correction(self, fit: LevelFit) -> None:
         n_all = len(fit.parent)
