@@ -10,6 +10,7 @@ pool rows (never on test rows) and score the test rows (the rest of site B) agai
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -127,7 +128,11 @@ def _site_pair(config: StudyConfig, judgement: float, cohort_seed: int):
     return site_a, site_b
 
 
-def run_study(config: StudyConfig, device: torch.device, log=print) -> dict:
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)  # progress on stderr, shown at once; the tables go to stdout
+
+
+def run_study(config: StudyConfig, device: torch.device, log=_progress) -> dict:
     results = {"format": RESULTS_FORMAT, "config": asdict(config), "adaptations": list(ADAPTATIONS),
                "modalities": list(MODALITIES), "groups": []}
     started = time.perf_counter()
