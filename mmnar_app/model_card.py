@@ -128,3 +128,28 @@ def drift_rule_text(report) -> str:
             f"(p < {t['alpha']:g} against the no-change resampling) and even the low end of its interval is above "
             f"{t['advise_tv']:.0%}; beyond chance but smaller is \"mild drift\". Statistic: total variation "
             f"distance, {t['resamples']:,} bootstrap resamples (docs/app.md, \"Ordering-policy drift\").")
+
+
+POLICY_WORDS = {"default": "as at the training site", "low_imaging": "fewer X-rays (community hospital)",
+                "high_imaging": "X-rays for nearly everyone", "mar": "ordering from recorded data only",
+                "mcar": "ordering unrelated to the patient", "reversed": "X-rays for the least sick (stress test)"}
+
+
+def shift_study_table(path: Path, task: str) -> tuple[list[dict], dict] | None:
+    """The synthetic site-shift study for one outcome: error against the true risk at a new site, by its ordering
+    policy and how strongly clinicians' unrecorded judgement drives ordering (assets/model_card/shift_study.json)."""
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    rows = []
+    for row in data["rows"]:
+        if row["task"] != task:
+            continue
+        rows.append({"unrecorded judgement": f"{row['judgement']:g}",
+                     "new site orders": POLICY_WORDS.get(row["policy"], row["policy"]),
+                     "this model, as shipped": f"{row['ours_none']:.3f}",
+                     "with the site correction": f"{row['ours_rectifier_v2']:.3f}",
+                     "best other model (its best correction)": f"{row['reference']}: {row['reference_error']:.3f}",
+                     "ours (best correction) / best other [95 % CI]":
+                         f"{row['ratio']:.2f} [{row['ratio_low']:.2f}, {row['ratio_high']:.2f}] ({row['verdict']})"})
+    return rows, data

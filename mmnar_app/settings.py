@@ -11,6 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_BUNDLE = ROOT / "assets" / "demo_bundle"
 DEMO_BASELINES = ROOT / "assets" / "model_card" / "demo_baselines.json"
+DEMO_SHIFT_STUDY = ROOT / "assets" / "model_card" / "shift_study.json"
 
 
 @dataclass(frozen=True)

@@ -231,6 +231,8 @@ def test_model_card_page(data_dir):
     correction = next(t for t in tables if "correction (log-odds)" in t.columns)
     assert {"held-out patients", "own correction kept"} <= set(correction.columns)
     assert any("Site correction used:" in c.value for c in app.caption)
+    shift = next(t for t in tables if "with the site correction" in t.columns)
+    assert len(shift) == 12 and "X-rays for the least sick (stress test)" in set(shift["new site orders"])
     assert any("oracle (true probability)" in set(t.get("model", [])) for t in tables)
     app.segmented_control(key="card_task").set_value("death_180d").run()
     assert not app.exception

@@ -96,6 +96,8 @@ def test_tiny_study_end_to_end(tmp_path, capsys):
             and c["policy"] == "reversed"]
     assert none[0]["error"]["value"] == pytest.approx(none[1]["error"]["value"])  # no adaptation: the pool is unused
     assert {r["adaptation"] for r in group["coverage"]} == {"none", "global", "modality_offsets", "rectifier_v2"}
+    card = json.loads((out / "card.json").read_text())
+    assert card["pool"] == 300 and len(card["rows"]) == 2 * 3  # 2 policies x 3 outcomes at the middle pool
     assert main(args) == 2  # refuses to overwrite without --overwrite
     assert "--overwrite" in capsys.readouterr().err
 

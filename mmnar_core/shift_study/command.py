@@ -82,7 +82,7 @@ def run(args) -> int:
     import torch
 
     from mmnar_core.encoders.runtime import pick_device
-    from mmnar_core.shift_study.report import markdown
+    from mmnar_core.shift_study.report import card_summary, markdown
     from mmnar_core.shift_study.run import run_study
 
     config = study_config(args)  # every check before any work
@@ -95,6 +95,8 @@ def run(args) -> int:
     write_text_atomic(out / "results.json", json.dumps(results, indent=1))
     table = markdown(results)
     write_text_atomic(out / "results.md", table)
+    write_text_atomic(out / "card.json", json.dumps(card_summary(results), indent=1))
     print(table)
-    print(f"\nwrote {out / 'results.json'} and {out / 'results.md'}")
+    print(f"\nwrote {out / 'results.json'}, {out / 'results.md'} and {out / 'card.json'} (the model card's summary: "
+          "copy it to assets/model_card/shift_study.json for the demo bundle)")
     return 0

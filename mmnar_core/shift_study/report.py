@@ -108,3 +108,29 @@ def _headline(headline: dict) -> list[str]:
         lines.append(f"- Architecture (pools <= 1,000): ours >= 10 % lower error than the best reference in {len(wins)} of "
                      f"{len(arch)} cells; worse in {len(losses)}; median ratio {np.median([r['error_ratio'] for r in arch]):.3f}.")
     return lines
+
+
+def card_summary(results: dict, pool: int | None = None) -> dict:
+    """What the app's model card shows (assets/model_card/shift_study.json): per judgement, task and policy at one
+    pool size, the error against the true risk of ours unadapted and with rectifier v2, and of the best reference
+    with its best adaptation, with the paired ratio interval; plus the run's settings."""
+    config = results["config"]
+    pool = pool or _middle_pool(config)
+    rows = []
+    for group in results["groups"]:
+        cells = {(c["model"], c["adaptation"], c["policy"], c["task"]): c["error"]["value"]
+                 for c in group["cells"] if c["pool"] == pool}
+        for row in group["architecture"]:
+            if row["pool"] != pool:
+                continue
+            policy, task = row["policy"], row["task"]
+            rows.append({"judgement": group["judgement"], "policy": policy, "task": task,
+                         "ours_none": cells[("mmnar", "none", policy, task)],
+                         "ours_rectifier_v2": cells[("mmnar", "rectifier_v2", policy, task)],
+                         "reference": f"{row['reference']} + {row['reference_adaptation']}",
+                         "reference_error": row["error"]["b"], "ours_best": f"mmnar + {row['ours_adaptation']}",
+                         "ratio": row["error"]["ratio"], "ratio_low": row["error"]["ratio_low"],
+                         "ratio_high": row["error"]["ratio_high"], "verdict": row["error"]["verdict"]})
+    return {"format": "mmnar-shift-study-card/1", "pool": pool, "n_site_a": config["n_site_a"],
+            "n_site_b": config["n_site_b"], "scenario": config["scenario"], "training_seeds": config["training_seeds"],
+            "models": config["models"], "rows": rows}
