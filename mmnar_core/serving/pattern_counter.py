@@ -7,9 +7,9 @@ returned) the input hashes of the last `recent` requests, so that one patient's 
 times (the app's fast first answer, then the rest of its explanation; another outcome) count once.
 
 With `--pattern-counts-file FILE` the counts survive a restart: read at start (refused when they belong to
-another model or modality order), written atomically when `flush_every_s` has passed since the last
-write, and at shutdown; a crash loses at most that many seconds of counts. Thread-safe: one lock around
-every read and change; the file is written outside the event loop by the caller.
+another model or modality order), written atomically on a count that comes `flush_every_s` or more after
+the last write, and at shutdown (no timer thread: a crash loses the counts since the last write). Thread-safe:
+one lock around every read and change; the file is written outside the event loop by the caller.
 """
 
 from __future__ import annotations
