@@ -46,7 +46,7 @@ def head_with(model: nn.Module) -> RiskHead:
     nn.Module.__init__(head)
     head.model, head.inputs = model, [torch.zeros(1, 4)]
     head.availability = torch.ones(1, 1, dtype=torch.bool)
-    head.temperature, head.offset, head.output = torch.ones(1), torch.zeros(1), "probability"
+    head.temperature, head.slope, head.offset, head.output = torch.ones(1), torch.ones(1), torch.zeros(1), "probability"
     return head
 
 
