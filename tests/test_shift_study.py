@@ -111,3 +111,14 @@ def test_estimator_comparison_finds_real_pattern_bias_at_realistic_n(capsys):
     assert {r["estimator"] for r in rows} == {"reml", "moments"}
     for row in rows:
         assert row["share_tau2_zero"] <= 0.2 and row["offset_error"] < 0.25
+
+
+def test_rmse_rewards_the_mean_where_the_absolute_error_rewards_the_median():
+    """True risks 0.1 (x3) and 0.5 for one record: predicting their mean 0.2 (calibrated) has the lower RMSE,
+    predicting their median 0.1 the lower absolute error; the study reports both for that reason."""
+    truth = np.array([0.1, 0.1, 0.1, 0.5] * 20)
+    resampler = Resampler.make(np.ones(80, dtype=np.int64), 50, seed=0)
+    mean, median = np.full(80, 0.2), np.full(80, 0.1)
+    assert resampler.rmse([mean], truth)[0] < resampler.rmse([median], truth)[0]
+    assert resampler.error([mean], truth)[0] > resampler.error([median], truth)[0]
+    assert resampler.rmse([mean], truth)[0] == pytest.approx(np.sqrt((3 * 0.01 + 0.09) / 4))

@@ -27,12 +27,13 @@ def _group(group: dict, config: dict) -> list[str]:
     lines = [f"## Unrecorded judgement {group['judgement']:g}, cohort seed {group['cohort_seed']} "
              f"({group['n_test']:,} test patients per policy)", ""]
     lines += ["### No shift (site B under the default policy): rectifier v2 against no adaptation, ours", "",
-              "| task | pool | error ratio v2 / none [95 % CI] | pattern bias difference [95 % CI] | verdict (bias) |",
-              "|---|---|---|---|---|"]
+              "| task | pool | error ratio v2 / none [95 % CI] | RMSE ratio [95 % CI] | pattern bias difference [95 % CI] "
+              "| verdict (bias) |", "|---|---|---|---|---|---|"]
     for row in group["no_shift"]:
         if row["model"] == "mmnar":
-            e, b = row["error"], row["pattern_bias"]
+            e, r, b = row["error"], row["rmse"], row["pattern_bias"]
             lines.append(f"| {row['task']} | {row['pool']} | {e['ratio']:.3f} {_ci(e['ratio_low'], e['ratio_high'])} | "
+                         f"{r['ratio']:.3f} {_ci(r['ratio_low'], r['ratio_high'])} | "
                          f"{b['difference']:+.4f} {_ci(b['low'], b['high'], 4)} | {b['verdict']} |")
     lines += ["", "### Per-pattern true bias: rectifier v2 against a global intercept + slope, ours (pools <= 1,000)", "",
               "| policy | task | pool | bias v2 | bias global | cut [95 % CI] | verdict |", "|---|---|---|---|---|---|---|"]
@@ -90,10 +91,12 @@ def _error_grid(group: dict, config: dict) -> list[str]:
 def _headline(headline: dict) -> list[str]:
     lines = ["## Headline figures", ""]
     ratios = [r["error_ratio"] for r in headline["no_shift"]]
+    rmse = [r["rmse_ratio"] for r in headline["no_shift"]]
     worse_bias = [r for r in headline["no_shift"] if r["pattern_bias_interval"][0] > 0]
     if ratios:
-        lines.append(f"- No shift: error ratio rectifier v2 / none from {min(ratios):.3f} to {max(ratios):.3f} over "
-                     f"{len(ratios)} task x pool cells; pattern bias raised beyond noise in {len(worse_bias)} cells.")
+        lines.append(f"- No shift: error ratio rectifier v2 / none from {min(ratios):.3f} to {max(ratios):.3f} (RMSE "
+                     f"{min(rmse):.3f} to {max(rmse):.3f}) over {len(ratios)} task x pool cells; pattern bias raised "
+                     f"beyond noise in {len(worse_bias)} cells.")
     for policy in sorted({r["policy"] for r in headline["bias_cut"]}):
         rows = [r for r in headline["bias_cut"] if r["policy"] == policy]
         big = [r for r in rows if r["cut"] >= 0.25 and r["verdict"] == "better"]

@@ -227,10 +227,11 @@ def _score_group(config, judgement, cohort_seed, data, n_b, local_test, truth_b,
                     for adaptation in ADAPTATIONS:
                         runs = probs[(name, adaptation, policy, pool, task)]
                         error, bias = resampler.error(runs, truth), resampler.pattern_bias(runs, truth)
-                        stats[(name, adaptation)] = (error, bias)
+                        stats[(name, adaptation)] = (error, bias, resampler.rmse(runs, truth))
                         chosen = levels[(name, adaptation, policy, pool, task)]
                         group["cells"].append({"policy": policy, "task": task, "pool": pool, "model": name,
                                                "adaptation": adaptation, "error": interval_summary(error),
+                                               "rmse": interval_summary(stats[(name, adaptation)][2]),
                                                "pattern_bias": interval_summary(bias),
                                                "levels": {lv: chosen.count(lv) for lv in sorted(set(chosen))}})
                 key = {"policy": policy, "task": task, "pool": pool}
@@ -238,6 +239,7 @@ def _score_group(config, judgement, cohort_seed, data, n_b, local_test, truth_b,
                     for name in config.models:
                         group["no_shift"].append({**key, "model": name,
                                                   "error": compare(stats[(name, "rectifier_v2")][0], stats[(name, "none")][0]),
+                                                  "rmse": compare(stats[(name, "rectifier_v2")][2], stats[(name, "none")][2]),
                                                   "pattern_bias": compare(stats[(name, "rectifier_v2")][1], stats[(name, "none")][1])})
                 for name in config.models:
                     group["bias_cut"].append({**key, "model": name,
@@ -274,6 +276,8 @@ def headline(results: dict) -> dict:
                 out["no_shift"].append({**tag, "task": row["task"], "pool": row["pool"],
                                         "error_ratio": row["error"]["ratio"],
                                         "error_ratio_interval": [row["error"]["ratio_low"], row["error"]["ratio_high"]],
+                                        "rmse_ratio": row["rmse"]["ratio"],
+                                        "rmse_ratio_interval": [row["rmse"]["ratio_low"], row["rmse"]["ratio_high"]],
                                         "pattern_bias_difference": row["pattern_bias"]["difference"],
                                         "pattern_bias_interval": [row["pattern_bias"]["low"], row["pattern_bias"]["high"]]})
         for row in group["bias_cut"]:

@@ -1,6 +1,9 @@
 """Scores against the true risk, and paired bootstrap intervals of differences and ratios between arms.
 
-Error: mean |p - p_true| over the test rows. Pattern bias: the unweighted mean, over availability
+Error: mean |p - p_true| over the test rows (the issue's figure), and the root mean squared error: a
+calibrated risk is the mean of the true risks of patients like this one, which minimises the squared
+error, while the absolute error favours their median, so a correct recalibration can raise the absolute
+error when true risks vary widely among patients with the same record. Pattern bias: the unweighted mean, over availability
 patterns with at least `min_n` test rows, of |mean p - mean p_true| in the pattern (the bias a
 per-pattern correction is for, free of label noise). Coverage: the share of rows whose interval holds
 p_true. Every statistic of an arm is averaged over training seeds; a bootstrap resample draws one set of
@@ -40,6 +43,11 @@ class Resampler:
         """(1 + B,) mean |p - truth|, averaged over the runs (seeds)."""
         per_row = np.mean([np.abs(p - truth) for p in runs], axis=0)
         return self.weights @ per_row / self.weights.sum(axis=1)
+
+    def rmse(self, runs: list[np.ndarray], truth: np.ndarray) -> np.ndarray:
+        """(1 + B,) root mean squared p - truth, the squared error averaged over the runs (seeds)."""
+        per_row = np.mean([(p - truth) ** 2 for p in runs], axis=0)
+        return np.sqrt(self.weights @ per_row / self.weights.sum(axis=1))
 
     def pattern_bias(self, runs: list[np.ndarray], truth: np.ndarray) -> np.ndarray:
         """(1 + B,) mean over patterns of |mean p - mean truth|, averaged over the runs."""
