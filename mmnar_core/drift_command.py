@@ -18,7 +18,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "drift", help="compare the availability patterns seen here with the training mix (ordering-policy drift)",
         description="Total variation distance between the mix of availability patterns among patients analysed "
-        "here and the bundle's training mix, with a 95 %% bootstrap interval, the distance expected with no "
+        "here and the bundle's training mix, with a 95 % bootstrap interval, the distance expected with no "
         "drift, a chi-square test, the per-pattern table and a verdict (too few patients / no drift / mild "
         "drift / drift: rectify advised). Counts only: no patient data. See docs/serving.md.")
     parser.add_argument("bundle", metavar="BUNDLE_DIR", help="the model bundle the counts were made with")
