@@ -41,8 +41,11 @@ st.subheader("For whom: per missingness pattern")
 st.dataframe(model_card.pattern_table(metrics, task), hide_index=True)
 st.caption("Patterns with fewer than 30 test patients are not evaluated. Small patterns have wide intervals.")
 st.subheader("Site correction per availability pattern")
-st.caption(model_card.rectifier_summary(info.calibration, task))
-st.dataframe(model_card.rectifier_table(info.calibration, task, modalities, info.pattern_counts_train), hide_index=True)
+sentence, detail, per_pattern = model_card.rectifier_summary(info.calibration, task)
+st.markdown(sentence, help=detail)
+if per_pattern:
+    st.dataframe(model_card.rectifier_table(info.calibration, task, modalities, info.pattern_counts_train),
+                 hide_index=True)
 
 drift.section(info, store(), settings().bundle_dir)
 
@@ -65,7 +68,8 @@ if shift:
     st.caption(f"Synthetic site-shift study (`python -m mmnar_core shift-study`): trained at one simulated hospital "
                f"({data['n_site_a']:,} patients), used at another ({data['n_site_b']:,}) whose clinicians order X-rays "
                f"and notes as shown; mean distance from the true risk (lower is better) after a site correction fit on "
-               f"{data['pool']:,} of its labelled patients; training seeds {data['training_seeds']}. 'Unrecorded "
+               f"{data['pool']:,} of its labelled patients; training seeds {data['training_seeds']}; 'ours / best other' "
+               "below 1 means this model is closer to the truth (verdict from a paired 95 % interval). 'Unrecorded "
                "judgement' is how strongly a suspicion that no record holds drives both ordering and the outcome "
                "(0 = none, 2 = strong). Under a changed policy every model needs the site correction; with it, a "
                "logistic regression is about as close to the truth as this model (docs/results.md, 'Site shift').")
