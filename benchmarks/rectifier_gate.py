@@ -14,7 +14,7 @@ from mmnar_core.calibration import PatternRectifier, TemperatureScaler
 from mmnar_core.calibration.rectifier import RectifierConfig
 from mmnar_core.model import MMNARConfig
 from mmnar_core.numeric import sigmoid
-from mmnar_core.shift_study.run import StudyConfig, _site_pair, fit_arm
+from mmnar_core.shift_study.run import StudyConfig, fit_arm, site_pair
 from mmnar_core.shift_study.sites import study_data
 torch.set_num_threads(1)
 POLICIES = ["default", "reversed", "low_imaging", "mcar"]
@@ -22,7 +22,7 @@ cache = Path(sys.argv[1] if len(sys.argv) > 1 else "rectifier_gate_predictions.n
 if not cache.exists():
     saved = {}
     for j in (0.0, 2.0):
-        a, b = _site_pair(StudyConfig(), j, 0)
+        a, b = site_pair(StudyConfig(), j, 0)
         data = study_data(a, b, POLICIES)
         base = MMNARConfig.from_dict({**MMNARConfig().to_dict(), **data.config_fields()})
         val, test, sd = fit_arm("mmnar", data, base, 0, torch.device("cpu"))

@@ -20,6 +20,7 @@ from mmnar_core.bundle import Bundle, load_bundle
 from mmnar_core.explain.explanation import ExplanationCache
 from mmnar_core.explain.modality import ReferenceSet, shapley_values, value_of_absent, what_if
 from mmnar_core.explain.reference_image import load_reference_images
+from mmnar_core.numeric import members_mean_and_spread
 from mmnar_core.numeric import sigmoid as _sigmoid
 from mmnar_core.patterns import encode_pattern, pattern_label
 from mmnar_core.schema import FeatureSpec, ModalitySpec, OutcomeSpec, PatientRecord
@@ -131,10 +132,8 @@ class Predictor:
     @torch.no_grad()
     def _logits_and_spread(self, inputs: list[torch.Tensor], availability: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """(B, T) mean logits (what forward returns) and (B, T) standard deviation of the members' logits."""
-        members = self.bundle.model.member_logits([x.to(self.device) for x in inputs],
-                                                  availability.to(self.device)).float().cpu().numpy()
-        spread = members.std(axis=0, ddof=1) if members.shape[0] > 1 else np.zeros(members.shape[1:])
-        return members.mean(axis=0), spread
+        members = self.bundle.model.member_logits([x.to(self.device) for x in inputs], availability.to(self.device))
+        return members_mean_and_spread(members.float().cpu().numpy())
 
     def score(self, inputs: list[torch.Tensor], availability: torch.Tensor) -> np.ndarray:
         """(B, T) rectified, calibrated risks of a batch (each row rectified for its own pattern)."""

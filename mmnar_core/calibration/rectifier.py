@@ -215,7 +215,7 @@ class LevelFit:
     tau2: float
     parameters: dict  # level -> number of fitted parameters (for the events-per-parameter rule)
 
-    def logits(self, level: str, z: np.ndarray, patterns: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
+    def logits(self, level: str, z: np.ndarray, patterns: np.ndarray) -> np.ndarray:
         if level == "none":
             return z
         if level == "global":
@@ -223,8 +223,7 @@ class LevelFit:
         eta = self.joint[0] + self.joint[1] * z
         if level == "modality":
             return eta + self.parent[patterns]
-        offsets = self.shrunk if keep is None else np.where(keep, self.shrunk, self.parent)
-        return eta + offsets[patterns]
+        return eta + self.shrunk[patterns]
 
 
 def _fit_levels(z: np.ndarray, y: np.ndarray, patterns: np.ndarray, design: np.ndarray,

@@ -26,7 +26,7 @@ from mmnar_core.shift_study.score import Resampler, compare, interval_summary
 from mmnar_core.shift_study.sites import MODALITIES, simulate_site, study_data
 from mmnar_core.synth.policy import POLICY_NAMES
 from mmnar_core.synth.scm import SCENARIO_NAMES
-from mmnar_core.training.trainer import train
+from mmnar_core.training.trainer import predict_logits, predict_logits_and_spread, train
 
 RESULTS_FORMAT = "mmnar-shift-study/1"
 ADAPTATIONS = {  # name -> rectifier configuration (None: no adaptation, the site-A model as shipped)
@@ -92,19 +92,9 @@ def fit_arm(name: str, data, config: MMNARConfig, seed: int, device: torch.devic
     if spec.kind != "mmnar":
         fitted = fit_model(spec, data, config, seed, device, [0])
         return fitted.val, fitted.test, np.zeros_like(fitted.test)
-    result = train(spec_config(spec, config, seed), data, device, progress=False, build_model=builder(spec, [0]))
-    model = result.model.eval()
-    outputs = {}
-    with torch.no_grad():
-        for split in ("val", "test"):
-            rows, means, spreads = data.rows(split), [], []
-            for start in range(0, len(rows), 4096):
-                inputs, availability, _ = data.take(rows[start:start + 4096])
-                members = model.member_logits([x.to(device) for x in inputs], availability.to(device)).float().cpu().numpy()
-                means.append(members.mean(axis=0))
-                spreads.append(members.std(axis=0, ddof=1) if members.shape[0] > 1 else np.zeros(members.shape[1:]))
-            outputs[split] = (np.concatenate(means), np.concatenate(spreads))
-    return outputs["val"][0], outputs["test"][0], outputs["test"][1]
+    model = train(spec_config(spec, config, seed), data, device, progress=False, build_model=builder(spec, [0])).model
+    test, spread = predict_logits_and_spread(model, data, data.rows("test"), device)
+    return predict_logits(model, data, data.rows("val"), device), test, spread
 
 
 def adapt(adaptation: str, pool_patterns, pool_probs, pool_labels, test_patterns, test_probs, model_sd):
@@ -122,7 +112,7 @@ def adapt(adaptation: str, pool_patterns, pool_probs, pool_labels, test_patterns
 # ------------------------------------------------------------------------------------------ the study
 
 
-def _site_pair(config: StudyConfig, judgement: float, cohort_seed: int):
+def site_pair(config: StudyConfig, judgement: float, cohort_seed: int):
     site_a, tabular = simulate_site(config.n_site_a, 1000 * cohort_seed + 1, config.scenario, judgement)
     site_b, _ = simulate_site(config.n_site_b, 1000 * cohort_seed + 2, config.scenario, judgement, tabular)
     return site_a, site_b
@@ -147,7 +137,7 @@ def run_study(config: StudyConfig, device: torch.device, log=_progress) -> dict:
 
 
 def _run_group(config: StudyConfig, judgement: float, cohort_seed: int, device, log) -> dict:
-    site_a, site_b = _site_pair(config, judgement, cohort_seed)
+    site_a, site_b = site_pair(config, judgement, cohort_seed)
     data = study_data(site_a, site_b, list(config.policies))
     base = MMNARConfig.from_dict({**MMNARConfig().to_dict(), **config.model_overrides, **data.config_fields()})
     n_b, tasks = len(site_b.frame), list(data.tasks)

@@ -23,6 +23,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from mmnar_core.model import MMNARConfig, MMNARModel
+from mmnar_core.numeric import members_mean_and_spread
 from mmnar_core.model.auxiliary import auxiliary_losses, uniform
 from mmnar_core.model.losses import masked_task_loss
 from mmnar_core.training.data import ModelData
@@ -121,6 +122,22 @@ def predict_logits(model: MMNARModel, data: ModelData, rows: np.ndarray, device:
         inputs, availability, _ = data.take(rows[start:start + batch_size])
         out.append(model([x.to(device) for x in inputs], availability.to(device)).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(data.tasks)))
+
+
+@torch.no_grad()
+def predict_logits_and_spread(model: MMNARModel, data: ModelData, rows: np.ndarray, device: torch.device,
+                              batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, tasks) mean logits (what predict_logits returns) and the fusion members' standard deviation."""
+    model.eval()
+    means, spreads = [], []
+    for start in range(0, len(rows), batch_size):
+        inputs, availability, _ = data.take(rows[start:start + batch_size])
+        members = model.member_logits([x.to(device) for x in inputs], availability.to(device))
+        mean, spread = members_mean_and_spread(members.float().cpu().numpy())
+        means.append(mean)
+        spreads.append(spread)
+    empty = np.zeros((0, len(data.tasks)))
+    return (np.concatenate(means), np.concatenate(spreads)) if means else (empty, empty)
 
 
 def validation_score(logits: np.ndarray, labels: np.ndarray) -> float:
