@@ -98,15 +98,15 @@ def fit_arm(name: str, data, config: MMNARConfig, seed: int, device: torch.devic
 
 
 def adapt(adaptation: str, pool_patterns, pool_probs, pool_labels, test_patterns, test_probs, model_sd):
-    """(test risks, interval low, interval high, chosen level) after fitting `adaptation` on the pool."""
+    """(test risks, interval low, interval high, the fitted rectifier or None) after fitting `adaptation` on the pool."""
     rectifier_config = ADAPTATIONS[adaptation]
     if rectifier_config is None:
         z = logit(test_probs)
         half = Z_95 * model_sd
-        return test_probs, sigmoid(z - half), sigmoid(z + half), "none"
+        return test_probs, sigmoid(z - half), sigmoid(z + half), None
     rectifier = PatternRectifier(len(MODALITIES), rectifier_config).fit(pool_patterns, pool_probs, pool_labels, "external")
     low, high = rectifier.interval(test_patterns, test_probs, model_sd)
-    return rectifier.transform(test_patterns, test_probs), low, high, rectifier.level_
+    return rectifier.transform(test_patterns, test_probs), low, high, rectifier
 
 
 # ------------------------------------------------------------------------------------------ the study
@@ -162,23 +162,10 @@ def _run_group(config: StudyConfig, judgement: float, cohort_seed: int, device, 
             model_sd = test_sd / temperature.temperatures
             for k, policy in enumerate(config.policies):
                 block = slice(k * n_b, (k + 1) * n_b)
-                cal, sd, patterns = calibrated[block], model_sd[block], data.patterns[test_rows_all[block]]
+                site = (calibrated[block], model_sd[block], data.patterns[test_rows_all[block]], labels_b, truth_b)
                 for pool in config.pools:
-                    chosen = pool_order[:pool]
-                    for adaptation in ADAPTATIONS:
-                        for t, task in enumerate(tasks):
-                            risk, low, high, level = adapt(adaptation, patterns[chosen], cal[chosen, t], labels_b[chosen, t],
-                                                           patterns[local_test], cal[local_test, t], sd[local_test, t])
-                            key = (name, adaptation, policy, pool, task)
-                            probs.setdefault(key, []).append(risk)
-                            levels.setdefault(key, []).append(level)
-                            if name == "mmnar":
-                                truth = truth_b[local_test, t]
-                                inside.setdefault(key, []).append((truth >= low) & (truth <= high))
-                                if adaptation == "rectifier_v2":
-                                    ppi.setdefault((policy, pool, task), []).extend(
-                                        _ppi_coverage(patterns[chosen], cal[chosen, t], labels_b[chosen, t],
-                                                      patterns[local_test], cal[local_test, t], truth))
+                    _adapt_and_record(name, policy, pool, tasks, site, pool_order[:pool], local_test,
+                                      probs, inside, levels, ppi)
             seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
             log(f"  judgement {judgement:g} cohort {cohort_seed} seed {seed}: {name} trained and adapted "
                 f"({time.perf_counter() - started:.0f} s)")
@@ -186,11 +173,29 @@ def _run_group(config: StudyConfig, judgement: float, cohort_seed: int, device, 
                         ppi, seconds)
 
 
-def _ppi_coverage(pool_patterns, pool_probs, pool_labels, test_patterns, test_probs, truth) -> list[float]:
+def _adapt_and_record(name, policy, pool, tasks, site, chosen, local_test, probs, inside, levels, ppi) -> None:
+    """Every adaptation of one model at one policy and pool size, fit on the `chosen` pool rows and applied to the
+    test rows; records risks, chosen levels and (ours) interval hits and pattern-mean coverage."""
+    cal, sd, patterns, labels, truth_all = site
+    for adaptation in ADAPTATIONS:
+        for t, task in enumerate(tasks):
+            risk, low, high, rectifier = adapt(adaptation, patterns[chosen], cal[chosen, t], labels[chosen, t],
+                                               patterns[local_test], cal[local_test, t], sd[local_test, t])
+            key = (name, adaptation, policy, pool, task)
+            probs.setdefault(key, []).append(risk)
+            levels.setdefault(key, []).append(rectifier.level_ if rectifier is not None else "none")
+            if name != "mmnar":
+                continue
+            truth = truth_all[local_test, t]
+            inside.setdefault(key, []).append((truth >= low) & (truth <= high))
+            if adaptation == "rectifier_v2":
+                ppi.setdefault((policy, pool, task), []).extend(
+                    _ppi_hits(rectifier, patterns[local_test], cal[local_test, t], truth))
+
+
+def _ppi_hits(rectifier: PatternRectifier, test_patterns, test_probs, truth) -> list[float]:
     """Per pattern with >= 50 test rows and >= 2 labelled pool rows: does the prediction-powered interval of
-    the pattern's mean risk (unshrunk residual, not the gated correction) hold the true mean?"""
-    rectifier = PatternRectifier(len(MODALITIES), RectifierConfig(level="none")).fit(
-        pool_patterns, pool_probs, pool_labels, "external")
+    the pattern's mean risk (the fit's unshrunk residuals, whatever level the gate chose) hold the true mean?"""
     out = []
     for g, row in rectifier.pattern_mean_risk(test_patterns, test_probs).items():
         if row["n"] >= 50 and row["estimate"] is not None:
