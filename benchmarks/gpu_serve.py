@@ -27,7 +27,7 @@ def throughput(predictor, records, batch: int, repeats: int = 3) -> float:
         _sync()
         started = time.perf_counter()
         for start in range(0, len(records), batch):
-            predictor.predict_many(records[start:start + batch])
+            predictor.predict_many(records[start : start + batch])
         _sync()
         best = max(best, len(records) / (time.perf_counter() - started))
     return round(best, 1)
@@ -54,10 +54,16 @@ def main(bundle: str, data: str, device: str = "cuda", n_explain: int = 30, n_re
     ids = dataset.patients["patient_id"].to_numpy()[dataset.split_indices("test")][:n_records]
     records = [dataset.record(pid) for pid in ids]
     predictor.predict_many(records[:8])  # warm-up
-    _guarded(figures, "predict_many_patients_per_s",
-             lambda: {f"batch_{b}": throughput(predictor, records, b) for b in (1, 8, 64)})
-    _guarded(figures, "explain",
-             lambda: bench_explain(bundle, data, n=n_explain, n_all_tasks=max(1, n_explain // 3), device=device))
+    _guarded(
+        figures,
+        "predict_many_patients_per_s",
+        lambda: {f"batch_{b}": throughput(predictor, records, b) for b in (1, 8, 64)},
+    )
+    _guarded(
+        figures,
+        "explain",
+        lambda: bench_explain(bundle, data, n=n_explain, n_all_tasks=max(1, n_explain // 3), device=device),
+    )
     cuda = torch.device(device).type == "cuda"
     figures["gpu_memory_peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None
     figures["device"] = torch.cuda.get_device_name(0) if cuda else "cpu"

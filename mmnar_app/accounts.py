@@ -42,10 +42,14 @@ def _operator() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mmnar_app.accounts", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--database-url", help="SQLAlchemy URL (default: MMNAR_DATABASE_URL, else SQLite in "
-                                               "MMNAR_DATA_DIR)")
+    parser = argparse.ArgumentParser(
+        prog="python -m mmnar_app.accounts",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--database-url", help="SQLAlchemy URL (default: MMNAR_DATABASE_URL, else SQLite in MMNAR_DATA_DIR)"
+    )
     parser.add_argument("--data-dir", help="folder of the default SQLite database (default: MMNAR_DATA_DIR)")
     sub = parser.add_subparsers(dest="command", required=True)
     add = sub.add_parser("add", help="add a user")
@@ -85,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
             if not rows:
                 print(f"no users in {store.url}")
             for row in rows:
-                print(f"{row['user']:<32} {row['role']:<10} {row['status']:<9} {row['sign-in']:<20} "
-                      f"last sign-in {row['last sign-in (UTC)'] or 'never'}")
+                print(
+                    f"{row['user']:<32} {row['role']:<10} {row['status']:<9} {row['sign-in']:<20} "
+                    f"last sign-in {row['last sign-in (UTC)'] or 'never'}"
+                )
             return 0
         if args.command == "add":
             secret = None if args.no_password else _read_password(args)
@@ -105,12 +111,16 @@ def main(argv: list[str] | None = None) -> int:
             if before is None:
                 raise StoreError(f"no user {args.user!r}")
             user = users.set_role(args.user, args.role)
-            store.record(action="user-change-role", user=operator,
-                         detail=f"{user.username}: {before.role} -> {user.role}")
+            store.record(
+                action="user-change-role", user=operator, detail=f"{user.username}: {before.role} -> {user.role}"
+            )
             print(f"{user.username} is now {user.role}")
             return 0
-        change = {"disable": lambda u: users.set_disabled(u, True), "enable": lambda u: users.set_disabled(u, False),
-                  "unlock": users.unlock}[args.command]
+        change = {
+            "disable": lambda u: users.set_disabled(u, True),
+            "enable": lambda u: users.set_disabled(u, False),
+            "unlock": users.unlock,
+        }[args.command]
         user = change(args.user)
         store.record(action=f"user-{args.command}", user=operator, detail=user.username)
         print(f"{user.username}: {args.command}d" if args.command != "unlock" else f"{user.username}: unlocked")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from mmnar_app.store import StoreError
 from mmnar_app.store.users import User, UserStore
@@ -26,9 +26,18 @@ def audit_csv(entries) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(AUDIT_COLUMNS)
     for e in sorted(entries, key=lambda e: e.id):
-        writer.writerow([e.id, e.at.astimezone(timezone.utc).isoformat(timespec="seconds"), _cell(e.user),
-                         _cell(e.action), _cell(e.model_version), _cell(e.input_hash),
-                         "" if e.assessment_id is None else e.assessment_id, _cell(e.detail)])
+        writer.writerow(
+            [
+                e.id,
+                e.at.astimezone(UTC).isoformat(timespec="seconds"),
+                _cell(e.user),
+                _cell(e.action),
+                _cell(e.model_version),
+                _cell(e.input_hash),
+                "" if e.assessment_id is None else e.assessment_id,
+                _cell(e.detail),
+            ]
+        )
     return out.getvalue()
 
 
@@ -39,31 +48,53 @@ def export_audit_csv(db, user: str, model_version: str, limit: int = 10_000_000)
 
 
 def user_rows(users: list[User], now: datetime | None = None) -> list[dict]:
-    now = now or datetime.now(timezone.utc)
-    return [{"user": u.username, "role": u.role,
-             "status": "disabled" if u.disabled else ("locked" if u.locked(now) else "active"),
-             "sign-in": "local password" if u.has_password else "OpenID Connect only",
-             "locked until (UTC)": f"{u.locked_until:%Y-%m-%d %H:%M}" if u.locked(now) else "",
-             "last sign-in (UTC)": f"{u.last_sign_in_at:%Y-%m-%d %H:%M}" if u.last_sign_in_at else "",
-             "created (UTC)": f"{u.created_at:%Y-%m-%d %H:%M}"} for u in users]
+    now = now or datetime.now(UTC)
+    return [
+        {
+            "user": u.username,
+            "role": u.role,
+            "status": "disabled" if u.disabled else ("locked" if u.locked(now) else "active"),
+            "sign-in": "local password" if u.has_password else "OpenID Connect only",
+            "locked until (UTC)": f"{u.locked_until:%Y-%m-%d %H:%M}" if u.locked(now) else "",
+            "last sign-in (UTC)": f"{u.last_sign_in_at:%Y-%m-%d %H:%M}" if u.last_sign_in_at else "",
+            "created (UTC)": f"{u.created_at:%Y-%m-%d %H:%M}",
+        }
+        for u in users
+    ]
 
 
-def add_user(users: UserStore, db, admin: str, model_version: str, username: str, role: str,
-             password: str | None) -> User:
+def add_user(
+    users: UserStore, db, admin: str, model_version: str, username: str, role: str, password: str | None
+) -> User:
     user = users.add(username, role, password or None)
-    db.record(action="user-add", user=admin, model_version=model_version,
-              detail=f"{user.username} as {user.role}" + ("" if user.has_password else " (no local password)"))
+    db.record(
+        action="user-add",
+        user=admin,
+        model_version=model_version,
+        detail=f"{user.username} as {user.role}" + ("" if user.has_password else " (no local password)"),
+    )
     return user
 
 
-def change_user(users: UserStore, db, admin: str, model_version: str, username: str, action: str,
-                role: str | None = None, password: str | None = None) -> User:
+def change_user(
+    users: UserStore,
+    db,
+    admin: str,
+    model_version: str,
+    username: str,
+    action: str,
+    role: str | None = None,
+    password: str | None = None,
+) -> User:
     """One change by an admin, audited; refuses to lock the last admin out or an admin out of their own account."""
     target = users.get(username)
     if target is None:
         raise StoreError(f"no user {username!r}")
-    removes_admin = target.role == "admin" and not target.disabled and (
-        action == "disable" or (action == "change role" and role != "admin"))
+    removes_admin = (
+        target.role == "admin"
+        and not target.disabled
+        and (action == "disable" or (action == "change role" and role != "admin"))
+    )
     if removes_admin and target.username == admin:
         raise StoreError("you cannot disable your own account or take away your own admin role: ask another admin")
     if removes_admin and users.count_admins() <= 1:

@@ -29,7 +29,6 @@ import streamlit as st
 
 from mmnar_app.logging_setup import get_logger, phi_hash
 from mmnar_app.plain_text import plain
-
 from mmnar_core.roles import ROLES, USER_CLAIMS, RoleMapError, parse_role_map, roles_from_claims, username_from_claims
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
@@ -77,23 +76,37 @@ class AuthSettings:
         return BackoffPolicy(free_attempts=self.lockout_attempts, cap=cap, base=min(timedelta(seconds=15), cap))
 
     @classmethod
-    def from_env(cls) -> "AuthSettings":
+    def from_env(cls) -> AuthSettings:
         env = os.environ
         mode = (env.get("MMNAR_AUTH") or "auto").strip().lower()
         mode = {"": "auto", "demo": "none", "off": "none", "openid": "oidc", "accounts": "local"}.get(mode, mode)
         role_map = parse_role_map(env.get("MMNAR_OIDC_ROLE_MAP"))  # a bad entry stops the app with its message
         client_key = (env.get("MMNAR_SIGN_IN_CLIENT") or "ip").strip().lower()
         if client_key not in CLIENT_KEYS:
-            raise AuthSettingsError(f"MMNAR_SIGN_IN_CLIENT={client_key!r} is not accepted: use ip (the connection's "
-                                    "address, else the browser session) or session")
-        return cls(mode=mode, lockout_attempts=_setting(env, "MMNAR_LOCKOUT_ATTEMPTS", 5, int, 1, 100,
-                                                        "a whole number of failures from 1 to 100"),
-                   lockout_minutes=_setting(env, "MMNAR_LOCKOUT_MINUTES", 5.0, float, 0.1, 60.0,
-                                            "minutes from 0.1 to 60 (the longest back-off; never a permanent lock)"),
-                   client_key=client_key,
-                   oidc_provider=(env.get("MMNAR_OIDC_PROVIDER") or "").strip() or None,
-                   user_claim=(env.get("MMNAR_OIDC_USER_CLAIM") or "email").strip(),
-                   role_claim=(env.get("MMNAR_OIDC_ROLE_CLAIM") or "").strip() or None, role_map=role_map)
+            raise AuthSettingsError(
+                f"MMNAR_SIGN_IN_CLIENT={client_key!r} is not accepted: use ip (the connection's "
+                "address, else the browser session) or session"
+            )
+        return cls(
+            mode=mode,
+            lockout_attempts=_setting(
+                env, "MMNAR_LOCKOUT_ATTEMPTS", 5, int, 1, 100, "a whole number of failures from 1 to 100"
+            ),
+            lockout_minutes=_setting(
+                env,
+                "MMNAR_LOCKOUT_MINUTES",
+                5.0,
+                float,
+                0.1,
+                60.0,
+                "minutes from 0.1 to 60 (the longest back-off; never a permanent lock)",
+            ),
+            client_key=client_key,
+            oidc_provider=(env.get("MMNAR_OIDC_PROVIDER") or "").strip() or None,
+            user_claim=(env.get("MMNAR_OIDC_USER_CLAIM") or "email").strip(),
+            role_claim=(env.get("MMNAR_OIDC_ROLE_CLAIM") or "").strip() or None,
+            role_map=role_map,
+        )
 
 
 def _setting(env, name: str, default, kind, low, high, accepted: str):
@@ -167,8 +180,11 @@ def auth_section_problems(section, provider: str | None) -> list[str]:
     where = section.get(provider) if provider else section
     if provider and where is None:
         return missing + [f"[auth.{provider}]"]
-    missing += [k if not provider else f"{provider}.{k}" for k in ("client_id", "client_secret", "server_metadata_url")
-                if not (where or {}).get(k)]
+    missing += [
+        k if not provider else f"{provider}.{k}"
+        for k in ("client_id", "client_secret", "server_metadata_url")
+        if not (where or {}).get(k)
+    ]
     redirect = str(section.get("redirect_uri") or "")
     if redirect and not redirect.rstrip("/").endswith("/oauth2callback"):
         missing.append("redirect_uri ending in /oauth2callback")
@@ -178,22 +194,28 @@ def auth_section_problems(section, provider: str | None) -> list[str]:
 def resolve_mode(settings: AuthSettings) -> tuple[str, str | None]:
     """(mode, problem): demo | local | oidc, and a configuration problem to show instead of the app."""
     if settings.mode not in ("auto", "none", "local", "oidc"):
-        return "none", (f"MMNAR_AUTH={settings.mode!r} is not a sign-in mode: use oidc, local or none "
-                        "(unset: OpenID Connect when secrets.toml has an [auth] section, else the local demo).")
+        return "none", (
+            f"MMNAR_AUTH={settings.mode!r} is not a sign-in mode: use oidc, local or none "
+            "(unset: OpenID Connect when secrets.toml has an [auth] section, else the local demo)."
+        )
     if settings.mode == "local":
         return "local", None
     if settings.mode == "none":
         return "demo", None
     unreadable = _unreadable_secrets_file()
     if unreadable:
-        return "oidc", (f"The secrets file {unreadable} could not be read (is it valid TOML?). The app stays "
-                        "closed rather than run without the sign-in it may configure.")
+        return "oidc", (
+            f"The secrets file {unreadable} could not be read (is it valid TOML?). The app stays "
+            "closed rather than run without the sign-in it may configure."
+        )
     section = _secrets_section("auth")
     if section is None:
         if settings.mode == "oidc":
-            return "oidc", ("MMNAR_AUTH=oidc but Streamlit's secrets have no [auth] section: add redirect_uri, "
-                            "cookie_secret, client_id, client_secret and server_metadata_url to "
-                            ".streamlit/secrets.toml (see docs/auth.md).")
+            return "oidc", (
+                "MMNAR_AUTH=oidc but Streamlit's secrets have no [auth] section: add redirect_uri, "
+                "cookie_secret, client_id, client_secret and server_metadata_url to "
+                ".streamlit/secrets.toml (see docs/auth.md)."
+            )
         return "demo", None
     problems = auth_section_problems(section, settings.oidc_provider)
     from streamlit.auth_util import is_authlib_installed
@@ -201,18 +223,34 @@ def resolve_mode(settings: AuthSettings) -> tuple[str, str | None]:
     if not is_authlib_installed():
         problems.append("the Authlib package (pip install -r requirements.txt)")
     if problems:
-        return "oidc", ("Sign-in is configured ([auth] in secrets.toml) but incomplete: missing "
-                        + ", ".join(problems) + ". The app stays closed until this is fixed (see docs/auth.md).")
+        return "oidc", (
+            "Sign-in is configured ([auth] in secrets.toml) but incomplete: missing "
+            + ", ".join(problems)
+            + ". The app stays closed until this is fixed (see docs/auth.md)."
+        )
     return "oidc", None
 
 
 # ----------------------------------------------------------------------------- audit
-def audit(db, action: str, user: str, model_version: str, detail: str = "", input_hash: str = "",
-          assessment_id: int | None = None) -> None:
+def audit(
+    db,
+    action: str,
+    user: str,
+    model_version: str,
+    detail: str = "",
+    input_hash: str = "",
+    assessment_id: int | None = None,
+) -> None:
     """An audit entry; a failure to write it is logged (redacted) and does not break the page."""
     try:
-        db.record(action=action, user=user or "unknown", model_version=model_version or "", input_hash=input_hash,
-                  assessment_id=assessment_id, detail=detail)
+        db.record(
+            action=action,
+            user=user or "unknown",
+            model_version=model_version or "",
+            input_hash=input_hash,
+            assessment_id=assessment_id,
+            detail=detail,
+        )
     except Exception as error:  # pragma: no cover - the store is down: the page says so elsewhere
         from mmnar_app.logging_setup import safe_error
 
@@ -223,8 +261,11 @@ def deny(db, principal: Principal, model_version: str, what: str, detail: str = 
     """Show that `principal` may not do `what`, audit it (action "denied") and stop the page."""
     audit(db, "denied", principal.username, model_version, detail=detail or what)
     log.warning("denied %s to %s (%s)", what, phi_hash(principal.username), principal.role_text)
-    st.error(f"**Access denied.** Your role ({principal.role_text}) does not allow {what}. "
-             "Ask an administrator if you need it. This attempt has been recorded in the audit log.", icon="🚫")
+    st.error(
+        f"**Access denied.** Your role ({principal.role_text}) does not allow {what}. "
+        "Ask an administrator if you need it. This attempt has been recorded in the audit log.",
+        icon="🚫",
+    )
     st.stop()
 
 
@@ -232,8 +273,9 @@ def deny(db, principal: Principal, model_version: str, what: str, detail: str = 
 def authorize(principal: Principal, page: str, require: str | None, db, model_version: str) -> None:
     """Stop the page (audited "denied") unless `principal` has `require` ("analyse", "history", "admin")."""
     if require and not principal.can(require):
-        deny(db, principal, model_version, PERMISSION_TEXT.get(require, require),
-             detail=f"page {page}: needs {require}")
+        deny(
+            db, principal, model_version, PERMISSION_TEXT.get(require, require), detail=f"page {page}: needs {require}"
+        )
 
 
 def sign_in(db, model_version: str, demo_user: str) -> Principal:
@@ -264,8 +306,10 @@ def sign_in(db, model_version: str, demo_user: str) -> Principal:
 
 def caption(principal: Principal) -> str:
     if principal.mode == "demo":
-        return (f"local single-user mode, signed in as **{principal.username}** (no sign-in configured); "
-                "this demo user acts as clinician, reviewer and admin")
+        return (
+            f"local single-user mode, signed in as **{principal.username}** (no sign-in configured); "
+            "this demo user acts as clinician, reviewer and admin"
+        )
     return f"signed in as **{plain(principal.username)}** ({principal.role_text}) · {MODE_NAMES[principal.mode]}"
 
 
@@ -320,8 +364,10 @@ def client_id(settings: AuthSettings) -> str:
     return "session:" + st.session_state.setdefault(_SESSION_CLIENT, secrets.token_hex(16))
 
 
-BACKED_OFF = ("Too many failed sign-ins with this user name or from this connection: try again in {wait}. "
-              "An administrator can lift it for an account sooner.")
+BACKED_OFF = (
+    "Too many failed sign-ins with this user name or from this connection: try again in {wait}. "
+    "An administrator can lift it for an account sooner."
+)
 
 
 def _local_sign_in(settings: AuthSettings, users, db, model_version: str) -> None:
@@ -329,14 +375,19 @@ def _local_sign_in(settings: AuthSettings, users, db, model_version: str) -> Non
 
     st.subheader("Sign in")
     if not users.list():
-        st.warning("No accounts exist yet. Create the first administrator on the server with "
-                   "`python -m mmnar_app.accounts add NAME --role admin`.", icon="🔑")
+        st.warning(
+            "No accounts exist yet. Create the first administrator on the server with "
+            "`python -m mmnar_app.accounts add NAME --role admin`.",
+            icon="🔑",
+        )
     with st.form("mmnar_sign_in", clear_on_submit=True):
         name = st.text_input("User name", key="signin_user", autocomplete="username")
         password = st.text_input("Password", type="password", key="signin_password", autocomplete="current-password")
         submitted = st.form_submit_button("Sign in", type="primary")
-    st.caption(f"Local accounts of this deployment. After {settings.lockout_attempts} failed sign-ins each further "
-               f"one doubles the wait before the next, up to {settings.lockout_minutes:g} minutes.")
+    st.caption(
+        f"Local accounts of this deployment. After {settings.lockout_attempts} failed sign-ins each further "
+        f"one doubles the wait before the next, up to {settings.lockout_minutes:g} minutes."
+    )
     if not submitted:
         return
     result = users.authenticate(name, password, client=client_id(settings), policy=settings.backoff_policy())
@@ -398,7 +449,10 @@ def _oidc_principal(settings: AuthSettings, db, model_version: str) -> Principal
         _sign_out_button(principal, db, model_version)
         why = "is disabled in this app" if row is not None and row.disabled else "has no role in this app"
         audit(db, "denied", username, model_version, detail=f"oidc: account {why}")
-        st.error(f"You are signed in as **{plain(username)}**, but this account {why}. Ask an administrator to "
-                 "assign you a role (clinician, reviewer or admin).", icon="🚫")
+        st.error(
+            f"You are signed in as **{plain(username)}**, but this account {why}. Ask an administrator to "
+            "assign you a role (clinician, reviewer or admin).",
+            icon="🚫",
+        )
         st.stop()
     return principal

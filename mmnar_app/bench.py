@@ -14,8 +14,6 @@ import numpy as np
 
 from mmnar_app.browser_harness import RESULTS_TEXT, chromium_page, streamlit_server, wait_results_complete
 
-
-
 _WATCH_DOM = """() => {
     if (!window.__mmnarObserver) {
         window.__mmnarObserver = new MutationObserver(() => { window.__mmnarLastMutation = performance.now(); });

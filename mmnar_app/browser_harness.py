@@ -15,8 +15,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def free_port() -> int:
@@ -25,8 +34,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_healthy(url: str, timeout: float, process: subprocess.Popen | None = None,
-                 path: str = "/_stcore/health") -> float:
+def wait_healthy(
+    url: str, timeout: float, process: subprocess.Popen | None = None, path: str = "/_stcore/health"
+) -> float:
     """Seconds until GET url+path answers 200 (Streamlit's health check by default)."""
     started = time.perf_counter()
     while time.perf_counter() - started < timeout:
@@ -42,16 +52,34 @@ def wait_healthy(url: str, timeout: float, process: subprocess.Popen | None = No
 
 
 @contextmanager
-def streamlit_server(data_dir: Path, log_path: Path, extra_env: dict | None = None, port: int | None = None,
-                     extra_args: list[str] | None = None):
+def streamlit_server(
+    data_dir: Path,
+    log_path: Path,
+    extra_env: dict | None = None,
+    port: int | None = None,
+    extra_args: list[str] | None = None,
+):
     """`streamlit run app/Home.py` on a free port with its own data folder; yields (url, process, started_at).
 
     extra_args: more `streamlit run` options, e.g. ["--secrets.files", "/tmp/x/secrets.toml"]."""
     port = port or free_port()
     env = {**os.environ, "MMNAR_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", **(extra_env or {})}
-    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "Home.py"), "--server.headless", "true",
-               "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-               *(extra_args or [])]
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(ROOT / "app" / "Home.py"),
+        "--server.headless",
+        "true",
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+        *(extra_args or []),
+    ]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
         started = time.perf_counter()
@@ -97,8 +125,9 @@ def wait_for_text(page, text: str, timeout_s: float) -> None:
 def wait_idle(page, timeout_s: float = 120) -> None:
     """Until Streamlit has finished the current script run (its 'running' indicator is gone)."""
     page.wait_for_timeout(300)
-    page.wait_for_function("() => !document.querySelector(\"[data-testid='stStatusWidget']\")",
-                           timeout=timeout_s * 1000)
+    page.wait_for_function(
+        "() => !document.querySelector(\"[data-testid='stStatusWidget']\")", timeout=timeout_s * 1000
+    )
 
 
 RESULTS_TEXT = "Is an absent modality worth obtaining"
@@ -114,4 +143,6 @@ def wait_results_complete(page, expected_images: int, expected_notes: int, timeo
         " && [...document.querySelectorAll('p, strong')].filter(e => e.textContent.includes('highlighted words')).length >= notes"
         " && ![...document.querySelectorAll('p')].some(e => e.textContent.includes('being computed'))"
         " && !document.querySelector(\"[data-testid='stStatusWidget']\")",
-        arg=[expected_images, expected_notes], timeout=timeout_s * 1000)
+        arg=[expected_images, expected_notes],
+        timeout=timeout_s * 1000,
+    )

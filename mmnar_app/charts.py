@@ -11,8 +11,14 @@ RAISES, LOWERS, NEUTRAL = "#c2410c", "#1d4ed8", "#64748b"
 
 
 def _layout(fig: go.Figure, title: str, height: int = 320, **kwargs) -> go.Figure:
-    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=50, b=10), template="plotly_white",
-                      font=dict(size=13), **kwargs)
+    fig.update_layout(
+        title=title,
+        height=height,
+        margin=dict(l=10, r=10, t=50, b=10),
+        template="plotly_white",
+        font=dict(size=13),
+        **kwargs,
+    )
     return fig
 
 
@@ -20,19 +26,33 @@ def risk_figure(risks: list[dict]) -> go.Figure:
     """Rectified risk per outcome with its 95 % interval, and the network's raw risk beside it."""
     names = [task_name(r["task"]) for r in risks]
     fig = go.Figure()
-    fig.add_bar(y=names, x=[r["risk"] for r in risks], orientation="h", name="risk (rectified, calibrated)",
-                marker_color="#0f766e",
-                error_x=dict(type="data", symmetric=False, array=[r["high"] - r["risk"] for r in risks],
-                             arrayminus=[r["risk"] - r["low"] for r in risks]),
-                text=[f"{100 * r['risk']:.1f} %" for r in risks], textposition="outside",
-                hovertemplate="%{y}: %{x:.1%}<extra></extra>")
-    fig.add_scatter(y=names, x=[r["raw"] for r in risks], mode="markers", name="raw network risk",
-                    marker=dict(symbol="diamond", size=11, color=NEUTRAL),
-                    hovertemplate="raw: %{x:.1%}<extra></extra>")
+    fig.add_bar(
+        y=names,
+        x=[r["risk"] for r in risks],
+        orientation="h",
+        name="risk (rectified, calibrated)",
+        marker_color="#0f766e",
+        error_x=dict(
+            type="data",
+            symmetric=False,
+            array=[r["high"] - r["risk"] for r in risks],
+            arrayminus=[r["risk"] - r["low"] for r in risks],
+        ),
+        text=[f"{100 * r['risk']:.1f} %" for r in risks],
+        textposition="outside",
+        hovertemplate="%{y}: %{x:.1%}<extra></extra>",
+    )
+    fig.add_scatter(
+        y=names,
+        x=[r["raw"] for r in risks],
+        mode="markers",
+        name="raw network risk",
+        marker=dict(symbol="diamond", size=11, color=NEUTRAL),
+        hovertemplate="raw: %{x:.1%}<extra></extra>",
+    )
     top = max(max(r["high"] for r in risks), max(r["raw"] for r in risks))
     fig.update_xaxes(tickformat=".0%", range=[0, min(1.0, top * 1.3 + 0.02)])
-    return _layout(fig, "Risk per outcome", height=80 + 60 * len(risks),
-                   legend=dict(orientation="h", y=-0.25))
+    return _layout(fig, "Risk per outcome", height=80 + 60 * len(risks), legend=dict(orientation="h", y=-0.25))
 
 
 def shapley_figure(what_if: dict, task: str) -> go.Figure:
@@ -43,14 +63,24 @@ def shapley_figure(what_if: dict, task: str) -> go.Figure:
     full = max(subsets, key=lambda s: len(s["modalities"]))
     names = list(what_if["shapley"])
     values = [what_if["shapley"][m][task] for m in names]
-    fig = go.Figure(go.Waterfall(
-        orientation="v", measure=["absolute", *["relative"] * len(names), "total"],
-        x=[f"without: {pattern_name(none['modalities'])}", *[modality_name(m) for m in names], "all available"],
-        y=[none["risks"][task], *values, 0.0],
-        text=[f"{100 * none['risks'][task]:.1f} %", *[f"{100 * v:+.1f}" for v in values],
-              f"{100 * full['risks'][task]:.1f} %"],
-        textposition="outside", increasing=dict(marker_color=RAISES), decreasing=dict(marker_color=LOWERS),
-        totals=dict(marker_color="#0f766e"), connector=dict(line=dict(color="#cbd5e1"))))
+    fig = go.Figure(
+        go.Waterfall(
+            orientation="v",
+            measure=["absolute", *["relative"] * len(names), "total"],
+            x=[f"without: {pattern_name(none['modalities'])}", *[modality_name(m) for m in names], "all available"],
+            y=[none["risks"][task], *values, 0.0],
+            text=[
+                f"{100 * none['risks'][task]:.1f} %",
+                *[f"{100 * v:+.1f}" for v in values],
+                f"{100 * full['risks'][task]:.1f} %",
+            ],
+            textposition="outside",
+            increasing=dict(marker_color=RAISES),
+            decreasing=dict(marker_color=LOWERS),
+            totals=dict(marker_color="#0f766e"),
+            connector=dict(line=dict(color="#cbd5e1")),
+        )
+    )
     fig.update_yaxes(tickformat=".0%")
     return _layout(fig, f"How much each modality contributes: {task_name(task)} (Shapley, risk points)")
 
@@ -66,9 +96,15 @@ def tabular_figure(features: list, task: str, top: int = 12) -> go.Figure:
         return f"{f.feature} = {value}{' ' + f.unit if f.unit else ''}"
 
     scores = [f.attribution[task] for f in ranked]
-    fig = go.Figure(go.Bar(y=[label(f) for f in ranked], x=scores, orientation="h",
-                           marker_color=[RAISES if s > 0 else LOWERS for s in scores],
-                           hovertemplate="%{y}<br>%{x:+.4f}<extra></extra>"))
+    fig = go.Figure(
+        go.Bar(
+            y=[label(f) for f in ranked],
+            x=scores,
+            orientation="h",
+            marker_color=[RAISES if s > 0 else LOWERS for s in scores],
+            hovertemplate="%{y}<br>%{x:+.4f}<extra></extra>",
+        )
+    )
     fig.update_xaxes(title="contribution to the risk (vs the training-median patient)", tickformat="+.3f")
     return _layout(fig, f"Structured features driving {task_name(task)}", height=120 + 26 * len(ranked))
 
@@ -81,17 +117,35 @@ def absent_figure(absent: list[dict], task: str) -> go.Figure | None:
         return None
     names = [modality_name(a["modality"]) for a in rows]
     fig = go.Figure()
-    fig.add_scatter(y=names, x=[a["current"][task] for a in rows], mode="markers", name="risk today",
-                    marker=dict(symbol="line-ns-open", size=22, color=NEUTRAL, line=dict(width=3)))
-    fig.add_scatter(y=names, x=[a["mean"][task] for a in rows], mode="markers", name="estimated if obtained",
-                    marker=dict(size=11, color="#7c3aed"),
-                    error_x=dict(type="data", symmetric=False, array=[a["p90"][task] - a["mean"][task] for a in rows],
-                                 arrayminus=[a["mean"][task] - a["p10"][task] for a in rows]),
-                    customdata=[a["n_reference"] for a in rows],
-                    hovertemplate="mean %{x:.1%} (from %{customdata} reference patients)<extra></extra>")
+    fig.add_scatter(
+        y=names,
+        x=[a["current"][task] for a in rows],
+        mode="markers",
+        name="risk today",
+        marker=dict(symbol="line-ns-open", size=22, color=NEUTRAL, line=dict(width=3)),
+    )
+    fig.add_scatter(
+        y=names,
+        x=[a["mean"][task] for a in rows],
+        mode="markers",
+        name="estimated if obtained",
+        marker=dict(size=11, color="#7c3aed"),
+        error_x=dict(
+            type="data",
+            symmetric=False,
+            array=[a["p90"][task] - a["mean"][task] for a in rows],
+            arrayminus=[a["mean"][task] - a["p10"][task] for a in rows],
+        ),
+        customdata=[a["n_reference"] for a in rows],
+        hovertemplate="mean %{x:.1%} (from %{customdata} reference patients)<extra></extra>",
+    )
     fig.update_xaxes(tickformat=".0%")
-    return _layout(fig, f"Value of obtaining an absent modality: {task_name(task)} (estimate)",
-                   height=120 + 50 * len(rows), legend=dict(orientation="h", y=-0.3))
+    return _layout(
+        fig,
+        f"Value of obtaining an absent modality: {task_name(task)} (estimate)",
+        height=120 + 50 * len(rows),
+        legend=dict(orientation="h", y=-0.3),
+    )
 
 
 def reliability_figure(reliability: dict, task: str) -> go.Figure:
@@ -99,12 +153,18 @@ def reliability_figure(reliability: dict, task: str) -> go.Figure:
     keep = [i for i, c in enumerate(counts) if c]
     fig = go.Figure()
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dash", color="#94a3b8"), name="perfect")
-    fig.add_scatter(x=[reliability["mean_predicted"][i] for i in keep], y=[reliability["observed_rate"][i] for i in keep],
-                    mode="lines+markers", name="model (test split)", marker=dict(size=[6 + min(14, c / 40) for c in
-                                                                                      (counts[i] for i in keep)]),
-                    customdata=[counts[i] for i in keep],
-                    hovertemplate="predicted %{x:.1%}<br>observed %{y:.1%}<br>n = %{customdata}<extra></extra>")
-    top = max([reliability["mean_predicted"][i] for i in keep] + [reliability["observed_rate"][i] for i in keep] + [0.1])
+    fig.add_scatter(
+        x=[reliability["mean_predicted"][i] for i in keep],
+        y=[reliability["observed_rate"][i] for i in keep],
+        mode="lines+markers",
+        name="model (test split)",
+        marker=dict(size=[6 + min(14, c / 40) for c in (counts[i] for i in keep)]),
+        customdata=[counts[i] for i in keep],
+        hovertemplate="predicted %{x:.1%}<br>observed %{y:.1%}<br>n = %{customdata}<extra></extra>",
+    )
+    top = max(
+        [reliability["mean_predicted"][i] for i in keep] + [reliability["observed_rate"][i] for i in keep] + [0.1]
+    )
     fig.update_xaxes(title="predicted risk", tickformat=".0%", range=[0, min(1, top * 1.1)])
     fig.update_yaxes(title="observed rate", tickformat=".0%", range=[0, min(1, top * 1.1)])
     return _layout(fig, f"Reliability: {task_name(task)}", height=360)

@@ -94,10 +94,21 @@ def export_demo_patients(dataset_dir: str | Path, out: str | Path, n: int = 12) 
         for m in texts:
             (folder / f"{m}.txt").write_text(record.texts[m], encoding="utf-8")
         present = [m for m in kinds if m in images or m in texts or (kinds[m] is ModalityKind.TABULAR)]
-        index.append({"key": key, "label": _label(number, record, present), "source_patient_id": pid,
-                      "images": images, "texts": texts})
-    meta = {"dataset": dataset.manifest.name, "content_hash": dataset.manifest.content_hash, "split": "test",
-            "patients": index}
+        index.append(
+            {
+                "key": key,
+                "label": _label(number, record, present),
+                "source_patient_id": pid,
+                "images": images,
+                "texts": texts,
+            }
+        )
+    meta = {
+        "dataset": dataset.manifest.name,
+        "content_hash": dataset.manifest.content_hash,
+        "split": "test",
+        "patients": index,
+    }
     (staging / "patients.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     if out.exists():
         shutil.rmtree(out)

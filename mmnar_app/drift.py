@@ -41,29 +41,44 @@ def section(info, store, bundle_dir: str | Path) -> None:
         st.warning(f"The drift check could not read the counts ({safe_error(error)}).")
         return
     left, right = st.columns(2)
-    left.metric("Patients analysed here", f"{report.n_local:,}",
-                help="Each distinct set of inputs analysed on the Patient page counts once per browser session.")
-    right.metric("Difference from the training mix", "-" if report.tv is None else f"{report.tv:.0%}",
-                 help="Total variation distance: the share of patients here who would need a different set of "
-                      "tests for the two mixes to match.")
+    left.metric(
+        "Patients analysed here",
+        f"{report.n_local:,}",
+        help="Each distinct set of inputs analysed on the Patient page counts once per browser session.",
+    )
+    right.metric(
+        "Difference from the training mix",
+        "-" if report.tv is None else f"{report.tv:.0%}",
+        help="Total variation distance: the share of patients here who would need a different set of "
+        "tests for the two mixes to match.",
+    )
     box = {NO_DRIFT: st.success, MILD: st.info, ADVISED: st.warning}.get(report.verdict, st.info)
     box(report.message)  # the verdict first, then the distance with its interval, in plain words
     if report.verdict == ADVISED:
-        st.markdown("Refit the pattern correction on local patients whose outcomes are known (a dataset folder of "
-                    "them, prepared as in docs/new_site.md), then evaluate the new bundle on their test split:")
+        st.markdown(
+            "Refit the pattern correction on local patients whose outcomes are known (a dataset folder of "
+            "them, prepared as in docs/new_site.md), then evaluate the new bundle on their test split:"
+        )
         st.code(rectify_command(str(bundle_dir)), language="bash")
     st.dataframe(model_card.drift_table(report), hide_index=True)
-    since = (f"Counted here from {counts.first_seen:%Y-%m-%d} to {counts.last_seen:%Y-%m-%d} (UTC). "
-             if counts.first_seen else "")
+    since = (
+        f"Counted here from {counts.first_seen:%Y-%m-%d} to {counts.last_seen:%Y-%m-%d} (UTC). "
+        if counts.first_seen
+        else ""
+    )
     st.caption(since + model_card.drift_rule_text(report))
 
 
 # ------------------------------------------------------------------------------------------------ command
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mmnar_app.drift", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--database-url", help="SQLAlchemy URL (default: MMNAR_DATABASE_URL, else SQLite in "
-                                               "MMNAR_DATA_DIR)")
+    parser = argparse.ArgumentParser(
+        prog="python -m mmnar_app.drift",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--database-url", help="SQLAlchemy URL (default: MMNAR_DATABASE_URL, else SQLite in MMNAR_DATA_DIR)"
+    )
     parser.add_argument("--data-dir", help="folder of the default SQLite database (default: MMNAR_DATA_DIR)")
     parser.add_argument("--bundle", help="the model bundle (default: MMNAR_BUNDLE, else the demo bundle)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -84,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     bundle = Path(args.bundle) if args.bundle else settings.bundle_dir
     try:
         model_id, modalities, train = training_distribution(bundle)
-        with open_store(args.database_url or settings.database_url,
-                        data_dir=args.data_dir or settings.data_dir) as store:
+        with open_store(
+            args.database_url or settings.database_url, data_dir=args.data_dir or settings.data_dir
+        ) as store:
             counts = pattern_counts(store, model_id)
         if args.command == "export":
             out = Path(args.out)
@@ -99,8 +115,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote the counts of {counts.n} patients ({len(counts.counts)} patterns) of {model_id} to {out}")
             return 0
         result = compare_patterns(train, counts.counts, modalities)
-        print(json.dumps({"bundle": str(bundle), "model_id": model_id, **result.to_dict()}, indent=2)
-              if args.json else format_report(result, str(bundle)))
+        print(
+            json.dumps({"bundle": str(bundle), "model_id": model_id, **result.to_dict()}, indent=2)
+            if args.json
+            else format_report(result, str(bundle))
+        )
         return 0
     except (StoreError, DriftError, BundleError, FileNotFoundError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)

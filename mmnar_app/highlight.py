@@ -21,10 +21,14 @@ def highlighted_html(note: str, words: list, task: str, top: int | None = None) 
         parts.append(html.escape(note[position:start]))
         strength = abs(score) / scale
         colour = "220, 38, 38" if score > 0 else "37, 99, 235"
-        parts.append(f'<span title="{score:+.4f}" style="background: rgba({colour}, {0.08 + 0.6 * strength:.2f}); '
-                     f'border-radius: 3px">{html.escape(note[start:end])}</span>')
+        parts.append(
+            f'<span title="{score:+.4f}" style="background: rgba({colour}, {0.08 + 0.6 * strength:.2f}); '
+            f'border-radius: 3px">{html.escape(note[start:end])}</span>'
+        )
         position = end
     parts.append(html.escape(note[position:]))
     body = "".join(parts)
-    return ('<div style="white-space: pre-wrap; font-family: ui-monospace, monospace; font-size: 0.85rem; '
-            f'line-height: 1.5; max-height: 28rem; overflow-y: auto; padding: 0.5rem">{body}</div>')
+    return (
+        '<div style="white-space: pre-wrap; font-family: ui-monospace, monospace; font-size: 0.85rem; '
+        f'line-height: 1.5; max-height: 28rem; overflow-y: auto; padding: 0.5rem">{body}</div>'
+    )

@@ -17,8 +17,14 @@ def label(summary) -> str:
 def summary_rows(rows, tasks: list[str]) -> list[dict]:
     out = []
     for r in rows:
-        row = {"id": r.id, "saved (UTC)": f"{r.created_at:%Y-%m-%d %H:%M}", "patient": r.patient_label, "user": r.user,
-               "available": pattern_name(r.pattern.split("+")) if r.pattern else "", "model": r.model_id}
+        row = {
+            "id": r.id,
+            "saved (UTC)": f"{r.created_at:%Y-%m-%d %H:%M}",
+            "patient": r.patient_label,
+            "user": r.user,
+            "available": pattern_name(r.pattern.split("+")) if r.pattern else "",
+            "model": r.model_id,
+        }
         row.update({task_name(t): percent((r.summary or {}).get(t)) for t in tasks})
         row["note"] = r.note
         out.append(row)
@@ -40,18 +46,33 @@ def load(db, assessment_id: int, user: str, model_version: str, action: str = "v
     "denied", the page stops), whatever the page offered."""
     assessment, explanations = _stored(db, db.url, assessment_id)
     if own_only and assessment.user != user:
-        db.record(action="denied", user=user, model_version=model_version, input_hash=assessment.input_hash,
-                  assessment_id=assessment_id, detail=f"{action}: assessment saved by another user")
-        st.error("**Access denied.** Clinicians can open only the assessments they saved. This attempt has been "
-                 "recorded in the audit log.", icon="🚫")
+        db.record(
+            action="denied",
+            user=user,
+            model_version=model_version,
+            input_hash=assessment.input_hash,
+            assessment_id=assessment_id,
+            detail=f"{action}: assessment saved by another user",
+        )
+        st.error(
+            "**Access denied.** Clinicians can open only the assessments they saved. This attempt has been "
+            "recorded in the audit log.",
+            icon="🚫",
+        )
         st.stop()
     register_sensitive(assessment.patient_label, words=True)
-    register_sensitive(assessment.note, *assessment.inputs.get("texts", {}).values(),
-                       *(f.filename for f in assessment.files.values()))
+    register_sensitive(
+        assessment.note, *assessment.inputs.get("texts", {}).values(), *(f.filename for f in assessment.files.values())
+    )
     seen = st.session_state.setdefault("audited", set())
     if (action, assessment_id) not in seen:
-        db.record(action=action, user=user, model_version=model_version, input_hash=assessment.input_hash,
-                  assessment_id=assessment_id)
+        db.record(
+            action=action,
+            user=user,
+            model_version=model_version,
+            input_hash=assessment.input_hash,
+            assessment_id=assessment_id,
+        )
         seen.add((action, assessment_id))
     return assessment, explanations
 
@@ -65,8 +86,14 @@ def export(db, assessment, explanations: dict, synthetic: bool, user: str, model
     from mmnar_app.report import build_html
 
     document = build_html(assessment, explanations, synthetic)
-    db.record(action="export", user=user, model_version=model_version, input_hash=assessment.input_hash,
-              assessment_id=assessment.id, detail="html")
+    db.record(
+        action="export",
+        user=user,
+        model_version=model_version,
+        input_hash=assessment.input_hash,
+        assessment_id=assessment.id,
+        detail="html",
+    )
     return document
 
 
@@ -74,18 +101,38 @@ def compare_rows(first: tuple, second: tuple) -> list[dict]:
     """Risks of two assessments side by side, with the difference (second - first)."""
     (a, ea), (b, eb) = first, second
     pa, pb = next(iter(ea.values())).prediction, next(iter(eb.values())).prediction
-    rows = [{"": "available", f"#{a.id}": pattern_name(pa["available"]), f"#{b.id}": pattern_name(pb["available"]),
-             "difference": ""}]
+    rows = [
+        {
+            "": "available",
+            f"#{a.id}": pattern_name(pa["available"]),
+            f"#{b.id}": pattern_name(pb["available"]),
+            "difference": "",
+        }
+    ]
     risks_b = {r["task"]: r for r in pb["risks"]}
     for r in pa["risks"]:
         other = risks_b.get(r["task"])
-        rows.append({"": task_name(r["task"]), f"#{a.id}": percent(r["risk"]),
-                     f"#{b.id}": percent(other["risk"]) if other else "n/a",
-                     "difference": signed_points(other["risk"] - r["risk"]) if other else ""})
+        rows.append(
+            {
+                "": task_name(r["task"]),
+                f"#{a.id}": percent(r["risk"]),
+                f"#{b.id}": percent(other["risk"]) if other else "n/a",
+                "difference": signed_points(other["risk"] - r["risk"]) if other else "",
+            }
+        )
     return rows
 
 
 def audit_rows(entries) -> list[dict]:
-    return [{"at (UTC)": f"{e.at:%Y-%m-%d %H:%M:%S}", "user": e.user, "action": e.action,
-             "assessment": e.assessment_id, "model": e.model_version, "input hash": (e.input_hash or "")[:16],
-             "detail": e.detail} for e in entries]
+    return [
+        {
+            "at (UTC)": f"{e.at:%Y-%m-%d %H:%M:%S}",
+            "user": e.user,
+            "action": e.action,
+            "assessment": e.assessment_id,
+            "model": e.model_version,
+            "input hash": (e.input_hash or "")[:16],
+            "detail": e.detail,
+        }
+        for e in entries
+    ]

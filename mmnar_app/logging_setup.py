@@ -39,8 +39,9 @@ import sys
 import threading
 import traceback
 from collections import OrderedDict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 LOGGER_NAME = "mmnar_app"
 _REGISTRY_MAX = 5000
@@ -181,8 +182,12 @@ def register_fhir_identifiers(data: bytes | str) -> list[str]:
                 found.append(resource[key])
         for name in resource.get("name") or []:
             if isinstance(name, dict):
-                for part in [name.get("text"), name.get("family"), *(name.get("given") or []),
-                             *(name.get("prefix") or [])]:
+                for part in [
+                    name.get("text"),
+                    name.get("family"),
+                    *(name.get("given") or []),
+                    *(name.get("prefix") or []),
+                ]:
                     if isinstance(part, str):
                         found.append(part)
                 if isinstance(name.get("family"), str) and name.get("given"):
@@ -230,8 +235,11 @@ _BYTES_LITERAL = re.compile(r"""\bb(['"])(?:\\.|(?!\1)[^\\\n]){12,}?\1""")
 _HEX_ESCAPES = re.compile(r"(?:\\x[0-9a-fA-F]{2}){6,}")
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]{64,}={0,2}")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_MRN = re.compile(r"\b(?:MRN|medical record (?:number|no\.?)|patient (?:id|number)|NHS (?:number|no\.?)|SSN|"
-                  r"hospital (?:number|no\.?))\s*[:#=]?\s*([A-Za-z0-9][\w/-]*)", re.IGNORECASE)
+_MRN = re.compile(
+    r"\b(?:MRN|medical record (?:number|no\.?)|patient (?:id|number)|NHS (?:number|no\.?)|SSN|"
+    r"hospital (?:number|no\.?))\s*[:#=]?\s*([A-Za-z0-9][\w/-]*)",
+    re.IGNORECASE,
+)
 _PHONE = re.compile(r"(?<![\w.:/])\+?\(?\d[\d\s().-]{7,}\d(?![\w:/])")
 _DIGITS = re.compile(r"(?<![\w.:/-])\d{6,}(?![\w:/-]|\.\d)")
 _DATE_LIKE = re.compile(r"\d{4}-\d{2}-\d{2}|\d{2}:\d{2}")
@@ -352,11 +360,18 @@ def redact_record(record: logging.LogRecord) -> logging.LogRecord:
         return record
     record._mmnar_redacted = True  # type: ignore[attr-defined]
     try:
-        if record.name.startswith("sqlalchemy.engine") and isinstance(record.msg, str) and record.args \
-                and (_SQLA_PARAMS.match(record.msg) or "%r" in record.msg):
+        if (
+            record.name.startswith("sqlalchemy.engine")
+            and isinstance(record.msg, str)
+            and record.args
+            and (_SQLA_PARAMS.match(record.msg) or "%r" in record.msg)
+        ):
             # "[generated in 0.0001s] %r" with the statement's parameters: labels, notes, inputs
-            record.args = tuple(_HIDDEN if i == len(record.args) - 1 else _safe_arg(a)
-                                for i, a in enumerate(record.args)) if isinstance(record.args, tuple) else None
+            record.args = (
+                tuple(_HIDDEN if i == len(record.args) - 1 else _safe_arg(a) for i, a in enumerate(record.args))
+                if isinstance(record.args, tuple)
+                else None
+            )
         if isinstance(record.msg, str):
             record.msg = redact_text(record.msg)
         elif record.msg is not None:
@@ -401,8 +416,9 @@ _FILTER = RedactingFilter()
 
 
 def _filter_handlers() -> None:
-    loggers = [logging.getLogger()] + [logger for logger in list(logging.Logger.manager.loggerDict.values())
-                                       if isinstance(logger, logging.Logger)]
+    loggers = [logging.getLogger()] + [
+        logger for logger in list(logging.Logger.manager.loggerDict.values()) if isinstance(logger, logging.Logger)
+    ]
     for logger in loggers:
         for handler in list(logger.handlers):
             if _FILTER not in handler.filters:

@@ -33,8 +33,10 @@ def pattern_table(metrics: dict, task: str) -> list[dict]:
     for row in metrics["tasks"][task]["rectified"]:
         if row["level"] != "group":
             continue
-        group = groups.setdefault(row["group"], {"pattern": pattern_name(row["group"].split("+")), "n": row["n"],
-                                                 "positives": row.get("n_pos")})
+        group = groups.setdefault(
+            row["group"],
+            {"pattern": pattern_name(row["group"].split("+")), "n": row["n"], "positives": row.get("n_pos")},
+        )
         group[row["metric"].upper() if row["metric"] != "brier" else "Brier"] = _interval(row)
     return sorted(groups.values(), key=lambda g: -g["n"])
 
@@ -51,10 +53,15 @@ def rectifier_table(calibration: dict, task: str, modalities: list[str], pattern
         if not row["n"] and not pattern_counts.get(str(pattern)):
             continue
         present = [m for m, a in zip(modalities, decode_pattern(pattern, len(modalities))) if a]
-        rows.append({"pattern": pattern_name(present), "held-out patients": row["n"],
-                     "training patients": pattern_counts.get(str(pattern), 0),
-                     "correction (log-odds)": f"{row['offset']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}]",
-                     "own correction kept": "yes" if row["kept"] else "no (parent)" if row["level"] == "pattern" else "n/a"})
+        rows.append(
+            {
+                "pattern": pattern_name(present),
+                "held-out patients": row["n"],
+                "training patients": pattern_counts.get(str(pattern), 0),
+                "correction (log-odds)": f"{row['offset']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}]",
+                "own correction kept": "yes" if row["kept"] else "no (parent)" if row["level"] == "pattern" else "n/a",
+            }
+        )
     return sorted(rows, key=lambda r: -r["held-out patients"])
 
 
@@ -64,10 +71,12 @@ def rectifier_summary(calibration: dict, task: str) -> tuple[str, str, bool]:
     from mmnar_core.calibration import PatternRectifier
 
     rectifier = PatternRectifier.from_dict(calibration["rectifiers"][task])
-    meaning = {"none": "none: no correction beat the calibrated model clearly on held-out patients",
-               "global": "one recalibration for every patient",
-               "modality": "a recalibration plus one offset for each test the patient has",
-               "pattern": "a recalibration plus an offset for each combination of tests"}[rectifier.level_]
+    meaning = {
+        "none": "none: no correction beat the calibrated model clearly on held-out patients",
+        "global": "one recalibration for every patient",
+        "modality": "a recalibration plus one offset for each test the patient has",
+        "pattern": "a recalibration plus an offset for each combination of tests",
+    }[rectifier.level_]
     sentence = f"Site correction used: {meaning} (checked on {rectifier.n_fit_:,} held-out patients)."
     return sentence, rectifier.reason_, rectifier.level_ in ("modality", "pattern")
 
@@ -82,7 +91,9 @@ def baselines_table(path: Path, tasks: list[str]) -> tuple[list[dict], dict] | N
         out = {"model": row["model"], "what it is": data["descriptions"].get(row["model"], "")}
         for task in tasks:
             cell = row["tasks"].get(task, {}).get("auroc")
-            out[f"{task} AUROC"] = f"{cell['mean']:.3f} ± {cell['sd']:.3f}" if cell and cell["mean"] is not None else "n/a"
+            out[f"{task} AUROC"] = (
+                f"{cell['mean']:.3f} ± {cell['sd']:.3f}" if cell and cell["mean"] is not None else "n/a"
+            )
         rows.append(out)
     oracle = {"model": "oracle (true probability)", "what it is": "the simulator's own probability: the ceiling"}
     for task in tasks:
@@ -97,7 +108,8 @@ DRIFT_INTRO = (
     "because doctors order them for a reason. If this hospital orders tests differently from the training site, "
     "risks for some groups of patients can be off. This section compares the mix of available tests among the "
     "patients analysed here with the training site's mix. Only counts are kept for this (how many patients had "
-    "each combination of tests), never who they were.")
+    "each combination of tests), never who they were."
+)
 
 
 def drift_report(info, counts: dict[int, int], thresholds=None):
@@ -114,33 +126,55 @@ def drift_table(report) -> list[dict]:
     """One row per combination of tests: share at the training site, share here, the difference."""
     rows = []
     for row in report.patterns:
-        rows.append({"tests available": row.words, "training site": f"{row.train_share:.1%}",
-                     "here": "-" if row.local_share is None else f"{row.local_share:.1%}",
-                     "difference": "-" if row.difference is None else f"{row.difference * 100:+.1f} pts",
-                     "patients here": row.local_count,
-                     "note": "never seen in training" if row.unseen_in_training else ""})
+        rows.append(
+            {
+                "tests available": row.words,
+                "training site": f"{row.train_share:.1%}",
+                "here": "-" if row.local_share is None else f"{row.local_share:.1%}",
+                "difference": "-" if row.difference is None else f"{row.difference * 100:+.1f} pts",
+                "patients here": row.local_count,
+                "note": "never seen in training" if row.unseen_in_training else "",
+            }
+        )
     return rows
 
 
 def drift_rule_text(report) -> str:
     """The documented rule, with its thresholds."""
     t = report.thresholds
-    return (f"Judged from {t['min_patients']} patients. A refit is advised when the difference is beyond chance "
-            f"(p < {t['alpha']:g} against the no-change resampling) and even the low end of its interval is above "
-            f"{t['advise_tv']:.0%}; beyond chance but smaller is \"mild drift\". Statistic: total variation "
-            f"distance, {t['resamples']:,} bootstrap resamples (docs/app.md, \"Ordering-policy drift\").")
+    return (
+        f"Judged from {t['min_patients']} patients. A refit is advised when the difference is beyond chance "
+        f"(p < {t['alpha']:g} against the no-change resampling) and even the low end of its interval is above "
+        f'{t["advise_tv"]:.0%}; beyond chance but smaller is "mild drift". Statistic: total variation '
+        f'distance, {t["resamples"]:,} bootstrap resamples (docs/app.md, "Ordering-policy drift").'
+    )
 
 
-ADAPTATION_WORDS = {"none": "no correction", "global": "recalibrated", "modality_offsets": "per-test offsets",
-                    "rectifier_v2": "site correction"}
-POLICY_WORDS = {"default": "as at the training site", "low_imaging": "fewer X-rays (community hospital)",
-                "high_imaging": "X-rays for nearly everyone", "mar": "ordering from recorded data only",
-                "mcar": "ordering unrelated to the patient", "reversed": "X-rays for the least sick (stress test)"}
+ADAPTATION_WORDS = {
+    "none": "no correction",
+    "global": "recalibrated",
+    "modality_offsets": "per-test offsets",
+    "rectifier_v2": "site correction",
+}
+POLICY_WORDS = {
+    "default": "as at the training site",
+    "low_imaging": "fewer X-rays (community hospital)",
+    "high_imaging": "X-rays for nearly everyone",
+    "mar": "ordering from recorded data only",
+    "mcar": "ordering unrelated to the patient",
+    "reversed": "X-rays for the least sick (stress test)",
+}
 
 
-MODEL_WORDS = {"logistic": "logistic regression", "lightgbm": "LightGBM", "hgb": "gradient boosting",
-               "concat_mask": "MLP with availability flags", "concat_zero_fill": "MLP, absent inputs as zeros",
-               "concat_dropout": "MLP trained with dropped inputs", "structured_only": "MLP on structured data"}
+MODEL_WORDS = {
+    "logistic": "logistic regression",
+    "lightgbm": "LightGBM",
+    "hgb": "gradient boosting",
+    "concat_mask": "MLP with availability flags",
+    "concat_zero_fill": "MLP, absent inputs as zeros",
+    "concat_dropout": "MLP trained with dropped inputs",
+    "structured_only": "MLP on structured data",
+}
 
 
 def _arm_words(arm: str) -> str:
@@ -159,10 +193,14 @@ def shift_study_table(path: Path, task: str) -> tuple[list[dict], dict] | None:
     for row in data["rows"]:
         if row["task"] != task:
             continue
-        rows.append({"unrecorded judgement": f"{row['judgement']:g}",
-                     "new site orders": POLICY_WORDS.get(row["policy"], row["policy"]),
-                     "as shipped": f"{row['ours_none']:.3f}",
-                     "with site correction": f"{row['ours_rectifier_v2']:.3f}",
-                     "best other model": f"{_arm_words(row['reference'])}: {row['reference_error']:.3f}",
-                     "ours / best other": f"{row['ratio']:.2f} ({row['verdict']})"})
+        rows.append(
+            {
+                "unrecorded judgement": f"{row['judgement']:g}",
+                "new site orders": POLICY_WORDS.get(row["policy"], row["policy"]),
+                "as shipped": f"{row['ours_none']:.3f}",
+                "with site correction": f"{row['ours_rectifier_v2']:.3f}",
+                "best other model": f"{_arm_words(row['reference'])}: {row['reference_error']:.3f}",
+                "ours / best other": f"{row['ratio']:.2f} ({row['verdict']})",
+            }
+        )
     return rows, data

@@ -32,8 +32,9 @@ def heat_colours(values: np.ndarray, signed: bool) -> np.ndarray:
     return rgb
 
 
-def overlay(image: bytes | np.ndarray, heatmap: np.ndarray, opacity: float, signed: bool,
-            max_side: int = 768) -> np.ndarray:
+def overlay(
+    image: bytes | np.ndarray, heatmap: np.ndarray, opacity: float, signed: bool, max_side: int = 768
+) -> np.ndarray:
     """The X-ray (bytes of PNG/JPEG/DICOM, or a (H, W) array in [0, 1]) with the heatmap blended in where
     it is strong: alpha = opacity * |map| / max|map|. Returns uint8 RGB, longest side <= max_side."""
     gray = load_image(image) if isinstance(image, (bytes, bytearray)) else np.asarray(image, np.float32)

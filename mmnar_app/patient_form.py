@@ -10,10 +10,15 @@ import streamlit as st
 
 from mmnar_app.demo_patients import load_demo_patients
 from mmnar_app.display import modality_name, task_name
+from mmnar_app.logging_setup import (
+    get_logger,
+    redact_fhir_message,
+    register_fhir_identifiers,
+    register_sensitive,
+    safe_error,
+)
 from mmnar_app.plain_text import plain
 from mmnar_app.remote import RemoteServiceError
-from mmnar_app.logging_setup import (get_logger, redact_fhir_message, register_fhir_identifiers, register_sensitive,
-                                     safe_error)
 from mmnar_app.service import STEP_LABELS, AnalysisRefused
 from mmnar_core.inputs import (
     InputError,
@@ -78,8 +83,9 @@ def load_choice(info) -> None:
     state.images = {}
     for modality in info.modalities:
         if modality["kind"] == "image" and demo and modality["name"] in demo.images:
-            state.images[modality["name"]] = read_image_upload(f"{demo.key}_{modality['name']}.png",
-                                                               demo.images[modality["name"]], IMAGE_LIMIT_MB * 2**20)
+            state.images[modality["name"]] = read_image_upload(
+                f"{demo.key}_{modality['name']}.png", demo.images[modality["name"]], IMAGE_LIMIT_MB * 2**20
+            )
         if modality["kind"] == "text":
             state[_text_key(modality["name"])] = demo.texts.get(modality["name"], "") if demo else ""
     state.patient_label = demo.label.split(":")[0] if demo else ""
@@ -117,9 +123,12 @@ def _on_structured_upload(info) -> None:
     identifiers = register_fhir_identifiers(data) if len(data) <= STRUCTURED_LIMIT_MB * 2**20 else []
     try:
         if len(data) > STRUCTURED_LIMIT_MB * 2**20:
-            raise InputError(f"structured upload {upload.name}", f"the file is {len(data):,} bytes, over the limit "
-                             f"of {STRUCTURED_LIMIT_MB} MB", "a CSV, JSON or FHIR file up to 5 MB",
-                             kind="too_large")
+            raise InputError(
+                f"structured upload {upload.name}",
+                f"the file is {len(data):,} bytes, over the limit of {STRUCTURED_LIMIT_MB} MB",
+                "a CSV, JSON or FHIR file up to 5 MB",
+                kind="too_large",
+            )
         parsed = parse_structured_file(upload.name, data, info.feature_specs())
     except (InputError, InputErrors) as error:
         # shown to the user who uploaded the file, without the identifiers of a FHIR Patient (ids, names...)
@@ -127,9 +136,14 @@ def _on_structured_upload(info) -> None:
         return
     _apply_structured(parsed)
     notes = "; ".join(parsed.notes)
-    state.messages["structured"] = ("success", redact_fhir_message(
-        f"Read {upload.name} ({parsed.source}): {sum(v is not None for v in parsed.values.values())} values filled "
-        "in below." + (f" {notes}" if notes else ""), identifiers))
+    state.messages["structured"] = (
+        "success",
+        redact_fhir_message(
+            f"Read {upload.name} ({parsed.source}): {sum(v is not None for v in parsed.values.values())} values filled "
+            "in below." + (f" {notes}" if notes else ""),
+            identifiers,
+        ),
+    )
 
 
 def _show_message(slot: str) -> None:
@@ -140,10 +154,14 @@ def _show_message(slot: str) -> None:
 
 
 def structured_inputs(info, modality: str) -> None:
-    st.file_uploader("Fill the form from a file: CSV (a column per feature and one row, or feature,value[,unit] rows), "
-                     "JSON ({feature: value} or {feature: {value, unit}}) or a FHIR R4 Bundle (Patient, Observation "
-                     "with LOINC codes, Condition, MedicationRequest). Or type the values below.",
-                     key="structured_upload", on_change=_on_structured_upload, args=(info,))
+    st.file_uploader(
+        "Fill the form from a file: CSV (a column per feature and one row, or feature,value[,unit] rows), "
+        "JSON ({feature: value} or {feature: {value, unit}}) or a FHIR R4 Bundle (Patient, Observation "
+        "with LOINC codes, Condition, MedicationRequest). Or type the values below.",
+        key="structured_upload",
+        on_change=_on_structured_upload,
+        args=(info,),
+    )
     _show_message("structured")
     features = [f for f in info.features if f["modality"] == modality]
     columns = st.columns(3)
@@ -155,9 +173,14 @@ def structured_inputs(info, modality: str) -> None:
         else:
             low, high = feature.get("valid_range") or (None, None)
             hint = f" Plausible range {low:g} to {high:g}{unit}." if low is not None else ""
-            column.number_input(f"{feature['name']}{unit}", value=None, key=_feature_key(feature["name"]), on_change=_touch,
-                                help=f"{feature.get('description', '')}.{hint} Leave empty if not measured.",
-                                placeholder="not measured")
+            column.number_input(
+                f"{feature['name']}{unit}",
+                value=None,
+                key=_feature_key(feature["name"]),
+                on_change=_touch,
+                help=f"{feature.get('description', '')}.{hint} Leave empty if not measured.",
+                placeholder="not measured",
+            )
 
 
 def _category_input(column, feature: dict) -> None:
@@ -171,8 +194,14 @@ def _category_input(column, feature: dict) -> None:
     current = st.session_state.get(key)
     if isinstance(current, str) and current not in options:
         options.append(current)  # a value read from a file: keep it selectable instead of resetting it
-    column.selectbox(feature["name"], options, key=key, on_change=_touch, accept_new_options=True,
-                     help=f"{feature.get('description', '')}. Another value may be typed: the model treats it as unknown.")
+    column.selectbox(
+        feature["name"],
+        options,
+        key=key,
+        on_change=_touch,
+        accept_new_options=True,
+        help=f"{feature.get('description', '')}. Another value may be typed: the model treats it as unknown.",
+    )
     value = st.session_state.get(key)
     if isinstance(value, str) and value != NOT_RECORDED and value not in feature["categories"]:
         column.caption(f"{value!r} is not a category the model was trained on; treated as unknown")
@@ -209,17 +238,25 @@ def _remove_image(modality: str) -> None:
 
 
 def image_input(info, modality: str) -> None:
-    st.file_uploader(f"{modality_name(modality)}: PNG, JPEG or DICOM, up to {IMAGE_LIMIT_MB} MB", key=f"upload_{modality}",
-                     on_change=_on_image_upload, args=(modality,))
+    st.file_uploader(
+        f"{modality_name(modality)}: PNG, JPEG or DICOM, up to {IMAGE_LIMIT_MB} MB",
+        key=f"upload_{modality}",
+        on_change=_on_image_upload,
+        args=(modality,),
+    )
     _show_message(modality)
     upload = st.session_state.images.get(modality)
     if upload is None:
         st.caption("No image: the model treats this modality as missing.")
         return
-    st.image(upload.preview, caption=f"{upload.filename} · {upload.kind.upper()} · {upload.width} x {upload.height} px",
-             width=320)
-    st.button(f"Remove {modality_name(modality).lower()}", key=f"remove_{modality}", on_click=_remove_image,
-              args=(modality,))
+    st.image(
+        upload.preview,
+        caption=f"{upload.filename} · {upload.kind.upper()} · {upload.width} x {upload.height} px",
+        width=320,
+    )
+    st.button(
+        f"Remove {modality_name(modality).lower()}", key=f"remove_{modality}", on_click=_remove_image, args=(modality,)
+    )
 
 
 def _on_text_upload(modality: str) -> None:
@@ -232,11 +269,20 @@ def _on_text_upload(modality: str) -> None:
 
 
 def text_input(info, modality: str) -> None:
-    st.file_uploader(f"{modality_name(modality)} as a UTF-8 .txt file (or paste below)", key=f"upload_{modality}",
-                     on_change=_on_text_upload, args=(modality,))
+    st.file_uploader(
+        f"{modality_name(modality)} as a UTF-8 .txt file (or paste below)",
+        key=f"upload_{modality}",
+        on_change=_on_text_upload,
+        args=(modality,),
+    )
     _show_message(modality)
-    st.text_area(modality_name(modality), key=_text_key(modality), height=220, on_change=_touch,
-                 placeholder="Paste the text here; leave empty if the patient has none.")
+    st.text_area(
+        modality_name(modality),
+        key=_text_key(modality),
+        height=220,
+        on_change=_touch,
+        placeholder="Paste the text here; leave empty if the patient has none.",
+    )
 
 
 def availability_summary(info) -> str:
@@ -250,8 +296,9 @@ def availability_summary(info) -> str:
         else:
             present = any(v is not None for f, v in _form_values(info).items())
         (present_names if present else absent_names).append(modality_name(name))
-    return (f"**{', '.join(present_names) or 'nothing'}**"
-            + (f"; missing: {', '.join(absent_names)}" if absent_names else "; nothing missing"))
+    return f"**{', '.join(present_names) or 'nothing'}**" + (
+        f"; missing: {', '.join(absent_names)}" if absent_names else "; nothing missing"
+    )
 
 
 # ------------------------------------------------------------------ actions
@@ -319,8 +366,9 @@ def finish_pending(svc, analysis: dict, task: str) -> None:
     steps = partial.pending()
     if not steps or task in analysis.get("pending_refused", ()):  # refused once: not retried on every rerun
         return
-    with st.status(f"Attributing the words of the {', '.join(modality_name(m).lower() for m in steps)}...",
-                   expanded=True) as status:
+    with st.status(
+        f"Attributing the words of the {', '.join(modality_name(m).lower() for m in steps)}...", expanded=True
+    ) as status:
         progress, bar = _progress_runner(status, ["encode", "predict", *steps])
         try:
             analysis["explanations"][task] = svc.complete(partial, analysis["record"], task, progress)
@@ -350,10 +398,14 @@ def analyse(svc, store, user: str, task: str) -> None:
         st.error(f"The analysis did not complete: {plain(error)}")
         return
     st.session_state.analysis = {
-        "record": record, "structured": structured.values, "structured_notes": list(structured.notes),
+        "record": record,
+        "structured": structured.values,
+        "structured_notes": list(structured.notes),
         "images": {m: (u.filename, u.media_type) for m, u in images.items()},
-        "image_bytes": {m: u.data for m, u in images.items()}, "texts": texts,
-        "explanations": {task: explanation}, "input_hash": explanation.input_hash,
+        "image_bytes": {m: u.data for m, u in images.items()},
+        "texts": texts,
+        "explanations": {task: explanation},
+        "input_hash": explanation.input_hash,
         "inputs_version": st.session_state.get("inputs_version", 0),
     }
     store.record(action="analyse", user=user, model_version=info.version, input_hash=explanation.input_hash)
@@ -395,9 +447,12 @@ def assessment_payload(info, analysis: dict) -> dict:
     first = next(iter(analysis["explanations"].values()))
     prediction = first.prediction
     return {
-        "inputs": {"structured": analysis["structured"], "structured_notes": analysis["structured_notes"],
-                   "texts": analysis["texts"], "images": {m: {"filename": f, "media_type": t}
-                                                          for m, (f, t) in analysis["images"].items()}},
+        "inputs": {
+            "structured": analysis["structured"],
+            "structured_notes": analysis["structured_notes"],
+            "texts": analysis["texts"],
+            "images": {m: {"filename": f, "media_type": t} for m, (f, t) in analysis["images"].items()},
+        },
         "outputs": {"explanations": {t: e.to_dict() for t, e in analysis["explanations"].items()}},
         "files": {m: (f, t, analysis["image_bytes"][m]) for m, (f, t) in analysis["images"].items()},
         "pattern": "+".join(prediction["available"]),
@@ -414,15 +469,24 @@ def save_panel(info, store, user: str, analysis: dict) -> None:
         register_sensitive(label, words=True)
         register_sensitive(note)
         try:
-            assessment_id = store.save_assessment(user=user, patient_label=label, model_id=info.model_id,
-                                                  model_version=info.version, input_hash=analysis["input_hash"],
-                                                  note=note, **payload)
+            assessment_id = store.save_assessment(
+                user=user,
+                patient_label=label,
+                model_id=info.model_id,
+                model_version=info.version,
+                input_hash=analysis["input_hash"],
+                note=note,
+                **payload,
+            )
         except Exception as error:  # nothing was saved: the store saves in one transaction
             # never the raw message: a database error quotes the statement's parameters (label, note, inputs)
             log.error("saving an assessment failed: %s", safe_error(error))
-            st.error(f"The assessment was not saved ({safe_error(error)}). Nothing was written; "
-                     "your inputs are still here.")
+            st.error(
+                f"The assessment was not saved ({safe_error(error)}). Nothing was written; your inputs are still here."
+            )
             return
         st.session_state.last_saved = assessment_id
-        st.success(f"Saved as assessment #{assessment_id} ({', '.join(task_name(t) for t in analysis['explanations'])}). "
-                   "Find it on the History page.")
+        st.success(
+            f"Saved as assessment #{assessment_id} ({', '.join(task_name(t) for t in analysis['explanations'])}). "
+            "Find it on the History page."
+        )

@@ -13,15 +13,14 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
+from mmnar_app.service import CachedExplanations
 from mmnar_core.explain.attributions import _plain_value
 from mmnar_core.explain.explanation import Explanation
 from mmnar_core.model_info import ModelInfo
 from mmnar_core.schema import PatientRecord
-
-from mmnar_app.service import CachedExplanations
 
 TOKEN_ENV = "MMNAR_INFERENCE_TOKEN"  # the bearer token sent to a server that requires one (docs/serving.md)
 DEFAULT_TIMEOUT_S = 300.0  # an explanation with two notes takes seconds; a queue ahead of it adds more
@@ -42,26 +41,40 @@ class RemoteServiceError(RuntimeError):
 class RemoteService(CachedExplanations):
     """The model server at `url` as an app service (thread-safe: one per process, many sessions)."""
 
-    def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT_S, cache_size: int = 64, retries: int = 2,
-                 transport=None, token: str | None = None):
+    def __init__(
+        self,
+        url: str,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        cache_size: int = 64,
+        retries: int = 2,
+        transport=None,
+        token: str | None = None,
+    ):
         """`token`: the bearer token for a server with authentication; None reads MMNAR_INFERENCE_TOKEN."""
         import httpx
 
         if not url or not str(url).startswith(("http://", "https://")):
-            raise RemoteServiceError(f"MMNAR_INFERENCE_URL {url!r} is not an http(s) URL; accepted: e.g. "
-                                     "http://127.0.0.1:8765", str(url))
+            raise RemoteServiceError(
+                f"MMNAR_INFERENCE_URL {url!r} is not an http(s) URL; accepted: e.g. http://127.0.0.1:8765", str(url)
+            )
         self.url = str(url).rstrip("/")
         self.retries = int(retries)
         token = (os.environ.get(TOKEN_ENV) if token is None else token) or ""
         headers = {"Authorization": f"Bearer {token.strip()}"} if token.strip() else {}
-        self._client = httpx.Client(base_url=self.url, timeout=httpx.Timeout(timeout, connect=10.0),
-                                    transport=transport, headers=headers)
+        self._client = httpx.Client(
+            base_url=self.url, timeout=httpx.Timeout(timeout, connect=10.0), transport=transport, headers=headers
+        )
         super().__init__(cache_size)
         self.info: ModelInfo = ModelInfo.from_dict(self._request("GET", "/info"))
 
     # ---------------------------------------------------------------- the service interface
-    def analyse(self, record: PatientRecord, task: str, progress: Callable[[str], None] | None = None,
-                modalities: list[str] | None = None) -> Explanation:
+    def analyse(
+        self,
+        record: PatientRecord,
+        task: str,
+        progress: Callable[[str], None] | None = None,
+        modalities: list[str] | None = None,
+    ) -> Explanation:
         """Prediction, what-if and attributions for one outcome, computed by the server (at most once here).
         With `modalities`, only those are attributed (a fast first answer; `complete` adds the rest), unless
         the complete explanation is already here."""
@@ -75,8 +88,9 @@ class RemoteService(CachedExplanations):
             self._cache.put(key, explanation)
         return explanation
 
-    def complete(self, partial: Explanation, record: PatientRecord, task: str,
-                 progress: Callable[[str], None] | None = None) -> Explanation:
+    def complete(
+        self, partial: Explanation, record: PatientRecord, task: str, progress: Callable[[str], None] | None = None
+    ) -> Explanation:
         """The complete explanation from a partial one: the server attributes the modalities it lacks."""
         key = self.cache_key(partial.input_hash, task)
         explanation = self._cache.get(key)
@@ -84,8 +98,9 @@ class RemoteService(CachedExplanations):
             pending = partial.pending()
             if progress is not None and pending:
                 progress(pending[0])
-            explanation = partial.completed_with(self._explain(record, task, pending), key,
-                                                 [m["name"] for m in self.info.modalities])
+            explanation = partial.completed_with(
+                self._explain(record, task, pending), key, [m["name"] for m in self.info.modalities]
+            )
             self._cache.put(key, explanation)
         return explanation
 
@@ -122,12 +137,18 @@ class RemoteService(CachedExplanations):
             try:
                 response = self._client.request(method, path, **kwargs)
             except httpx.TimeoutException as error:
-                raise RemoteServiceError(f"the model server at {self.url} did not answer {method} {path} in time "
-                                         f"({type(error).__name__}); it may be overloaded", self.url) from None
+                raise RemoteServiceError(
+                    f"the model server at {self.url} did not answer {method} {path} in time "
+                    f"({type(error).__name__}); it may be overloaded",
+                    self.url,
+                ) from None
             except httpx.HTTPError as error:
-                raise RemoteServiceError(f"cannot reach the model server at {self.url} ({type(error).__name__}: "
-                                         f"{error}); check that `python -m mmnar_core serve` runs there and that "
-                                         "MMNAR_INFERENCE_URL is right", self.url) from None
+                raise RemoteServiceError(
+                    f"cannot reach the model server at {self.url} ({type(error).__name__}: "
+                    f"{error}); check that `python -m mmnar_core serve` runs there and that "
+                    "MMNAR_INFERENCE_URL is right",
+                    self.url,
+                ) from None
             if response.status_code == 503 and "retry-after" in response.headers and attempt < self.retries:
                 time.sleep(min(10.0, _seconds(response.headers["retry-after"])))
                 continue
@@ -136,28 +157,40 @@ class RemoteService(CachedExplanations):
             errors = _errors(response)
             messages = "; ".join(e.get("message") or e.get("problem", "") for e in errors) or response.text[:500]
             if response.status_code == 401:
-                messages += (f" (set {TOKEN_ENV} to a token this server accepts)" if "authorization" not in
-                             {k.lower() for k in self._client.headers} else
-                             f" (the token in {TOKEN_ENV} was refused: unknown, revoked or expired)")
+                messages += (
+                    f" (set {TOKEN_ENV} to a token this server accepts)"
+                    if "authorization" not in {k.lower() for k in self._client.headers}
+                    else f" (the token in {TOKEN_ENV} was refused: unknown, revoked or expired)"
+                )
             elif response.status_code == 403:
                 messages += f" (the token in {TOKEN_ENV} has a role that may not do this)"
-            raise RemoteServiceError(f"the model server at {self.url} answered {response.status_code} to {where}: "
-                                     f"{messages}", self.url, response.status_code, errors)
+            raise RemoteServiceError(
+                f"the model server at {self.url} answered {response.status_code} to {where}: {messages}",
+                self.url,
+                response.status_code,
+                errors,
+            )
         try:
             return response.json()
         except ValueError:
-            raise RemoteServiceError(f"the model server at {self.url} answered {where} with something that is not "
-                                     f"JSON ({response.headers.get('content-type')}); is this URL a model server?",
-                                     self.url, response.status_code) from None
+            raise RemoteServiceError(
+                f"the model server at {self.url} answered {where} with something that is not "
+                f"JSON ({response.headers.get('content-type')}); is this URL a model server?",
+                self.url,
+                response.status_code,
+            ) from None
 
 
 def request_parts(record: PatientRecord) -> tuple[dict, list]:
     """A record's inputs as multipart fields (data, files) for httpx: the inputs the server re-validates."""
     from mmnar_core.encoders.image_io import sniff_format
 
-    data = {"patient_id": str(record.patient_id) or "unnamed patient",
-            "structured": json.dumps({k: _plain_value(v) for k, v in record.structured.items()}, allow_nan=False,
-                                     ensure_ascii=False)}
+    data = {
+        "patient_id": str(record.patient_id) or "unnamed patient",
+        "structured": json.dumps(
+            {k: _plain_value(v) for k, v in record.structured.items()}, allow_nan=False, ensure_ascii=False
+        ),
+    }
     files = []
     for name, source in record.images.items():
         if source is None:

@@ -14,9 +14,9 @@ second user waits at most WAIT_FOR_TURN_S for the model, then is told to retry, 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
 
 from mmnar_core.cancel import Cancelled, CancelToken
 from mmnar_core.explain.explanation import ExplanationCache
@@ -32,7 +32,11 @@ class AnalysisRefused(RuntimeError):
     which and what to do."""
 
 
-STEP_LABELS = {"encode": "Encoding the inputs", "predict": "Scoring the risks", "what_if": "What-if over modality subsets"}
+STEP_LABELS = {
+    "encode": "Encoding the inputs",
+    "predict": "Scoring the risks",
+    "what_if": "What-if over modality subsets",
+}
 
 
 class CachedExplanations:
@@ -104,8 +108,9 @@ class LocalService(CachedExplanations):
         with self._lock:
             try:
                 record = warm_up_record(self.predictor)
-                self.predictor.explain(record, tasks=[self.predictor.config.tasks[0]], settings=settings,
-                                       progress=check)
+                self.predictor.explain(
+                    record, tasks=[self.predictor.config.tasks[0]], settings=settings, progress=check
+                )
             except Stopped:
                 raise
             except Exception:  # a warm-up must never take the app down; the first analysis will show the problem
@@ -117,19 +122,28 @@ class LocalService(CachedExplanations):
     def _turn(self, cancel: CancelToken | None):
         """The model for one analysis, with the token it runs under; AnalysisRefused after WAIT_FOR_TURN_S."""
         if not self._lock.acquire(timeout=self.wait_s):
-            raise AnalysisRefused(f"another analysis is running and did not finish within {self.wait_s:g} s; "
-                                  "please retry in a minute (your inputs are kept)")
+            raise AnalysisRefused(
+                f"another analysis is running and did not finish within {self.wait_s:g} s; "
+                "please retry in a minute (your inputs are kept)"
+            )
         token = cancel if cancel is not None else CancelToken(self.budget_s)
         try:
             yield token
         except Cancelled as stop:
-            raise AnalysisRefused(f"the analysis was stopped ({stop.reason}); a shorter note or fewer images "
-                                  "analyse faster") from None
+            raise AnalysisRefused(
+                f"the analysis was stopped ({stop.reason}); a shorter note or fewer images analyse faster"
+            ) from None
         finally:
             self._lock.release()
 
-    def analyse(self, record: PatientRecord, task: str, progress: Callable[[str], None] | None = None,
-                modalities: list[str] | None = None, cancel: CancelToken | None = None):
+    def analyse(
+        self,
+        record: PatientRecord,
+        task: str,
+        progress: Callable[[str], None] | None = None,
+        modalities: list[str] | None = None,
+        cancel: CancelToken | None = None,
+    ):
         """Prediction, what-if and attributions for one outcome (`Explanation`), computed at most once.
         With `modalities`, only those are attributed (a fast first answer; `complete` adds the rest),
         unless the complete explanation is already cached. `cancel` stops it (default: a token with the
@@ -143,13 +157,20 @@ class LocalService(CachedExplanations):
         with self._turn(cancel) as token:
             explanation, key = self._cached(digest, task, modalities)
             if explanation is None:
-                explanation = self.predictor.explain(record, tasks=[task], progress=progress, modalities=modalities,
-                                                     digest=digest, cancel=token)
+                explanation = self.predictor.explain(
+                    record, tasks=[task], progress=progress, modalities=modalities, digest=digest, cancel=token
+                )
                 self._cache.put(key, explanation)
             return explanation
 
-    def complete(self, partial, record: PatientRecord, task: str, progress: Callable[[str], None] | None = None,
-                 cancel: CancelToken | None = None):
+    def complete(
+        self,
+        partial,
+        record: PatientRecord,
+        task: str,
+        progress: Callable[[str], None] | None = None,
+        cancel: CancelToken | None = None,
+    ):
         """The complete explanation from a partial one: attributes the modalities it lacks (each modality
         is attributed with the others fixed, so the parts are exactly those of one complete call)."""
         key = self.cache_key(partial.input_hash, task)
@@ -159,8 +180,15 @@ class LocalService(CachedExplanations):
         with self._turn(cancel) as token:
             explanation = self._cache.get(key)
             if explanation is None:
-                extra = self.predictor.explain(record, tasks=[task], include_what_if=False, modalities=partial.pending(),
-                                               progress=progress, digest=partial.input_hash, cancel=token)
+                extra = self.predictor.explain(
+                    record,
+                    tasks=[task],
+                    include_what_if=False,
+                    modalities=partial.pending(),
+                    progress=progress,
+                    digest=partial.input_hash,
+                    cancel=token,
+                )
                 explanation = partial.completed_with(extra, key, [m["name"] for m in self.info.modalities])
                 self._cache.put(key, explanation)
             return explanation
@@ -180,6 +208,8 @@ def warm_up_record(predictor) -> PatientRecord:
     Image.fromarray(np.full((256, 256), 128, dtype=np.uint8), mode="L").save(buffer, format="PNG")
     kinds = {m.name: m.kind for m in predictor.modalities}
     return PatientRecord(
-        "warm-up", {f.name: None for f in predictor.features},
+        "warm-up",
+        {f.name: None for f in predictor.features},
         {name: buffer.getvalue() for name, kind in kinds.items() if kind is ModalityKind.IMAGE},
-        {name: "Warm-up note: no patient. " * 20 for name, kind in kinds.items() if kind is ModalityKind.TEXT})
+        {name: "Warm-up note: no patient. " * 20 for name, kind in kinds.items() if kind is ModalityKind.TEXT},
+    )

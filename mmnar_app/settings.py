@@ -23,7 +23,7 @@ class AppSettings:
     inference_url: str | None  # a model server (issue 8); None -> the in-process predictor
 
     @classmethod
-    def from_env(cls) -> "AppSettings":
+    def from_env(cls) -> AppSettings:
         env = os.environ
         data_dir = Path(env.get("MMNAR_DATA_DIR") or Path.home() / ".local" / "share" / "mmnar").expanduser()
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 JOIN_TIMEOUT_S = 300.0  # a model load or one warm-up step; a thread still running after this is reported
 log = logging.getLogger("mmnar_core.background")
@@ -48,8 +48,9 @@ def _run(work: Callable[[threading.Event], None], stop: threading.Event) -> None
             _running.pop(threading.current_thread(), None)
 
 
-def stop_and_join(thread: threading.Thread | None, stop: threading.Event | None,
-                  timeout: float = JOIN_TIMEOUT_S) -> bool:
+def stop_and_join(
+    thread: threading.Thread | None, stop: threading.Event | None, timeout: float = JOIN_TIMEOUT_S
+) -> bool:
     """Asks one background thread to stop and waits for it; True when it has ended."""
     if stop is not None:
         stop.set()

@@ -32,10 +32,10 @@ import pickletools
 import shutil
 import stat
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import torch
@@ -58,13 +58,34 @@ _SIGNED_PREFIX = b"mmnar-bundle-signature-v1\n"  # domain separation: what is si
 # Formats that are, or may carry, pickles (torch.save, pickle, joblib, dill, NumPy object arrays, ...).
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt", ".joblib", ".dill", ".npy", ".npz", ".mar")
 _SNIFF_BYTES = 1 << 20
-_EXEC_OPCODES = {"GLOBAL", "STACK_GLOBAL", "REDUCE", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "BUILD", "EXT1", "EXT2",
-                 "EXT4"}
+_EXEC_OPCODES = {
+    "GLOBAL",
+    "STACK_GLOBAL",
+    "REDUCE",
+    "INST",
+    "OBJ",
+    "NEWOBJ",
+    "NEWOBJ_EX",
+    "BUILD",
+    "EXT1",
+    "EXT2",
+    "EXT4",
+}
 
 
 # files save_bundle writes itself; everything else in a bundle comes in through extra_files
-WRITTEN_FILES = frozenset({"config.json", "weights.safetensors", "calibration.json", "dataset.json", "encoders.json",
-                           "metrics.json", "model_card.md", "bundle.json"})
+WRITTEN_FILES = frozenset(
+    {
+        "config.json",
+        "weights.safetensors",
+        "calibration.json",
+        "dataset.json",
+        "encoders.json",
+        "metrics.json",
+        "model_card.md",
+        "bundle.json",
+    }
+)
 
 
 class BundleError(ValueError):
@@ -115,9 +136,18 @@ def calibration_state(temperature: TemperatureScaler, rectifiers: dict[str, Patt
     return {"temperature": temperature.to_dict(), "rectifiers": {t: r.to_dict() for t, r in rectifiers.items()}}
 
 
-def save_bundle(out: str | Path, model: MMNARModel, temperature: TemperatureScaler, rectifiers: dict[str, PatternRectifier],
-                dataset: dict, encoders: dict, metrics: dict, model_card: str, extra_files: dict[str, bytes] | None = None,
-                overwrite: bool = False) -> Path:
+def save_bundle(
+    out: str | Path,
+    model: MMNARModel,
+    temperature: TemperatureScaler,
+    rectifiers: dict[str, PatternRectifier],
+    dataset: dict,
+    encoders: dict,
+    metrics: dict,
+    model_card: str,
+    extra_files: dict[str, bytes] | None = None,
+    overwrite: bool = False,
+) -> Path:
     out = Path(out).resolve()
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} already exists and is not empty; choose a new --out or pass --overwrite")
@@ -131,8 +161,12 @@ def save_bundle(out: str | Path, model: MMNARModel, temperature: TemperatureScal
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, staging / "weights.safetensors")
         calibration = calibration_state(temperature, rectifiers)
-        for name, content in (("calibration.json", calibration), ("dataset.json", dataset), ("encoders.json", encoders),
-                              ("metrics.json", metrics)):
+        for name, content in (
+            ("calibration.json", calibration),
+            ("dataset.json", dataset),
+            ("encoders.json", encoders),
+            ("metrics.json", metrics),
+        ):
             (staging / name).write_text(json.dumps(content, indent=2, default=float) + "\n", encoding="utf-8")
         (staging / "model_card.md").write_text(model_card, encoding="utf-8")
         for relative, content in (extra_files or {}).items():
@@ -141,8 +175,13 @@ def save_bundle(out: str | Path, model: MMNARModel, temperature: TemperatureScal
             target.write_bytes(content)
         files = {p.relative_to(staging).as_posix(): _sha256(p) for p in sorted(staging.rglob("*")) if p.is_file()}
         content_hash = _content_hash(files)
-        index = {"format_version": BUNDLE_FORMAT, "created_by": f"mmnar_core {__version__}",
-                 "model_id": f"mmnar-{content_hash[:12]}", "content_hash": content_hash, "files": files}
+        index = {
+            "format_version": BUNDLE_FORMAT,
+            "created_by": f"mmnar_core {__version__}",
+            "model_id": f"mmnar-{content_hash[:12]}",
+            "content_hash": content_hash,
+            "files": files,
+        }
         (staging / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
         load_bundle(staging, trusted_keys=())  # what we wrote must load (it is not signed yet)
     except BaseException:
@@ -159,6 +198,7 @@ def save_bundle(out: str | Path, model: MMNARModel, temperature: TemperatureScal
 
 
 # -- what a bundle may contain ---------------------------------------------------------------------------
+
 
 def _pickle_in(data: bytes, complete: bool) -> str | None:
     """Why `data` (a file's head; `complete` if it is the whole file) is a pickle, or None. Only parses opcodes
@@ -243,20 +283,26 @@ def _refuse_pickles_and_strays(root: Path, listed: dict[str, str]) -> None:
                 reason = _pickle_in(head, len(head) == info.st_size)
                 if reason is None and head.startswith(b"PK\x03\x04"):
                     reason = _zip_pickle(path)
-            if reason is not None and not (name.endswith(".safetensors")
-                                           and _safetensors_problem(path, info.st_size) is None):
-                raise BundleError(f"{path}: refused: {reason}. Bundles never contain pickles (weights are "
-                                  "safetensors); nothing was unpickled")
+            if reason is not None and not (
+                name.endswith(".safetensors") and _safetensors_problem(path, info.st_size) is None
+            ):
+                raise BundleError(
+                    f"{path}: refused: {reason}. Bundles never contain pickles (weights are "
+                    "safetensors); nothing was unpickled"
+                )
             if name.endswith(".safetensors"):
                 problem = _safetensors_problem(path, info.st_size)
                 if problem:
                     raise BundleError(f"{path}: not a valid safetensors file ({problem})")
             if relative not in listed:
-                raise BundleError(f"{path}: not listed in {INDEX_FILE}; a bundle may hold only the files it lists "
-                                  "(remove the file, or rebuild the bundle)")
+                raise BundleError(
+                    f"{path}: not listed in {INDEX_FILE}; a bundle may hold only the files it lists "
+                    "(remove the file, or rebuild the bundle)"
+                )
 
 
 # -- signatures (Ed25519) ----------------------------------------------------------------------------------
+
 
 def _crypto():
     try:
@@ -264,7 +310,9 @@ def _crypto():
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import ed25519
     except ImportError as error:  # pragma: no cover - pinned in requirements.txt
-        raise BundleError(f"bundle signatures need the `cryptography` package ({error}): pip install cryptography") from None
+        raise BundleError(
+            f"bundle signatures need the `cryptography` package ({error}): pip install cryptography"
+        ) from None
     return ed25519, serialization, InvalidSignature
 
 
@@ -287,13 +335,15 @@ def generate_signing_key(path: str | Path) -> tuple[Path, Path]:
         if target.exists():
             raise FileExistsError(f"{target} already exists; refusing to overwrite a key")
     key = ed25519.Ed25519PrivateKey.generate()
-    private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(private_pem)
-    public_path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                          serialization.PublicFormat.SubjectPublicKeyInfo))
+    public_path.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     return path, public_path
 
 
@@ -316,8 +366,10 @@ def _load_private_key(path: str | Path):
     except ValueError as error:
         raise BundleError(f"{path}: not a PEM or OpenSSH private key ({error})") from None
     if not isinstance(key, ed25519.Ed25519PrivateKey):
-        raise BundleError(f"{path}: a {type(key).__name__} key; bundle signatures use Ed25519 keys "
-                          "(make one with `python -m mmnar_core bundle-keygen --out KEY`)")
+        raise BundleError(
+            f"{path}: a {type(key).__name__} key; bundle signatures use Ed25519 keys "
+            "(make one with `python -m mmnar_core bundle-keygen --out KEY`)"
+        )
     return key
 
 
@@ -350,8 +402,10 @@ def load_public_key(spec: str | Path | bytes):
     except BundleError:
         raise
     except (ValueError, TypeError) as error:
-        raise BundleError(f"{where}: not an Ed25519 public key (no such file either; expected a PEM public key, an "
-                          f"'ssh-ed25519 ...' line or base64 of 32 bytes: {error})") from None
+        raise BundleError(
+            f"{where}: not an Ed25519 public key (no such file either; expected a PEM public key, an "
+            f"'ssh-ed25519 ...' line or base64 of 32 bytes: {error})"
+        ) from None
     if not isinstance(key, ed25519.Ed25519PublicKey):
         raise BundleError(f"{where}: a {type(key).__name__}; bundle signatures use Ed25519 keys")
     return key
@@ -380,10 +434,15 @@ def _read_signatures(path: Path) -> dict:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as error:
         raise BundleError(f"{path}: not valid JSON ({error})") from None
-    if not (isinstance(document, dict) and document.get("format") == SIGNATURE_FORMAT
-            and isinstance(document.get("signatures"), list)
-            and all(isinstance(s, dict) and all(isinstance(s.get(k), str) for k in ("key_id", "public_key", "signature"))
-                    for s in document["signatures"])):
+    if not (
+        isinstance(document, dict)
+        and document.get("format") == SIGNATURE_FORMAT
+        and isinstance(document.get("signatures"), list)
+        and all(
+            isinstance(s, dict) and all(isinstance(s.get(k), str) for k in ("key_id", "public_key", "signature"))
+            for s in document["signatures"]
+        )
+    ):
         raise BundleError(f"{path}: not a bundle signature file ({SIGNATURE_FORMAT})")
     return document
 
@@ -395,9 +454,11 @@ def _check_signatures(root: Path, index_bytes: bytes, trusted_keys: Iterable | N
     path = root / SIGNATURE_FILE
     if not path.is_file():
         if trusted is not None:
-            raise BundleError(f"{path}: missing: the bundle is not signed, and trusted keys are configured "
-                              f"({TRUSTED_KEYS_ENV} or --trusted-key); sign it with "
-                              "`python -m mmnar_core bundle-sign BUNDLE --key KEY`")
+            raise BundleError(
+                f"{path}: missing: the bundle is not signed, and trusted keys are configured "
+                f"({TRUSTED_KEYS_ENV} or --trusted-key); sign it with "
+                "`python -m mmnar_core bundle-sign BUNDLE --key KEY`"
+            )
         return []
     ed25519, _, InvalidSignature = _crypto()
     document = _read_signatures(path)
@@ -417,12 +478,16 @@ def _check_signatures(root: Path, index_bytes: bytes, trusted_keys: Iterable | N
         try:
             key.verify(signature, message)
         except InvalidSignature:
-            raise BundleError(f"{path}: the signature by key {entry['key_id']} does not verify: {INDEX_FILE} was "
-                              "changed after signing, or the signature is not genuine") from None
+            raise BundleError(
+                f"{path}: the signature by key {entry['key_id']} does not verify: {INDEX_FILE} was "
+                "changed after signing, or the signature is not genuine"
+            ) from None
         signers.append(entry["key_id"])
     if trusted is not None and not set(signers) & set(trusted):
-        raise BundleError(f"{path}: signed by key {', '.join(signers)}, which is not trusted here (trusted: "
-                          f"{', '.join(sorted(trusted))}; from {TRUSTED_KEYS_ENV} or --trusted-key)")
+        raise BundleError(
+            f"{path}: signed by key {', '.join(signers)}, which is not trusted here (trusted: "
+            f"{', '.join(sorted(trusted))}; from {TRUSTED_KEYS_ENV} or --trusted-key)"
+        )
     return signers
 
 
@@ -441,19 +506,36 @@ def sign_bundle(root: str | Path, key: str | Path) -> dict:
         previous = _read_signatures(path)
         if previous.get("bundle_json_sha256") == hashlib.sha256(index_bytes).hexdigest():
             entries = [e for e in previous["signatures"] if e["key_id"] != kid]
-    entries.append({"algorithm": "ed25519", "key_id": kid, "public_key": base64.b64encode(raw).decode(),
-                    "signature": base64.b64encode(private.sign(_SIGNED_PREFIX + index_bytes)).decode(),
-                    "signed_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-    document = {"format": SIGNATURE_FORMAT, "format_version": 1, "signed_file": INDEX_FILE,
-                "bundle_json_sha256": hashlib.sha256(index_bytes).hexdigest(), "model_id": index["model_id"],
-                "content_hash": index["content_hash"], "signatures": entries}
+    entries.append(
+        {
+            "algorithm": "ed25519",
+            "key_id": kid,
+            "public_key": base64.b64encode(raw).decode(),
+            "signature": base64.b64encode(private.sign(_SIGNED_PREFIX + index_bytes)).decode(),
+            "signed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+    )
+    document = {
+        "format": SIGNATURE_FORMAT,
+        "format_version": 1,
+        "signed_file": INDEX_FILE,
+        "bundle_json_sha256": hashlib.sha256(index_bytes).hexdigest(),
+        "model_id": index["model_id"],
+        "content_hash": index["content_hash"],
+        "signatures": entries,
+    }
     write_text_atomic(path, json.dumps(document, indent=2) + "\n")
     _check_signatures(root, index_bytes, ())  # what we wrote verifies
-    return {"bundle": str(root), "model_id": index["model_id"], "key_id": kid,
-            "signed_by": [e["key_id"] for e in entries]}
+    return {
+        "bundle": str(root),
+        "model_id": index["model_id"],
+        "key_id": kid,
+        "signed_by": [e["key_id"] for e in entries],
+    }
 
 
 # -- verification and loading ----------------------------------------------------------------------------
+
 
 def verify_bundle(root: str | Path, trusted_keys: Iterable | None = None, *, _signatures: bool = True) -> dict:
     """Check the bundle; returns the index (with "signed_by": the key ids of its valid signatures).
@@ -485,7 +567,11 @@ def _verified(root: Path, trusted_keys: Iterable | None, signatures: bool = True
         index = json.loads(index_bytes.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise BundleError(f"{root / INDEX_FILE}: not valid JSON ({error})") from None
-    if not isinstance(index, dict) or index.get("format_version") != BUNDLE_FORMAT or not isinstance(index.get("files"), dict):
+    if (
+        not isinstance(index, dict)
+        or index.get("format_version") != BUNDLE_FORMAT
+        or not isinstance(index.get("files"), dict)
+    ):
         raise BundleError(f"{root / INDEX_FILE}: not a bundle index of format {BUNDLE_FORMAT}")
     files = index["files"]
     if _content_hash(files) != index.get("content_hash"):
@@ -533,10 +619,23 @@ def load_bundle(root: str | Path, device: torch.device | str = "cpu", trusted_ke
         card = contents["model_card.md"].decode("utf-8") if "model_card.md" in contents else ""
     except UnicodeDecodeError as error:
         raise BundleError(f"{card_path}: not UTF-8 text (byte {error.start})") from None
-    return Bundle(root, index["model_id"], index["content_hash"], config, model, temperature, rectifiers,
-                  _json_object(root, "dataset.json", contents), _json_object(root, "encoders.json", contents),
-                  _json_object(root, "metrics.json", contents) if "metrics.json" in contents else {}, card,
-                  sorted(index["files"]), index["signed_by"], str(index.get("created_by", "")), contents)
+    return Bundle(
+        root,
+        index["model_id"],
+        index["content_hash"],
+        config,
+        model,
+        temperature,
+        rectifiers,
+        _json_object(root, "dataset.json", contents),
+        _json_object(root, "encoders.json", contents),
+        _json_object(root, "metrics.json", contents) if "metrics.json" in contents else {},
+        card,
+        sorted(index["files"]),
+        index["signed_by"],
+        str(index.get("created_by", "")),
+        contents,
+    )
 
 
 def _json_object(root: Path, name: str, contents: dict[str, bytes]) -> dict:
@@ -559,14 +658,23 @@ def _why(error: Exception) -> str:
 def _weight_specs(path: Path, data: bytes) -> dict[str, tuple[str, tuple[int, ...]]]:
     """Tensor name -> (safetensors dtype, shape) from the header of the verified bytes."""
     try:
-        return safetensors_header(data[:8 + min(int.from_bytes(data[:8], "little"), len(data))], len(data))
+        return safetensors_header(data[: 8 + min(int.from_bytes(data[:8], "little"), len(data))], len(data))
     except ValueError as error:
         raise BundleError(f"{path}: not a valid safetensors file ({error})") from None
 
 
-_TORCH_DTYPES = {torch.bool: "BOOL", torch.uint8: "U8", torch.int8: "I8", torch.int16: "I16", torch.int32: "I32",
-                 torch.int64: "I64", torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32",
-                 torch.float64: "F64"}
+_TORCH_DTYPES = {
+    torch.bool: "BOOL",
+    torch.uint8: "U8",
+    torch.int8: "I8",
+    torch.int16: "I16",
+    torch.int32: "I32",
+    torch.int64: "I64",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.float32: "F32",
+    torch.float64: "F64",
+}
 
 
 _STRUCTURAL = ("d_model", "n_heads", "n_layers", "ff_mult", "missingness_hidden")
@@ -596,8 +704,9 @@ def _load_model(root: Path, config: MMNARConfig, device, data: bytes) -> MMNARMo
             raise BundleError(f"{path}: {name} is {value!r}, not a positive whole number")
         limit = len(shapes) if name == "n_layers" else parameters
         if value > limit:
-            raise BundleError(f"{path}: {name} = {value:,} cannot fit {weights.name} ({len(shapes)} tensors, "
-                              f"{parameters:,} values)")
+            raise BundleError(
+                f"{path}: {name} = {value:,} cannot fit {weights.name} ({len(shapes)} tensors, {parameters:,} values)"
+            )
     try:
         with torch.device("meta"):  # shapes only: no memory, no initialisation
             model = MMNARModel(config)
@@ -609,14 +718,22 @@ def _load_model(root: Path, config: MMNARConfig, device, data: bytes) -> MMNARMo
         missing = sorted(set(expected) - set(shapes))
         extra = sorted(set(shapes) - set(expected))
         differ = sorted(k for k in set(expected) & set(shapes) if expected[k] != shapes[k])
-        detail = "; ".join(part for part in (
-            f"missing {', '.join(missing[:3])}" if missing else "", f"unexpected {', '.join(extra[:3])}" if extra else "",
-            f"{differ[0]} is {list(shapes[differ[0]])}, not {list(expected[differ[0]])}" if differ else "") if part)
+        detail = "; ".join(
+            part
+            for part in (
+                f"missing {', '.join(missing[:3])}" if missing else "",
+                f"unexpected {', '.join(extra[:3])}" if extra else "",
+                f"{differ[0]} is {list(shapes[differ[0]])}, not {list(expected[differ[0]])}" if differ else "",
+            )
+            if part
+        )
         raise BundleError(f"{weights}: does not fit config.json ({detail})")
     for name, tensor in state.items():
         wanted = _TORCH_DTYPES.get(tensor.dtype, str(tensor.dtype))
         if specs[name][0] != wanted:
-            raise BundleError(f"{weights}: tensor {name} is {specs[name][0]}, not {wanted} as config.json's model has it")
+            raise BundleError(
+                f"{weights}: tensor {name} is {specs[name][0]}, not {wanted} as config.json's model has it"
+            )
     try:
         model.load_state_dict(load_tensors(data), assign=True)
     except Exception as error:  # noqa: BLE001 - safetensors and torch raise several types (dtype, data)
@@ -627,15 +744,16 @@ def _load_model(root: Path, config: MMNARConfig, device, data: bytes) -> MMNARMo
     return model.to(device).eval()
 
 
-def _load_calibration(root: Path, config: MMNARConfig,
-                      contents: dict[str, bytes]) -> tuple[TemperatureScaler, dict[str, PatternRectifier]]:
+def _load_calibration(
+    root: Path, config: MMNARConfig, contents: dict[str, bytes]
+) -> tuple[TemperatureScaler, dict[str, PatternRectifier]]:
     path = root / "calibration.json"
     calibration = _json_object(root, "calibration.json", contents)
     tasks = list(config.tasks)
     try:
         temperature_state, rectifier_states = calibration["temperature"], calibration["rectifiers"]
         if not isinstance(temperature_state, dict) or not isinstance(rectifier_states, dict):
-            raise ValueError("expected {\"temperature\": {...}, \"rectifiers\": {task: {...}}}")
+            raise ValueError('expected {"temperature": {...}, "rectifiers": {task: {...}}}')
         temperature = TemperatureScaler.from_dict(temperature_state)
         values = temperature.temperatures
         if values is None or values.shape != (len(tasks),) or not np.all(np.isfinite(values)) or np.any(values <= 0):

@@ -15,8 +15,23 @@ import stat
 from pathlib import Path
 
 # bytes per element of each safetensors dtype (https://github.com/huggingface/safetensors, format)
-DTYPE_SIZES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
-               "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+DTYPE_SIZES = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E5M2": 1,
+    "F8_E4M3": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
+}
 MAX_HEADER = 100 * 2**20
 
 
@@ -65,7 +80,7 @@ def safetensors_header(head: bytes, size: int) -> dict[str, tuple[str, tuple[int
     if len(head) < 8 + length:
         raise ValueError("its header is cut short")
     try:
-        meta = json.loads(head[8:8 + length])
+        meta = json.loads(head[8 : 8 + length])
     except (ValueError, UnicodeDecodeError):
         raise ValueError("its header is not JSON") from None
     if not isinstance(meta, dict):
@@ -83,15 +98,21 @@ def safetensors_header(head: bytes, size: int) -> dict[str, tuple[str, tuple[int
             raise ValueError(f"tensor {name!r} has dtype {dtype!r} (accepted: {', '.join(DTYPE_SIZES)})")
         if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
             raise ValueError(f"tensor {name!r} has no valid shape")
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
-                and 0 <= offsets[0] <= offsets[1]):
+        if not (
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(type(o) is int for o in offsets)
+            and 0 <= offsets[0] <= offsets[1]
+        ):
             raise ValueError(f"tensor {name!r} has no valid data_offsets")
         count = 1
         for dimension in shape:
             count *= dimension
         if offsets[1] - offsets[0] != count * DTYPE_SIZES[dtype]:
-            raise ValueError(f"tensor {name!r} declares shape {shape} of {dtype} ({count * DTYPE_SIZES[dtype]:,} "
-                             f"bytes) but data_offsets span {offsets[1] - offsets[0]:,} bytes")
+            raise ValueError(
+                f"tensor {name!r} declares shape {shape} of {dtype} ({count * DTYPE_SIZES[dtype]:,} "
+                f"bytes) but data_offsets span {offsets[1] - offsets[0]:,} bytes"
+            )
         tensors[name] = (dtype, tuple(shape))
         spans.append((offsets[0], offsets[1], name))
     end = 0

@@ -25,19 +25,24 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from mmnar_core.patterns import MAX_MODALITIES, PatternError, decode_pattern
+from mmnar_core.patterns import MAX_MODALITIES, decode_pattern
 
 COUNTS_FORMAT = "mmnar-pattern-counts"  # the JSON file the server writes and `drift --counts` reads
 COUNTS_VERSION = 1
 
 TOO_FEW, NO_DRIFT, MILD, ADVISED = "too_few", "no_drift", "mild_drift", "rectify_advised"
-VERDICT_TITLES = {TOO_FEW: "too few patients to judge", NO_DRIFT: "no drift detected", MILD: "mild drift",
-                  ADVISED: "drift: rectify advised"}
+VERDICT_TITLES = {
+    TOO_FEW: "too few patients to judge",
+    NO_DRIFT: "no drift detected",
+    MILD: "mild drift",
+    ADVISED: "drift: rectify advised",
+}
 
 
 class DriftError(ValueError):
@@ -80,7 +85,11 @@ class DriftThresholds:
             problems.append(f"alpha must be between 0 and 0.5, got {self.alpha!r}")
         if not 0.5 <= self.level < 1.0:
             problems.append(f"level must be in [0.5, 1), got {self.level!r}")
-        if isinstance(self.resamples, bool) or not isinstance(self.resamples, int) or not 100 <= self.resamples <= 100_000:
+        if (
+            isinstance(self.resamples, bool)
+            or not isinstance(self.resamples, int)
+            or not 100 <= self.resamples <= 100_000
+        ):
             problems.append(f"resamples must be a whole number from 100 to 100,000, got {self.resamples!r}")
         if not self.min_expected >= 0:
             problems.append(f"min_expected must be >= 0, got {self.min_expected!r}")
@@ -114,9 +123,11 @@ def check_same_modalities(declared: Sequence[str], expected: Sequence[str], wher
     """Counts recorded for another model's modalities (another number or order) mean other pattern ids:
     refuse them instead of comparing the wrong patterns."""
     if list(declared) != list(expected):
-        raise DriftError(f"{where} counts patterns over the modalities {list(declared)}, but the model's are "
-                         f"{list(expected)} (in this order): pattern ids would mean different modalities; "
-                         "count with this model, or compare with the bundle the counts were made with")
+        raise DriftError(
+            f"{where} counts patterns over the modalities {list(declared)}, but the model's are "
+            f"{list(expected)} (in this order): pattern ids would mean different modalities; "
+            "count with this model, or compare with the bundle the counts were made with"
+        )
 
 
 def _pattern_key(key: Any, names: list[str], where: str) -> int:
@@ -133,14 +144,18 @@ def _pattern_key(key: Any, names: list[str], where: str) -> int:
             return 0
         unknown = [p for p in parts if p not in names]
         if unknown or len(set(parts)) != len(parts):
-            raise DriftError(f"{where}: pattern {key!r} is neither a pattern id (0..{n_patterns - 1}) nor modality "
-                             f"names joined by '+' (of: {', '.join(names)})")
+            raise DriftError(
+                f"{where}: pattern {key!r} is neither a pattern id (0..{n_patterns - 1}) nor modality "
+                f"names joined by '+' (of: {', '.join(names)})"
+            )
         return sum(1 << names.index(p) for p in parts)
     else:
         raise DriftError(f"{where}: pattern {key!r} is a {type(key).__name__}, not a pattern id")
     if not 0 <= pattern < n_patterns:
-        raise DriftError(f"{where}: pattern id {pattern} is unknown for {len(names)} modalities "
-                         f"(accepted: 0..{n_patterns - 1}, bit m = modality m present: {', '.join(names)})")
+        raise DriftError(
+            f"{where}: pattern id {pattern} is unknown for {len(names)} modalities "
+            f"(accepted: 0..{n_patterns - 1}, bit m = modality m present: {', '.join(names)})"
+        )
     return pattern
 
 
@@ -219,7 +234,9 @@ def chi2_sf(statistic: float, df: int) -> float:
     return _gamma_q(df / 2.0, max(float(statistic), 0.0) / 2.0)
 
 
-def chi2_two_sample(train: np.ndarray, local: np.ndarray, min_expected: float) -> tuple[float | None, int, float | None, list[int]]:
+def chi2_two_sample(
+    train: np.ndarray, local: np.ndarray, min_expected: float
+) -> tuple[float | None, int, float | None, list[int]]:
     """Pearson chi-square of the 2 x K table (training, local) x patterns; patterns whose smaller expected
     count is under `min_expected` are pooled into one cell. (statistic, df, p-value, pooled column indices);
     statistic and p-value None when fewer than two cells remain."""
@@ -284,8 +301,12 @@ class DriftReport:
         return asdict(self)
 
 
-def compare_patterns(train_counts: Mapping, local_counts: Mapping, modality_names: Sequence[str],
-                     thresholds: DriftThresholds | None = None) -> DriftReport:
+def compare_patterns(
+    train_counts: Mapping,
+    local_counts: Mapping,
+    modality_names: Sequence[str],
+    thresholds: DriftThresholds | None = None,
+) -> DriftReport:
     """Compare local pattern counts with the training counts (both {pattern: count}, see `parse_counts`).
 
     DriftError for bad counts, unknown patterns, or a training distribution with no patient."""
@@ -295,34 +316,62 @@ def compare_patterns(train_counts: Mapping, local_counts: Mapping, modality_name
     local_map = parse_counts(local_counts, names, "local counts")
     n_train, n_local = sum(train_map.values()), sum(local_map.values())
     if n_train == 0:
-        raise DriftError("the training counts hold no patient: the bundle has no training pattern distribution "
-                         "to compare with")
+        raise DriftError(
+            "the training counts hold no patient: the bundle has no training pattern distribution to compare with"
+        )
     support = sorted(p for p in set(train_map) | set(local_map) if train_map.get(p, 0) or local_map.get(p, 0))
     train = np.array([train_map.get(p, 0) for p in support], dtype=np.int64)
     local = np.array([local_map.get(p, 0) for p in support], dtype=np.int64)
     train_share = train / n_train
     local_share = local / n_local if n_local else None
 
-    rows = [PatternRow(pattern=p, words=pattern_words(p, names), train_count=int(train[i]),
-                       train_share=float(train_share[i]), local_count=int(local[i]),
-                       local_share=None if local_share is None else float(local_share[i]),
-                       difference=None if local_share is None else float(local_share[i] - train_share[i]),
-                       unseen_in_training=bool(train[i] == 0))
-            for i, p in enumerate(support)]
+    rows = [
+        PatternRow(
+            pattern=p,
+            words=pattern_words(p, names),
+            train_count=int(train[i]),
+            train_share=float(train_share[i]),
+            local_count=int(local[i]),
+            local_share=None if local_share is None else float(local_share[i]),
+            difference=None if local_share is None else float(local_share[i] - train_share[i]),
+            unseen_in_training=bool(train[i] == 0),
+        )
+        for i, p in enumerate(support)
+    ]
     rows.sort(key=lambda r: (-(abs(r.difference) if r.difference is not None else r.train_share), r.pattern))
     unseen = [r.words for r in rows if r.unseen_in_training and r.local_count]
 
-    figures: dict[str, Any] = dict(tv=None, tv_low=None, tv_high=None, null_tv_mean=None, null_tv_high=None,
-                                   p_value=None, chi2=None, chi2_df=0, chi2_p_value=None, chi2_pooled=[])
+    figures: dict[str, Any] = dict(
+        tv=None,
+        tv_low=None,
+        tv_high=None,
+        null_tv_mean=None,
+        null_tv_high=None,
+        p_value=None,
+        chi2=None,
+        chi2_df=0,
+        chi2_p_value=None,
+        chi2_pooled=[],
+    )
     if n_local:
         figures.update(_resampled(train, local, thresholds))
         chi2, df, chi2_p, pooled = chi2_two_sample(train, local, thresholds.min_expected)
-        figures.update(chi2=chi2, chi2_df=df, chi2_p_value=chi2_p,
-                       chi2_pooled=[pattern_words(support[i], names) for i in pooled])
+        figures.update(
+            chi2=chi2, chi2_df=df, chi2_p_value=chi2_p, chi2_pooled=[pattern_words(support[i], names) for i in pooled]
+        )
     verdict, message = _verdict(n_local, figures, unseen, thresholds)
-    return DriftReport(modalities=names, n_local=n_local, n_train=n_train, verdict=verdict,
-                       title=VERDICT_TITLES[verdict], message=message, unseen_patterns=unseen, patterns=rows,
-                       thresholds=asdict(thresholds), **figures)
+    return DriftReport(
+        modalities=names,
+        n_local=n_local,
+        n_train=n_train,
+        verdict=verdict,
+        title=VERDICT_TITLES[verdict],
+        message=message,
+        unseen_patterns=unseen,
+        patterns=rows,
+        thresholds=asdict(thresholds),
+        **figures,
+    )
 
 
 def _resampled(train: np.ndarray, local: np.ndarray, t: DriftThresholds) -> dict:
@@ -335,34 +384,54 @@ def _resampled(train: np.ndarray, local: np.ndarray, t: DriftThresholds) -> dict
     tail = (1.0 - t.level) / 2.0
     q_low, q_high = np.quantile(boot, [tail, 1.0 - tail])
     pooled = (train + local) / (n_train + n_local)
-    null = total_variation(rng.multinomial(n_train, pooled, size=t.resamples),
-                           rng.multinomial(n_local, pooled, size=t.resamples))
+    null = total_variation(
+        rng.multinomial(n_train, pooled, size=t.resamples), rng.multinomial(n_local, pooled, size=t.resamples)
+    )
     bias = float(boot.mean()) - observed  # the plug-in TV is biased upwards (noise adds |differences|) ...
-    return dict(tv=float(observed),
-                # ... so the percentile interval is shifted down by the bootstrap's estimate of that bias
-                tv_low=float(np.clip(q_low - bias, 0.0, 1.0)), tv_high=float(np.clip(q_high - bias, 0.0, 1.0)),
-                null_tv_mean=float(null.mean()), null_tv_high=float(np.quantile(null, t.level)),
-                p_value=float((1 + np.count_nonzero(null >= observed - 1e-12)) / (t.resamples + 1)))
+    return dict(
+        tv=float(observed),
+        # ... so the percentile interval is shifted down by the bootstrap's estimate of that bias
+        tv_low=float(np.clip(q_low - bias, 0.0, 1.0)),
+        tv_high=float(np.clip(q_high - bias, 0.0, 1.0)),
+        null_tv_mean=float(null.mean()),
+        null_tv_high=float(np.quantile(null, t.level)),
+        p_value=float((1 + np.count_nonzero(null >= observed - 1e-12)) / (t.resamples + 1)),
+    )
 
 
 def _verdict(n_local: int, f: dict, unseen: list[str], t: DriftThresholds) -> tuple[str, str]:
-    new = (f" Patterns never seen in training: {'; '.join(unseen)} (the model has no training patients with "
-           "exactly these tests).") if unseen else ""
+    new = (
+        (
+            f" Patterns never seen in training: {'; '.join(unseen)} (the model has no training patients with "
+            "exactly these tests)."
+        )
+        if unseen
+        else ""
+    )
     if n_local < t.min_patients:
-        return TOO_FEW, (f"Too few patients to judge: {n_local} analysed here, {t.min_patients} needed. In a small "
-                         "group the mix of available tests differs from the training mix by chance alone." + new)
-    share = (f"{f['tv']:.0%} of patients here (95 % interval {f['tv_low']:.0%} to {f['tv_high']:.0%}) would need "
-             "a different combination of tests for the mix to match the training site's; with no change of "
-             f"policy about {f['null_tv_mean']:.0%} is expected by chance alone for {n_local} patients")
+        return TOO_FEW, (
+            f"Too few patients to judge: {n_local} analysed here, {t.min_patients} needed. In a small "
+            "group the mix of available tests differs from the training mix by chance alone." + new
+        )
+    share = (
+        f"{f['tv']:.0%} of patients here (95 % interval {f['tv_low']:.0%} to {f['tv_high']:.0%}) would need "
+        "a different combination of tests for the mix to match the training site's; with no change of "
+        f"policy about {f['null_tv_mean']:.0%} is expected by chance alone for {n_local} patients"
+    )
     if f["p_value"] < t.alpha and f["tv_low"] > t.advise_tv:
-        return ADVISED, (f"Drift: rectify advised. The tests ordered here differ from the training site's: {share}. "
-                         "Risks for the patterns whose share changed may be biased: refit the pattern correction on "
-                         "local patients with known outcomes (rectify)." + new)
+        return ADVISED, (
+            f"Drift: rectify advised. The tests ordered here differ from the training site's: {share}. "
+            "Risks for the patterns whose share changed may be biased: refit the pattern correction on "
+            "local patients with known outcomes (rectify)." + new
+        )
     if f["p_value"] < t.alpha:
-        return MILD, (f"Mild drift: {share}. The difference is more than chance, but not confidently above "
-                      f"{t.advise_tv:.0%} of patients: no refit needed yet; keep watching." + new)
-    return NO_DRIFT, (f"No drift detected: {share}. This is within what chance gives under the training "
-                      "site's ordering policy." + new)
+        return MILD, (
+            f"Mild drift: {share}. The difference is more than chance, but not confidently above "
+            f"{t.advise_tv:.0%} of patients: no refit needed yet; keep watching." + new
+        )
+    return NO_DRIFT, (
+        f"No drift detected: {share}. This is within what chance gives under the training site's ordering policy." + new
+    )
 
 
 def rectify_command(bundle: str = "BUNDLE", out: str | None = None) -> str:
@@ -374,20 +443,35 @@ def rectify_command(bundle: str = "BUNDLE", out: str | None = None) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ counts file
-def counts_document(model_id: str, modality_names: Sequence[str], counts: Mapping[int, int],
-                    first_seen: str | None = None, last_seen: str | None = None, source: str = "") -> dict:
+def counts_document(
+    model_id: str,
+    modality_names: Sequence[str],
+    counts: Mapping[int, int],
+    first_seen: str | None = None,
+    last_seen: str | None = None,
+    source: str = "",
+) -> dict:
     """The counts file the model server and the app write and `drift --counts` reads: per-pattern counts of
     one model, with the modality order that gives the pattern ids their meaning. No patient data."""
     names = check_modalities(modality_names)
     parsed = parse_counts(counts, names)
-    return {"format": COUNTS_FORMAT, "version": COUNTS_VERSION, "model_id": model_id, "modalities": names,
-            "source": source, "n": sum(parsed.values()), "first_seen": first_seen, "last_seen": last_seen,
-            "counts": {str(p): c for p, c in sorted(parsed.items())},
-            "patterns": {str(p): pattern_words(p, names) for p in sorted(parsed)}}
+    return {
+        "format": COUNTS_FORMAT,
+        "version": COUNTS_VERSION,
+        "model_id": model_id,
+        "modalities": names,
+        "source": source,
+        "n": sum(parsed.values()),
+        "first_seen": first_seen,
+        "last_seen": last_seen,
+        "counts": {str(p): c for p, c in sorted(parsed.items())},
+        "patterns": {str(p): pattern_words(p, names) for p in sorted(parsed)},
+    }
 
 
-def read_counts_document(document: Any, modality_names: Sequence[str], model_id: str | None = None,
-                         where: str = "the counts file") -> dict[int, int]:
+def read_counts_document(
+    document: Any, modality_names: Sequence[str], model_id: str | None = None, where: str = "the counts file"
+) -> dict[int, int]:
     """{pattern: count} from a counts document (`counts_document`), checked against the model's modalities
     (and model id, when both are known: counts of another model describe another training mix). A bare
     mapping {pattern: count} is accepted too."""
@@ -399,14 +483,18 @@ def read_counts_document(document: Any, modality_names: Sequence[str], model_id:
     if document.get("format", COUNTS_FORMAT) != COUNTS_FORMAT:
         raise DriftError(f"{where} is of format {document.get('format')!r}, not {COUNTS_FORMAT!r}")
     if document.get("version", COUNTS_VERSION) != COUNTS_VERSION:
-        raise DriftError(f"{where} is version {document.get('version')!r} of {COUNTS_FORMAT}; this code reads "
-                         f"version {COUNTS_VERSION}")
+        raise DriftError(
+            f"{where} is version {document.get('version')!r} of {COUNTS_FORMAT}; this code reads "
+            f"version {COUNTS_VERSION}"
+        )
     if "modalities" in document:
         declared = document["modalities"]
         if not isinstance(declared, list):
             raise DriftError(f"{where}: 'modalities' must be a list of modality names")
         check_same_modalities(declared, names, where)
     if model_id and document.get("model_id") and document["model_id"] != model_id:
-        raise DriftError(f"{where} counts patients analysed by model {document['model_id']!r}, not {model_id!r}: "
-                         "compare it with that model's bundle")
+        raise DriftError(
+            f"{where} counts patients analysed by model {document['model_id']!r}, not {model_id!r}: "
+            "compare it with that model's bundle"
+        )
     return parse_counts(document["counts"], names, where)

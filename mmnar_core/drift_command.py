@@ -16,23 +16,32 @@ from mmnar_core.arg_types import non_negative_int, positive
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "drift", help="compare the availability patterns seen here with the training mix (ordering-policy drift)",
+        "drift",
+        help="compare the availability patterns seen here with the training mix (ordering-policy drift)",
         description="Total variation distance between the mix of availability patterns among patients analysed "
         "here and the bundle's training mix, with a 95 % bootstrap interval, the distance expected with no "
         "drift, a chi-square test, the per-pattern table and a verdict (too few patients / no drift / mild "
-        "drift / drift: rectify advised). Counts only: no patient data. See docs/serving.md.")
+        "drift / drift: rectify advised). Counts only: no patient data. See docs/serving.md.",
+    )
     parser.add_argument("bundle", metavar="BUNDLE_DIR", help="the model bundle the counts were made with")
-    parser.add_argument("--counts", required=True, metavar="FILE.json",
-                        help="pattern counts: the JSON of `serve --pattern-counts-file`, of GET /pattern-counts, or "
-                        "of `python -m mmnar_app.drift export`; or a plain {\"pattern\": count} object (pattern ids or "
-                        "modality names joined by '+')")
+    parser.add_argument(
+        "--counts",
+        required=True,
+        metavar="FILE.json",
+        help="pattern counts: the JSON of `serve --pattern-counts-file`, of GET /pattern-counts, or "
+        'of `python -m mmnar_app.drift export`; or a plain {"pattern": count} object (pattern ids or '
+        "modality names joined by '+')",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of the table")
     parser.add_argument("--out", default=None, metavar="FILE.json", help="also write the report as JSON to FILE")
-    parser.add_argument("--any-model", action="store_true",
-                        help="accept counts recorded under another model id (e.g. before a rectify that kept "
-                        "the same training data)")
-    parser.add_argument("--resamples", type=positive(int), default=None, metavar="N",
-                        help="bootstrap and null resamples (default 2000)")
+    parser.add_argument(
+        "--any-model",
+        action="store_true",
+        help="accept counts recorded under another model id (e.g. before a rectify that kept the same training data)",
+    )
+    parser.add_argument(
+        "--resamples", type=positive(int), default=None, metavar="N", help="bootstrap and null resamples (default 2000)"
+    )
     parser.add_argument("--seed", type=non_negative_int, default=None, help="resampling seed (default 0)")
     parser.set_defaults(func=run_drift)
 
@@ -43,8 +52,10 @@ def training_distribution(bundle_dir: str | Path) -> tuple[str, list[str], dict]
 
     root = Path(bundle_dir)
     if not (root / "bundle.json").is_file():
-        raise FileNotFoundError(f"{root} is not a model bundle (no bundle.json); accepted: a directory written by "
-                                "`python -m mmnar_core train`, e.g. assets/demo_bundle")
+        raise FileNotFoundError(
+            f"{root} is not a model bundle (no bundle.json); accepted: a directory written by "
+            "`python -m mmnar_core train`, e.g. assets/demo_bundle"
+        )
     index = verify_bundle(root)  # the training mix compared with is the one the bundle was signed / hashed with
     dataset = json.loads((root / "dataset.json").read_text(encoding="utf-8"))
     return index["model_id"], [m["name"] for m in dataset["modalities"]], dataset.get("pattern_counts_train") or {}
@@ -67,18 +78,26 @@ def format_report(report, bundle: str) -> str:
     """The report as text: the figures, the verdict and the per-pattern table (shares in %)."""
     from mmnar_core.drift import rectify_command
 
-    lines = [f"Ordering-policy drift: {report.n_local} patients analysed here vs {report.n_train} training patients",
-             f"verdict: {report.title}", report.message]
+    lines = [
+        f"Ordering-policy drift: {report.n_local} patients analysed here vs {report.n_train} training patients",
+        f"verdict: {report.title}",
+        report.message,
+    ]
     if report.tv is not None:
-        lines.append(f"total variation distance {report.tv:.3f} [95 % interval {report.tv_low:.3f}, {report.tv_high:.3f}]; "
-                     f"expected with no drift {report.null_tv_mean:.3f} (95th percentile {report.null_tv_high:.3f}); "
-                     f"p = {report.p_value:.4f}")
+        lines.append(
+            f"total variation distance {report.tv:.3f} [95 % interval {report.tv_low:.3f}, {report.tv_high:.3f}]; "
+            f"expected with no drift {report.null_tv_mean:.3f} (95th percentile {report.null_tv_high:.3f}); "
+            f"p = {report.p_value:.4f}"
+        )
         if report.chi2 is not None:
             pooled = f"; pooled (expected < 5): {', '.join(report.chi2_pooled)}" if report.chi2_pooled else ""
             lines.append(f"chi-square {report.chi2:.1f} on {report.chi2_df} df, p = {report.chi2_p_value:.2g}{pooled}")
     if report.rectify_advised:
-        lines += ["", "advised: refit the pattern correction on local patients with known outcomes:",
-                  "  " + rectify_command(bundle)]
+        lines += [
+            "",
+            "advised: refit the pattern correction on local patients with known outcomes:",
+            "  " + rectify_command(bundle),
+        ]
     width = max([len(r.words) for r in report.patterns] + [7])
     lines += ["", f"{'pattern':<{width}}  {'training':>9}  {'here':>9}  {'difference':>10}  n here"]
     for row in report.patterns:

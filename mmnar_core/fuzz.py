@@ -45,8 +45,17 @@ class Recorder:
         self.stats_path = stats_path
         self.started = time.monotonic()
         self.last_write = 0.0
-        self.stats = {"target": target.name, "engine": engine, "executions": 0, "accepted": 0, "refused": 0,
-                      "skipped": 0, "crashes": 0, "unique_crashes": {}, "seconds": 0.0}
+        self.stats = {
+            "target": target.name,
+            "engine": engine,
+            "executions": 0,
+            "accepted": 0,
+            "refused": 0,
+            "skipped": 0,
+            "crashes": 0,
+            "unique_crashes": {},
+            "seconds": 0.0,
+        }
 
     def run(self, context, data: bytes) -> None:
         self.stats["executions"] += 1
@@ -74,9 +83,14 @@ class Recorder:
         stem.with_suffix(".txt").write_text(
             f"target: {self.target.name}\nsignature: {signature}\ninput: {stem.with_suffix('.bin').name} "
             f"({len(data)} bytes)\nreplay: python -m mmnar_core fuzz --replay {stem.with_suffix('.bin')}\n\n"
-            + "".join(traceback.format_exception(type(error), error, error.__traceback__)), encoding="utf-8")
-        self.stats["unique_crashes"][crash_id] = {"signature": signature, "count": 1,
-                                                  "input": str(stem.with_suffix(".bin"))}
+            + "".join(traceback.format_exception(type(error), error, error.__traceback__)),
+            encoding="utf-8",
+        )
+        self.stats["unique_crashes"][crash_id] = {
+            "signature": signature,
+            "count": 1,
+            "input": str(stem.with_suffix(".bin")),
+        }
         self.write()
 
     def write(self) -> None:
@@ -102,7 +116,7 @@ def write_seeds(target: Target, context, corpus: Path) -> int:
     corpus.mkdir(parents=True, exist_ok=True)
     seeds = target.seeds(context)
     for seed in seeds:
-        (corpus / f"seed-{hashlib.sha1(seed).hexdigest()[:16]}").write_bytes(seed[:target.max_len])
+        (corpus / f"seed-{hashlib.sha1(seed).hexdigest()[:16]}").write_bytes(seed[: target.max_len])
     return len(seeds)
 
 
@@ -129,9 +143,17 @@ def atheris_worker(target: Target, seconds: float, crash_dir: Path, stats_path: 
     recorder = Recorder(target, crash_dir, stats_path, "atheris")
     recorder.write()
     crash_dir.mkdir(parents=True, exist_ok=True)
-    argv = [sys.argv[0], str(corpus), f"-max_total_time={max(1, int(round(seconds)))}",
-            f"-timeout={target.timeout_s}", f"-max_len={target.max_len}", "-rss_limit_mb=6144",
-            f"-artifact_prefix={crash_dir}/{target.name}-libfuzzer-", "-print_final_stats=1", "-print_pcs=0"]
+    argv = [
+        sys.argv[0],
+        str(corpus),
+        f"-max_total_time={max(1, int(round(seconds)))}",
+        f"-timeout={target.timeout_s}",
+        f"-max_len={target.max_len}",
+        "-rss_limit_mb=6144",
+        f"-artifact_prefix={crash_dir}/{target.name}-libfuzzer-",
+        "-print_final_stats=1",
+        "-print_pcs=0",
+    ]
     if dictionary is not None:
         argv.append(f"-dict={dictionary}")
     atheris.Setup(argv, lambda data: recorder.run(context, data))
@@ -143,7 +165,7 @@ def random_worker(target: Target, seconds: float, crash_dir: Path, stats_path: P
     quiet()
     context = target.setup()
     try:
-        seeds = [s[:target.max_len] for s in target.seeds(context)] or [b""]
+        seeds = [s[: target.max_len] for s in target.seeds(context)] or [b""]
         recorder = Recorder(target, crash_dir, stats_path, "random")
         rng = random.Random(seed)
         deadline = time.monotonic() + seconds
@@ -167,7 +189,7 @@ def mutate(rng: random.Random, data: bytes, seeds: list[bytes], tokens, max_len:
         elif action == 1 and out:
             out[min(at, len(out) - 1)] = rng.choice((0, 0xFF, 0x7F, 0x80, ord("9"), ord('"'), ord(",")))
         elif action == 2:
-            del out[at:at + rng.randint(1, 64)]
+            del out[at : at + rng.randint(1, 64)]
         elif action == 3:
             out[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
         elif action == 4 and tokens:
@@ -175,7 +197,7 @@ def mutate(rng: random.Random, data: bytes, seeds: list[bytes], tokens, max_len:
         elif action == 5:
             other = rng.choice(seeds)
             start = rng.randrange(len(other) + 1)
-            out[at:] = other[start:start + rng.randint(0, 256)] + out[at:]
+            out[at:] = other[start : start + rng.randint(0, 256)] + out[at:]
         else:
             out = out[:at]
     return bytes(out[:max_len])
@@ -184,22 +206,41 @@ def mutate(rng: random.Random, data: bytes, seeds: list[bytes], tokens, max_len:
 # ------------------------------------------------------------------------------------------------ the command
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "fuzz", help="coverage-guided fuzzing of the input parsers, bundle loader and server for a bounded time",
+        "fuzz",
+        help="coverage-guided fuzzing of the input parsers, bundle loader and server for a bounded time",
         description="Runs every target (or --targets) for --seconds under atheris and reports executions, "
         "coverage and crashes per target; crashing inputs go to --crash-dir. Exit status 1 if any target "
-        "crashed. See docs/fuzzing.md.")
-    parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS,
-                        help=f"fuzzing time per target (default {DEFAULT_SECONDS:g})")
+        "crashed. See docs/fuzzing.md.",
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=DEFAULT_SECONDS, help=f"fuzzing time per target (default {DEFAULT_SECONDS:g})"
+    )
     parser.add_argument("--targets", default="all", help=f"comma-separated, or all: {', '.join(TARGETS)}")
-    parser.add_argument("--crash-dir", default=DEFAULT_CRASH_DIR, help="where crashing inputs are written "
-                        f"(default ./{DEFAULT_CRASH_DIR})")
-    parser.add_argument("--corpus", default=None, help="keep each target's corpus in CORPUS/<target> (default: a "
-                        "temporary folder, so every run starts from the seeds)")
-    parser.add_argument("--engine", choices=("auto", "atheris", "random"), default="auto",
-                        help="atheris (coverage-guided) when installed, else random mutations of the seeds")
+    parser.add_argument(
+        "--crash-dir",
+        default=DEFAULT_CRASH_DIR,
+        help=f"where crashing inputs are written (default ./{DEFAULT_CRASH_DIR})",
+    )
+    parser.add_argument(
+        "--corpus",
+        default=None,
+        help="keep each target's corpus in CORPUS/<target> (default: a "
+        "temporary folder, so every run starts from the seeds)",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=("auto", "atheris", "random"),
+        default="auto",
+        help="atheris (coverage-guided) when installed, else random mutations of the seeds",
+    )
     parser.add_argument("--json", default=None, help="also write the report as JSON to this file")
-    parser.add_argument("--replay", nargs="+", default=None, metavar="FILE_OR_DIR",
-                        help="run saved inputs (<target>-*.bin) through their targets again, then exit")
+    parser.add_argument(
+        "--replay",
+        nargs="+",
+        default=None,
+        metavar="FILE_OR_DIR",
+        help="run saved inputs (<target>-*.bin) through their targets again, then exit",
+    )
     parser.set_defaults(func=run_command)
 
 
@@ -251,10 +292,17 @@ def run_command(args) -> int:
                 result["unique"] = len(result["unique_crashes"])
             results.append(result)
             print(_line(result), file=sys.stderr, flush=True)
-    report = {"engine": engine, "seconds_per_target": args.seconds, "crash_dir": str(crash_dir), "targets": results,
-              "total": {"executions": sum(_executions(r) for r in results),
-                        "crashes": sum(r["crashes"] for r in results),
-                        "seconds": round(sum(r.get("wall_seconds", r["seconds"]) for r in results), 1)}}
+    report = {
+        "engine": engine,
+        "seconds_per_target": args.seconds,
+        "crash_dir": str(crash_dir),
+        "targets": results,
+        "total": {
+            "executions": sum(_executions(r) for r in results),
+            "crashes": sum(r["crashes"] for r in results),
+            "seconds": round(sum(r.get("wall_seconds", r["seconds"]) for r in results), 1),
+        },
+    }
     print(format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -265,18 +313,42 @@ def run_atheris_target(name: str, seconds: float, crash_dir: Path, corpus: Path,
     stats_path = scratch / f"{name}.stats.json"
     log_path = scratch / f"{name}.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    command = [sys.executable, "-m", "mmnar_core.fuzz", "--worker", name, "--seconds", str(seconds),
-               "--crash-dir", str(crash_dir), "--stats", str(stats_path), "--corpus", str(corpus)]
+    command = [
+        sys.executable,
+        "-m",
+        "mmnar_core.fuzz",
+        "--worker",
+        name,
+        "--seconds",
+        str(seconds),
+        "--crash-dir",
+        str(crash_dir),
+        "--stats",
+        str(stats_path),
+        "--corpus",
+        str(corpus),
+    ]
     started = time.monotonic()
     with open(log_path, "w", encoding="utf-8", errors="replace") as log:
         # the setup (imports, a model for the server) comes on top of the fuzzing time; a hang is ended
-        process = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                 timeout=seconds + 300)
+        process = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=seconds + 300)
     elapsed = time.monotonic() - started
     text = log_path.read_text(encoding="utf-8", errors="replace")
-    stats = json.loads(stats_path.read_text()) if stats_path.exists() else {
-        "target": name, "engine": "atheris", "executions": 0, "accepted": 0, "refused": 0, "skipped": 0,
-        "crashes": 0, "unique_crashes": {}, "seconds": 0.0}
+    stats = (
+        json.loads(stats_path.read_text())
+        if stats_path.exists()
+        else {
+            "target": name,
+            "engine": "atheris",
+            "executions": 0,
+            "accepted": 0,
+            "refused": 0,
+            "skipped": 0,
+            "crashes": 0,
+            "unique_crashes": {},
+            "seconds": 0.0,
+        }
+    )
     stats.update(parse_libfuzzer(text))
     stats["wall_seconds"] = round(elapsed, 1)
     stats["exit_status"] = process.returncode
@@ -285,8 +357,11 @@ def run_atheris_target(name: str, seconds: float, crash_dir: Path, corpus: Path,
         reason = next((r for r in ("timeout", "out-of-memory", "deadly signal", "Traceback") if r in text), "exit")
         stats["crashes"] += 1
         stats["unique_crashes"][f"libfuzzer-{reason}"] = {
-            "signature": f"the run stopped early ({reason}, exit status {process.returncode})", "count": 1,
-            "input": artifacts[-1] if artifacts else None, "log_tail": text[-3000:]}
+            "signature": f"the run stopped early ({reason}, exit status {process.returncode})",
+            "count": 1,
+            "input": artifacts[-1] if artifacts else None,
+            "log_tail": text[-3000:],
+        }
     stats["unique"] = len(stats["unique_crashes"])
     return stats
 
@@ -319,9 +394,11 @@ def _line(result: dict) -> str:
     executions = _executions(result)
     seconds = result.get("fuzz_seconds") or result.get("seconds") or 0
     cov = f"cov {result['coverage_edges']} ft {result['coverage_features']}" if "coverage_edges" in result else "cov -"
-    return (f"{result['target']:<16} {executions:>9,} execs {seconds:>6.0f} s {executions / max(seconds, 1e-9):>8.0f}/s "
-            f"{cov:<18} accepted {result.get('accepted', 0):>7,} refused {result.get('refused', 0):>7,} "
-            f"crashes {result['crashes']} ({result.get('unique', len(result['unique_crashes']))} distinct)")
+    return (
+        f"{result['target']:<16} {executions:>9,} execs {seconds:>6.0f} s {executions / max(seconds, 1e-9):>8.0f}/s "
+        f"{cov:<18} accepted {result.get('accepted', 0):>7,} refused {result.get('refused', 0):>7,} "
+        f"crashes {result['crashes']} ({result.get('unique', len(result['unique_crashes']))} distinct)"
+    )
 
 
 def format_report(report: dict) -> str:
@@ -331,8 +408,10 @@ def format_report(report: dict) -> str:
         for crash in result["unique_crashes"].values():
             lines.append(f"  {result['target']}: {crash['signature']} x{crash['count']} -> {crash.get('input')}")
     total = report["total"]
-    lines.append(f"total: {total['executions']:,} executions, {total['crashes']} crashing, {total['seconds']} s "
-                 f"(with each target's setup); crashing inputs go to {report['crash_dir']}")
+    lines.append(
+        f"total: {total['executions']:,} executions, {total['crashes']} crashing, {total['seconds']} s "
+        f"(with each target's setup); crashing inputs go to {report['crash_dir']}"
+    )
     return "\n".join(lines)
 
 

@@ -30,14 +30,15 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_BUNDLE = ROOT / "assets" / "demo_bundle"
-REFERENCE_TIME = datetime(2024, 3, 7, tzinfo=timezone.utc)  # FHIR ages do not depend on today
+REFERENCE_TIME = datetime(2024, 3, 7, tzinfo=UTC)  # FHIR ages do not depend on today
 MAX_IMAGE_BYTES = 2 * 2**20
 MAX_PIXELS = 4_000_000
 MAX_TEXT_CHARS = 20_000
@@ -98,8 +99,11 @@ def check_structured(result, features) -> None:
         elif feature.kind is FeatureKind.BINARY:
             ok = value in (0.0, 1.0)
         else:
-            ok = isinstance(value, float) and math.isfinite(value) and (
-                feature.valid_range is None or feature.valid_range[0] <= value <= feature.valid_range[1])
+            ok = (
+                isinstance(value, float)
+                and math.isfinite(value)
+                and (feature.valid_range is None or feature.valid_range[0] <= value <= feature.valid_range[1])
+            )
         if not ok:
             raise PropertyViolation(f"accepted an invalid value for {feature.name}: {value!r}")
     if not all(isinstance(n, str) for n in result.notes):
@@ -127,8 +131,9 @@ def round_trip(values: dict, features) -> None:
     again = parse_structured_json(as_json, features).values
     if again != values:
         raise PropertyViolation(f"JSON round trip changed the values: {values} -> {again}")
-    rows = ["feature,value"] + [f"{k},{repr(v) if isinstance(v, float) else v}" for k, v in values.items()
-                                if v is not None]
+    rows = ["feature,value"] + [
+        f"{k},{repr(v) if isinstance(v, float) else v}" for k, v in values.items() if v is not None
+    ]
     if len(rows) > 1:
         again = parse_structured_csv(("\n".join(rows) + "\n").encode(), features).values
         if again != values:
@@ -150,22 +155,51 @@ def _structured_setup():
     return {"features": demo_features()}
 
 
-PATIENT = {"age": 71, "sex": "female", "admission_type": "emergency", "length_of_stay": 6.5,
-           "prior_admissions_12m": 2, "n_medications": 9, "discharge_disposition": "skilled_nursing",
-           "heart_rate_max": 112, "resp_rate_max": 24, "spo2_min": 91, "temperature_max": "101.3 °F",
-           "sbp_min": 96, "wbc": {"value": 13200, "unit": "/uL"}, "hemoglobin": 11.8, "sodium": 134,
-           "creatinine": "133 umol/L", "lactate": 2.9, "nt_probnp": 2400, "albumin": 3.1}
+PATIENT = {
+    "age": 71,
+    "sex": "female",
+    "admission_type": "emergency",
+    "length_of_stay": 6.5,
+    "prior_admissions_12m": 2,
+    "n_medications": 9,
+    "discharge_disposition": "skilled_nursing",
+    "heart_rate_max": 112,
+    "resp_rate_max": 24,
+    "spo2_min": 91,
+    "temperature_max": "101.3 °F",
+    "sbp_min": 96,
+    "wbc": {"value": 13200, "unit": "/uL"},
+    "hemoglobin": 11.8,
+    "sodium": 134,
+    "creatinine": "133 umol/L",
+    "lactate": 2.9,
+    "nt_probnp": 2400,
+    "albumin": 3.1,
+}
 
 
 def _structured_seeds(context) -> list[bytes]:
     names = [f.name for f in context["features"]]
-    wide = ",".join(names) + "\n" + ",".join(str(PATIENT.get(n, "")).replace("°", "") if not isinstance(
-        PATIENT.get(n), dict) else "13.2" for n in names) + "\n"
+    wide = (
+        ",".join(names)
+        + "\n"
+        + ",".join(
+            str(PATIENT.get(n, "")).replace("°", "") if not isinstance(PATIENT.get(n), dict) else "13.2" for n in names
+        )
+        + "\n"
+    )
     long = "feature,value,unit\nage,71,\nsex,F,\ntemperature_max,101.3,[degF]\ncreatinine,133,umol/L\nwbc,8500,/uL\n"
-    return [json.dumps(PATIENT).encode(), json.dumps({"age": "NA", "sex": "M", "spo2_min": 0.93}).encode(),
-            wide.encode(), long.encode(), long.replace(",", ";").encode(), b"\xef\xbb\xbf" + wide.encode(),
-            b'{"age": {"value": 850, "unit": "months"}, "hemoglobin": "135", "heart_rate": 80}',
-            b"feature,value\nage,\"71\"\nlactate,<0.5\nsodium,\"1,40\"\n", fhir_seed()]
+    return [
+        json.dumps(PATIENT).encode(),
+        json.dumps({"age": "NA", "sex": "M", "spo2_min": 0.93}).encode(),
+        wide.encode(),
+        long.encode(),
+        long.replace(",", ";").encode(),
+        b"\xef\xbb\xbf" + wide.encode(),
+        b'{"age": {"value": 850, "unit": "months"}, "hemoglobin": "135", "heart_rate": 80}',
+        b'feature,value\nage,"71"\nlactate,<0.5\nsodium,"1,40"\n',
+        fhir_seed(),
+    ]
 
 
 def _structured_form(context, data: bytes) -> str:
@@ -204,34 +238,78 @@ def _structured_file(context, data: bytes) -> str:
 # ------------------------------------------------------------------------------------------------ FHIR
 def fhir_seed() -> bytes:
     def obs(rid, code, value, unit, when="2024-03-02T08:00:00Z", **extra):
-        return {"resourceType": "Observation", "id": rid, "status": "final", "subject": {"reference": "Patient/p1"},
-                "code": {"coding": [{"system": "http://loinc.org", "code": code}]}, "effectiveDateTime": when,
-                "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit},
-                **extra}
+        return {
+            "resourceType": "Observation",
+            "id": rid,
+            "status": "final",
+            "subject": {"reference": "Patient/p1"},
+            "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+            "effectiveDateTime": when,
+            "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit},
+            **extra,
+        }
 
     resources = [
         {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1950-06-15"},
-        {"resourceType": "Encounter", "id": "e0", "class": {"code": "IMP"},
-         "period": {"start": "2023-10-02T10:00:00Z", "end": "2023-10-05T09:00:00Z"}},
-        {"resourceType": "Encounter", "id": "e1", "class": {"code": "IMP"}, "priority": {"coding": [{"code": "EM"}]},
-         "period": {"start": "2024-03-01T08:00:00Z", "end": "2024-03-06T20:00:00Z"},
-         "hospitalization": {"dischargeDisposition": {"coding": [{"code": "snf"}], "text": "skilled nursing"}}},
-        obs("hr", "8867-4", 112, "/min"), obs("t", "8310-5", 101.3, "[degF]"), obs("cr", "2160-0", 133, "umol/L"),
+        {
+            "resourceType": "Encounter",
+            "id": "e0",
+            "class": {"code": "IMP"},
+            "period": {"start": "2023-10-02T10:00:00Z", "end": "2023-10-05T09:00:00Z"},
+        },
+        {
+            "resourceType": "Encounter",
+            "id": "e1",
+            "class": {"code": "IMP"},
+            "priority": {"coding": [{"code": "EM"}]},
+            "period": {"start": "2024-03-01T08:00:00Z", "end": "2024-03-06T20:00:00Z"},
+            "hospitalization": {"dischargeDisposition": {"coding": [{"code": "snf"}], "text": "skilled nursing"}},
+        },
+        obs("hr", "8867-4", 112, "/min"),
+        obs("t", "8310-5", 101.3, "[degF]"),
+        obs("cr", "2160-0", 133, "umol/L"),
         obs("na", "2951-2", 134, "mmol/L", effectivePeriod={"start": "2024-03-01", "end": "2024-03-02"}),
-        {"resourceType": "Observation", "id": "bp", "status": "final", "code": {"coding": [
-            {"system": "http://loinc.org", "code": "85354-9"}]}, "effectiveDateTime": "2024-03-01T09:00:00Z",
-         "component": [{"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
-                        "valueQuantity": {"value": 96, "unit": "mm[Hg]"}}]},
-        {"resourceType": "Observation", "id": "x", "status": "final", "code": {"coding": [{"code": "718-7"}]},
-         "dataAbsentReason": {"text": "not done"}},
-        {"resourceType": "MedicationRequest", "id": "m1", "status": "active",
-         "medicationCodeableConcept": {"coding": [{"system": "rxnorm", "code": "197361"}]}},
-        {"resourceType": "MedicationRequest", "id": "m2", "status": "completed",
-         "medicationCodeableConcept": {"text": "Furosemide"}},
+        {
+            "resourceType": "Observation",
+            "id": "bp",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+            "effectiveDateTime": "2024-03-01T09:00:00Z",
+            "component": [
+                {
+                    "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                    "valueQuantity": {"value": 96, "unit": "mm[Hg]"},
+                }
+            ],
+        },
+        {
+            "resourceType": "Observation",
+            "id": "x",
+            "status": "final",
+            "code": {"coding": [{"code": "718-7"}]},
+            "dataAbsentReason": {"text": "not done"},
+        },
+        {
+            "resourceType": "MedicationRequest",
+            "id": "m1",
+            "status": "active",
+            "medicationCodeableConcept": {"coding": [{"system": "rxnorm", "code": "197361"}]},
+        },
+        {
+            "resourceType": "MedicationRequest",
+            "id": "m2",
+            "status": "completed",
+            "medicationCodeableConcept": {"text": "Furosemide"},
+        },
         {"resourceType": "Condition", "id": "c1", "code": {"text": "Pneumonia"}},
     ]
-    return json.dumps({"resourceType": "Bundle", "type": "collection",
-                       "entry": [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in resources]}).encode()
+    return json.dumps(
+        {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in resources],
+        }
+    ).encode()
 
 
 def _fhir(context, data: bytes) -> str:
@@ -246,19 +324,70 @@ def _fhir(context, data: bytes) -> str:
 def _fhir_seeds(context) -> list[bytes]:
     bundle = json.loads(fhir_seed())
     small = {"resourceType": "Bundle", "entry": bundle["entry"][:1] + bundle["entry"][3:5]}
-    return [fhir_seed(), json.dumps(small).encode(), b'{"resourceType": "Bundle", "entry": [{}]}',
-            b'{"resourceType": "Observation"}']
+    return [
+        fhir_seed(),
+        json.dumps(small).encode(),
+        b'{"resourceType": "Bundle", "entry": [{}]}',
+        b'{"resourceType": "Observation"}',
+    ]
 
 
-FHIR_TOKENS = (b'"resourceType"', b'"Bundle"', b'"entry"', b'"resource"', b'"Patient"', b'"Observation"',
-               b'"Encounter"', b'"MedicationRequest"', b'"Condition"', b'"valueQuantity"', b'"valueInteger"',
-               b'"component"', b'"effectiveDateTime"', b'"effectivePeriod"', b'"issued"', b'"birthDate"',
-               b'"gender"', b'"status"', b'"period"', b'"start"', b'"end"', b'"code"', b'"coding"',
-               b'"system"', b'"http://loinc.org"', b'"unit"', b'"comparator"', b'"<"', b'"dataAbsentReason"',
-               b'"subject"', b'"reference"', b'"Patient/p1"', b'"fullUrl"', b'"8867-4"', b'"8310-5"',
-               b'"2160-0"', b'"85354-9"', b'"8480-6"', b'"entered-in-error"', b'"hospitalization"',
-               b'"dischargeDisposition"', b'"priority"', b'"class"', b'"2024-02-30"', b'"2024-03-01T25:00:00Z"',
-               b'null', b'true', b'1e999', b'-0', b'[]', b'{}', b'"[degF]"', b'"umol/L"', b'"%"')
+FHIR_TOKENS = (
+    b'"resourceType"',
+    b'"Bundle"',
+    b'"entry"',
+    b'"resource"',
+    b'"Patient"',
+    b'"Observation"',
+    b'"Encounter"',
+    b'"MedicationRequest"',
+    b'"Condition"',
+    b'"valueQuantity"',
+    b'"valueInteger"',
+    b'"component"',
+    b'"effectiveDateTime"',
+    b'"effectivePeriod"',
+    b'"issued"',
+    b'"birthDate"',
+    b'"gender"',
+    b'"status"',
+    b'"period"',
+    b'"start"',
+    b'"end"',
+    b'"code"',
+    b'"coding"',
+    b'"system"',
+    b'"http://loinc.org"',
+    b'"unit"',
+    b'"comparator"',
+    b'"<"',
+    b'"dataAbsentReason"',
+    b'"subject"',
+    b'"reference"',
+    b'"Patient/p1"',
+    b'"fullUrl"',
+    b'"8867-4"',
+    b'"8310-5"',
+    b'"2160-0"',
+    b'"85354-9"',
+    b'"8480-6"',
+    b'"entered-in-error"',
+    b'"hospitalization"',
+    b'"dischargeDisposition"',
+    b'"priority"',
+    b'"class"',
+    b'"2024-02-30"',
+    b'"2024-03-01T25:00:00Z"',
+    b"null",
+    b"true",
+    b"1e999",
+    b"-0",
+    b"[]",
+    b"{}",
+    b'"[degF]"',
+    b'"umol/L"',
+    b'"%"',
+)
 
 
 # ------------------------------------------------------------------------------------------------ uploads
@@ -283,13 +412,24 @@ def image_seeds() -> list[bytes]:
     out = []
     for mode, fmt in (("L", "PNG"), ("I;16", "PNG"), ("RGB", "PNG"), ("L", "JPEG")):
         buffer = io.BytesIO()
-        image = Image.fromarray(gray).convert("RGB") if mode == "RGB" else Image.fromarray(
-            (gray.astype(np.uint16) * 257) if mode == "I;16" else gray)
+        image = (
+            Image.fromarray(gray).convert("RGB")
+            if mode == "RGB"
+            else Image.fromarray((gray.astype(np.uint16) * 257) if mode == "I;16" else gray)
+        )
         image.save(buffer, format=fmt)
         out.append(buffer.getvalue())
     out.append(dicom_seed(gray.astype(np.uint16) * 16))
-    out.append(dicom_seed(gray.astype(np.uint16) * 16, PhotometricInterpretation="MONOCHROME1",
-                          WindowCenter="2000", WindowWidth="4000", RescaleSlope="1.5", RescaleIntercept="-10"))
+    out.append(
+        dicom_seed(
+            gray.astype(np.uint16) * 16,
+            PhotometricInterpretation="MONOCHROME1",
+            WindowCenter="2000",
+            WindowWidth="4000",
+            RescaleSlope="1.5",
+            RescaleIntercept="-10",
+        )
+    )
     out.append(dicom_seed(gray, bits=8))
     return out
 
@@ -333,18 +473,60 @@ def _image(context, data: bytes) -> str:
     return outcome
 
 
-IMAGE_TOKENS = (b"\x89PNG\r\n\x1a\n", b"IHDR", b"IDAT", b"IEND", b"PLTE", b"tRNS", b"\xff\xd8\xff", b"\xff\xd9",
-                b"\xff\xc0", b"\xff\xc4", b"\xff\xda", b"\xff\xdb", b"Exif\x00\x00", b"DICM", b"\xe0\x7f\x10\x00",
-                b"\x28\x00\x10\x00", b"\x28\x00\x11\x00", b"\x28\x00\x04\x00", b"MONOCHROME1", b"MONOCHROME2",
-                b"RGB ", b"YBR_FULL", b"1.2.840.10008.1.2.1", b"1.2.840.10008.1.2.4.50", b"1.2.840.10008.1.2.5",
-                b"OB", b"OW", b"US", b"DS", b"IS", b"UL", b"SQ", b"\xfe\xff\x00\xe0", b"\xff\xff\xff\xff")
+IMAGE_TOKENS = (
+    b"\x89PNG\r\n\x1a\n",
+    b"IHDR",
+    b"IDAT",
+    b"IEND",
+    b"PLTE",
+    b"tRNS",
+    b"\xff\xd8\xff",
+    b"\xff\xd9",
+    b"\xff\xc0",
+    b"\xff\xc4",
+    b"\xff\xda",
+    b"\xff\xdb",
+    b"Exif\x00\x00",
+    b"DICM",
+    b"\xe0\x7f\x10\x00",
+    b"\x28\x00\x10\x00",
+    b"\x28\x00\x11\x00",
+    b"\x28\x00\x04\x00",
+    b"MONOCHROME1",
+    b"MONOCHROME2",
+    b"RGB ",
+    b"YBR_FULL",
+    b"1.2.840.10008.1.2.1",
+    b"1.2.840.10008.1.2.4.50",
+    b"1.2.840.10008.1.2.5",
+    b"OB",
+    b"OW",
+    b"US",
+    b"DS",
+    b"IS",
+    b"UL",
+    b"SQ",
+    b"\xfe\xff\x00\xe0",
+    b"\xff\xff\xff\xff",
+)
 
 
 def text_seeds() -> list[bytes]:
-    note = ("DISCHARGE SUMMARY\nName: ___ Unit No: ___\nHistory of present illness: 71-year-old woman with "
-            "dyspnoea, fever 38.5 °C and a new right lower lobe infiltrate.\nPlan: ceftriaxone, diuresis.\n")
-    return [note.encode(), b"\xef\xbb\xbf" + note.encode(), note.encode("utf-16"), note.encode("cp1252", "replace"),
-            b"{\\rtf1 hello}", b"%PDF-1.4 ...", b"   \n\t", b"Name: ___\nDr. ___\n", note.replace("\n", "\r\n").encode()]
+    note = (
+        "DISCHARGE SUMMARY\nName: ___ Unit No: ___\nHistory of present illness: 71-year-old woman with "
+        "dyspnoea, fever 38.5 °C and a new right lower lobe infiltrate.\nPlan: ceftriaxone, diuresis.\n"
+    )
+    return [
+        note.encode(),
+        b"\xef\xbb\xbf" + note.encode(),
+        note.encode("utf-16"),
+        note.encode("cp1252", "replace"),
+        b"{\\rtf1 hello}",
+        b"%PDF-1.4 ...",
+        b"   \n\t",
+        b"Name: ___\nDr. ___\n",
+        note.replace("\n", "\r\n").encode(),
+    ]
 
 
 def _text(context, data: bytes) -> str:
@@ -362,8 +544,15 @@ def _text(context, data: bytes) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ bundle
-BUNDLE_KEEP = ("config.json", "weights.safetensors", "calibration.json", "dataset.json", "encoders.json",
-               "metrics.json", "model_card.md")
+BUNDLE_KEEP = (
+    "config.json",
+    "weights.safetensors",
+    "calibration.json",
+    "dataset.json",
+    "encoders.json",
+    "metrics.json",
+    "model_card.md",
+)
 BUNDLE_MODES = ("index", "file+rehash", "signature", "extra+rehash", "splice+rehash")
 EXTRA_SUFFIXES = (".json", ".txt", ".safetensors", ".bin", "", ".md")
 
@@ -392,8 +581,12 @@ def _bundle_setup():
 
     base = Path(tempfile.mkdtemp(prefix="mmnar-fuzz-bundle-"))
     pristine = small_bundle(base / "pristine")
-    return {"base": base, "pristine": pristine, "work": base / "work",
-            "files": ["bundle.json", "bundle.sig", *BUNDLE_KEEP]}
+    return {
+        "base": base,
+        "pristine": pristine,
+        "work": base / "work",
+        "files": ["bundle.json", "bundle.sig", *BUNDLE_KEEP],
+    }
 
 
 def _bundle_teardown(context) -> None:
@@ -434,7 +627,7 @@ def mutate_bundle(context, data: bytes) -> Path:
             original = (pristine / name).read_bytes()
             offset = int.from_bytes(payload[:2].ljust(2, b"\0"), "little") % max(1, len(original))
             content = payload[2:]
-            write(name, original[:offset] + content + original[offset + len(content):])
+            write(name, original[:offset] + content + original[offset + len(content) :])
         else:
             write(name, payload)
         if name not in (INDEX_FILE, SIGNATURE_FILE):
@@ -465,8 +658,10 @@ def _bundle(context, data: bytes) -> str:
 def _bundle_seeds(context) -> list[bytes]:
     pristine = context["pristine"]
     files = context["files"]
-    seeds = [bytes([0, 0]) + (pristine / "bundle.json").read_bytes(),
-             bytes([2, 1]) + (pristine / "bundle.sig").read_bytes()]
+    seeds = [
+        bytes([0, 0]) + (pristine / "bundle.json").read_bytes(),
+        bytes([2, 1]) + (pristine / "bundle.sig").read_bytes(),
+    ]
     for i, name in enumerate(files):
         if name.endswith((".json", ".md")) and name != "bundle.json":
             seeds.append(bytes([1, i]) + (pristine / name).read_bytes()[:60_000])
@@ -476,10 +671,33 @@ def _bundle_seeds(context) -> list[bytes]:
     return seeds
 
 
-BUNDLE_TOKENS = (b'"format_version"', b'"files"', b'"content_hash"', b'"model_id"', b'"signatures"',
-                 b'"key_id"', b'"public_key"', b'"signature"', b'"mmnar-bundle-signature"', b'"temperature"',
-                 b'"rectifiers"', b'"tasks"', b'"data_offsets"', b'"dtype"', b'"shape"', b'"F32"',
-                 b'"__metadata__"', b'"../x"', b'"/etc/passwd"', b'1', b'null', b'[]', b'{}', b'-1', b'1e400')
+BUNDLE_TOKENS = (
+    b'"format_version"',
+    b'"files"',
+    b'"content_hash"',
+    b'"model_id"',
+    b'"signatures"',
+    b'"key_id"',
+    b'"public_key"',
+    b'"signature"',
+    b'"mmnar-bundle-signature"',
+    b'"temperature"',
+    b'"rectifiers"',
+    b'"tasks"',
+    b'"data_offsets"',
+    b'"dtype"',
+    b'"shape"',
+    b'"F32"',
+    b'"__metadata__"',
+    b'"../x"',
+    b'"/etc/passwd"',
+    b"1",
+    b"null",
+    b"[]",
+    b"{}",
+    b"-1",
+    b"1e400",
+)
 
 
 # ------------------------------------------------------------------------------------------------ server
@@ -498,17 +716,23 @@ def multipart(parts: list[tuple[str, bytes, str | None]], boundary: str = BOUNDA
 
 
 SERVER_ENDPOINTS = ("/predict", "/what-if", "/predict", "/explain")  # /explain: parsing only (Captum is slow)
-CONTENT_TYPES = (f"multipart/form-data; boundary={BOUNDARY}", f"multipart/form-data; boundary={BOUNDARY}",
-                 f"multipart/form-data; boundary={BOUNDARY}", "multipart/form-data", "application/json",
-                 f'multipart/form-data; boundary="{BOUNDARY}"', "text/plain", None)
+CONTENT_TYPES = (
+    f"multipart/form-data; boundary={BOUNDARY}",
+    f"multipart/form-data; boundary={BOUNDARY}",
+    f"multipart/form-data; boundary={BOUNDARY}",
+    "multipart/form-data",
+    "application/json",
+    f'multipart/form-data; boundary="{BOUNDARY}"',
+    "text/plain",
+    None,
+)
 
 
 def _server_setup():
     import logging
 
-    from fastapi.testclient import TestClient
-
     import python_multipart.multipart  # noqa: F401  (imported lazily by parsing.py: here, to be instrumented)
+    from fastapi.testclient import TestClient
 
     import mmnar_core.serving.parsing  # noqa: F401
     from mmnar_core.serving.config import ServeConfig
@@ -516,15 +740,25 @@ def _server_setup():
     from mmnar_core.serving.testing import cached_predictor
 
     predictor = cached_predictor(DEMO_BUNDLE)
-    config = ServeConfig(max_request_bytes=4 * 2**20, max_image_bytes=MAX_IMAGE_BYTES, max_structured_bytes=2**20,
-                         max_text_chars=MAX_TEXT_CHARS, explain_cache_size=0)
+    config = ServeConfig(
+        max_request_bytes=4 * 2**20,
+        max_image_bytes=MAX_IMAGE_BYTES,
+        max_structured_bytes=2**20,
+        max_text_chars=MAX_TEXT_CHARS,
+        explain_cache_size=0,
+    )
     client = TestClient(create_app(predictor, config), raise_server_exceptions=False)
     client.__enter__()
     serving_log = logging.getLogger("mmnar_core.serving")
     level = serving_log.level
     serving_log.setLevel(logging.CRITICAL)  # expected 4xx are not news; 500s are checked by the property
-    return {"client": client, "config": config, "schema": client.app.state.serving.schema,
-            "features": list(predictor.features), "log_level": level}
+    return {
+        "client": client,
+        "config": config,
+        "schema": client.app.state.serving.schema,
+        "features": list(predictor.features),
+        "log_level": level,
+    }
 
 
 def _server_teardown(context) -> None:
@@ -574,8 +808,10 @@ def check_answer(path: str, answer: dict, tasks) -> None:
         if not isinstance(risks, list) or [r.get("task") for r in risks] != list(tasks):
             raise PropertyViolation(f"/predict answered 200 without one risk per task: {str(answer)[:300]}")
         for risk in risks:
-            if not all(isinstance(risk.get(k), float) and 0.0 <= risk[k] <= 1.0 for k in ("risk", "low", "high")) \
-                    or not risk["low"] <= risk["risk"] <= risk["high"]:
+            if (
+                not all(isinstance(risk.get(k), float) and 0.0 <= risk[k] <= 1.0 for k in ("risk", "low", "high"))
+                or not risk["low"] <= risk["risk"] <= risk["high"]
+            ):
                 raise PropertyViolation(f"/predict answered a risk outside [0, 1] or its interval: {risk}")
     elif not isinstance(answer.get("subsets"), list) or not answer["subsets"]:
         raise PropertyViolation(f"{path} answered 200 without subsets: {str(answer)[:300]}")
@@ -603,8 +839,13 @@ def _server_seeds(context) -> list[bytes]:
     bodies = [
         multipart([("structured", structured, None), ("patient_id", b"bed 12", None)]),
         multipart([("structured_file", long_csv, "vitals.csv"), ("cxr", images[0], "cxr.png")]),
-        multipart([("structured_file", fhir_seed(), "bundle.json"), ("structured", b'{"age": 50}', None),
-                   ("cxr", images[4], "cxr.dcm")]),
+        multipart(
+            [
+                ("structured_file", fhir_seed(), "bundle.json"),
+                ("structured", b'{"age": 50}', None),
+                ("cxr", images[4], "cxr.dcm"),
+            ]
+        ),
         multipart([("discharge_note", note, "note.txt"), ("radiology_report", b"Right lower lobe opacity.", None)]),
         multipart([("cxr", images[3], "x.png"), ("xray", b"x", "x.png"), ("structured", b"[1]", None)]),
         multipart([("structured", b'{"age": 500}', None), ("task", b"icu_90d", None)]),
@@ -616,32 +857,120 @@ def _server_seeds(context) -> list[bytes]:
     return seeds
 
 
-SERVER_TOKENS = (b"--" + BOUNDARY.encode(), b"\r\n", b"Content-Disposition: form-data; name=", b'; filename="',
-                 b'"structured"', b'"structured_file"', b'"cxr"', b'"discharge_note"', b'"radiology_report"',
-                 b'"patient_id"', b'"task"', b"Content-Type: ", b"icu_90d", b"death_180d", b'{"age": 71}', b"--\r\n")
+SERVER_TOKENS = (
+    b"--" + BOUNDARY.encode(),
+    b"\r\n",
+    b"Content-Disposition: form-data; name=",
+    b'; filename="',
+    b'"structured"',
+    b'"structured_file"',
+    b'"cxr"',
+    b'"discharge_note"',
+    b'"radiology_report"',
+    b'"patient_id"',
+    b'"task"',
+    b"Content-Type: ",
+    b"icu_90d",
+    b"death_180d",
+    b'{"age": 71}',
+    b"--\r\n",
+)
 
 
 # ------------------------------------------------------------------------------------------------ registry
-TARGETS: dict[str, Target] = {t.name: t for t in (
-    Target("structured_form", "a form's JSON object -> parse_structured_form (+ JSON and CSV round trips)",
-           _structured_setup, _structured_form, _structured_seeds, dictionary=FHIR_TOKENS[-8:] + (
-               b'"age"', b'"sex"', b'"value"', b'"unit"', b'"\xc2\xb0F"', b'"NA"', b'"yes"', b'"1e3"', b'"38,5"'),
-           timeout_s=10),
-    Target("structured_csv", "CSV bytes (wide or long) -> parse_structured_csv (+ round trips)", _structured_setup,
-           _structured_csv, _structured_seeds, dictionary=(b"feature", b"value", b"unit", b",", b";", b"\t", b'"',
-                                                          b"\r\n", b"age", b"sex", b"temperature_max", b"[degF]",
-                                                          b"umol/L", b"NA", b"\xef\xbb\xbf"), timeout_s=10),
-    Target("structured_file", "any structured upload -> parse_structured_file (content decides CSV / JSON / FHIR)",
-           _structured_setup, _structured_file, _structured_seeds, dictionary=FHIR_TOKENS, timeout_s=10),
-    Target("fhir_bundle", "FHIR R4 Bundle bytes -> parse_fhir_bundle", _structured_setup, _fhir, _fhir_seeds,
-           dictionary=FHIR_TOKENS, timeout_s=10),
-    Target("image_upload", "image bytes -> read_image_upload (PNG, JPEG, DICOM)", _uploads_setup, _image,
-           lambda context: image_seeds(), instrument=("mmnar_core", "pydicom"), dictionary=IMAGE_TOKENS),
-    Target("text_upload", "note bytes -> read_text_upload (+ text == bytes)", _uploads_setup, _text,
-           lambda context: text_seeds(), timeout_s=10),
-    Target("bundle", "a mutated copy of a small bundle -> verify_bundle + load_bundle", _bundle_setup, _bundle,
-           _bundle_seeds, dictionary=BUNDLE_TOKENS, teardown=_bundle_teardown),
-    Target("server", "a request body -> POST /predict, /what-if (a real model) or /explain's parsing",
-           _server_setup, _server, _server_seeds, instrument=("mmnar_core", "python_multipart"),
-           dictionary=SERVER_TOKENS, timeout_s=60, max_len=262_144, teardown=_server_teardown),
-)}
+TARGETS: dict[str, Target] = {
+    t.name: t
+    for t in (
+        Target(
+            "structured_form",
+            "a form's JSON object -> parse_structured_form (+ JSON and CSV round trips)",
+            _structured_setup,
+            _structured_form,
+            _structured_seeds,
+            dictionary=FHIR_TOKENS[-8:]
+            + (b'"age"', b'"sex"', b'"value"', b'"unit"', b'"\xc2\xb0F"', b'"NA"', b'"yes"', b'"1e3"', b'"38,5"'),
+            timeout_s=10,
+        ),
+        Target(
+            "structured_csv",
+            "CSV bytes (wide or long) -> parse_structured_csv (+ round trips)",
+            _structured_setup,
+            _structured_csv,
+            _structured_seeds,
+            dictionary=(
+                b"feature",
+                b"value",
+                b"unit",
+                b",",
+                b";",
+                b"\t",
+                b'"',
+                b"\r\n",
+                b"age",
+                b"sex",
+                b"temperature_max",
+                b"[degF]",
+                b"umol/L",
+                b"NA",
+                b"\xef\xbb\xbf",
+            ),
+            timeout_s=10,
+        ),
+        Target(
+            "structured_file",
+            "any structured upload -> parse_structured_file (content decides CSV / JSON / FHIR)",
+            _structured_setup,
+            _structured_file,
+            _structured_seeds,
+            dictionary=FHIR_TOKENS,
+            timeout_s=10,
+        ),
+        Target(
+            "fhir_bundle",
+            "FHIR R4 Bundle bytes -> parse_fhir_bundle",
+            _structured_setup,
+            _fhir,
+            _fhir_seeds,
+            dictionary=FHIR_TOKENS,
+            timeout_s=10,
+        ),
+        Target(
+            "image_upload",
+            "image bytes -> read_image_upload (PNG, JPEG, DICOM)",
+            _uploads_setup,
+            _image,
+            lambda context: image_seeds(),
+            instrument=("mmnar_core", "pydicom"),
+            dictionary=IMAGE_TOKENS,
+        ),
+        Target(
+            "text_upload",
+            "note bytes -> read_text_upload (+ text == bytes)",
+            _uploads_setup,
+            _text,
+            lambda context: text_seeds(),
+            timeout_s=10,
+        ),
+        Target(
+            "bundle",
+            "a mutated copy of a small bundle -> verify_bundle + load_bundle",
+            _bundle_setup,
+            _bundle,
+            _bundle_seeds,
+            dictionary=BUNDLE_TOKENS,
+            teardown=_bundle_teardown,
+        ),
+        Target(
+            "server",
+            "a request body -> POST /predict, /what-if (a real model) or /explain's parsing",
+            _server_setup,
+            _server,
+            _server_seeds,
+            instrument=("mmnar_core", "python_multipart"),
+            dictionary=SERVER_TOKENS,
+            timeout_s=60,
+            max_len=262_144,
+            teardown=_server_teardown,
+        ),
+    )
+}

@@ -46,7 +46,7 @@ class ModelInfo:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelInfo":
+    def from_dict(cls, data: dict) -> ModelInfo:
         return cls(**data)
 
 
@@ -62,11 +62,21 @@ def model_info(predictor) -> ModelInfo:
     dataset = bundle.dataset
     source = str(dataset.get("provenance", {}).get("source", ""))
     return ModelInfo(
-        model_id=bundle.model_id, content_hash=bundle.content_hash, created_by=bundle.created_by,
-        dataset_name=dataset.get("name", ""), synthetic="synthetic" in source.lower(),
-        tasks=list(predictor.config.tasks), modalities=dataset["modalities"], features=_features(dataset, predictor),
-        outcomes=dataset["outcomes"], model_card=bundle.model_card, metrics=bundle.metrics, calibration=calibration,
-        pattern_counts_train=dataset.get("pattern_counts_train", {}), device=str(predictor.device))
+        model_id=bundle.model_id,
+        content_hash=bundle.content_hash,
+        created_by=bundle.created_by,
+        dataset_name=dataset.get("name", ""),
+        synthetic="synthetic" in source.lower(),
+        tasks=list(predictor.config.tasks),
+        modalities=dataset["modalities"],
+        features=_features(dataset, predictor),
+        outcomes=dataset["outcomes"],
+        model_card=bundle.model_card,
+        metrics=bundle.metrics,
+        calibration=calibration,
+        pattern_counts_train=dataset.get("pattern_counts_train", {}),
+        device=str(predictor.device),
+    )
 
 
 def _features(dataset: dict, predictor) -> list[dict]:

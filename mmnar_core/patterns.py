@@ -7,7 +7,7 @@ so a pattern id means the same thing everywhere.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

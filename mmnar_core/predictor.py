@@ -9,9 +9,9 @@ through temperature scaling and the pattern rectifier. Everything returned is pl
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -25,7 +25,9 @@ from mmnar_core.numeric import sigmoid as _sigmoid
 from mmnar_core.patterns import encode_pattern, pattern_label
 from mmnar_core.schema import FeatureSpec, ModalitySpec, OutcomeSpec, PatientRecord
 
-SHIPPED_IMAGE_WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "encoders" / "cxr_mobilenet_v3_small_synth.safetensors"
+SHIPPED_IMAGE_WEIGHTS = (
+    Path(__file__).resolve().parents[1] / "assets" / "encoders" / "cxr_mobilenet_v3_small_synth.safetensors"
+)
 
 
 class PredictorError(ValueError):
@@ -45,11 +47,13 @@ class TaskRisk:
     model_spread: float = 0.0  # standard deviation of the fusion members' calibrated logits
 
 
-INTERVAL_MEANING = ("95 % interval of the estimated risk for patients with this record: it combines how much the "
-                    "model's independently trained members disagree with the uncertainty of the site correction. "
-                    "It does not cover what the record does not show (a clinician's unrecorded judgement, an "
-                    "unmeasured test): measured on synthetic cohorts it contains the true risk less often than "
-                    "95 % (docs/calibration.md).")
+INTERVAL_MEANING = (
+    "95 % interval of the estimated risk for patients with this record: it combines how much the "
+    "model's independently trained members disagree with the uncertainty of the site correction. "
+    "It does not cover what the record does not show (a clinician's unrecorded judgement, an "
+    "unmeasured test): measured on synthetic cohorts it contains the true risk less often than "
+    "95 % (docs/calibration.md)."
+)
 
 
 @dataclass
@@ -93,14 +97,21 @@ class Predictor:
         for name, reference in self.reference_images.items():
             size = encoder.image.preprocess.size if getattr(encoder, "image", None) is not None else None
             if tuple(reference.shape) != (1, 1, size, size):
-                raise PredictorError(f"{bundle.root}: explain_reference.safetensors holds a {tuple(reference.shape)} "
-                                     f"reference for {name}, but the image encoder takes (1, 1, {size}, {size}); "
-                                     "rebuild it with `python -m mmnar_core reference-image`")
+                raise PredictorError(
+                    f"{bundle.root}: explain_reference.safetensors holds a {tuple(reference.shape)} "
+                    f"reference for {name}, but the image encoder takes (1, 1, {size}, {size}); "
+                    "rebuild it with `python -m mmnar_core reference-image`"
+                )
         self._encoded = ExplanationCache(8)  # input hash -> encoder embeddings (see `encode`)
 
     @classmethod
-    def load(cls, bundle_dir: str | Path, device: str | None = None, image_weights: str | Path | None = None,
-             text_model: str | None = None) -> "Predictor":
+    def load(
+        cls,
+        bundle_dir: str | Path,
+        device: str | None = None,
+        image_weights: str | Path | None = None,
+        text_model: str | None = None,
+    ) -> Predictor:
         """Load a bundle and the encoders it was trained with (checked by encoder id)."""
         from mmnar_core.encoders.runtime import pick_device
 
@@ -127,10 +138,14 @@ class Predictor:
 
     @torch.no_grad()
     def _logits(self, inputs: list[torch.Tensor], availability: torch.Tensor) -> np.ndarray:
-        return self.bundle.model([x.to(self.device) for x in inputs], availability.to(self.device)).float().cpu().numpy()
+        return (
+            self.bundle.model([x.to(self.device) for x in inputs], availability.to(self.device)).float().cpu().numpy()
+        )
 
     @torch.no_grad()
-    def _logits_and_spread(self, inputs: list[torch.Tensor], availability: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    def _logits_and_spread(
+        self, inputs: list[torch.Tensor], availability: torch.Tensor
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(B, T) mean logits (what forward returns) and (B, T) standard deviation of the members' logits."""
         members = self.bundle.model.member_logits([x.to(self.device) for x in inputs], availability.to(self.device))
         return members_mean_and_spread(members.float().cpu().numpy())
@@ -139,12 +154,16 @@ class Predictor:
         """(B, T) rectified, calibrated risks of a batch (each row rectified for its own pattern)."""
         calibrated = _sigmoid(self.bundle.temperature.transform(self._logits(inputs, availability)))
         patterns = encode_pattern(availability.cpu().numpy())
-        return np.stack([self.bundle.rectifiers[t].transform(patterns, calibrated[:, i])
-                         for i, t in enumerate(self.config.tasks)], axis=1)
+        return np.stack(
+            [self.bundle.rectifiers[t].transform(patterns, calibrated[:, i]) for i, t in enumerate(self.config.tasks)],
+            axis=1,
+        )
 
     @torch.no_grad()
     def represent(self, inputs: list[torch.Tensor], availability: torch.Tensor) -> np.ndarray:
-        return self.bundle.model.represent([x.to(self.device) for x in inputs], availability.to(self.device)).cpu().numpy()
+        return (
+            self.bundle.model.represent([x.to(self.device) for x in inputs], availability.to(self.device)).cpu().numpy()
+        )
 
     # ---------------------------------------------------------------- interface
     def encode(self, record: PatientRecord, digest: str | None = None) -> dict[str, np.ndarray]:
@@ -171,8 +190,9 @@ class Predictor:
         logits, spread = self._logits_and_spread(inputs, mask)
         return self._prediction(record, availability, logits[0], spread[0])
 
-    def predict_many(self, records: Sequence[PatientRecord],
-                     vectors: Sequence[dict[str, np.ndarray]] | None = None) -> list[Prediction]:
+    def predict_many(
+        self, records: Sequence[PatientRecord], vectors: Sequence[dict[str, np.ndarray]] | None = None
+    ) -> list[Prediction]:
         """`predict` of several patients with one forward pass of the fused model (a batch of B rows).
         Each row is calibrated and rectified exactly as `predict` does; the batched forward itself may
         differ from B single forwards in the last float bits (see docs/serving.md)."""
@@ -188,8 +208,9 @@ class Predictor:
         logits, spread = self._logits_and_spread(inputs, torch.from_numpy(masks))
         return [self._prediction(record, masks[i], logits[i], spread[i]) for i, record in enumerate(records)]
 
-    def _prediction(self, record: PatientRecord, availability: np.ndarray, logits: np.ndarray,
-                    spread: np.ndarray) -> Prediction:
+    def _prediction(
+        self, record: PatientRecord, availability: np.ndarray, logits: np.ndarray, spread: np.ndarray
+    ) -> Prediction:
         """One patient's Prediction from its (T,) logits, the (T,) spread of its members' logits and (M,) availability."""
         scaled = self.bundle.temperature.transform(logits[None])[0]
         calibrated = _sigmoid(scaled)
@@ -198,20 +219,37 @@ class Predictor:
         risks = []
         for i, task in enumerate(self.config.tasks):
             rectifier = self.bundle.rectifiers[task]
-            corrected = float(rectifier.corrected_logits(pattern, calibrated[i:i + 1])[0])
-            low, high = rectifier.interval(pattern, calibrated[i:i + 1], model_sd=member_sd[i:i + 1])
+            corrected = float(rectifier.corrected_logits(pattern, calibrated[i : i + 1])[0])
+            low, high = rectifier.interval(pattern, calibrated[i : i + 1], model_sd=member_sd[i : i + 1])
             residual = rectifier.residual_mean_[pattern[0]] if rectifier.residual_mean_ is not None else 0.0
-            risks.append(TaskRisk(task, float(_sigmoid(corrected)), float(low[0]), float(high[0]), float(_sigmoid(logits[i])),
-                                  float(calibrated[i]), corrected - float(scaled[i]), float(residual),
-                                  float(member_sd[i])))
+            risks.append(
+                TaskRisk(
+                    task,
+                    float(_sigmoid(corrected)),
+                    float(low[0]),
+                    float(high[0]),
+                    float(_sigmoid(logits[i])),
+                    float(calibrated[i]),
+                    corrected - float(scaled[i]),
+                    float(residual),
+                    float(member_sd[i]),
+                )
+            )
         pattern = int(pattern[0])
         names = self.config.modalities
-        return Prediction(record.patient_id, pattern, pattern_label(pattern, names),
-                          [n for n, a in zip(names, availability) if a], [n for n, a in zip(names, availability) if not a],
-                          risks, self.model_id)
+        return Prediction(
+            record.patient_id,
+            pattern,
+            pattern_label(pattern, names),
+            [n for n, a in zip(names, availability) if a],
+            [n for n, a in zip(names, availability) if not a],
+            risks,
+            self.model_id,
+        )
 
-    def what_if(self, record: PatientRecord, vectors: dict[str, np.ndarray] | None = None,
-                neighbours: int = 25) -> WhatIfResult:
+    def what_if(
+        self, record: PatientRecord, vectors: dict[str, np.ndarray] | None = None, neighbours: int = 25
+    ) -> WhatIfResult:
         """Risk under every subset of the available modalities (one batch), exact modality Shapley values,
         and for each absent modality the estimated risk if it were obtained."""
         vectors = self.encode(record) if vectors is None else vectors
@@ -220,32 +258,53 @@ class Predictor:
         names, tasks = self.config.modalities, self.config.tasks
         subsets = []
         for mask, risks in zip(result.subset_masks, result.risks):
-            subsets.append({"modalities": [n for n, a in zip(names, mask) if a], "pattern": int(encode_pattern(mask)),
-                            "risks": {t: float(r) for t, r in zip(tasks, risks)}})
+            subsets.append(
+                {
+                    "modalities": [n for n, a in zip(names, mask) if a],
+                    "pattern": int(encode_pattern(mask)),
+                    "risks": {t: float(r) for t, r in zip(tasks, risks)},
+                }
+            )
         phi = shapley_values(result)
         shapley = {names[m]: {t: float(v) for t, v in zip(tasks, phi[j])} for j, m in enumerate(result.available)}
         absent = []
         if self.reference is not None:
             for m in np.flatnonzero(~availability):
-                value = value_of_absent(self.score, self.represent, inputs, availability, self.reference, int(m), neighbours)
+                value = value_of_absent(
+                    self.score, self.represent, inputs, availability, self.reference, int(m), neighbours
+                )
                 if value is None:
-                    absent.append({"modality": names[m], "estimate": None,
-                                   "note": "no reference patient had this modality"})
+                    absent.append(
+                        {"modality": names[m], "estimate": None, "note": "no reference patient had this modality"}
+                    )
                     continue
-                absent.append({
-                    "modality": names[m], "current": {t: float(v) for t, v in zip(tasks, value.current)},
-                    "mean": {t: float(v) for t, v in zip(tasks, value.mean)},
-                    "p10": {t: float(v) for t, v in zip(tasks, value.p10)},
-                    "p90": {t: float(v) for t, v in zip(tasks, value.p90)},
-                    "n_reference": value.n_neighbours, "n_candidates": value.n_candidates,
-                    "note": f"estimate from the {value.n_neighbours} most similar training patients who had it",
-                })
-        return WhatIfResult(record.patient_id, list(tasks), [names[m] for m in result.available], subsets, shapley, absent)
+                absent.append(
+                    {
+                        "modality": names[m],
+                        "current": {t: float(v) for t, v in zip(tasks, value.current)},
+                        "mean": {t: float(v) for t, v in zip(tasks, value.mean)},
+                        "p10": {t: float(v) for t, v in zip(tasks, value.p10)},
+                        "p90": {t: float(v) for t, v in zip(tasks, value.p90)},
+                        "n_reference": value.n_neighbours,
+                        "n_candidates": value.n_candidates,
+                        "note": f"estimate from the {value.n_neighbours} most similar training patients who had it",
+                    }
+                )
+        return WhatIfResult(
+            record.patient_id, list(tasks), [names[m] for m in result.available], subsets, shapley, absent
+        )
 
-
-    def explain(self, record: PatientRecord, tasks: list[str] | None = None, settings=None,
-                include_what_if: bool = True, modalities: list[str] | None = None, progress=None,
-                digest: str | None = None, cancel=None):
+    def explain(
+        self,
+        record: PatientRecord,
+        tasks: list[str] | None = None,
+        settings=None,
+        include_what_if: bool = True,
+        modalities: list[str] | None = None,
+        progress=None,
+        digest: str | None = None,
+        cancel=None,
+    ):
         """Prediction, what-if and Captum attributions within each available modality, as one serialisable
         `Explanation` (mmnar_core.explain.explanation; cache it by `.cache_key`). `tasks` limits the
         attributions to some outcomes (the cost of the note attributions grows with their number);
@@ -260,18 +319,25 @@ class Predictor:
         with cancel_scope(cancel):
             return explain(self, record, tasks, settings, include_what_if, modalities, progress, digest)
 
+
 def _encoder_config(bundle: Bundle, encoder_id: str) -> dict:
     path = bundle.root / "encoders" / encoder_id / "encoder.json"
     if not path.is_file():
-        raise PredictorError(f"bundle {bundle.root} lacks {path.relative_to(bundle.root)}; retrain it with this version")
+        raise PredictorError(
+            f"bundle {bundle.root} lacks {path.relative_to(bundle.root)}; retrain it with this version"
+        )
     return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _mark_open_categories(features: list[FeatureSpec], encoder) -> list[FeatureSpec]:
     """Categorical features whose tabular encoder has an <unknown> level accept any value (input parsers
     then note an unseen value instead of refusing it); older encoders keep refusing."""
-    open_names = {f.name for tabular in getattr(encoder, "tabular", {}).values() if tabular.unknown_level
-                  for f in tabular.features}
+    open_names = {
+        f.name
+        for tabular in getattr(encoder, "tabular", {}).values()
+        if tabular.unknown_level
+        for f in tabular.features
+    }
     return [replace(f, accepts_unknown=True) if f.name in open_names and f.categories else f for f in features]
 
 
@@ -295,11 +361,15 @@ def _build_patient_encoder(bundle: Bundle, device: torch.device, image_weights, 
             try:
                 network = load_image_encoder(path)  # project weights carry their own config
             except EncoderStateError:
-                network = load_image_encoder(path, ImageEncoderConfig.from_dict(_encoder_config(bundle, wanted)["config"]))
+                network = load_image_encoder(
+                    path, ImageEncoderConfig.from_dict(_encoder_config(bundle, wanted)["config"])
+                )
             image = ImageEmbedder(network, device)
             if image.id != wanted:
-                raise PredictorError(f"image weights {path} give encoder {image.id}, but the bundle was trained on {wanted}; "
-                                     "pass the image weights the bundle was trained with")
+                raise PredictorError(
+                    f"image weights {path} give encoder {image.id}, but the bundle was trained on {wanted}; "
+                    "pass the image weights the bundle was trained with"
+                )
         elif kind == "text" and text is None:
             from mmnar_core.encoders.text_encoder import TextEmbedder
 
@@ -308,8 +378,10 @@ def _build_patient_encoder(bundle: Bundle, device: torch.device, image_weights, 
                 config["model_path"] = text_model
             text = TextEmbedder(TextEncoderConfig(**config), device)
             if text.id != wanted:
-                raise PredictorError(f"text model gives encoder {text.id}, but the bundle was trained on {wanted}; "
-                                     "pass the text model the bundle was trained with (--text-model)")
+                raise PredictorError(
+                    f"text model gives encoder {text.id}, but the bundle was trained on {wanted}; "
+                    "pass the text model the bundle was trained with (--text-model)"
+                )
     return PatientEncoder(modalities, image=image, text=text, tabular=tabular)
 
 

@@ -3,7 +3,7 @@ the app's sign-in and the model server's bearer tokens."""
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 ROLES = ("clinician", "reviewer", "admin")
 USER_CLAIMS = ("email", "preferred_username", "sub")

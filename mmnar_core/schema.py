@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -65,7 +66,7 @@ class ModalitySpec:
         return {"name": self.name, "kind": self.kind.value, "description": self.description}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ModalitySpec":
+    def from_dict(cls, data: Mapping[str, Any]) -> ModalitySpec:
         return cls(name=data["name"], kind=data["kind"], description=data.get("description", ""))
 
 
@@ -95,8 +96,12 @@ class FeatureSpec:
                 raise SchemaError(f"feature {self.name!r}: categories are not unique")
         elif self.categories is not None:
             raise SchemaError(f"feature {self.name!r}: only categorical features have categories")
-        if self.accepts_unknown is not False and (self.accepts_unknown is not True or self.kind is not FeatureKind.CATEGORICAL):
-            raise SchemaError(f"feature {self.name!r}: accepts_unknown must be true or false, and true only for a categorical feature")
+        if self.accepts_unknown is not False and (
+            self.accepts_unknown is not True or self.kind is not FeatureKind.CATEGORICAL
+        ):
+            raise SchemaError(
+                f"feature {self.name!r}: accepts_unknown must be true or false, and true only for a categorical feature"
+            )
         if self.valid_range is not None:
             low, high = (float(v) for v in self.valid_range)
             if not (math.isfinite(low) and math.isfinite(high) and low < high):
@@ -116,7 +121,7 @@ class FeatureSpec:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "FeatureSpec":
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureSpec:
         return cls(
             name=data["name"],
             kind=data["kind"],
@@ -170,7 +175,7 @@ class OutcomeSpec:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "OutcomeSpec":
+    def from_dict(cls, data: Mapping[str, Any]) -> OutcomeSpec:
         return cls(
             name=data["name"],
             description=data.get("description", ""),

@@ -31,6 +31,22 @@ def build_synthetic_bundle(root: Path, n: int, seed: int, config: dict, resample
     (root / "tiny.json").write_text(json.dumps(config))
     assert main(["synth", "--n", str(n), "--seed", str(seed), "--out", str(root / "data"), "--quiet"]) == 0
     assert main(["embed", str(root / "data"), "--cache", str(root / "cache"), "--quiet"]) == 0
-    assert main(["train", str(root / "data"), "--out", str(root / "bundle"), "--cache", str(root / "cache"),
-                 "--config", str(root / "tiny.json"), "--resamples", str(resamples), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(root / "data"),
+                "--out",
+                str(root / "bundle"),
+                "--cache",
+                str(root / "cache"),
+                "--config",
+                str(root / "tiny.json"),
+                "--resamples",
+                str(resamples),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return root

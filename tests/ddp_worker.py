@@ -25,9 +25,20 @@ def main(out: str, aux: bool) -> None:
     rank, world, device = init_distributed("cpu")
     data = planted_data(n=2000)  # 1400 train rows: 14 full batches of 100, split evenly over 2 ranks
     data.labels[:, 1] = torch.nan_to_num(data.labels[:, 1], nan=0.0)  # every row labelled: equal shares
-    config = MMNARConfig(modalities=data.modalities, input_dims=data.input_dims, tasks=data.tasks, d_model=32,
-                         n_heads=2, n_layers=1, dropout=0.0, epochs=4, batch_size=100, patience=10,
-                         use_reconstruction=aux, use_contrastive=aux)
+    config = MMNARConfig(
+        modalities=data.modalities,
+        input_dims=data.input_dims,
+        tasks=data.tasks,
+        d_model=32,
+        n_heads=2,
+        n_layers=1,
+        dropout=0.0,
+        epochs=4,
+        batch_size=100,
+        patience=10,
+        use_reconstruction=aux,
+        use_contrastive=aux,
+    )
     result = train(config, data, device, progress=False)
     if rank == 0:
         np.save(out, predict_logits(result.model, data, data.rows("test"), device))

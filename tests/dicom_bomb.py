@@ -15,8 +15,9 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, SecondaryCaptureImageSto
 CHUNK = 2**20
 
 
-def deflated_zero_dicom(rows: int = 4000, columns: int = 4000, frames: int = 30, bits: int = 16,
-                        pixel_bytes: int | None = None) -> bytes:
+def deflated_zero_dicom(
+    rows: int = 4000, columns: int = 4000, frames: int = 30, bits: int = 16, pixel_bytes: int | None = None
+) -> bytes:
     """A deflated DICOM of `frames` frames of rows x columns zeros at `bits` bits; `pixel_bytes` makes the
     pixel data that long instead (a header that lies about its pixel data)."""
     meta = FileMetaDataset()
@@ -38,8 +39,11 @@ def deflated_zero_dicom(rows: int = 4000, columns: int = 4000, frames: int = 30,
     write_dataset(body, ds)
     length = rows * columns * frames * bits // 8 if pixel_bytes is None else pixel_bytes
     compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
-    parts = [head.getvalue(), compressor.compress(body.getvalue()),
-             compressor.compress(struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW" if bits > 8 else b"OB", 0, length))]
+    parts = [
+        head.getvalue(),
+        compressor.compress(body.getvalue()),
+        compressor.compress(struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW" if bits > 8 else b"OB", 0, length)),
+    ]
     zeros = bytes(CHUNK)
     for start in range(0, length, CHUNK):
         parts.append(compressor.compress(zeros[: min(CHUNK, length - start)]))

@@ -97,16 +97,45 @@ class PostgresServer:
         log.touch()
         if owner is not None:
             os.chown(log, owner.pw_uid, owner.pw_gid)
-        self._run([str(self.bin_dir / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres",
-                   "-E", "UTF8", "--locale=C", "--no-sync"], "initdb")
+        self._run(
+            [
+                str(self.bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "--auth=trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            "initdb",
+        )
         last: Exception | None = None
         for _ in range(3):  # the free port can be taken between probe and bind: retry on another
             self.port = _free_port()
-            opts = (f"-p {self.port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off "
-                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100")
+            opts = (
+                f"-p {self.port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
+            )
             try:
-                self._run([str(self.bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
-                           "-o", opts, "start"], "pg_ctl start")
+                self._run(
+                    [
+                        str(self.bin_dir / "pg_ctl"),
+                        "-D",
+                        str(data),
+                        "-l",
+                        str(log),
+                        "-w",
+                        "-t",
+                        "60",
+                        "-o",
+                        opts,
+                        "start",
+                    ],
+                    "pg_ctl start",
+                )
             except PostgresUnavailable as exc:
                 last = exc
                 continue
@@ -123,8 +152,10 @@ class PostgresServer:
         if self._running:
             self._running = False
             try:
-                self._run([str(self.bin_dir / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate",
-                           "-w", "stop"], "pg_ctl stop")
+                self._run(
+                    [str(self.bin_dir / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate", "-w", "stop"],
+                    "pg_ctl stop",
+                )
             except (PostgresUnavailable, subprocess.TimeoutExpired):
                 pass
         shutil.rmtree(self.root, ignore_errors=True)

@@ -7,10 +7,16 @@ from __future__ import annotations
 import csv
 
 import pytest
-
 from conftest import ROOT
-from mmnar_app.browser_harness import (RESULTS_TEXT, chromium_page, streamlit_server, wait_for_text, wait_idle,
-                                      wait_results_complete)
+
+from mmnar_app.browser_harness import (
+    RESULTS_TEXT,
+    chromium_page,
+    streamlit_server,
+    wait_for_text,
+    wait_idle,
+    wait_results_complete,
+)
 
 COVID = ROOT.parent / "shared" / "data" / "covid-cxr-notes"
 SHOTS = ROOT / "test-output" / "browser"
@@ -21,8 +27,13 @@ def _covid_case() -> tuple[dict, bytes, str]:
     with open(COVID / "metadata.csv", newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
             path = COVID / "images" / row.get("filename", "")
-            if (row.get("clinical_notes") or "").strip() and row.get("age") and row.get("sex") and path.is_file() \
-                    and path.suffix.lower() in (".jpg", ".jpeg"):
+            if (
+                (row.get("clinical_notes") or "").strip()
+                and row.get("age")
+                and row.get("sex")
+                and path.is_file()
+                and path.suffix.lower() in (".jpg", ".jpeg")
+            ):
                 return row, path.read_bytes(), row["clinical_notes"].strip()
     raise AssertionError("no COVID case with an image, a note, age and sex")
 
@@ -48,7 +59,10 @@ def test_browser_upload_analyse_save(tmp_path):
     (tmp_path / "xray.jpg").write_bytes(jpeg)
     (tmp_path / "note.txt").write_text(note, encoding="utf-8")
     SHOTS.mkdir(parents=True, exist_ok=True)
-    with streamlit_server(tmp_path / "data", SHOTS / "streamlit.log") as (url, _, _), chromium_page((1400, 1100)) as page:
+    with (
+        streamlit_server(tmp_path / "data", SHOTS / "streamlit.log") as (url, _, _),
+        chromium_page((1400, 1100)) as page,
+    ):
         try:
             _flow(page, url, row, tmp_path)
         except Exception:

@@ -9,10 +9,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import ROOT
 from PIL import Image
 from streamlit.testing.v1 import AppTest
-
-from conftest import ROOT
 
 PAGES = ROOT / "app" / "pages"
 COVID = ROOT.parent / "shared" / "data" / "covid-cxr-notes"
@@ -28,7 +27,9 @@ def data_dir(tmp_path, monkeypatch):
 
 
 def page(name: str) -> AppTest:
-    app = AppTest.from_file(str(PAGES / name) if name != "Home.py" else str(ROOT / "app" / "Home.py"), default_timeout=180)
+    app = AppTest.from_file(
+        str(PAGES / name) if name != "Home.py" else str(ROOT / "app" / "Home.py"), default_timeout=180
+    )
     app.run()
     assert not app.exception, app.exception
     return app
@@ -56,8 +57,11 @@ def errors(app: AppTest) -> str:
 
 
 def what_if_table(app: AppTest):
-    return next(d.value for d in app.dataframe if any(str(c).startswith("with ") and c != "with all available"
-                                                      for c in d.value.columns))
+    return next(
+        d.value
+        for d in app.dataframe
+        if any(str(c).startswith("with ") and c != "with all available" for c in d.value.columns)
+    )
 
 
 def test_home_shows_banner_version_and_links(data_dir):
@@ -133,9 +137,22 @@ BAD_UPLOADS = [
 ]
 
 
-@pytest.mark.parametrize("key, filename, content, words", BAD_UPLOADS,
-                         ids=["renamed-pdf", "truncated-png", "over-limit", "non-utf8", "empty-text", "unknown-column",
-                              "missing-columns", "out-of-range", "wrong-unit", "malformed-fhir"])
+@pytest.mark.parametrize(
+    "key, filename, content, words",
+    BAD_UPLOADS,
+    ids=[
+        "renamed-pdf",
+        "truncated-png",
+        "over-limit",
+        "non-utf8",
+        "empty-text",
+        "unknown-column",
+        "missing-columns",
+        "out-of-range",
+        "wrong-unit",
+        "malformed-fhir",
+    ],
+)
 def test_each_bad_upload_gives_its_message_and_keeps_the_form(data_dir, key, filename, content, words):
     app = choose(page("1_Patient.py"), FAST_DEMO)
     before = {k: app.session_state[k] for k in ("feat_age", "feat_sex", "feat_heart_rate_max")}

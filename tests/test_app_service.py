@@ -1,10 +1,11 @@
 """The in-process service: a fast partial explanation completed later equals one complete explanation,
 and a partial one never shares the cache key of a complete one."""
 
-from mmnar_app.demo_patients import load_demo_patients
-from mmnar_core.explain.explanation import ExplanationCache
-from mmnar_app.service import LocalService
 from conftest import ROOT
+
+from mmnar_app.demo_patients import load_demo_patients
+from mmnar_app.service import LocalService
+from mmnar_core.explain.explanation import ExplanationCache
 
 
 def _content(explanation) -> dict:

@@ -7,7 +7,12 @@ from mmnar_core.serving.attack import main
 def test_attack_replay_small_budget(capsys):
     assert main(["--scale", "0.1"]) == 0
     out = capsys.readouterr().out
-    for case, status in [("1 dicom_bomb", "422"), ("2 long_notes_explain", "504"), ("11 slow_body", "408"),
-                         ("12 query_token", "400"), ("11 idle_connections", "15/15 closed")]:
+    for case, status in [
+        ("1 dicom_bomb", "422"),
+        ("2 long_notes_explain", "504"),
+        ("11 slow_body", "408"),
+        ("12 query_token", "400"),
+        ("11 idle_connections", "15/15 closed"),
+    ]:
         line = next(line for line in out.splitlines() if line.startswith(case))
         assert status in line and line.split()[-1] != "NO", line

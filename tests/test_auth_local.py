@@ -7,13 +7,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from conftest import ROOT
 from postgres_server import postgres_server  # noqa: F401  (session fixture)
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
 from mmnar_app.store import StoreError, UserStore, open_store
 from mmnar_app.store.backoff import BackoffPolicy
 from mmnar_app.store.users import hash_password
@@ -55,7 +55,7 @@ def test_passwords_are_salted_argon2id_hashes_never_plain_text(users):
 
 
 POLICY = BackoffPolicy(free_attempts=3, cap=timedelta(minutes=5), base=timedelta(seconds=15))
-T0 = datetime(2026, 12, 5, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
 
 
 def attempt(users, name, password, seconds, client="ip:10.0.0.9"):
@@ -71,8 +71,18 @@ def test_backoff_doubles_after_the_free_attempts_is_capped_and_never_permanent(u
     for n in range(10):  # one wrong password as soon as each wait is over
         answers.append(attempt(users, "dr.lee", f"wrong {n}", t, client=f"ip:10.0.0.{n}"))
         t += answers[-1][1] or 1
-    assert answers == [("invalid", None), ("invalid", None), ("invalid", 15), ("invalid", 30), ("invalid", 60),
-                       ("invalid", 120), ("invalid", 240), ("invalid", 300), ("invalid", 300), ("invalid", 300)]
+    assert answers == [
+        ("invalid", None),
+        ("invalid", None),
+        ("invalid", 15),
+        ("invalid", 30),
+        ("invalid", 60),
+        ("invalid", 120),
+        ("invalid", 240),
+        ("invalid", 300),
+        ("invalid", 300),
+        ("invalid", 300),
+    ]
     last = t - 300
     # during the wait even the right password is refused, unchecked and uncounted (the wait does not grow)
     assert attempt(users, "dr.lee", PASSWORD, last + 299, client="ip:10.9.9.9") == ("throttled", 1)
@@ -87,10 +97,19 @@ def test_unknown_and_real_names_get_the_same_answers_in_the_same_order(users):
     users.add("dr.lee", "clinician", PASSWORD)
     users.add("oidc.only@example.org", "reviewer")  # no local password
     script = [("pw 1", 0), ("pw 2", 1), ("pw 3", 2), ("pw 4", 3), (PASSWORD + "!", 10), ("pw 5", 18), ("pw 6", 30)]
-    runs = {name: [attempt(users, name, pw, t, client=f"ip:{name}") for pw, t in script]
-            for name in ("dr.lee", "nobody.here", "oidc.only@example.org", "\x00not a name")}
-    assert runs["dr.lee"] == [("invalid", None), ("invalid", None), ("invalid", 15), ("throttled", 14),
-                              ("throttled", 7), ("invalid", 30), ("throttled", 18)]
+    runs = {
+        name: [attempt(users, name, pw, t, client=f"ip:{name}") for pw, t in script]
+        for name in ("dr.lee", "nobody.here", "oidc.only@example.org", "\x00not a name")
+    }
+    assert runs["dr.lee"] == [
+        ("invalid", None),
+        ("invalid", None),
+        ("invalid", 15),
+        ("throttled", 14),
+        ("throttled", 7),
+        ("invalid", 30),
+        ("throttled", 18),
+    ]
     assert runs["nobody.here"] == runs["dr.lee"] == runs["oidc.only@example.org"] == runs["\x00not a name"]
 
 
@@ -102,18 +121,26 @@ def test_every_attempt_verifies_exactly_one_argon2_hash(users, monkeypatch):
     real = users_module._verify
     calls = []
     monkeypatch.setattr(users_module, "_verify", lambda h, pw: calls.append(h) or real(h, pw))
-    cases = [("nobody", "x" * 12, "A", "invalid"), ("dr.lee", "wrong password", "A", "invalid"),
-             ("\x00", "x", "A", "invalid"), ("oidc.only@example.org", PASSWORD, "B", "invalid"),
-             ("dr.lee", "wrong again", "C", "invalid"), ("dr.lee", "third wrong", "D", "invalid"),
-             ("dr.lee", PASSWORD, "E", "throttled"),  # the name's back-off
-             ("nobody", "y" * 2000, "A", "throttled")]  # the client's back-off
+    cases = [
+        ("nobody", "x" * 12, "A", "invalid"),
+        ("dr.lee", "wrong password", "A", "invalid"),
+        ("\x00", "x", "A", "invalid"),
+        ("oidc.only@example.org", PASSWORD, "B", "invalid"),
+        ("dr.lee", "wrong again", "C", "invalid"),
+        ("dr.lee", "third wrong", "D", "invalid"),
+        ("dr.lee", PASSWORD, "E", "throttled"),  # the name's back-off
+        ("nobody", "y" * 2000, "A", "throttled"),
+    ]  # the client's back-off
     dummy = users_module.dummy_hash()
     for name, password, client, status in cases:
         calls.clear()
         assert users.authenticate(name, password, client=f"session:{client}", policy=POLICY).status == status
         assert len(calls) == 1, (name, status, len(calls))
-        assert calls[0] == (users.store._in_read(lambda s: s.get(users_module.UserRow, "dr.lee")).password_hash
-                            if (name, status) == ("dr.lee", "invalid") else dummy)
+        assert calls[0] == (
+            users.store._in_read(lambda s: s.get(users_module.UserRow, "dr.lee")).password_hash
+            if (name, status) == ("dr.lee", "invalid")
+            else dummy
+        )
     # the dummy hash costs what a real one does: the same argon2id parameters as the hasher's
     assert not users_module.hasher().check_needs_rehash(dummy)
     assert dummy.split("$")[1:4] == users_module.hash_password(PASSWORD).split("$")[1:4]
@@ -132,8 +159,16 @@ def test_parallel_first_failures_of_one_name_are_all_counted(users):
 
     users.add("dr.lee", "clinician", PASSWORD)
     with ThreadPoolExecutor(4) as pool:
-        statuses = list(pool.map(lambda n: users.authenticate("dr.lee", f"wrong {n}", client=f"ip:10.2.0.{n}",
-                                                               policy=BackoffPolicy(free_attempts=10)).status, range(4)))
+        statuses = list(
+            pool.map(
+                lambda n: (
+                    users.authenticate(
+                        "dr.lee", f"wrong {n}", client=f"ip:10.2.0.{n}", policy=BackoffPolicy(free_attempts=10)
+                    ).status
+                ),
+                range(4),
+            )
+        )
     assert statuses == ["invalid"] * 4 and users.get("dr.lee").failed_attempts == 4
 
 
@@ -172,8 +207,14 @@ def test_accounts_command_adds_lists_disables_and_audits(tmp_path, monkeypatch, 
     monkeypatch.setenv("MMNAR_DATA_DIR", str(data))
     monkeypatch.delenv("MMNAR_DATABASE_URL", raising=False)
     # the real command line once, the password on standard input (never an argument)
-    done = subprocess.run([sys.executable, "-m", "mmnar_app.accounts", "add", "Dr.Admin", "--role", "admin"],
-                          input=PASSWORD + "\n", capture_output=True, text=True, cwd=ROOT, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "mmnar_app.accounts", "add", "Dr.Admin", "--role", "admin"],
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "added dr.admin as admin" in done.stdout and PASSWORD not in done.stdout + done.stderr
     monkeypatch.setattr(sys, "stdin", io.StringIO(PASSWORD + "\n"))
@@ -187,9 +228,11 @@ def test_accounts_command_adds_lists_disables_and_audits(tmp_path, monkeypatch, 
     out = capsys.readouterr()
     assert "too short" in out.err
     listing = out.out.splitlines()[-3:]
-    assert [line.split()[:3] for line in listing] == [["dr.admin", "admin", "active"],
-                                                      ["dr.lee", "clinician", "disabled"],
-                                                      ["rev@example.org", "admin", "active"]]
+    assert [line.split()[:3] for line in listing] == [
+        ["dr.admin", "admin", "active"],
+        ["dr.lee", "clinician", "disabled"],
+        ["rev@example.org", "admin", "active"],
+    ]
     store = open_store(None, data_dir=data)
     audit = [(e.action, e.detail) for e in reversed(store.audit_log())]
     assert ("user-add", "dr.lee as clinician") in audit and ("user-disable", "dr.lee") in audit
@@ -263,8 +306,10 @@ def test_sign_in_form_wrong_password_backoff_and_success(local_app):
     sign_in(app, "somebody", "not the password")
     assert errors(app) == "Wrong user name or password."
     sign_in(app, "dr.lee", "still not it")  # the third failure of this session: its back-off starts
-    assert errors(app).startswith("Wrong user name or password. Too many failed sign-ins with this user name or "
-                                  "from this connection: try again in 1")
+    assert errors(app).startswith(
+        "Wrong user name or password. Too many failed sign-ins with this user name or "
+        "from this connection: try again in 1"
+    )
     sign_in(app, "dr.lee", PASSWORD)
     assert errors(app).startswith("Too many failed sign-ins")  # the right password does not help meanwhile
     app = sign_in(home(), "Dr.Lee", PASSWORD)  # another session (client), the name's back-off not started
@@ -289,10 +334,16 @@ def test_the_form_answers_a_real_and_an_unknown_name_alike(local_app):
     assert seen["dr.lee"][-1] == "Too many failed sign-ins with this user name or from this connection:"
 
 
-@pytest.mark.parametrize("name, value, accepted", [
-    ("MMNAR_LOCKOUT_MINUTES", "0", "minutes from 0.1 to 60"), ("MMNAR_LOCKOUT_MINUTES", "forever", "minutes from"),
-    ("MMNAR_LOCKOUT_MINUTES", "1440", "never a permanent lock"), ("MMNAR_LOCKOUT_ATTEMPTS", "0", "from 1 to 100"),
-    ("MMNAR_SIGN_IN_CLIENT", "cookie", "use ip")])
+@pytest.mark.parametrize(
+    "name, value, accepted",
+    [
+        ("MMNAR_LOCKOUT_MINUTES", "0", "minutes from 0.1 to 60"),
+        ("MMNAR_LOCKOUT_MINUTES", "forever", "minutes from"),
+        ("MMNAR_LOCKOUT_MINUTES", "1440", "never a permanent lock"),
+        ("MMNAR_LOCKOUT_ATTEMPTS", "0", "from 1 to 100"),
+        ("MMNAR_SIGN_IN_CLIENT", "cookie", "use ip"),
+    ],
+)
 def test_a_bad_backoff_setting_keeps_the_app_closed_with_its_name(local_app, monkeypatch, name, value, accepted):
     monkeypatch.setenv(name, value)
     app = home()

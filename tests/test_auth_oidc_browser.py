@@ -13,10 +13,17 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
-from mmnar_app.browser_harness import (chromium_page, free_port, stop_process, streamlit_server, wait_for_text,
-                                       wait_healthy, wait_idle)
+
+from mmnar_app.browser_harness import (
+    chromium_page,
+    free_port,
+    stop_process,
+    streamlit_server,
+    wait_for_text,
+    wait_healthy,
+    wait_idle,
+)
 
 SHOTS = ROOT / "test-output" / "auth"
 ALICE = {"sub": "alice", "email": "alice@example.org", "name": "Alice Example", "mmnar_role": "clinician"}
@@ -28,8 +35,22 @@ def oidc_provider(tmp_path):
     log = open(tmp_path / "provider.log", "w")
     # plain HTTP on the loopback interface only: authlib refuses it unless told this is a test
     env = {**os.environ, "AUTHLIB_INSECURE_TRANSPORT": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "oidc_provider_mock", "--host", "127.0.0.1", "--port", str(port),
-                                "--user-claims", json.dumps(ALICE)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "oidc_provider_mock",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--user-claims",
+            json.dumps(ALICE),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         wait_healthy(base, 30, process, path="/.well-known/openid-configuration")
@@ -54,8 +75,16 @@ server_metadata_url = "{oidc_provider}/.well-known/openid-configuration"
 """)
     SHOTS.mkdir(parents=True, exist_ok=True)
     env = {"AUTHLIB_INSECURE_TRANSPORT": "1", "MMNAR_OIDC_ROLE_CLAIM": "mmnar_role", "MMNAR_AUTH": "oidc"}
-    with streamlit_server(tmp_path / "data", SHOTS / "streamlit.log", extra_env=env, port=app_port,
-                          extra_args=["--secrets.files", str(secrets)]) as (url, _, _), chromium_page() as page:
+    with (
+        streamlit_server(
+            tmp_path / "data",
+            SHOTS / "streamlit.log",
+            extra_env=env,
+            port=app_port,
+            extra_args=["--secrets.files", str(secrets)],
+        ) as (url, _, _),
+        chromium_page() as page,
+    ):
         try:
             page.goto(url)
             wait_for_text(page, "Sign in with your organisation account", 120)

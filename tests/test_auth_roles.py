@@ -12,22 +12,37 @@ import csv
 import io
 
 import pytest
+from conftest import ROOT
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
 from mmnar_app.store import UserStore, open_store
 
-AUTH = {"redirect_uri": "http://127.0.0.1:8501/oauth2callback", "cookie_secret": "s" * 32, "client_id": "mmnar",
-        "client_secret": "not-a-real-secret", "server_metadata_url": "http://127.0.0.1:9/.well-known/openid-configuration"}
-PAGES = {"Home.py": "Home", "pages/1_Patient.py": "Patient", "pages/2_Model_card.py": "Model card",
-         "pages/3_History.py": "History", "pages/4_Admin.py": "Admin"}
+AUTH = {
+    "redirect_uri": "http://127.0.0.1:8501/oauth2callback",
+    "cookie_secret": "s" * 32,
+    "client_id": "mmnar",
+    "client_secret": "not-a-real-secret",
+    "server_metadata_url": "http://127.0.0.1:9/.well-known/openid-configuration",
+}
+PAGES = {
+    "Home.py": "Home",
+    "pages/1_Patient.py": "Patient",
+    "pages/2_Model_card.py": "Model card",
+    "pages/3_History.py": "History",
+    "pages/4_Admin.py": "Admin",
+}
 ALLOWED = {
     "clinician": {"Home", "Patient", "Model card", "History"},
     "reviewer": {"Home", "Model card", "History"},
     "admin": {"Home", "Model card", "Admin"},
 }
-CONTENT = {"Home": "Predicts", "Patient": "Available now", "Model card": "Evaluated on the", "History": "Search",
-           "Admin": "Users"}
+CONTENT = {
+    "Home": "Predicts",
+    "Patient": "Available now",
+    "Model card": "Evaluated on the",
+    "History": "Search",
+    "Admin": "Users",
+}
 FAST_DEMO = "Demo 06"
 
 
@@ -154,13 +169,16 @@ def test_clinicians_see_their_own_assessments_reviewers_all(env, monkeypatch):
     reviewer.selectbox(key="h_open").set_value(theirs).run()
     assert not reviewer.exception and reviewer.metric  # reviewers read everything
     # asking for another clinician's assessment by id is refused on the server, and audited
-    probe = AppTest.from_string(f"""
+    probe = AppTest.from_string(
+        f"""
 import streamlit as st
 from mmnar_app import history
 from mmnar_app.store import open_store
 history.load(open_store(None), {theirs}, "carol@example.org", "v", own_only=True)
 st.write("loaded")
-""", default_timeout=60)
+""",
+        default_timeout=60,
+    )
     probe.run()
     assert "Access denied" in probe.error[0].value and not [m for m in probe.markdown if m.value == "loaded"]
     denied = env.audit_log(action="denied", user="carol@example.org")[0]
@@ -236,4 +254,3 @@ def test_an_unreadable_secrets_file_keeps_the_app_closed(tmp_path, monkeypatch):
         assert auth.resolve_mode(auth.AuthSettings.from_env()) == ("demo", None)
     finally:
         secrets_singleton._reset()
-

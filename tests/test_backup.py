@@ -30,6 +30,7 @@ TABLES = ("blobs", "assessments", "assessment_files", "audit_log", "users", "pat
 
 # -- helpers -------------------------------------------------------------------------------------------
 
+
 def pg_url(server) -> str:
     return server.url(f"b_{uuid.uuid4().hex[:16]}")
 
@@ -47,18 +48,43 @@ def populate(store: Store) -> list[int]:
     shared = rng.randbytes(300_000)
     ids = []
     for i in range(4):
-        inputs = {"i": i, "third": 1 / 3, "tiny": 5e-324, "big": 10**30, "neg0": -0.0, "lone": "\ud800",
-                  "text": "Zoë 患者 🩺 \"q\" \\ \n\t", "nested": {"a": [1, None, True, {"b": []}]}}
-        outputs = {"heatmap_png_b64": base64.b64encode(rng.randbytes(400_000)).decode(), "nan": float("nan"),
-                   "inf": float("-inf"), "risks": [rng.random() for _ in range(100)]}
-        files = {"cxr": (f"x {i}.jpg", "image/jpeg", shared), "own": (f"o{i}.bin", "application/octet-stream",
-                                                                    rng.randbytes(50_000 + i))}
+        inputs = {
+            "i": i,
+            "third": 1 / 3,
+            "tiny": 5e-324,
+            "big": 10**30,
+            "neg0": -0.0,
+            "lone": "\ud800",
+            "text": 'Zoë 患者 🩺 "q" \\ \n\t',
+            "nested": {"a": [1, None, True, {"b": []}]},
+        }
+        outputs = {
+            "heatmap_png_b64": base64.b64encode(rng.randbytes(400_000)).decode(),
+            "nan": float("nan"),
+            "inf": float("-inf"),
+            "risks": [rng.random() for _ in range(100)],
+        }
+        files = {
+            "cxr": (f"x {i}.jpg", "image/jpeg", shared),
+            "own": (f"o{i}.bin", "application/octet-stream", rng.randbytes(50_000 + i)),
+        }
         if i == 2:
             files["empty"] = ("empty.txt", "text/plain", b"")
-        ids.append(store.save_assessment(user=f"dr.ü{i % 2}", patient_label=f"Mme Élodie {i}", model_id="mmnar-x",
-                                         model_version="abc (v1)", input_hash=f"{i:064x}", inputs=inputs,
-                                         outputs=outputs, files=files if i != 3 else None,
-                                         pattern="EHR+CXR" if i else "", summary={"r": 0.1 * i}, note=f"STRASSE {i}"))
+        ids.append(
+            store.save_assessment(
+                user=f"dr.ü{i % 2}",
+                patient_label=f"Mme Élodie {i}",
+                model_id="mmnar-x",
+                model_version="abc (v1)",
+                input_hash=f"{i:064x}",
+                inputs=inputs,
+                outputs=outputs,
+                files=files if i != 3 else None,
+                pattern="EHR+CXR" if i else "",
+                summary={"r": 0.1 * i},
+                note=f"STRASSE {i}",
+            )
+        )
         store.record(action="open", user="nurse", model_version="abc (v1)", assessment_id=ids[-1], detail=f"#{i}")
     store.record(action="export", user="nurse", detail="no assessment")
     users = UserStore(store)  # the other tables of the schema (users, migration 0002) go into backups too
@@ -82,9 +108,14 @@ def table_rows(url: str) -> dict[str, list]:
     out = {}
     try:
         with engine.connect() as conn:
-            for model, key in ((Blob, "sha256"), (AssessmentRow, "id"), (AssessmentFile, "assessment_id, role"),
-                               (AuditRow, "id"), (UserRow, "username"),
-                               (PatternCountRow, "model_id, pattern")):
+            for model, key in (
+                (Blob, "sha256"),
+                (AssessmentRow, "id"),
+                (AssessmentFile, "assessment_id, role"),
+                (AuditRow, "id"),
+                (UserRow, "username"),
+                (PatternCountRow, "model_id, pattern"),
+            ):
                 table = model.__table__
                 rows = []
                 for row in conn.execute(table.select().order_by(text(key))).mappings():
@@ -107,9 +138,19 @@ def snapshot(store: Store) -> tuple:
     full = []
     for s in summaries:
         a = store.get_assessment(s.id)
-        full.append((a.id, a.created_at, a.user, a.patient_label, a.note, json.dumps(a.inputs, allow_nan=True),
-                     json.dumps(a.outputs, allow_nan=True), a.summary,
-                     {r: (f.filename, f.media_type, f.sha256, f.data) for r, f in a.files.items()}))
+        full.append(
+            (
+                a.id,
+                a.created_at,
+                a.user,
+                a.patient_label,
+                a.note,
+                json.dumps(a.inputs, allow_nan=True),
+                json.dumps(a.outputs, allow_nan=True),
+                a.summary,
+                {r: (f.filename, f.media_type, f.sha256, f.data) for r, f in a.files.items()},
+            )
+        )
     return full, summaries, store.audit_log(limit=10_000), UserStore(store).list()
 
 
@@ -122,8 +163,15 @@ def counts(url: str) -> dict[str, int]:
         engine.dispose()
 
 
-def rewrite(src: Path, dst: Path, *, replace: dict | None = None, drop: tuple = (), add: dict | None = None,
-            fix_manifest: bool = False) -> Path:
+def rewrite(
+    src: Path,
+    dst: Path,
+    *,
+    replace: dict | None = None,
+    drop: tuple = (),
+    add: dict | None = None,
+    fix_manifest: bool = False,
+) -> Path:
     """Copy an archive changing entries; with fix_manifest the manifest checksums are recomputed (a careful forger)."""
     replace, add = replace or {}, add or {}
     with zipfile.ZipFile(src) as zin:
@@ -135,8 +183,11 @@ def rewrite(src: Path, dst: Path, *, replace: dict | None = None, drop: tuple = 
     contents.update(add)
     if fix_manifest:
         manifest = json.loads(contents["manifest.json"])
-        manifest["entries"] = {n: {"size": len(d), "sha256": hashlib.sha256(d).hexdigest()}
-                               for n, d in sorted(contents.items()) if n != "manifest.json"}
+        manifest["entries"] = {
+            n: {"size": len(d), "sha256": hashlib.sha256(d).hexdigest()}
+            for n, d in sorted(contents.items())
+            if n != "manifest.json"
+        }
         contents["manifest.json"] = json.dumps(manifest).encode()
     with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
         for name, data in contents.items():
@@ -156,14 +207,21 @@ def archive(tmp_path) -> tuple[Path, tuple, list[int]]:
 
 # -- round trips ---------------------------------------------------------------------------------------
 
+
 def test_round_trip_sqlite_to_postgresql_and_back_is_exact(tmp_path, postgres_server):  # noqa: F811
     src = f"sqlite:///{tmp_path / 'src.sqlite3'}"
     with open_store(src) as store:
         ids = populate(store)
         before = snapshot(store)
         first = export_archive(store, tmp_path / "a.zip")
-    assert first["counts"] == {"blobs": 5, "assessments": 4, "assessment_files": 7, "audit_log": 9, "users": 2,
-                               "pattern_counts": 2}
+    assert first["counts"] == {
+        "blobs": 5,
+        "assessments": 4,
+        "assessment_files": 7,
+        "audit_log": 9,
+        "users": 2,
+        "pattern_counts": 2,
+    }
     assert first["tables"]["users"]["columns"]["locked_until"] == "datetime"
     assert first["schema_revision"] == schema_head() and first["last_ids"] == {"assessments": 4, "audit_log": 9}
     assert verify_archive(tmp_path / "a.zip")["counts"] == first["counts"]
@@ -180,10 +238,14 @@ def test_round_trip_sqlite_to_postgresql_and_back_is_exact(tmp_path, postgres_se
         engine = create_engine(pg, poolclass=NullPool)
         with pytest.raises(DBAPIError):  # an insert that fails inside the database burns a sequence value
             with engine.begin() as conn:
-                conn.execute(text("INSERT INTO assessments (created_at, username, patient_label, model_id, "
-                                  "model_version, input_hash, pattern, note, search_text, summary_json, "
-                                  "inputs_json, outputs_zjson, outputs_size) VALUES (now(), 'u', 'x', 'm', 'v', "
-                                  "'h', '', '', '', '{}', '{}', '', NULL)"))
+                conn.execute(
+                    text(
+                        "INSERT INTO assessments (created_at, username, patient_label, model_id, "
+                        "model_version, input_hash, pattern, note, search_text, summary_json, "
+                        "inputs_json, outputs_zjson, outputs_size) VALUES (now(), 'u', 'x', 'm', 'v', "
+                        "'h', '', '', '', '{}', '{}', '', NULL)"
+                    )
+                )
         engine.dispose()
         second = export_archive(store, tmp_path / "b.zip")
     assert second["last_ids"] == {"assessments": 5, "audit_log": 9}
@@ -194,8 +256,9 @@ def test_round_trip_sqlite_to_postgresql_and_back_is_exact(tmp_path, postgres_se
     with open_store(back) as store:
         import_archive(store, tmp_path / "b.zip")
         assert snapshot(store) == before
-        new = store.save_assessment(user="u", patient_label="after", model_id="m", model_version="v",
-                                    input_hash="h", inputs={}, outputs={})
+        new = store.save_assessment(
+            user="u", patient_label="after", model_id="m", model_version="v", input_hash="h", inputs={}, outputs={}
+        )
         assert new == 6 > max(ids)  # ids continue where the source stood, gaps included
         store.record(action="open", user="u", assessment_id=new)
         assert [e.id for e in store.audit_log(limit=2)] == [11, 10]  # the save's entry, then ours
@@ -211,8 +274,12 @@ def test_empty_store_round_trips(tmp_path, empty_url):
     with open_store(empty_url) as store:
         import_archive(store, tmp_path / "empty.zip")
         assert store.count_assessments() == 0 and store.audit_log() == []
-        assert store.save_assessment(user="u", patient_label="", model_id="m", model_version="v", input_hash="",
-                                     inputs={}, outputs={}) == 1
+        assert (
+            store.save_assessment(
+                user="u", patient_label="", model_id="m", model_version="v", input_hash="", inputs={}, outputs={}
+            )
+            == 1
+        )
 
 
 def test_import_keeps_the_audit_log_append_only_and_can_record_itself(archive, empty_url):
@@ -236,6 +303,7 @@ def test_import_keeps_the_audit_log_append_only_and_can_record_itself(archive, e
 
 # -- refusals ------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("what", ["audit entry", "user"])
 def test_import_refuses_a_non_empty_target(archive, empty_url, what):
     path, _, _ = archive
@@ -250,8 +318,18 @@ def test_import_refuses_a_non_empty_target(archive, empty_url, what):
     assert counts(empty_url) == {t: int(t == table) for t in TABLES}
 
 
-@pytest.mark.parametrize("case", ["edited assessment", "edited blob", "edited audit log", "extra entry",
-                                  "missing entry", "flipped byte", "forged consistent manifest"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "edited assessment",
+        "edited blob",
+        "edited audit log",
+        "extra entry",
+        "missing entry",
+        "flipped byte",
+        "forged consistent manifest",
+    ],
+)
 def test_import_refuses_a_corrupted_or_tampered_archive_and_changes_nothing(archive, tmp_path, case):
     path, _, ids = archive
     bad = tmp_path / "bad.zip"
@@ -300,12 +378,20 @@ def test_a_failure_late_in_the_import_rolls_everything_back(archive, tmp_path, e
     if failure == "archive check":
         # consistent checksums, but the last audit entry refers to an assessment the archive does not hold:
         # found only after the blobs and assessments were inserted
-        rewrite(path, bad, fix_manifest=True, replace={"audit_log.jsonl": lambda d: d.replace(
-            b'"assessment_id": null', b'"assessment_id": 77')})
+        rewrite(
+            path,
+            bad,
+            fix_manifest=True,
+            replace={"audit_log.jsonl": lambda d: d.replace(b'"assessment_id": null', b'"assessment_id": 77')},
+        )
         expected = r"audit_log\.jsonl line 9: refers to assessment 77"
     else:  # the database itself refuses the last table's rows (a CHECK constraint on users.role)
-        rewrite(path, bad, fix_manifest=True, replace={"tables/users.jsonl": lambda d: d.replace(
-            b'"clinician"', b'"superuser"')})
+        rewrite(
+            path,
+            bad,
+            fix_manifest=True,
+            replace={"tables/users.jsonl": lambda d: d.replace(b'"clinician"', b'"superuser"')},
+        )
         expected = r"failed and was rolled back: .*ck_users_role"
     with open_store(empty_url) as store:
         with pytest.raises(BackupError, match=expected):
@@ -325,6 +411,7 @@ def test_archives_of_another_format_or_a_newer_schema_are_refused(archive, tmp_p
             m = json.loads(data)
             m.update(changes)
             return json.dumps(m).encode()
+
         return edit
 
     target = f"sqlite:///{tmp_path / 't.sqlite3'}"
@@ -358,14 +445,30 @@ def test_export_is_atomic_and_never_overwrites_silently(tmp_path):
             names = z.namelist()
             assert names[0] == "README.txt" and names[-1] == "manifest.json"
             doc = json.loads(z.read(names[1]))
-            assert set(doc) == {"id", "created_at", "user", "patient_label", "model_id", "model_version",
-                                "input_hash", "pattern", "note", "outputs_size", "prev_hash", "entry_hash", "files",
-                                "summary", "inputs", "outputs"}  # the assessment chain's hashes (0004) travel too
+            assert set(doc) == {
+                "id",
+                "created_at",
+                "user",
+                "patient_label",
+                "model_id",
+                "model_version",
+                "input_hash",
+                "pattern",
+                "note",
+                "outputs_size",
+                "prev_hash",
+                "entry_hash",
+                "files",
+                "summary",
+                "inputs",
+                "outputs",
+            }  # the assessment chain's hashes (0004) travel too
             assert doc["created_at"].endswith("+00:00")
             assert f"blobs/{doc['files'][0]['sha256']}" in manifest["entries"]
 
 
 # -- command line --------------------------------------------------------------------------------------
+
 
 def test_command_line_export_verify_import(tmp_path, postgres_server):  # noqa: F811
     with open_store(f"sqlite:///{tmp_path / 'data' / 'mmnar.sqlite3'}") as store:
@@ -375,8 +478,14 @@ def test_command_line_export_verify_import(tmp_path, postgres_server):  # noqa: 
     env.pop("MMNAR_DATABASE_URL", None)
 
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "mmnar_app.store.backup", *args], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "mmnar_app.store.backup", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     out = run("export", "--out", str(tmp_path / "cli.zip"), "--data-dir", str(tmp_path / "data"))
     assert out.returncode == 0, out.stderr
@@ -391,7 +500,9 @@ def test_command_line_export_verify_import(tmp_path, postgres_server):  # noqa: 
     with open_store(pg) as store:
         assert snapshot(store) == before
     again = run("import", str(tmp_path / "cli.zip"), "--database-url", pg)
-    assert again.returncode == 2 and again.stderr.startswith("error: the target database") and "not empty" in again.stderr
+    assert (
+        again.returncode == 2 and again.stderr.startswith("error: the target database") and "not empty" in again.stderr
+    )
     rewrite(tmp_path / "cli.zip", tmp_path / "bad.zip", replace={"blobs.jsonl": lambda d: d + b"\n"})
     bad = run("verify", str(tmp_path / "bad.zip"))
     assert bad.returncode == 2 and "checksum mismatch for entry blobs.jsonl" in bad.stderr

@@ -43,8 +43,12 @@ def test_an_entry_or_the_total_over_its_cap_is_refused_from_the_headers(archive,
     message = refused(path, target, "in total", max_total_bytes=total // 2)
     assert f"{total // 2:,} bytes" in message
     with open_store(target) as store:  # within the caps the same archive imports
-        assert import_archive(store, path, limits=ArchiveLimits(max_entry_bytes=biggest.file_size,
-                                                                max_total_bytes=total))["assessments"] == 4
+        assert (
+            import_archive(store, path, limits=ArchiveLimits(max_entry_bytes=biggest.file_size, max_total_bytes=total))[
+                "assessments"
+            ]
+            == 4
+        )
 
 
 def test_too_many_entries_are_refused_before_zipfile_reads_the_directory(archive, target, monkeypatch):  # noqa: F811
@@ -66,7 +70,7 @@ def _bomb(path: Path, method: int, inflated: int, declared: int) -> Path:
         z.writestr("manifest.json", bytes(inflated))
     data = bytearray(path.read_bytes())
     at = data.rfind(b"PK\x01\x02")  # the central directory record: uncompressed size at +24
-    data[at + 24:at + 28] = struct.pack("<I", declared)
+    data[at + 24 : at + 28] = struct.pack("<I", declared)
     path.write_bytes(bytes(data))
     return path
 

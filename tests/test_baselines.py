@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.metrics import roc_auc_score
+from test_training import planted_data
 
 from mmnar_core.baselines import (
     MODELS,
@@ -27,7 +28,6 @@ from mmnar_core.baselines import (
 from mmnar_core.cli import build_parser, main
 from mmnar_core.model import MMNARConfig
 from mmnar_core.training.trainer import train
-from test_training import planted_data
 
 CPU = torch.device("cpu")
 
@@ -38,8 +38,17 @@ def data():
 
 
 def small_config(data, **overrides):
-    values = dict(modalities=data.modalities, input_dims=data.input_dims, tasks=data.tasks, d_model=32, n_heads=2,
-                  n_layers=1, epochs=6, batch_size=128, patience=3)
+    values = dict(
+        modalities=data.modalities,
+        input_dims=data.input_dims,
+        tasks=data.tasks,
+        d_model=32,
+        n_heads=2,
+        n_layers=1,
+        epochs=6,
+        batch_size=128,
+        patience=3,
+    )
     values.update(overrides)
     return MMNARConfig(**values)
 
@@ -49,8 +58,9 @@ def _auroc(data, logits, task=0):
     return roc_auc_score(data.labels[rows, task].numpy(), logits[:, task])
 
 
-@pytest.mark.parametrize("name", ["concat_zero_fill", "concat_mask", "concat_dropout", "structured_only", "hgb",
-                                  "logistic", "lightgbm"])
+@pytest.mark.parametrize(
+    "name", ["concat_zero_fill", "concat_mask", "concat_dropout", "structured_only", "hgb", "logistic", "lightgbm"]
+)
 def test_each_baseline_learns_the_planted_signal(data, name):
     fitted = fit_model(MODELS[name], data, small_config(data), seed=0, device=CPU, structured=[0])
     assert fitted.test.shape == (len(data.rows("test")), 2) and fitted.val.shape == (len(data.rows("val")), 2)
@@ -76,13 +86,13 @@ def test_zero_fill_variant_gets_no_availability_input(data):
     second = first.clone()
     second[:, 1] = ~second[:, 1]  # differs only in whether modality 1 counts as present
     both = first & second
-    zero_filled = [torch.where(both[:, m:m + 1], x, torch.zeros_like(x)) for m, x in enumerate(inputs)]
+    zero_filled = [torch.where(both[:, m : m + 1], x, torch.zeros_like(x)) for m, x in enumerate(inputs)]
     with torch.no_grad():
         assert torch.equal(zero_fill(zero_filled, first), zero_fill(zero_filled, second))
         assert not torch.allclose(with_mask(zero_filled, first), with_mask(zero_filled, second))
         # an absent modality's slot is never read, even when it holds NaN
-        poisoned = [torch.where(first[:, m:m + 1], x, torch.full_like(x, float("nan"))) for m, x in enumerate(inputs)]
-        clean = [torch.where(first[:, m:m + 1], x, torch.zeros_like(x)) for m, x in enumerate(inputs)]
+        poisoned = [torch.where(first[:, m : m + 1], x, torch.full_like(x, float("nan"))) for m, x in enumerate(inputs)]
+        clean = [torch.where(first[:, m : m + 1], x, torch.zeros_like(x)) for m, x in enumerate(inputs)]
         assert torch.equal(zero_fill(poisoned, first), zero_fill(clean, first))
         assert torch.equal(with_mask(poisoned, first), with_mask(clean, first))
 
@@ -178,20 +188,32 @@ def test_mean_sd_hand_computed():
 
 
 def _run(model, seed, auroc, ece, pattern, probabilities="calibrated", rectified_auroc=None):
-    metrics = {"calibrated": {"auroc": auroc, "ece": ece, "pattern_ece": pattern},
-               "rectified": {"auroc": rectified_auroc if rectified_auroc is not None else auroc, "ece": ece / 2,
-                             "pattern_ece": None if pattern is None else pattern / 2}}
-    return {"model": model, "seed": seed, "probabilities": probabilities, "info": {"seconds": 10.0 + seed},
-            "metrics": {"t": metrics}}
+    metrics = {
+        "calibrated": {"auroc": auroc, "ece": ece, "pattern_ece": pattern},
+        "rectified": {
+            "auroc": rectified_auroc if rectified_auroc is not None else auroc,
+            "ece": ece / 2,
+            "pattern_ece": None if pattern is None else pattern / 2,
+        },
+    }
+    return {
+        "model": model,
+        "seed": seed,
+        "probabilities": probabilities,
+        "info": {"seconds": 10.0 + seed},
+        "metrics": {"t": metrics},
+    }
 
 
 def test_summary_and_table_hand_computed():
-    runs = [_run("ours", 0, 0.90, 0.04, 0.06, "rectified", rectified_auroc=0.91),
-            _run("base", 0, 0.70, 0.10, 0.20),
-            _run("ours", 1, 0.90, 0.08, 0.10, "rectified", rectified_auroc=0.93),
-            _run("base", 1, 0.80, 0.20, 0.30),
-            _run("ours", 2, 0.90, 0.06, 0.08, "rectified", rectified_auroc=0.95),
-            _run("base", 2, 0.90, 0.30, None)]
+    runs = [
+        _run("ours", 0, 0.90, 0.04, 0.06, "rectified", rectified_auroc=0.91),
+        _run("base", 0, 0.70, 0.10, 0.20),
+        _run("ours", 1, 0.90, 0.08, 0.10, "rectified", rectified_auroc=0.93),
+        _run("base", 1, 0.80, 0.20, 0.30),
+        _run("ours", 2, 0.90, 0.06, 0.08, "rectified", rectified_auroc=0.95),
+        _run("base", 2, 0.90, 0.30, None),
+    ]
     rows = summarise(runs, ["t"], ["ours", "base"])
     ours, base = rows
     assert ours["model"] == "ours" and ours["seeds"] == [0, 1, 2]
@@ -207,9 +229,14 @@ def test_summary_and_table_hand_computed():
     assert base["tasks"]["t"]["pattern_ece"] == pytest.approx({"mean": 0.25, "sd": np.std([0.2, 0.3], ddof=1), "n": 2})
     assert base["seconds"]["mean"] == pytest.approx(11.0)
 
-    results = {"tasks": ["t"], "seeds": [0, 1, 2], "n_test": 500, "summary": rows,
-               "descriptions": {"ours": "our model", "base": "a baseline"},
-               "oracle": {"t": {"auroc": 0.97, "ece": 0.012, "pattern_ece": 0.02}}}
+    results = {
+        "tasks": ["t"],
+        "seeds": [0, 1, 2],
+        "n_test": 500,
+        "summary": rows,
+        "descriptions": {"ours": "our model", "base": "a baseline"},
+        "oracle": {"t": {"auroc": 0.97, "ece": 0.012, "pattern_ece": 0.02}},
+    }
     table = markdown_table(results, "Bench")
     lines = table.splitlines()
     assert "| model | probabilities | t AUROC | t ECE | t pattern ECE | train s |" in lines
@@ -232,10 +259,23 @@ def test_oracle_metrics():
 def test_run_benchmark_small(data):
     config = small_config(data, epochs=2, pretrain_epochs=0)
     seen = []
-    results = run_benchmark(data, ["mmnar", "mmnar_no_rectifier", "concat_mask"], [0, 1], config, CPU,
-                            n_resamples=5, on_run=lambda run, _: seen.append((run["model"], run["seed"])))
-    assert seen == [("mmnar", 0), ("mmnar_no_rectifier", 0), ("concat_mask", 0),
-                    ("mmnar", 1), ("mmnar_no_rectifier", 1), ("concat_mask", 1)]
+    results = run_benchmark(
+        data,
+        ["mmnar", "mmnar_no_rectifier", "concat_mask"],
+        [0, 1],
+        config,
+        CPU,
+        n_resamples=5,
+        on_run=lambda run, _: seen.append((run["model"], run["seed"])),
+    )
+    assert seen == [
+        ("mmnar", 0),
+        ("mmnar_no_rectifier", 0),
+        ("concat_mask", 0),
+        ("mmnar", 1),
+        ("mmnar_no_rectifier", 1),
+        ("concat_mask", 1),
+    ]
     runs = {(r["model"], r["seed"]): r for r in results["runs"]}
     # the no-rectifier ablation is the same network as mmnar, read before the rectifier
     for seed in (0, 1):

@@ -15,11 +15,20 @@ def bundle_dir(tmp_path):
     config = MMNARConfig(modalities=["s", "i"], input_dims=[4, 3], tasks=["a"], d_model=16, n_heads=2, n_layers=1)
     model = MMNARModel(config).eval()
     rng = np.random.default_rng(0)
-    rectifier = PatternRectifier(2).fit(rng.integers(1, 4, 500), rng.uniform(0.1, 0.5, 500),
-                                        (rng.random(500) < 0.3).astype(float), "val")
-    return save_bundle(tmp_path / "b", model, TemperatureScaler([1.3]), {"a": rectifier}, {"name": "d"},
-                       {"s": {"encoder_id": "tab-1"}}, {"auroc": 0.7}, "# card\n",
-                       extra_files={"encoders/tab-1/encoder.json": b"{}"}), model
+    rectifier = PatternRectifier(2).fit(
+        rng.integers(1, 4, 500), rng.uniform(0.1, 0.5, 500), (rng.random(500) < 0.3).astype(float), "val"
+    )
+    return save_bundle(
+        tmp_path / "b",
+        model,
+        TemperatureScaler([1.3]),
+        {"a": rectifier},
+        {"name": "d"},
+        {"s": {"encoder_id": "tab-1"}},
+        {"auroc": 0.7},
+        "# card\n",
+        extra_files={"encoders/tab-1/encoder.json": b"{}"},
+    ), model
 
 
 def test_round_trip_gives_identical_predictions(bundle_dir):

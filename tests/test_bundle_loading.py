@@ -22,10 +22,19 @@ def bundle_dir(tmp_path):
     config = MMNARConfig(modalities=["s", "i"], input_dims=[4, 3], tasks=["a"], d_model=16, n_heads=2, n_layers=1)
     model = MMNARModel(config).eval()
     rng = np.random.default_rng(0)
-    rectifier = PatternRectifier(2).fit(rng.integers(1, 4, 500), rng.uniform(0.1, 0.5, 500),
-                                        (rng.random(500) < 0.3).astype(float), "val")
-    return save_bundle(tmp_path / "b", model, TemperatureScaler([1.3]), {"a": rectifier}, {"name": "d"},
-                       {"s": {"encoder_id": "tab-1"}}, {"auroc": 0.7}, "# card\n")
+    rectifier = PatternRectifier(2).fit(
+        rng.integers(1, 4, 500), rng.uniform(0.1, 0.5, 500), (rng.random(500) < 0.3).astype(float), "val"
+    )
+    return save_bundle(
+        tmp_path / "b",
+        model,
+        TemperatureScaler([1.3]),
+        {"a": rectifier},
+        {"name": "d"},
+        {"s": {"encoder_id": "tab-1"}},
+        {"auroc": 0.7},
+        "# card\n",
+    )
 
 
 def rehash(root):
@@ -38,7 +47,9 @@ def rehash(root):
 
 def header_only_weights(state_shapes: dict, dtype: str = "F32") -> bytes:
     """A safetensors file whose header declares these shapes but holds no data (every span empty)."""
-    header = {name: {"dtype": dtype, "shape": list(shape), "data_offsets": [0, 0]} for name, shape in state_shapes.items()}
+    header = {
+        name: {"dtype": dtype, "shape": list(shape), "data_offsets": [0, 0]} for name, shape in state_shapes.items()
+    }
     raw = json.dumps(header).encode()
     raw += b" " * (-len(raw) % 8)
     return len(raw).to_bytes(8, "little") + raw
@@ -60,8 +71,11 @@ def test_lying_header_of_a_wider_model_is_refused_before_any_model_is_built(bund
             super().__init__(config)
 
     monkeypatch.setattr(bundle_module, "MMNARModel", Recording)
-    with pytest.raises(BundleError, match=r"weights\.safetensors: not a valid safetensors file \(tensor .* declares "
-                                          r"shape .* but data_offsets span 0 bytes"):
+    with pytest.raises(
+        BundleError,
+        match=r"weights\.safetensors: not a valid safetensors file \(tensor .* declares "
+        r"shape .* but data_offsets span 0 bytes",
+    ):
         load_bundle(bundle_dir, trusted_keys=())
     assert set(built_on) <= {"meta"}, f"a model was built on {built_on} before the weights were refused"
 
@@ -69,7 +83,9 @@ def test_lying_header_of_a_wider_model_is_refused_before_any_model_is_built(bund
 def test_weights_of_another_dtype_are_refused_not_cast(bundle_dir):
     from safetensors.torch import load_file
 
-    state = {k: (v.half() if v.is_floating_point() else v) for k, v in load_file(bundle_dir / "weights.safetensors").items()}
+    state = {
+        k: (v.half() if v.is_floating_point() else v) for k, v in load_file(bundle_dir / "weights.safetensors").items()
+    }
     save_file(state, bundle_dir / "weights.safetensors")
     rehash(bundle_dir)
     with pytest.raises(BundleError, match=r"tensor \S+ is F16, not F32"):

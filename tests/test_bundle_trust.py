@@ -12,10 +12,18 @@ import shutil
 import numpy as np
 import pytest
 import torch
-
 from conftest import ROOT
-from mmnar_core.bundle import (BundleError, _content_hash, _sha256, generate_signing_key, load_bundle, save_bundle,
-                               sign_bundle, verify_bundle)
+
+from mmnar_core.bundle import (
+    BundleError,
+    _content_hash,
+    _sha256,
+    generate_signing_key,
+    load_bundle,
+    save_bundle,
+    sign_bundle,
+    verify_bundle,
+)
 from mmnar_core.calibration import PatternRectifier, TemperatureScaler
 from mmnar_core.cli import main
 from mmnar_core.model import MMNARConfig, MMNARModel
@@ -33,11 +41,20 @@ def bundle(tmp_path):
     torch.manual_seed(0)
     config = MMNARConfig(modalities=["s", "i"], input_dims=[4, 3], tasks=["a"], d_model=16, n_heads=2, n_layers=1)
     rng = np.random.default_rng(0)
-    rectifier = PatternRectifier(2).fit(rng.integers(1, 4, 500), rng.uniform(0.1, 0.5, 500),
-                                        (rng.random(500) < 0.3).astype(float), "val")
-    return save_bundle(tmp_path / "b", MMNARModel(config).eval(), TemperatureScaler([1.3]), {"a": rectifier},
-                       {"name": "d"}, {"s": {"encoder_id": "tab-1"}}, {"auroc": 0.7}, "# card\n",
-                       extra_files={"encoders/tab-1/encoder.json": b"{}"})
+    rectifier = PatternRectifier(2).fit(
+        rng.integers(1, 4, 500), rng.uniform(0.1, 0.5, 500), (rng.random(500) < 0.3).astype(float), "val"
+    )
+    return save_bundle(
+        tmp_path / "b",
+        MMNARModel(config).eval(),
+        TemperatureScaler([1.3]),
+        {"a": rectifier},
+        {"name": "d"},
+        {"s": {"encoder_id": "tab-1"}},
+        {"auroc": 0.7},
+        "# card\n",
+        extra_files={"encoders/tab-1/encoder.json": b"{}"},
+    )
 
 
 @pytest.fixture
@@ -50,8 +67,11 @@ def keys(tmp_path):
 def reindex(root) -> None:
     """What a careful attacker does after changing files: recompute every hash of bundle.json."""
     index = json.loads((root / "bundle.json").read_text())
-    files = {p.relative_to(root).as_posix(): _sha256(p) for p in sorted(root.rglob("*"))
-             if p.is_file() and p.name not in ("bundle.json", "bundle.sig")}
+    files = {
+        p.relative_to(root).as_posix(): _sha256(p)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name not in ("bundle.json", "bundle.sig")
+    }
     index.update(files=files, content_hash=_content_hash(files))
     (root / "bundle.json").write_text(json.dumps(index, indent=2) + "\n")
 
@@ -73,6 +93,7 @@ class Boom:
 
 
 # -- unsigned bundles, hashes and contents -------------------------------------------------------------
+
 
 def test_a_clean_unsigned_bundle_loads_when_no_key_is_trusted(bundle):
     loaded = load_bundle(bundle)
@@ -111,9 +132,16 @@ def torch_save_bytes(obj) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("case", ["protocol 0 as notes.txt", "protocol 4 as calibration_extra.json",
-                                  "torch.save as weights.safetensors", "torch.save as encoders/tab-1/state.dat",
-                                  "legacy torch.save as data.json"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "protocol 0 as notes.txt",
+        "protocol 4 as calibration_extra.json",
+        "torch.save as weights.safetensors",
+        "torch.save as encoders/tab-1/state.dat",
+        "legacy torch.save as data.json",
+    ],
+)
 def test_a_renamed_pickle_is_refused_even_when_listed_with_its_hash(bundle, tmp_path, case):
     marker = tmp_path / "unpickled"
     name = case.split(" as ")[1]
@@ -149,7 +177,9 @@ def test_a_valid_safetensors_file_that_happens_to_start_like_a_pickle_loads(bund
     load_bundle(bundle)
     (bundle / "broken.safetensors").write_bytes((10).to_bytes(8, "little") + b"{not json}")
     reindex(bundle)
-    refused(bundle, re.escape(f"{bundle / 'broken.safetensors'}: not a valid safetensors file (its header is not JSON)"))
+    refused(
+        bundle, re.escape(f"{bundle / 'broken.safetensors'}: not a valid safetensors file (its header is not JSON)")
+    )
 
 
 def test_index_paths_outside_the_bundle_are_refused(bundle):
@@ -162,12 +192,16 @@ def test_index_paths_outside_the_bundle_are_refused(bundle):
 
 # -- signatures ----------------------------------------------------------------------------------------
 
+
 def test_right_signature_from_a_trusted_key_loads(bundle, keys, monkeypatch):
     (a_private, a_public) = keys["A"]
     result = sign_bundle(bundle, a_private)
     assert result["signed_by"] == [result["key_id"]] and len(result["key_id"]) == 16
     signature = json.loads((bundle / "bundle.sig").read_text())
-    assert signature["format"] == "mmnar-bundle-signature" and signature["content_hash"] == load_bundle(bundle).content_hash
+    assert (
+        signature["format"] == "mmnar-bundle-signature"
+        and signature["content_hash"] == load_bundle(bundle).content_hash
+    )
     assert load_bundle(bundle, trusted_keys=[a_public]).signed_by == [result["key_id"]]
     monkeypatch.setenv("MMNAR_TRUSTED_KEYS", f"{keys['B'][1]}:{a_public}")  # any one trusted signer is enough
     assert load_bundle(bundle).signed_by == [result["key_id"]]
@@ -184,23 +218,29 @@ def test_right_signature_from_a_trusted_key_loads(bundle, keys, monkeypatch):
 
 def test_unsigned_bundle_is_refused_when_a_key_is_trusted(bundle, keys, monkeypatch):
     monkeypatch.setenv("MMNAR_TRUSTED_KEYS", str(keys["A"][1]))
-    refused(bundle, re.escape(f"{bundle / 'bundle.sig'}: missing: the bundle is not signed, and trusted keys are "
-                              "configured"))
+    refused(
+        bundle,
+        re.escape(f"{bundle / 'bundle.sig'}: missing: the bundle is not signed, and trusted keys are configured"),
+    )
     load_bundle(bundle, trusted_keys=())  # explicitly trusting nothing overrides the environment
 
 
 def test_a_signature_by_an_untrusted_key_is_refused(bundle, keys):
     b = sign_bundle(bundle, keys["B"][0])["key_id"]
-    message = refused(bundle, re.escape(f"{bundle / 'bundle.sig'}: signed by key {b}, which is not trusted here"),
-                      trusted_keys=[keys["A"][1]])
+    message = refused(
+        bundle,
+        re.escape(f"{bundle / 'bundle.sig'}: signed by key {b}, which is not trusted here"),
+        trusted_keys=[keys["A"][1]],
+    )
     assert "trusted: " in message
     assert load_bundle(bundle).signed_by == [b]  # valid, just not trusted: fine when nothing is trusted
     a = sign_bundle(bundle, keys["A"][0])["key_id"]  # a second signer is added, the first kept
     assert sorted(load_bundle(bundle, trusted_keys=[keys["A"][1]]).signed_by) == sorted([a, b])
 
 
-@pytest.mark.parametrize("how", ["forged signature bytes", "bundle.json edited after signing",
-                                 "public key swapped for the trusted one"])
+@pytest.mark.parametrize(
+    "how", ["forged signature bytes", "bundle.json edited after signing", "public key swapped for the trusted one"]
+)
 def test_a_wrong_signature_is_refused(bundle, keys, how):
     a_private, a_public = keys["A"]
     if how == "public key swapped for the trusted one":
@@ -223,8 +263,11 @@ def test_a_wrong_signature_is_refused(bundle, keys, how):
             index["created_by"] = "someone else"
             (bundle / "bundle.json").write_text(json.dumps(index, indent=2) + "\n")
     for trusted in ([a_public], ()):  # refused whether or not a key is trusted
-        refused(bundle, re.escape(f"{bundle / 'bundle.sig'}: the signature by key ") + r"\w{16} does not verify",
-                trusted_keys=trusted)
+        refused(
+            bundle,
+            re.escape(f"{bundle / 'bundle.sig'}: the signature by key ") + r"\w{16} does not verify",
+            trusted_keys=trusted,
+        )
 
 
 def test_bad_key_files_give_clear_errors(bundle, keys, tmp_path):
@@ -236,9 +279,11 @@ def test_bad_key_files_give_clear_errors(bundle, keys, tmp_path):
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    (tmp_path / "rsa.pem").write_bytes(rsa_key.private_bytes(serialization.Encoding.PEM,
-                                                             serialization.PrivateFormat.PKCS8,
-                                                             serialization.NoEncryption()))
+    (tmp_path / "rsa.pem").write_bytes(
+        rsa_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     with pytest.raises(BundleError, match="RSAPrivateKey key; bundle signatures use Ed25519"):
         sign_bundle(bundle, tmp_path / "rsa.pem")
     with pytest.raises(FileExistsError, match="refusing to overwrite a key"):

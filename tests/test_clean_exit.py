@@ -12,24 +12,39 @@ from conftest import ROOT
 def run_python(code: str, tmp_path, timeout: int = 300) -> subprocess.CompletedProcess:
     script = tmp_path / "script.py"
     script.write_text(textwrap.dedent(code))
-    return subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
-                               "MMNAR_DATA_DIR": str(tmp_path / "data"), "MMNAR_USER": "dr-test"})
+    return subprocess.run(
+        [sys.executable, str(script)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={
+            "PYTHONPATH": str(ROOT),
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "MMNAR_DATA_DIR": str(tmp_path / "data"),
+            "MMNAR_USER": "dr-test",
+        },
+    )
 
 
 def test_a_process_that_ran_the_home_page_exits_with_status_0(tmp_path):
-    result = run_python(f"""
+    result = run_python(
+        f"""
         from streamlit.testing.v1 import AppTest
         app = AppTest.from_file({str(ROOT / "app" / "Home.py")!r}, default_timeout=180)
         app.run()
         print("ran", len(app.exception))
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
     assert "ran 0" in result.stdout, result.stdout
 
 
 def test_warm_up_is_stopped_between_steps_at_exit(tmp_path):
-    result = run_python("""
+    result = run_python(
+        """
         import threading, time, torch
         from mmnar_app.service import LocalService
         import mmnar_app.service as service_module
@@ -50,7 +65,9 @@ def test_warm_up_is_stopped_between_steps_at_exit(tmp_path):
         thread = service.start_warm_up()
         time.sleep(0.5)
         print("main ends; warm-up alive:", thread.is_alive(), flush=True)
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
     lines = result.stdout.splitlines()
     assert "main ends; warm-up alive: True" in lines
@@ -58,7 +75,8 @@ def test_warm_up_is_stopped_between_steps_at_exit(tmp_path):
 
 
 def test_model_server_joins_its_loader_before_exit(tmp_path):
-    result = run_python("""
+    result = run_python(
+        """
         import time, torch
         from mmnar_core.serving.config import ServeConfig
         from mmnar_core.serving.server import ServeState
@@ -72,6 +90,8 @@ def test_model_server_joins_its_loader_before_exit(tmp_path):
 
         ServeState(slow_factory, ServeConfig()).start()
         print("main ends", flush=True)
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
     assert result.stdout.splitlines() == ["main ends", "loader finished"], result.stdout

@@ -5,10 +5,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from tiny_dataset import write_tiny
 
 from mmnar_core.dataset import DatasetExistsError, DatasetFormatError, Manifest, load_dataset
 from mmnar_core.dataset.manifest import CHECKSUMS_FILE
-from tiny_dataset import write_tiny
 
 
 @pytest.fixture
@@ -82,26 +82,61 @@ def _rewrite_table(root, name, change):
         (lambda r: (r / "manifest.json").unlink(), "manifest.json", "(file)"),
         (lambda r: (r / "manifest.json").write_text("{ not json"), "manifest.json", "line 1 column 3"),
         (lambda r: _edit_manifest(r, lambda d: d.pop("outcomes")), "manifest.json", "outcomes"),
-        (lambda r: _edit_manifest(r, lambda d: d["modalities"][1].update(kind="audio")), "manifest.json", "modalities[1]"),
+        (
+            lambda r: _edit_manifest(r, lambda d: d["modalities"][1].update(kind="audio")),
+            "manifest.json",
+            "modalities[1]",
+        ),
         (lambda r: _edit_manifest(r, lambda d: d.update(format_version=9)), "manifest.json", "format_version"),
-        (lambda r: _edit_manifest(r, lambda d: d["features"][0].pop("modality")), "manifest.json", "features[0].modality"),
+        (
+            lambda r: _edit_manifest(r, lambda d: d["features"][0].pop("modality")),
+            "manifest.json",
+            "features[0].modality",
+        ),
         (lambda r: _edit_manifest(r, lambda d: d.update(content_hash="0" * 64)), "manifest.json", "content_hash"),
         (lambda r: (r / "patients.parquet").write_bytes(b"PAR1garbage"), "patients.parquet", "(content)"),
         (lambda r: (r / "images" / "p1.png").unlink(), "p1.png", "(file)"),
-        (lambda r: _rewrite_table(r, "patients.parquet", lambda f: f.drop(columns=["split"])), "patients.parquet", "split"),
-        (lambda r: _rewrite_table(r, "patients.parquet", lambda f: f.assign(split=["train", "dev", "test"])),
-         "patients.parquet", "split"),
-        (lambda r: _rewrite_table(r, "patients.parquet", lambda f: f.assign(group_id=["a", "a", "b"])),
-         "patients.parquet", "group_id"),
-        (lambda r: _rewrite_table(r, "patients.parquet", lambda f: f.assign(pattern=[3, 5, 6])), "patients.parquet", "pattern"),
-        (lambda r: _rewrite_table(r, "patients.parquet", lambda f: f.assign(label_death=[0, 2, 1])),
-         "patients.parquet", "label_death"),
-        (lambda r: _rewrite_table(r, "text.parquet", lambda f: f.assign(note=[None, None, "x"])), "text.parquet", "note"),
-        (lambda r: _rewrite_table(r, "structured.parquet", lambda f: f.assign(sex=["male", "other", "female"])),
-         "structured.parquet", "sex"),
+        (
+            lambda r: _rewrite_table(r, "patients.parquet", lambda f: f.drop(columns=["split"])),
+            "patients.parquet",
+            "split",
+        ),
+        (
+            lambda r: _rewrite_table(r, "patients.parquet", lambda f: f.assign(split=["train", "dev", "test"])),
+            "patients.parquet",
+            "split",
+        ),
+        (
+            lambda r: _rewrite_table(r, "patients.parquet", lambda f: f.assign(group_id=["a", "a", "b"])),
+            "patients.parquet",
+            "group_id",
+        ),
+        (
+            lambda r: _rewrite_table(r, "patients.parquet", lambda f: f.assign(pattern=[3, 5, 6])),
+            "patients.parquet",
+            "pattern",
+        ),
+        (
+            lambda r: _rewrite_table(r, "patients.parquet", lambda f: f.assign(label_death=[0, 2, 1])),
+            "patients.parquet",
+            "label_death",
+        ),
+        (
+            lambda r: _rewrite_table(r, "text.parquet", lambda f: f.assign(note=[None, None, "x"])),
+            "text.parquet",
+            "note",
+        ),
+        (
+            lambda r: _rewrite_table(r, "structured.parquet", lambda f: f.assign(sex=["male", "other", "female"])),
+            "structured.parquet",
+            "sex",
+        ),
         (lambda r: _rewrite_table(r, "structured.parquet", lambda f: f.iloc[::-1]), "structured.parquet", "patient_id"),
-        (lambda r: _rewrite_table(r, "images.parquet", lambda f: f.assign(path=["../p1.png", "images/p3.png"])),
-         "images.parquet", "path"),
+        (
+            lambda r: _rewrite_table(r, "images.parquet", lambda f: f.assign(path=["../p1.png", "images/p3.png"])),
+            "images.parquet",
+            "path",
+        ),
     ],
 )
 def test_malformed_directory_names_file_and_field(tiny, damage, file, field):

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from conftest import ROOT
 
 DEMO = ROOT / "assets" / "demo_bundle"

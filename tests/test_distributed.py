@@ -12,9 +12,8 @@ import sys
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
-
 from conftest import ROOT
+from sklearn.metrics import roc_auc_score
 from test_training import planted_data
 
 pytestmark = pytest.mark.slow
@@ -32,9 +31,19 @@ def _run(tmp_path, name, processes, aux):
     if processes == 1:
         command = [sys.executable, worker, str(out)]
     else:
-        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-                   "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-                   worker, str(out)]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(processes),
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(_free_port()),
+            worker,
+            str(out),
+        ]
     if aux:
         command.append("aux")
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)

@@ -8,11 +8,25 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
-from mmnar_core.drift import (ADVISED, MILD, NO_DRIFT, TOO_FEW, DriftError, DriftThresholds, chi2_sf,
-                              chi2_two_sample, compare_patterns, counts_document, parse_counts, pattern_words,
-                              read_counts_document, rectify_command, total_variation)
+
+from mmnar_core.drift import (
+    ADVISED,
+    MILD,
+    NO_DRIFT,
+    TOO_FEW,
+    DriftError,
+    DriftThresholds,
+    chi2_sf,
+    chi2_two_sample,
+    compare_patterns,
+    counts_document,
+    parse_counts,
+    pattern_words,
+    read_counts_document,
+    rectify_command,
+    total_variation,
+)
 
 NAMES = ["structured", "cxr", "discharge_note", "radiology_report"]
 # the demo bundle's training mix (assets/demo_bundle/dataset.json)
@@ -62,8 +76,17 @@ def test_report_tv_is_the_hand_computed_one():
     assert rows["structured + cxr"].local_share == pytest.approx(0.25)
 
 
-@pytest.mark.parametrize("statistic, df, expected", [(3.841459, 1, 0.05), (11.070498, 5, 0.05), (6.634897, 1, 0.01),
-                                                     (0.0, 3, 1.0), (2.0, 2, np.exp(-1.0)), (100.0, 7, 2.4e-18)])
+@pytest.mark.parametrize(
+    "statistic, df, expected",
+    [
+        (3.841459, 1, 0.05),
+        (11.070498, 5, 0.05),
+        (6.634897, 1, 0.01),
+        (0.0, 3, 1.0),
+        (2.0, 2, np.exp(-1.0)),
+        (100.0, 7, 2.4e-18),
+    ],
+)
 def test_chi_square_tail_matches_known_values(statistic, df, expected):
     assert chi2_sf(statistic, df) == pytest.approx(expected, rel=2e-3)
 
@@ -162,8 +185,9 @@ def test_interval_covers_the_true_tv_most_of_the_time():
     truth = total_variation(p, q)
     covered = 0
     for seed in range(120):
-        report = compare_patterns(draw(rng, 8400, p), draw(rng, 1000, q), NAMES,
-                                  DriftThresholds(seed=seed, resamples=1000))
+        report = compare_patterns(
+            draw(rng, 8400, p), draw(rng, 1000, q), NAMES, DriftThresholds(seed=seed, resamples=1000)
+        )
         covered += report.tv_low <= truth <= report.tv_high
     assert covered / 120 >= 0.88  # nominal 0.95; measured 0.93 here
 
@@ -172,23 +196,29 @@ def test_no_drift_rarely_alarms():
     """Seeded: 150 sites of 300 patients under the training policy; the 1 % test alarms at most a few times."""
     rng = np.random.default_rng(11)
     p = shares(TRAIN)
-    alarms = sum(compare_patterns(draw(rng, 8400, p), draw(rng, 300, p), NAMES,
-                                  DriftThresholds(seed=s, resamples=500)).verdict != NO_DRIFT for s in range(150))
+    alarms = sum(
+        compare_patterns(draw(rng, 8400, p), draw(rng, 300, p), NAMES, DriftThresholds(seed=s, resamples=500)).verdict
+        != NO_DRIFT
+        for s in range(150)
+    )
     assert alarms <= 6  # expected 1.5
 
 
 # ---------------------------------------------------------------------------------------------- bad input
-@pytest.mark.parametrize("counts, words", [
-    ({"3": -1}, "negative"),
-    ({"16": 1}, "pattern id 16 is unknown for 4 modalities"),
-    ({"-2": 1}, "neither a pattern id"),
-    ({"structured+ecg": 1}, "neither a pattern id"),
-    ({"3": 1.5}, "whole number"),
-    ({"3": True}, "whole number"),
-    ({"3": "7"}, "whole number"),
-    ({3: 1, "structured+cxr": 2}, "given twice"),
-    ({(1, 2): 1}, "not a pattern id"),
-])
+@pytest.mark.parametrize(
+    "counts, words",
+    [
+        ({"3": -1}, "negative"),
+        ({"16": 1}, "pattern id 16 is unknown for 4 modalities"),
+        ({"-2": 1}, "neither a pattern id"),
+        ({"structured+ecg": 1}, "neither a pattern id"),
+        ({"3": 1.5}, "whole number"),
+        ({"3": True}, "whole number"),
+        ({"3": "7"}, "whole number"),
+        ({3: 1, "structured+cxr": 2}, "given twice"),
+        ({(1, 2): 1}, "not a pattern id"),
+    ],
+)
 def test_bad_counts_are_refused_by_name(counts, words):
     with pytest.raises(DriftError, match=words.replace("+", r"\+")):
         compare_patterns(TRAIN, counts, NAMES)
@@ -225,8 +255,9 @@ def test_counts_document_round_trip_and_mismatches():
 def test_pattern_words_and_rectify_command():
     assert pattern_words(0, NAMES) == "no modality"
     assert pattern_words(7, NAMES) == "structured + cxr + discharge_note"
-    assert rectify_command("bundles/demo") == ("python -m mmnar_core rectify bundles/demo LOCAL_DATA --split val "
-                                               "--out bundles/demo_local")
+    assert rectify_command("bundles/demo") == (
+        "python -m mmnar_core rectify bundles/demo LOCAL_DATA --split val --out bundles/demo_local"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- command

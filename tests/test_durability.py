@@ -33,7 +33,7 @@ from mmnar_app.store import StoreError, open_store
 ROOT = Path(__file__).resolve().parents[1]
 
 # Deterministic payload of save number i, shared by the child (exec'd there) and the checks here.
-PAYLOAD = r'''
+PAYLOAD = r"""
 import base64, hashlib, random
 
 def payload(i):
@@ -48,12 +48,14 @@ def payload(i):
                "ct": ("ct.dcm", "application/dicom", rng.randbytes(1_500_000)),
                "shared": ("logo.png", "image/png", b"same bytes in every save" * 100)},
         summary={"readmission_30d": rng.random()})
-'''
+"""
 _ns: dict = {}
 exec(PAYLOAD, _ns)
 payload = _ns["payload"]
 
-CHILD = PAYLOAD + r'''
+CHILD = (
+    PAYLOAD
+    + r"""
 import sys
 from sqlalchemy import event
 from mmnar_app.store import open_store
@@ -81,16 +83,20 @@ while True:
     aid = store.save_assessment(**kw)
     say(f"done {i} {aid}")
     i += 1
-'''
+"""
+)
 
 ROLES = {"cxr", "ct", "shared"}
 
 
 # -- SQLite settings -----------------------------------------------------------------------------------
 
+
 def _pragmas(conn) -> dict:
-    return {name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
-            for name in ("journal_mode", "busy_timeout", "synchronous", "foreign_keys")}
+    return {
+        name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+        for name in ("journal_mode", "busy_timeout", "synchronous", "foreign_keys")
+    }
 
 
 def test_sqlite_runs_in_wal_mode_with_busy_timeout_on_every_connection(tmp_path):
@@ -98,8 +104,12 @@ def test_sqlite_runs_in_wal_mode_with_busy_timeout_on_every_connection(tmp_path)
     try:
         with store._engine.connect() as a, store._engine.connect() as b:  # two pooled connections
             for conn in (a, b):
-                assert _pragmas(conn) == {"journal_mode": "wal", "busy_timeout": 10_000, "synchronous": 2,
-                                          "foreign_keys": 1}
+                assert _pragmas(conn) == {
+                    "journal_mode": "wal",
+                    "busy_timeout": 10_000,
+                    "synchronous": 2,
+                    "foreign_keys": 1,
+                }
         store.save_assessment(**_small(0))
         assert (tmp_path / "db.sqlite3-wal").exists()
     finally:
@@ -113,16 +123,25 @@ def test_sqlite_runs_in_wal_mode_with_busy_timeout_on_every_connection(tmp_path)
 
 
 def _small(i: int) -> dict:
-    return dict(user="u", patient_label=f"p{i}", model_id="m", model_version="v", input_hash=str(i),
-                inputs={"i": i}, outputs={"i": i})
+    return dict(
+        user="u",
+        patient_label=f"p{i}",
+        model_id="m",
+        model_version="v",
+        input_hash=str(i),
+        inputs={"i": i},
+        outputs={"i": i},
+    )
 
 
 def _hold_write_lock(path: Path, seconds: float, locked: threading.Event) -> threading.Thread:
     def run():
         conn = sqlite3.connect(path, isolation_level=None)
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute("INSERT INTO audit_log (at, username, action, model_version, input_hash, detail) "
-                     "VALUES ('2025-01-01 00:00:00.000000', 'locker', 'lock', '', '', '')")
+        conn.execute(
+            "INSERT INTO audit_log (at, username, action, model_version, input_hash, detail) "
+            "VALUES ('2025-01-01 00:00:00.000000', 'locker', 'lock', '', '', '')"
+        )
         locked.set()
         time.sleep(seconds)
         conn.execute("COMMIT")
@@ -179,6 +198,7 @@ def test_sqlite_lock_held_past_the_busy_timeout_is_a_clear_error(tmp_path, monke
 
 # -- one transaction per save ----------------------------------------------------------------------
 
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request, tmp_path) -> str:
     if request.param == "sqlite":
@@ -212,11 +232,18 @@ def test_a_save_is_exactly_one_transaction(db_url):
     assert log[0] == "<begin>" and log[-1] == "<commit>", log  # nothing runs outside the one transaction
     inside = log[1:-1]
     writes = [s for s in inside if s.startswith(("INSERT", "UPDATE", "DELETE"))]
-    assert [w.split()[2] for w in writes] == ["BLOBS", "BLOBS", "BLOBS", "ASSESSMENTS", "ASSESSMENT_FILES",
-                                              "AUDIT_LOG"], writes
+    assert [w.split()[2] for w in writes] == [
+        "BLOBS",
+        "BLOBS",
+        "BLOBS",
+        "ASSESSMENTS",
+        "ASSESSMENT_FILES",
+        "AUDIT_LOG",
+    ], writes
 
 
 # -- SIGKILL mid-save ----------------------------------------------------------------------------------
+
 
 class Child:
     """The saving child process; its stdout lines arrive on a queue with their arrival time."""
@@ -224,8 +251,13 @@ class Child:
     def __init__(self, url: str, first: int, log: Path):
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
         self.stderr = open(log, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-c", CHILD, url, str(first)], cwd=ROOT, env=env,
-                                     stdout=subprocess.PIPE, stderr=self.stderr)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD, url, str(first)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+        )
         self.lines: queue.Queue = queue.Queue()
         self.seen: list[str] = []
         self.log = log
@@ -245,8 +277,10 @@ class Child:
             except queue.Empty:
                 raise AssertionError(f"child never printed {prefix!r} x{count}; saw {self.seen[-5:]}") from None
             if line is None:
-                raise AssertionError(f"child exited ({self.proc.wait()}) before {prefix!r}: "
-                                     f"{self.log.read_text(errors='replace')[-2000:]}")
+                raise AssertionError(
+                    f"child exited ({self.proc.wait()}) before {prefix!r}: "
+                    f"{self.log.read_text(errors='replace')[-2000:]}"
+                )
             self.seen.append(line)
             if line.startswith(prefix):
                 found += 1
@@ -271,8 +305,7 @@ class Child:
         word, _, number = last.partition(" ")
         if word == "done" or word == "ready":
             return done, None, "between saves"
-        phase = {"start": "before its transaction", "tx": "inside its transaction",
-                 "commit": "while committing"}[word]
+        phase = {"start": "before its transaction", "tx": "inside its transaction", "commit": "while committing"}[word]
         return done, int(number), phase
 
 
@@ -313,8 +346,12 @@ def check_content(url: str, numbers: dict[int, int], which: set[int]) -> None:
     with open_store(url) as store:
         for i in sorted(which):
             got, want = store.get_assessment(numbers[i]), payload(i)
-            assert (got.inputs, got.outputs, got.summary, got.note) == (want["inputs"], want["outputs"],
-                                                                      want["summary"], want["note"])
+            assert (got.inputs, got.outputs, got.summary, got.note) == (
+                want["inputs"],
+                want["outputs"],
+                want["summary"],
+                want["note"],
+            )
             assert {r: (f.filename, f.media_type, f.data) for r, f in got.files.items()} == want["files"]
 
 
@@ -325,8 +362,12 @@ def wait_for_backends_to_go(url: str, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
         while True:
             with engine.connect() as conn:
-                others = conn.execute(text("SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                           "AND pid <> pg_backend_pid()")).scalar()
+                others = conn.execute(
+                    text(
+                        "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND pid <> pg_backend_pid()"
+                    )
+                ).scalar()
             if not others:
                 return
             assert time.monotonic() < deadline, "a killed client's backend is still running"
@@ -364,8 +405,15 @@ def run_kill_rounds(url: str, tmp_path: Path, rounds: int, seed: int) -> list[di
         new = set(numbers) - present_before
         check_content(url, numbers, new)  # every surviving save is exactly what was saved
         outcome = None if pending is None else ("committed (whole)" if pending in numbers else "rolled back (absent)")
-        results.append({"round": r, "strategy": strategy, "saves_returned": len(done), "kill_landed": phase,
-                        "interrupted_save": outcome})
+        results.append(
+            {
+                "round": r,
+                "strategy": strategy,
+                "saves_returned": len(done),
+                "kill_landed": phase,
+                "interrupted_save": outcome,
+            }
+        )
         present_before = set(numbers)
         next_number = max(started | {next_number - 1}) + 1
     with open_store(url) as store:  # the store works normally afterwards
@@ -378,10 +426,12 @@ def run_kill_rounds(url: str, tmp_path: Path, rounds: int, seed: int) -> list[di
 
 def _report(backend: str, seed: int, results: list[dict]) -> None:
     mid = [x for x in results if x["kill_landed"] != "between saves"]
-    print(f"\n{backend}: seed {seed}, {len(results)} kills, {len(mid)} mid-save; "
-          f"{sum(x['interrupted_save'] == 'rolled back (absent)' for x in results)} rolled back, "
-          f"{sum(x['interrupted_save'] == 'committed (whole)' for x in results)} committed without the child "
-          "seeing it return")
+    print(
+        f"\n{backend}: seed {seed}, {len(results)} kills, {len(mid)} mid-save; "
+        f"{sum(x['interrupted_save'] == 'rolled back (absent)' for x in results)} rolled back, "
+        f"{sum(x['interrupted_save'] == 'committed (whole)' for x in results)} committed without the child "
+        "seeing it return"
+    )
     for x in results:
         print("  ", x)
 

@@ -29,8 +29,16 @@ def tiny_text(seed: int) -> TextEmbedder:
 
     tokenizer = AutoTokenizer.from_pretrained(default_model_path(), local_files_only=True)
     torch.manual_seed(seed)
-    model = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1,
-                                 num_attention_heads=2, intermediate_size=32, max_position_embeddings=64))
+    model = BertModel(
+        BertConfig(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=64,
+        )
+    )
     return TextEmbedder(TextEncoderConfig(window_tokens=64, overlap_tokens=8), tokenizer=tokenizer, model=model.eval())
 
 
@@ -93,8 +101,11 @@ def test_changed_encoder_invalidates(tiny, tmp_path):
     assert changed.computed == {"structured": 0, "cxr": 1, "note": 2}
     assert changed.encoders["note"]["encoder_id"] != base.encoders["note"]["encoder_id"]
     assert changed.encoders["cxr"]["encoder_id"] != base.encoders["cxr"]["encoder_id"]
-    window = TextEmbedder(TextEncoderConfig(window_tokens=32, overlap_tokens=8), tokenizer=tiny_text(0).tokenizer,
-                          model=tiny_text(0).encoder.model)
+    window = TextEmbedder(
+        TextEncoderConfig(window_tokens=32, overlap_tokens=8),
+        tokenizer=tiny_text(0).tokenizer,
+        model=tiny_text(0).encoder.model,
+    )
     assert window.id != tiny_text(0).id  # preprocessing (window size) is part of the identity too
     view = load_embeddings(tiny, cache)  # the index points at the latest encoders
     np.testing.assert_allclose(view.vectors["note"][2], tiny_text(1).embed(["No effusion."])[0], atol=1e-6)
@@ -103,18 +114,30 @@ def test_changed_encoder_invalidates(tiny, tmp_path):
 def test_resume_after_interruption(tmp_path):
     """Kill the run after the first stored batch; the re-run computes only what is missing."""
     from tiny_dataset import tiny_manifest
+
     from mmnar_core.dataset import DatasetWriter
 
     n = 7
     ids = [f"p{i}" for i in range(n)]
-    patients = pd.DataFrame({"patient_id": ids, "group_id": ids, "split": ["train"] * 5 + ["val", "test"],
-                             "avail_structured": True, "avail_cxr": False, "avail_note": True,
-                             "label_death": pd.array([0] * n, dtype="Int8")})
+    patients = pd.DataFrame(
+        {
+            "patient_id": ids,
+            "group_id": ids,
+            "split": ["train"] * 5 + ["val", "test"],
+            "avail_structured": True,
+            "avail_cxr": False,
+            "avail_note": True,
+            "label_death": pd.array([0] * n, dtype="Int8"),
+        }
+    )
     structured = pd.DataFrame({"patient_id": ids, "age": np.arange(n) * 10.0, "sex": "male"})
     text = pd.DataFrame({"patient_id": ids, "note": [f"Note number {i}: stable." for i in range(n)]})
     with DatasetWriter(tmp_path / "ds") as writer:
-        dataset = load_dataset(writer.finish(tiny_manifest(), patients, structured, text,
-                                             pd.DataFrame(columns=["patient_id", "modality", "path"])))
+        dataset = load_dataset(
+            writer.finish(
+                tiny_manifest(), patients, structured, text, pd.DataFrame(columns=["patient_id", "modality", "path"])
+            )
+        )
 
     class Interrupted(Exception):
         pass
@@ -127,8 +150,9 @@ def test_resume_after_interruption(tmp_path):
         embed_dataset(dataset, tmp_path / "cache", None, embedder, batch_size=4, progress=False, on_batch=stop)
     resumed = embed_dataset(dataset, tmp_path / "cache", None, embedder, batch_size=4, progress=False)
     assert resumed.reused["note"] == 2 and resumed.computed["note"] == 5  # batch of 4 // 2 = 2 notes survived
-    np.testing.assert_allclose(load_embeddings(dataset, tmp_path / "cache").vectors["note"],
-                               embedder.embed(text["note"].tolist()), atol=1e-6)
+    np.testing.assert_allclose(
+        load_embeddings(dataset, tmp_path / "cache").vectors["note"], embedder.embed(text["note"].tolist()), atol=1e-6
+    )
 
 
 def test_missing_index_is_a_clear_error(tiny, tmp_path):
@@ -161,8 +185,21 @@ def test_embed_command_end_to_end(tiny, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["reused"] == {"structured": 3, "cxr": 1}
     # a broken image in the dataset: one-line error naming the patient, exit code 2
     (tiny.root / "images" / "p3.png").write_bytes(b"")
-    assert main(["embed", str(tiny.root), "--cache", str(tmp_path / "c2"), "--image-encoder", str(weights),
-                 "--no-text", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "embed",
+                str(tiny.root),
+                "--cache",
+                str(tmp_path / "c2"),
+                "--image-encoder",
+                str(weights),
+                "--no-text",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "empty" in capsys.readouterr().err
 
 

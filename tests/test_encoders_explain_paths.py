@@ -21,8 +21,7 @@ def test_integrated_gradients_on_raw_pixels_is_complete():
     pixels = torch.rand(1, 1, 40, 30)
     baseline = torch.zeros_like(pixels)
     ig = IntegratedGradients(pipeline)
-    attributions, delta = ig.attribute(pixels, baselines=baseline, target=3, n_steps=64,
-                                       return_convergence_delta=True)
+    attributions, delta = ig.attribute(pixels, baselines=baseline, target=3, n_steps=64, return_convergence_delta=True)
     assert attributions.shape == pixels.shape
     with torch.no_grad():
         gap = float(pipeline(pixels)[0, 3] - pipeline(baseline)[0, 3])
@@ -45,8 +44,9 @@ def test_layer_integrated_gradients_on_token_embeddings():
         np.testing.assert_allclose(forward(ids, mask, weights)[0].numpy(), embedder.embed([note])[0], atol=1e-6)
     pad = torch.full_like(ids, embedder.tokenizer.pad_token_id)
     lig = LayerIntegratedGradients(forward, embedder.encoder.model.get_input_embeddings())
-    attributions, delta = lig.attribute(ids, baselines=pad, additional_forward_args=(mask, weights), target=0,
-                                        n_steps=32, return_convergence_delta=True)
+    attributions, delta = lig.attribute(
+        ids, baselines=pad, additional_forward_args=(mask, weights), target=0, n_steps=32, return_convergence_delta=True
+    )
     assert attributions.shape == (*ids.shape, 16)
     slot_scores = attributions.sum(-1)[0]
     tokens = NoteForward.token_scores(windows, slot_scores)

@@ -39,6 +39,7 @@ def pil_bytes(array, fmt="PNG") -> bytes:
 
 # ---- DICOM round trips: hand-computed expectations -------------------------------------------------
 
+
 def test_dicom_16bit_monochrome2_minmax(tmp_path):
     path = tmp_path / "x.dcm"
     path.write_bytes(dicom_bytes([[0, 16384], [32768, 65535]], bits_stored=16))
@@ -58,29 +59,48 @@ def test_dicom_monochrome1_is_inverted():
 def test_dicom_rescale_then_window():
     # stored 0, 1000, 2000, 4095 -> modality 2*x - 1000 = -1000, 1000, 3000, 7190.
     # Window centre 1000, width 2001 (PS3.3 linear): y = (v - 999.5) / 2000 + 0.5, clipped to [0, 1].
-    image = load_image(dicom_bytes([[0, 1000], [2000, 4095]], bits_stored=12, RescaleSlope=2,
-                                   RescaleIntercept=-1000, WindowCenter=1000, WindowWidth=2001))
+    image = load_image(
+        dicom_bytes(
+            [[0, 1000], [2000, 4095]],
+            bits_stored=12,
+            RescaleSlope=2,
+            RescaleIntercept=-1000,
+            WindowCenter=1000,
+            WindowWidth=2001,
+        )
+    )
     np.testing.assert_allclose(image, [[0.0, 0.50025], [1.0, 1.0]], atol=1e-6)
 
 
 def test_dicom_signed_16bit_with_intercept_and_multivalue_window():
     # signed stored -100, 0, 100, 300; intercept -1024 -> -1124, -1024, -924, -724
     # first window: centre -924, width 401 -> y = (v + 924.5) / 400 + 0.5
-    image = load_image(dicom_bytes([[-100, 0], [100, 300]], bits_stored=16, signed=True, RescaleSlope=1,
-                                   RescaleIntercept=-1024, WindowCenter=[-924, 0], WindowWidth=[401, 10]))
+    image = load_image(
+        dicom_bytes(
+            [[-100, 0], [100, 300]],
+            bits_stored=16,
+            signed=True,
+            RescaleSlope=1,
+            RescaleIntercept=-1024,
+            WindowCenter=[-924, 0],
+            WindowWidth=[401, 10],
+        )
+    )
     expected = np.clip((np.array([[-1124, -1024], [-924, -724]]) + 924.5) / 400 + 0.5, 0, 1)
     np.testing.assert_allclose(image, expected, atol=1e-6)
 
 
 def test_dicom_8bit():
-    np.testing.assert_allclose(load_image(dicom_bytes([[0, 51], [102, 255]], bits_stored=8)),
-                               [[0, 0.2], [0.4, 1]], atol=1e-6)
+    np.testing.assert_allclose(
+        load_image(dicom_bytes([[0, 51], [102, 255]], bits_stored=8)), [[0, 0.2], [0.4, 1]], atol=1e-6
+    )
 
 
 def test_png_8_and_16_bit_and_jpeg():
     np.testing.assert_allclose(load_image(pil_bytes(np.array([[0, 255]], np.uint8))), [[0, 1]])
-    np.testing.assert_allclose(load_image(pil_bytes(np.array([[0, 65535, 32768]], np.uint16))),
-                               [[0, 1, 32768 / 65535]], atol=1e-6)
+    np.testing.assert_allclose(
+        load_image(pil_bytes(np.array([[0, 65535, 32768]], np.uint16))), [[0, 1, 32768 / 65535]], atol=1e-6
+    )
     flat = load_image(pil_bytes(np.full((16, 16), 128, np.uint8), "JPEG"))
     assert flat.shape == (16, 16) and np.allclose(flat, 128 / 255, atol=2 / 255)
     rgb = load_image(pil_bytes(np.zeros((4, 4, 3), np.uint8) + np.array([255, 0, 0], np.uint8)))
@@ -88,6 +108,7 @@ def test_png_8_and_16_bit_and_jpeg():
 
 
 # ---- bad input: each a specific error naming the problem --------------------------------------------
+
 
 def test_zero_byte_file(tmp_path):
     path = tmp_path / "empty.png"
@@ -101,8 +122,10 @@ def test_missing_file(tmp_path):
         load_image(tmp_path / "nope.png")
 
 
-@pytest.mark.parametrize("data,looks_like", [(b"%PDF-1.4 something", "PDF"), (b"hello, this is a note", "text"),
-                                             (b"GIF89a" + bytes(20), "GIF")])
+@pytest.mark.parametrize(
+    "data,looks_like",
+    [(b"%PDF-1.4 something", "PDF"), (b"hello, this is a note", "text"), (b"GIF89a" + bytes(20), "GIF")],
+)
 def test_wrong_type(data, looks_like):
     with pytest.raises(UnsupportedImageTypeError, match=f"looks like {looks_like}.*accepted: PNG, JPEG or DICOM"):
         load_image(data)
@@ -116,7 +139,7 @@ def test_wrong_python_type():
 def test_corrupt_png_payload():
     data = bytearray(pil_bytes((np.random.default_rng(0).random((64, 64)) * 255).astype(np.uint8)))
     start = data.index(b"IDAT") + 8
-    data[start:start + 200] = bytes(200)  # zeroed compressed stream, file still ends with IEND
+    data[start : start + 200] = bytes(200)  # zeroed compressed stream, file still ends with IEND
     with pytest.raises(CorruptImageError) as error:
         load_image(bytes(data))
     assert not isinstance(error.value, TruncatedImageError)
@@ -178,6 +201,7 @@ def test_huge_images_rejected_before_decoding(tmp_path):
 
 # ---- preprocessing ----------------------------------------------------------------------------------
 
+
 def test_preprocess_pads_to_square_and_normalises():
     config = ImageEncoderConfig(input_size=32, mean=0.5, std=0.25)
     pixels = torch.ones(1, 1, 2, 4)  # 2 rows x 4 columns of white: padded to 4 x 4 with one black row each side
@@ -199,6 +223,7 @@ def test_to_model_input_rejects_bad_arrays():
 
 
 # ---- backbone, weights, determinism, gradients ------------------------------------------------------
+
 
 @pytest.mark.parametrize("arch,width", [("mobilenet_v3_small", 576), ("resnet18", 512)])
 def test_backbone_shapes(arch, width):
@@ -263,6 +288,7 @@ def test_config_rejects_unknown_values():
 
 
 # ---- real data (read in place from ../shared/data) --------------------------------------------------
+
 
 def test_real_covid_cxr_jpegs_encode(shared_data):
     folder = shared_data / "covid-cxr-notes" / "images"

@@ -21,13 +21,15 @@ from tiny_dataset import PNG_1x1, tiny_manifest  # noqa: E402
 def patient_encoder():
     manifest = tiny_manifest()
     tabular = TabularEncoder(manifest.features_of("structured")).fit(
-        pd.DataFrame({"age": [40.0, 60.0, 80.0], "sex": ["male", "female", "female"]}))
+        pd.DataFrame({"age": [40.0, 60.0, 80.0], "sex": ["male", "female", "female"]})
+    )
     return PatientEncoder(manifest.modalities, tiny_image(0), tiny_text(0), {"structured": tabular})
 
 
 def test_only_available_modalities_and_same_vectors(patient_encoder):
-    record = PatientRecord("p", structured={"age": 70.0, "sex": None}, images={"cxr": PNG_1x1},
-                           texts={"note": "Small effusion."})
+    record = PatientRecord(
+        "p", structured={"age": 70.0, "sex": None}, images={"cxr": PNG_1x1}, texts={"note": "Small effusion."}
+    )
     out = patient_encoder.encode(record)
     assert list(out) == ["structured", "cxr", "note"]
     np.testing.assert_allclose(out["note"], patient_encoder.text.embed(["Small effusion."])[0], atol=1e-6)

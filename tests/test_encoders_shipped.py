@@ -28,7 +28,10 @@ def test_shipped_encoder_separates_synthetic_findings(tmp_path):
     from mmnar_core.cli import main
     from mmnar_core.dataset import load_dataset
 
-    assert main(["synth", "--n", "500", "--seed", "123", "--out", str(tmp_path / "cohort"), "--workers", "1", "--quiet"]) == 0
+    assert (
+        main(["synth", "--n", "500", "--seed", "123", "--out", str(tmp_path / "cohort"), "--workers", "1", "--quiet"])
+        == 0
+    )
     dataset = load_dataset(tmp_path / "cohort")
     latent = pd.read_parquet(dataset.root / "truth" / "latent.parquet")
     rows = dataset.images.merge(latent, on="patient_id")

@@ -30,15 +30,26 @@ def test_hand_computed_transform():
     encoder = TabularEncoder(FEATURES).fit(TRAIN)
     # median 3, IQR 4 - 2 = 2, scale 2 / 1.349
     assert encoder.center["age"] == 3.0 and encoder.scale["age"] == pytest.approx(2 / IQR_TO_SD)
-    assert encoder.output_names == ["age", "age:missing", "sex=female", "sex=male", "sex=<unknown>", "sex=<missing>",
-                                    "smoker", "smoker:missing"]
+    assert encoder.output_names == [
+        "age",
+        "age:missing",
+        "sex=female",
+        "sex=male",
+        "sex=<unknown>",
+        "sex=<missing>",
+        "smoker",
+        "smoker:missing",
+    ]
     out = encoder.transform(frame([5.0, None, 1000.0, 3.0], ["female", None, "male", "other"], [1, None, 0, 1]))
-    expected = np.array([
-        [2 * IQR_TO_SD / 2, 0, 1, 0, 0, 0, 1, 0],  # (5 - 3) / (2 / 1.349) = 1.349
-        [0, 1, 0, 0, 0, 1, 0, 1],  # missing -> 0 with indicator 1
-        [5.0, 0, 0, 1, 0, 0, 0, 0],  # (1000 - 3) * 1.349 / 2 = 672.5 -> clipped to 5
-        [0, 0, 0, 0, 1, 0, 1, 0],  # 'other' was never a category: the <unknown> column, not an error
-    ], dtype=np.float32)
+    expected = np.array(
+        [
+            [2 * IQR_TO_SD / 2, 0, 1, 0, 0, 0, 1, 0],  # (5 - 3) / (2 / 1.349) = 1.349
+            [0, 1, 0, 0, 0, 1, 0, 1],  # missing -> 0 with indicator 1
+            [5.0, 0, 0, 1, 0, 0, 0, 0],  # (1000 - 3) * 1.349 / 2 = 672.5 -> clipped to 5
+            [0, 0, 0, 0, 1, 0, 1, 0],  # 'other' was never a category: the <unknown> column, not an error
+        ],
+        dtype=np.float32,
+    )
     np.testing.assert_allclose(out, expected, rtol=1e-6)
     assert out.dtype == np.float32 and encoder.dim == 8
 
@@ -47,7 +58,8 @@ def test_unknown_counts_per_feature_and_value():
     features = FEATURES + [FeatureSpec("unit", "categorical", "structured", categories=("icu", "ward"))]
     encoder = TabularEncoder(features).fit(TRAIN.assign(unit="icu"))
     new_site = frame([1.0] * 6, ["male", "other", "x", "other", None, "female"], [0] * 6).assign(
-        unit=["icu", "ward", "ward", "icu", None, "ward"])
+        unit=["icu", "ward", "ward", "icu", None, "ward"]
+    )
     assert encoder.unknown_counts(new_site) == {"sex": {"other": 2, "x": 1}}  # most frequent first; unit: none unseen
     assert list(encoder.unknown_counts(new_site)["sex"]) == ["other", "x"]
     assert encoder.unknown_counts(TRAIN.assign(unit="icu")) == {}
@@ -90,11 +102,15 @@ def test_bad_values_name_the_feature():
 @pytest.mark.parametrize("mode", ["error", "ignore"])
 def test_states_saved_before_the_unknown_level_load_and_behave_as_before(tmp_path, mode):
     """A state written by the previous version (no <unknown> column) keeps its columns and its rule."""
-    old = {"format": "mmnar-tabular-encoder/1",
-           "config": {"clip": 5.0, "missing_indicators": True, "unknown_category": mode},
-           "features": [f.to_dict() for f in FEATURES], "center": {"age": 3.0}, "scale": {"age": 2.0},
-           "fit_info": {"rows": 5},
-           "output_names": ["age", "age:missing", "sex=female", "sex=male", "sex=<missing>", "smoker", "smoker:missing"]}
+    old = {
+        "format": "mmnar-tabular-encoder/1",
+        "config": {"clip": 5.0, "missing_indicators": True, "unknown_category": mode},
+        "features": [f.to_dict() for f in FEATURES],
+        "center": {"age": 3.0},
+        "scale": {"age": 2.0},
+        "fit_info": {"rows": 5},
+        "output_names": ["age", "age:missing", "sex=female", "sex=male", "sex=<missing>", "smoker", "smoker:missing"],
+    }
     path = tmp_path / "tabular_state.json"
     path.write_text(json.dumps(old))
     loaded = TabularEncoder.load(path)
@@ -125,8 +141,9 @@ def test_state_round_trip_is_exact(tmp_path):
     assert loaded.center == encoder.center and loaded.scale == encoder.scale  # bit-exact floats via JSON
     assert loaded.fit_info == {"rows": 200, "split": "train"}
     np.testing.assert_array_equal(loaded.transform(train), encoder.transform(train))
-    np.testing.assert_array_equal(loaded.transform_record({"age": 71.5, "sex": None}),
-                                  encoder.transform(frame([71.5], [None], [None]))[0])
+    np.testing.assert_array_equal(
+        loaded.transform_record({"age": 71.5, "sex": None}), encoder.transform(frame([71.5], [None], [None]))[0]
+    )
     state = json.loads(path.read_text())
     state["output_names"] = state["output_names"][:-1]
     path.write_text(json.dumps(state))

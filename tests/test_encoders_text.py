@@ -16,8 +16,10 @@ from mmnar_core.encoders.errors import (
 from mmnar_core.encoders.text_clean import clean_note
 from mmnar_core.encoders.text_encoder import TextEmbedder, default_model_path, window_starts
 
-FILLER = ("The patient was admitted with shortness of breath and treated with diuretics. "
-          "Vital signs remained stable overnight and oxygen was weaned to room air. ")
+FILLER = (
+    "The patient was admitted with shortness of breath and treated with diuretics. "
+    "Vital signs remained stable overnight and oxygen was weaned to room air. "
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +28,7 @@ def embedder():
 
 
 # ---- cleaner ------------------------------------------------------------------------------------------
+
 
 def test_cleaner_exact_output():
     raw = (
@@ -49,8 +52,10 @@ def test_cleaner_exact_output():
 
 def test_cleaner_keeps_header_when_asked_and_custom_placeholder():
     config = TextCleanerConfig(placeholder="[deid]", drop_header=False, drop_signatures=False)
-    assert clean_note("Name: ___\nNo acute process.\nDictated by ___", config) == \
-        "Name: [deid]\nNo acute process.\nDictated by [deid]"
+    assert (
+        clean_note("Name: ___\nNo acute process.\nDictated by ___", config)
+        == "Name: [deid]\nNo acute process.\nDictated by [deid]"
+    )
 
 
 def test_cleaner_keeps_clinical_negations_and_hedges():
@@ -81,6 +86,7 @@ def test_wrong_type_note():
 
 
 # ---- chunking -----------------------------------------------------------------------------------------
+
 
 def test_window_starts_hand_computed():
     assert window_starts(3, 4, 1) == [0]
@@ -121,6 +127,7 @@ def test_overlap_config_checked():
 
 # ---- encoder ------------------------------------------------------------------------------------------
 
+
 def test_short_notes_equal_sentence_transformers(embedder):
     from sentence_transformers import SentenceTransformer
 
@@ -142,10 +149,10 @@ def test_long_note_pooling_matches_hand_computation(embedder):
     starts = window_starts(n, content, 8)
     with torch.no_grad():
         for start in starts:
-            chunk = [embedder.tokenizer.cls_token_id, *ids[start:start + content], embedder.tokenizer.sep_token_id]
+            chunk = [embedder.tokenizer.cls_token_id, *ids[start : start + content], embedder.tokenizer.sep_token_id]
             states = embedder.encoder.model(input_ids=torch.tensor([chunk])).last_hidden_state[0].numpy()
-            sums[start:start + len(chunk) - 2] += states[1:-1]
-            counts[start:start + len(chunk) - 2] += 1
+            sums[start : start + len(chunk) - 2] += states[1:-1]
+            counts[start : start + len(chunk) - 2] += 1
             cls_sep += states[[0, -1]] / len(starts)
     pooled = ((sums / counts[:, None]).sum(0) + cls_sep.sum(0)) / (n + 2)
     expected = pooled / np.linalg.norm(pooled)

@@ -31,10 +31,28 @@ def test_tiny_training_run_saves_a_loadable_encoder(tmp_path):
     from mmnar_core.cli import main
     from mmnar_core.encoders.image_backbone import load_image_encoder, read_weights
 
-    assert main(["synth", "--n", "200", "--seed", "5", "--out", str(tmp_path / "cohort"), "--workers", "1", "--quiet"]) == 0
+    assert (
+        main(["synth", "--n", "200", "--seed", "5", "--out", str(tmp_path / "cohort"), "--workers", "1", "--quiet"])
+        == 0
+    )
     out = tmp_path / "enc.safetensors"
-    assert main(["train-image-encoder", str(tmp_path / "cohort"), "--out", str(out), "--epochs", "1",
-                 "--input-size", "32", "--embed-dim", "16"]) == 0
+    assert (
+        main(
+            [
+                "train-image-encoder",
+                str(tmp_path / "cohort"),
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--input-size",
+                "32",
+                "--embed-dim",
+                "16",
+            ]
+        )
+        == 0
+    )
     encoder = load_image_encoder(out)
     assert encoder.config.input_size == 32 and encoder.embed_dim == 16
     info = json.loads(read_weights(out)[1]["info"])

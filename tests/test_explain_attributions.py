@@ -13,14 +13,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import build_synthetic_bundle
 
+from mmnar_core.encoders.runtime import native_bf16  # noqa: E402
 from mmnar_core.encoders.text_clean import clean_note
 from mmnar_core.explain.attributions import AttributionSettings, HeatMap, input_to_image, to_image_geometry
 from mmnar_core.explain.faithfulness import chance_hit_rate
 from mmnar_core.explain.text_spans import WORD, clean_with_offsets, word_map
-from conftest import build_synthetic_bundle
-
-from mmnar_core.encoders.runtime import native_bf16  # noqa: E402
 
 # risk units: the note transformer runs in bfloat16 where the CPU computes it natively (8 mantissa bits)
 BF16_NOTES = native_bf16(torch.device("cpu"))
@@ -46,7 +45,7 @@ def test_clean_with_offsets_matches_cleaner_and_maps_words_to_original_text():
     mapped = {}
     for match in WORD.finditer(tracked.text):
         a, b = match.span()
-        mapped.setdefault(match.group(), []).append(UNICODE_NOTE[tracked.starts[a]:tracked.ends[b - 1]])
+        mapped.setdefault(match.group(), []).append(UNICODE_NOTE[tracked.starts[a] : tracked.ends[b - 1]])
     assert mapped["naïve"] == ["naïve"]
     assert mapped["Café"] == ["Cafe\u0301"]  # NFC-composed in the cleaned text, original code points kept
     assert mapped["é"] == ["e\u0301"]
@@ -169,7 +168,7 @@ def test_explanation_shapes_and_values(built, explained):
         note = record.texts[text.modality]
         assert text.n_tokens > 0 and len(text.words) > 0
         for word in text.words:
-            assert note[word.start:word.end] == word.text
+            assert note[word.start : word.end] == word.text
     # every modality's IG starts from the patient's own risk: the output is the rectified calibrated risk
     for item in (*explanation.tabular, *explanation.images):
         assert item.summary.value[task] == pytest.approx(risk, abs=2e-5)
@@ -274,7 +273,7 @@ def test_faithfulness_metrics_on_a_small_cohort(built):
         assert 0.0 <= per[task]["rate"] <= 1.0
         assert per[task]["rate"] >= figures["signal_word_top10_chance"][modality] - 0.35
     assert "structured" in figures["deletion"]
-    for modality, per in figures["deletion"].items():
+    for per in figures["deletion"].values():
         d = per[task]
         assert d["mean_abs_change_top"] >= 0 and d["mean_abs_change_random"] >= 0
     structured = figures["deletion"]["structured"][task]
@@ -285,8 +284,8 @@ def test_faithfulness_metrics_on_a_small_cohort(built):
 def test_text_precision_bf16_keeps_the_top_words(built):
     """The note transformer in bfloat16 (the default where the CPU/GPU computes it natively) gives the
     same top words as float32, with completeness still holding for its own forward."""
-    from mmnar_core.explain.attributions import AttributionError, attribute_record
     from mmnar_core.encoders.runtime import native_bf16
+    from mmnar_core.explain.attributions import AttributionError, attribute_record
 
     predictor, dataset = built
     record = _full_patient(dataset)

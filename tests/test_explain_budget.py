@@ -61,6 +61,7 @@ def test_captum_stops_at_the_next_internal_batch_once_cancelled():
         ig.attribute(torch.ones(1, 4), baselines=torch.zeros(1, 4), target=0, n_steps=64, internal_batch_size=4)
     assert model.calls == 3  # 16 internal batches planned; the 4th never ran
     with cancel_scope(None):  # outside a cancelled scope the same head runs to its end
-        attr = IntegratedGradients(lambda v: head({0: v})).attribute(torch.ones(1, 4), baselines=torch.zeros(1, 4),
-                                                                      target=0, n_steps=8, internal_batch_size=4)
+        attr = IntegratedGradients(lambda v: head({0: v})).attribute(
+            torch.ones(1, 4), baselines=torch.zeros(1, 4), target=0, n_steps=8, internal_batch_size=4
+        )
     assert np.isfinite(attr.detach().numpy()).all()

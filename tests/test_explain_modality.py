@@ -22,10 +22,12 @@ def test_subsets_hand_case():
 
 def _additive_score(weights):
     """v(S) = sum of weights of present modalities (+ an interaction between 0 and 1)."""
+
     def score(inputs, availability):
         a = availability.numpy().astype(float)
         value = a @ np.asarray(weights) + 0.5 * a[:, 0] * a[:, 1]
         return np.stack([value, 2 * value], axis=1)
+
     return score
 
 
@@ -40,8 +42,15 @@ def test_shapley_exact_on_a_hand_game():
 
 def test_shapley_sums_to_full_minus_none_with_the_model():
     torch.manual_seed(0)
-    config = MMNARConfig(modalities=["a", "b", "c", "d"], input_dims=[3, 4, 2, 5], tasks=["x", "y"], d_model=16,
-                         n_heads=2, n_layers=1, dropout=0.0)
+    config = MMNARConfig(
+        modalities=["a", "b", "c", "d"],
+        input_dims=[3, 4, 2, 5],
+        tasks=["x", "y"],
+        d_model=16,
+        n_heads=2,
+        n_layers=1,
+        dropout=0.0,
+    )
     model = MMNARModel(config).eval()
 
     def score(inputs, availability):
@@ -62,8 +71,9 @@ def test_shapley_sums_to_full_minus_none_with_the_model():
 
 def test_value_of_absent_uses_neighbours_who_had_it():
     torch.manual_seed(0)
-    config = MMNARConfig(modalities=["s", "img"], input_dims=[3, 2], tasks=["x"], d_model=16, n_heads=2, n_layers=1,
-                         dropout=0.0)
+    config = MMNARConfig(
+        modalities=["s", "img"], input_dims=[3, 2], tasks=["x"], d_model=16, n_heads=2, n_layers=1, dropout=0.0
+    )
     model = MMNARModel(config).eval()
 
     def score(inputs, availability):
@@ -74,8 +84,9 @@ def test_value_of_absent_uses_neighbours_who_had_it():
         with torch.no_grad():
             return model.represent(inputs, availability).numpy()
 
-    reference = ReferenceSet([torch.randn(50, 3), torch.randn(50, 2)],
-                             torch.tensor([[True, i % 2 == 0] for i in range(50)]))
+    reference = ReferenceSet(
+        [torch.randn(50, 3), torch.randn(50, 2)], torch.tensor([[True, i % 2 == 0] for i in range(50)])
+    )
     patient = [torch.randn(1, 3), torch.zeros(1, 2)]
     value = value_of_absent(score, represent, patient, np.array([True, False]), reference, modality=1, k=10)
     assert value.n_neighbours == 10 and value.n_candidates == 25

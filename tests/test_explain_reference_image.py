@@ -45,6 +45,7 @@ def test_median_of_training_images_only_in_model_input_space(tmp_path):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     from conftest import build_synthetic_bundle
+
     from mmnar_core.predictor import Predictor
 
     tiny = {"epochs": 2, "d_model": 32, "n_heads": 2, "n_layers": 1, "batch_size": 32, "pretrain_epochs": 1}
@@ -65,14 +66,21 @@ def test_training_saves_the_reference_and_ig_uses_it(built):
     pid = next(p for p in dataset.patients["patient_id"] if dataset.image_path(p, "cxr") is not None)
     record = dataset.record(pid)
     task = predictor.config.tasks[1]
-    result = attribute_record(predictor, record, predictor.encode(record), [task],
-                              AttributionSettings(image_steps=16, image_gradcam=False), ["cxr"])
+    result = attribute_record(
+        predictor,
+        record,
+        predictor.encode(record),
+        [task],
+        AttributionSettings(image_steps=16, image_gradcam=False),
+        ["cxr"],
+    )
     (image,) = result.images
     case = result.cases["cxr"]
     assert image.baseline == IMAGE_REFERENCE_BASELINE and torch.equal(case.baseline, reference)
     with torch.no_grad():  # the summary's baseline value is the risk with the reference X-ray in place
         assert float(case.forward(reference)[0, predictor.config.tasks.index(task)]) == pytest.approx(
-            image.summary.baseline_value[task], abs=1e-6)
+            image.summary.baseline_value[task], abs=1e-6
+        )
     gap = image.summary.value[task] - image.summary.baseline_value[task]
     assert float(case.ig.sum()) - gap == pytest.approx(image.summary.delta[task], abs=1e-5)  # completeness
 

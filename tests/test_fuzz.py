@@ -28,12 +28,26 @@ FEATURES = ft.demo_features()
 @pytest.mark.skipif(fuzz_command.atheris_problem() is not None, reason="atheris is not installed")
 def test_atheris_smoke_reports_executions_coverage_and_no_crash(tmp_path, capsys):
     report_path = tmp_path / "report.json"
-    status = main(["fuzz", "--seconds", "2", "--targets", "text_upload,structured_csv", "--crash-dir",
-                   str(tmp_path / "crashes"), "--json", str(report_path)])
+    status = main(
+        [
+            "fuzz",
+            "--seconds",
+            "2",
+            "--targets",
+            "text_upload,structured_csv",
+            "--crash-dir",
+            str(tmp_path / "crashes"),
+            "--json",
+            str(report_path),
+        ]
+    )
     out = capsys.readouterr().out
     assert status == 0, out
     report = json.loads(report_path.read_text())
-    assert report["engine"] == "atheris" and [t["target"] for t in report["targets"]] == ["text_upload", "structured_csv"]
+    assert report["engine"] == "atheris" and [t["target"] for t in report["targets"]] == [
+        "text_upload",
+        "structured_csv",
+    ]
     for target in report["targets"]:
         assert target["exit_status"] == 0 and target["crashes"] == 0
         assert target["libfuzzer_runs"] > 100 and target["coverage_edges"] > 20 and target["corpus"] >= 1
@@ -43,8 +57,22 @@ def test_atheris_smoke_reports_executions_coverage_and_no_crash(tmp_path, capsys
 
 
 def test_random_engine_smoke_and_bad_arguments(tmp_path, capsys):
-    assert main(["fuzz", "--engine", "random", "--seconds", "0.5", "--targets", "fhir_bundle,structured_form",
-                 "--crash-dir", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "fuzz",
+                "--engine",
+                "random",
+                "--seconds",
+                "0.5",
+                "--targets",
+                "fhir_bundle,structured_form",
+                "--crash-dir",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "fuzz report (random" in out and "fhir_bundle" in out
     assert main(["fuzz", "--targets", "nope"]) == 2
@@ -78,11 +106,19 @@ def test_crashes_are_counted_once_per_kind_written_and_replayed(tmp_path, capsys
 
 
 def test_libfuzzer_output_is_parsed():
-    text = ("#2\tINITED cov: 80 ft: 120 corp: 9/2kb exec/s: 0 rss: 60Mb\n"
-            "#4096\tpulse  cov: 83 ft: 166 corp: 30/4Kb lim: 4096 exec/s: 2048 rss: 61Mb\n"
-            "Done 81234 runs in 61 second(s)\nstat::number_of_executed_units: 81235\n")
-    assert fuzz_command.parse_libfuzzer(text) == {"libfuzzer_runs": 81235, "corpus": 30, "exec_per_s": 2048,
-                                                  "coverage_edges": 83, "coverage_features": 166, "fuzz_seconds": 61}
+    text = (
+        "#2\tINITED cov: 80 ft: 120 corp: 9/2kb exec/s: 0 rss: 60Mb\n"
+        "#4096\tpulse  cov: 83 ft: 166 corp: 30/4Kb lim: 4096 exec/s: 2048 rss: 61Mb\n"
+        "Done 81234 runs in 61 second(s)\nstat::number_of_executed_units: 81235\n"
+    )
+    assert fuzz_command.parse_libfuzzer(text) == {
+        "libfuzzer_runs": 81235,
+        "corpus": 30,
+        "exec_per_s": 2048,
+        "coverage_edges": 83,
+        "coverage_features": 166,
+        "fuzz_seconds": 61,
+    }
 
 
 @pytest.mark.parametrize("name", [n for n in ft.TARGETS if n not in ("server",)])  # server: test_properties_server
@@ -99,7 +135,9 @@ def test_every_seed_of_every_target_keeps_its_property(name):
 def test_the_dictionary_is_written_in_libfuzzer_syntax(tmp_path):
     path = fuzz_command.write_dictionary(ft.TARGETS["image_upload"], tmp_path / "image.dict")
     lines = path.read_text().splitlines()
-    assert lines[0] == '"\\x89PNG\\x0d\\x0a\\x1a\\x0a"' and all(line.startswith('"') and line.endswith('"') for line in lines)
+    assert lines[0] == '"\\x89PNG\\x0d\\x0a\\x1a\\x0a"' and all(
+        line.startswith('"') and line.endswith('"') for line in lines
+    )
 
 
 # ------------------------------------------------------------------------------------------------ regressions
@@ -112,8 +150,13 @@ def one(call, *args) -> InputError:
 
 
 def observation(**fields) -> bytes:
-    resource = {"resourceType": "Observation", "status": "final", "code": {"coding": [{"code": "8867-4"}]},
-                "valueQuantity": {"value": 80, "unit": "/min"}, **fields}
+    resource = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"code": "8867-4"}]},
+        "valueQuantity": {"value": 80, "unit": "/min"},
+        **fields,
+    }
     return json.dumps({"resourceType": "Bundle", "entry": [{"resource": resource}]}).encode()
 
 
@@ -161,17 +204,28 @@ DICOM = ft.image_seeds()[4]
 DICOM_WINDOWED = ft.image_seeds()[5]
 
 
-@pytest.mark.parametrize("data, problem", [
-    (DICOM.replace(b"\x28\x00\x04\x00CS", b"\x28\x00\x04\x00QQ"),
-     "the file is damaged: the DICOM attribute PhotometricInterpretation (0028,0004) cannot be read "
-     "(NotImplementedError: Unknown Value Representation 'QQ' in tag (0028,0004))"),
-    (DICOM.replace(b"\x28\x00\x02\x00US\x02\x00\x01\x00", b"\x28\x00\x02\x00US\x04\x00\x01\x00\x01\x00"),
-     "the file is damaged: the DICOM attribute SamplesPerPixel (0028,0002) has 2 values, not one whole number"),
-    (DICOM.replace(b"\x28\x00\x02\x00US\x02\x00\x01\x00", b"\x28\x00\x02\x00US\x03\x00\x01\x00\x00"),
-     "the file is damaged: the DICOM attribute SamplesPerPixel (0028,0002) cannot be read (BytesLengthException"),
-    (DICOM_WINDOWED.replace(b"1.5 ", b"1&5 "),
-     "the file is damaged: the DICOM attribute RescaleSlope (0028,1053) is '1&5', not a number"),
-])
+@pytest.mark.parametrize(
+    "data, problem",
+    [
+        (
+            DICOM.replace(b"\x28\x00\x04\x00CS", b"\x28\x00\x04\x00QQ"),
+            "the file is damaged: the DICOM attribute PhotometricInterpretation (0028,0004) cannot be read "
+            "(NotImplementedError: Unknown Value Representation 'QQ' in tag (0028,0004))",
+        ),
+        (
+            DICOM.replace(b"\x28\x00\x02\x00US\x02\x00\x01\x00", b"\x28\x00\x02\x00US\x04\x00\x01\x00\x01\x00"),
+            "the file is damaged: the DICOM attribute SamplesPerPixel (0028,0002) has 2 values, not one whole number",
+        ),
+        (
+            DICOM.replace(b"\x28\x00\x02\x00US\x02\x00\x01\x00", b"\x28\x00\x02\x00US\x03\x00\x01\x00\x00"),
+            "the file is damaged: the DICOM attribute SamplesPerPixel (0028,0002) cannot be read (BytesLengthException",
+        ),
+        (
+            DICOM_WINDOWED.replace(b"1.5 ", b"1&5 "),
+            "the file is damaged: the DICOM attribute RescaleSlope (0028,1053) is '1&5', not a number",
+        ),
+    ],
+)
 def test_damaged_dicom_attributes_are_input_errors_naming_the_attribute(data, problem):
     """Were NotImplementedError / BytesLengthException / ValueError / TypeError from pydicom's lazy element
     conversion inside the decoder (a 500 for the server's `cxr` field)."""

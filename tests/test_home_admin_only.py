@@ -1,7 +1,6 @@
 """Home shows the number of saved assessments and the database path only to admins (issue 18, item 12)."""
 
 import pytest
-
 from test_auth_roles import env, page, person  # noqa: F401 - env is a fixture
 
 

@@ -6,9 +6,9 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from dicom_bomb import deflated_zero_dicom
 from PIL import Image, ImageFile
 
-from dicom_bomb import deflated_zero_dicom
 from mmnar_core.encoders.dicom_write import dicom_bytes
 from mmnar_core.encoders.errors import ImageTooLargeError
 from mmnar_core.encoders.image_budget import decoded_budget

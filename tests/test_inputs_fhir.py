@@ -4,7 +4,7 @@ specific message per kind of malformed FHIR, naming the entry index and resource
 
 import copy
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -22,11 +22,24 @@ UCUM = "http://unitsofmeasure.org"
 
 # --------------------------------------------------------------------------------------------- fixture builder
 def observation(oid, code, display, value=None, unit=None, ucum=None, when="2024-03-02T08:00:00Z", **extra):
-    resource = {"resourceType": "Observation", "id": oid, "status": "final",
-                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                                          "code": "vital-signs" if code in ("8867-4", "9279-1", "59408-5", "8310-5") else "laboratory"}]}],
-                "code": {"coding": [{"system": LOINC, "code": code, "display": display}], "text": display},
-                "subject": {"reference": "Patient/pat-1"}, "effectiveDateTime": when}
+    resource = {
+        "resourceType": "Observation",
+        "id": oid,
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "vital-signs" if code in ("8867-4", "9279-1", "59408-5", "8310-5") else "laboratory",
+                    }
+                ]
+            }
+        ],
+        "code": {"coding": [{"system": LOINC, "code": code, "display": display}], "text": display},
+        "subject": {"reference": "Patient/pat-1"},
+        "effectiveDateTime": when,
+    }
     if value is not None:
         resource["valueQuantity"] = {"value": value, "unit": unit, "system": UCUM, "code": ucum or unit}
     resource.update(extra)
@@ -35,48 +48,78 @@ def observation(oid, code, display, value=None, unit=None, ucum=None, when="2024
 
 def bp_panel(oid, systolic, diastolic, when):
     def component(code, display, value):
-        return {"code": {"coding": [{"system": LOINC, "code": code, "display": display}]},
-                "valueQuantity": {"value": value, "unit": "mmHg", "system": UCUM, "code": "mm[Hg]"}}
+        return {
+            "code": {"coding": [{"system": LOINC, "code": code, "display": display}]},
+            "valueQuantity": {"value": value, "unit": "mmHg", "system": UCUM, "code": "mm[Hg]"},
+        }
 
     resource = observation(oid, "85354-9", "Blood pressure panel with all children optional", when=when)
-    resource["component"] = [component("8480-6", "Systolic blood pressure", systolic),
-                             component("8462-4", "Diastolic blood pressure", diastolic)]
+    resource["component"] = [
+        component("8480-6", "Systolic blood pressure", systolic),
+        component("8462-4", "Diastolic blood pressure", diastolic),
+    ]
     return resource
 
 
 def medication(mid, rxnorm, name, status="active"):
-    return {"resourceType": "MedicationRequest", "id": mid, "status": status, "intent": "order",
-            "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
-                                                      "code": rxnorm, "display": name}], "text": name},
-            "subject": {"reference": "Patient/pat-1"}}
+    return {
+        "resourceType": "MedicationRequest",
+        "id": mid,
+        "status": status,
+        "intent": "order",
+        "medicationCodeableConcept": {
+            "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": rxnorm, "display": name}],
+            "text": name,
+        },
+        "subject": {"reference": "Patient/pat-1"},
+    }
 
 
 def condition(cid, snomed, name):
-    return {"resourceType": "Condition", "id": cid,
-            "clinicalStatus": {"coding": [{"code": "active"}]},
-            "verificationStatus": {"coding": [{"code": "confirmed"}]},
-            "code": {"coding": [{"system": "http://snomed.info/sct", "code": snomed, "display": name}], "text": name},
-            "subject": {"reference": "Patient/pat-1"}}
+    return {
+        "resourceType": "Condition",
+        "id": cid,
+        "clinicalStatus": {"coding": [{"code": "active"}]},
+        "verificationStatus": {"coding": [{"code": "confirmed"}]},
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": snomed, "display": name}], "text": name},
+        "subject": {"reference": "Patient/pat-1"},
+    }
 
 
 def encounter(eid, start, end, klass="IMP", priority=None, disposition=None):
-    resource = {"resourceType": "Encounter", "id": eid, "status": "finished",
-                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": klass},
-                "subject": {"reference": "Patient/pat-1"}, "period": {"start": start, "end": end}}
+    resource = {
+        "resourceType": "Encounter",
+        "id": eid,
+        "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": klass},
+        "subject": {"reference": "Patient/pat-1"},
+        "period": {"start": start, "end": end},
+    }
     if priority:
-        resource["priority"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActPriority",
-                                            "code": priority}]}
+        resource["priority"] = {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActPriority", "code": priority}]
+        }
     if disposition:
-        resource["hospitalization"] = {"dischargeDisposition": {"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/discharge-disposition", "code": disposition}]}}
+        resource["hospitalization"] = {
+            "dischargeDisposition": {
+                "coding": [
+                    {"system": "http://terminology.hl7.org/CodeSystem/discharge-disposition", "code": disposition}
+                ]
+            }
+        }
     return resource
 
 
 def make_bundle() -> dict:
     """A 73-year-old woman admitted through the emergency department with pneumonia and heart failure."""
     resources = [
-        {"resourceType": "Patient", "id": "pat-1", "gender": "female", "birthDate": "1950-06-15",
-         "name": [{"family": "Example", "given": ["Ann"]}]},
+        {
+            "resourceType": "Patient",
+            "id": "pat-1",
+            "gender": "female",
+            "birthDate": "1950-06-15",
+            "name": [{"family": "Example", "given": ["Ann"]}],
+        },
         encounter("enc-old", "2023-10-02T10:00:00Z", "2023-10-05T09:00:00Z"),
         encounter("enc-1", "2024-03-01T08:00:00Z", "2024-03-06T20:00:00Z", priority="EM", disposition="snf"),
         observation("hr-1", "8867-4", "Heart rate", 88, "/min"),
@@ -109,8 +152,12 @@ def make_bundle() -> dict:
         condition("cond-3", "13645005", "Chronic obstructive lung disease"),
         {"resourceType": "Procedure", "id": "proc-1", "status": "completed", "subject": {"reference": "Patient/pat-1"}},
     ]
-    return {"resourceType": "Bundle", "id": "b-1", "type": "collection",
-            "entry": [{"fullUrl": f"urn:uuid:{r['resourceType'].lower()}-{r['id']}", "resource": r} for r in resources]}
+    return {
+        "resourceType": "Bundle",
+        "id": "b-1",
+        "type": "collection",
+        "entry": [{"fullUrl": f"urn:uuid:{r['resourceType'].lower()}-{r['id']}", "resource": r} for r in resources],
+    }
 
 
 def with_entry(bundle: dict, resource: dict, replace: str | None = None) -> dict:
@@ -150,14 +197,23 @@ def test_realistic_bundle_maps_every_feature():
     assert v["admission_type"] == "emergency" and v["discharge_disposition"] == "skilled_nursing"
     assert v["length_of_stay"] == 5.5 and v["prior_admissions_12m"] == 1
     notes = "\n".join(result.notes)
-    for expected in ["temperature_max: 101.3 °F converted to 38.5 °C", "creatinine: 133 µmol/L converted to 1.504 mg/dL",
-                     "hemoglobin: 118 g/L converted to 11.8 g/dL", "albumin: 31 g/L converted to 3.1 g/dL",
-                     "lactate: 27 mg/dL converted to 2.997 mmol/L", "age: 73 years from birthDate 1950-06-15",
-                     "heart_rate_max: 112 beats/min is the highest of 3 Observations",
-                     "wbc: 13.2 K/uL is the latest of 2 Observations", "1 repeated request(s) counted once",
-                     "not counted: 1 stopped", "3 Condition(s) in the bundle", "Pneumonia, Heart failure",
-                     "39156-5 Body mass index", "ignored resources the model does not use: Procedure (1)",
-                     "length_of_stay: 5.5 days"]:
+    for expected in [
+        "temperature_max: 101.3 °F converted to 38.5 °C",
+        "creatinine: 133 µmol/L converted to 1.504 mg/dL",
+        "hemoglobin: 118 g/L converted to 11.8 g/dL",
+        "albumin: 31 g/L converted to 3.1 g/dL",
+        "lactate: 27 mg/dL converted to 2.997 mmol/L",
+        "age: 73 years from birthDate 1950-06-15",
+        "heart_rate_max: 112 beats/min is the highest of 3 Observations",
+        "wbc: 13.2 K/uL is the latest of 2 Observations",
+        "1 repeated request(s) counted once",
+        "not counted: 1 stopped",
+        "3 Condition(s) in the bundle",
+        "Pneumonia, Heart failure",
+        "39156-5 Body mass index",
+        "ignored resources the model does not use: Procedure (1)",
+        "length_of_stay: 5.5 days",
+    ]:
         assert expected in notes, expected
     assert "Observation/temp-2" in notes  # conversion notes name the resource
 
@@ -171,14 +227,19 @@ def test_mapping_input_reference_time_and_gender_other():
 
 
 def test_skipped_absent_and_minimal_bundles():
-    bundle = with_entry(make_bundle(), observation("hr-9", "8867-4", "Heart rate", 190, "/min", status="entered-in-error"))
-    lactate = observation("lac-2", "2524-7", "Lactate", when="2024-03-05T00:00:00Z",
-                          dataAbsentReason={"text": "Sample hemolysed"})
+    bundle = with_entry(
+        make_bundle(), observation("hr-9", "8867-4", "Heart rate", 190, "/min", status="entered-in-error")
+    )
+    lactate = observation(
+        "lac-2", "2524-7", "Lactate", when="2024-03-05T00:00:00Z", dataAbsentReason={"text": "Sample hemolysed"}
+    )
     bundle = with_entry(bundle, lactate)
     result = parse_fhir_bundle(bundle, FEATURES)
     assert result.values["heart_rate_max"] == 112
     assert any("entered-in-error" in n and "Observation/hr-9" in n for n in result.notes)
-    assert any("Sample hemolysed" in n for n in result.notes) and result.values["lactate"] == pytest.approx(2.997, abs=1e-3)
+    assert any("Sample hemolysed" in n for n in result.notes) and result.values["lactate"] == pytest.approx(
+        2.997, abs=1e-3
+    )
     only = {"resourceType": "Bundle", "entry": [{"resource": observation("x", "8867-4", "Heart rate", 80, "/min")}]}
     result = parse_fhir_bundle(only, FEATURES)
     assert result.values["heart_rate_max"] == 80 and result.values["n_medications"] is None
@@ -188,8 +249,23 @@ def test_skipped_absent_and_minimal_bundles():
 def test_loinc_table_matches_the_demo_model():
     names = {f.name for f in FEATURES}
     assert {feature for feature, _, _ in LOINC_FEATURES.values()} <= names
-    required = {"8867-4", "9279-1", "59408-5", "2708-6", "8310-5", "8480-6", "6690-2", "26464-8", "718-7", "2951-2",
-                "2160-0", "2524-7", "32693-4", "33762-6", "1751-7"}
+    required = {
+        "8867-4",
+        "9279-1",
+        "59408-5",
+        "2708-6",
+        "8310-5",
+        "8480-6",
+        "6690-2",
+        "26464-8",
+        "718-7",
+        "2951-2",
+        "2160-0",
+        "2524-7",
+        "32693-4",
+        "33762-6",
+        "1751-7",
+    }
     assert required <= set(LOINC_FEATURES) and "85354-9" in LOINC_PANELS
     assert {how for _, how, _ in LOINC_FEATURES.values()} == {"max", "min", "latest"}
     categories = next(f.categories for f in FEATURES if f.name == "discharge_disposition")
@@ -197,10 +273,16 @@ def test_loinc_table_matches_the_demo_model():
 
 
 def test_fhir_datetimes():
-    assert parse_fhir_datetime("2024") == datetime(2024, 1, 1, tzinfo=timezone.utc)
-    assert parse_fhir_datetime("2024-03-05T14:30:00+02:00") == datetime(2024, 3, 5, 12, 30, tzinfo=timezone.utc)
-    for bad in ("2024-13-01", "05/03/2024", "2024-03-05 14:30", 20240305, "\u0661\u0669\u0665\u0660",
-                "\uff12\uff10\uff12\uff14-03-05T14:30:00Z"):  # Arabic-Indic 1950, full-width 2024: digits are 0-9
+    assert parse_fhir_datetime("2024") == datetime(2024, 1, 1, tzinfo=UTC)
+    assert parse_fhir_datetime("2024-03-05T14:30:00+02:00") == datetime(2024, 3, 5, 12, 30, tzinfo=UTC)
+    for bad in (
+        "2024-13-01",
+        "05/03/2024",
+        "2024-03-05 14:30",
+        20240305,
+        "\u0661\u0669\u0665\u0660",
+        "\uff12\uff10\uff12\uff14-03-05T14:30:00Z",
+    ):  # Arabic-Indic 1950, full-width 2024: digits are 0-9
         with pytest.raises(ValueError):
             parse_fhir_datetime(bad)
 
@@ -228,28 +310,62 @@ def test_entry_without_resource_or_resource_type():
     assert "not an object" in errors["bundle.json entry[5]"].problem
 
 
-@pytest.mark.parametrize("resource, field, words", [
-    ({"resourceType": "Observation", "id": "o1", "status": "final", "valueQuantity": {"value": 80, "unit": "/min"}},
-     "Observation/o1", ["has no code"]),
-    (observation("o2", "8867-4", "Heart rate"), "Observation/o2 (LOINC 8867-4 Heart rate)", ["has no value"]),
-    (observation("o3", "8867-4", "Heart rate", 80, "/min", when="2024-02-30T25:00"), "Observation/o3 effectiveDateTime",
-     ["not a valid FHIR date"]),
-    (observation("o4", "8310-5", "Body temperature", 38.5, "degrees", "deg"),
-     "Observation/o4 (LOINC 8310-5 Body temperature)", ["unit 'degrees' (code 'deg') is not accepted for temperature_max"]),
-    (observation("o5", "8867-4", "Heart rate", 400, "/min"), "Observation/o5 (LOINC 8867-4 Heart rate)",
-     ["400 beats/min is outside the plausible range 20-250 beats/min"]),
-    (observation("o6", "718-7", "Hemoglobin", valueString="12.1 g/dL"), "Observation/o6 (LOINC 718-7",
-     ["the value is a valueString"]),
-    (observation("o7", "8867-4", "Heart rate", subject={"reference": "Patient/someone-else"}) | {"valueQuantity": {"value": 80}},
-     "Observation/o7 subject", ["refers to Patient/someone-else"]),
-    (observation("o8", "8867-4", "Heart rate") | {"valueQuantity": {"value": "80", "unit": "/min"}},
-     "Observation/o8 (LOINC 8867-4", ["valueQuantity.value '80' is not a number"]),
-    (observation("bp", "85354-9", "Blood pressure panel"), "Observation/bp", ["has no component list"]),
-    (encounter("e2", "2024-03-06T00:00:00Z", "2024-03-01T00:00:00Z"), "Encounter/e2 period", ["is before start"]),
-    (encounter("e3", "yesterday", None), "Encounter/e3 period.start", ["not a valid FHIR date"]),
-    ({"resourceType": "MedicationRequest", "id": "m9", "intent": "order"}, "MedicationRequest/m9", ["has no status"]),
-    ({"resourceType": "Patient", "id": "pat-2"}, "bundle.json", ["2 Patient resources"]),
-])
+@pytest.mark.parametrize(
+    "resource, field, words",
+    [
+        (
+            {
+                "resourceType": "Observation",
+                "id": "o1",
+                "status": "final",
+                "valueQuantity": {"value": 80, "unit": "/min"},
+            },
+            "Observation/o1",
+            ["has no code"],
+        ),
+        (observation("o2", "8867-4", "Heart rate"), "Observation/o2 (LOINC 8867-4 Heart rate)", ["has no value"]),
+        (
+            observation("o3", "8867-4", "Heart rate", 80, "/min", when="2024-02-30T25:00"),
+            "Observation/o3 effectiveDateTime",
+            ["not a valid FHIR date"],
+        ),
+        (
+            observation("o4", "8310-5", "Body temperature", 38.5, "degrees", "deg"),
+            "Observation/o4 (LOINC 8310-5 Body temperature)",
+            ["unit 'degrees' (code 'deg') is not accepted for temperature_max"],
+        ),
+        (
+            observation("o5", "8867-4", "Heart rate", 400, "/min"),
+            "Observation/o5 (LOINC 8867-4 Heart rate)",
+            ["400 beats/min is outside the plausible range 20-250 beats/min"],
+        ),
+        (
+            observation("o6", "718-7", "Hemoglobin", valueString="12.1 g/dL"),
+            "Observation/o6 (LOINC 718-7",
+            ["the value is a valueString"],
+        ),
+        (
+            observation("o7", "8867-4", "Heart rate", subject={"reference": "Patient/someone-else"})
+            | {"valueQuantity": {"value": 80}},
+            "Observation/o7 subject",
+            ["refers to Patient/someone-else"],
+        ),
+        (
+            observation("o8", "8867-4", "Heart rate") | {"valueQuantity": {"value": "80", "unit": "/min"}},
+            "Observation/o8 (LOINC 8867-4",
+            ["valueQuantity.value '80' is not a number"],
+        ),
+        (observation("bp", "85354-9", "Blood pressure panel"), "Observation/bp", ["has no component list"]),
+        (encounter("e2", "2024-03-06T00:00:00Z", "2024-03-01T00:00:00Z"), "Encounter/e2 period", ["is before start"]),
+        (encounter("e3", "yesterday", None), "Encounter/e3 period.start", ["not a valid FHIR date"]),
+        (
+            {"resourceType": "MedicationRequest", "id": "m9", "intent": "order"},
+            "MedicationRequest/m9",
+            ["has no status"],
+        ),
+        ({"resourceType": "Patient", "id": "pat-2"}, "bundle.json", ["2 Patient resources"]),
+    ],
+)
 def test_resource_errors_name_entry_id_and_problem(resource, field, words):
     bundle = with_entry(make_bundle(), resource)
     error_set = errors_of(bundle)
@@ -276,7 +392,9 @@ def test_unknown_unit_lists_the_accepted_units():
 def test_bad_birth_date_and_several_errors_at_once():
     bundle = make_bundle()
     bundle["entry"][0]["resource"]["birthDate"] = "15.06.1950"
-    bundle["entry"][3]["resource"]["valueQuantity"]["unit"] = bundle["entry"][3]["resource"]["valueQuantity"]["code"] = "furlongs"
+    bundle["entry"][3]["resource"]["valueQuantity"]["unit"] = bundle["entry"][3]["resource"]["valueQuantity"][
+        "code"
+    ] = "furlongs"
     error_set = errors_of(bundle)
     fields = [e.field for e in error_set.errors]
     assert "bundle.json entry[0] Patient/pat-1 birthDate" in fields
@@ -290,7 +408,10 @@ def test_age_out_of_range_says_where_it_came_from():
     bundle["entry"][0]["resource"]["birthDate"] = "2012-01-01"
     error = one_error(bundle)
     assert error.field == "bundle.json entry[0] Patient/pat-1 birthDate"
-    assert "12 is outside the plausible range 18-110 years" in error.problem and "from birthDate 2012-01-01" in error.problem
+    assert (
+        "12 is outside the plausible range 18-110 years" in error.problem
+        and "from birthDate 2012-01-01" in error.problem
+    )
 
 
 def test_docs_loinc_table_is_the_code_table():
@@ -299,6 +420,7 @@ def test_docs_loinc_table_is_the_code_table():
     text = (ROOT / "docs" / "inputs.md").read_text(encoding="utf-8")
     rows = re.findall(r"^\| (\d+-\d) \| [^|]+ \| `(\w+)` \| (max|min|latest) \|$", text, flags=re.M)
     assert {code: (feature, how) for code, feature, how in rows} == {
-        code: (feature, how) for code, (feature, how, _) in LOINC_FEATURES.items()}
+        code: (feature, how) for code, (feature, how, _) in LOINC_FEATURES.items()
+    }
     for panel in LOINC_PANELS:
         assert f"| {panel} |" in text

@@ -30,7 +30,9 @@ from test_encoders_cache import tiny_image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 COVID = ROOT.parent / "shared" / "data" / "covid-cxr-notes"
-FEATURES = [FeatureSpec.from_dict(f) for f in json.loads((ROOT / "assets/demo_bundle/dataset.json").read_text())["features"]]
+FEATURES = [
+    FeatureSpec.from_dict(f) for f in json.loads((ROOT / "assets/demo_bundle/dataset.json").read_text())["features"]
+]
 MB = 2**20
 
 
@@ -90,12 +92,20 @@ def real_case():
 
 
 # --------------------------------------------------------------------------------------------- images: happy
-@pytest.mark.parametrize("name, make, kind, media", [
-    ("cxr.png", lambda: png_bytes(), "png", "image/png"),
-    ("cxr_rgb.png", lambda: png_bytes(mode="RGB"), "png", "image/png"),
-    ("cxr.jpg", lambda: jpeg_bytes(), "jpeg", "image/jpeg"),
-    ("cxr.dcm", lambda: dicom_bytes(gradient().astype(np.uint16) * 16, bits_stored=12), "dicom", "application/dicom"),
-])
+@pytest.mark.parametrize(
+    "name, make, kind, media",
+    [
+        ("cxr.png", lambda: png_bytes(), "png", "image/png"),
+        ("cxr_rgb.png", lambda: png_bytes(mode="RGB"), "png", "image/png"),
+        ("cxr.jpg", lambda: jpeg_bytes(), "jpeg", "image/jpeg"),
+        (
+            "cxr.dcm",
+            lambda: dicom_bytes(gradient().astype(np.uint16) * 16, bits_stored=12),
+            "dicom",
+            "application/dicom",
+        ),
+    ],
+)
 def test_images_are_read_with_preview(name, make, kind, media):
     data = make()
     upload = read_image_upload(name, data, max_bytes=MB)
@@ -126,15 +136,21 @@ def test_large_preview_is_downscaled_but_size_is_the_original():
 
 
 # --------------------------------------------------------------------------------------------- images: bad
-@pytest.mark.parametrize("name, data, words", [
-    ("scan.jpg", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj", ["not a PNG, JPEG or DICOM image although its name ends in .jpg",
-                                                          "looks like a PDF document"]),
-    ("scan.png", b"PK\x03\x04\x14\x00\x00\x00 docx", ["looks like a ZIP archive"]),
-    ("scan.png", b"Chest X-ray: no acute findings.\n", ["looks like text"]),
-    ("scan.gif", b"GIF89a\x01\x00\x01\x00\x00\x00\x00", ["looks like a GIF image"]),
-    ("scan.heic", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00", ["looks like a HEIC photo"]),
-    ("scan.bin", bytes(range(256)) * 4, ["unknown binary format"]),
-])
+@pytest.mark.parametrize(
+    "name, data, words",
+    [
+        (
+            "scan.jpg",
+            b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj",
+            ["not a PNG, JPEG or DICOM image although its name ends in .jpg", "looks like a PDF document"],
+        ),
+        ("scan.png", b"PK\x03\x04\x14\x00\x00\x00 docx", ["looks like a ZIP archive"]),
+        ("scan.png", b"Chest X-ray: no acute findings.\n", ["looks like text"]),
+        ("scan.gif", b"GIF89a\x01\x00\x01\x00\x00\x00\x00", ["looks like a GIF image"]),
+        ("scan.heic", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00", ["looks like a HEIC photo"]),
+        ("scan.bin", bytes(range(256)) * 4, ["unknown binary format"]),
+    ],
+)
 def test_non_images_say_what_they_look_like(name, data, words):
     error = error_of(read_image_upload, name, data, max_bytes=MB)
     assert error.field == name
@@ -159,7 +175,7 @@ def test_truncated_dicom_pixel_data():
 def test_damaged_png():
     data = bytearray(png_bytes(np.random.default_rng(0).integers(0, 255, (80, 96), dtype=np.uint8)))
     start = data.index(b"IDAT") + 40
-    data[start:start + 200] = bytes(200)  # zero the middle of the compressed stream; IEND is still there
+    data[start : start + 200] = bytes(200)  # zero the middle of the compressed stream; IEND is still there
     error = error_of(read_image_upload, "bad.png", bytes(data), max_bytes=MB)
     assert "bad.png" == error.field and "PNG" in error.problem
     assert "damaged" in error.problem or "truncated" in error.problem
@@ -191,18 +207,24 @@ def test_size_limits_and_empty_file():
     assert "empty (0 bytes)" in error_of(read_image_upload, "cxr.png", b"", max_bytes=MB).problem
 
 
-@pytest.mark.parametrize("call, data, kind", [
-    (read_image_upload, b"\x89PNG\r\n\x1a\n" + bytes(5000), "too_large"),  # over max_bytes=4000
-    (read_image_upload, b"%PDF-1.4 scan", "wrong_type"),
-    (read_image_upload, png_bytes(np.random.default_rng(0).integers(0, 255, (80, 96), dtype=np.uint8))[:2000],
-     "invalid"),  # truncated
-    (read_image_upload, b"", "invalid"),
-    (read_text_upload, b"x" * 5000, "too_large"),  # over max_chars=200 whatever the encoding
-    (read_text_upload, "x" * 300, "too_large"),
-    (read_text_upload, b"%PDF-1.4 discharge summary", "wrong_type"),
-    (read_text_upload, b"ELF\x00\x01\x02binary", "wrong_type"),
-    (read_text_upload, "Fi\u00e8vre".encode("latin-1"), "invalid"),
-])
+@pytest.mark.parametrize(
+    "call, data, kind",
+    [
+        (read_image_upload, b"\x89PNG\r\n\x1a\n" + bytes(5000), "too_large"),  # over max_bytes=4000
+        (read_image_upload, b"%PDF-1.4 scan", "wrong_type"),
+        (
+            read_image_upload,
+            png_bytes(np.random.default_rng(0).integers(0, 255, (80, 96), dtype=np.uint8))[:2000],
+            "invalid",
+        ),  # truncated
+        (read_image_upload, b"", "invalid"),
+        (read_text_upload, b"x" * 5000, "too_large"),  # over max_chars=200 whatever the encoding
+        (read_text_upload, "x" * 300, "too_large"),
+        (read_text_upload, b"%PDF-1.4 discharge summary", "wrong_type"),
+        (read_text_upload, b"ELF\x00\x01\x02binary", "wrong_type"),
+        (read_text_upload, "Fi\u00e8vre".encode("latin-1"), "invalid"),
+    ],
+)
 def test_errors_say_their_kind(call, data, kind):
     limit = {"max_bytes": 4000} if call is read_image_upload else {"max_chars": 200}
     error = error_of(call, "upload", data, **limit)
@@ -243,21 +265,26 @@ def test_real_note_text_and_bom():
     assert read_text_upload("radiology_report", report.encode()) == report
 
 
-@pytest.mark.parametrize("data, words", [
-    ("Patient febrile, 38.9 \u00b0C; caf\u00e9 au lait spots.".encode("cp1252"),
-     ["byte 22 (0xb0, line 1) is not valid UTF-8", "Windows-1252", "save the file as UTF-8"]),
-    ("No acute disease.".encode("utf-16"), ["UTF-16"]),
-    (b"", ["the file is empty"]),
-    (b"  \n\t\n", ["only whitespace"]),
-    ("   ", ["only whitespace"]),
-    ("Name: ___\nUnit No: ___\nAdmission Date: ___\n", ["no clinical text"]),
-    (png_bytes(), ["not a text file", "PNG image"]),
-    (b"%PDF-1.4 discharge summary", ["PDF document"]),
-    (b"{\\rtf1\\ansi Discharge summary}", ["RTF document", "plain text"]),
-    (b"ELF\x00\x01\x02binary\x00\x00", ["binary file"]),
-    ("x" * 300, ["300 characters, more than the limit of 200"]),
-    (b"x" * 2000, ["longer than the limit of 200 characters"]),
-])
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        (
+            "Patient febrile, 38.9 \u00b0C; caf\u00e9 au lait spots.".encode("cp1252"),
+            ["byte 22 (0xb0, line 1) is not valid UTF-8", "Windows-1252", "save the file as UTF-8"],
+        ),
+        ("No acute disease.".encode("utf-16"), ["UTF-16"]),
+        (b"", ["the file is empty"]),
+        (b"  \n\t\n", ["only whitespace"]),
+        ("   ", ["only whitespace"]),
+        ("Name: ___\nUnit No: ___\nAdmission Date: ___\n", ["no clinical text"]),
+        (png_bytes(), ["not a text file", "PNG image"]),
+        (b"%PDF-1.4 discharge summary", ["PDF document"]),
+        (b"{\\rtf1\\ansi Discharge summary}", ["RTF document", "plain text"]),
+        (b"ELF\x00\x01\x02binary\x00\x00", ["binary file"]),
+        ("x" * 300, ["300 characters, more than the limit of 200"]),
+        (b"x" * 2000, ["longer than the limit of 200 characters"]),
+    ],
+)
 def test_bad_notes(data, words):
     error = error_of(read_text_upload, "discharge_note", data, max_chars=200)
     assert error.field == "discharge_note"
@@ -271,8 +298,9 @@ def test_build_record_passes_image_bytes_the_encoder_reads():
     path, note = real_case()
     upload = read_image_upload(path.name, path.read_bytes(), max_bytes=16 * MB)
     structured = parse_structured_form({"age": 64, "sex": "male", "temperature_max": "101.3 F"}, FEATURES)
-    record = build_record(" p-1 ", structured, {"cxr": upload}, {"discharge_note": note, "radiology_report": "  "},
-                          MIMIC_STYLE_MODALITIES)
+    record = build_record(
+        " p-1 ", structured, {"cxr": upload}, {"discharge_note": note, "radiology_report": "  "}, MIMIC_STYLE_MODALITIES
+    )
     assert record.patient_id == "p-1" and record.images == {"cxr": upload.data}
     assert record.texts == {"discharge_note": note} and record.structured["temperature_max"] == 38.5
     assert record.availability(MIMIC_STYLE_MODALITIES, FEATURES) == (True, True, True, False)
@@ -284,8 +312,13 @@ def test_build_record_passes_image_bytes_the_encoder_reads():
 def test_build_record_errors():
     upload = read_image_upload("cxr.png", png_bytes(), max_bytes=MB)
     with pytest.raises(InputErrors) as info:
-        build_record("", None, {"ct": upload, "cxr": png_bytes()}, {"cxr": "text", "discharge_note": b"raw bytes"},
-                     MIMIC_STYLE_MODALITIES)
+        build_record(
+            "",
+            None,
+            {"ct": upload, "cxr": png_bytes()},
+            {"cxr": "text", "discharge_note": b"raw bytes"},
+            MIMIC_STYLE_MODALITIES,
+        )
     errors = {e.field: e for e in info.value.errors}
     assert "is empty" in errors["patient_id"].problem
     assert "not an image modality" in errors["images['ct']"].problem and "cxr" in errors["images['ct']"].accepted

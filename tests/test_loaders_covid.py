@@ -32,7 +32,10 @@ def test_first_image_and_its_note(covid):
     assert dataset.patients["avail_cxr"].all()
     meta = meta.assign(offset=pd.to_numeric(meta["offset"], errors="coerce"))
     row = dataset.images.set_index("patient_id").loc["covid_17"]  # patient 17: images at offsets 3, 9, 15
-    assert row["image_id"] == meta.loc[(meta["patientid"].astype(str) == "17") & (meta["offset"] == 3), "staged_file"].iloc[0]
+    assert (
+        row["image_id"]
+        == meta.loc[(meta["patientid"].astype(str) == "17") & (meta["offset"] == 3), "staged_file"].iloc[0]
+    )
     with_note = dataset.patients.set_index("patient_id")["avail_clinical_note"]
     assert 0 < with_note.mean() < 1
     assert dataset.images["license"].notna().all()

@@ -34,7 +34,9 @@ def test_icu_readmission_matches_an_independent_self_join(eicu):
     dataset, root, _ = eicu
     p = pd.read_csv(root / "patient.csv.gz")
     later = p.merge(p, on="patienthealthsystemstayid", suffixes=("", "_next"))
-    later = later[(later["unitvisitnumber_next"] > later["unitvisitnumber"]) & (later["unitstaytype_next"] == "readmit")]
+    later = later[
+        (later["unitvisitnumber_next"] > later["unitvisitnumber"]) & (later["unitstaytype_next"] == "readmit")
+    ]
     positive = set(later["patientunitstayid"].astype(str))
     alive = set(p.loc[p["unitdischargestatus"] == "Alive", "patientunitstayid"].astype(str))
     ours = dataset.patients.set_index("patient_id")["label_icu_readmission"]
@@ -44,13 +46,21 @@ def test_icu_readmission_matches_an_independent_self_join(eicu):
 
 def test_features_come_from_the_first_24_hours(eicu):
     dataset, root, _ = eicu
-    vitals = pd.read_csv(root / "vitalaperiodic.csv.gz", usecols=["patientunitstayid", "observationoffset", "noninvasivesystolic"])
-    window = vitals[(vitals["observationoffset"] >= 0) & (vitals["observationoffset"] <= 1440) & vitals["noninvasivesystolic"].notna()]
+    vitals = pd.read_csv(
+        root / "vitalaperiodic.csv.gz", usecols=["patientunitstayid", "observationoffset", "noninvasivesystolic"]
+    )
+    window = vitals[
+        (vitals["observationoffset"] >= 0)
+        & (vitals["observationoffset"] <= 1440)
+        & vitals["noninvasivesystolic"].notna()
+    ]
     stays = dataset.patients["patient_id"].astype(int)
     expected = stays.map(window.groupby("patientunitstayid")["noninvasivesystolic"].max())
     np.testing.assert_array_equal(dataset.structured["nibp_sys_max"].to_numpy(), expected.to_numpy(dtype=float))
     # a stay whose only NIBP rows are after 24 h has no nibp features at all
-    any_rows = stays.isin(vitals.loc[(vitals["observationoffset"] >= 0) & (vitals["observationoffset"] <= 1440), "patientunitstayid"])
+    any_rows = stays.isin(
+        vitals.loc[(vitals["observationoffset"] >= 0) & (vitals["observationoffset"] <= 1440), "patientunitstayid"]
+    )
     np.testing.assert_array_equal(dataset.structured["nibp_count"].notna().to_numpy(), any_rows.to_numpy())
 
 
@@ -96,4 +106,7 @@ def test_table_names_in_any_case(shared_data, tmp_path):
         warnings.simplefilter("ignore")
         build(root, tmp_path / "ds", progress=False)
     dataset = load_dataset(tmp_path / "ds")
-    assert "vitals_aperiodic" in dataset.manifest.modality_names and dataset.patients["ref_apache_iva_hospital_mortality"].notna().any()
+    assert (
+        "vitals_aperiodic" in dataset.manifest.modality_names
+        and dataset.patients["ref_apache_iva_hospital_mortality"].notna().any()
+    )

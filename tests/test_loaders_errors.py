@@ -5,8 +5,8 @@ import warnings
 
 import pandas as pd
 import pytest
-
 from mimic_fixture import write_mimic_root
+
 from mmnar_core.cli import main
 from mmnar_core.loaders import build_source
 from mmnar_core.loaders.mimic_iv.build import build
@@ -47,7 +47,9 @@ def test_truncated_streamed_csv_gz_names_the_file(root, tmp_path, fraction):
     with pytest.raises(LoaderError) as error:
         _build(root, tmp_path / "ds")
     assert error.value.file == str(path) and "labevents.csv.gz" in str(error.value)
-    assert "truncated" in str(error.value) and "while reading columns hadm_id, itemid, charttime, valuenum" in str(error.value)
+    assert "truncated" in str(error.value) and "while reading columns hadm_id, itemid, charttime, valuenum" in str(
+        error.value
+    )
     assert not (tmp_path / "ds").exists()
 
 
@@ -73,12 +75,14 @@ def test_corrupt_gzip_payload_names_the_file(root, tmp_path):
     _big_gzip(path)
     data = bytearray(path.read_bytes())
     middle = len(data) // 2
-    data[middle: middle + 64] = bytes(64)
+    data[middle : middle + 64] = bytes(64)
     path.write_bytes(bytes(data))
     with pytest.raises(LoaderError) as error:  # either the gzip check or a garbled value, always with file + column(s)
         _build(root, tmp_path / "ds")
     assert error.value.file == str(path)
-    assert error.value.column in {"hadm_id", "itemid", "charttime", "valuenum"} or "while reading columns" in str(error.value)
+    assert error.value.column in {"hadm_id", "itemid", "charttime", "valuenum"} or "while reading columns" in str(
+        error.value
+    )
 
 
 def test_bad_value_in_a_streamed_column_names_file_column_and_line(root, tmp_path):
@@ -96,8 +100,15 @@ def test_bad_timestamp_in_a_small_table_names_file_column_and_row(root, tmp_path
         _build(root, tmp_path / "ds")
 
 
-@pytest.mark.parametrize("table, column", [("hosp/labevents.csv.gz", "charttime"), ("hosp/admissions.csv.gz", "dischtime"),
-                                           ("icu/icustays.csv.gz", "intime"), ("icu/chartevents.csv.gz", "valuenum")])
+@pytest.mark.parametrize(
+    "table, column",
+    [
+        ("hosp/labevents.csv.gz", "charttime"),
+        ("hosp/admissions.csv.gz", "dischtime"),
+        ("icu/icustays.csv.gz", "intime"),
+        ("icu/chartevents.csv.gz", "valuenum"),
+    ],
+)
 def test_missing_required_column_names_file_and_column(root, tmp_path, table, column):
     path = root / table
     _rewrite(path, lambda f: f.drop(columns=[column]))

@@ -32,7 +32,10 @@ def test_counts_agree_with_an_independent_pandas_computation(demo):
     pat = pd.read_csv(root / "hosp/patients.csv.gz", parse_dates=["dod"])
     icu = pd.read_csv(root / "icu/icustays.csv.gz", parse_dates=["intime"])
     first = adm.loc[adm.groupby("subject_id")["admittime"].idxmin()].merge(pat, on="subject_id")
-    first = first[(first["hospital_expire_flag"] == 0) & (first["anchor_age"] + first["admittime"].dt.year - first["anchor_year"] >= 18)]
+    first = first[
+        (first["hospital_expire_flag"] == 0)
+        & (first["anchor_age"] + first["admittime"].dt.year - first["anchor_year"] >= 18)
+    ]
     ours = dataset.patients.set_index("subject_id")
     assert sorted(ours.index) == sorted(first["subject_id"])
     d0 = first.set_index("subject_id")["dischtime"]
@@ -49,7 +52,11 @@ def test_counts_agree_with_an_independent_pandas_computation(demo):
 
 def test_lab_features_match_pandas_within_the_window(demo):
     dataset, root = demo
-    labs = pd.read_csv(root / "hosp/labevents.csv.gz", usecols=["hadm_id", "itemid", "charttime", "valuenum", "valueuom"], parse_dates=["charttime"])
+    labs = pd.read_csv(
+        root / "hosp/labevents.csv.gz",
+        usecols=["hadm_id", "itemid", "charttime", "valuenum", "valueuom"],
+        parse_dates=["charttime"],
+    )
     p = dataset.patients
     creat = labs[(labs["itemid"] == 50912) & labs["valuenum"].notna() & (labs["valueuom"] == "mg/dL")]
     creat = creat.merge(p[["hadm_id", "prediction_time"]], on="hadm_id")
@@ -57,7 +64,9 @@ def test_lab_features_match_pandas_within_the_window(demo):
     expected = p["hadm_id"].map(creat.groupby("hadm_id").size()).fillna(0)
     assert dataset.structured["lab_creatinine_count"].tolist() == expected.tolist()
     expected_max = p["hadm_id"].map(creat.groupby("hadm_id")["valuenum"].max())
-    pd.testing.assert_series_equal(dataset.structured["lab_creatinine_max"], expected_max.astype(float), check_names=False)
+    pd.testing.assert_series_equal(
+        dataset.structured["lab_creatinine_max"], expected_max.astype(float), check_names=False
+    )
     # the demo has creatinine charted after discharge under index hadm_ids: the check above is not vacuous
     all_creat = labs[labs["itemid"] == 50912].merge(p[["hadm_id", "prediction_time"]], on="hadm_id")
     assert (all_creat["charttime"] > all_creat["prediction_time"]).any()

@@ -6,8 +6,8 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-
 from mimic_fixture import DISCH1, write_mimic_root
+
 from mmnar_core.dataset import load_dataset
 from mmnar_core.loaders.mimic_iv import build as mimic_build
 from mmnar_core.loaders.mimic_iv.build import LeakageError, build, check_windows
@@ -43,7 +43,12 @@ def test_structured_features_use_only_the_index_stay_up_to_discharge(built):
     _, s, _ = row(dataset, 1)
     # creatinine 1.0 and 2.0 in the stay; 9.9 one second after discharge, 7.7 in the readmission and a
     # value in umol/L are left out
-    assert (s["lab_creatinine_last"], s["lab_creatinine_min"], s["lab_creatinine_max"], s["lab_creatinine_count"]) == (2.0, 1.0, 2.0, 2.0)
+    assert (s["lab_creatinine_last"], s["lab_creatinine_min"], s["lab_creatinine_max"], s["lab_creatinine_count"]) == (
+        2.0,
+        1.0,
+        2.0,
+        2.0,
+    )
     assert s["lab_sodium_last"] == 140.0 and s["lab_sodium_count"] == 1  # charted exactly at discharge: inside
     assert s["lab_albumin_count"] == 0 and np.isnan(s["lab_albumin_last"])  # never measured: count 0, value null
     assert (s["vital_heart_rate_last"], s["vital_heart_rate_max"], s["vital_heart_rate_count"]) == (90.0, 90.0, 2.0)
@@ -84,21 +89,31 @@ def test_no_input_after_its_window_in_any_modality(built):
 
 def test_availability_follows_the_windows(built):
     dataset, _, _ = built
-    avail = dataset.patients.set_index("subject_id")[["avail_structured", "avail_cxr", "avail_discharge_note", "avail_radiology_report"]]
+    avail = dataset.patients.set_index("subject_id")[
+        ["avail_structured", "avail_cxr", "avail_discharge_note", "avail_radiology_report"]
+    ]
     assert avail.loc[1].tolist() == [True, True, True, True]
     assert avail.loc[4].tolist() == [True, False, False, False]
     assert dataset.patients.set_index("subject_id").loc[1, "pattern"] == 15
 
 
-@pytest.mark.parametrize("modality, late", [
-    ("structured", DISCH1 + pd.Timedelta(seconds=1)),
-    ("discharge_note", DISCH1 + pd.Timedelta(hours=24, seconds=1)),
-    ("radiology_report", DISCH1 + pd.Timedelta(seconds=1)),
-    ("cxr", DISCH1 + pd.Timedelta(seconds=1)),
-])
+@pytest.mark.parametrize(
+    "modality, late",
+    [
+        ("structured", DISCH1 + pd.Timedelta(seconds=1)),
+        ("discharge_note", DISCH1 + pd.Timedelta(hours=24, seconds=1)),
+        ("radiology_report", DISCH1 + pd.Timedelta(seconds=1)),
+        ("cxr", DISCH1 + pd.Timedelta(seconds=1)),
+    ],
+)
 def test_window_guard_rejects_a_late_input_in_every_modality(modality, late):
     cohort = pd.DataFrame({"subject_id": [1], "dischtime": [DISCH1], "prediction_time": [DISCH1]})
-    on_time = {"structured": DISCH1, "discharge_note": DISCH1 + pd.Timedelta(hours=24), "radiology_report": DISCH1, "cxr": DISCH1}
+    on_time = {
+        "structured": DISCH1,
+        "discharge_note": DISCH1 + pd.Timedelta(hours=24),
+        "radiology_report": DISCH1,
+        "cxr": DISCH1,
+    }
     check_windows(cohort, {m: [pd.Series([t])] for m, t in on_time.items()})
     with pytest.raises(LeakageError, match=modality):
         check_windows(cohort, {modality: [pd.Series([late])]})

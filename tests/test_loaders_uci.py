@@ -40,7 +40,9 @@ def test_ordered_tests_are_modalities(uci):
 
 def test_splits_disjoint_by_patient(uci):
     dataset, raw = uci
-    assert (dataset.patients["group_id"] == dataset.patients["patient_id"].map(raw.set_index("encounter_id")["patient_nbr"])).all()
+    assert (
+        dataset.patients["group_id"] == dataset.patients["patient_id"].map(raw.set_index("encounter_id")["patient_nbr"])
+    ).all()
     shares = dataset.patients["split"].value_counts(normalize=True)
     assert 0.65 < shares["train"] < 0.75
 

@@ -20,8 +20,16 @@ def _live(model):
 
 
 def _config(**overrides):
-    base = dict(modalities=["structured", "cxr", "note"], input_dims=[5, 7, 3], tasks=["a", "b"], d_model=16,
-                n_heads=2, n_layers=1, dropout=0.0, missingness_hidden=8)
+    base = dict(
+        modalities=["structured", "cxr", "note"],
+        input_dims=[5, 7, 3],
+        tasks=["a", "b"],
+        d_model=16,
+        n_heads=2,
+        n_layers=1,
+        dropout=0.0,
+        missingness_hidden=8,
+    )
     base.update(overrides)
     return MMNARConfig(**base)
 
@@ -130,8 +138,10 @@ def test_uniform_draws_on_the_generators_device_then_moves(monkeypatch):
 
     def strict_rand(*shape, generator=None, device=None, **kwargs):
         if generator is not None and device is not None and torch.device(device) != generator.device:
-            raise RuntimeError(f"Expected a '{torch.device(device).type}' device type for generator "
-                               f"but found '{generator.device.type}'")
+            raise RuntimeError(
+                f"Expected a '{torch.device(device).type}' device type for generator "
+                f"but found '{generator.device.type}'"
+            )
         return real_rand(*shape, generator=generator, device=device, **kwargs)
 
     monkeypatch.setattr(auxiliary.torch, "rand", strict_rand)
@@ -146,7 +156,11 @@ def test_structured_standardisation_is_per_feature_not_per_patient():
     """A patient's standardised feature must not depend on their other features (LayerNorm over the
     vector did exactly that): change feature 1 and feature 0's standardised value stays the same."""
     model = MMNARModel(_config())
-    train = [torch.tensor([[0.0, 10, 1, 0, 5], [2.0, 30, 0, 1, 5], [4.0, 20, 1, 1, 5]]), torch.randn(3, 7), torch.randn(3, 3)]
+    train = [
+        torch.tensor([[0.0, 10, 1, 0, 5], [2.0, 30, 0, 1, 5], [4.0, 20, 1, 1, 5]]),
+        torch.randn(3, 7),
+        torch.randn(3, 3),
+    ]
     model.fit_inputs(train, torch.ones(3, 3, dtype=torch.bool))
     standardizer = model.standardizers[0]
     assert torch.allclose(standardizer.mean_, torch.tensor([2.0, 20, 2 / 3, 2 / 3, 5]))
@@ -213,8 +227,14 @@ def test_batched_members_equal_separately_run_members():
     together = big.member_logits(inputs, availability)
     for k in range(3):
         small = MMNARModel(_config(n_members=1, use_wide=False)).eval()
-        state = {name: (value[k:k + 1] if value.dim() and value.shape[0] == 3 and "standardizers" not in name
-                        and "seen_patterns_" not in name else value) for name, value in big.state_dict().items()}
+        state = {
+            name: (
+                value[k : k + 1]
+                if value.dim() and value.shape[0] == 3 and "standardizers" not in name and "seen_patterns_" not in name
+                else value
+            )
+            for name, value in big.state_dict().items()
+        }
         small.load_state_dict(state)
         assert torch.allclose(small.member_logits(inputs, availability)[0], together[k], atol=1e-6)
 

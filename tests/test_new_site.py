@@ -42,7 +42,9 @@ def bundle_like(tmp_path, mode="unknown"):
     encoder = TabularEncoder([AGE, SEX_FEMALE_ONLY], TabularEncoderConfig(unknown_category=mode))
     encoder.fit(pd.DataFrame({"age": [50.0, 60.0], "sex": ["female", "female"]}))
     state = encoder.save(tmp_path / "bundle" / "encoders" / "tabular-x" / "tabular_state.json")
-    return SimpleNamespace(root=tmp_path / "bundle", encoders={"structured": {"kind": "tabular", "encoder_id": "tabular-x"}}), state
+    return SimpleNamespace(
+        root=tmp_path / "bundle", encoders={"structured": {"kind": "tabular", "encoder_id": "tabular-x"}}
+    ), state
 
 
 # ----------------------------------------------------------------------------- unseen categories
@@ -56,7 +58,9 @@ def test_embed_with_a_foreign_state_counts_unseen_values_and_encodes_them_as_unk
     # age, age:missing, sex=female, sex=<unknown>, sex=<missing>: p1 (male) -> <unknown>, p2 -> female
     np.testing.assert_array_equal(vectors[:, 2:5], [[0, 1, 0], [1, 0, 0], [1, 0, 0]])
     again = embed_dataset(tiny, tmp_path / "cache", progress=False, tabular_states={"structured": state})
-    assert again.computed["structured"] == 0 and again.unknown_categories == report.unknown_categories  # cached rows count too
+    assert (
+        again.computed["structured"] == 0 and again.unknown_categories == report.unknown_categories
+    )  # cached rows count too
 
 
 def test_embed_with_an_error_state_refuses_naming_every_unseen_value_and_writes_nothing(tiny, tmp_path):
@@ -72,8 +76,18 @@ def test_embed_command_prints_the_counts(tiny, tmp_path, monkeypatch, capsys):
 
     _, state = bundle_like(tmp_path)
     monkeypatch.setattr(command, "bundle_tabular_states", lambda bundle: {"structured": state})
-    args = SimpleNamespace(dataset=str(tiny.root), cache=str(tmp_path / "cache"), from_bundle="BUNDLE", shard=None,
-                           device="cpu", no_images=True, no_text=True, image_embeddings=None, batch_size=8, quiet=True)
+    args = SimpleNamespace(
+        dataset=str(tiny.root),
+        cache=str(tmp_path / "cache"),
+        from_bundle="BUNDLE",
+        shard=None,
+        device="cpu",
+        no_images=True,
+        no_text=True,
+        image_embeddings=None,
+        batch_size=8,
+        quiet=True,
+    )
     assert command.run(args) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)["unknown_categories"] == {"structured": {"sex": {"male": 1}}}
@@ -88,7 +102,9 @@ def test_evaluate_refuses_embeddings_of_other_encoders_with_the_exact_command(ti
     embed_dataset(tiny, tmp_path / "cache", progress=False)  # its own encoder, fitted on its own train split
     with pytest.raises(EmbeddingMismatchError, match="structured: cached tabular-[0-9a-f]+, bundle tabular-x") as info:
         load_bundle_embeddings(bundle, tiny, "B", tmp_path / "cache")
-    assert str(info.value).endswith(f"python -m mmnar_core embed {tiny.root} --from-bundle B --cache {tmp_path / 'cache'}")
+    assert str(info.value).endswith(
+        f"python -m mmnar_core embed {tiny.root} --from-bundle B --cache {tmp_path / 'cache'}"
+    )
     report = embed_dataset(tiny, tmp_path / "cache", progress=False, tabular_states={"structured": state})
     bundle.encoders["structured"]["encoder_id"] = report.encoders["structured"]["encoder_id"]
     state.parent.rename(state.parent.with_name(bundle.encoders["structured"]["encoder_id"]))
@@ -115,7 +131,9 @@ def test_predictor_opens_only_categories_its_encoder_can_take():
     old = TabularEncoder(features, TabularEncoderConfig(unknown_category="error")).fit(fit)
     opened = _mark_open_categories(features, SimpleNamespace(tabular={"structured": new}))
     assert [f.accepts_unknown for f in opened] == [False, True]
-    assert [f.accepts_unknown for f in _mark_open_categories(features, SimpleNamespace(tabular={"structured": old}))] == [False, False]
+    assert [
+        f.accepts_unknown for f in _mark_open_categories(features, SimpleNamespace(tabular={"structured": old}))
+    ] == [False, False]
     dicts = _features({"features": [f.to_dict() for f in features]}, SimpleNamespace(features=opened))
     assert [FeatureSpec.from_dict(d).accepts_unknown for d in dicts] == [False, True]
 
@@ -127,21 +145,34 @@ def test_hand_made_hospitals_fill_test_then_val_then_train():
     hospitals = [h for h in range(1, 9) for _ in range(10)]
     persons = [f"p{i}" for i in range(80)]
     splits, scheme = split_by_hospital(hospitals, persons, seed=3)
-    order = sorted(map(str, range(1, 9)), key=lambda h: int.from_bytes(hashlib.sha256(f"3:hospital:{h}".encode()).digest()[:8], "big"))
-    assert scheme["hospitals"] == {"test": sorted(order[:2], key=int), "val": sorted(order[2:4], key=int),
-                                   "train": sorted(order[4:], key=int)}
+    order = sorted(
+        map(str, range(1, 9)),
+        key=lambda h: int.from_bytes(hashlib.sha256(f"3:hospital:{h}".encode()).digest()[:8], "big"),
+    )
+    assert scheme["hospitals"] == {
+        "test": sorted(order[:2], key=int),
+        "val": sorted(order[2:4], key=int),
+        "train": sorted(order[4:], key=int),
+    }
     assert scheme["stays"] == {"train": 40, "val": 20, "test": 20}
     assert pd.Series(splits).value_counts().to_dict() == {"train": 40, "val": 20, "test": 20}
     again, _ = split_by_hospital(list(reversed(hospitals)), list(reversed(persons)), seed=3)
     assert list(again) == list(reversed(splits))  # a hospital's split does not depend on row order
-    assert any(split_by_hospital(hospitals, persons, seed=s)[1]["hospitals"] != scheme["hospitals"] for s in range(4, 8))
+    assert any(
+        split_by_hospital(hospitals, persons, seed=s)[1]["hospitals"] != scheme["hospitals"] for s in range(4, 8)
+    )
 
 
 def test_hospitals_sharing_a_patient_stay_together():
     hospitals = [1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6]
     persons = ["a", "b", "c", "a", "d", "e", "f", "g", "h", "i", "j", "j"]  # a: hospitals 1 and 2
-    assert hospital_blocks([str(h) for h in hospitals], persons) == {"1": ["1", "2"], "3": ["3"], "4": ["4"], "5": ["5"],
-                                                                    "6": ["6"]}
+    assert hospital_blocks([str(h) for h in hospitals], persons) == {
+        "1": ["1", "2"],
+        "3": ["3"],
+        "4": ["4"],
+        "5": ["5"],
+        "6": ["6"],
+    }
     for seed in range(10):
         splits, scheme = split_by_hospital(hospitals, persons, seed=seed)
         assert splits[0] == splits[2] and scheme["linked_hospitals"] == [["1", "2"]]
@@ -160,10 +191,25 @@ def test_bad_hospital_splits_are_specific_errors():
             split_by_hospital([1, missing, 3], ["a", "b", "c"])
 
 
-PATIENT_COLUMNS = ["patientunitstayid", "patienthealthsystemstayid", "uniquepid", "gender", "age", "ethnicity",
-                   "hospitalid", "hospitaladmitoffset", "hospitaladmitsource", "hospitaldischargestatus", "unittype",
-                   "unitadmitsource", "unitvisitnumber", "unitstaytype", "admissionheight", "admissionweight",
-                   "unitdischargestatus"]
+PATIENT_COLUMNS = [
+    "patientunitstayid",
+    "patienthealthsystemstayid",
+    "uniquepid",
+    "gender",
+    "age",
+    "ethnicity",
+    "hospitalid",
+    "hospitaladmitoffset",
+    "hospitaladmitsource",
+    "hospitaldischargestatus",
+    "unittype",
+    "unitadmitsource",
+    "unitvisitnumber",
+    "unitstaytype",
+    "admissionheight",
+    "admissionweight",
+    "unitdischargestatus",
+]
 
 
 def tiny_eicu(root: Path, hospitals: int = 6, per_hospital: int = 4, with_hospital: bool = True) -> Path:
@@ -174,9 +220,27 @@ def tiny_eicu(root: Path, hospitals: int = 6, per_hospital: int = 4, with_hospit
         for k in range(per_hospital):
             stay = 1000 * h + k
             person = "P0" if (h, k) in ((1, 0), (2, 0)) else f"P{stay}"
-            rows.append([stay, stay, person, "Female" if k % 2 else "Male", str(40 + k), "Caucasian", h, -60, "Emergency",
-                         "Expired" if k == 0 else "Alive", "MICU", "Emergency Department", 1, "admit", 170, 80,
-                         "Alive"])
+            rows.append(
+                [
+                    stay,
+                    stay,
+                    person,
+                    "Female" if k % 2 else "Male",
+                    str(40 + k),
+                    "Caucasian",
+                    h,
+                    -60,
+                    "Emergency",
+                    "Expired" if k == 0 else "Alive",
+                    "MICU",
+                    "Emergency Department",
+                    1,
+                    "admit",
+                    170,
+                    80,
+                    "Alive",
+                ]
+            )
     frame = pd.DataFrame(rows, columns=PATIENT_COLUMNS)
     root.mkdir(parents=True, exist_ok=True)
     (frame if with_hospital else frame.drop(columns="hospitalid")).to_csv(root / "patient.csv.gz", index=False)
@@ -194,14 +258,20 @@ def test_tiny_eicu_fixture_split_by_hospital(tmp_path):
     dataset = load_dataset(build_quietly(root, tmp_path / "ds", split_by="hospital", seed=1))
     p = dataset.patients
     assert p.groupby("hospitalid")["split"].nunique().max() == 1 and p.groupby("group_id")["split"].nunique().max() == 1
-    assert p.loc[p["group_id"] == "P0", "hospitalid"].tolist() == [1, 2] and p.loc[p["group_id"] == "P0", "split"].nunique() == 1
+    assert (
+        p.loc[p["group_id"] == "P0", "hospitalid"].tolist() == [1, 2]
+        and p.loc[p["group_id"] == "P0", "split"].nunique() == 1
+    )
     scheme = dataset.manifest.provenance["split"]
     # 24 stays: test until >= 6 (2 blocks of 4, or the 8-stay block 1+2), val until >= 3.6
     assert scheme["by"] == "hospital" and scheme["linked_hospitals"] == [["1", "2"]]
     assert scheme["stays"] == {s: int((p["split"] == s).sum()) for s in ("train", "val", "test")}
     assert 6 <= scheme["stays"]["test"] <= 8 and 4 <= scheme["stays"]["val"] <= 8
     again = load_dataset(build_quietly(root, tmp_path / "ds2", split_by="hospital", seed=1))
-    assert again.patients["split"].tolist() == p["split"].tolist() and again.manifest.content_hash == dataset.manifest.content_hash
+    assert (
+        again.patients["split"].tolist() == p["split"].tolist()
+        and again.manifest.content_hash == dataset.manifest.content_hash
+    )
     by_person = load_dataset(build_quietly(root, tmp_path / "ds3"))
     assert by_person.manifest.provenance["split"]["by"] == "patient"
 
@@ -218,12 +288,16 @@ def test_tiny_eicu_fixture_split_errors_change_nothing(tmp_path):
 
 @pytest.fixture(scope="module")
 def eicu_by_hospital(shared_data, tmp_path_factory):
-    return load_dataset(build_quietly(shared_data / "eicu-demo", tmp_path_factory.mktemp("eicu") / "ds", split_by="hospital"))
+    return load_dataset(
+        build_quietly(shared_data / "eicu-demo", tmp_path_factory.mktemp("eicu") / "ds", split_by="hospital")
+    )
 
 
 def test_real_eicu_demo_split_by_hospital(eicu_by_hospital, shared_data):
     dataset = eicu_by_hospital
-    raw = pd.read_csv(shared_data / "eicu-demo" / "patient.csv.gz", usecols=["patientunitstayid", "uniquepid", "hospitalid"])
+    raw = pd.read_csv(
+        shared_data / "eicu-demo" / "patient.csv.gz", usecols=["patientunitstayid", "uniquepid", "hospitalid"]
+    )
     raw = raw.set_index(raw["patientunitstayid"].astype(str))
     p = dataset.patients
     hospital, person = p["patient_id"].map(raw["hospitalid"]), p["patient_id"].map(raw["uniquepid"])
@@ -235,7 +309,8 @@ def test_real_eicu_demo_split_by_hospital(eicu_by_hospital, shared_data):
     scheme = dataset.manifest.provenance["split"]
     assert sum(len(v) for v in scheme["hospitals"].values()) == raw["hospitalid"].nunique()
     assert {s: set(map(int, ids)) for s, ids in scheme["hospitals"].items()} == {
-        s: set(p.loc[p["split"] == s, "hospitalid"]) for s in ("train", "val", "test")}
+        s: set(p.loc[p["split"] == s, "hospitalid"]) for s in ("train", "val", "test")
+    }
     splits, again = split_by_hospital(raw.loc[p["patient_id"], "hospitalid"].tolist(), person.tolist(), seed=0)
     assert list(splits) == p["split"].tolist() and again == scheme  # deterministic
     test = p[p["split"] == "test"]
@@ -248,8 +323,16 @@ def _category_page():
     from mmnar_app.patient_form import _category_input
 
     for name, open_ in (("disposition", True), ("sex", False)):
-        _category_input(st, {"name": name, "kind": "categorical", "categories": ["home", "snf"], "description": name,
-                             "accepts_unknown": open_})
+        _category_input(
+            st,
+            {
+                "name": name,
+                "kind": "categorical",
+                "categories": ["home", "snf"],
+                "description": name,
+                "accepts_unknown": open_,
+            },
+        )
 
 
 def test_the_form_keeps_an_unseen_value_with_a_visible_note_only_where_the_model_takes_it():
@@ -262,6 +345,8 @@ def test_the_form_keeps_an_unseen_value_with_a_visible_note_only_where_the_model
     app.run()
     assert not app.exception
     assert [box.value for box in app.selectbox] == ["hospice", app.selectbox[1].options[0]]
-    assert [c.value for c in app.caption] == ["'hospice' is not a category the model was trained on; treated as unknown"]
+    assert [c.value for c in app.caption] == [
+        "'hospice' is not a category the model was trained on; treated as unknown"
+    ]
     app.selectbox[0].select("home").run()
     assert not app.caption

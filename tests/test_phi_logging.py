@@ -14,17 +14,18 @@ import logging
 
 import numpy as np
 import pytest
+from conftest import ROOT
 from PIL import Image
 from streamlit.testing.v1 import AppTest
-
-from conftest import ROOT
 
 NAME = "Johanna Quistgaard"
 MRN = "48213977"
 PHONE = "+1 (617) 555-0142"
 PHRASE = "zebra-striped marmalade cough"
-NOTE = (f"{NAME} (MRN {MRN}, phone {PHONE}) was admitted with a {PHRASE} and fever. Chest X-ray shows "
-        "bilateral opacities. Discharged home on oxygen.")
+NOTE = (
+    f"{NAME} (MRN {MRN}, phone {PHONE}) was admitted with a {PHRASE} and fever. Chest X-ray shows "
+    "bilateral opacities. Discharged home on oxygen."
+)
 LABEL = f"{NAME} MRN {MRN}"
 
 
@@ -40,31 +41,53 @@ IMAGE = _image()
 
 def forbidden() -> dict[str, str]:
     """Every form in which a planted value could show up in a log line."""
-    values = {"name": NAME, "family name": "Quistgaard", "given+family lower": NAME.lower(), "mrn": MRN,
-              "phone": PHONE, "phone digits": "6175550142", "phone tail": "555-0142", "phrase": PHRASE,
-              "phrase word": "marmalade"}
+    values = {
+        "name": NAME,
+        "family name": "Quistgaard",
+        "given+family lower": NAME.lower(),
+        "mrn": MRN,
+        "phone": PHONE,
+        "phone digits": "6175550142",
+        "phone tail": "555-0142",
+        "phrase": PHRASE,
+        "phrase word": "marmalade",
+    }
     middle = len(IMAGE) // 2
-    chunk = IMAGE[middle:middle + 24]
+    chunk = IMAGE[middle : middle + 24]
     values["image repr"] = repr(chunk)[2:-1]
     values["image hex"] = chunk.hex()
     values["image latin-1"] = chunk.decode("latin-1")
     encoded = base64.b64encode(IMAGE).decode()
-    values["image base64"] = encoded[len(encoded) // 2:len(encoded) // 2 + 40]
+    values["image base64"] = encoded[len(encoded) // 2 : len(encoded) // 2 + 40]
     return values
 
 
 def fhir_bundle(subject: str = "Patient/mrn-48213977") -> bytes:
-    patient = {"resourceType": "Patient", "id": "mrn-48213977", "gender": "female", "birthDate": "1951-04-17",
-               "identifier": [{"system": "urn:oid:1.2.3.4.5", "value": MRN}],
-               "name": [{"family": "Quistgaard", "given": ["Johanna"]}],
-               "telecom": [{"system": "phone", "value": PHONE}]}
-    heart = {"resourceType": "Observation", "id": "hr-1", "status": "final",
-             "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
-             "subject": {"reference": subject}, "effectiveDateTime": "2024-03-02T08:00:00Z",
-             "valueQuantity": {"value": 104, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}}
-    return json.dumps({"resourceType": "Bundle", "type": "collection",
-                       "entry": [{"fullUrl": "urn:uuid:patient-quistgaard", "resource": patient},
-                                 {"resource": heart}]}).encode()
+    patient = {
+        "resourceType": "Patient",
+        "id": "mrn-48213977",
+        "gender": "female",
+        "birthDate": "1951-04-17",
+        "identifier": [{"system": "urn:oid:1.2.3.4.5", "value": MRN}],
+        "name": [{"family": "Quistgaard", "given": ["Johanna"]}],
+        "telecom": [{"system": "phone", "value": PHONE}],
+    }
+    heart = {
+        "resourceType": "Observation",
+        "id": "hr-1",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
+        "subject": {"reference": subject},
+        "effectiveDateTime": "2024-03-02T08:00:00Z",
+        "valueQuantity": {"value": 104, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"},
+    }
+    return json.dumps(
+        {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [{"fullUrl": "urn:uuid:patient-quistgaard", "resource": patient}, {"resource": heart}],
+        }
+    ).encode()
 
 
 class Capture(logging.Handler):
@@ -98,8 +121,21 @@ def captured(tmp_path, monkeypatch):
         return original_handle(self, record)
 
     monkeypatch.setattr(logging.Logger, "handle", handle)
-    names = ["", "streamlit", "sqlalchemy", "sqlalchemy.engine", "sqlalchemy.engine.Engine", "sqlalchemy.pool",
-             "alembic", "mmnar_app", "mmnar_core", "urllib3", "PIL", "transformers", "sentence_transformers"]
+    names = [
+        "",
+        "streamlit",
+        "sqlalchemy",
+        "sqlalchemy.engine",
+        "sqlalchemy.engine.Engine",
+        "sqlalchemy.pool",
+        "alembic",
+        "mmnar_app",
+        "mmnar_core",
+        "urllib3",
+        "PIL",
+        "transformers",
+        "sentence_transformers",
+    ]
     saved = {name: logging.getLogger(name).level for name in names}
     saved_st = st_logger._global_log_level
     for name in names:
@@ -139,8 +175,9 @@ def test_app_flows_write_no_planted_value_to_any_log(captured, capfd, monkeypatc
     assert not app.exception, app.exception
     assert app.session_state["feat_heart_rate_max"] == 104 and app.session_state["feat_sex"] == "female"
     shown += [s.value for s in app.success]
-    app.file_uploader(key="structured_upload").upload("other.json", fhir_bundle(f"Patient/{MRN}"),
-                                                      "application/json").run()
+    app.file_uploader(key="structured_upload").upload(
+        "other.json", fhir_bundle(f"Patient/{MRN}"), "application/json"
+    ).run()
     assert "subject" in _errors(app)
     shown.append(_errors(app))
     # a note pasted into a CSV, and a note that is not UTF-8: messages, but no note text in them
@@ -151,8 +188,7 @@ def test_app_flows_write_no_planted_value_to_any_log(captured, capfd, monkeypatc
     app.file_uploader(key="upload_discharge_note").upload("note.txt", latin1, "text/plain").run()
     assert "UTF-8" in _errors(app)
     shown.append(_errors(app))
-    app.file_uploader(key="upload_cxr").upload("scan.png", b"%PDF-1.4 " + NOTE.encode() + IMAGE[:64],
-                                               "image/png").run()
+    app.file_uploader(key="upload_cxr").upload("scan.png", b"%PDF-1.4 " + NOTE.encode() + IMAGE[:64], "image/png").run()
     assert "PDF" in _errors(app)
     shown.append(_errors(app))
 
@@ -172,8 +208,11 @@ def test_app_flows_write_no_planted_value_to_any_log(captured, capfd, monkeypatc
     def failing_save(self, **kwargs):
         from sqlalchemy.exc import IntegrityError
 
-        raise IntegrityError("INSERT INTO assessments (patient_label, note) VALUES (?, ?)",
-                             (kwargs["patient_label"], kwargs["note"]), Exception(f"constraint failed for {NOTE}"))
+        raise IntegrityError(
+            "INSERT INTO assessments (patient_label, note) VALUES (?, ?)",
+            (kwargs["patient_label"], kwargs["note"]),
+            Exception(f"constraint failed for {NOTE}"),
+        )
 
     original_save = core.Store.save_assessment
     monkeypatch.setattr(core.Store, "save_assessment", failing_save)
@@ -226,8 +265,14 @@ def test_app_flows_write_no_planted_value_to_any_log(captured, capfd, monkeypatc
 def test_input_parsers_and_their_errors_log_nothing_planted(captured, capfd):
     from mmnar_app.logging_setup import redact_fhir_message, register_fhir_identifiers
     from mmnar_app.settings import DEMO_BUNDLE
-    from mmnar_core.inputs import (InputError, InputErrors, parse_structured_file, parse_structured_form,
-                                   read_image_upload, read_text_upload)
+    from mmnar_core.inputs import (
+        InputError,
+        InputErrors,
+        parse_structured_file,
+        parse_structured_form,
+        read_image_upload,
+        read_text_upload,
+    )
     from mmnar_core.schema import FeatureSpec
 
     features = [FeatureSpec.from_dict(f) for f in json.loads((DEMO_BUNDLE / "dataset.json").read_text())["features"]]

@@ -5,9 +5,9 @@ import json
 
 import pandas as pd
 import pytest
+from conftest import build_synthetic_bundle
 
 from mmnar_core.bundle import load_bundle
-from conftest import build_synthetic_bundle
 from mmnar_core.cli import main
 
 pytestmark = pytest.mark.slow
@@ -35,8 +35,24 @@ def test_bundle_is_complete_and_honest(run):
 
 def test_evaluate_writes_predictions_and_report(run):
     out = run / "eval"
-    assert main(["evaluate", str(run / "bundle"), str(run / "data"), "--split", "all", "--out", str(out),
-                 "--cache", str(run / "cache"), "--resamples", "50"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run / "bundle"),
+                str(run / "data"),
+                "--split",
+                "all",
+                "--out",
+                str(out),
+                "--cache",
+                str(run / "cache"),
+                "--resamples",
+                "50",
+            ]
+        )
+        == 0
+    )
     frame = pd.read_parquet(out / "predictions.parquet")
     assert len(frame) == 160
     for task in ("readmission_30d", "icu_90d", "death_180d"):
@@ -50,8 +66,22 @@ def test_evaluate_writes_predictions_and_report(run):
 
 def test_rectify_refits_without_touching_the_network(run, capsys):
     out = run / "bundle_site"
-    assert main(["rectify", str(run / "bundle"), str(run / "data"), "--split", "val", "--out", str(out),
-                 "--cache", str(run / "cache")]) == 0
+    assert (
+        main(
+            [
+                "rectify",
+                str(run / "bundle"),
+                str(run / "data"),
+                "--split",
+                "val",
+                "--out",
+                str(out),
+                "--cache",
+                str(run / "cache"),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "| pattern | n | events | own estimate | correction used [95 % CI] | kept |" in printed
     refit = load_bundle(out).metrics["rectifier_refit"]["tasks"]["icu_90d"]
@@ -66,11 +96,27 @@ def test_rectify_refits_without_touching_the_network(run, capsys):
 
 
 def test_train_refuses_to_overwrite_and_validates_config(run, capsys):
-    assert main(["train", str(run / "data"), "--out", str(run / "bundle"), "--cache", str(run / "cache"), "--quiet"]) == 2
+    assert (
+        main(["train", str(run / "data"), "--out", str(run / "bundle"), "--cache", str(run / "cache"), "--quiet"]) == 2
+    )
     assert "--overwrite" in capsys.readouterr().err
     (run / "bad.json").write_text('{"epochs": 2, "dropuot": 0.1}')
-    assert main(["train", str(run / "data"), "--out", str(run / "b2"), "--cache", str(run / "cache"),
-                 "--config", str(run / "bad.json"), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                str(run / "data"),
+                "--out",
+                str(run / "b2"),
+                "--cache",
+                str(run / "cache"),
+                "--config",
+                str(run / "bad.json"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "unknown field(s) ['dropuot']" in capsys.readouterr().err
     assert not (run / "b2").exists()
 
@@ -80,15 +126,48 @@ def test_new_site_is_scaled_with_the_bundles_tabular_state(run, capsys):
     assert main(["synth", "--n", "120", "--seed", "3", "--policy", "low_imaging", "--out", str(site), "--quiet"]) == 0
     assert main(["embed", str(site), "--cache", str(run / "cache_site"), "--quiet", "--no-images", "--no-text"]) == 0
     # refit on the new site: the encoder differs from the bundle's, and evaluation refuses to mix them
-    assert main(["evaluate", str(run / "bundle"), str(site), "--out", str(run / "x"), "--cache", str(run / "cache_site")]) == 2
+    assert (
+        main(["evaluate", str(run / "bundle"), str(site), "--out", str(run / "x"), "--cache", str(run / "cache_site")])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "come from other encoders than the bundle's" in err
     assert f"python -m mmnar_core embed {site} --from-bundle {run / 'bundle'} --cache {run / 'cache_site'}" in err
-    assert main(["embed", str(site), "--cache", str(run / "cache"), "--from-bundle", str(run / "bundle"), "--quiet"]) == 0
-    assert main(["rectify", str(run / "bundle"), str(site), "--split", "all", "--out", str(run / "bundle_low"),
-                 "--cache", str(run / "cache")]) == 0
-    assert main(["evaluate", str(run / "bundle_low"), str(site), "--out", str(run / "eval_low"), "--cache", str(run / "cache"),
-                 "--resamples", "50"]) == 0
+    assert (
+        main(["embed", str(site), "--cache", str(run / "cache"), "--from-bundle", str(run / "bundle"), "--quiet"]) == 0
+    )
+    assert (
+        main(
+            [
+                "rectify",
+                str(run / "bundle"),
+                str(site),
+                "--split",
+                "all",
+                "--out",
+                str(run / "bundle_low"),
+                "--cache",
+                str(run / "cache"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run / "bundle_low"),
+                str(site),
+                "--out",
+                str(run / "eval_low"),
+                "--cache",
+                str(run / "cache"),
+                "--resamples",
+                "50",
+            ]
+        )
+        == 0
+    )
 
 
 def test_predictor_matches_evaluate_from_raw_inputs(run):
@@ -98,8 +177,21 @@ def test_predictor_matches_evaluate_from_raw_inputs(run):
     from mmnar_core.predictor import Predictor
 
     out = run / "eval_all"
-    main(["evaluate", str(run / "bundle"), str(run / "data"), "--split", "all", "--out", str(out),
-          "--cache", str(run / "cache"), "--resamples", "20"])
+    main(
+        [
+            "evaluate",
+            str(run / "bundle"),
+            str(run / "data"),
+            "--split",
+            "all",
+            "--out",
+            str(out),
+            "--cache",
+            str(run / "cache"),
+            "--resamples",
+            "20",
+        ]
+    )
     expected = pd.read_parquet(out / "predictions.parquet").set_index("patient_id")
     predictor = Predictor.load(run / "bundle", device="cpu")
     dataset = load_dataset(run / "data")

@@ -11,12 +11,10 @@ import shutil
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from property_budget import budget
 
 from mmnar_core import fuzz_targets as ft
 from mmnar_core.bundle import BundleError, load_bundle, verify_bundle
-from property_budget import budget
-
-
 
 
 @pytest.fixture(scope="module")
@@ -42,15 +40,36 @@ def mutations(draw):
     mode = draw(st.integers(0, len(ft.BUNDLE_MODES) - 1))
     which = draw(st.integers(0, FILES - 1))
     if ft.BUNDLE_MODES[mode] == "splice+rehash":
-        payload = draw(st.binary(min_size=2, max_size=2)) + draw(st.one_of(
-            st.binary(min_size=1, max_size=24), st.sampled_from([b"9999999", b"-1", b"null", b"\xff\xfe", b'"x"', b"[]",
-                                                                 b"{}", b"1e999", b"0"])))
+        payload = draw(st.binary(min_size=2, max_size=2)) + draw(
+            st.one_of(
+                st.binary(min_size=1, max_size=24),
+                st.sampled_from([b"9999999", b"-1", b"null", b"\xff\xfe", b'"x"', b"[]", b"{}", b"1e999", b"0"]),
+            )
+        )
     else:
-        payload = draw(st.one_of(st.binary(max_size=200), st.sampled_from([
-            b"", b"{}", b"[]", b"null", b'{"format_version": 1, "files": {}}', b"\x80\x04K\x01.",
-            b"PK\x03\x04" + b"\x00" * 26, b'{"format": "mmnar-bundle-signature", "signatures": []}',
-            json.dumps({"format": "mmnar-bundle-signature", "signatures": [
-                {"key_id": "x", "public_key": "AAAA", "signature": "AAAA"}]}).encode()])))
+        payload = draw(
+            st.one_of(
+                st.binary(max_size=200),
+                st.sampled_from(
+                    [
+                        b"",
+                        b"{}",
+                        b"[]",
+                        b"null",
+                        b'{"format_version": 1, "files": {}}',
+                        b"\x80\x04K\x01.",
+                        b"PK\x03\x04" + b"\x00" * 26,
+                        b'{"format": "mmnar-bundle-signature", "signatures": []}',
+                        json.dumps(
+                            {
+                                "format": "mmnar-bundle-signature",
+                                "signatures": [{"key_id": "x", "public_key": "AAAA", "signature": "AAAA"}],
+                            }
+                        ).encode(),
+                    ]
+                ),
+            )
+        )
     return bytes([mode, which]) + payload
 
 
@@ -59,9 +78,22 @@ def json_edits(draw):
     """A JSON file of the bundle with one value replaced (a number, a string, a list, an object or null) at any
     depth, re-hashed: exercises config.json / calibration.json / dataset.json beyond a parse error."""
     which = draw(st.sampled_from(["config.json", "calibration.json", "encoders.json", "dataset.json", "metrics.json"]))
-    return which, draw(st.lists(st.integers(0, 10**6), min_size=1, max_size=4)), draw(st.one_of(
-        st.none(), st.booleans(), st.integers(-3, 10**7), st.floats(allow_nan=True), st.text(max_size=5),
-        st.lists(st.integers(0, 3), max_size=3), st.just({}), st.just("drop")))
+    return (
+        which,
+        draw(st.lists(st.integers(0, 10**6), min_size=1, max_size=4)),
+        draw(
+            st.one_of(
+                st.none(),
+                st.booleans(),
+                st.integers(-3, 10**7),
+                st.floats(allow_nan=True),
+                st.text(max_size=5),
+                st.lists(st.integers(0, 3), max_size=3),
+                st.just({}),
+                st.just("drop"),
+            )
+        ),
+    )
 
 
 def _edit(document, path, value):
@@ -102,17 +134,20 @@ def test_any_json_value_of_a_rehashed_bundle_loads_or_raises_bundle_error(contex
     assert ft._bundle(context, bytes([1, index]) + content) in ("accepted", "refused")
 
 
-@pytest.mark.parametrize("name, change, words", [
-    ("config.json", {"n_layers": 3_000_000}, "n_layers = 3,000,000 cannot fit weights.safetensors"),
-    ("config.json", {"d_model": 256}, "does not fit config.json"),
-    ("config.json", {"d_model": -4}, "d_model is -4, not a positive whole number"),
-    ("config.json", {"d_model": "128"}, "config.json: TypeError"),
-    ("config.json", {"tasks": ["a"]}, "does not fit config.json"),
-    ("calibration.json", {"temperature": {}}, "calibration.json: not a valid calibration (KeyError"),
-    ("calibration.json", {"temperature": {"temperatures": [1.0]}}, "3 positive temperatures"),
-    ("calibration.json", {"rectifiers": {"icu_90d": {"n_modalities": 1000}}}, "is not for 4 modalities"),
-    ("dataset.json", [], "dataset.json: a JSON list, not an object"),
-])
+@pytest.mark.parametrize(
+    "name, change, words",
+    [
+        ("config.json", {"n_layers": 3_000_000}, "n_layers = 3,000,000 cannot fit weights.safetensors"),
+        ("config.json", {"d_model": 256}, "does not fit config.json"),
+        ("config.json", {"d_model": -4}, "d_model is -4, not a positive whole number"),
+        ("config.json", {"d_model": "128"}, "config.json: TypeError"),
+        ("config.json", {"tasks": ["a"]}, "does not fit config.json"),
+        ("calibration.json", {"temperature": {}}, "calibration.json: not a valid calibration (KeyError"),
+        ("calibration.json", {"temperature": {"temperatures": [1.0]}}, "3 positive temperatures"),
+        ("calibration.json", {"rectifiers": {"icu_90d": {"n_modalities": 1000}}}, "is not for 4 modalities"),
+        ("dataset.json", [], "dataset.json: a JSON list, not an object"),
+    ],
+)
 def test_rehashed_bundle_files_that_do_not_fit_are_refused_naming_the_file(context, name, change, words):
     """Regressions: each used to raise KeyError / TypeError / RuntimeError (or allocate without bound) instead."""
     path = context["pristine"] / name

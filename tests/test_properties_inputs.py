@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import pytest
-from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
+from property_budget import budget
 
 from mmnar_core import fuzz_targets as ft
 from mmnar_core.inputs import (
@@ -29,38 +29,124 @@ from mmnar_core.inputs import (
     read_text_upload,
 )
 from mmnar_core.schema import FeatureKind, ModalityKind, ModalitySpec
-from property_budget import budget
 
 FEATURES = ft.demo_features()
 NAMES = [f.name for f in FEATURES]
 CONTEXT = {"features": FEATURES}
 
 
-
-
 # ------------------------------------------------------------------------------------------------ strategies
-TRICKY_STRINGS = ["38.5", "101.3 °F", "101.3°F", "NA", "n/a", "", "  ", "<0.5", ">= 3", "38,5", "1,200", "1e3", " 1e999 ",
-                  "\u22121.5", "nan", "inf", "-inf", "female", "F", "Male ", "yes", "no", "true", "0", "1", "2",
-                  "133 umol/L", "8500 /uL", "0.93", "13.2 10*3/uL", "7 days", "36 h", "3 weeks", "850 months",
-                  "1 kg", "37 Cel", "310 K", "Home with services", "SNF", "home-health", "emergency", "URGENT",
-                  "\x00", "١٢٣", "12\u00a0mmHg", "0x10", "1_000", "+5", ".5", "5.", "1e-400", "99999999999999999999"]
-UNITS = ["°F", "[degF]", "Cel", "K", "umol/L", "µmol/L", "mmol/L", "g/L", "mg/dL", "/uL", "10*3/uL", "%", "1",
-         "months", "h", "wk", "kPa", "mm[Hg]", "/min", "bpm", "pg/mL", "ng/L", "furlong", "", "   "]
+TRICKY_STRINGS = [
+    "38.5",
+    "101.3 °F",
+    "101.3°F",
+    "NA",
+    "n/a",
+    "",
+    "  ",
+    "<0.5",
+    ">= 3",
+    "38,5",
+    "1,200",
+    "1e3",
+    " 1e999 ",
+    "\u22121.5",
+    "nan",
+    "inf",
+    "-inf",
+    "female",
+    "F",
+    "Male ",
+    "yes",
+    "no",
+    "true",
+    "0",
+    "1",
+    "2",
+    "133 umol/L",
+    "8500 /uL",
+    "0.93",
+    "13.2 10*3/uL",
+    "7 days",
+    "36 h",
+    "3 weeks",
+    "850 months",
+    "1 kg",
+    "37 Cel",
+    "310 K",
+    "Home with services",
+    "SNF",
+    "home-health",
+    "emergency",
+    "URGENT",
+    "\x00",
+    "١٢٣",
+    "12\u00a0mmHg",
+    "0x10",
+    "1_000",
+    "+5",
+    ".5",
+    "5.",
+    "1e-400",
+    "99999999999999999999",
+]
+UNITS = [
+    "°F",
+    "[degF]",
+    "Cel",
+    "K",
+    "umol/L",
+    "µmol/L",
+    "mmol/L",
+    "g/L",
+    "mg/dL",
+    "/uL",
+    "10*3/uL",
+    "%",
+    "1",
+    "months",
+    "h",
+    "wk",
+    "kPa",
+    "mm[Hg]",
+    "/min",
+    "bpm",
+    "pg/mL",
+    "ng/L",
+    "furlong",
+    "",
+    "   ",
+]
 # integers beyond the float range and beyond Python's 4,300-digit str() limit (built lazily: hypothesis reprs strategies)
 # (JSON files cannot hold more than 4,300 digits: load_json refuses them; Python callers of the form can)
 huge = st.sampled_from([(1, 400), (-1, 400), (1, 20), (1, 4000)]).map(lambda sign_exp: sign_exp[0] * 10 ** sign_exp[1])
 huger = st.sampled_from([5000, 9000]).map(lambda exponent: 10**exponent)
-scalars = st.one_of(st.none(), st.booleans(), st.integers(), huge,
-                    st.floats(allow_nan=True, allow_infinity=True), st.sampled_from(TRICKY_STRINGS),
-                    st.text(max_size=12))
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
-                           | st.dictionaries(st.sampled_from(["value", "unit", "x", "1"]), inner, max_size=3),
-                           max_leaves=6)
-with_unit = st.fixed_dictionaries({"value": st.one_of(json_values, huger)},
-                                  optional={"unit": st.one_of(st.sampled_from(UNITS), json_values)})
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    huge,
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(TRICKY_STRINGS),
+    st.text(max_size=12),
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["value", "unit", "x", "1"]), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+with_unit = st.fixed_dictionaries(
+    {"value": st.one_of(json_values, huger)}, optional={"unit": st.one_of(st.sampled_from(UNITS), json_values)}
+)
 raw_values = st.one_of(scalars, scalars, with_unit, json_values, huger)
-keys = st.one_of(st.sampled_from(NAMES), st.sampled_from(NAMES), st.sampled_from(["heart_rate", "Age", "sex ", "wbc_count",
-                                                                                   ""]), st.text(max_size=15))
+keys = st.one_of(
+    st.sampled_from(NAMES),
+    st.sampled_from(NAMES),
+    st.sampled_from(["heart_rate", "Age", "sex ", "wbc_count", ""]),
+    st.text(max_size=15),
+)
 
 
 def valid_value(feature):
@@ -80,8 +166,12 @@ valid_patients = st.fixed_dictionaries({f.name: valid_value(f) for f in FEATURES
 
 def mutated(seeds: list[bytes]):
     """A seed with a few edits: truncation, a byte flipped or set, a run of random bytes inserted or written."""
-    edit = st.tuples(st.sampled_from(["cut", "flip", "set", "insert", "write"]), st.integers(0, 2**31),
-                     st.integers(0, 255), st.binary(min_size=1, max_size=32))
+    edit = st.tuples(
+        st.sampled_from(["cut", "flip", "set", "insert", "write"]),
+        st.integers(0, 2**31),
+        st.integers(0, 255),
+        st.binary(min_size=1, max_size=32),
+    )
 
     def apply(seed_edits):
         seed, edits = seed_edits
@@ -97,7 +187,7 @@ def mutated(seeds: list[bytes]):
             elif kind == "insert":
                 data[at:at] = run
             else:
-                data[at:at + len(run)] = run
+                data[at : at + len(run)] = run
         return bytes(data)
 
     return st.tuples(st.sampled_from(seeds), st.lists(edit, min_size=1, max_size=4)).map(apply)
@@ -165,17 +255,32 @@ def test_valid_values_round_trip_through_form_json_wide_and_long_csv(patient):
 
 
 # ------------------------------------------------------------------------------------------------ files
-csv_cells = st.one_of(st.sampled_from(NAMES + ["feature", "value", "unit", "Feature", "VALUE"]),
-                      st.sampled_from(TRICKY_STRINGS), st.sampled_from(UNITS), st.text(max_size=8))
-csv_text = st.builds(lambda rows, delimiter, newline, quote: newline.join(
-    delimiter.join(('"' + c.replace('"', '""') + '"') if quote and c else c for c in row) for row in rows),
+csv_cells = st.one_of(
+    st.sampled_from(NAMES + ["feature", "value", "unit", "Feature", "VALUE"]),
+    st.sampled_from(TRICKY_STRINGS),
+    st.sampled_from(UNITS),
+    st.text(max_size=8),
+)
+csv_text = st.builds(
+    lambda rows, delimiter, newline, quote: newline.join(
+        delimiter.join(('"' + c.replace('"', '""') + '"') if quote and c else c for c in row) for row in rows
+    ),
     st.lists(st.lists(csv_cells, min_size=1, max_size=6), min_size=0, max_size=5),
-    st.sampled_from([",", ";", "\t", "|"]), st.sampled_from(["\n", "\r\n", "\r"]), st.booleans())
+    st.sampled_from([",", ";", "\t", "|"]),
+    st.sampled_from(["\n", "\r\n", "\r"]),
+    st.booleans(),
+)
 
 
 @budget(200)
-@given(data=st.one_of(csv_text.map(lambda t: t.encode("utf-8")), st.binary(max_size=300),
-                      st.sampled_from(ft._structured_seeds(CONTEXT)), mutated(ft._structured_seeds(CONTEXT))))
+@given(
+    data=st.one_of(
+        csv_text.map(lambda t: t.encode("utf-8")),
+        st.binary(max_size=300),
+        st.sampled_from(ft._structured_seeds(CONTEXT)),
+        mutated(ft._structured_seeds(CONTEXT)),
+    )
+)
 def test_any_csv_or_structured_file_parses_or_raises_input_errors(data):
     assert ft._structured_csv(CONTEXT, data) in ("accepted", "refused")
     assert ft._structured_file(CONTEXT, data) in ("accepted", "refused")
@@ -185,7 +290,10 @@ def test_any_csv_or_structured_file_parses_or_raises_input_errors(data):
 @given(text=st.text(max_size=200), digits=st.integers(4301, 6000))
 def test_json_with_a_very_long_integer_is_an_input_error(text, digits):
     data = ('{"age": ' + "7" * digits + "}").encode()
-    for call in (lambda: parse_structured_json(data, FEATURES), lambda: parse_structured_file("x.json", data, FEATURES)):
+    for call in (
+        lambda: parse_structured_json(data, FEATURES),
+        lambda: parse_structured_file("x.json", data, FEATURES),
+    ):
         with pytest.raises(InputErrors, match="more than 4,300 digits"):
             call()
     assert ft._structured_form(CONTEXT, text.encode()) in ("accepted", "refused", "skipped")
@@ -226,11 +334,35 @@ def bundles(draw):
 
 @budget(250)
 @given(bundle=bundles())
-@example(bundle={"resourceType": "Bundle", "entry": [{"resource": {
-    "resourceType": "Observation", "status": {"coding": []}, "code": {"coding": [{"code": "8867-4"}]}}}]})
-@example(bundle={"resourceType": "Bundle", "entry": [{"resource": {
-    "resourceType": "Observation", "status": "final", "code": {"coding": [{"code": "8867-4"}]},
-    "valueQuantity": {"value": 10**400, "unit": "/min"}}}]})
+@example(
+    bundle={
+        "resourceType": "Bundle",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "status": {"coding": []},
+                    "code": {"coding": [{"code": "8867-4"}]},
+                }
+            }
+        ],
+    }
+)
+@example(
+    bundle={
+        "resourceType": "Bundle",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "code": {"coding": [{"code": "8867-4"}]},
+                    "valueQuantity": {"value": 10**400, "unit": "/min"},
+                }
+            }
+        ],
+    }
+)
 def test_any_fhir_bundle_parses_or_raises_input_errors(bundle):
     outcome, result = outcome_of(parse_fhir_bundle, bundle, FEATURES, "bundle.json", ft.REFERENCE_TIME)
     if outcome == "accepted":
@@ -249,8 +381,10 @@ IMAGES = ft.image_seeds()
 
 
 @budget(150)
-@given(data=st.one_of(mutated(IMAGES), st.binary(max_size=64), st.sampled_from(IMAGES)),
-       name=st.sampled_from(["cxr.png", "cxr.jpg", "scan.dcm", "x", "notes.txt"]))
+@given(
+    data=st.one_of(mutated(IMAGES), st.binary(max_size=64), st.sampled_from(IMAGES)),
+    name=st.sampled_from(["cxr.png", "cxr.jpg", "scan.dcm", "x", "notes.txt"]),
+)
 def test_any_image_upload_is_an_image_or_an_input_error(data, name):
     outcome, upload = outcome_of(read_image_upload, name, data, ft.MAX_IMAGE_BYTES, ft.MAX_PIXELS)
     if outcome == "accepted":
@@ -259,15 +393,24 @@ def test_any_image_upload_is_an_image_or_an_input_error(data, name):
 
 
 @budget(200)
-@given(data=st.one_of(st.binary(max_size=300), st.text(max_size=300).map(lambda t: t.encode("utf-8")),
-                      mutated(ft.text_seeds()), st.sampled_from(ft.text_seeds())))
+@given(
+    data=st.one_of(
+        st.binary(max_size=300),
+        st.text(max_size=300).map(lambda t: t.encode("utf-8")),
+        mutated(ft.text_seeds()),
+        st.sampled_from(ft.text_seeds()),
+    )
+)
 def test_any_note_is_its_own_text_or_an_input_error(data):
     assert ft._text(CONTEXT, data) in ("accepted", "refused")
 
 
 @budget(100)
-@given(body=st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=200),
-       bom=st.booleans(), crlf=st.booleans())
+@given(
+    body=st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=200),
+    bom=st.booleans(),
+    crlf=st.booleans(),
+)
 def test_a_clinical_note_round_trips_unchanged(body, bom, crlf):
     text = f"Chest pain for 2 days; troponin rising. {body}\nPlan: admit to cardiology.\n"
     text = text.replace("\n", "\r\n") if crlf else text
@@ -275,16 +418,25 @@ def test_a_clinical_note_round_trips_unchanged(body, bom, crlf):
     assert read_text_upload("discharge_note", text) == text
 
 
-MODALITIES = [ModalitySpec("structured", ModalityKind.TABULAR, 19), ModalitySpec("cxr", ModalityKind.IMAGE, 256),
-              ModalitySpec("discharge_note", ModalityKind.TEXT, 384)]
+MODALITIES = [
+    ModalitySpec("structured", ModalityKind.TABULAR, 19),
+    ModalitySpec("cxr", ModalityKind.IMAGE, 256),
+    ModalitySpec("discharge_note", ModalityKind.TEXT, 384),
+]
 
 
 @budget(100)
-@given(patient_id=st.one_of(st.text(max_size=10), st.none(), st.integers()),
-       images=st.dictionaries(st.sampled_from(["cxr", "ct", "discharge_note"]), st.one_of(st.none(), json_values),
-                              max_size=2),
-       texts=st.dictionaries(st.sampled_from(["discharge_note", "cxr", "notes"]),
-                             st.one_of(st.none(), st.text(max_size=40), st.binary(max_size=20)), max_size=2))
+@given(
+    patient_id=st.one_of(st.text(max_size=10), st.none(), st.integers()),
+    images=st.dictionaries(
+        st.sampled_from(["cxr", "ct", "discharge_note"]), st.one_of(st.none(), json_values), max_size=2
+    ),
+    texts=st.dictionaries(
+        st.sampled_from(["discharge_note", "cxr", "notes"]),
+        st.one_of(st.none(), st.text(max_size=40), st.binary(max_size=20)),
+        max_size=2,
+    ),
+)
 def test_build_record_takes_what_fits_the_model_or_raises_input_errors(patient_id, images, texts):
     try:
         record = build_record(patient_id, None, images, texts, MODALITIES)

@@ -4,8 +4,13 @@ import numpy as np
 import pytest
 
 from mmnar_core.calibration import PatternRectifier, RectifierError, TemperatureScaler
-from mmnar_core.calibration.rectifier import (RectifierConfig, between_variance_moments, between_variance_reml,
-                                              meta_regression, pattern_offsets)
+from mmnar_core.calibration.rectifier import (
+    RectifierConfig,
+    between_variance_moments,
+    between_variance_reml,
+    meta_regression,
+    pattern_offsets,
+)
 
 
 def _sigmoid(x):
@@ -134,7 +139,9 @@ def test_interval_grows_with_the_model_spread_and_for_rare_patterns():
     low, high = rectifier.interval(np.array([7, 3]), np.array([0.2, 0.2]))
     assert high[0] - low[0] > high[1] - low[1]
     plain = rectifier.logit_variance(np.array([3]), np.array([0.2]))
-    assert rectifier.logit_variance(np.array([3]), np.array([0.2]), model_sd=np.array([0.5])) == pytest.approx(plain + 0.25)
+    assert rectifier.logit_variance(np.array([3]), np.array([0.2]), model_sd=np.array([0.5])) == pytest.approx(
+        plain + 0.25
+    )
     wide_low, wide_high = rectifier.interval(np.array([3]), np.array([0.2]), model_sd=np.array([0.5]))
     assert wide_high[0] - wide_low[0] > high[1] - low[1] + 0.1
 
@@ -167,9 +174,18 @@ def test_state_round_trip_and_first_edition_bundles():
     assert again.level_ == rectifier.level_ and again.summary() == rectifier.summary()
     with pytest.raises(RectifierError, match="0..7"):
         rectifier.transform(np.array([8]), np.array([0.1]))
-    first_edition = {"n_modalities": 1, "source": "val", "n_fit": 50, "sigma2": 0.1, "tau": [0.0, 0.02],
-                     "se": [0.0, 0.01], "n": [0, 50], "offset": [0.0, 0.3], "offset_low": [0.0, 0.1],
-                     "offset_high": [0.0, 0.5]}
+    first_edition = {
+        "n_modalities": 1,
+        "source": "val",
+        "n_fit": 50,
+        "sigma2": 0.1,
+        "tau": [0.0, 0.02],
+        "se": [0.0, 0.01],
+        "n": [0, 50],
+        "offset": [0.0, 0.3],
+        "offset_low": [0.0, 0.1],
+        "offset_high": [0.0, 0.5],
+    }
     old = PatternRectifier.from_dict(first_edition)
     assert old.transform(np.array([1]), np.array([0.5]))[0] == pytest.approx(_sigmoid(0.3))
     assert old.affine(1) == (1.0, 0.3)
@@ -184,4 +200,6 @@ def test_temperature_scaling_recovers_planted_temperature():
     overconfident = true * np.array([2.0, 0.5])
     scaler = TemperatureScaler().fit(overconfident, labels)
     assert scaler.temperatures == pytest.approx([2.0, 0.5], rel=0.08)
-    assert np.allclose(TemperatureScaler.from_dict(scaler.to_dict()).transform(overconfident), overconfident / scaler.temperatures)
+    assert np.allclose(
+        TemperatureScaler.from_dict(scaler.to_dict()).transform(overconfident), overconfident / scaler.temperatures
+    )

@@ -43,8 +43,12 @@ def test_outcome_window_is_half_open():
 
 
 def test_record_availability_from_content():
-    modalities = [ModalitySpec("structured", "tabular"), ModalitySpec("cxr", "image"), ModalitySpec("note", "text"),
-                  ModalitySpec("labs", "tabular")]
+    modalities = [
+        ModalitySpec("structured", "tabular"),
+        ModalitySpec("cxr", "image"),
+        ModalitySpec("note", "text"),
+        ModalitySpec("labs", "tabular"),
+    ]
     features = [FeatureSpec("age", "numeric", "structured"), FeatureSpec("a1c", "numeric", "labs")]
     record = PatientRecord("p", structured={"age": 70, "a1c": math.nan}, images={}, texts={"note": "   "})
     assert record.availability(modalities, features) == (True, False, False, False)

@@ -9,10 +9,10 @@ import json
 
 import numpy as np
 import pytest
+from conftest import ROOT
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import ROOT
 from mmnar_app.demo_patients import load_demo_patients
 from mmnar_core.explain.explanation import input_hash
 from mmnar_core.model_info import ModelInfo, model_info
@@ -71,7 +71,9 @@ def test_probes_info_stats_and_docs(client, predictor):
     assert {"batches", "requests_per_batch", "queue_depth", "rejected", "timeouts"} <= set(stats)
     schema = client.get("/openapi.json").json()
     assert {"/predict", "/what-if", "/explain", "/info", "/ready", "/health", "/stats"} <= set(schema["paths"])
-    fields = schema["paths"]["/explain"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+    fields = schema["paths"]["/explain"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"][
+        "properties"
+    ]
     assert {"structured", "structured_file", "cxr", "discharge_note", "radiology_report", "task"} <= set(fields)
     assert fields["task"]["enum"] == list(predictor.config.tasks)
     assert {"400", "413", "415", "422", "503", "504"} <= set(schema["paths"]["/predict"]["post"]["responses"])
@@ -127,8 +129,9 @@ def test_each_uploaded_image_is_decoded_once_per_request(client, predictor, demo
 def test_app_input_formats_are_accepted(client, predictor, demo):
     """CSV with a unit, FHIR Bundle, `structured` over a file, JPEG named .png, no structured at all."""
     csv = "feature,value,unit\nage,71,years\nsex,female,\nheart_rate_max,112,beats/min\ntemperature_max,101.3,°F\n"
-    response = client.post("/predict", data={"patient_id": "csv"},
-                           files=[("structured_file", ("vitals.csv", csv.encode(), "text/csv"))])
+    response = client.post(
+        "/predict", data={"patient_id": "csv"}, files=[("structured_file", ("vitals.csv", csv.encode(), "text/csv"))]
+    )
     assert response.status_code == 200, response.text
     assert any("°F converted to 38.5" in n for n in response.json()["input_notes"])
     assert response.json()["available"] == ["structured"]
@@ -136,8 +139,11 @@ def test_app_input_formats_are_accepted(client, predictor, demo):
     from test_inputs_fhir import make_bundle
 
     bundle = json.dumps(make_bundle()).encode()
-    both = client.post("/predict", data={"structured": json.dumps({"age": 50})},
-                       files=[("structured_file", ("bundle.json", bundle, "application/fhir+json"))])
+    both = client.post(
+        "/predict",
+        data={"structured": json.dumps({"age": 50})},
+        files=[("structured_file", ("bundle.json", bundle, "application/fhir+json"))],
+    )
     assert both.status_code == 200, both.text
     fhir_only = client.post("/predict", files=[("structured_file", ("bundle.json", bundle, "application/json"))])
     assert fhir_only.status_code == 200 and fhir_only.json()["risks"] != both.json()["risks"]  # age 50 overrode
@@ -159,7 +165,7 @@ def _sr_dicom() -> bytes:
 def _damaged_png() -> bytes:
     data = bytearray(image_bytes("PNG", seed=1))
     start = data.index(b"IDAT") + 40
-    data[start:start + 200] = bytes(200)
+    data[start : start + 200] = bytes(200)
     return bytes(data)
 
 
@@ -171,74 +177,223 @@ def _csv_unknown_column(predictor) -> bytes:
 PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\n"
 BAD = [
     # (case, endpoint, request (predictor, demo) -> (data, files), status, words in the messages)
-    ("pdf renamed as png", "/predict", lambda p, d: inputs(d, cxr=("scan.png", PDF, "image/png")), 415,
-     ["scan.png: this is not a PNG, JPEG or DICOM image although its name ends in .png", "PDF document"]),
-    ("text as image", "/predict", lambda p, d: inputs(d, cxr=("xray.jpg", b"just some text\n" * 10, "image/jpeg")), 415,
-     ["xray.jpg", "looks like text"]),
-    ("renamed field", "/predict", lambda p, d: ({}, [("xray", ("cxr.png", d.images["cxr"], "image/png"))]), 400,
-     ["xray: not a field of POST /predict", "cxr (an image file"]),
-    ("field twice", "/predict", lambda p, d: ({}, [("cxr", ("a.png", d.images["cxr"], "image/png")),
-                                                   ("cxr", ("b.png", d.images["cxr"], "image/png"))]), 400,
-     ["cxr: given more than once"]),
-    ("truncated png", "/predict", lambda p, d: inputs(d, cxr=("xray.png", d.images["cxr"][:2000], "image/png")), 422,
-     ["xray.png", "truncated"]),
-    ("damaged png", "/predict", lambda p, d: inputs(d, cxr=("bad.png", _damaged_png(), "image/png")), 422,
-     ["bad.png", "PNG"]),
-    ("empty image", "/predict", lambda p, d: inputs(d, cxr=("cxr.png", b"", "image/png")), 422,
-     ["cxr.png: the file is empty (0 bytes)"]),
-    ("dicom without pixels", "/what-if", lambda p, d: inputs(d, cxr=("report.dcm", _sr_dicom(), "application/dicom")),
-     422, ["report.dcm: the DICOM file has no pixel data", "Basic Text SR", "it is not an image"]),
-    ("csv missing columns", "/predict", lambda p, d: ({}, [("structured_file", ("upload.csv", b"age,sex\n71,female\n",
-                                                                                "text/csv"))]), 422,
-     ["upload.csv header (line 1): missing column(s):", "keep the column and leave the cell empty"]),
-    ("csv unknown column", "/predict", lambda p, d: ({}, [("structured_file", ("upload.csv", _csv_unknown_column(p),
-                                                                               "text/csv"))]), 422,
-     ["unknown column: 'patient_id'", "the model's feature names"]),
-    ("workbook as csv", "/predict", lambda p, d: ({}, [("structured_file", ("labs.csv", b"PK\x03\x04" + bytes(60),
-                                                                            "text/csv"))]), 415,
-     ["labs.csv: this is not a text file: it looks like a ZIP archive"]),
-    ("binary as csv", "/predict", lambda p, d: ({}, [("structured_file", ("labs.csv", b"ELF\x00\x01\x02binary\x00",
-                                                                          "text/csv"))]), 415,
-     ["labs.csv: this is a binary file, not text (it contains NUL bytes)"]),
-    ("out of range, looks like another unit", "/predict", lambda p, d: inputs(d, {"temperature_max": 101.3}), 422,
-     ["temperature_max: 101.3 is outside the plausible range 30-44 °C; it looks like °F (101.3 °F = 38.5 °C)"]),
-    ("creatinine in umol/L", "/explain", lambda p, d: inputs(d, {"creatinine": 88}), 422,
-     ["creatinine: 88 is outside the plausible range", "µmol/L"]),
-    ("unknown unit and not a number", "/predict",
-     lambda p, d: inputs(d, {"temperature_max": "38 bananas", "heart_rate_max": "fast"}), 422,
-     ["unit 'bananas' is not accepted for temperature_max", "heart_rate_max: 'fast' is not a number"]),
-    ("unknown feature", "/predict", lambda p, d: inputs(d, {"temprature_max": 38.0}), 422,
-     ["structured: unknown feature: 'temprature_max'", "did you mean temperature_max"]),
-    ("structured not JSON", "/predict", lambda p, d: ({"structured": "{age: 71}"}, []), 400,
-     ["structured: not valid JSON"]),
+    (
+        "pdf renamed as png",
+        "/predict",
+        lambda p, d: inputs(d, cxr=("scan.png", PDF, "image/png")),
+        415,
+        ["scan.png: this is not a PNG, JPEG or DICOM image although its name ends in .png", "PDF document"],
+    ),
+    (
+        "text as image",
+        "/predict",
+        lambda p, d: inputs(d, cxr=("xray.jpg", b"just some text\n" * 10, "image/jpeg")),
+        415,
+        ["xray.jpg", "looks like text"],
+    ),
+    (
+        "renamed field",
+        "/predict",
+        lambda p, d: ({}, [("xray", ("cxr.png", d.images["cxr"], "image/png"))]),
+        400,
+        ["xray: not a field of POST /predict", "cxr (an image file"],
+    ),
+    (
+        "field twice",
+        "/predict",
+        lambda p, d: (
+            {},
+            [("cxr", ("a.png", d.images["cxr"], "image/png")), ("cxr", ("b.png", d.images["cxr"], "image/png"))],
+        ),
+        400,
+        ["cxr: given more than once"],
+    ),
+    (
+        "truncated png",
+        "/predict",
+        lambda p, d: inputs(d, cxr=("xray.png", d.images["cxr"][:2000], "image/png")),
+        422,
+        ["xray.png", "truncated"],
+    ),
+    (
+        "damaged png",
+        "/predict",
+        lambda p, d: inputs(d, cxr=("bad.png", _damaged_png(), "image/png")),
+        422,
+        ["bad.png", "PNG"],
+    ),
+    (
+        "empty image",
+        "/predict",
+        lambda p, d: inputs(d, cxr=("cxr.png", b"", "image/png")),
+        422,
+        ["cxr.png: the file is empty (0 bytes)"],
+    ),
+    (
+        "dicom without pixels",
+        "/what-if",
+        lambda p, d: inputs(d, cxr=("report.dcm", _sr_dicom(), "application/dicom")),
+        422,
+        ["report.dcm: the DICOM file has no pixel data", "Basic Text SR", "it is not an image"],
+    ),
+    (
+        "csv missing columns",
+        "/predict",
+        lambda p, d: ({}, [("structured_file", ("upload.csv", b"age,sex\n71,female\n", "text/csv"))]),
+        422,
+        ["upload.csv header (line 1): missing column(s):", "keep the column and leave the cell empty"],
+    ),
+    (
+        "csv unknown column",
+        "/predict",
+        lambda p, d: ({}, [("structured_file", ("upload.csv", _csv_unknown_column(p), "text/csv"))]),
+        422,
+        ["unknown column: 'patient_id'", "the model's feature names"],
+    ),
+    (
+        "workbook as csv",
+        "/predict",
+        lambda p, d: ({}, [("structured_file", ("labs.csv", b"PK\x03\x04" + bytes(60), "text/csv"))]),
+        415,
+        ["labs.csv: this is not a text file: it looks like a ZIP archive"],
+    ),
+    (
+        "binary as csv",
+        "/predict",
+        lambda p, d: ({}, [("structured_file", ("labs.csv", b"ELF\x00\x01\x02binary\x00", "text/csv"))]),
+        415,
+        ["labs.csv: this is a binary file, not text (it contains NUL bytes)"],
+    ),
+    (
+        "out of range, looks like another unit",
+        "/predict",
+        lambda p, d: inputs(d, {"temperature_max": 101.3}),
+        422,
+        ["temperature_max: 101.3 is outside the plausible range 30-44 °C; it looks like °F (101.3 °F = 38.5 °C)"],
+    ),
+    (
+        "creatinine in umol/L",
+        "/explain",
+        lambda p, d: inputs(d, {"creatinine": 88}),
+        422,
+        ["creatinine: 88 is outside the plausible range", "µmol/L"],
+    ),
+    (
+        "unknown unit and not a number",
+        "/predict",
+        lambda p, d: inputs(d, {"temperature_max": "38 bananas", "heart_rate_max": "fast"}),
+        422,
+        ["unit 'bananas' is not accepted for temperature_max", "heart_rate_max: 'fast' is not a number"],
+    ),
+    (
+        "unknown feature",
+        "/predict",
+        lambda p, d: inputs(d, {"temprature_max": 38.0}),
+        422,
+        ["structured: unknown feature: 'temprature_max'", "did you mean temperature_max"],
+    ),
+    (
+        "structured not JSON",
+        "/predict",
+        lambda p, d: ({"structured": "{age: 71}"}, []),
+        400,
+        ["structured: not valid JSON"],
+    ),
     ("structured a list", "/predict", lambda p, d: ({"structured": "[71]"}, []), 400, ["structured: a JSON list"]),
-    ("note not UTF-8", "/predict",
-     lambda p, d: inputs(d, discharge_note=("note.txt", "Fièvre et toux".encode("latin-1"), "text/plain")), 422,
-     ["discharge_note file note.txt: byte 2 (0xe8, line 1) is not valid UTF-8", "Windows-1252"]),
-    ("note UTF-16", "/predict",
-     lambda p, d: inputs(d, radiology_report=("r.txt", "Fever and cough.".encode("utf-16"), "text/plain")), 422,
-     ["radiology_report file r.txt: the file is UTF-16 encoded"]),
-    ("empty note file", "/predict", lambda p, d: inputs(d, discharge_note=("empty.txt", b"", "text/plain")), 422,
-     ["discharge_note file empty.txt: the file is empty"]),
-    ("pdf as note", "/predict", lambda p, d: inputs(d, discharge_note=("note.txt", PDF, "text/plain")), 415,
-     ["note.txt: this is not a text file: it looks like a PDF document"]),
-    ("FHIR resource, not a Bundle", "/predict",
-     lambda p, d: ({}, [("structured_file", ("bundle.json", b'{"resourceType": "Patient", "id": "p"}', "application/json"))]),
-     422, ["bundle.json: resourceType is 'Patient': a single resource, not a Bundle"]),
-    ("FHIR not JSON", "/predict",
-     lambda p, d: ({}, [("structured_file", ("bundle.json", b'{"resourceType": "Bundle", "entry": [}', "application/json"))]),
-     422, ["bundle.json: not valid JSON"]),
-    ("FHIR without entries", "/predict",
-     lambda p, d: ({}, [("structured_file", ("bundle.json", b'{"resourceType": "Bundle", "type": "collection"}',
-                                             "application/json"))]), 422, ["bundle.json: the Bundle has no entries"]),
-    ("unknown task", "/explain", lambda p, d: ({**inputs(d)[0], "task": "mortality"}, inputs(d)[1]), 422,
-     ["task: 'mortality' is not an outcome of this model", "one of: readmission_30d, icu_90d, death_180d"]),
-    ("task on /predict", "/predict", lambda p, d: ({"task": "icu_90d"}, []), 400, ["task: not a field of POST /predict"]),
-    ("unknown modality to attribute", "/explain", lambda p, d: ({**inputs(d)[0], "modalities": "cxr, ecg"}, inputs(d)[1]),
-     422, ["modalities: 'ecg' is not a modality of this model",
-           "comma-separated modality names of this model: structured, cxr, discharge_note, radiology_report"]),
-    ("modalities on /what-if", "/what-if", lambda p, d: ({"modalities": "cxr"}, []), 400,
-     ["modalities: not a field of POST /what-if"]),
+    (
+        "note not UTF-8",
+        "/predict",
+        lambda p, d: inputs(d, discharge_note=("note.txt", "Fièvre et toux".encode("latin-1"), "text/plain")),
+        422,
+        ["discharge_note file note.txt: byte 2 (0xe8, line 1) is not valid UTF-8", "Windows-1252"],
+    ),
+    (
+        "note UTF-16",
+        "/predict",
+        lambda p, d: inputs(d, radiology_report=("r.txt", "Fever and cough.".encode("utf-16"), "text/plain")),
+        422,
+        ["radiology_report file r.txt: the file is UTF-16 encoded"],
+    ),
+    (
+        "empty note file",
+        "/predict",
+        lambda p, d: inputs(d, discharge_note=("empty.txt", b"", "text/plain")),
+        422,
+        ["discharge_note file empty.txt: the file is empty"],
+    ),
+    (
+        "pdf as note",
+        "/predict",
+        lambda p, d: inputs(d, discharge_note=("note.txt", PDF, "text/plain")),
+        415,
+        ["note.txt: this is not a text file: it looks like a PDF document"],
+    ),
+    (
+        "FHIR resource, not a Bundle",
+        "/predict",
+        lambda p, d: (
+            {},
+            [("structured_file", ("bundle.json", b'{"resourceType": "Patient", "id": "p"}', "application/json"))],
+        ),
+        422,
+        ["bundle.json: resourceType is 'Patient': a single resource, not a Bundle"],
+    ),
+    (
+        "FHIR not JSON",
+        "/predict",
+        lambda p, d: (
+            {},
+            [("structured_file", ("bundle.json", b'{"resourceType": "Bundle", "entry": [}', "application/json"))],
+        ),
+        422,
+        ["bundle.json: not valid JSON"],
+    ),
+    (
+        "FHIR without entries",
+        "/predict",
+        lambda p, d: (
+            {},
+            [
+                (
+                    "structured_file",
+                    ("bundle.json", b'{"resourceType": "Bundle", "type": "collection"}', "application/json"),
+                )
+            ],
+        ),
+        422,
+        ["bundle.json: the Bundle has no entries"],
+    ),
+    (
+        "unknown task",
+        "/explain",
+        lambda p, d: ({**inputs(d)[0], "task": "mortality"}, inputs(d)[1]),
+        422,
+        ["task: 'mortality' is not an outcome of this model", "one of: readmission_30d, icu_90d, death_180d"],
+    ),
+    (
+        "task on /predict",
+        "/predict",
+        lambda p, d: ({"task": "icu_90d"}, []),
+        400,
+        ["task: not a field of POST /predict"],
+    ),
+    (
+        "unknown modality to attribute",
+        "/explain",
+        lambda p, d: ({**inputs(d)[0], "modalities": "cxr, ecg"}, inputs(d)[1]),
+        422,
+        [
+            "modalities: 'ecg' is not a modality of this model",
+            "comma-separated modality names of this model: structured, cxr, discharge_note, radiology_report",
+        ],
+    ),
+    (
+        "modalities on /what-if",
+        "/what-if",
+        lambda p, d: ({"modalities": "cxr"}, []),
+        400,
+        ["modalities: not a field of POST /what-if"],
+    ),
 ]
 
 
@@ -276,19 +431,31 @@ def test_request_level_errors(client, demo):
 
 
 def test_size_limits_give_413(predictor, demo):
-    config = ServeConfig(max_request_bytes=120_000, max_image_bytes=30_000, max_structured_bytes=2_000,
-                         max_text_chars=200)
+    config = ServeConfig(
+        max_request_bytes=120_000, max_image_bytes=30_000, max_structured_bytes=2_000, max_text_chars=200
+    )
     xray = len(demo.images["cxr"])
     with TestClient(create_app(predictor, config)) as small:
         cases = [
-            (inputs(demo), [f"cxr.png: the file is {xray / 1024:.1f} kB ({xray:,} bytes), larger than the limit of 29.3 kB "
-                            "(30,000 bytes)"]),
-            (({}, [("cxr", ("big.png", b"\x89PNG\r\n\x1a\n" + bytes(200_000), "image/png"))]),
-             ["request: the request body is", "larger than the limit of 117.2 kB (120,000 bytes)"]),
-            (({}, [("structured_file", ("labs.csv", b"age\n" + b"7" * 3000 + b"\n", "text/csv"))]),
-             ["structured_file labs.csv: the file is 2.9 kB (3,005 bytes), over the limit of 2.0 kB (2,000 bytes)"]),
-            (({}, [("discharge_note", (None, ("Fever and cough. " * 20).encode()))]),
-             ["discharge_note: the note has 340 characters, more than the limit of 200"]),
+            (
+                inputs(demo),
+                [
+                    f"cxr.png: the file is {xray / 1024:.1f} kB ({xray:,} bytes), larger than the limit of 29.3 kB "
+                    "(30,000 bytes)"
+                ],
+            ),
+            (
+                ({}, [("cxr", ("big.png", b"\x89PNG\r\n\x1a\n" + bytes(200_000), "image/png"))]),
+                ["request: the request body is", "larger than the limit of 117.2 kB (120,000 bytes)"],
+            ),
+            (
+                ({}, [("structured_file", ("labs.csv", b"age\n" + b"7" * 3000 + b"\n", "text/csv"))]),
+                ["structured_file labs.csv: the file is 2.9 kB (3,005 bytes), over the limit of 2.0 kB (2,000 bytes)"],
+            ),
+            (
+                ({}, [("discharge_note", (None, ("Fever and cough. " * 20).encode()))]),
+                ["discharge_note: the note has 340 characters, more than the limit of 200"],
+            ),
         ]
         for (data, files), words in cases:
             response = small.post("/predict", data=data, files=files)

@@ -16,16 +16,16 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from conftest import ROOT
 from fastapi.testclient import TestClient
 
-from conftest import ROOT
 from mmnar_core.serving import ServeConfig, create_app
 from mmnar_core.serving.auth import (
     ENDPOINT_PERMISSIONS,
     OPEN_PATHS,
     AuthConfigError,
-    AuthFailure,
     Authenticator,
+    AuthFailure,
     OIDCVerifier,
     TokenStore,
 )
@@ -38,10 +38,19 @@ BUNDLE = ROOT / "assets" / "demo_bundle"
 PREDICT = [("structured", (None, json.dumps({"age": 71, "sex": "female"}))), ("patient_id", (None, "auth-test"))]
 ROLES_BY_USER = {"carla": "clinician", "rita": "reviewer", "adam": "admin"}
 # endpoint -> (method, path); who may use it
-CALLS = {"predict": ("POST", "/predict"), "what_if": ("POST", "/what-if"), "explain": ("POST", "/explain"),
-         "info": ("GET", "/info"), "stats": ("GET", "/stats"), "pattern_counts": ("GET", "/pattern-counts")}
-ALLOWED = {"clinician": {"predict", "what_if", "explain", "info"}, "reviewer": {"info", "pattern_counts"},
-           "admin": {"info", "stats", "pattern_counts"}}
+CALLS = {
+    "predict": ("POST", "/predict"),
+    "what_if": ("POST", "/what-if"),
+    "explain": ("POST", "/explain"),
+    "info": ("GET", "/info"),
+    "stats": ("GET", "/stats"),
+    "pattern_counts": ("GET", "/pattern-counts"),
+}
+ALLOWED = {
+    "clinician": {"predict", "what_if", "explain", "info"},
+    "reviewer": {"info", "pattern_counts"},
+    "admin": {"info", "stats", "pattern_counts"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -117,12 +126,20 @@ def test_token_file_holds_digests_only_and_the_command_manages_it(tmp_path, caps
         main(["serve-token", "add", str(path), "--user", "x", "--role", "root"])
 
 
-@pytest.mark.parametrize("content, words", [
-    (None, "missing"), ("not json", "not valid JSON"), ('{"format": "other"}', "not a token file"),
-    ('{"format": "mmnar-serve-tokens", "hash": "hmac-sha256", "key": "", "tokens": []}', "key"),
-    ('{"format": "mmnar-serve-tokens", "hash": "hmac-sha256", "key": "' + "A" * 43 + '", "tokens": '
-     '[{"id": "t", "user": "u", "role": "root", "digest": "' + "0" * 64 + '"}]}', "'root'"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (None, "missing"),
+        ("not json", "not valid JSON"),
+        ('{"format": "other"}', "not a token file"),
+        ('{"format": "mmnar-serve-tokens", "hash": "hmac-sha256", "key": "", "tokens": []}', "key"),
+        (
+            '{"format": "mmnar-serve-tokens", "hash": "hmac-sha256", "key": "' + "A" * 43 + '", "tokens": '
+            '[{"id": "t", "user": "u", "role": "root", "digest": "' + "0" * 64 + '"}]}',
+            "'root'",
+        ),
+    ],
+)
 def test_a_bad_token_file_fails_at_startup_naming_the_problem(tmp_path, predictor, content, words):
     path = tmp_path / "tokens.json"
     if content is not None:
@@ -159,9 +176,20 @@ def test_probes_are_open_and_everything_else_needs_a_token(client, tokens):
     assert {"401", "403"} <= set(schema["paths"]["/info"]["get"]["responses"])
 
 
-@pytest.mark.parametrize("header", [
-    "Bearer mmnar_not-a-real-token-0123456789abcdefghijklmnopqrstuv", "Bearer", "Bearer  ", "Basic dXNlcjpwYXNz",
-    "bearer a b", "Token abc", "Bearer " + "a" * 20_000, "Bearer abc\u00e9", "Bearer a.b.c"])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Bearer mmnar_not-a-real-token-0123456789abcdefghijklmnopqrstuv",
+        "Bearer",
+        "Bearer  ",
+        "Basic dXNlcjpwYXNz",
+        "bearer a b",
+        "Token abc",
+        "Bearer " + "a" * 20_000,
+        "Bearer abc\u00e9",
+        "Bearer a.b.c",
+    ],
+)
 def test_wrong_or_malformed_tokens_get_the_same_401(client, header):
     response = client.get("/info", headers={"Authorization": header.encode("utf-8")})
     assert_generic(response, 401, header[7:] if len(header) > 20 else "\x00")
@@ -179,8 +207,9 @@ def test_each_role_gets_its_endpoints_and_403_for_the_others(client, tokens, use
             assert_generic(response, 403, issued[user])
     # a forbidden POST is refused before its body is read or parsed (a broken body still gets 403, not 400)
     if "predict" not in ALLOWED[role]:
-        response = client.post("/predict", content=b"\x00garbage", headers={**bearer(issued[user]),
-                                                                             "content-type": "multipart/form-data"})
+        response = client.post(
+            "/predict", content=b"\x00garbage", headers={**bearer(issued[user]), "content-type": "multipart/form-data"}
+        )
         assert_generic(response, 403, issued[user])
 
 
@@ -226,12 +255,20 @@ def test_no_token_in_bodies_or_logs_and_the_reason_is_logged(client, tokens, cap
     logging.getLogger("mmnar_core.serving").addHandler(handler)
     try:
         with caplog.at_level(logging.DEBUG):
-            responses = [client.get("/info", headers=bearer(wrong)), client.get("/stats", headers=bearer(issued["carla"])),
-                         client.get("/info", headers=bearer(issued["carla"])), client.get("/info")]
+            responses = [
+                client.get("/info", headers=bearer(wrong)),
+                client.get("/stats", headers=bearer(issued["carla"])),
+                client.get("/info", headers=bearer(issued["carla"])),
+                client.get("/info"),
+            ]
     finally:
         logging.getLogger("mmnar_core.serving").removeHandler(handler)
-    logged = (caplog.text + " ".join(str(r.args) for r in caplog.records) + " "
-              + " ".join(r.getMessage() + " " + str(r.args) for r in records))
+    logged = (
+        caplog.text
+        + " ".join(str(r.args) for r in caplog.records)
+        + " "
+        + " ".join(r.getMessage() + " " + str(r.args) for r in records)
+    )
     for token in [wrong, *issued.values()]:
         assert token not in logged and token[6:22] not in logged
         for response in responses:
@@ -265,9 +302,11 @@ def _provider(max_age: timedelta = timedelta(hours=1)):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # authlib.jose deprecation inside the mock
         from oidc_provider_mock import User, run_server_in_thread
-    users = [User(sub="alice", claims={"email": "Alice@example.org", "roles": ["clinician"]}),
-             User(sub="rob", claims={"email": "rob@example.org", "roles": "mmnar-reviewers"}),
-             User(sub="nora", claims={"email": "nora@example.org"})]
+    users = [
+        User(sub="alice", claims={"email": "Alice@example.org", "roles": ["clinician"]}),
+        User(sub="rob", claims={"email": "rob@example.org", "roles": "mmnar-reviewers"}),
+        User(sub="nora", claims={"email": "nora@example.org"}),
+    ]
     return run_server_in_thread(user_claims=users, access_token_max_age=max_age)
 
 
@@ -281,20 +320,36 @@ def provider_token(issuer: str, sub: str, client_id: str = "mmnar-api") -> str:
     """A JWT signed by the provider (the mock issues opaque access tokens, so its ID token stands in for the
     JWT access token a real provider issues for an API audience: same signature, iss, aud and exp checks)."""
     redirect = "http://127.0.0.1/callback"
-    answer = httpx.post(f"{issuer}/oauth2/authorize", data={"sub": sub}, params={
-        "client_id": client_id, "redirect_uri": redirect, "response_type": "code", "scope": "openid email",
-        "state": "s"})
+    answer = httpx.post(
+        f"{issuer}/oauth2/authorize",
+        data={"sub": sub},
+        params={
+            "client_id": client_id,
+            "redirect_uri": redirect,
+            "response_type": "code",
+            "scope": "openid email",
+            "state": "s",
+        },
+    )
     code = parse_qs(urlsplit(answer.headers["location"]).query)["code"][0]
-    token = httpx.post(f"{issuer}/oauth2/token", data={"grant_type": "authorization_code", "code": code,
-                                                       "redirect_uri": redirect, "client_id": client_id,
-                                                       "client_secret": "secret"})
+    token = httpx.post(
+        f"{issuer}/oauth2/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect,
+            "client_id": client_id,
+            "client_secret": "secret",
+        },
+    )
     return token.json()["id_token"]
 
 
 @pytest.fixture(scope="module")
 def oidc_client(predictor, provider):
-    config = ServeConfig(oidc_issuer=provider, oidc_audience="mmnar-api", oidc_role_map="mmnar-reviewers=reviewer",
-                         oidc_leeway_s=0)
+    config = ServeConfig(
+        oidc_issuer=provider, oidc_audience="mmnar-api", oidc_role_map="mmnar-reviewers=reviewer", oidc_leeway_s=0
+    )
     with TestClient(create_app(predictor, config)) as test_client:
         yield test_client
 
@@ -319,20 +374,31 @@ def _unsigned(claims: dict, header: dict) -> str:
     return f"{part(header)}.{part(claims)}.{part({'sig': 1})[:20]}"
 
 
-def test_oidc_refuses_wrong_audience_other_issuer_forgeries_and_logs_why(oidc_client, provider, insecure_transport,
-                                                                           caplog):
+def test_oidc_refuses_wrong_audience_other_issuer_forgeries_and_logs_why(
+    oidc_client, provider, insecure_transport, caplog
+):
     wrong_audience = provider_token(provider, "alice", client_id="another-app")
     with _provider() as other:  # another provider: another key, another issuer
         foreign = provider_token(f"http://localhost:{other.server_port}", "alice")
     alice = provider_token(provider, "alice")
     head, claims, signature = alice.split(".")
     payload = json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))
-    tampered = ".".join([head, base64.urlsafe_b64encode(json.dumps({**payload, "roles": ["admin"]}).encode())
-                         .decode().rstrip("="), signature])
+    tampered = ".".join(
+        [
+            head,
+            base64.urlsafe_b64encode(json.dumps({**payload, "roles": ["admin"]}).encode()).decode().rstrip("="),
+            signature,
+        ]
+    )
     none_alg = _unsigned({**payload, "roles": ["admin"]}, {"alg": "none", "typ": "JWT"})
     hs256 = _unsigned(payload, {"alg": "HS256", "typ": "JWT"})
-    cases = {"wrong audience": wrong_audience, "bad signature": foreign, "tampered": tampered, "none": none_alg,
-             "hs256": hs256}
+    cases = {
+        "wrong audience": wrong_audience,
+        "bad signature": foreign,
+        "tampered": tampered,
+        "none": none_alg,
+        "hs256": hs256,
+    }
     with caplog.at_level(logging.WARNING, logger="mmnar_core.serving.auth"):
         for token in cases.values():
             assert_generic(oidc_client.get("/info", headers=bearer(token)), 401, token, token.split(".")[-1])
@@ -360,8 +426,9 @@ def test_oidc_keys_come_only_from_the_issuers_origin():
     def handler(request: httpx.Request) -> httpx.Response:
         fetched.append(str(request.url))
         if request.url.path == "/.well-known/openid-configuration":
-            return httpx.Response(200, json={"issuer": "https://login.example.org",
-                                             "jwks_uri": "https://attacker.example.net/jwks"})
+            return httpx.Response(
+                200, json={"issuer": "https://login.example.org", "jwks_uri": "https://attacker.example.net/jwks"}
+            )
         return httpx.Response(200, json={"keys": []})
 
     verifier = OIDCVerifier("https://login.example.org", "api", transport=httpx.MockTransport(handler))

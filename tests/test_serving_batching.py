@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 import pytest
-
 from conftest import ROOT
+
 from mmnar_app.demo_patients import load_demo_patients
 from mmnar_core.serving import ServeConfig, create_app
 from mmnar_core.serving.batching import Batcher, Job, Overloaded
@@ -206,7 +206,9 @@ def test_predict_many_and_encode_many_match_predict(predictor, demos):
             np.testing.assert_allclose(vector[name], reference[name], atol=1e-5)
         batched = batched.to_dict()
         assert batched["pattern"] == single["pattern"] and batched["patient_id"] == single["patient_id"]
-        np.testing.assert_allclose([r["risk"] for r in batched["risks"]], [r["risk"] for r in single["risks"]], atol=1e-6)
+        np.testing.assert_allclose(
+            [r["risk"] for r in batched["risks"]], [r["risk"] for r in single["risks"]], atol=1e-6
+        )
     assert predictor.predict_many([]) == []
     one = predictor.predict_many(records[:1])[0].to_dict()
     assert one == predictor.predict(records[0]).to_dict()  # a batch of one is the single path exactly

@@ -11,8 +11,8 @@ import sys
 import time
 
 import httpx
-
 from conftest import ROOT
+
 from mmnar_app.demo_patients import load_demo_patients
 from mmnar_core.cli import main
 from mmnar_core.serving.testing import cached_predictor
@@ -28,8 +28,23 @@ def test_serve_command_end_to_end(tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "mmnar_core", "serve", str(ROOT / "assets" / "demo_bundle"), "--port", str(port),
-               "--threads", "1", "--max-batch", "4", "--max-wait-ms", "5", "--log-level", "warning"]
+    command = [
+        sys.executable,
+        "-m",
+        "mmnar_core",
+        "serve",
+        str(ROOT / "assets" / "demo_bundle"),
+        "--port",
+        str(port),
+        "--threads",
+        "1",
+        "--max-batch",
+        "4",
+        "--max-wait-ms",
+        "5",
+        "--log-level",
+        "warning",
+    ]
     log = (tmp_path / "serve.log").open("w")
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -48,8 +63,12 @@ def test_serve_command_end_to_end(tmp_path):
             assert ready.status_code == 503 and ready.headers["retry-after"]
             time.sleep(0.1)
         demo = next(d for d in load_demo_patients() if d.label.startswith("Demo 06"))
-        answer = httpx.post(url + "/predict", data={"structured": json.dumps(demo.structured), "patient_id": demo.key},
-                            files=[("cxr", ("cxr.png", demo.images["cxr"], "image/png"))], timeout=60)
+        answer = httpx.post(
+            url + "/predict",
+            data={"structured": json.dumps(demo.structured), "patient_id": demo.key},
+            files=[("cxr", ("cxr.png", demo.images["cxr"], "image/png"))],
+            timeout=60,
+        )
         assert answer.status_code == 200, answer.text
         stats = httpx.get(url + "/stats").json()
         assert stats["max_batch"] == 4 and stats["requests"] == 1

@@ -9,9 +9,9 @@ import json
 import threading
 
 import pytest
+from conftest import ROOT
 from fastapi.testclient import TestClient
 
-from conftest import ROOT
 from mmnar_core.drift import DriftError, counts_document
 from mmnar_core.serving import ServeConfig, create_app
 from mmnar_core.serving.auth import TokenStore
@@ -58,7 +58,9 @@ def test_counts_per_pattern_need_auth_and_hold_no_patient_data(predictor, tokens
         for age in (61, 62, 63):  # structured only: pattern 1
             assert client.post("/predict", files=patient(age), headers=clinician).status_code == 200
         assert client.post("/predict", files=patient(61), headers=clinician).status_code == 200  # the same inputs
-        assert client.post("/what-if", files=patient(64, "Discharged home, stable."), headers=clinician).status_code == 200
+        assert (
+            client.post("/what-if", files=patient(64, "Discharged home, stable."), headers=clinician).status_code == 200
+        )
         bad = client.post("/predict", files=[("structured", (None, '{"age": 900}'))], headers=clinician)
         assert bad.status_code == 422  # refused: nobody was analysed
         document = client.get("/pattern-counts", headers=headers["admin"]).json()

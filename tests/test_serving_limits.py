@@ -19,9 +19,9 @@ from mmnar_core.cancel import Cancelled, CancelToken, cancel_scope, check_cancel
 from mmnar_core.schema import PatientRecord
 from mmnar_core.serving import ServeConfig
 from mmnar_core.serving.batching import Batcher, Job, Overloaded
+from mmnar_core.serving.stand_in import StubPredictor, stub_app
 from mmnar_core.serving.testing import ServerThread
 from mmnar_core.serving.work import job_cost
-from mmnar_core.serving.stand_in import StubPredictor, stub_app
 
 
 def form(structured: dict | None = None, note: str | None = None) -> list:
@@ -41,7 +41,7 @@ def raw_request(port: int, head: bytes, body: bytes = b"", read_timeout: float =
                 if not chunk:
                     break
                 chunks.append(chunk)
-        except (socket.timeout, ConnectionResetError):
+        except (TimeoutError, ConnectionResetError):
             pass
         return b"".join(chunks)
 
@@ -171,7 +171,9 @@ def test_a_long_note_fills_the_work_queue_and_gets_503(server):
     deadline = time.monotonic() + 10
     while not predictor.progress and time.monotonic() < deadline:
         time.sleep(0.02)
-    second = threading.Thread(target=lambda: results.append(client.post(thread.url + "/explain", files=form(note=note))))
+    second = threading.Thread(
+        target=lambda: results.append(client.post(thread.url + "/explain", files=form(note=note)))
+    )
     second.start()
     time.sleep(0.5)  # queued: 521 units waiting
     third = client.post(thread.url + "/explain", files=form(note=note[:-6] + "again."))
@@ -186,12 +188,17 @@ def test_a_long_note_fills_the_work_queue_and_gets_503(server):
 def test_admission_refuses_before_the_body_is_read(server):
     thread, predictor, state = server(ServeConfig(max_inflight=1, request_timeout_s=30))
     held = socket.create_connection(("127.0.0.1", thread.port))  # admitted, sends its body slowly
-    held.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
-                 b"Content-Length: 1000\r\n\r\n--b")
+    held.sendall(
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+        b"Content-Length: 1000\r\n\r\n--b"
+    )
     time.sleep(0.3)
     started = time.monotonic()
-    answer = raw_request(thread.port, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
-                         b"boundary=b\r\nContent-Length: 40000000\r\n\r\n")  # headers only: no body is sent
+    answer = raw_request(
+        thread.port,
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+        b"boundary=b\r\nContent-Length: 40000000\r\n\r\n",
+    )  # headers only: no body is sent
     assert answer.startswith(b"HTTP/1.1 503"), answer[:200]
     assert b"the body was not read" in answer and b"retry-after" in answer.lower()
     assert time.monotonic() - started < 1.0
@@ -202,8 +209,12 @@ def test_admission_refuses_before_the_body_is_read(server):
 def test_a_body_sent_too_slowly_gets_408(server):
     thread, predictor, state = server(ServeConfig(body_timeout_s=0.5))
     started = time.monotonic()
-    answer = raw_request(thread.port, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
-                         b"boundary=b\r\nContent-Length: 1000\r\n\r\n", b"--b")
+    answer = raw_request(
+        thread.port,
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+        b"boundary=b\r\nContent-Length: 1000\r\n\r\n",
+        b"--b",
+    )
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert b"did not arrive within 0.5 s" in answer
     assert time.monotonic() - started < 2.0
@@ -244,12 +255,22 @@ def test_a_token_in_the_query_string_is_refused_and_never_logged(server, caplog)
     thread, predictor, state = server(ServeConfig())
     secret = "s3cr3t-token-value"
     for path in ("/predict", "/health", "/info"):
-        answer = httpx.post(thread.url + path + f"?access_token={secret}", files=form(), timeout=5) \
-            if path == "/predict" else httpx.get(thread.url + path + f"?token={secret}", timeout=5)
+        answer = (
+            httpx.post(thread.url + path + f"?access_token={secret}", files=form(), timeout=5)
+            if path == "/predict"
+            else httpx.get(thread.url + path + f"?token={secret}", timeout=5)
+        )
         assert answer.status_code == 400, (path, answer.text)
         assert secret not in answer.text and "Authorization header" in answer.text
-    record = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d',
-                               ("127.0.0.1:1", "GET", f"/info?token={secret}", "1.1", 400), None)
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        "",
+        0,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:1", "GET", f"/info?token={secret}", "1.1", 400),
+        None,
+    )
     HideQueryStrings().filter(record)
     assert secret not in record.getMessage() and "/info?<hidden>" in record.getMessage()
     assert httpx.get(thread.url + "/health?verbose=1", timeout=5).status_code == 200  # other parameters pass

@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 
 from mmnar_core.serving import loadtest
-from mmnar_core.serving.loadtest import Outcome, Payload, check_answers, extract_risks, percentile, status_counts, summarize
+from mmnar_core.serving.loadtest import (
+    Outcome,
+    Payload,
+    check_answers,
+    extract_risks,
+    percentile,
+    status_counts,
+    summarize,
+)
 
 
 def test_percentile_matches_hand_values_and_numpy():
@@ -28,9 +36,16 @@ def test_percentile_matches_hand_values_and_numpy():
 
 
 def test_summary_counts_statuses_and_throughput():
-    outcomes = ([Outcome(200, 0.1)] * 6 + [Outcome(200, 0.3)] * 2 + [Outcome(503, 0.001, retry_after="1")] * 3
-                + [Outcome(503, 0.001)] + [Outcome(504, 2.0)] + [Outcome("timeout", 60.0)] + [Outcome(500, 0.2)]
-                + [Outcome("error", 0.0)])
+    outcomes = (
+        [Outcome(200, 0.1)] * 6
+        + [Outcome(200, 0.3)] * 2
+        + [Outcome(503, 0.001, retry_after="1")] * 3
+        + [Outcome(503, 0.001)]
+        + [Outcome(504, 2.0)]
+        + [Outcome("timeout", 60.0)]
+        + [Outcome(500, 0.2)]
+        + [Outcome("error", 0.0)]
+    )
     summary = summarize(outcomes, elapsed_s=4.0)
     assert summary["requests"] == 16
     assert summary["ok"] == 8
@@ -48,8 +63,11 @@ def test_summary_counts_statuses_and_throughput():
     assert summarize([], 1.0)["latency_ms"]["p50"] is None
 
 
-PREDICTION = {"patient_id": "demo01", "pattern": 15,
-              "risks": [{"task": "a", "risk": 0.25, "low": 0.2, "high": 0.3}, {"task": "b", "risk": 0.5}]}
+PREDICTION = {
+    "patient_id": "demo01",
+    "pattern": 15,
+    "risks": [{"task": "a", "risk": 0.25, "low": 0.2, "high": 0.3}, {"task": "b", "risk": 0.5}],
+}
 
 
 def test_extract_risks_from_predict_and_explain_answers():
@@ -63,17 +81,25 @@ def test_check_answers_detects_a_wrong_answer():
     expected = {0: {"a": 0.25, "b": 0.5}, 1: {"a": 0.1, "b": 0.2}}
     right = Outcome(200, 0.1, patient=0, body=PREDICTION)
     swapped = Outcome(200, 0.1, patient=1, body=PREDICTION)  # patient 0's answer returned for patient 1
-    nudged = Outcome(200, 0.1, patient=0, body={"risks": [{"task": "a", "risk": 0.25 + 1e-3}, {"task": "b", "risk": 0.5}]})
+    nudged = Outcome(
+        200, 0.1, patient=0, body={"risks": [{"task": "a", "risk": 0.25 + 1e-3}, {"task": "b", "risk": 0.5}]}
+    )
     missing_task = Outcome(200, 0.1, patient=0, body={"risks": [{"task": "a", "risk": 0.25}]})
     no_risks = Outcome(200, 0.1, patient=0, body={})
     unsampled = Outcome(200, 0.1, patient=0)  # no body kept: not checked
-    assert check_answers([right, unsampled], expected) == {"checked": 1, "wrong": 0, "atol": loadtest.RISK_ATOL,
-                                                           "examples": []}
+    assert check_answers([right, unsampled], expected) == {
+        "checked": 1,
+        "wrong": 0,
+        "atol": loadtest.RISK_ATOL,
+        "examples": [],
+    }
     report = check_answers([right, swapped, nudged, missing_task, no_risks], expected)
     assert report["checked"] == 5 and report["wrong"] == 4
     assert {e["patient"] for e in report["examples"]} == {0, 1}
     # a difference within the tolerance is not wrong
-    close = Outcome(200, 0.1, patient=0, body={"risks": [{"task": "a", "risk": 0.25 + 1e-9}, {"task": "b", "risk": 0.5}]})
+    close = Outcome(
+        200, 0.1, patient=0, body={"risks": [{"task": "a", "risk": 0.25 + 1e-9}, {"task": "b", "risk": 0.5}]}
+    )
     assert check_answers([close], expected)["wrong"] == 0
 
 
@@ -97,17 +123,30 @@ def _fake_server(reject_every: int = 0):
             return httpx.Response(503, headers={"Retry-After": "2"}, json={"detail": "busy"})
         body = request.content.decode("latin-1")
         pid = "p1" if 'name="patient_id"\r\n\r\np1' in body else "p0"
-        return httpx.Response(200, json={"patient_id": pid, "risks": [{"task": "a", "risk": 0.1 if pid == "p0" else 0.9}]})
+        return httpx.Response(
+            200, json={"patient_id": pid, "risks": [{"task": "a", "risk": 0.1 if pid == "p0" else 0.9}]}
+        )
 
     return httpx.MockTransport(handler), calls
 
 
 def test_closed_loop_is_bounded_and_checks_answers():
-    payloads = [Payload("p0", {"patient_id": "p0", "structured": "{}"}),
-                Payload("p1", {"patient_id": "p1", "structured": "{}"}, {"cxr": ("cxr.png", b"\x89PNG", "image/png")})]
+    payloads = [
+        Payload("p0", {"patient_id": "p0", "structured": "{}"}),
+        Payload("p1", {"patient_id": "p1", "structured": "{}"}, {"cxr": ("cxr.png", b"\x89PNG", "image/png")}),
+    ]
     transport, calls = _fake_server(reject_every=4)
-    outcomes, elapsed = asyncio.run(loadtest.closed_loop("http://127.0.0.1:9/predict", payloads, concurrency=3, seconds=30,
-                                                         max_requests=20, sample_every=1, transport=transport))
+    outcomes, elapsed = asyncio.run(
+        loadtest.closed_loop(
+            "http://127.0.0.1:9/predict",
+            payloads,
+            concurrency=3,
+            seconds=30,
+            max_requests=20,
+            sample_every=1,
+            transport=transport,
+        )
+    )
     assert len(outcomes) == 20 == calls["n"]  # the count bound stops it long before 30 s
     summary = summarize(outcomes, elapsed)
     assert summary["status"] == {"200": 15, "503": 5}
@@ -119,8 +158,9 @@ def test_closed_loop_is_bounded_and_checks_answers():
 def test_open_loop_sends_on_schedule():
     payloads = [Payload("p0", {"patient_id": "p0"})]
     transport, calls = _fake_server()
-    outcomes, elapsed, not_sent = asyncio.run(loadtest.open_loop("http://127.0.0.1:9/predict", payloads, rate=200.0,
-                                                                 seconds=0.1, transport=transport))
+    outcomes, elapsed, not_sent = asyncio.run(
+        loadtest.open_loop("http://127.0.0.1:9/predict", payloads, rate=200.0, seconds=0.1, transport=transport)
+    )
     assert len(outcomes) == 20 and not_sent == 0 and calls["n"] == 20
     assert elapsed >= 0.09  # 20 requests 5 ms apart
 
@@ -136,8 +176,19 @@ def test_explain_traffic_visits_every_patient_task_pair_once():
         return httpx.Response(200, json={"prediction": {"risks": [{"task": "a", "risk": 0.5}]}})
 
     payloads = [Payload("p0", {"patient_id": "p0"}), Payload("p1", {"patient_id": "p1"})]
-    outcomes, _ = asyncio.run(loadtest.closed_loop("http://127.0.0.1:9/explain", payloads, 1, 30, "explain", ["a", "b"],
-                                                   max_requests=4, sample_every=1, transport=httpx.MockTransport(handler)))
+    outcomes, _ = asyncio.run(
+        loadtest.closed_loop(
+            "http://127.0.0.1:9/explain",
+            payloads,
+            1,
+            30,
+            "explain",
+            ["a", "b"],
+            max_requests=4,
+            sample_every=1,
+            transport=httpx.MockTransport(handler),
+        )
+    )
     assert seen == [("p0", "a"), ("p1", "a"), ("p0", "b"), ("p1", "b")]
     report = check_answers(outcomes, {0: {"a": 0.5}, 1: {"a": 0.5}})  # an explanation's `prediction` is checked
     assert (report["checked"], report["wrong"]) == (4, 0)

@@ -59,8 +59,25 @@ def test_ray_options_and_config_from_the_serve_command():
     serve = parser._subparsers._group_actions[0].choices["serve"]
     if not any("--replicas" in a.option_strings for a in serve._actions):
         ray_app.add_ray_arguments(serve)
-    args = parser.parse_args(["serve", str(DEMO), "--ray", "--replicas", "3", "--gpus-per-replica", "0.25",
-                              "--address", "auto", "--max-batch", "4", "--timeout", "9", "--port", "9000"])
+    args = parser.parse_args(
+        [
+            "serve",
+            str(DEMO),
+            "--ray",
+            "--replicas",
+            "3",
+            "--gpus-per-replica",
+            "0.25",
+            "--address",
+            "auto",
+            "--max-batch",
+            "4",
+            "--timeout",
+            "9",
+            "--port",
+            "9000",
+        ]
+    )
     assert (args.ray, args.replicas, args.gpus_per_replica, args.address) == (True, 3, 0.25, "auto")
     config = ray_app.serve_config_from_args(args)
     assert (config.max_batch, config.request_timeout_s, config.port) == (4, 9.0, 9000)
@@ -76,10 +93,9 @@ def _free_port() -> int:
 def test_local_ray_serve_two_replicas_answer_like_the_predictor():
     import httpx
 
+    from mmnar_app.demo_patients import load_demo_patients
     from mmnar_core.predictor import Predictor
     from mmnar_core.serving.loadtest import demo_payloads, extract_risks
-
-    from mmnar_app.demo_patients import load_demo_patients
 
     patients = load_demo_patients()[:3]
     predictor = Predictor.load(DEMO, device="cpu")

@@ -8,9 +8,9 @@ import re
 
 import httpx
 import pytest
+from conftest import ROOT
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
 from mmnar_app.demo_patients import load_demo_patients
 from mmnar_app.display import percent
 from mmnar_app.remote import RemoteService, RemoteServiceError
@@ -58,8 +58,9 @@ def test_remote_and_in_process_explanations_are_identical(server, demos):
         assert remote.analyse(record, task) is theirs and remote.stats()["requests"] == requests  # cached here
     record = demos["Demo 06"].record()
     prediction = remote.predict(record)
-    assert {k: v for k, v in prediction.items() if k not in ("input_hash", "input_notes")} == \
-        local.predictor.predict(record).to_dict()
+    assert {k: v for k, v in prediction.items() if k not in ("input_hash", "input_notes")} == local.predictor.predict(
+        record
+    ).to_dict()
     what_if = remote.what_if(record)
     assert what_if["shapley"] == local.predictor.what_if(record).to_dict()["shapley"]
     remote.close()

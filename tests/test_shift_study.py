@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from mmnar_core.cli import main
+from mmnar_core.shift_study.run import StudyConfig
 from mmnar_core.shift_study.score import Resampler, compare
 from mmnar_core.shift_study.sites import MODALITIES, simulate_site, study_data
-from mmnar_core.shift_study.run import StudyConfig
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +81,35 @@ def test_bad_configuration_is_a_clear_error():
 
 def test_tiny_study_end_to_end(tmp_path, capsys):
     out = tmp_path / "study"
-    args = ["shift-study", "--out", str(out), "--n-site-a", "800", "--n-site-b", "1400", "--pools", "100", "300",
-            "--policies", "default", "reversed", "--judgements", "2", "--training-seeds", "0", "1",
-            "--models", "mmnar", "logistic", "--resamples", "100", "--epochs", "2", "--threads", "1"]
+    args = [
+        "shift-study",
+        "--out",
+        str(out),
+        "--n-site-a",
+        "800",
+        "--n-site-b",
+        "1400",
+        "--pools",
+        "100",
+        "300",
+        "--policies",
+        "default",
+        "reversed",
+        "--judgements",
+        "2",
+        "--training-seeds",
+        "0",
+        "1",
+        "--models",
+        "mmnar",
+        "logistic",
+        "--resamples",
+        "100",
+        "--epochs",
+        "2",
+        "--threads",
+        "1",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "## Headline figures" in printed
@@ -92,8 +118,11 @@ def test_tiny_study_end_to_end(tmp_path, capsys):
     assert group["n_test"] == 1100
     cells = {(c["model"], c["adaptation"], c["policy"], c["pool"], c["task"]) for c in group["cells"]}
     assert len(cells) == 2 * 4 * 2 * 2 * 3
-    none = [c for c in group["cells"] if c["adaptation"] == "none" and c["model"] == "mmnar" and c["task"] == "icu_90d"
-            and c["policy"] == "reversed"]
+    none = [
+        c
+        for c in group["cells"]
+        if c["adaptation"] == "none" and c["model"] == "mmnar" and c["task"] == "icu_90d" and c["policy"] == "reversed"
+    ]
     assert none[0]["error"]["value"] == pytest.approx(none[1]["error"]["value"])  # no adaptation: the pool is unused
     assert {r["adaptation"] for r in group["coverage"]} == {"none", "global", "modality_offsets", "rectifier_v2"}
     card = json.loads((out / "card.json").read_text())
@@ -107,7 +136,7 @@ def test_estimator_comparison_finds_real_pattern_bias_at_realistic_n(capsys):
     fits, and the fitted offsets come closer to the planted ones than ignoring the patterns would (error ~0.45)."""
     assert main(["rectifier-estimators", "--sizes", "1500", "--sites", "20", "--deviation-sd", "0.6"]) == 0
     printed = capsys.readouterr().out
-    rows = json.loads(printed[:printed.index("\n\n|")])
+    rows = json.loads(printed[: printed.index("\n\n|")])
     assert {r["estimator"] for r in rows} == {"reml", "moments"}
     for row in rows:
         assert row["share_tau2_zero"] <= 0.2 and row["offset_error"] < 0.25

@@ -4,7 +4,6 @@ graceful shutdown, and a command had no handler at all)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -13,7 +12,6 @@ import textwrap
 import time
 
 import httpx
-
 from conftest import ROOT
 
 
@@ -24,9 +22,20 @@ def free_port() -> int:
 
 
 def start(args: list[str], tmp_path) -> subprocess.Popen:
-    return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
-                                 "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    return subprocess.Popen(
+        args,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={
+            "PYTHONPATH": str(ROOT),
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "HF_HUB_OFFLINE": "1",
+            "OMP_NUM_THREADS": "1",
+        },
+    )
 
 
 def wait_health(port: int, process: subprocess.Popen, timeout: float = 120) -> dict:
@@ -49,7 +58,8 @@ def terminate(process: subprocess.Popen, timeout: float = 60) -> tuple[int, str]
 def test_server_exits_0_on_sigterm_while_the_model_loads(tmp_path):
     port = free_port()
     script = tmp_path / "serve_slow.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import time
         from mmnar_core.serving import ServeConfig, create_app
         from mmnar_core.serving.server import serve_app
@@ -60,7 +70,8 @@ def test_server_exits_0_on_sigterm_while_the_model_loads(tmp_path):
 
         config = ServeConfig(port={port}, log_level="warning")
         serve_app(create_app(slow_load, config), config)
-    """))
+    """)
+    )
     process = start([sys.executable, str(script)], tmp_path)
     assert wait_health(port, process)["loading"] is True
     code, err = terminate(process)
@@ -72,16 +83,32 @@ def test_serve_command_exits_0_on_sigterm(tmp_path):
     bundle.mkdir()
     (bundle / "bundle.json").write_text("{}")  # loads and fails in the background; the server stays up
     port = free_port()
-    process = start([sys.executable, "-m", "mmnar_core", "serve", str(bundle), "--port", str(port),
-                     "--log-level", "warning"], tmp_path)
+    process = start(
+        [sys.executable, "-m", "mmnar_core", "serve", str(bundle), "--port", str(port), "--log-level", "warning"],
+        tmp_path,
+    )
     wait_health(port, process)
     code, err = terminate(process)
     assert code == 0, err[-2000:]
 
 
 def test_a_command_exits_0_on_sigterm_while_it_works(tmp_path):
-    process = start([sys.executable, "-m", "mmnar_core", "synth", "--n", "200000", "--seed", "1",
-                     "--out", str(tmp_path / "data"), "--quiet"], tmp_path)
+    process = start(
+        [
+            sys.executable,
+            "-m",
+            "mmnar_core",
+            "synth",
+            "--n",
+            "200000",
+            "--seed",
+            "1",
+            "--out",
+            str(tmp_path / "data"),
+            "--quiet",
+        ],
+        tmp_path,
+    )
     time.sleep(4)  # importing torch, then simulating
     assert process.poll() is None, "the command ended before the signal; give it more work"
     code, err = terminate(process)

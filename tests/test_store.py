@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -22,8 +22,15 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from mmnar_app.store import (Assessment, AssessmentSummary, Store, StoreError, default_database_url, open_store,
-                             schema_head)
+from mmnar_app.store import (
+    Assessment,
+    AssessmentSummary,
+    Store,
+    StoreError,
+    default_database_url,
+    open_store,
+    schema_head,
+)
 from mmnar_app.store.models import Base, Blob
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +38,7 @@ TABLES = ("blobs", "assessments", "assessment_files", "audit_log")
 
 
 # -- fixtures and helpers ----------------------------------------------------------------------------
+
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request, tmp_path) -> str:
@@ -67,9 +75,18 @@ def canonical(value) -> str:
 
 
 def sample(i: int = 0, **over) -> dict:
-    kw = dict(user="dr.house", patient_label=f"Patient {i}", model_id="mmnar-demo", model_version="demo (v1)",
-              input_hash=f"{i:064x}", inputs={"age": 60 + i, "labs": {"hb": 12.5}}, outputs={"risk": 0.1 * i},
-              pattern="EHR+CXR", summary={"readmission_30d": 0.1 * i}, note="")
+    kw = dict(
+        user="dr.house",
+        patient_label=f"Patient {i}",
+        model_id="mmnar-demo",
+        model_version="demo (v1)",
+        input_hash=f"{i:064x}",
+        inputs={"age": 60 + i, "labs": {"hb": 12.5}},
+        outputs={"risk": 0.1 * i},
+        pattern="EHR+CXR",
+        summary={"readmission_30d": 0.1 * i},
+        note="",
+    )
     kw.update(over)
     return kw
 
@@ -82,25 +99,43 @@ def closed_port() -> int:
 
 # -- schema and migrations ---------------------------------------------------------------------------
 
+
 def test_migrations_create_the_schema_and_are_idempotent(db_url):
     for _ in range(3):
         open_store(db_url).close()
     engine = raw_engine(db_url)
     try:
         with engine.connect() as conn:
-            assert set(inspect(conn).get_table_names()) == {*TABLES, "users", "sign_in_backoff", "pattern_counts",
-                                                               "alembic_version"}  # 0002, 0005, 0006
+            assert set(inspect(conn).get_table_names()) == {
+                *TABLES,
+                "users",
+                "sign_in_backoff",
+                "pattern_counts",
+                "alembic_version",
+            }  # 0002, 0005, 0006
             assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [schema_head()]
             if conn.dialect.name == "sqlite":
                 triggers = conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'")).scalars()
-                assert set(triggers) == {"audit_log_no_update", "audit_log_no_delete", "audit_log_no_replace",
-                                         "blobs_keep_first", "blobs_no_update", "blobs_no_delete"} | {
-                    f"{t}_no_{op}" for t in ("assessments", "assessment_files") for op in ("update", "delete", "replace")}
+                assert set(triggers) == {
+                    "audit_log_no_update",
+                    "audit_log_no_delete",
+                    "audit_log_no_replace",
+                    "blobs_keep_first",
+                    "blobs_no_update",
+                    "blobs_no_delete",
+                } | {
+                    f"{t}_no_{op}"
+                    for t in ("assessments", "assessment_files")
+                    for op in ("update", "delete", "replace")
+                }
                 assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
             else:
                 triggers = conn.execute(text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")).scalars()
-                assert set(triggers) == {f"{t}_no_{op}" for t in ("audit_log", "assessments", "assessment_files", "blobs")
-                                         for op in ("update_delete", "truncate")}
+                assert set(triggers) == {
+                    f"{t}_no_{op}"
+                    for t in ("audit_log", "assessments", "assessment_files", "blobs")
+                    for op in ("update_delete", "truncate")
+                }
                 column = inspect(conn).get_columns("assessments")
                 assert {c["name"]: c for c in column}["created_at"]["type"].timezone is True
             # the hand-written migration and the declarative models describe the same schema
@@ -124,33 +159,65 @@ def test_newer_schema_revision_is_refused_with_a_clear_error(db_url):
 
 # -- round trip --------------------------------------------------------------------------------------
 
+
 def test_save_list_get_round_trip_is_exact(store):
     rng = random.Random(0)
     heatmap = base64.b64encode(rng.randbytes(1_500_000)).decode()  # ~2 MB of JSON, like real explanations
     inputs = {
-        "age": 71, "weight": 80.0, "tiny": 5e-324, "third": 1 / 3, "big": 10**30, "neg0": -0.0, "flag": True,
-        "missing": None, "name": "Zoë Ångström 患者 🩺 \"quoted\" \\ \n tab\t", "lone": "\ud800",
+        "age": 71,
+        "weight": 80.0,
+        "tiny": 5e-324,
+        "third": 1 / 3,
+        "big": 10**30,
+        "neg0": -0.0,
+        "flag": True,
+        "missing": None,
+        "name": 'Zoë Ångström 患者 🩺 "quoted" \\ \n tab\t',
+        "lone": "\ud800",
         "nested": {"labs": [{"k": "hb", "v": [12.1, None, 13.0]}], "empty": {}, "emptylist": []},
     }
-    outputs = {"risks": {"readmission_30d": 0.123456789012345678, "icu": 1e-17}, "heatmap_png_b64": heatmap,
-               "grid": [[rng.random() for _ in range(64)] for _ in range(64)], "nan": float("nan"),
-               "inf": float("inf")}
-    files = {"cxr": ("xray é.jpg", "image/jpeg", rng.randbytes(200_000)), "notes": ("n.txt", "text/plain", b""),
-             "report": ("r.pdf", "application/pdf", bytearray(b"%PDF-1.7\x00\xff"))}
-    before = datetime.now(timezone.utc)
-    aid = store.save_assessment(user="dr.ünal", patient_label="Mme Élodie Martin", model_id="mmnar-demo",
-                                model_version="abc123 (v1)", input_hash="f" * 64, inputs=inputs, outputs=outputs,
-                                files=files, pattern="EHR+CXR+NOTE", summary={"readmission_30d": 0.12, "n": 3},
-                                note="follow-up ✓")
+    outputs = {
+        "risks": {"readmission_30d": 0.123456789012345678, "icu": 1e-17},
+        "heatmap_png_b64": heatmap,
+        "grid": [[rng.random() for _ in range(64)] for _ in range(64)],
+        "nan": float("nan"),
+        "inf": float("inf"),
+    }
+    files = {
+        "cxr": ("xray é.jpg", "image/jpeg", rng.randbytes(200_000)),
+        "notes": ("n.txt", "text/plain", b""),
+        "report": ("r.pdf", "application/pdf", bytearray(b"%PDF-1.7\x00\xff")),
+    }
+    before = datetime.now(UTC)
+    aid = store.save_assessment(
+        user="dr.ünal",
+        patient_label="Mme Élodie Martin",
+        model_id="mmnar-demo",
+        model_version="abc123 (v1)",
+        input_hash="f" * 64,
+        inputs=inputs,
+        outputs=outputs,
+        files=files,
+        pattern="EHR+CXR+NOTE",
+        summary={"readmission_30d": 0.12, "n": 3},
+        note="follow-up ✓",
+    )
     assert isinstance(aid, int)
 
     [row] = store.list_assessments()
     assert isinstance(row, AssessmentSummary) and row.id == aid
     assert (row.user, row.patient_label, row.model_id, row.model_version, row.input_hash, row.pattern, row.note) == (
-        "dr.ünal", "Mme Élodie Martin", "mmnar-demo", "abc123 (v1)", "f" * 64, "EHR+CXR+NOTE", "follow-up ✓")
+        "dr.ünal",
+        "Mme Élodie Martin",
+        "mmnar-demo",
+        "abc123 (v1)",
+        "f" * 64,
+        "EHR+CXR+NOTE",
+        "follow-up ✓",
+    )
     assert row.summary == {"readmission_30d": 0.12, "n": 3}
     assert row.created_at.tzinfo is not None and row.created_at.utcoffset() == timedelta(0)
-    assert before - timedelta(seconds=1) <= row.created_at <= datetime.now(timezone.utc) + timedelta(seconds=1)
+    assert before - timedelta(seconds=1) <= row.created_at <= datetime.now(UTC) + timedelta(seconds=1)
 
     got = store.get_assessment(aid)
     assert isinstance(got, Assessment)
@@ -168,16 +235,23 @@ def test_save_list_get_round_trip_is_exact(store):
     assert store.count_assessments() == 1
     [entry] = store.audit_log()
     assert (entry.action, entry.user, entry.model_version, entry.input_hash, entry.assessment_id) == (
-        "save", "dr.ünal", "abc123 (v1)", "f" * 64, aid)
+        "save",
+        "dr.ünal",
+        "abc123 (v1)",
+        "f" * 64,
+        aid,
+    )
     assert entry.at == got.created_at
 
 
 def test_blobs_are_content_addressed_and_stored_once(store, db_url):
     image = bytes(range(256)) * 100
-    a = store.save_assessment(**sample(1), files={"cxr": ("a.jpg", "image/jpeg", image),
-                                                  "copy": ("same.jpg", "image/jpeg", image)})
-    b = store.save_assessment(**sample(2), files={"cxr": ("b.jpeg", "image/jpeg", image),
-                                                  "notes": ("n.txt", "text/plain", b"other")})
+    a = store.save_assessment(
+        **sample(1), files={"cxr": ("a.jpg", "image/jpeg", image), "copy": ("same.jpg", "image/jpeg", image)}
+    )
+    b = store.save_assessment(
+        **sample(2), files={"cxr": ("b.jpeg", "image/jpeg", image), "notes": ("n.txt", "text/plain", b"other")}
+    )
     counts = table_counts(db_url)
     assert counts["blobs"] == 2 and counts["assessment_files"] == 4
     ga, gb = store.get_assessment(a), store.get_assessment(b)
@@ -187,6 +261,7 @@ def test_blobs_are_content_addressed_and_stored_once(store, db_url):
 
 
 # -- atomicity ---------------------------------------------------------------------------------------
+
 
 def test_a_failing_save_leaves_no_rows_at_all(store, db_url, monkeypatch):
     files = {"cxr": ("x.jpg", "image/jpeg", b"new bytes never stored")}
@@ -220,14 +295,24 @@ def test_a_failing_save_leaves_no_rows_at_all(store, db_url, monkeypatch):
 
 def test_audit_log_is_append_only_in_the_database(store, db_url):
     aid = store.save_assessment(**sample())
-    store.record(action="open", user="nurse", model_version="demo (v1)", input_hash="ab", assessment_id=aid,
-                 detail="history page")
+    store.record(
+        action="open",
+        user="nurse",
+        model_version="demo (v1)",
+        input_hash="ab",
+        assessment_id=aid,
+        detail="history page",
+    )
     store.record(action="export", user="nurse")
     before = store.audit_log()
     assert [e.action for e in before] == ["export", "open", "save"]
     assert before[1].detail == "history page" and before[0].assessment_id is None
-    statements = ["UPDATE audit_log SET detail = 'tampered'", "UPDATE audit_log SET username = 'x' WHERE id = 1",
-                  "DELETE FROM audit_log", "DELETE FROM audit_log WHERE action = 'export'"]
+    statements = [
+        "UPDATE audit_log SET detail = 'tampered'",
+        "UPDATE audit_log SET username = 'x' WHERE id = 1",
+        "DELETE FROM audit_log",
+        "DELETE FROM audit_log WHERE action = 'export'",
+    ]
     if store.backend == "postgresql":
         statements.append("TRUNCATE audit_log")
     engine = raw_engine(db_url)
@@ -249,6 +334,7 @@ def test_audit_log_is_append_only_in_the_database(store, db_url):
 
 # -- concurrency and restart ---------------------------------------------------------------------------
 
+
 def test_two_threads_saving_at_once_all_succeed(store):
     n, barrier, ids, errors = 20, threading.Barrier(3), {"a": [], "b": []}, []
     shared = b"same image in every save" * 1000
@@ -257,10 +343,15 @@ def test_two_threads_saving_at_once_all_succeed(store):
         try:
             barrier.wait()
             for i in range(n):
-                ids[tag].append(store.save_assessment(
-                    **sample(i, user=f"user-{tag}", patient_label=f"{tag}-{i}"),
-                    files={"cxr": ("s.jpg", "image/jpeg", shared), "own": ("o.bin", "application/octet-stream",
-                                                                           f"{tag}{i}".encode())}))
+                ids[tag].append(
+                    store.save_assessment(
+                        **sample(i, user=f"user-{tag}", patient_label=f"{tag}-{i}"),
+                        files={
+                            "cxr": ("s.jpg", "image/jpeg", shared),
+                            "own": ("o.bin", "application/octet-stream", f"{tag}{i}".encode()),
+                        },
+                    )
+                )
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -305,12 +396,21 @@ print(json.dumps(ids))
 def test_two_processes_opening_and_saving_at_once_all_succeed(db_url, tmp_path):
     go = tmp_path / "go"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, db_url, tag, str(go)], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for tag in ("p1", "p2")]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, db_url, tag, str(go)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for tag in ("p1", "p2")
+    ]
     time.sleep(0.8)  # both have imported sqlalchemy by now (or are about to): release them together
     go.touch()
     results = [p.communicate(timeout=60) for p in procs]
-    for p, (out, err) in zip(procs, results):
+    for p, (_out, err) in zip(procs, results):
         assert p.returncode == 0, err
     ids = [i for out, _ in results for i in json.loads(out)]
     assert len(set(ids)) == 40
@@ -323,8 +423,12 @@ def test_two_processes_opening_and_saving_at_once_all_succeed(db_url, tmp_path):
 
 def test_restart_loses_nothing_and_reopens_identically(db_url):
     store = open_store(db_url)
-    ids = [store.save_assessment(**sample(i, note=f"note {i}"),
-                                 files={"cxr": (f"{i}.jpg", "image/jpeg", os.urandom(1000))}) for i in range(3)]
+    ids = [
+        store.save_assessment(
+            **sample(i, note=f"note {i}"), files={"cxr": (f"{i}.jpg", "image/jpeg", os.urandom(1000))}
+        )
+        for i in range(3)
+    ]
     store.record(action="open", user="dr.house", assessment_id=ids[0])
     before = ([store.get_assessment(i) for i in ids], store.list_assessments(), store.audit_log())
     store.close()
@@ -343,6 +447,7 @@ def test_restart_loses_nothing_and_reopens_identically(db_url):
 
 # -- history -----------------------------------------------------------------------------------------
 
+
 def test_history_search_and_filters(store):
     def save(**kw):
         aid = store.save_assessment(**sample(**kw))
@@ -351,7 +456,7 @@ def test_history_search_and_filters(store):
 
     a = save(user="alice", patient_label="ÉLODIE Martin", pattern="EHR", note="sepsis?")
     b = save(user="bob", patient_label="John 100% Smith", pattern="EHR+CXR", model_id="other")
-    t_mid = datetime.now(timezone.utc)
+    t_mid = datetime.now(UTC)
     time.sleep(0.002)
     c = save(user="alice", patient_label="Straße 5", pattern="EHR+CXR", note="Discussed with Élodie's GP")
     d = save(user="carol", patient_label="anon_1", pattern="", note="")
@@ -380,6 +485,7 @@ def test_history_search_and_filters(store):
 
 
 # -- configuration and errors --------------------------------------------------------------------------
+
 
 def test_default_database_url(monkeypatch, tmp_path):
     monkeypatch.setenv("MMNAR_DATABASE_URL", "postgresql+psycopg://u:p@db.example:5432/mmnar")
@@ -455,6 +561,7 @@ def test_bad_calls_raise_store_errors(store):
 
 # -- pattern counts (migration 0006, the Model card's ordering-policy drift) ---------------------------
 
+
 def test_pattern_counts_count_per_model_and_hold_no_patient_data(store, db_url):
     from mmnar_app.store import count_pattern, pattern_counts
 
@@ -501,9 +608,14 @@ def test_pattern_counts_from_many_threads_all_count(store):
 def test_pattern_counts_refuse_bad_input_and_write_nothing(store):
     from mmnar_app.store import count_pattern, pattern_counts
 
-    for model_id, pattern, words in (("", 1, "model_id must not be empty"), ("m", -1, "pattern must be a pattern id"),
-                                     ("m", True, "pattern must be a pattern id"), ("m", "3", "pattern must be"),
-                                     ("m", 1 << 30, "pattern must be"), ("m" * 256, 1, "longer than 255")):
+    for model_id, pattern, words in (
+        ("", 1, "model_id must not be empty"),
+        ("m", -1, "pattern must be a pattern id"),
+        ("m", True, "pattern must be a pattern id"),
+        ("m", "3", "pattern must be"),
+        ("m", 1 << 30, "pattern must be"),
+        ("m" * 256, 1, "longer than 255"),
+    ):
         with pytest.raises(StoreError, match=words):
             count_pattern(store, model_id, pattern)
     assert pattern_counts(store, "m").counts == {}

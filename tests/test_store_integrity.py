@@ -12,14 +12,16 @@ import pytest
 from postgres_server import postgres_server, postgres_url  # noqa: F401  (session fixtures)
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
-from test_store import db_url, raw_engine, sample  # noqa: F401  (db_url is a fixture)
+from test_store import db_url, raw_engine, sample  # noqa: F401, F811  (db_url is a fixture)
 
 from mmnar_app.store import open_store
 from mmnar_app.store.verify import main as verify_main
 from mmnar_app.store.verify import verify_store
 
-ASSESSMENT_COLUMNS = ("id, created_at, username, patient_label, model_id, model_version, input_hash, pattern, note, "
-                      "search_text, summary_json, inputs_json, outputs_zjson, outputs_size")
+ASSESSMENT_COLUMNS = (
+    "id, created_at, username, patient_label, model_id, model_version, input_hash, pattern, note, "
+    "search_text, summary_json, inputs_json, outputs_zjson, outputs_size"
+)
 AUDIT_COLUMNS = "id, at, username, action, model_version, input_hash, assessment_id, detail, prev_hash, entry_hash"
 
 
@@ -33,16 +35,25 @@ def replacing_statements(backend: str, aid: int) -> list[str]:
     new_detail = _tampered(AUDIT_COLUMNS, "detail")
     copy_assessment = f"({ASSESSMENT_COLUMNS}) SELECT {new_note} FROM assessments WHERE id = {aid}"
     copy_audit = f"({AUDIT_COLUMNS}) SELECT {new_detail} FROM audit_log WHERE id = 1"
-    statements = [f"UPDATE assessments SET note = 'tampered' WHERE id = {aid}", f"DELETE FROM assessments WHERE id = {aid}",
-                  "UPDATE assessment_files SET filename = 'tampered'", "DELETE FROM assessment_files",
-                  "UPDATE blobs SET size = size + 1", "DELETE FROM blobs",
-                  f"INSERT INTO assessments {copy_assessment} ON CONFLICT (id) DO UPDATE SET note = excluded.note",
-                  f"INSERT INTO audit_log {copy_audit} ON CONFLICT (id) DO UPDATE SET detail = excluded.detail"]
+    statements = [
+        f"UPDATE assessments SET note = 'tampered' WHERE id = {aid}",
+        f"DELETE FROM assessments WHERE id = {aid}",
+        "UPDATE assessment_files SET filename = 'tampered'",
+        "DELETE FROM assessment_files",
+        "UPDATE blobs SET size = size + 1",
+        "DELETE FROM blobs",
+        f"INSERT INTO assessments {copy_assessment} ON CONFLICT (id) DO UPDATE SET note = excluded.note",
+        f"INSERT INTO audit_log {copy_audit} ON CONFLICT (id) DO UPDATE SET detail = excluded.detail",
+    ]
     if backend == "sqlite":
-        statements += [f"INSERT OR REPLACE INTO assessments {copy_assessment}", f"REPLACE INTO assessments {copy_assessment}",
-                       f"INSERT OR REPLACE INTO audit_log {copy_audit}", f"REPLACE INTO audit_log {copy_audit}",
-                       "REPLACE INTO assessment_files SELECT assessment_id, role, 'tampered', media_type, blob_sha256 "
-                       "FROM assessment_files"]
+        statements += [
+            f"INSERT OR REPLACE INTO assessments {copy_assessment}",
+            f"REPLACE INTO assessments {copy_assessment}",
+            f"INSERT OR REPLACE INTO audit_log {copy_audit}",
+            f"REPLACE INTO audit_log {copy_audit}",
+            "REPLACE INTO assessment_files SELECT assessment_id, role, 'tampered', media_type, blob_sha256 "
+            "FROM assessment_files",
+        ]
     else:
         statements += ["TRUNCATE assessments, assessment_files, audit_log, blobs"]
     return statements
@@ -66,11 +77,19 @@ def test_no_write_can_replace_an_assessment_or_an_audit_entry(store, db_url):  #
                 with engine.begin() as conn:
                     conn.execute(text(sql))
         with engine.begin() as conn:  # a second copy of a stored file keeps the first bytes (and no error)
-            conn.execute(text("INSERT INTO blobs (sha256, size, data, created_at) SELECT sha256, 1, substr(data, 1, 1), "
-                              "created_at FROM blobs WHERE true ON CONFLICT DO NOTHING"))
+            conn.execute(
+                text(
+                    "INSERT INTO blobs (sha256, size, data, created_at) SELECT sha256, 1, substr(data, 1, 1), "
+                    "created_at FROM blobs WHERE true ON CONFLICT DO NOTHING"
+                )
+            )
             if store.backend == "sqlite":
-                conn.execute(text("INSERT OR REPLACE INTO blobs (sha256, size, data, created_at) "
-                                  "SELECT sha256, 1, substr(data, 1, 1), created_at FROM blobs"))
+                conn.execute(
+                    text(
+                        "INSERT OR REPLACE INTO blobs (sha256, size, data, created_at) "
+                        "SELECT sha256, 1, substr(data, 1, 1), created_at FROM blobs"
+                    )
+                )
     finally:
         engine.dispose()
     assert store.get_assessment(aid) == saved and store.audit_log() == log
@@ -80,8 +99,11 @@ def test_no_write_can_replace_an_assessment_or_an_audit_entry(store, db_url):  #
 
 def _owner_sql(db_url: str, backend: str, statements: list[str]) -> None:  # noqa: F811
     """What the database's owner can do: lift the triggers, change rows, put the triggers back."""
-    lift = ["DROP TRIGGER audit_log_no_update", "DROP TRIGGER audit_log_no_delete"] if backend == "sqlite" else [
-        "ALTER TABLE audit_log DISABLE TRIGGER USER"]
+    lift = (
+        ["DROP TRIGGER audit_log_no_update", "DROP TRIGGER audit_log_no_delete"]
+        if backend == "sqlite"
+        else ["ALTER TABLE audit_log DISABLE TRIGGER USER"]
+    )
     engine = raw_engine(db_url)
     try:
         with engine.begin() as conn:
@@ -100,8 +122,9 @@ def test_chain_links_every_entry_and_verify_names_a_changed_one(store, db_url, c
     assert verify_main(["--database-url", db_url]) == 0 and '"ok": true' in capsys.readouterr().out
     _owner_sql(db_url, store.backend, ["UPDATE audit_log SET detail = 'nothing to see' WHERE id = 3"])
     report = verify_store(store)
-    assert report.breaks == ["audit entry 3: its content does not match its hash (the entry was changed after it "
-                             "was written)"], report.breaks
+    assert report.breaks == [
+        "audit entry 3: its content does not match its hash (the entry was changed after it was written)"
+    ], report.breaks
     assert verify_main(["--database-url", db_url]) == 1 and "audit entry 3" in capsys.readouterr().out
 
 
@@ -115,7 +138,7 @@ def test_verify_names_the_entry_after_a_removed_one(store, db_url):  # noqa: F81
     assert [b.split(":")[0] for b in verify_store(store).breaks] == ["audit entry 3"]
 
 
-def _column(db_url: str, name: str) -> list:
+def _column(db_url: str, name: str) -> list:  # noqa: F811
     engine = raw_engine(db_url)
     try:
         with engine.connect() as conn:
@@ -126,6 +149,7 @@ def _column(db_url: str, name: str) -> list:
 
 def test_migration_chains_the_entries_written_before_it(db_url):  # noqa: F811
     from alembic import command
+
     from mmnar_app.store.core import alembic_config
 
     engine = raw_engine(db_url)
@@ -144,8 +168,12 @@ def test_migration_chains_the_entries_written_before_it(db_url):  # noqa: F811
     try:
         with engine.begin() as conn:
             for i in range(3):
-                conn.execute(text("INSERT INTO audit_log (at, username, action, model_version, input_hash, detail) "
-                                  f"VALUES ('2026-01-0{i + 1} 10:00:00.123456', 'u{i}', 'open', '', '', 'before')"))
+                conn.execute(
+                    text(
+                        "INSERT INTO audit_log (at, username, action, model_version, input_hash, detail) "
+                        f"VALUES ('2026-01-0{i + 1} 10:00:00.123456', 'u{i}', 'open', '', '', 'before')"
+                    )
+                )
     finally:
         engine.dispose()
     with open_store(db_url) as store:
@@ -157,10 +185,17 @@ def test_migration_chains_the_entries_written_before_it(db_url):  # noqa: F811
 
 # -- the assessment chain (migration 0004) ---------------------------------------------------------------
 
+
 def _owner_changes_assessments(db_url: str, backend: str, statements: list[str]) -> None:  # noqa: F811
-    lift = ["DROP TRIGGER assessments_no_update", "DROP TRIGGER assessments_no_delete",
-            "DROP TRIGGER assessment_files_no_update"] if backend == "sqlite" else [
-        "ALTER TABLE assessments DISABLE TRIGGER USER", "ALTER TABLE assessment_files DISABLE TRIGGER USER"]
+    lift = (
+        [
+            "DROP TRIGGER assessments_no_update",
+            "DROP TRIGGER assessments_no_delete",
+            "DROP TRIGGER assessment_files_no_update",
+        ]
+        if backend == "sqlite"
+        else ["ALTER TABLE assessments DISABLE TRIGGER USER", "ALTER TABLE assessment_files DISABLE TRIGGER USER"]
+    )
     engine = raw_engine(db_url)
     try:
         with engine.begin() as conn:
@@ -171,22 +206,32 @@ def _owner_changes_assessments(db_url: str, backend: str, statements: list[str])
 
 
 def _saved(store, n: int) -> list[int]:
-    return [store.save_assessment(**sample(10 + i, note=f"note {i}"),
-                                  files={"cxr": (f"x{i}.png", "image/png", b"\x89PNG pixels %d" % i)}) for i in range(n)]
+    return [
+        store.save_assessment(
+            **sample(10 + i, note=f"note {i}"), files={"cxr": (f"x{i}.png", "image/png", b"\x89PNG pixels %d" % i)}
+        )
+        for i in range(n)
+    ]
 
 
 def test_assessment_chain_names_a_changed_or_removed_assessment(store, db_url, capsys):  # noqa: F811
     ids = _saved(store, 4)
     report = verify_store(store)
     assert report.ok and report.assessments.entries == 4 and report.audit.entries == 4
-    _owner_changes_assessments(db_url, store.backend, [
-        f"UPDATE assessments SET note = 'quietly changed' WHERE id = {ids[1]}",
-        f"UPDATE assessment_files SET filename = 'other.png' WHERE assessment_id = {ids[2]}"])
+    _owner_changes_assessments(
+        db_url,
+        store.backend,
+        [
+            f"UPDATE assessments SET note = 'quietly changed' WHERE id = {ids[1]}",
+            f"UPDATE assessment_files SET filename = 'other.png' WHERE assessment_id = {ids[2]}",
+        ],
+    )
     assert verify_store(store).breaks == [
         f"assessment {ids[1]}: its content or files do not match its hash (the assessment was changed after it "
         "was saved)",
         f"assessment {ids[2]}: its content or files do not match its hash (the assessment was changed after it "
-        "was saved)"]
+        "was saved)",
+    ]
     assert verify_main(["--database-url", db_url]) == 1
     out = capsys.readouterr().out
     assert f"assessment {ids[1]}" in out and '"audit_log"' in out and '"ok": false' in out
@@ -194,11 +239,21 @@ def test_assessment_chain_names_a_changed_or_removed_assessment(store, db_url, c
 
 def test_assessment_chain_names_the_one_after_a_removed_assessment(store, db_url):  # noqa: F811
     ids = _saved(store, 3)
-    lift = ["DROP TRIGGER audit_log_no_delete", "DROP TRIGGER assessment_files_no_delete"] \
-        if store.backend == "sqlite" else ["ALTER TABLE audit_log DISABLE TRIGGER USER"]
-    _owner_changes_assessments(db_url, store.backend, lift + [
-        f"DELETE FROM audit_log WHERE assessment_id = {ids[1]}",
-        f"DELETE FROM assessment_files WHERE assessment_id = {ids[1]}", f"DELETE FROM assessments WHERE id = {ids[1]}"])
+    lift = (
+        ["DROP TRIGGER audit_log_no_delete", "DROP TRIGGER assessment_files_no_delete"]
+        if store.backend == "sqlite"
+        else ["ALTER TABLE audit_log DISABLE TRIGGER USER"]
+    )
+    _owner_changes_assessments(
+        db_url,
+        store.backend,
+        lift
+        + [
+            f"DELETE FROM audit_log WHERE assessment_id = {ids[1]}",
+            f"DELETE FROM assessment_files WHERE assessment_id = {ids[1]}",
+            f"DELETE FROM assessments WHERE id = {ids[1]}",
+        ],
+    )
     assert [b.split(":")[0] for b in verify_store(store).assessments.breaks] == [f"assessment {ids[2]}"]
 
 
@@ -232,7 +287,7 @@ def test_migration_0004_chains_every_assessment_saved_before_it(db_url):  # noqa
     assert _assessment_hashes(db_url)[:5] == hashes
 
 
-def _assessment_hashes(db_url: str) -> list[tuple]:
+def _assessment_hashes(db_url: str) -> list[tuple]:  # noqa: F811
     engine = raw_engine(db_url)
     try:
         with engine.connect() as conn:
@@ -249,4 +304,8 @@ def test_backup_round_trip_keeps_the_assessment_chain(store, tmp_path):  # noqa:
     with open_store(f"sqlite:///{tmp_path / 'copy' / 'mmnar.sqlite3'}") as copy:
         import_archive(copy, tmp_path / "b.zip")
         report = verify_store(copy)
-    assert report.ok and report.assessments.entries == 3 and report.assessments.head == verify_store(store).assessments.head
+    assert (
+        report.ok
+        and report.assessments.entries == 3
+        and report.assessments.head == verify_store(store).assessments.head
+    )

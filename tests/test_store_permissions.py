@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
+
 from mmnar_app.store import open_store
 from mmnar_app.store.backup import export_archive
 
@@ -58,8 +58,15 @@ def test_backup_command_sets_a_private_umask(tmp_path):
     out = tmp_path / "cli-backup.zip"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("MMNAR_DATABASE_URL", None)
-    result = subprocess.run(f"umask 022 && {sys.executable} -m mmnar_app.store.backup export --out {out} "
-                            f"--data-dir {tmp_path / 'cli-data'}", shell=True, cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        f"umask 022 && {sys.executable} -m mmnar_app.store.backup export --out {out} "
+        f"--data-dir {tmp_path / 'cli-data'}",
+        shell=True,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert mode(out) == 0o600 and mode(tmp_path / "cli-data" / "mmnar.sqlite3") == 0o600

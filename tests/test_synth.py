@@ -76,8 +76,21 @@ def _availability_auroc(frame, target, columns, seed=0):
     return roc_auc_score(target[half:], model.predict_proba(x[half:])[:, 1])
 
 
-OBSERVED = ["age", "length_of_stay", "prior_admissions_12m", "n_medications", "heart_rate_max", "resp_rate_max",
-            "spo2_min", "temperature_max", "sbp_min", "wbc", "creatinine", "sodium", "hemoglobin"]
+OBSERVED = [
+    "age",
+    "length_of_stay",
+    "prior_admissions_12m",
+    "n_medications",
+    "heart_rate_max",
+    "resp_rate_max",
+    "spo2_min",
+    "temperature_max",
+    "sbp_min",
+    "wbc",
+    "creatinine",
+    "sodium",
+    "hemoglobin",
+]
 LATENT = ["severity", "pneumonia", "heart_failure", "pleural_effusion", "sepsis", "copd"]
 
 
@@ -117,7 +130,11 @@ def test_policies_differ_in_ordering_habits(big_frame):
     rates = {p: decide_availability(big_frame, p, seed=1)[0].mean() for p in POLICY_NAMES}
     assert rates["high_imaging"]["cxr"] > rates["default"]["cxr"] + 0.2 > rates["low_imaging"]["cxr"] + 0.3
     assert abs(rates["mcar"]["cxr"] - rates["default"]["cxr"]) < 0.02
-    assert rates["low_imaging"]["discharge_note"] < rates["default"]["discharge_note"] < rates["high_imaging"]["discharge_note"]
+    assert (
+        rates["low_imaging"]["discharge_note"]
+        < rates["default"]["discharge_note"]
+        < rates["high_imaging"]["discharge_note"]
+    )
     with pytest.raises(ValueError, match="accepted: default"):
         decide_availability(big_frame, "random", seed=1)
 
@@ -132,8 +149,14 @@ def test_saved_masks_overlap_what_was_drawn(cohort):
     rng = np.random.default_rng(0)
     for finding, kwargs in (("opacity", dict(opacity=True)), ("effusion", dict(effusion=True))):
         for trial in range(5):
-            args = dict(opacity=False, lobe=["right lower lobe", "left upper lobe"][trial % 2], effusion=False,
-                        side=["left", "right", "bilateral"][trial % 3], cardiomegaly=False, hyperinflation=False)
+            args = dict(
+                opacity=False,
+                lobe=["right lower lobe", "left upper lobe"][trial % 2],
+                effusion=False,
+                side=["left", "right", "bilateral"][trial % 3],
+                cardiomegaly=False,
+                hyperinflation=False,
+            )
             args.update(kwargs)
             spec = cxr.draw_spec(rng, 1000 + trial, severity=float(rng.normal()), **args)
             with_finding, masks = cxr.render(spec)
@@ -164,14 +187,16 @@ def test_signal_spans_point_at_recorded_phrases(cohort):
     assert len(spans) > 400
     for row in spans.itertuples():
         note = text.at[row.patient_id, row.modality]
-        assert note[row.start:row.end] == row.phrase
+        assert note[row.start : row.end] == row.phrase
     latent = pd.read_parquet(cohort / "truth" / "latent.parquet").set_index("patient_id")
     reports = spans[(spans["modality"] == "radiology_report") & (spans["concept"] == "opacity")]
     affirmed = reports[reports["assertion"] == "affirmed"]["patient_id"]
     negated = reports[reports["assertion"] == "negated"]["patient_id"]
     assert latent.loc[affirmed, "finding_opacity"].mean() > 0.95
     assert latent.loc[negated, "finding_opacity"].mean() < 0.1
-    notes = spans[(spans["modality"] == "discharge_note") & (spans["concept"] == "sepsis") & (spans["assertion"] == "affirmed")]
+    notes = spans[
+        (spans["modality"] == "discharge_note") & (spans["concept"] == "sepsis") & (spans["assertion"] == "affirmed")
+    ]
     assert latent.loc[notes["patient_id"], "sepsis"].all()
 
 
@@ -180,8 +205,13 @@ def test_notes_are_varied_and_realistic(cohort):
     reports = text["radiology_report"].dropna()
     notes = text["discharge_note"].dropna()
     assert reports.nunique() == len(reports)
-    for section in (r"^EXAM(?:INATION)?: CHEST", r"\n(?:INDICATION|HISTORY|CLINICAL HISTORY): ", r"\nCOMPARISON: ",
-                    r"\nFINDINGS:\n", r"\nIMPRESSION:\n"):
+    for section in (
+        r"^EXAM(?:INATION)?: CHEST",
+        r"\n(?:INDICATION|HISTORY|CLINICAL HISTORY): ",
+        r"\nCOMPARISON: ",
+        r"\nFINDINGS:\n",
+        r"\nIMPRESSION:\n",
+    ):
         assert reports.str.contains(section).all(), section
     assert reports.str.contains(r"\bNo\b|\bno\b").mean() > 0.5  # negations
     for section in ("Chief Complaint:", "Brief Hospital Course:", "Discharge Medications:", "Discharge Diagnosis:"):
@@ -212,11 +242,21 @@ def test_content_signal_scenario_hides_conditions_from_structured_data():
     v1 = simulate_latent_and_structured(20000, seed=9)
     v2 = simulate_latent_and_structured(20000, seed=9, params=content_signal_parameters())
     for frame, expected in ((v1, -4.0), (v2, -0.6)):  # pneumonia's effect on spo2: -4 points in v1, 0.15 x -4 in v2
-        design = np.column_stack([np.ones(len(frame)), frame.severity, frame.pneumonia, frame.copd,
-                                  frame.pleural_effusion, frame.heart_failure]).astype(float)
+        design = np.column_stack(
+            [
+                np.ones(len(frame)),
+                frame.severity,
+                frame.pneumonia,
+                frame.copd,
+                frame.pleural_effusion,
+                frame.heart_failure,
+            ]
+        ).astype(float)
         coef = np.linalg.lstsq(design, frame.spo2_min.to_numpy(float), rcond=None)[0]
         assert abs(coef[2] - expected) < 0.3, coef
-    assert v2.loc[v2.pneumonia, "finding_opacity"].mean() > 0.85 > 0.05 > v2.loc[~v2.pneumonia, "finding_opacity"].mean()
+    assert (
+        v2.loc[v2.pneumonia, "finding_opacity"].mean() > 0.85 > 0.05 > v2.loc[~v2.pneumonia, "finding_opacity"].mean()
+    )
 
     def structured_auroc(frame):  # how well the vitals reveal pneumonia (severity still leaks some)
         X = frame[["age", "heart_rate_max", "resp_rate_max", "spo2_min", "temperature_max", "sbp_min"]].to_numpy()
@@ -225,7 +265,10 @@ def test_content_signal_scenario_hides_conditions_from_structured_data():
         return roc_auc_score(y[10000:], fitted.predict_proba(X[10000:])[:, 1])
 
     v1_auc, v2_auc = structured_auroc(v1), structured_auroc(v2)
-    assert v2_auc < v1_auc - 0.1 and v2_auc < 0.8 < 0.9 < roc_auc_score(v2.pneumonia, v2.finding_opacity), (v1_auc, v2_auc)
+    assert v2_auc < v1_auc - 0.1 and v2_auc < 0.8 < 0.9 < roc_auc_score(v2.pneumonia, v2.finding_opacity), (
+        v1_auc,
+        v2_auc,
+    )
 
 
 def test_content_only_scenario_hides_conditions_entirely():
@@ -235,8 +278,9 @@ def test_content_only_scenario_hides_conditions_entirely():
 
     assert SCENARIOS["content_only"][1]() == content_only_parameters()
     v3 = simulate_latent_and_structured(20000, seed=9, params=content_only_parameters())
-    design = np.column_stack([np.ones(len(v3)), v3.severity, v3.pneumonia, v3.copd, v3.pleural_effusion,
-                              v3.heart_failure]).astype(float)
+    design = np.column_stack(
+        [np.ones(len(v3)), v3.severity, v3.pneumonia, v3.copd, v3.pleural_effusion, v3.heart_failure]
+    ).astype(float)
     coef = np.linalg.lstsq(design, v3.spo2_min.to_numpy(float), rcond=None)[0]
     assert abs(coef[2]) < 0.2, coef  # v1: -4 points, v2: -0.6
     assert content_only_parameters().icu_90d["pneumonia"] > 1.5
@@ -247,15 +291,29 @@ def test_outcome_concepts_follow_the_structural_equations():
     from mmnar_core.synth.scm import SCMParameters, outcome_concepts
 
     icu = outcome_concepts(SCMParameters().icu_90d)  # severity, sepsis, pneumonia, pleural_effusion, copd
-    assert icu == {"severity", "sepsis", "pneumonia", "pleural_effusion", "copd", "opacity", "effusion", "hyperinflation"}
-    assert outcome_concepts({"intercept": -1.0, "heart_failure": 0.5, "pneumonia": 0.0}) == {"heart_failure", "cardiomegaly"}
+    assert icu == {
+        "severity",
+        "sepsis",
+        "pneumonia",
+        "pleural_effusion",
+        "copd",
+        "opacity",
+        "effusion",
+        "hyperinflation",
+    }
+    assert outcome_concepts({"intercept": -1.0, "heart_failure": 0.5, "pneumonia": 0.0}) == {
+        "heart_failure",
+        "cardiomegaly",
+    }
 
 
 def test_scenario_is_recorded_and_reproducible(tmp_path):
     config = CohortConfig(n=30, seed=4, scenario="content_signal")
     root = build_cohort(config, tmp_path / "v2", progress=False, workers=1)
     provenance = load_dataset(root).manifest.provenance
-    assert provenance["command"] == "python -m mmnar_core synth --n 30 --seed 4 --policy default --scenario content_signal"
+    assert (
+        provenance["command"] == "python -m mmnar_core synth --n 30 --seed 4 --policy default --scenario content_signal"
+    )
     assert provenance["parameters"]["scenario"] == "content_signal"
     assert provenance["parameters"]["scm"]["structured_condition_scale"] == 0.15
     assert load_dataset(root).manifest.name == "synthetic-default-content_signal-n30-seed4"

@@ -37,8 +37,9 @@ def test_judgement_is_in_no_recorded_column_but_drives_outcome_and_ordering(fram
     correlations = [abs(np.corrcoef(judgement, recorded[:, j])[0, 1]) for j in range(recorded.shape[1])]
     assert max(correlations) < 0.03  # independent of every recorded feature
     # it moves the true death risk (same everything else: only the judgement term differs)
-    shift = np.log(strong["true_prob_death_180d"] / (1 - strong["true_prob_death_180d"])) - \
-        np.log(frames[0.0]["true_prob_death_180d"] / (1 - frames[0.0]["true_prob_death_180d"]))
+    shift = np.log(strong["true_prob_death_180d"] / (1 - strong["true_prob_death_180d"])) - np.log(
+        frames[0.0]["true_prob_death_180d"] / (1 - frames[0.0]["true_prob_death_180d"])
+    )
     assert np.allclose(shift, 0.6 * judgement)
     # and the default policy orders more X-rays for high suspicion; the reversed one fewer
     high = judgement > 1.0

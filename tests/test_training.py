@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
@@ -8,8 +9,6 @@ from mmnar_core.model import MMNARConfig
 from mmnar_core.training.data import SplitLeakError, assert_disjoint_splits
 from mmnar_core.training.planted import planted_data  # noqa: F401  (re-used by other test modules)
 from mmnar_core.training.trainer import aux_weight_at, predict_logits, train, warmup_cosine
-
-import pytest
 
 
 def test_schedule_warmup_then_cosine():
@@ -35,8 +34,18 @@ def test_split_disjointness_asserted():
 
 
 def _config(data, **overrides):
-    base = dict(modalities=data.modalities, input_dims=data.input_dims, tasks=data.tasks, d_model=32, n_heads=2,
-                n_layers=1, epochs=8, batch_size=128, pretrain_epochs=1, patience=3)
+    base = dict(
+        modalities=data.modalities,
+        input_dims=data.input_dims,
+        tasks=data.tasks,
+        d_model=32,
+        n_heads=2,
+        n_layers=1,
+        epochs=8,
+        batch_size=128,
+        pretrain_epochs=1,
+        patience=3,
+    )
     base.update(overrides)
     return MMNARConfig(**base)
 
@@ -58,11 +67,19 @@ def test_training_is_deterministic_for_a_seed():
     data = planted_data(n=600)
     config = _config(data, epochs=2, pretrain_epochs=0)
     rows = data.rows("test")
-    first = predict_logits(train(config, data, torch.device("cpu"), progress=False).model, data, rows, torch.device("cpu"))
-    second = predict_logits(train(config, data, torch.device("cpu"), progress=False).model, data, rows, torch.device("cpu"))
+    first = predict_logits(
+        train(config, data, torch.device("cpu"), progress=False).model, data, rows, torch.device("cpu")
+    )
+    second = predict_logits(
+        train(config, data, torch.device("cpu"), progress=False).model, data, rows, torch.device("cpu")
+    )
     assert np.array_equal(first, second)
-    other = predict_logits(train(_config(data, epochs=2, pretrain_epochs=0, seed=1), data, torch.device("cpu"),
-                                 progress=False).model, data, rows, torch.device("cpu"))
+    other = predict_logits(
+        train(_config(data, epochs=2, pretrain_epochs=0, seed=1), data, torch.device("cpu"), progress=False).model,
+        data,
+        rows,
+        torch.device("cpu"),
+    )
     assert not np.allclose(first, other)
 
 
@@ -87,8 +104,17 @@ def test_plateau_step_restores_the_best_weights_at_a_lower_rate():
     every logged rate must equal the cosine rate times plateau_factor ** (plateau steps so far)."""
     data = planted_data(n=1500)
     data.labels = data.labels[torch.randperm(len(data.labels), generator=torch.Generator().manual_seed(0))]
-    config = _config(data, epochs=8, patience=8, plateau_patience=1, plateau_factor=0.1, pretrain_epochs=0,
-                     warmup_fraction=0.0, n_members=1, learning_rate=1e-2)
+    config = _config(
+        data,
+        epochs=8,
+        patience=8,
+        plateau_patience=1,
+        plateau_factor=0.1,
+        pretrain_epochs=0,
+        warmup_fraction=0.0,
+        n_members=1,
+        learning_rate=1e-2,
+    )
     result = train(config, data, torch.device("cpu"), progress=False)
     steps_per_epoch = math.ceil(len(data.rows("train")) / config.batch_size)
     cosine = warmup_cosine(steps_per_epoch * config.epochs, 0.0)
@@ -114,6 +140,7 @@ def test_untrained_network_is_the_tuned_logistic_regression_and_is_a_candidate()
     model = MMNARModel(config)
     model.fit_inputs(*data.take(data.rows("train"))[:2])
     from mmnar_core.training.wide_init import init_wide_from_logistic
+
     chosen = init_wide_from_logistic(model, data)
     reference = fit_logistic(data)
     assert [c["C"] for c in chosen] == [c["C"] for c in reference.chosen]
@@ -124,4 +151,5 @@ def test_untrained_network_is_the_tuned_logistic_regression_and_is_a_candidate()
     best = min([result.initial_val_loss] + [e["val_loss"] for e in result.history if e["stage"] == 2])
     final = predict_logits(result.model, data, data.rows("val"), torch.device("cpu"))
     from mmnar_core.training.trainer import validation_score
+
     assert validation_score(final, data.labels[data.rows("val")].numpy()) == pytest.approx(best, abs=1e-6)

@@ -41,10 +41,17 @@ def _u_shaped(n=4000, seed=0) -> ModelData:
     u = rng.random(n) < sigmoid(2.5 * (structured[:, 0] ** 2 - 1))
     line = rng.random(n) < sigmoid(1.5 * structured[:, 1])
     splits = np.array(["train"] * (n // 2) + ["val"] * (n // 4) + ["test"] * (n - n // 2 - n // 4))
-    return ModelData(["structured", "image"], ["u", "line"], [torch.from_numpy(structured), torch.from_numpy(other)],
-                     torch.from_numpy(availability), torch.from_numpy(np.stack([u, line], 1).astype(np.float32)),
-                     encode_pattern(availability), splits, np.array([f"p{i}" for i in range(n)]),
-                     structured=["structured"])
+    return ModelData(
+        ["structured", "image"],
+        ["u", "line"],
+        [torch.from_numpy(structured), torch.from_numpy(other)],
+        torch.from_numpy(availability),
+        torch.from_numpy(np.stack([u, line], 1).astype(np.float32)),
+        encode_pattern(availability),
+        splits,
+        np.array([f"p{i}" for i in range(n)]),
+        structured=["structured"],
+    )
 
 
 def _wide_model(data, **overrides):
@@ -75,7 +82,9 @@ def test_logistic_start_fits_a_u_shaped_effect_with_bins_and_keeps_a_linear_one_
     # the untrained network *is* the fitted wide path, bins included
     inputs, availability, _ = data.take(data.rows("test"))
     with torch.no_grad():
-        assert torch.allclose(gam.eval()(inputs, availability), gam.wide(gam.standardise(inputs), availability), atol=1e-6)
+        assert torch.allclose(
+            gam.eval()(inputs, availability), gam.wide(gam.standardise(inputs), availability), atol=1e-6
+        )
 
 
 def test_only_structured_modalities_are_binned_and_absent_ones_give_zero_bins():
@@ -88,7 +97,7 @@ def test_only_structured_modalities_are_binned_and_absent_ones_give_zero_bins():
     absent[:, 0] = False
     with torch.no_grad():
         features = model.wide.features(model.standardise(inputs), absent)
-    assert torch.count_nonzero(features[:, 3 + 4 + 2:]) == 0
+    assert torch.count_nonzero(features[:, 3 + 4 + 2 :]) == 0
 
 
 def test_config_checks_the_binned_modalities_and_old_configs_load_without_bins():
@@ -96,8 +105,9 @@ def test_config_checks_the_binned_modalities_and_old_configs_load_without_bins()
         MMNARConfig(modalities=["a"], input_dims=[2], tasks=["t"], wide_binned=["b"])
     with pytest.raises(ValueError, match="wide_bins must be 0"):
         MMNARConfig(modalities=["a"], input_dims=[2], tasks=["t"], wide_bins=1)
-    old = MMNARConfig.from_dict({"modalities": ["a", "b"], "input_dims": [2, 3], "tasks": ["t"], "d_model": 16,
-                                 "n_heads": 2})  # a first-edition config.json has no wide_* bin fields
+    old = MMNARConfig.from_dict(
+        {"modalities": ["a", "b"], "input_dims": [2, 3], "tasks": ["t"], "d_model": 16, "n_heads": 2}
+    )  # a first-edition config.json has no wide_* bin fields
     assert MMNARModel(old).wide.linear.in_features == 2 + 3 + 2
 
 
@@ -134,10 +144,17 @@ def _noise_and_signal(n=3000, seed=1) -> ModelData:
     struct = rng.random(n) < sigmoid(1.5 * structured[:, 0])
     seen = rng.random(n) < sigmoid(1.5 * image[:, 0])
     splits = np.array(["train"] * (n // 2) + ["val"] * (n // 4) + ["test"] * (n - n // 2 - n // 4))
-    return ModelData(["structured", "image"], ["struct", "image"], [torch.from_numpy(structured), torch.from_numpy(image)],
-                     torch.from_numpy(availability), torch.from_numpy(np.stack([struct, seen], 1).astype(np.float32)),
-                     encode_pattern(availability), splits, np.array([f"p{i}" for i in range(n)]),
-                     structured=["structured"])
+    return ModelData(
+        ["structured", "image"],
+        ["struct", "image"],
+        [torch.from_numpy(structured), torch.from_numpy(image)],
+        torch.from_numpy(availability),
+        torch.from_numpy(np.stack([struct, seen], 1).astype(np.float32)),
+        encode_pattern(availability),
+        splits,
+        np.array([f"p{i}" for i in range(n)]),
+        structured=["structured"],
+    )
 
 
 def test_choosing_content_drops_the_noise_embeddings_only_where_validation_says_so():

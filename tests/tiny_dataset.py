@@ -42,10 +42,14 @@ def write_tiny(out: Path, overwrite: bool = False) -> Path:
             "label_death": pd.array([0, 1, None], dtype="Int8"),
         }
     )
-    structured = pd.DataFrame({"patient_id": ["p1", "p2", "p3"], "age": [40.0, 71.5, None], "sex": ["male", "female", "female"]})
+    structured = pd.DataFrame(
+        {"patient_id": ["p1", "p2", "p3"], "age": [40.0, 71.5, None], "sex": ["male", "female", "female"]}
+    )
     text = pd.DataFrame({"patient_id": ["p1", "p2", "p3"], "note": [None, "Discharged home.", "No effusion."]})
     with DatasetWriter(out, overwrite=overwrite) as writer:
         rows = []
         for pid in ("p1", "p3"):
-            rows.append({"patient_id": pid, "modality": "cxr", "path": writer.write_bytes(f"images/{pid}.png", PNG_1x1)})
+            rows.append(
+                {"patient_id": pid, "modality": "cxr", "path": writer.write_bytes(f"images/{pid}.png", PNG_1x1)}
+            )
         return writer.finish(tiny_manifest(), patients, structured, text, pd.DataFrame(rows))

@@ -24,10 +24,19 @@ form.init_state(info)
 
 # ------------------------------------------------------------------ who
 left, right = st.columns([2, 1])
-left.selectbox("Patient", form.patient_choices(), key="patient_choice", on_change=form.load_choice, args=(info,),
-               help="A demo patient (synthetic, from the test split: never seen in training) or a new patient.")
-right.text_input("Label for this assessment", key="patient_label",
-                 help="Free text shown in the history (e.g. a pseudonym or bed number); not used by the model.")
+left.selectbox(
+    "Patient",
+    form.patient_choices(),
+    key="patient_choice",
+    on_change=form.load_choice,
+    args=(info,),
+    help="A demo patient (synthetic, from the test split: never seen in training) or a new patient.",
+)
+right.text_input(
+    "Label for this assessment",
+    key="patient_label",
+    help="Free text shown in the history (e.g. a pseudonym or bed number); not used by the model.",
+)
 
 # ------------------------------------------------------------------ inputs
 tab_names = [modality_name(m["name"]) for m in info.modalities]
@@ -45,8 +54,14 @@ for modality in info.modalities:
 st.caption("Available now: " + form.availability_summary(info))
 
 # ------------------------------------------------------------------ analyse
-task = st.segmented_control("Explain outcome", info.tasks, default=info.tasks[0], format_func=task_name,
-                            key="task", help="Attributions are computed per outcome (about 3 s each on a 2-core CPU).")
+task = st.segmented_control(
+    "Explain outcome",
+    info.tasks,
+    default=info.tasks[0],
+    format_func=task_name,
+    key="task",
+    help="Attributions are computed per outcome (about 3 s each on a 2-core CPU).",
+)
 task = task or info.tasks[0]
 if st.button("Analyse", type="primary", key="analyse"):
     form.analyse(svc, store(), user, task)

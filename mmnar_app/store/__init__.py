@@ -6,11 +6,35 @@ managed by the Alembic migrations shipped in ``migrations/`` and applied by `ope
 docs/storage.md.
 """
 
-from .core import (Assessment, AssessmentSummary, AuditEntry, Store, StoredFile, StoreError, default_database_url,
-                   open_store, schema_head)
-from .users import ROLES, SignIn, User, UserStore  # registers the users table on the models' metadata
+from .core import (
+    Assessment,
+    AssessmentSummary,
+    AuditEntry,
+    Store,
+    StoredFile,
+    StoreError,
+    default_database_url,
+    open_store,
+    schema_head,
+)
 from .pattern_counts import PatternCounts, count_pattern, pattern_counts  # registers pattern_counts (0006)
+from .users import ROLES, SignIn, User, UserStore  # registers the users table on the models' metadata
 
-__all__ = ["Assessment", "AssessmentSummary", "AuditEntry", "Store", "StoreError", "StoredFile",
-           "default_database_url", "open_store", "schema_head",
-           "ROLES", "SignIn", "User", "UserStore", "PatternCounts", "count_pattern", "pattern_counts"]
+__all__ = [
+    "Assessment",
+    "AssessmentSummary",
+    "AuditEntry",
+    "Store",
+    "StoreError",
+    "StoredFile",
+    "default_database_url",
+    "open_store",
+    "schema_head",
+    "ROLES",
+    "SignIn",
+    "User",
+    "UserStore",
+    "PatternCounts",
+    "count_pattern",
+    "pattern_counts",
+]

@@ -12,9 +12,10 @@ from __future__ import annotations
 import struct
 import zipfile
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import BinaryIO
 
 from .core import StoreError
 
@@ -60,10 +61,10 @@ def declared_entry_count(path: Path) -> int | None:
         at = tail.rfind(b"PK\x05\x06")
         if at < 0 or len(tail) < at + 22:
             return None
-        total = struct.unpack("<H", tail[at + 10:at + 12])[0]
+        total = struct.unpack("<H", tail[at + 10 : at + 12])[0]
         locator = at - 20
-        if total == 0xFFFF and locator >= 0 and tail[locator:locator + 4] == b"PK\x06\x07":
-            offset = struct.unpack("<Q", tail[locator + 8:locator + 16])[0]
+        if total == 0xFFFF and locator >= 0 and tail[locator : locator + 4] == b"PK\x06\x07":
+            offset = struct.unpack("<Q", tail[locator + 8 : locator + 16])[0]
             if offset + 56 <= size:
                 handle.seek(offset)
                 record = handle.read(56)
@@ -76,8 +77,10 @@ def check_entry_count(path: Path, limits: ArchiveLimits) -> None:
     """Refuse before zipfile reads the central directory (it keeps one object per entry)."""
     declared = declared_entry_count(path)
     if declared is not None and declared > limits.max_entries:
-        raise BackupError(f"{path}: the archive declares {declared:,} entries, more than the limit of "
-                          f"{limits.max_entries:,} (--max-entries); nothing was imported")
+        raise BackupError(
+            f"{path}: the archive declares {declared:,} entries, more than the limit of "
+            f"{limits.max_entries:,} (--max-entries); nothing was imported"
+        )
 
 
 def first_duplicate(names: Iterable[str]) -> str | None:
@@ -93,30 +96,40 @@ def first_duplicate(names: Iterable[str]) -> str | None:
 def check_headers(path: Path, infos: list[zipfile.ZipInfo], limits: ArchiveLimits) -> None:
     """Count, duplicate names, compression method and declared sizes, from the central directory alone."""
     if len(infos) > limits.max_entries:
-        raise BackupError(f"{path}: the archive has {len(infos):,} entries, more than the limit of "
-                          f"{limits.max_entries:,} (--max-entries); nothing was imported")
+        raise BackupError(
+            f"{path}: the archive has {len(infos):,} entries, more than the limit of "
+            f"{limits.max_entries:,} (--max-entries); nothing was imported"
+        )
     duplicate = first_duplicate(info.filename for info in infos)
     if duplicate is not None:
         raise BackupError(f"{path}: entry {duplicate} appears more than once in the archive")
     total = 0
     for info in infos:
         if info.compress_type not in METHODS:
-            raise BackupError(f"{path}: entry {info.filename} uses compression method {info.compress_type}; "
-                              "backups use only stored or deflate (the export writes nothing else); nothing was "
-                              "imported")
+            raise BackupError(
+                f"{path}: entry {info.filename} uses compression method {info.compress_type}; "
+                "backups use only stored or deflate (the export writes nothing else); nothing was "
+                "imported"
+            )
         if info.file_size > limits.max_entry_bytes:
-            raise BackupError(f"{path}: entry {info.filename} declares {info.file_size:,} bytes inflated, more "
-                              f"than the limit of {limits.max_entry_bytes:,} per entry (--max-entry-mb); nothing "
-                              "was imported")
+            raise BackupError(
+                f"{path}: entry {info.filename} declares {info.file_size:,} bytes inflated, more "
+                f"than the limit of {limits.max_entry_bytes:,} per entry (--max-entry-mb); nothing "
+                "was imported"
+            )
         if info.file_size > RATIO_FLOOR and info.file_size > limits.max_ratio * max(info.compress_size, 1):
-            raise BackupError(f"{path}: entry {info.filename} declares {info.file_size:,} bytes from "
-                              f"{info.compress_size:,} compressed, a ratio over the limit of {limits.max_ratio}:1 "
-                              "(--max-ratio; a decompression bomb?); nothing was imported")
+            raise BackupError(
+                f"{path}: entry {info.filename} declares {info.file_size:,} bytes from "
+                f"{info.compress_size:,} compressed, a ratio over the limit of {limits.max_ratio}:1 "
+                "(--max-ratio; a decompression bomb?); nothing was imported"
+            )
         total += info.file_size
         if total > limits.max_total_bytes:
-            raise BackupError(f"{path}: the entries declare more than {limits.max_total_bytes:,} bytes inflated "
-                              f"in total (the limit, --max-total-mb; reached at entry {info.filename}); nothing "
-                              "was imported")
+            raise BackupError(
+                f"{path}: the entries declare more than {limits.max_total_bytes:,} bytes inflated "
+                f"in total (the limit, --max-total-mb; reached at entry {info.filename}); nothing "
+                "was imported"
+            )
 
 
 class InflationBudget:
@@ -144,17 +157,22 @@ class InflationBudget:
                     read += len(block)
                     self.total += len(block) if first else 0
                     if read > cap:
-                        raise BackupError(f"{self.path}: entry {info.filename} inflates past "
-                                          f"{cap:,} bytes (its header says {info.file_size:,}, the limit per entry "
-                                          f"is {self.limits.max_entry_bytes:,}); nothing was imported")
+                        raise BackupError(
+                            f"{self.path}: entry {info.filename} inflates past "
+                            f"{cap:,} bytes (its header says {info.file_size:,}, the limit per entry "
+                            f"is {self.limits.max_entry_bytes:,}); nothing was imported"
+                        )
                     if self.total > self.limits.max_total_bytes:
-                        raise BackupError(f"{self.path}: the entries inflate past {self.limits.max_total_bytes:,} "
-                                          f"bytes in total (the limit; reached in {info.filename}); nothing was "
-                                          "imported")
+                        raise BackupError(
+                            f"{self.path}: the entries inflate past {self.limits.max_total_bytes:,} "
+                            f"bytes in total (the limit; reached in {info.filename}); nothing was "
+                            "imported"
+                        )
                     yield block
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
-            raise BackupError(f"{self.path}: entry {info.filename} is corrupted ({exc}); nothing was imported") \
-                from None
+            raise BackupError(
+                f"{self.path}: entry {info.filename} is corrupted ({exc}); nothing was imported"
+            ) from None
 
     def read(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
         data = bytearray()

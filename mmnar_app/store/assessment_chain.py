@@ -13,29 +13,44 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from sqlalchemy import select, text
 
 from .chain import CHAIN_LOCK_KEY, GENESIS, ChainReport, _at
 
-FIELDS = ("created_at", "username", "patient_label", "model_id", "model_version", "input_hash", "pattern", "note",
-          "summary_json", "inputs_json", "outputs_size")
+FIELDS = (
+    "created_at",
+    "username",
+    "patient_label",
+    "model_id",
+    "model_version",
+    "input_hash",
+    "pattern",
+    "note",
+    "summary_json",
+    "inputs_json",
+    "outputs_size",
+)
 
 
-def assessment_hash(prev_hash: str, values: Mapping[str, Any], outputs_json: bytes,
-                    files: Iterable[tuple[str, str, str, str]]) -> str:
+def assessment_hash(
+    prev_hash: str, values: Mapping[str, Any], outputs_json: bytes, files: Iterable[tuple[str, str, str, str]]
+) -> str:
     """SHA-256 of the previous hash, the columns, the outputs' JSON and the (role, filename, media type,
     sha256) file links; not the id (ids are the chain's order)."""
     fields = [_at(values[name]) if name == "created_at" else values[name] for name in FIELDS]
     links = sorted([str(r), str(n), str(m), str(s)] for r, n, m, s in files)
-    payload = json.dumps([prev_hash, *fields, hashlib.sha256(outputs_json).hexdigest(), links],
-                         ensure_ascii=False, separators=(",", ":"))
+    payload = json.dumps(
+        [prev_hash, *fields, hashlib.sha256(outputs_json).hexdigest(), links], ensure_ascii=False, separators=(",", ":")
+    )
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def next_assessment_hashes(conn, values: Mapping[str, Any], outputs_json: bytes,
-                           files: Iterable[tuple[str, str, str, str]]) -> dict[str, str]:
+def next_assessment_hashes(
+    conn, values: Mapping[str, Any], outputs_json: bytes, files: Iterable[tuple[str, str, str, str]]
+) -> dict[str, str]:
     """prev_hash / entry_hash for an assessment inserted next in this write transaction (the same advisory
     lock as the audit chain orders writers on PostgreSQL; SQLite writers are one at a time already)."""
     dialect = conn.dialect if hasattr(conn, "dialect") else conn.get_bind().dialect
@@ -79,16 +94,20 @@ def verify_assessment_chain(conn, max_breaks: int = 20) -> ChainReport:
         report.entries += 1
         aid = row["id"]
         if row["prev_hash"] != expected:
-            report.breaks.append(f"assessment {aid}: its previous-assessment hash does not match the assessment "
-                                 "before it (an assessment was removed, inserted or changed before this one)")
+            report.breaks.append(
+                f"assessment {aid}: its previous-assessment hash does not match the assessment "
+                "before it (an assessment was removed, inserted or changed before this one)"
+            )
         if outputs is None:
             report.breaks.append(f"assessment {aid}: its outputs cannot be decompressed (changed after saving)")
             recomputed = None
         else:
             recomputed = assessment_hash(row["prev_hash"] or GENESIS, row, outputs, files)
             if row["entry_hash"] != recomputed:
-                report.breaks.append(f"assessment {aid}: its content or files do not match its hash (the assessment "
-                                     "was changed after it was saved)")
+                report.breaks.append(
+                    f"assessment {aid}: its content or files do not match its hash (the assessment "
+                    "was changed after it was saved)"
+                )
         expected = row["entry_hash"] or recomputed or GENESIS
         if len(report.breaks) >= max_breaks:
             report.breaks.append(f"stopped after {max_breaks} breaks")

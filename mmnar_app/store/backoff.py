@@ -47,12 +47,17 @@ class BackoffPolicy:
     forget_after: timedelta = timedelta(hours=1)
 
     def __post_init__(self) -> None:
-        if isinstance(self.free_attempts, bool) or not isinstance(self.free_attempts, int) \
-                or not 1 <= self.free_attempts <= 100:
+        if (
+            isinstance(self.free_attempts, bool)
+            or not isinstance(self.free_attempts, int)
+            or not 1 <= self.free_attempts <= 100
+        ):
             raise StoreError(f"free sign-in attempts must be a whole number from 1 to 100, got {self.free_attempts!r}")
         if not timedelta(0) < self.cap <= MAX_CAP:
-            raise StoreError(f"the longest sign-in back-off must be more than 0 and at most {MAX_CAP} (an admin "
-                             f"must never be locked out for long), got {self.cap}")
+            raise StoreError(
+                f"the longest sign-in back-off must be more than 0 and at most {MAX_CAP} (an admin "
+                f"must never be locked out for long), got {self.cap}"
+            )
         if not timedelta(0) < self.base <= self.cap:
             raise StoreError(f"the first back-off must be more than 0 and at most the cap {self.cap}, got {self.base}")
         if self.forget_after < self.cap:
@@ -70,8 +75,9 @@ def backoff_key(kind: str, value: str) -> str:
 
 def blocked_until(session: Session, keys: list[str], now: datetime) -> datetime | None:
     """The latest end of a wait still running for any of `keys`, or None."""
-    ends = session.scalars(select(BackoffRow.blocked_until).where(BackoffRow.key.in_(keys),
-                                                                  BackoffRow.blocked_until > now))
+    ends = session.scalars(
+        select(BackoffRow.blocked_until).where(BackoffRow.key.in_(keys), BackoffRow.blocked_until > now)
+    )
     return max(ends, default=None)
 
 
@@ -82,8 +88,11 @@ def record_failure(session: Session, key: str, kind: str, policy: BackoffPolicy,
     else:
         from sqlalchemy.dialects.sqlite import insert
     # two first failures of one name at once must not collide on the key (PostgreSQL runs them in parallel)
-    session.execute(insert(BackoffRow).values(key=key, kind=kind, failures=0, last_failure_at=now, blocked_until=None)
-                    .on_conflict_do_nothing(index_elements=["key"]))
+    session.execute(
+        insert(BackoffRow)
+        .values(key=key, kind=kind, failures=0, last_failure_at=now, blocked_until=None)
+        .on_conflict_do_nothing(index_elements=["key"])
+    )
     row = session.get(BackoffRow, key, with_for_update=True, populate_existing=True)
     if now - row.last_failure_at > policy.forget_after:
         row.failures = 0

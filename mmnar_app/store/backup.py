@@ -34,12 +34,26 @@ import re
 import sys
 import zipfile
 import zlib
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from sqlalchemy import (Boolean, Column, DateTime, Float, Integer, LargeBinary, String, Table, func, insert, inspect,
-                        select, text)
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -80,10 +94,11 @@ See docs/storage.md ("Durability and backups").
 
 # -- helpers -------------------------------------------------------------------------------------------
 
+
 def _iso(value: datetime) -> str:
     if value.tzinfo is None:  # the store hands out aware UTC datetimes; be safe anyway
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _chain_hash(where: str, value: Any) -> str | None:
@@ -103,7 +118,7 @@ def _parse_time(where: str, value: Any) -> datetime:
         raise BackupError(f"{where}: invalid timestamp {value!r}") from None
     if parsed.tzinfo is None:
         raise BackupError(f"{where}: timestamp {value!r} has no time zone")
-    return parsed.astimezone(timezone.utc)
+    return parsed.astimezone(UTC)
 
 
 def _int(where: str, value: Any, *, minimum: int = 0) -> int:
@@ -161,8 +176,10 @@ def _tables(conn: Connection) -> list[Table]:
     present = set(inspect(conn).get_table_names()) - {"alembic_version", *EPHEMERAL_TABLES}
     unknown = sorted(present - set(Base.metadata.tables))
     if unknown:
-        raise BackupError(f"the database has table {unknown[0]!r}, which this version of the app does not know: "
-                          "back it up with the app version that created it")
+        raise BackupError(
+            f"the database has table {unknown[0]!r}, which this version of the app does not know: "
+            "back it up with the app version that created it"
+        )
     return [t for t in Base.metadata.sorted_tables if t.name in present]
 
 
@@ -178,8 +195,12 @@ def _sequence(conn: Connection, table: Table) -> str | None:
         return None
     if conn.dialect.name == "postgresql":
         return conn.execute(text("SELECT pg_get_serial_sequence(:t, :c)"), {"t": table.name, "c": column.name}).scalar()
-    sql = conn.execute(text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :t"),
-                       {"t": table.name}).scalar() or ""
+    sql = (
+        conn.execute(
+            text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :t"), {"t": table.name}
+        ).scalar()
+        or ""
+    )
     return table.name if "AUTOINCREMENT" in sql.upper() else None
 
 
@@ -212,7 +233,9 @@ def _set_last_ids(conn: Connection, tables: list[Table], last_ids: dict[str, int
             conn.execute(text("SELECT setval(CAST(:s AS regclass), :n, true)"), {"s": seq, "n": last})
             continue
         if conn.execute(text("SELECT COUNT(*) FROM sqlite_sequence WHERE name = :t"), {"t": seq}).scalar():
-            conn.execute(text("UPDATE sqlite_sequence SET seq = :n WHERE name = :t AND seq < :n"), {"n": last, "t": seq})
+            conn.execute(
+                text("UPDATE sqlite_sequence SET seq = :n WHERE name = :t AND seq < :n"), {"n": last, "t": seq}
+            )
         else:
             conn.execute(text("INSERT INTO sqlite_sequence (name, seq) VALUES (:t, :n)"), {"t": seq, "n": last})
 
@@ -224,8 +247,15 @@ def _counts(conn: Connection, tables: list[Table]) -> dict[str, int]:
 # Other tables (users, ...) are written generically, one JSON object per row, each column by its type.
 def _kind(table: Table, column: Column) -> str:
     kind = column.type
-    for cls, name in ((UTCDateTime, "datetime"), (DateTime, "datetime"), (LargeBinary, "bytes"), (Boolean, "bool"),
-                      (Integer, "int"), (Float, "float"), (String, "str")):
+    for cls, name in (
+        (UTCDateTime, "datetime"),
+        (DateTime, "datetime"),
+        (LargeBinary, "bytes"),
+        (Boolean, "bool"),
+        (Integer, "int"),
+        (Float, "float"),
+        (String, "str"),
+    ):
         if isinstance(kind, cls):
             return name
     raise BackupError(f"column {table.name}.{column.name} has type {kind!r}, which backups do not handle yet")
@@ -269,6 +299,7 @@ def _table_entry(name: str) -> str:
 
 # -- export --------------------------------------------------------------------------------------------
 
+
 def export_archive(store: Store, out: str | Path, *, overwrite: bool = False) -> dict:
     """Write every assessment, file and audit entry of `store` to the archive `out`; returns the manifest
     (plus ``archive_sha256``). The archive appears only when complete (written beside it, then renamed)."""
@@ -310,23 +341,46 @@ def _write_archive(store: Store, path: Path) -> dict:
             f = AssessmentFile.__table__.c
             for aid in ids:
                 row = conn.execute(select(AssessmentRow.__table__).where(a.id == aid)).one()
-                links = conn.execute(select(f.role, f.filename, f.media_type, f.blob_sha256)
-                                     .where(f.assessment_id == aid).order_by(f.role)).all()
+                links = conn.execute(
+                    select(f.role, f.filename, f.media_type, f.blob_sha256)
+                    .where(f.assessment_id == aid)
+                    .order_by(f.role)
+                ).all()
                 try:
                     outputs_text = zlib.decompress(bytes(row.outputs_zjson)).decode("ascii")
                 except (zlib.error, UnicodeDecodeError) as exc:
-                    raise BackupError(f"the outputs of assessment {aid} are corrupted in the database "
-                                      f"({exc}); nothing was exported") from exc
-                head = {"id": int(row.id), "created_at": _iso(row.created_at), "user": row.username,
-                        "patient_label": row.patient_label, "model_id": row.model_id,
-                        "model_version": row.model_version, "input_hash": row.input_hash, "pattern": row.pattern,
-                        "note": row.note, "outputs_size": int(row.outputs_size),
-                        "prev_hash": row.prev_hash, "entry_hash": row.entry_hash,
-                        "files": [{"role": x.role, "filename": x.filename, "media_type": x.media_type,
-                                   "sha256": x.blob_sha256} for x in links]}
+                    raise BackupError(
+                        f"the outputs of assessment {aid} are corrupted in the database ({exc}); nothing was exported"
+                    ) from exc
+                head = {
+                    "id": int(row.id),
+                    "created_at": _iso(row.created_at),
+                    "user": row.username,
+                    "patient_label": row.patient_label,
+                    "model_id": row.model_id,
+                    "model_version": row.model_version,
+                    "input_hash": row.input_hash,
+                    "pattern": row.pattern,
+                    "note": row.note,
+                    "outputs_size": int(row.outputs_size),
+                    "prev_hash": row.prev_hash,
+                    "entry_hash": row.entry_hash,
+                    "files": [
+                        {"role": x.role, "filename": x.filename, "media_type": x.media_type, "sha256": x.blob_sha256}
+                        for x in links
+                    ],
+                }
                 # the stored JSON texts go in verbatim: no re-encoding on the way out
-                document = (json.dumps(head, ensure_ascii=True)[:-1] + ', "summary": ' + row.summary_json
-                            + ', "inputs": ' + row.inputs_json + ', "outputs": ' + outputs_text + "}\n")
+                document = (
+                    json.dumps(head, ensure_ascii=True)[:-1]
+                    + ', "summary": '
+                    + row.summary_json
+                    + ', "inputs": '
+                    + row.inputs_json
+                    + ', "outputs": '
+                    + outputs_text
+                    + "}\n"
+                )
                 with _HashingWriter(archive, _assessment_name(int(aid)), entries) as w:
                     w.write(document.encode("utf-8"))
 
@@ -334,25 +388,47 @@ def _write_archive(store: Store, path: Path) -> dict:
             blobs = conn.execute(select(b.sha256, b.size, b.created_at).order_by(b.sha256)).all()
             with _HashingWriter(archive, BLOBS_INDEX, entries) as w:
                 for blob in blobs:
-                    w.write((json.dumps({"sha256": blob.sha256, "size": int(blob.size),
-                                         "created_at": _iso(blob.created_at)}) + "\n").encode())
+                    w.write(
+                        (
+                            json.dumps(
+                                {"sha256": blob.sha256, "size": int(blob.size), "created_at": _iso(blob.created_at)}
+                            )
+                            + "\n"
+                        ).encode()
+                    )
             for blob in blobs:
                 data = bytes(conn.execute(select(b.data).where(b.sha256 == blob.sha256)).scalar_one())
                 if hashlib.sha256(data).hexdigest() != blob.sha256 or len(data) != blob.size:
-                    raise BackupError(f"blob {blob.sha256} is corrupted in the database (its bytes do not match "
-                                      "its SHA-256); nothing was exported")
+                    raise BackupError(
+                        f"blob {blob.sha256} is corrupted in the database (its bytes do not match "
+                        "its SHA-256); nothing was exported"
+                    )
                 with _HashingWriter(archive, f"blobs/{blob.sha256}", entries, compress=False) as w:
                     w.write(data)
 
             u = AuditRow.__table__.c
             with _HashingWriter(archive, AUDIT, entries) as w:
                 for row in conn.execute(select(AuditRow.__table__).order_by(u.id)):
-                    w.write((json.dumps({"id": int(row.id), "at": _iso(row.at), "user": row.username,
-                                         "action": row.action, "model_version": row.model_version,
-                                         "input_hash": row.input_hash,
-                                         "assessment_id": None if row.assessment_id is None else int(row.assessment_id),
-                                         "detail": row.detail, "prev_hash": row.prev_hash,
-                                         "entry_hash": row.entry_hash}, ensure_ascii=True) + "\n").encode("ascii"))
+                    w.write(
+                        (
+                            json.dumps(
+                                {
+                                    "id": int(row.id),
+                                    "at": _iso(row.at),
+                                    "user": row.username,
+                                    "action": row.action,
+                                    "model_version": row.model_version,
+                                    "input_hash": row.input_hash,
+                                    "assessment_id": None if row.assessment_id is None else int(row.assessment_id),
+                                    "detail": row.detail,
+                                    "prev_hash": row.prev_hash,
+                                    "entry_hash": row.entry_hash,
+                                },
+                                ensure_ascii=True,
+                            )
+                            + "\n"
+                        ).encode("ascii")
+                    )
 
             others = {}
             for table in tables:
@@ -363,14 +439,23 @@ def _write_archive(store: Store, path: Path) -> dict:
                 order = list(table.primary_key.columns) or list(table.columns)
                 with _HashingWriter(archive, _table_entry(table.name), entries) as w:
                     for row in conn.execute(select(table).order_by(*order)).mappings():
-                        w.write((json.dumps({c: _encode(k, row[c]) for c, k in kinds.items()}, ensure_ascii=True)
-                                 + "\n").encode("ascii"))
+                        w.write(
+                            (
+                                json.dumps({c: _encode(k, row[c]) for c, k in kinds.items()}, ensure_ascii=True) + "\n"
+                            ).encode("ascii")
+                        )
 
-            manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "created_at": _iso(datetime.now(timezone.utc)),
-                        "source": {"backend": engine.dialect.name, "url": store.url},
-                        "schema_revision": revision[0] if len(revision) == 1 else revision,
-                        "counts": counts, "last_ids": last_ids, "tables": others,
-                        "entries": dict(sorted(entries.items()))}
+            manifest = {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "created_at": _iso(datetime.now(UTC)),
+                "source": {"backend": engine.dialect.name, "url": store.url},
+                "schema_revision": revision[0] if len(revision) == 1 else revision,
+                "counts": counts,
+                "last_ids": last_ids,
+                "tables": others,
+                "entries": dict(sorted(entries.items())),
+            }
             info = zipfile.ZipInfo(MANIFEST, date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
@@ -381,6 +466,7 @@ def _write_archive(store: Store, path: Path) -> dict:
 
 
 # -- reading and checking an archive ------------------------------------------------------------------
+
 
 class _Archive:
     """An opened archive whose manifest was read; `read(name)` returns an entry checked against it."""
@@ -429,12 +515,15 @@ class _Archive:
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise BackupError(f"{self.path}: not an mmnar store backup ({MANIFEST} does not say format {FORMAT!r})")
         if manifest.get("format_version") != FORMAT_VERSION:
-            raise BackupError(f"{self.path}: backup format version {manifest.get('format_version')!r}; this app "
-                              f"reads version {FORMAT_VERSION} (upgrade the app to read newer backups)")
+            raise BackupError(
+                f"{self.path}: backup format version {manifest.get('format_version')!r}; this app "
+                f"reads version {FORMAT_VERSION} (upgrade the app to read newer backups)"
+            )
         entries = manifest.get("entries")
         if not isinstance(entries, dict) or not all(
-                isinstance(v, dict) and isinstance(v.get("sha256"), str) and isinstance(v.get("size"), int)
-                for v in entries.values()):
+            isinstance(v, dict) and isinstance(v.get("sha256"), str) and isinstance(v.get("size"), int)
+            for v in entries.values()
+        ):
             raise BackupError(f"{self.path}: {MANIFEST} has no valid list of entries")
         for key in ("counts", "last_ids", "tables"):
             if not isinstance(manifest.get(key), dict):
@@ -447,17 +536,23 @@ class _Archive:
         if missing:
             raise BackupError(f"{self.path}: entry {missing[0]} is listed in {MANIFEST} but missing from the archive")
         for name in entries:
-            if name not in (README, BLOBS_INDEX, AUDIT) and not _ASSESSMENT_RE.fullmatch(name) \
-                    and not _BLOB_RE.fullmatch(name) and not _TABLE_RE.fullmatch(name):
+            if (
+                name not in (README, BLOBS_INDEX, AUDIT)
+                and not _ASSESSMENT_RE.fullmatch(name)
+                and not _BLOB_RE.fullmatch(name)
+                and not _TABLE_RE.fullmatch(name)
+            ):
                 raise BackupError(f"{self.path}: unexpected entry {name} in {MANIFEST}")
         return manifest
 
     def _check(self, name: str, size: int, digest: str) -> None:
         expected = self.manifest["entries"][name]
         if size != expected["size"] or digest != expected["sha256"]:
-            raise BackupError(f"{self.path}: checksum mismatch for entry {name}: SHA-256 {digest} ({size} bytes), "
-                              f"the manifest says {expected['sha256']} ({expected['size']} bytes); the archive "
-                              "is corrupted or was changed; nothing was imported")
+            raise BackupError(
+                f"{self.path}: checksum mismatch for entry {name}: SHA-256 {digest} ({size} bytes), "
+                f"the manifest says {expected['sha256']} ({expected['size']} bytes); the archive "
+                "is corrupted or was changed; nothing was imported"
+            )
 
     def verify_entry(self, name: str) -> None:
         digest, size = hashlib.sha256(), 0
@@ -492,8 +587,10 @@ def verify_archive(path: str | Path, *, limits: ArchiveLimits | None = None) -> 
 
 # -- import --------------------------------------------------------------------------------------------
 
-def import_archive(store: Store, path: str | Path, *, record_as: str | None = None,
-                   limits: ArchiveLimits | None = None) -> dict:
+
+def import_archive(
+    store: Store, path: str | Path, *, record_as: str | None = None, limits: ArchiveLimits | None = None
+) -> dict:
     """Restore the archive into `store`, which must be empty, in ONE transaction; returns the counts.
 
     record_as: if given, also append an audit entry ``action="restore"`` by this user after the restored log.
@@ -507,8 +604,10 @@ def import_archive(store: Store, path: str | Path, *, record_as: str | None = No
         revision = manifest.get("schema_revision")
         head = schema_head()
         if revision != head:
-            raise BackupError(f"{archive.path}: written at schema revision {revision!r}, this app is at {head!r}: "
-                              "restore it with the app version that wrote it")
+            raise BackupError(
+                f"{archive.path}: written at schema revision {revision!r}, this app is at {head!r}: "
+                "restore it with the app version that wrote it"
+            )
         archive.verify_all()  # nothing touches the database until every entry matches the manifest
 
         try:
@@ -519,28 +618,40 @@ def import_archive(store: Store, path: str | Path, *, record_as: str | None = No
                     conn.execute(text("LOCK TABLE " + ", ".join(t.name for t in tables) + " IN EXCLUSIVE MODE"))
                 present = _counts(conn, tables)
                 if any(present.values()):
-                    raise BackupError(f"the target database {store.url} is not empty ("
-                                      + ", ".join(f"{n} {t}" for t, n in present.items() if n)
-                                      + "): import only into an empty database")
+                    raise BackupError(
+                        f"the target database {store.url} is not empty ("
+                        + ", ".join(f"{n} {t}" for t, n in present.items() if n)
+                        + "): import only into an empty database"
+                    )
                 counts = _restore(conn, archive)
                 for table in tables:
                     if table.name not in CORE_TABLES:
                         counts[table.name] = _restore_table(conn, archive, table)
                 expected = manifest["counts"]
                 if counts != expected:
-                    raise BackupError(f"{archive.path}: the archive holds {counts}, its manifest says {expected}; "
-                                      "nothing was imported")
+                    raise BackupError(
+                        f"{archive.path}: the archive holds {counts}, its manifest says {expected}; "
+                        "nothing was imported"
+                    )
                 last_ids = {t: _int(f"{MANIFEST} last_ids[{t!r}]", n) for t, n in manifest["last_ids"].items()}
                 _set_last_ids(conn, tables, last_ids)
                 if record_as is not None:
-                    entry = {"at": datetime.now(timezone.utc), "username": record_as, "action": "restore",
-                             "model_version": "", "input_hash": "", "assessment_id": None,
-                             "detail": f"restored {counts['assessments']} assessments, {counts['audit_log']} audit "
-                                       f"entries from {archive.path.name}"}
+                    entry = {
+                        "at": datetime.now(UTC),
+                        "username": record_as,
+                        "action": "restore",
+                        "model_version": "",
+                        "input_hash": "",
+                        "assessment_id": None,
+                        "detail": f"restored {counts['assessments']} assessments, {counts['audit_log']} audit "
+                        f"entries from {archive.path.name}",
+                    }
                     conn.execute(insert(AuditRow.__table__).values(**entry, **chain_values(conn, entry)))
         except SQLAlchemyError as exc:
-            raise BackupError(f"restoring {archive.path} into {store.url} failed and was rolled back: "
-                              f"{str(getattr(exc, 'orig', None) or exc).strip().splitlines()[0]}") from exc
+            raise BackupError(
+                f"restoring {archive.path} into {store.url} failed and was rolled back: "
+                f"{str(getattr(exc, 'orig', None) or exc).strip().splitlines()[0]}"
+            ) from exc
     return {"archive": str(Path(path).expanduser().absolute()), "target": store.url, **counts}
 
 
@@ -549,8 +660,10 @@ def _restore_table(conn: Connection, archive: _Archive, table: Table) -> int:
     name = _table_entry(table.name)
     described = archive.manifest["tables"].get(table.name)
     if described is None or name not in archive.manifest["entries"]:
-        raise BackupError(f"{archive.path}: the archive has no {name} (schema {archive.manifest.get('schema_revision')!r} "
-                          f"has table {table.name!r})")
+        raise BackupError(
+            f"{archive.path}: the archive has no {name} (schema {archive.manifest.get('schema_revision')!r} "
+            f"has table {table.name!r})"
+        )
     kinds = {c.name: _kind(table, c) for c in table.columns}
     if described.get("columns") != kinds:
         raise BackupError(f"{archive.path}: {name} has columns {described.get('columns')}, this app expects {kinds}")
@@ -561,7 +674,7 @@ def _restore_table(conn: Connection, archive: _Archive, table: Table) -> int:
             raise BackupError(f"{loc}: expected the columns {sorted(kinds)}")
         rows.append({c: _decode(f"{loc} {c}", k, item[c]) for c, k in kinds.items()})
     for start in range(0, len(rows), _AUDIT_BATCH):
-        conn.execute(insert(table), rows[start:start + _AUDIT_BATCH])
+        conn.execute(insert(table), rows[start : start + _AUDIT_BATCH])
     return len(rows)
 
 
@@ -571,8 +684,11 @@ def _restore(conn: Connection, archive: _Archive) -> dict[str, int]:
     blob_meta: dict[str, tuple[int, datetime]] = {}
     for number, item in archive.lines(BLOBS_INDEX):
         loc = f"{where}: {BLOBS_INDEX} line {number}"
-        if not isinstance(item, dict) or not isinstance(item.get("sha256"), str) \
-                or not _BLOB_RE.fullmatch("blobs/" + item["sha256"]):
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("sha256"), str)
+            or not _BLOB_RE.fullmatch("blobs/" + item["sha256"])
+        ):
             raise BackupError(f"{loc}: not a blob record")
         sha = item["sha256"]
         if sha in blob_meta:
@@ -607,8 +723,10 @@ def _restore(conn: Connection, archive: _Archive) -> dict[str, int]:
         if name != _assessment_name(aid):
             raise BackupError(f"{loc}: holds assessment id {aid}")
         try:
-            fields = {k: _sqlstr(f"{loc} {k}", doc.get(k), max_len=None if k in ("patient_label", "note") else 255)
-                      for k in ("user", "patient_label", "model_id", "model_version", "input_hash", "pattern", "note")}
+            fields = {
+                k: _sqlstr(f"{loc} {k}", doc.get(k), max_len=None if k in ("patient_label", "note") else 255)
+                for k in ("user", "patient_label", "model_id", "model_version", "input_hash", "pattern", "note")
+            }
             _sqlstr(f"{loc} user", fields["user"], required=True)
             inputs_json = _dump_json(f"{loc} inputs", doc.get("inputs"))
             outputs_raw = _dump_json(f"{loc} outputs", doc.get("outputs")).encode("ascii")
@@ -616,16 +734,29 @@ def _restore(conn: Connection, archive: _Archive) -> dict[str, int]:
         except StoreError as exc:
             raise BackupError(str(exc)) from None
         if doc.get("outputs_size") != len(outputs_raw):
-            raise BackupError(f"{loc}: outputs are {len(outputs_raw)} bytes of JSON, the record says "
-                              f"{doc.get('outputs_size')!r}")
-        conn.execute(insert(assessments).values(
-            id=aid, created_at=_parse_time(f"{loc} created_at", doc.get("created_at")), username=fields["user"],
-            patient_label=fields["patient_label"], model_id=fields["model_id"], model_version=fields["model_version"],
-            input_hash=fields["input_hash"], pattern=fields["pattern"], note=fields["note"],
-            search_text=_fold(fields["patient_label"]) + "\x1f" + _fold(fields["note"]),
-            summary_json=summary_json, inputs_json=inputs_json, outputs_zjson=zlib.compress(outputs_raw, 6),
-            outputs_size=len(outputs_raw), prev_hash=_chain_hash(f"{loc} prev_hash", doc.get("prev_hash")),
-            entry_hash=_chain_hash(f"{loc} entry_hash", doc.get("entry_hash"))))
+            raise BackupError(
+                f"{loc}: outputs are {len(outputs_raw)} bytes of JSON, the record says {doc.get('outputs_size')!r}"
+            )
+        conn.execute(
+            insert(assessments).values(
+                id=aid,
+                created_at=_parse_time(f"{loc} created_at", doc.get("created_at")),
+                username=fields["user"],
+                patient_label=fields["patient_label"],
+                model_id=fields["model_id"],
+                model_version=fields["model_version"],
+                input_hash=fields["input_hash"],
+                pattern=fields["pattern"],
+                note=fields["note"],
+                search_text=_fold(fields["patient_label"]) + "\x1f" + _fold(fields["note"]),
+                summary_json=summary_json,
+                inputs_json=inputs_json,
+                outputs_zjson=zlib.compress(outputs_raw, 6),
+                outputs_size=len(outputs_raw),
+                prev_hash=_chain_hash(f"{loc} prev_hash", doc.get("prev_hash")),
+                entry_hash=_chain_hash(f"{loc} entry_hash", doc.get("entry_hash")),
+            )
+        )
         ids.add(aid)
         files = doc.get("files")
         if not isinstance(files, list):
@@ -641,9 +772,15 @@ def _restore(conn: Connection, archive: _Archive) -> dict[str, int]:
             sha = link.get("sha256")
             if sha not in blob_meta:
                 raise BackupError(f"{loc}: file {role!r} points at blob {sha!r}, which the archive does not hold")
-            conn.execute(insert(links).values(
-                assessment_id=aid, role=role, filename=_sqlstr(f"{loc} filename", link.get("filename")),
-                media_type=_sqlstr(f"{loc} media_type", link.get("media_type"), max_len=255), blob_sha256=sha))
+            conn.execute(
+                insert(links).values(
+                    assessment_id=aid,
+                    role=role,
+                    filename=_sqlstr(f"{loc} filename", link.get("filename")),
+                    media_type=_sqlstr(f"{loc} media_type", link.get("media_type"), max_len=255),
+                    blob_sha256=sha,
+                )
+            )
             n_links += 1
 
     # the audit log, in append order, with its original ids
@@ -661,14 +798,20 @@ def _restore(conn: Connection, archive: _Archive) -> dict[str, int]:
         ref = item.get("assessment_id")
         if ref is not None and (_int(f"{loc} assessment_id", ref, minimum=1) not in ids):
             raise BackupError(f"{loc}: refers to assessment {ref}, which the archive does not hold")
-        batch.append({"id": eid, "at": _parse_time(loc, item.get("at")),
-                      "username": _sqlstr(f"{loc} user", item.get("user"), max_len=255, required=True),
-                      "action": _sqlstr(f"{loc} action", item.get("action"), max_len=255, required=True),
-                      "model_version": _sqlstr(f"{loc} model_version", item.get("model_version"), max_len=255),
-                      "input_hash": _sqlstr(f"{loc} input_hash", item.get("input_hash"), max_len=255),
-                      "assessment_id": ref, "detail": _sqlstr(f"{loc} detail", item.get("detail")),
-                      "prev_hash": _chain_hash(f"{loc} prev_hash", item.get("prev_hash")),
-                      "entry_hash": _chain_hash(f"{loc} entry_hash", item.get("entry_hash"))})
+        batch.append(
+            {
+                "id": eid,
+                "at": _parse_time(loc, item.get("at")),
+                "username": _sqlstr(f"{loc} user", item.get("user"), max_len=255, required=True),
+                "action": _sqlstr(f"{loc} action", item.get("action"), max_len=255, required=True),
+                "model_version": _sqlstr(f"{loc} model_version", item.get("model_version"), max_len=255),
+                "input_hash": _sqlstr(f"{loc} input_hash", item.get("input_hash"), max_len=255),
+                "assessment_id": ref,
+                "detail": _sqlstr(f"{loc} detail", item.get("detail")),
+                "prev_hash": _chain_hash(f"{loc} prev_hash", item.get("prev_hash")),
+                "entry_hash": _chain_hash(f"{loc} entry_hash", item.get("entry_hash")),
+            }
+        )
         n_audit += 1
         if len(batch) >= _AUDIT_BATCH:
             conn.execute(insert(audit), batch)
@@ -680,37 +823,60 @@ def _restore(conn: Connection, archive: _Archive) -> dict[str, int]:
 
 # -- command line --------------------------------------------------------------------------------------
 
+
 def _open(args) -> Store:
     return open_store(args.database_url or None, data_dir=args.data_dir or None)
 
 
 def _limit_flags(p: argparse.ArgumentParser) -> None:
     d = ArchiveLimits()
-    p.add_argument("--max-entries", type=positive(int), default=d.max_entries,
-                   help=f"refuse an archive with more entries (default {d.max_entries:,})")
-    p.add_argument("--max-entry-mb", type=positive(int), default=d.max_entry_bytes >> 20,
-                   help=f"refuse an entry that inflates past this many MiB (default {d.max_entry_bytes >> 20:,})")
-    p.add_argument("--max-total-mb", type=positive(int), default=d.max_total_bytes >> 20,
-                   help=f"refuse an archive that inflates past this many MiB in all (default {d.max_total_bytes >> 20:,})")
-    p.add_argument("--max-ratio", type=positive(int), default=d.max_ratio,
-                   help=f"refuse an entry over 1 MiB inflating more than N times its compressed size (default {d.max_ratio})")
+    p.add_argument(
+        "--max-entries",
+        type=positive(int),
+        default=d.max_entries,
+        help=f"refuse an archive with more entries (default {d.max_entries:,})",
+    )
+    p.add_argument(
+        "--max-entry-mb",
+        type=positive(int),
+        default=d.max_entry_bytes >> 20,
+        help=f"refuse an entry that inflates past this many MiB (default {d.max_entry_bytes >> 20:,})",
+    )
+    p.add_argument(
+        "--max-total-mb",
+        type=positive(int),
+        default=d.max_total_bytes >> 20,
+        help=f"refuse an archive that inflates past this many MiB in all (default {d.max_total_bytes >> 20:,})",
+    )
+    p.add_argument(
+        "--max-ratio",
+        type=positive(int),
+        default=d.max_ratio,
+        help=f"refuse an entry over 1 MiB inflating more than N times its compressed size (default {d.max_ratio})",
+    )
 
 
 def _limits(args) -> ArchiveLimits:
-    return ArchiveLimits(max_entries=args.max_entries, max_entry_bytes=args.max_entry_mb << 20,
-                         max_total_bytes=args.max_total_mb << 20, max_ratio=args.max_ratio)
+    return ArchiveLimits(
+        max_entries=args.max_entries,
+        max_entry_bytes=args.max_entry_mb << 20,
+        max_total_bytes=args.max_total_mb << 20,
+        max_ratio=args.max_ratio,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mmnar_app.store.backup",
-                                     description="Export the store to a checked archive, or restore one into an "
-                                                 "empty database (docs/storage.md).")
+    parser = argparse.ArgumentParser(
+        prog="python -m mmnar_app.store.backup",
+        description="Export the store to a checked archive, or restore one into an empty database (docs/storage.md).",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def target(p):
         group = p.add_mutually_exclusive_group()
-        group.add_argument("--database-url", help="SQLAlchemy URL (default: MMNAR_DATABASE_URL, else SQLite in the "
-                                                  "data folder)")
+        group.add_argument(
+            "--database-url", help="SQLAlchemy URL (default: MMNAR_DATABASE_URL, else SQLite in the data folder)"
+        )
         group.add_argument("--data-dir", help="folder of the SQLite database mmnar.sqlite3")
 
     exp = sub.add_parser("export", help="write every assessment, file and audit entry to an archive")
@@ -729,13 +895,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "verify":
             manifest = verify_archive(args.archive, limits=_limits(args))
-            result = {"archive": args.archive, "ok": True, "schema_revision": manifest.get("schema_revision"),
-                      "counts": manifest["counts"]}
+            result = {
+                "archive": args.archive,
+                "ok": True,
+                "schema_revision": manifest.get("schema_revision"),
+                "counts": manifest["counts"],
+            }
         elif args.command == "export":
             with _open(args) as store:
                 manifest = export_archive(store, args.out, overwrite=args.overwrite)
-            result = {"archive": manifest["archive"], "sha256": manifest["archive_sha256"],
-                      "schema_revision": manifest["schema_revision"], "counts": manifest["counts"]}
+            result = {
+                "archive": manifest["archive"],
+                "sha256": manifest["archive_sha256"],
+                "schema_revision": manifest["schema_revision"],
+                "counts": manifest["counts"],
+            }
         else:
             with _open(args) as store:
                 result = import_archive(store, args.archive, record_as=args.record_as, limits=_limits(args))

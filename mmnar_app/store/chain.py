@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select, text
 
@@ -24,8 +25,8 @@ FIELDS = ("at", "username", "action", "model_version", "input_hash", "assessment
 
 def _at(value: datetime) -> str:
     if value.tzinfo is None:  # the store keeps naive UTC on SQLite
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def entry_hash(prev_hash: str, values: Mapping[str, Any]) -> str:
@@ -73,12 +74,16 @@ def verify_chain(conn, max_breaks: int = 20) -> ChainReport:
         report.entries += 1
         values = {name: row[name] for name in FIELDS}
         if row["prev_hash"] != expected:
-            report.breaks.append(f"audit entry {row['id']}: its previous-entry hash does not match the entry before "
-                                 "it (an entry was removed, inserted or changed before this one)")
+            report.breaks.append(
+                f"audit entry {row['id']}: its previous-entry hash does not match the entry before "
+                "it (an entry was removed, inserted or changed before this one)"
+            )
         recomputed = entry_hash(row["prev_hash"] or GENESIS, values)
         if row["entry_hash"] != recomputed:
-            report.breaks.append(f"audit entry {row['id']}: its content does not match its hash (the entry was "
-                                 "changed after it was written)")
+            report.breaks.append(
+                f"audit entry {row['id']}: its content does not match its hash (the entry was "
+                "changed after it was written)"
+            )
         expected = row["entry_hash"] or recomputed
         if len(report.breaks) >= max_breaks:
             report.breaks.append(f"stopped after {max_breaks} breaks")

@@ -16,10 +16,11 @@ import sqlite3
 import time
 import unicodedata
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event, func, select, text
 from sqlalchemy.engine import URL, Engine, make_url
@@ -53,6 +54,7 @@ class StoreError(ValueError):
 
 
 # -- results -----------------------------------------------------------------------------------------
+
 
 @dataclass
 class AssessmentSummary:
@@ -98,6 +100,7 @@ class AuditEntry:
 
 
 # -- URLs ----------------------------------------------------------------------------------------------
+
 
 def default_database_url(data_dir: str | Path | None = None) -> str:
     """``MMNAR_DATABASE_URL`` if set, else SQLite at ``<data_dir>/mmnar.sqlite3`` (directories created).
@@ -148,8 +151,10 @@ def _parse_url(url: str | URL) -> URL:
             raise StoreError(f"unsupported SQLite driver in {shown!r}: use sqlite:///path")
         database = parsed.database or ""
         if database in ("", ":memory:") or "mode=memory" in database or parsed.query.get("mode") == "memory":
-            raise StoreError(f"in-memory SQLite ({shown!r}) is not supported: everything would be lost on restart; "
-                             "give a file path, e.g. sqlite:////abs/path/mmnar.sqlite3")
+            raise StoreError(
+                f"in-memory SQLite ({shown!r}) is not supported: everything would be lost on restart; "
+                "give a file path, e.g. sqlite:////abs/path/mmnar.sqlite3"
+            )
         if database.startswith("file:"):
             raise StoreError(f"SQLite URI file names ({shown!r}) are not supported: use sqlite:////abs/path/file")
         return parsed.set(database=str(Path(database).expanduser().absolute()))
@@ -158,14 +163,16 @@ def _parse_url(url: str | URL) -> URL:
 
 # -- engines -----------------------------------------------------------------------------------------
 
+
 def _sqlite_engine(url: URL) -> Engine:
     _make_dir(Path(url.database).parent)
     try:  # created 0600 before SQLite opens it: its -wal and -shm files take the database's mode
         private_file(Path(url.database))
     except OSError as exc:
         raise StoreError(f"cannot create the database {url.database}: {exc.strerror or exc}") from exc
-    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
-                           hide_parameters=True)  # never echo patient data in error text
+    engine = create_engine(
+        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}, hide_parameters=True
+    )  # never echo patient data in error text
     busy_ms = int(SQLITE_BUSY_TIMEOUT_S * 1000)
 
     @event.listens_for(engine, "connect")
@@ -239,16 +246,19 @@ def _sqlstate(exc: BaseException) -> str | None:
 def _where(url: URL) -> str:
     if url.get_backend_name() == "sqlite":
         return f"SQLite database {url.database}"
-    return (f"PostgreSQL at {url.host or 'localhost'}:{url.port or 5432} "
-            f"(database {url.database!r}, user {url.username!r})")
+    return (
+        f"PostgreSQL at {url.host or 'localhost'}:{url.port or 5432} (database {url.database!r}, user {url.username!r})"
+    )
 
 
 def _connect_error(exc: BaseException, url: URL) -> StoreError:
     if url.get_backend_name() == "sqlite":
         message = _first_line(exc)
         if "locked" in message or "busy" in message:
-            return StoreError(f"{_where(url)} stayed locked by another connection (waited up to "
-                              f"{SQLITE_BUSY_TIMEOUT_S:g} s): {message}")
+            return StoreError(
+                f"{_where(url)} stayed locked by another connection (waited up to "
+                f"{SQLITE_BUSY_TIMEOUT_S:g} s): {message}"
+            )
         return StoreError(f"cannot use {_where(url)}: {message}")
     state = _sqlstate(exc)
     if state in ("28P01", "28000"):
@@ -257,8 +267,12 @@ def _connect_error(exc: BaseException, url: URL) -> StoreError:
 
 
 def _create_pg_database(url: URL) -> None:
-    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=NullPool,
-                          connect_args=_pg_connect_args(url))
+    admin = create_engine(
+        url.set(database="postgres"),
+        isolation_level="AUTOCOMMIT",
+        poolclass=NullPool,
+        connect_args=_pg_connect_args(url),
+    )
     try:
         with admin.connect() as conn:
             conn.exec_driver_sql(f"CREATE DATABASE {admin.dialect.identifier_preparer.quote(url.database)}")
@@ -267,9 +281,11 @@ def _create_pg_database(url: URL) -> None:
         # when both CREATE DATABASE statements ran at the same moment
         if _sqlstate(exc) in ("42P04", "23505"):
             return
-        raise StoreError(f"database {url.database!r} does not exist at {url.host or 'localhost'}:{url.port or 5432} "
-                         f"and could not be created ({_first_line(exc)}): create it first, e.g. "
-                         f"`createdb -h HOST -U USER {url.database}`") from exc
+        raise StoreError(
+            f"database {url.database!r} does not exist at {url.host or 'localhost'}:{url.port or 5432} "
+            f"and could not be created ({_first_line(exc)}): create it first, e.g. "
+            f"`createdb -h HOST -U USER {url.database}`"
+        ) from exc
     finally:
         admin.dispose()
 
@@ -280,13 +296,15 @@ def _ensure_pg_database(engine: Engine, url: URL) -> None:
             return
     except OperationalError as exc:
         missing = _sqlstate(exc) == "3D000" or (
-            "does not exist" in _first_line(exc) and f'database "{url.database}"' in _first_line(exc))
+            "does not exist" in _first_line(exc) and f'database "{url.database}"' in _first_line(exc)
+        )
         if not missing:
             raise _connect_error(exc, url) from exc
     _create_pg_database(url)
 
 
 # -- migrations --------------------------------------------------------------------------------------
+
 
 def alembic_config(url: str | None = None):
     """The Alembic Config of the store, built in code (no alembic.ini); `url` only for Alembic's own CLI use."""
@@ -326,7 +344,8 @@ def _migrate(write_engine: Engine, url: URL) -> None:
                 raise StoreError(
                     f"{_where(url)} is at schema revision {', '.join(unknown)}, newer than this app knows "
                     f"(its newest is {', '.join(sorted(heads))}): upgrade the app "
-                    "(a newer version of it wrote this database)")
+                    "(a newer version of it wrote this database)"
+                )
             if current != heads:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
@@ -335,11 +354,12 @@ def _migrate(write_engine: Engine, url: URL) -> None:
     except OperationalError as exc:
         raise _connect_error(exc, url) from exc
     except SQLAlchemyError as exc:
-        raise StoreError(f"migrating {_where(url)} to schema {', '.join(sorted(heads))} failed: "
-                         f"{_first_line(exc)}") from exc
+        raise StoreError(
+            f"migrating {_where(url)} to schema {', '.join(sorted(heads))} failed: {_first_line(exc)}"
+        ) from exc
 
 
-def open_store(url: str | None = None, data_dir: str | Path | None = None) -> "Store":
+def open_store(url: str | None = None, data_dir: str | Path | None = None) -> Store:
     """Open (creating the database if needed and migrating it to the newest schema) the store at `url`.
 
     url: a SQLAlchemy URL; None -> `default_database_url(data_dir)`. ``postgresql://`` and ``postgres://``
@@ -361,6 +381,7 @@ def open_store(url: str | None = None, data_dir: str | Path | None = None) -> "S
 
 
 # -- validation and encoding ---------------------------------------------------------------------------
+
 
 def _text(name: str, value: Any, *, required: bool = False, max_len: int | None = None) -> str:
     if not isinstance(value, str):
@@ -402,16 +423,20 @@ def _check_json(name: str, value: Any) -> None:
             if isinstance(v, dict):
                 for k, x in v.items():
                     if not isinstance(k, str):
-                        raise StoreError(f"{name}{_path_str(path)}: key {k!r} is a {type(k).__name__}; JSON keys "
-                                         "must be str (it would come back as a different key)")
+                        raise StoreError(
+                            f"{name}{_path_str(path)}: key {k!r} is a {type(k).__name__}; JSON keys "
+                            "must be str (it would come back as a different key)"
+                        )
                     walk(x, (path, k))
             else:
                 for i, x in enumerate(v):
                     walk(x, (path, i))
             active.discard(id(v))
             return
-        raise StoreError(f"{name}{_path_str(path)} is a {type(v).__name__}, not a JSON value: convert it "
-                         "(tuple -> list, numpy scalar -> float/int, bytes -> base64 str, set -> list)")
+        raise StoreError(
+            f"{name}{_path_str(path)} is a {type(v).__name__}, not a JSON value: convert it "
+            "(tuple -> list, numpy scalar -> float/int, bytes -> base64 str, set -> list)"
+        )
 
     try:
         walk(value, None)
@@ -437,7 +462,7 @@ def _utc(name: str, value: datetime | None) -> datetime | None:
         return None
     if not isinstance(value, datetime):
         raise StoreError(f"{name} must be a datetime, got {type(value).__name__}")
-    return (value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value).astimezone(timezone.utc)
+    return (value.replace(tzinfo=UTC) if value.tzinfo is None else value).astimezone(UTC)
 
 
 def _count(name: str, value: Any) -> int:
@@ -473,17 +498,19 @@ def _prepare_files(files: Any) -> list[_File]:
         if not isinstance(data, bytes):
             raise StoreError(f"files[{role!r}] content must be bytes, got {type(data).__name__}")
         if len(data) > MAX_FILE_BYTES:
-            raise StoreError(f"files[{role!r}] is {len(data) / 2**20:.0f} MiB, over the "
-                             f"{MAX_FILE_BYTES // 2**20} MiB limit per file")
+            raise StoreError(
+                f"files[{role!r}] is {len(data) / 2**20:.0f} MiB, over the {MAX_FILE_BYTES // 2**20} MiB limit per file"
+            )
         out.append(_File(role, filename, media_type, hashlib.sha256(data).hexdigest(), data))
     return out
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # -- the store -----------------------------------------------------------------------------------------
+
 
 class Store:
     """Assessments, content-addressed files and the append-only audit log. Thread-safe; see module doc."""
@@ -503,7 +530,7 @@ class Store:
 
     __str__ = __repr__
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -554,8 +581,11 @@ class Store:
             from sqlalchemy.dialects.sqlite import insert
         for sha in sorted(set(unique) - present):
             data = unique[sha]
-            session.execute(insert(Blob).values(sha256=sha, size=len(data), data=data, created_at=now)
-                            .on_conflict_do_nothing(index_elements=["sha256"]))
+            session.execute(
+                insert(Blob)
+                .values(sha256=sha, size=len(data), data=data, created_at=now)
+                .on_conflict_do_nothing(index_elements=["sha256"])
+            )
 
     def _write_audit(self, session: Session, entry: AuditRow) -> None:
         """Appends `entry`, linked to the entry before it (the hash chain, chain.py)."""
@@ -566,10 +596,21 @@ class Store:
         session.flush()
 
     # -- assessments ------------------------------------------------------------------------------------
-    def save_assessment(self, *, user: str, patient_label: str, model_id: str, model_version: str,
-                        input_hash: str, inputs: dict, outputs: dict,
-                        files: dict[str, tuple[str, str, bytes]] | None = None, pattern: str = "",
-                        summary: dict | None = None, note: str = "") -> int:
+    def save_assessment(
+        self,
+        *,
+        user: str,
+        patient_label: str,
+        model_id: str,
+        model_version: str,
+        input_hash: str,
+        inputs: dict,
+        outputs: dict,
+        files: dict[str, tuple[str, str, bytes]] | None = None,
+        pattern: str = "",
+        summary: dict | None = None,
+        note: str = "",
+    ) -> int:
         """Save one assessment with its files and an audit entry (action "save") in ONE transaction; its id."""
         self._check_open()
         _text("user", user, required=True, max_len=_NAME_MAX)
@@ -590,42 +631,93 @@ class Store:
         def work(session: Session) -> int:
             now = _now()  # taken inside the transaction: on SQLite time order == id order
             self._put_blobs(session, prepared, now)
-            columns = dict(created_at=now, username=user, patient_label=patient_label, model_id=model_id,
-                           model_version=model_version, input_hash=input_hash, pattern=pattern, note=note,
-                           summary_json=summary_json, inputs_json=inputs_json, outputs_size=len(outputs_raw))
+            columns = dict(
+                created_at=now,
+                username=user,
+                patient_label=patient_label,
+                model_id=model_id,
+                model_version=model_version,
+                input_hash=input_hash,
+                pattern=pattern,
+                note=note,
+                summary_json=summary_json,
+                inputs_json=inputs_json,
+                outputs_size=len(outputs_raw),
+            )
             links = [(f.role, f.filename, f.media_type, f.sha256) for f in prepared]
-            row = AssessmentRow(**columns, search_text=search_text, outputs_zjson=outputs_z,
-                                **next_assessment_hashes(session, columns, outputs_raw, links))
+            row = AssessmentRow(
+                **columns,
+                search_text=search_text,
+                outputs_zjson=outputs_z,
+                **next_assessment_hashes(session, columns, outputs_raw, links),
+            )
             session.add(row)
             session.flush()
             for f in prepared:
-                session.add(AssessmentFile(assessment_id=row.id, role=f.role, filename=f.filename,
-                                           media_type=f.media_type, blob_sha256=f.sha256))
+                session.add(
+                    AssessmentFile(
+                        assessment_id=row.id,
+                        role=f.role,
+                        filename=f.filename,
+                        media_type=f.media_type,
+                        blob_sha256=f.sha256,
+                    )
+                )
             session.flush()
-            self._write_audit(session, AuditRow(
-                at=now, username=user, action="save", model_version=model_version, input_hash=input_hash,
-                assessment_id=row.id, detail=detail))
+            self._write_audit(
+                session,
+                AuditRow(
+                    at=now,
+                    username=user,
+                    action="save",
+                    model_version=model_version,
+                    input_hash=input_hash,
+                    assessment_id=row.id,
+                    detail=detail,
+                ),
+            )
             return int(row.id)
 
         return self._in_write("save the assessment", work)
 
-    def list_assessments(self, *, search: str | None = None, user: str | None = None,
-                         model_id: str | None = None, pattern: str | None = None,
-                         since: datetime | None = None, until: datetime | None = None,
-                         limit: int = 200, offset: int = 0) -> list[AssessmentSummary]:
+    def list_assessments(
+        self,
+        *,
+        search: str | None = None,
+        user: str | None = None,
+        model_id: str | None = None,
+        pattern: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 200,
+        offset: int = 0,
+    ) -> list[AssessmentSummary]:
         """Newest first. search: case-insensitive substring of patient_label or note; user, model_id, pattern:
         exact; since <= created_at < until (naive datetimes are taken as UTC)."""
         since, until = _utc("since", since), _utc("until", until)
         limit, offset = _count("limit", limit), _count("offset", offset)
         a = AssessmentRow
-        stmt = select(a.id, a.created_at, a.username, a.patient_label, a.model_id, a.model_version,
-                      a.input_hash, a.pattern, a.summary_json, a.note)
+        stmt = select(
+            a.id,
+            a.created_at,
+            a.username,
+            a.patient_label,
+            a.model_id,
+            a.model_version,
+            a.input_hash,
+            a.pattern,
+            a.summary_json,
+            a.note,
+        )
         if search is not None:
             term = _fold(_text("search", search))
             if term.strip():
                 stmt = stmt.where(a.search_text.contains(term, autoescape=True))
-        for column, value, name in ((a.username, user, "user"), (a.model_id, model_id, "model_id"),
-                                    (a.pattern, pattern, "pattern")):
+        for column, value, name in (
+            (a.username, user, "user"),
+            (a.model_id, model_id, "model_id"),
+            (a.pattern, pattern, "pattern"),
+        ):
             if value is not None:
                 stmt = stmt.where(column == _text(name, value))
         if since is not None:
@@ -634,10 +726,21 @@ class Store:
             stmt = stmt.where(a.created_at < until)
         stmt = stmt.order_by(a.created_at.desc(), a.id.desc()).limit(limit).offset(offset)
         rows = self._in_read(lambda s: s.execute(stmt).all())
-        return [AssessmentSummary(id=int(r.id), created_at=r.created_at, user=r.username,
-                                  patient_label=r.patient_label, model_id=r.model_id, model_version=r.model_version,
-                                  input_hash=r.input_hash, pattern=r.pattern, summary=json.loads(r.summary_json),
-                                  note=r.note) for r in rows]
+        return [
+            AssessmentSummary(
+                id=int(r.id),
+                created_at=r.created_at,
+                user=r.username,
+                patient_label=r.patient_label,
+                model_id=r.model_id,
+                model_version=r.model_version,
+                input_hash=r.input_hash,
+                pattern=r.pattern,
+                summary=json.loads(r.summary_json),
+                note=r.note,
+            )
+            for r in rows
+        ]
 
     def get_assessment(self, assessment_id: int) -> Assessment:
         """The assessment exactly as saved, with its files' bytes (checked against their SHA-256)."""
@@ -649,10 +752,18 @@ class Store:
             if row is None:
                 return None, []
             files = session.execute(
-                select(AssessmentFile.role, AssessmentFile.filename, AssessmentFile.media_type,
-                       AssessmentFile.blob_sha256, Blob.size, Blob.data)
+                select(
+                    AssessmentFile.role,
+                    AssessmentFile.filename,
+                    AssessmentFile.media_type,
+                    AssessmentFile.blob_sha256,
+                    Blob.size,
+                    Blob.data,
+                )
                 .join(Blob, Blob.sha256 == AssessmentFile.blob_sha256)
-                .where(AssessmentFile.assessment_id == assessment_id).order_by(AssessmentFile.role)).all()
+                .where(AssessmentFile.assessment_id == assessment_id)
+                .order_by(AssessmentFile.role)
+            ).all()
             return row, files
 
         row, file_rows = self._in_read(work)
@@ -662,26 +773,52 @@ class Store:
         for f in file_rows:
             data = bytes(f.data)
             if hashlib.sha256(data).hexdigest() != f.blob_sha256 or len(data) != f.size:
-                raise StoreError(f"file {f.role!r} of assessment {assessment_id} is corrupted in the database "
-                                 f"(content does not match its SHA-256 {f.blob_sha256})")
-            files[f.role] = StoredFile(role=f.role, filename=f.filename, media_type=f.media_type,
-                                       sha256=f.blob_sha256, size=len(data), data=data)
+                raise StoreError(
+                    f"file {f.role!r} of assessment {assessment_id} is corrupted in the database "
+                    f"(content does not match its SHA-256 {f.blob_sha256})"
+                )
+            files[f.role] = StoredFile(
+                role=f.role,
+                filename=f.filename,
+                media_type=f.media_type,
+                sha256=f.blob_sha256,
+                size=len(data),
+                data=data,
+            )
         try:
             outputs = json.loads(zlib.decompress(bytes(row.outputs_zjson)))
         except (zlib.error, ValueError) as exc:
             raise StoreError(f"the outputs of assessment {assessment_id} are corrupted in the database: {exc}") from exc
         return Assessment(
-            id=int(row.id), created_at=row.created_at, user=row.username, patient_label=row.patient_label,
-            model_id=row.model_id, model_version=row.model_version, input_hash=row.input_hash, pattern=row.pattern,
-            summary=json.loads(row.summary_json), note=row.note, inputs=json.loads(row.inputs_json),
-            outputs=outputs, files=files)
+            id=int(row.id),
+            created_at=row.created_at,
+            user=row.username,
+            patient_label=row.patient_label,
+            model_id=row.model_id,
+            model_version=row.model_version,
+            input_hash=row.input_hash,
+            pattern=row.pattern,
+            summary=json.loads(row.summary_json),
+            note=row.note,
+            inputs=json.loads(row.inputs_json),
+            outputs=outputs,
+            files=files,
+        )
 
     def count_assessments(self) -> int:
         return int(self._in_read(lambda s: s.scalar(select(func.count()).select_from(AssessmentRow))))
 
     # -- audit log --------------------------------------------------------------------------------------
-    def record(self, *, action: str, user: str, model_version: str = "", input_hash: str = "",
-               assessment_id: int | None = None, detail: str = "") -> None:
+    def record(
+        self,
+        *,
+        action: str,
+        user: str,
+        model_version: str = "",
+        input_hash: str = "",
+        assessment_id: int | None = None,
+        detail: str = "",
+    ) -> None:
         """Append one entry to the audit log (its own transaction)."""
         self._check_open()
         _text("action", action, required=True, max_len=_NAME_MAX)
@@ -693,12 +830,23 @@ class Store:
             raise StoreError(f"assessment_id must be an int or None, got {assessment_id!r}")
 
         def work(session: Session) -> None:
-            if assessment_id is not None and session.scalar(
-                    select(AssessmentRow.id).where(AssessmentRow.id == assessment_id)) is None:
+            if (
+                assessment_id is not None
+                and session.scalar(select(AssessmentRow.id).where(AssessmentRow.id == assessment_id)) is None
+            ):
                 raise StoreError(f"no assessment with id {assessment_id} in {self.url}")
-            self._write_audit(session, AuditRow(
-                at=_now(), username=user, action=action, model_version=model_version, input_hash=input_hash,
-                assessment_id=assessment_id, detail=detail))
+            self._write_audit(
+                session,
+                AuditRow(
+                    at=_now(),
+                    username=user,
+                    action=action,
+                    model_version=model_version,
+                    input_hash=input_hash,
+                    assessment_id=assessment_id,
+                    detail=detail,
+                ),
+            )
 
         self._in_write("record the audit entry", work)
 
@@ -712,6 +860,16 @@ class Store:
             stmt = stmt.where(AuditRow.action == _text("action", action))
         stmt = stmt.order_by(AuditRow.id.desc()).limit(limit)
         rows = self._in_read(lambda s: list(s.scalars(stmt)))
-        return [AuditEntry(id=int(r.id), at=r.at, user=r.username, action=r.action, model_version=r.model_version,
-                           input_hash=r.input_hash, detail=r.detail,
-                           assessment_id=None if r.assessment_id is None else int(r.assessment_id)) for r in rows]
+        return [
+            AuditEntry(
+                id=int(r.id),
+                at=r.at,
+                user=r.username,
+                action=r.action,
+                model_version=r.model_version,
+                input_hash=r.input_hash,
+                detail=r.detail,
+                assessment_id=None if r.assessment_id is None else int(r.assessment_id),
+            )
+            for r in rows
+        ]

@@ -26,8 +26,10 @@ class PatternCountRow(Base):
     """Patients analysed with one pattern under one model (migration 0006)."""
 
     __tablename__ = "pattern_counts"
-    __table_args__ = (CheckConstraint("pattern >= 0", name="ck_pattern_counts_pattern"),
-                      CheckConstraint("count >= 0", name="ck_pattern_counts_count"))
+    __table_args__ = (
+        CheckConstraint("pattern >= 0", name="ck_pattern_counts_pattern"),
+        CheckConstraint("count >= 0", name="ck_pattern_counts_count"),
+    )
 
     model_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     pattern: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
@@ -52,8 +54,9 @@ class PatternCounts:
 
 def _pattern(pattern) -> int:
     if isinstance(pattern, bool) or not isinstance(pattern, int) or not 0 <= pattern < (1 << MAX_MODALITIES):
-        raise StoreError(f"pattern must be a pattern id, a whole number from 0 to {(1 << MAX_MODALITIES) - 1}, "
-                         f"got {pattern!r}")
+        raise StoreError(
+            f"pattern must be a pattern id, a whole number from 0 to {(1 << MAX_MODALITIES) - 1}, got {pattern!r}"
+        )
     return pattern
 
 
@@ -69,11 +72,15 @@ def count_pattern(store: Store, model_id: str, pattern: int) -> None:
 
     def work(session: Session) -> None:
         now = _now()
-        statement = insert(PatternCountRow).values(model_id=model_id, pattern=pattern, count=1, first_seen=now,
-                                                   last_seen=now)
-        session.execute(statement.on_conflict_do_update(
-            index_elements=["model_id", "pattern"],
-            set_={"count": PatternCountRow.count + 1, "last_seen": statement.excluded.last_seen}))
+        statement = insert(PatternCountRow).values(
+            model_id=model_id, pattern=pattern, count=1, first_seen=now, last_seen=now
+        )
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["model_id", "pattern"],
+                set_={"count": PatternCountRow.count + 1, "last_seen": statement.excluded.last_seen},
+            )
+        )
 
     store._in_write("count the pattern", work)
 
@@ -81,8 +88,23 @@ def count_pattern(store: Store, model_id: str, pattern: int) -> None:
 def pattern_counts(store: Store, model_id: str) -> PatternCounts:
     """The counts of `model_id` (empty when it analysed nobody here yet)."""
     _text("model_id", model_id, required=True, max_len=255)
-    rows = store._in_read(lambda s: list(s.execute(
-        select(PatternCountRow.pattern, PatternCountRow.count, PatternCountRow.first_seen, PatternCountRow.last_seen)
-        .where(PatternCountRow.model_id == model_id).order_by(PatternCountRow.pattern))))
-    return PatternCounts(model_id, {int(r.pattern): int(r.count) for r in rows},
-                         min((r.first_seen for r in rows), default=None), max((r.last_seen for r in rows), default=None))
+    rows = store._in_read(
+        lambda s: list(
+            s.execute(
+                select(
+                    PatternCountRow.pattern,
+                    PatternCountRow.count,
+                    PatternCountRow.first_seen,
+                    PatternCountRow.last_seen,
+                )
+                .where(PatternCountRow.model_id == model_id)
+                .order_by(PatternCountRow.pattern)
+            )
+        )
+    )
+    return PatternCounts(
+        model_id,
+        {int(r.pattern): int(r.count) for r in rows},
+        min((r.first_seen for r in rows), default=None),
+        max((r.last_seen for r in rows), default=None),
+    )

@@ -51,8 +51,10 @@ def _looser(path: Path, wanted: int) -> str | None:
     if mode & 0o077 == 0:
         return None
     kind = "folder" if path.is_dir() else "file"
-    return (f"{path}: the {kind} is mode {mode:04o}, readable by other users (expected {wanted:04o}); "
-            f"fix with: chmod {wanted:o} {path}")
+    return (
+        f"{path}: the {kind} is mode {mode:04o}, readable by other users (expected {wanted:04o}); "
+        f"fix with: chmod {wanted:o} {path}"
+    )
 
 
 def permission_warnings(database: Path) -> list[str]:

@@ -16,16 +16,17 @@ from __future__ import annotations
 import math
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import Boolean, CheckConstraint, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from mmnar_core.roles import ROLES  # noqa: E402  (one definition for app, store and server)
 
 from .backoff import BackoffPolicy, account_states, backoff_key, blocked_until, clear, forget_old, record_failure
 from .core import Store, StoreError, _now
 from .models import Base, UTCDateTime
 
-from mmnar_core.roles import ROLES  # noqa: E402  (one definition for app, store and server)
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024
 USERNAME_MAX = 255
@@ -106,8 +107,10 @@ def check_password(password: str) -> None:
     if not isinstance(password, str):
         raise StoreError("the password must be text")
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise StoreError(f"the password is too short: use at least {MIN_PASSWORD_LENGTH} characters "
-                         "(a few unrelated words are easy to remember)")
+        raise StoreError(
+            f"the password is too short: use at least {MIN_PASSWORD_LENGTH} characters "
+            "(a few unrelated words are easy to remember)"
+        )
     if len(password) > MAX_PASSWORD_LENGTH:
         raise StoreError(f"the password is longer than {MAX_PASSWORD_LENGTH} characters")
     if password != password.strip():
@@ -154,10 +157,17 @@ def dummy_hash() -> str:
 
 def _user(row: UserRow, backoff=None, now: datetime | None = None) -> User:
     blocked = backoff.blocked_until if backoff is not None else None
-    return User(username=row.username, role=row.role, has_password=row.password_hash is not None,
-                disabled=bool(row.disabled), failed_attempts=int(backoff.failures) if backoff is not None else 0,
-                locked_until=blocked if blocked is not None and blocked > (now or _now()) else None,
-                created_at=row.created_at, updated_at=row.updated_at, last_sign_in_at=row.last_sign_in_at)
+    return User(
+        username=row.username,
+        role=row.role,
+        has_password=row.password_hash is not None,
+        disabled=bool(row.disabled),
+        failed_attempts=int(backoff.failures) if backoff is not None else 0,
+        locked_until=blocked if blocked is not None and blocked > (now or _now()) else None,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        last_sign_in_at=row.last_sign_in_at,
+    )
 
 
 class UserStore:
@@ -196,8 +206,17 @@ class UserStore:
             if session.get(UserRow, name) is not None:
                 raise StoreError(f"user {name!r} already exists")
             now = _now()
-            row = UserRow(username=name, role=role, password_hash=password_hash, disabled=False, failed_attempts=0,
-                          locked_until=None, created_at=now, updated_at=now, last_sign_in_at=None)
+            row = UserRow(
+                username=name,
+                role=role,
+                password_hash=password_hash,
+                disabled=False,
+                failed_attempts=0,
+                locked_until=None,
+                created_at=now,
+                updated_at=now,
+                last_sign_in_at=None,
+            )
             session.add(row)
             session.flush()
             return _user(row)
@@ -236,11 +255,15 @@ class UserStore:
         return self._change(username, "set the password", change, reset_backoff=True)
 
     def set_disabled(self, username: str, disabled: bool) -> User:
-        return self._change(username, "disable the user" if disabled else "enable the user",
-                            lambda r: setattr(r, "disabled", bool(disabled)))
+        return self._change(
+            username,
+            "disable the user" if disabled else "enable the user",
+            lambda r: setattr(r, "disabled", bool(disabled)),
+        )
 
     def unlock(self, username: str) -> User:
         """Ends the user name's back-off now (an admin's unlock; the clients' own back-offs keep running)."""
+
         def change(row: UserRow) -> None:
             row.failed_attempts = 0
             row.locked_until = None
@@ -248,8 +271,15 @@ class UserStore:
         return self._change(username, "unlock the user", change, reset_backoff=True)
 
     # -- signing in -------------------------------------------------------------------------------------
-    def authenticate(self, username: str, password: str, *, client: str | None = None,
-                     policy: BackoffPolicy | None = None, now: datetime | None = None) -> SignIn:
+    def authenticate(
+        self,
+        username: str,
+        password: str,
+        *,
+        client: str | None = None,
+        policy: BackoffPolicy | None = None,
+        now: datetime | None = None,
+    ) -> SignIn:
         """Check a local sign-in from `client` (an address or a session id). Every call verifies exactly one
         argon2 hash (the account's, else the dummy one). Failures count for the typed name (existing or
         not) and for the client; during a back-off of either the attempt is refused unchecked and uncounted.
@@ -273,8 +303,9 @@ class UserStore:
         row, until = self.store._in_read(read)
         if until is not None:
             _verify(dummy_hash(), password)
-            return SignIn("throttled", shown, retry_at=until, reason="refused during a back-off",
-                          known_user=row is not None)
+            return SignIn(
+                "throttled", shown, retry_at=until, reason="refused during a back-off", known_user=row is not None
+            )
         stored = row.password_hash if row is not None else None
         good = _verify(stored or dummy_hash(), password) and stored is not None  # slow: outside the transaction
         rehash = hasher().hash(password) if good and hasher().check_needs_rehash(stored) else None
@@ -283,8 +314,13 @@ class UserStore:
             current = session.get(UserRow, name, with_for_update=True) if name is not None else None
             running = blocked_until(session, keys, clock)  # a parallel attempt may have started one meanwhile
             if running is not None:
-                return SignIn("throttled", shown, retry_at=running, reason="refused during a back-off",
-                              known_user=current is not None)
+                return SignIn(
+                    "throttled",
+                    shown,
+                    retry_at=running,
+                    reason="refused during a back-off",
+                    known_user=current is not None,
+                )
             if good and current is not None and current.password_hash == stored:
                 clear(session, keys[0])
                 if current.disabled:
@@ -298,18 +334,29 @@ class UserStore:
             if client:
                 ends.append(record_failure(session, keys[1], "client", policy, clock))
             forget_old(session, policy, clock)
-            reason = ("unknown user" if current is None else
-                      "no local password (an OpenID Connect user)" if current.password_hash is None else "wrong password")
+            reason = (
+                "unknown user"
+                if current is None
+                else "no local password (an OpenID Connect user)"
+                if current.password_hash is None
+                else "wrong password"
+            )
             user = None if current is None else _user(current, account_states(session, [name]).get(name), clock)
-            return SignIn("invalid", shown, user, retry_at=max((e for e in ends if e), default=None), reason=reason,
-                          known_user=current is not None)
+            return SignIn(
+                "invalid",
+                shown,
+                user,
+                retry_at=max((e for e in ends if e), default=None),
+                reason=reason,
+                known_user=current is not None,
+            )
 
         return self.store._in_write("record the sign-in", work)
 
 
 def lockout_remaining(until: datetime, now: datetime | None = None) -> str:
     """'45 seconds' or '3 minutes' (rounded up) until `until`."""
-    seconds = max(1, math.ceil((until - (now or datetime.now(timezone.utc))).total_seconds()))
+    seconds = max(1, math.ceil((until - (now or datetime.now(UTC))).total_seconds()))
     if seconds < 120:
         return f"{seconds} second{'s' if seconds != 1 else ''}"
     minutes = (seconds + 59) // 60

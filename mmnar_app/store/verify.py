@@ -48,8 +48,9 @@ def verify_store(store: Store) -> IntegrityReport:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mmnar_app.store.verify", description=__doc__.split("\n\n")[0])
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--database-url", help="SQLAlchemy URL (default: MMNAR_DATABASE_URL, else SQLite in the data "
-                                              "folder)")
+    group.add_argument(
+        "--database-url", help="SQLAlchemy URL (default: MMNAR_DATABASE_URL, else SQLite in the data folder)"
+    )
     group.add_argument("--data-dir", help="folder of the SQLite database mmnar.sqlite3")
     args = parser.parse_args(argv)
     try:

@@ -12,18 +12,24 @@ report), each for the probabilities the model is defined with (ModelSpec.probabi
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
 
 from mmnar_core.baselines.gbt import GBTConfig
-from mmnar_core.baselines.models import (DEFAULT_MODALITY_DROPOUT, MODELS, REFERENCES, FittedLogits,
-                                         check_model_names, fit_model)
-from mmnar_core.evaluation.paired import paired_auroc, paired_true_risk_error
+from mmnar_core.baselines.models import (
+    DEFAULT_MODALITY_DROPOUT,
+    MODELS,
+    REFERENCES,
+    FittedLogits,
+    check_model_names,
+    fit_model,
+)
 from mmnar_core.evaluation.bootstrap import DEFAULT_MIN_N
 from mmnar_core.evaluation.metrics import auroc, ece
+from mmnar_core.evaluation.paired import paired_auroc, paired_true_risk_error
 from mmnar_core.evaluation.report import headline
 from mmnar_core.model import MMNARConfig
 from mmnar_core.training.data import ModelData
@@ -39,8 +45,9 @@ SHIPPED = "mmnar"  # the model the product ships; every other row is compared wi
 # ------------------------------------------------------------------------------------------ one run
 
 
-def calibrate_and_evaluate(data: ModelData, val_logits: np.ndarray, test_logits: np.ndarray,
-                           n_resamples: int = 200) -> tuple[dict, dict, dict]:
+def calibrate_and_evaluate(
+    data: ModelData, val_logits: np.ndarray, test_logits: np.ndarray, n_resamples: int = 200
+) -> tuple[dict, dict, dict]:
     """(metrics, report, probabilities): temperature and rectifier fit on val, everything measured on test.
 
     metrics = {task: {version: {auroc, auprc, brier, ece, pattern_ece, n_patterns}}} for the calibrated
@@ -48,19 +55,25 @@ def calibrate_and_evaluate(data: ModelData, val_logits: np.ndarray, test_logits:
     {version: (test rows, tasks) array}, kept for the paired comparisons.
     """
     temperature, rectifiers = calibrate_from_logits(data, val_logits, data.rows("val"))
-    frame, report = report_from_logits(temperature, rectifiers, data, data.rows("test"), test_logits, n_resamples,
-                                       versions=VERSIONS)
+    frame, report = report_from_logits(
+        temperature, rectifiers, data, data.rows("test"), test_logits, n_resamples, versions=VERSIONS
+    )
     metrics = {task: {version: headline_metrics(report, task, version) for version in VERSIONS} for task in data.tasks}
     columns = {"rectified": "{}_prob", "calibrated": "{}_prob_calibrated"}
-    probabilities = {version: np.stack([frame[columns[version].format(t)].to_numpy(dtype=float) for t in data.tasks],
-                                       axis=1) for version in VERSIONS}
+    probabilities = {
+        version: np.stack([frame[columns[version].format(t)].to_numpy(dtype=float) for t in data.tasks], axis=1)
+        for version in VERSIONS
+    }
     return metrics, report, probabilities
 
 
 def headline_metrics(report: dict, task: str, version: str) -> dict:
     values = {m: headline(report, task, version, m)["value"] for m in HEADLINE_METRICS}
-    pattern = [r["value"] for r in report["tasks"][task][version]
-               if r["level"] == "group" and r["metric"] == "ece" and r["value"] is not None]
+    pattern = [
+        r["value"]
+        for r in report["tasks"][task][version]
+        if r["level"] == "group" and r["metric"] == "ece" and r["value"] is not None
+    ]
     values["pattern_ece"] = float(np.mean(pattern)) if pattern else None
     values["n_patterns"] = len(pattern)
     return values
@@ -78,18 +91,31 @@ def oracle_metrics(data: ModelData, min_n: int = DEFAULT_MIN_N) -> dict | None:
         known = ~np.isnan(labels[:, t])
         y, p, g = labels[known, t].astype(int), data.true_probs[rows][known, t], data.patterns[rows][known]
         pattern = [ece(y[g == k], p[g == k]) for k in np.unique(g) if (g == k).sum() >= min_n]
-        out[task] = {"auroc": float(auroc(y, p)), "ece": float(ece(y, p)),
-                     "pattern_ece": float(np.mean(pattern)) if pattern else None, "n_patterns": len(pattern)}
+        out[task] = {
+            "auroc": float(auroc(y, p)),
+            "ece": float(ece(y, p)),
+            "pattern_ece": float(np.mean(pattern)) if pattern else None,
+            "n_patterns": len(pattern),
+        }
     return out
 
 
 # ------------------------------------------------------------------------------------------ all runs
 
 
-def run_benchmark(data: ModelData, models: list[str], seeds: Iterable[int], config: MMNARConfig, device: torch.device,
-                  structured: list[int] | None = None, modality_dropout: float = DEFAULT_MODALITY_DROPOUT,
-                  gbt_config: GBTConfig | None = None, n_resamples: int = 200,
-                  on_run: Callable[[dict, dict], None] | None = None, progress: bool = False) -> dict:
+def run_benchmark(
+    data: ModelData,
+    models: list[str],
+    seeds: Iterable[int],
+    config: MMNARConfig,
+    device: torch.device,
+    structured: list[int] | None = None,
+    modality_dropout: float = DEFAULT_MODALITY_DROPOUT,
+    gbt_config: GBTConfig | None = None,
+    n_resamples: int = 200,
+    on_run: Callable[[dict, dict], None] | None = None,
+    progress: bool = False,
+) -> dict:
     """Every (seed, model): train, calibrate on val, evaluate on test. Returns the results dict
     (runs + summary + oracle); `on_run(run, results_so_far)` is called after each run."""
     models = check_model_names(models)
@@ -123,14 +149,23 @@ def run_benchmark(data: ModelData, models: list[str], seeds: Iterable[int], conf
             spec = MODELS[name]
             key = spec.run_key
             if key not in trained:
-                fitted = fit_model(MODELS[key], data, config, seed, device, structured, modality_dropout, gbt_config, progress)
+                fitted = fit_model(
+                    MODELS[key], data, config, seed, device, structured, modality_dropout, gbt_config, progress
+                )
                 trained[key] = (fitted, *calibrate_and_evaluate(data, fitted.val, fitted.test, n_resamples))
             fitted, metrics, report, probabilities = trained[key]
             test_probabilities[name].append(probabilities[spec.probabilities])
-            run = {"model": name, "seed": seed, "probabilities": spec.probabilities, "same_run_as": spec.same_run_as,
-                   "info": fitted.info, "metrics": metrics}
-            if not any(r["seed"] == seed and "report" in r and (r["same_run_as"] or r["model"]) == key
-                       for r in results["runs"]):
+            run = {
+                "model": name,
+                "seed": seed,
+                "probabilities": spec.probabilities,
+                "same_run_as": spec.same_run_as,
+                "info": fitted.info,
+                "metrics": metrics,
+            }
+            if not any(
+                r["seed"] == seed and "report" in r and (r["same_run_as"] or r["model"]) == key for r in results["runs"]
+            ):
                 run["report"] = report  # once per trained network and seed
             results["runs"].append(run)
             results["summary"] = summarise(results["runs"], list(data.tasks), models)
@@ -144,8 +179,13 @@ def run_benchmark(data: ModelData, models: list[str], seeds: Iterable[int], conf
 # ------------------------------------------------------------------------------------------ paired
 
 
-def paired_comparisons(data: ModelData, test_probabilities: dict[str, list[np.ndarray]], models: list[str],
-                       n_resamples: int = 1000, shipped: str = SHIPPED) -> dict | None:
+def paired_comparisons(
+    data: ModelData,
+    test_probabilities: dict[str, list[np.ndarray]],
+    models: list[str],
+    n_resamples: int = 1000,
+    shipped: str = SHIPPED,
+) -> dict | None:
     """Each model against the shipped one on the same test rows, all seeds: the paired bootstrap interval
     of the AUROC difference (model - shipped) and, on synthetic data, of the mean |p - p_true|
     difference, overall and per pattern; plus which reference is closest to the truth."""
@@ -169,7 +209,8 @@ def paired_comparisons(data: ModelData, test_probabilities: dict[str, list[np.nd
                 all_ours = [p[:, t] for p in test_probabilities[shipped]]
                 all_theirs = [p[:, t] for p in test_probabilities[name]]
                 entry["true_risk_error"][name] = paired_true_risk_error(
-                    truth[:, t], all_theirs, all_ours, data.patterns[rows], n_resamples)
+                    truth[:, t], all_theirs, all_ours, data.patterns[rows], n_resamples
+                )
         for name, (score_task, scores) in (data.reference_scores or {}).items():
             if score_task != task:
                 continue
@@ -177,16 +218,20 @@ def paired_comparisons(data: ModelData, test_probabilities: dict[str, list[np.nd
             has = known & np.isfinite(score)
             if has.sum() >= 2 and len(np.unique(labels[has, t])) == 2:
                 # a published score on the stays that have it: the same rows for both
-                entry["auroc"][f"score:{name}"] = paired_auroc(labels[has, t].astype(int), [score[has]],
-                                                               [p[has, t] for p in test_probabilities[shipped]],
-                                                               n_resamples)
+                entry["auroc"][f"score:{name}"] = paired_auroc(
+                    labels[has, t].astype(int),
+                    [score[has]],
+                    [p[has, t] for p in test_probabilities[shipped]],
+                    n_resamples,
+                )
         references = [m for m in models if m in REFERENCES]
         if references:
             best = max(references, key=lambda m: entry["auroc"][m]["a"])
             entry["best_reference_auroc"] = best
             if truth is not None:
-                entry["best_reference_error"] = min(references,
-                                                    key=lambda m: entry["true_risk_error"][m]["overall"]["a"])
+                entry["best_reference_error"] = min(
+                    references, key=lambda m: entry["true_risk_error"][m]["overall"]["a"]
+                )
         out["tasks"][task] = entry
     return out
 
@@ -213,12 +258,17 @@ def summarise(runs: list[dict], tasks: list[str], models: list[str] | None = Non
         if not mine:
             continue
         version = mine[0]["probabilities"]
-        row = {"model": name, "probabilities": version, "seeds": [r["seed"] for r in mine],
-               "seconds": mean_sd([r.get("info", {}).get("seconds") for r in mine if not r.get("same_run_as")]),
-               "tasks": {}}
+        row = {
+            "model": name,
+            "probabilities": version,
+            "seeds": [r["seed"] for r in mine],
+            "seconds": mean_sd([r.get("info", {}).get("seconds") for r in mine if not r.get("same_run_as")]),
+            "tasks": {},
+        }
         for task in tasks:
-            row["tasks"][task] = {metric: mean_sd([r["metrics"][task][version][metric] for r in mine])
-                                  for metric in TABLE_METRICS}
+            row["tasks"][task] = {
+                metric: mean_sd([r["metrics"][task][version][metric] for r in mine]) for metric in TABLE_METRICS
+            }
         rows.append(row)
     return rows
 
@@ -240,12 +290,17 @@ def markdown_table(results: dict, title: str = "Baselines and ablations") -> str
     for task in tasks:
         header += [f"{task} AUROC", f"{task} ECE", f"{task} pattern ECE"]
     header.append("train s")
-    lines = [f"# {title}", "",
-             f"Test split ({results['n_test']} patients); mean ± sample sd over seeds {', '.join(map(str, seeds))}. "
-             "Temperature (and, for `rectified` rows, the pattern rectifier) fit on the validation split only. "
-             "`pattern ECE` is the unweighted mean of the per-pattern ECEs (patterns with >= 30 labelled test rows). "
-             "`train s`: wall-clock seconds to train one seed (n/a for a row that reuses another row's network).", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [
+        f"# {title}",
+        "",
+        f"Test split ({results['n_test']} patients); mean ± sample sd over seeds {', '.join(map(str, seeds))}. "
+        "Temperature (and, for `rectified` rows, the pattern rectifier) fit on the validation split only. "
+        "`pattern ECE` is the unweighted mean of the per-pattern ECEs (patterns with >= 30 labelled test rows). "
+        "`train s`: wall-clock seconds to train one seed (n/a for a row that reuses another row's network).",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
     for row in results["summary"]:
         cells = [row["model"], row["probabilities"]]
         for task in tasks:
@@ -275,13 +330,22 @@ def paired_table(results: dict) -> list[str]:
         return []
     shipped = paired["shipped"]
     synthetic = any(entry.get("true_risk_error") for entry in paired["tasks"].values())
-    lines = ["", f"## Paired comparison with `{shipped}` (same test rows, seeds {', '.join(map(str, results['seeds']))})", "",
-             f"AUROC difference = model − {shipped}, mean over seeds, with a paired stratified bootstrap 95 % interval "
-             f"({paired['n_resamples']} resamples, the same rows for every seed). \"better\"/\"worse\" (for the model "
-             f"against {shipped}) only when the interval excludes 0; otherwise \"tied\"."
-             + (" `|p − p_true|`: mean absolute error against the true risk, model / "
-                f"{shipped} (ratio > 1: {shipped} is closer to the truth), with the verdict of the paired interval "
-                "of the difference." if synthetic else ""), ""]
+    lines = [
+        "",
+        f"## Paired comparison with `{shipped}` (same test rows, seeds {', '.join(map(str, results['seeds']))})",
+        "",
+        f"AUROC difference = model − {shipped}, mean over seeds, with a paired stratified bootstrap 95 % interval "
+        f'({paired["n_resamples"]} resamples, the same rows for every seed). "better"/"worse" (for the model '
+        f'against {shipped}) only when the interval excludes 0; otherwise "tied".'
+        + (
+            " `|p − p_true|`: mean absolute error against the true risk, model / "
+            f"{shipped} (ratio > 1: {shipped} is closer to the truth), with the verdict of the paired interval "
+            "of the difference."
+            if synthetic
+            else ""
+        ),
+        "",
+    ]
     tasks = list(paired["tasks"])
     header = ["model"] + [f"{t} ΔAUROC [95 % CI]" for t in tasks]
     if synthetic:
@@ -292,9 +356,12 @@ def paired_table(results: dict) -> list[str]:
         cells = [name]
         for t in tasks:
             r = paired["tasks"][t]["auroc"].get(name)
-            cells.append("" if r is None else
-                         f"{r['difference']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}] {r['verdict']}"
-                         + (f" (n = {r['n']}; {r['a']:.3f} vs {r['b']:.3f})" if name.startswith("score:") else ""))
+            cells.append(
+                ""
+                if r is None
+                else f"{r['difference']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}] {r['verdict']}"
+                + (f" (n = {r['n']}; {r['a']:.3f} vs {r['b']:.3f})" if name.startswith("score:") else "")
+            )
         if synthetic and name.startswith("score:"):
             cells += [""] * len(tasks)
         elif synthetic:
@@ -302,9 +369,12 @@ def paired_table(results: dict) -> list[str]:
                 e = paired["tasks"][t]["true_risk_error"][name]["overall"]
                 cells.append(f"{e['a']:.4f} / {e['b']:.4f} = {e['ratio']:.2f} {e['verdict']}")
         lines.append("| " + " | ".join(cells) + " |")
-    best = [f"{t}: AUROC {paired['tasks'][t].get('best_reference_auroc')}"
-            + (f", error {paired['tasks'][t].get('best_reference_error')}" if synthetic else "") for t in tasks
-            if paired["tasks"][t].get("best_reference_auroc")]
+    best = [
+        f"{t}: AUROC {paired['tasks'][t].get('best_reference_auroc')}"
+        + (f", error {paired['tasks'][t].get('best_reference_error')}" if synthetic else "")
+        for t in tasks
+        if paired["tasks"][t].get("best_reference_auroc")
+    ]
     if best:
         lines += ["", "Best reference per task: " + "; ".join(best) + "."]
     return lines

@@ -25,7 +25,9 @@ class GBTConfig:
     max_leaf_nodes: int = 31
     min_samples_leaf: int = 20
     l2_regularization: float = 1.0
-    max_features: float = 0.5  # fraction of columns sampled per split: regularises on wide embeddings, and makes the seed matter
+    max_features: float = (
+        0.5  # fraction of columns sampled per split: regularises on wide embeddings, and makes the seed matter
+    )
     n_iter_no_change: int = 20
     threads: int = 1  # OpenMP threads for scikit-learn
 
@@ -33,7 +35,7 @@ class GBTConfig:
 def gbt_features(data: ModelData) -> np.ndarray:
     """(N, sum of dims + M) float32: each modality's vectors (NaN where absent), then the 0/1 mask."""
     present = data.availability.numpy().astype(bool)
-    blocks = [np.where(present[:, m:m + 1], x.numpy(), np.nan).astype(np.float32) for m, x in enumerate(data.inputs)]
+    blocks = [np.where(present[:, m : m + 1], x.numpy(), np.nan).astype(np.float32) for m, x in enumerate(data.inputs)]
     blocks.append(present.astype(np.float32))
     return np.concatenate(blocks, axis=1)
 
@@ -47,7 +49,9 @@ class GBTResult:
     def logits(self, features: np.ndarray) -> np.ndarray:
         out = np.zeros((len(features), len(self.models)))
         for t, model in enumerate(self.models):
-            out[:, t] = _staged_logits(model, features, self.n_trees[t]) if model is not None else self.constant_logits[t]
+            out[:, t] = (
+                _staged_logits(model, features, self.n_trees[t]) if model is not None else self.constant_logits[t]
+            )
         return out
 
 
@@ -61,8 +65,10 @@ def _staged_logits(model, features: np.ndarray, n_trees: int) -> np.ndarray:
 
 def _best_n_trees(model, features: np.ndarray, labels: np.ndarray) -> int:
     """Number of trees with the lowest validation log loss."""
-    losses = [float(np.mean(np.logaddexp(0.0, z) - labels * z))
-              for z in (np.asarray(raw, dtype=float).reshape(-1) for raw in model.staged_decision_function(features))]
+    losses = [
+        float(np.mean(np.logaddexp(0.0, z) - labels * z))
+        for z in (np.asarray(raw, dtype=float).reshape(-1) for raw in model.staged_decision_function(features))
+    ]
     return int(np.argmin(losses)) + 1
 
 
@@ -78,7 +84,7 @@ def fit_gbt(data: ModelData, seed: int = 0, config: GBTConfig | None = None) -> 
     if len(train_rows) == 0 or len(val_rows) == 0:
         raise ValueError("the gradient-boosting baseline needs patients in both the train and the val split")
     models, constants, n_trees = [], np.zeros(len(data.tasks)), []
-    for t, task in enumerate(data.tasks):
+    for t in range(len(data.tasks)):
         tr = train_rows[~np.isnan(labels[train_rows, t])]
         va = val_rows[~np.isnan(labels[val_rows, t])]
         y_train = labels[tr, t].astype(int)
@@ -91,10 +97,17 @@ def fit_gbt(data: ModelData, seed: int = 0, config: GBTConfig | None = None) -> 
         y_val = labels[va, t].astype(int)
         early = len(va) > 0 and len(np.unique(y_val)) == 2
         model = HistGradientBoostingClassifier(
-            learning_rate=config.learning_rate, max_iter=config.max_iter, max_leaf_nodes=config.max_leaf_nodes,
-            min_samples_leaf=config.min_samples_leaf, l2_regularization=config.l2_regularization,
-            max_features=config.max_features, early_stopping=early, scoring="loss",
-            n_iter_no_change=config.n_iter_no_change, random_state=seed)
+            learning_rate=config.learning_rate,
+            max_iter=config.max_iter,
+            max_leaf_nodes=config.max_leaf_nodes,
+            min_samples_leaf=config.min_samples_leaf,
+            l2_regularization=config.l2_regularization,
+            max_features=config.max_features,
+            early_stopping=early,
+            scoring="loss",
+            n_iter_no_change=config.n_iter_no_change,
+            random_state=seed,
+        )
         with threadpool_limits(limits=config.threads):
             if early:
                 model.fit(features[tr], y_train, X_val=features[va], y_val=y_val)

@@ -20,7 +20,7 @@ schedule, clipping and early stopping are exactly those of the MMNAR model.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -36,8 +36,10 @@ class ConcatMLP(nn.Module):
     def __init__(self, config: MMNARConfig, use_availability: bool, modalities: Sequence[int] | None = None):
         super().__init__()
         if config.use_reconstruction or config.use_contrastive or config.pretrain_epochs:
-            raise ValueError("ConcatMLP has no auxiliary objective: set use_reconstruction=False, use_contrastive=False "
-                             "and pretrain_epochs=0 (mmnar_core.baselines.models.baseline_config does)")
+            raise ValueError(
+                "ConcatMLP has no auxiliary objective: set use_reconstruction=False, use_contrastive=False "
+                "and pretrain_epochs=0 (mmnar_core.baselines.models.baseline_config does)"
+            )
         keep = list(range(config.n_modalities)) if modalities is None else [int(m) for m in modalities]
         if not keep:
             raise ValueError("ConcatMLP needs at least one modality")
@@ -50,8 +52,14 @@ class ConcatMLP(nn.Module):
         d = config.d_model
         self.norms = nn.ModuleList(InputStandardizer(config.input_dims[m]) for m in keep)
         width = sum(config.input_dims[m] for m in keep) + (len(keep) if use_availability else 0)
-        self.body = nn.Sequential(nn.Linear(width, d), nn.GELU(), nn.Dropout(config.dropout),
-                                  nn.Linear(d, d), nn.GELU(), nn.Dropout(config.dropout))
+        self.body = nn.Sequential(
+            nn.Linear(width, d),
+            nn.GELU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(d, d),
+            nn.GELU(),
+            nn.Dropout(config.dropout),
+        )
         self.heads = MultitaskHeads(1, d, len(config.tasks), config.dropout)
 
     def fit_inputs(self, inputs: list[torch.Tensor], availability: torch.Tensor) -> None:
@@ -64,7 +72,7 @@ class ConcatMLP(nn.Module):
         parts = []
         for norm, m in zip(self.norms, self.keep):
             x = inputs[m]
-            parts.append(norm(torch.where(present[:, m:m + 1], x, torch.zeros_like(x))))
+            parts.append(norm(torch.where(present[:, m : m + 1], x, torch.zeros_like(x))))
         if self.use_availability:
             parts.append(present[:, self.keep].to(parts[0].dtype))
         return torch.cat(parts, dim=-1)

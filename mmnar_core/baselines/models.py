@@ -10,9 +10,9 @@ would deploy them, and the no-rectifier ablation). Both are computed for every r
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Callable
 
 import numpy as np
 import torch
@@ -44,34 +44,85 @@ class ModelSpec:
         return self.same_run_as or self.name
 
 
-MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in [
-    ModelSpec("mmnar", "mmnar", "MMNAR model (ours, shipped): 4 fusion members + wide path (tuned logistic regression, or a GAM of the structured features where it wins on val), "
-              "reconstruction + contrastive, rectifier",
-              probabilities="rectified"),
-    ModelSpec("mmnar_no_rectifier", "mmnar", "ours without the rectifier (temperature only; same network as mmnar)",
-              same_run_as="mmnar"),
-    ModelSpec("mmnar_single", "mmnar", "ours as one fusion network without the wide path (the first edition's shape)",
-              {"n_members": 1, "use_wide": False}, probabilities="rectified"),
-    ModelSpec("mmnar_no_wide", "mmnar", "ours without the wide linear path", {"use_wide": False},
-              probabilities="rectified"),
-    ModelSpec("mmnar_ensemble5", "ensemble", "ours trained with 5 seeds, log-odds averaged", probabilities="rectified"),
-    ModelSpec("mmnar_no_gating", "mmnar", "ours without the missingness-conditioned gates",
-              {"use_gating": False}, probabilities="rectified"),
-    ModelSpec("mmnar_no_pattern_embedding", "mmnar", "ours with one shared token instead of a learned token per pattern",
-              {"use_pattern_embedding": False}, probabilities="rectified"),
-    ModelSpec("mmnar_no_reconstruction", "mmnar", "ours without the reconstruction MSE (contrastive term kept)",
-              {"use_reconstruction": False}, probabilities="rectified"),
-    ModelSpec("mmnar_no_contrastive", "mmnar", "ours without the InfoNCE term (reconstruction MSE kept)",
-              {"use_contrastive": False}, probabilities="rectified"),
-    ModelSpec("concat_zero_fill", "mlp", "concatenation MLP, absent modalities zero-filled, no availability input"),
-    ModelSpec("concat_mask", "mlp", "concatenation MLP with the availability mask appended", use_availability=True),
-    ModelSpec("concat_dropout", "mlp", "zero-fill concatenation MLP trained with random modality dropout (MAR assumption)",
-              modality_dropout=True),
-    ModelSpec("structured_only", "mlp", "MLP on the tabular modalities only", use_availability=True, structured_only=True),
-    ModelSpec("hgb", "gbt", "HistGradientBoosting per task on structured features + pooled embeddings + mask"),
-    ModelSpec("logistic", "logistic", "L2 logistic regression per task on standardised embeddings + mask, C chosen on val"),
-    ModelSpec("lightgbm", "lightgbm", "LightGBM per task on the boosting features, grid and early stopping on val"),
-]}
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in [
+        ModelSpec(
+            "mmnar",
+            "mmnar",
+            "MMNAR model (ours, shipped): 4 fusion members + wide path (tuned logistic regression, or a GAM of the structured features where it wins on val), "
+            "reconstruction + contrastive, rectifier",
+            probabilities="rectified",
+        ),
+        ModelSpec(
+            "mmnar_no_rectifier",
+            "mmnar",
+            "ours without the rectifier (temperature only; same network as mmnar)",
+            same_run_as="mmnar",
+        ),
+        ModelSpec(
+            "mmnar_single",
+            "mmnar",
+            "ours as one fusion network without the wide path (the first edition's shape)",
+            {"n_members": 1, "use_wide": False},
+            probabilities="rectified",
+        ),
+        ModelSpec(
+            "mmnar_no_wide",
+            "mmnar",
+            "ours without the wide linear path",
+            {"use_wide": False},
+            probabilities="rectified",
+        ),
+        ModelSpec(
+            "mmnar_ensemble5", "ensemble", "ours trained with 5 seeds, log-odds averaged", probabilities="rectified"
+        ),
+        ModelSpec(
+            "mmnar_no_gating",
+            "mmnar",
+            "ours without the missingness-conditioned gates",
+            {"use_gating": False},
+            probabilities="rectified",
+        ),
+        ModelSpec(
+            "mmnar_no_pattern_embedding",
+            "mmnar",
+            "ours with one shared token instead of a learned token per pattern",
+            {"use_pattern_embedding": False},
+            probabilities="rectified",
+        ),
+        ModelSpec(
+            "mmnar_no_reconstruction",
+            "mmnar",
+            "ours without the reconstruction MSE (contrastive term kept)",
+            {"use_reconstruction": False},
+            probabilities="rectified",
+        ),
+        ModelSpec(
+            "mmnar_no_contrastive",
+            "mmnar",
+            "ours without the InfoNCE term (reconstruction MSE kept)",
+            {"use_contrastive": False},
+            probabilities="rectified",
+        ),
+        ModelSpec("concat_zero_fill", "mlp", "concatenation MLP, absent modalities zero-filled, no availability input"),
+        ModelSpec("concat_mask", "mlp", "concatenation MLP with the availability mask appended", use_availability=True),
+        ModelSpec(
+            "concat_dropout",
+            "mlp",
+            "zero-fill concatenation MLP trained with random modality dropout (MAR assumption)",
+            modality_dropout=True,
+        ),
+        ModelSpec(
+            "structured_only", "mlp", "MLP on the tabular modalities only", use_availability=True, structured_only=True
+        ),
+        ModelSpec("hgb", "gbt", "HistGradientBoosting per task on structured features + pooled embeddings + mask"),
+        ModelSpec(
+            "logistic", "logistic", "L2 logistic regression per task on standardised embeddings + mask, C chosen on val"
+        ),
+        ModelSpec("lightgbm", "lightgbm", "LightGBM per task on the boosting features, grid and early stopping on val"),
+    ]
+}
 
 REFERENCES = ("logistic", "lightgbm", "hgb", "structured_only", "concat_mask")  # the practitioner's references
 ENSEMBLE_SEEDS = 5
@@ -93,8 +144,9 @@ def baseline_config(config: MMNARConfig, modality_dropout: float = 0.0) -> MMNAR
     return MMNARConfig.from_dict(values)
 
 
-def spec_config(spec: ModelSpec, config: MMNARConfig, seed: int,
-                modality_dropout: float = DEFAULT_MODALITY_DROPOUT) -> MMNARConfig:
+def spec_config(
+    spec: ModelSpec, config: MMNARConfig, seed: int, modality_dropout: float = DEFAULT_MODALITY_DROPOUT
+) -> MMNARConfig:
     """The MMNARConfig a spec trains with, for one seed."""
     if spec.kind == "mmnar":
         values = config.to_dict()
@@ -112,8 +164,9 @@ def builder(spec: ModelSpec, structured: list[int] | None = None) -> Callable[[M
     if spec.kind == "mlp":
         if spec.structured_only and not structured:
             raise ValueError(f"model {spec.name!r} needs at least one tabular modality; this dataset has none")
-        return partial(ConcatMLP, use_availability=spec.use_availability,
-                       modalities=structured if spec.structured_only else None)
+        return partial(
+            ConcatMLP, use_availability=spec.use_availability, modalities=structured if spec.structured_only else None
+        )
     raise ValueError(f"model {spec.name!r} is not a network")
 
 
@@ -126,9 +179,17 @@ class FittedLogits:
     info: dict
 
 
-def fit_model(spec: ModelSpec, data: ModelData, config: MMNARConfig, seed: int, device: torch.device,
-              structured: list[int] | None = None, modality_dropout: float = DEFAULT_MODALITY_DROPOUT,
-              gbt_config: GBTConfig | None = None, progress: bool = False) -> FittedLogits:
+def fit_model(
+    spec: ModelSpec,
+    data: ModelData,
+    config: MMNARConfig,
+    seed: int,
+    device: torch.device,
+    structured: list[int] | None = None,
+    modality_dropout: float = DEFAULT_MODALITY_DROPOUT,
+    gbt_config: GBTConfig | None = None,
+    progress: bool = False,
+) -> FittedLogits:
     """Train one model for one seed (train split, early stopping on val) and predict val and test."""
     val_rows, test_rows = data.rows("val"), data.rows("test")
     started = time.perf_counter()
@@ -136,22 +197,48 @@ def fit_model(spec: ModelSpec, data: ModelData, config: MMNARConfig, seed: int, 
     if spec.kind == "gbt":
         result = fit_gbt(data, seed, gbt_config)
         features = gbt_features(data)
-        return FittedLogits(result.logits(features[val_rows]), result.logits(features[test_rows]),
-                            {"n_trees": result.n_trees, "seconds": round(time.perf_counter() - started, 2)})
+        return FittedLogits(
+            result.logits(features[val_rows]),
+            result.logits(features[test_rows]),
+            {"n_trees": result.n_trees, "seconds": round(time.perf_counter() - started, 2)},
+        )
     if spec.kind in ("logistic", "lightgbm"):
         fitted = fit_logistic(data, threads) if spec.kind == "logistic" else fit_lightgbm(data, seed, threads)
-        return FittedLogits(fitted.val, fitted.test, {"chosen": fitted.chosen,
-                                                      "seconds": round(time.perf_counter() - started, 2)})
+        return FittedLogits(
+            fitted.val, fitted.test, {"chosen": fitted.chosen, "seconds": round(time.perf_counter() - started, 2)}
+        )
     if spec.kind == "ensemble":
-        members = [fit_model(MODELS["mmnar"], data, config, seed * 1000 + i, device, structured, modality_dropout,
-                             gbt_config, progress) for i in range(ENSEMBLE_SEEDS)]
-        return FittedLogits(np.mean([m.val for m in members], axis=0), np.mean([m.test for m in members], axis=0),
-                            {"member_seeds": [seed * 1000 + i for i in range(ENSEMBLE_SEEDS)],
-                             "seconds": round(time.perf_counter() - started, 2)})
+        members = [
+            fit_model(
+                MODELS["mmnar"],
+                data,
+                config,
+                seed * 1000 + i,
+                device,
+                structured,
+                modality_dropout,
+                gbt_config,
+                progress,
+            )
+            for i in range(ENSEMBLE_SEEDS)
+        ]
+        return FittedLogits(
+            np.mean([m.val for m in members], axis=0),
+            np.mean([m.test for m in members], axis=0),
+            {
+                "member_seeds": [seed * 1000 + i for i in range(ENSEMBLE_SEEDS)],
+                "seconds": round(time.perf_counter() - started, 2),
+            },
+        )
     run_config = spec_config(spec, config, seed, modality_dropout)
     result = train(run_config, data, device, progress=progress, build_model=builder(spec, structured))
-    return FittedLogits(predict_logits(result.model, data, val_rows, device),
-                        predict_logits(result.model, data, test_rows, device),
-                        {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
-                         "n_parameters": int(sum(p.numel() for p in result.model.parameters())),
-                         "seconds": round(time.perf_counter() - started, 2)})
+    return FittedLogits(
+        predict_logits(result.model, data, val_rows, device),
+        predict_logits(result.model, data, test_rows, device),
+        {
+            "best_epoch": result.best_epoch,
+            "epochs_run": len(result.history),
+            "n_parameters": int(sum(p.numel() for p in result.model.parameters())),
+            "seconds": round(time.perf_counter() - started, 2),
+        },
+    )

@@ -21,7 +21,6 @@ from mmnar_core.training.data import ModelData
 from mmnar_core.training.wide_init import fit_l2_logistic, log_loss, prior_logit
 
 
-
 def _labelled(data: ModelData, rows: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray]:
     labels = data.labels.numpy()[rows, t]
     known = ~np.isnan(labels)
@@ -39,7 +38,7 @@ def linear_features(data: ModelData) -> np.ndarray:
         mean = values[fit_rows].mean(axis=0) if len(fit_rows) else np.zeros(values.shape[1])
         sd = values[fit_rows].std(axis=0) if len(fit_rows) > 1 else np.ones(values.shape[1])
         sd = np.where(sd > 1e-6, sd, 1.0)
-        blocks.append(np.where(present[:, m:m + 1], np.clip((values - mean) / sd, -8, 8), 0.0))
+        blocks.append(np.where(present[:, m : m + 1], np.clip((values - mean) / sd, -8, 8), 0.0))
     blocks.append(present.astype(np.float64))
     return np.concatenate(blocks, axis=1).astype(np.float32)
 
@@ -57,13 +56,15 @@ def fit_logistic(data: ModelData, threads: int = 1) -> ReferenceFit:
     """The same tuned logistic regression the MMNAR model's wide path starts from (training.wide_init)."""
     features = linear_features(data)
     val_rows, test_rows = data.rows("val"), data.rows("test")
-    coef, intercept, chosen = fit_l2_logistic(features, data.labels.numpy().astype(float), data.rows("train"),
-                                              val_rows, threads)
+    coef, intercept, chosen = fit_l2_logistic(
+        features, data.labels.numpy().astype(float), data.rows("train"), val_rows, threads
+    )
     return ReferenceFit(features[val_rows] @ coef.T + intercept, features[test_rows] @ coef.T + intercept, chosen)
 
 
-LIGHTGBM_GRID = tuple({"num_leaves": leaves, "min_child_samples": leaf_rows}
-                      for leaves in (7, 31) for leaf_rows in (20, 80))
+LIGHTGBM_GRID = tuple(
+    {"num_leaves": leaves, "min_child_samples": leaf_rows} for leaves in (7, 31) for leaf_rows in (20, 80)
+)
 
 
 def fit_lightgbm(data: ModelData, seed: int = 0, threads: int = 1, max_rounds: int = 2000) -> ReferenceFit:
@@ -84,11 +85,25 @@ def fit_lightgbm(data: ModelData, seed: int = 0, threads: int = 1, max_rounds: i
         val_set = lightgbm.Dataset(features[va], y_va, reference=train_set, free_raw_data=False)
         best = None
         for grid in LIGHTGBM_GRID:
-            params = {"objective": "binary", "learning_rate": 0.05, "feature_fraction": 0.5, "bagging_fraction": 0.8,
-                      "bagging_freq": 1, "lambda_l2": 1.0, "num_threads": threads, "seed": seed, "verbosity": -1,
-                      **grid}
-            booster = lightgbm.train(params, train_set, max_rounds, valid_sets=[val_set],
-                                     callbacks=[lightgbm.early_stopping(100, verbose=False)])
+            params = {
+                "objective": "binary",
+                "learning_rate": 0.05,
+                "feature_fraction": 0.5,
+                "bagging_fraction": 0.8,
+                "bagging_freq": 1,
+                "lambda_l2": 1.0,
+                "num_threads": threads,
+                "seed": seed,
+                "verbosity": -1,
+                **grid,
+            }
+            booster = lightgbm.train(
+                params,
+                train_set,
+                max_rounds,
+                valid_sets=[val_set],
+                callbacks=[lightgbm.early_stopping(100, verbose=False)],
+            )
             z = booster.predict(features[va], num_iteration=booster.best_iteration, raw_score=True)
             loss = log_loss(z, y_va)
             if best is None or loss < best[0] - 1e-9:

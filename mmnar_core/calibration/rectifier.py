@@ -76,10 +76,17 @@ class RectifierConfig:
             raise RectifierError(f"estimator {self.estimator!r} is not known (accepted: {', '.join(ESTIMATORS)})")
         if self.folds < 2:
             raise RectifierError(f"folds must be at least 2, got {self.folds}")
-        if self.min_rows < 2 * self.folds or self.min_events < 1 or self.prior_sd <= 0 or self.ridge < 0 \
-                or self.events_per_parameter < 0:
-            raise RectifierError("min_rows must be at least 2 x folds, min_events at least 1, prior_sd > 0, ridge >= 0, "
-                                 "events_per_parameter >= 0")
+        if (
+            self.min_rows < 2 * self.folds
+            or self.min_events < 1
+            or self.prior_sd <= 0
+            or self.ridge < 0
+            or self.events_per_parameter < 0
+        ):
+            raise RectifierError(
+                "min_rows must be at least 2 x folds, min_events at least 1, prior_sd > 0, ridge >= 0, "
+                "events_per_parameter >= 0"
+            )
 
 
 # ------------------------------------------------------------------------------------------ the pieces
@@ -90,8 +97,9 @@ def log_loss_rows(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.logaddexp(0.0, logits) - labels * logits
 
 
-def fit_global(z: np.ndarray, y: np.ndarray, ridge: float, offset: np.ndarray | float = 0.0
-               ) -> tuple[float, float, np.ndarray]:
+def fit_global(
+    z: np.ndarray, y: np.ndarray, ridge: float, offset: np.ndarray | float = 0.0
+) -> tuple[float, float, np.ndarray]:
     """(a, b, Cov) of logit P(y) = a + b z + offset by Newton's method, ridge toward (0, 1)."""
     design = np.column_stack([np.ones_like(z), z])
     z_offset = np.broadcast_to(np.asarray(offset, dtype=float), z.shape)
@@ -110,8 +118,9 @@ def fit_global(z: np.ndarray, y: np.ndarray, ridge: float, offset: np.ndarray | 
     return float(theta[0]), float(theta[1]), np.linalg.inv(hessian)
 
 
-def pattern_offsets(eta: np.ndarray, y: np.ndarray, groups: np.ndarray, n_groups: int,
-                    prior_sd: float) -> tuple[np.ndarray, np.ndarray]:
+def pattern_offsets(
+    eta: np.ndarray, y: np.ndarray, groups: np.ndarray, n_groups: int, prior_sd: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Each group's offset d on top of eta (maximum a posteriori under N(0, prior_sd^2)) and its variance
     (inverse of the Fisher information plus the prior's precision); variance inf for empty groups."""
     d = np.zeros(n_groups)
@@ -179,8 +188,9 @@ def between_variance_reml(d: np.ndarray, v: np.ndarray, x: np.ndarray, upper: fl
         _, logdet_cov = np.linalg.slogdet(cov)
         return 0.5 * (np.log(v + tau**2).sum() - logdet_cov + (w * residual**2).sum())
 
-    found = minimize_scalar(negative_restricted_loglik, bounds=(0.0, np.sqrt(upper)), method="bounded",
-                            options={"xatol": 1e-5})
+    found = minimize_scalar(
+        negative_restricted_loglik, bounds=(0.0, np.sqrt(upper)), method="bounded", options={"xatol": 1e-5}
+    )
     tau = float(found.x) if negative_restricted_loglik(float(found.x)) < negative_restricted_loglik(0.0) else 0.0
     return tau**2
 
@@ -226,8 +236,9 @@ class LevelFit:
         return eta + self.shrunk[patterns]
 
 
-def _fit_levels(z: np.ndarray, y: np.ndarray, patterns: np.ndarray, design: np.ndarray,
-                config: RectifierConfig) -> LevelFit:
+def _fit_levels(
+    z: np.ndarray, y: np.ndarray, patterns: np.ndarray, design: np.ndarray, config: RectifierConfig
+) -> LevelFit:
     a, b, global_cov = fit_global(z, y, config.ridge)
     n_all = design.shape[0]
     joint = (a, b, global_cov)
@@ -242,11 +253,24 @@ def _fit_levels(z: np.ndarray, y: np.ndarray, patterns: np.ndarray, design: np.n
     parent_var = np.einsum("gi,ij,gj->g", x, meta.cov, x)
     weight = np.where(observed, meta.tau2 / (meta.tau2 + np.where(observed, raw_var, 1.0)), 0.0)
     shrunk = parent + weight * (np.where(observed, raw, 0.0) - parent)
-    shrunk_var = np.where(observed, weight * np.where(observed, raw_var, 0.0) + (1 - weight) ** 2 * parent_var,
-                          parent_var + meta.tau2)
+    shrunk_var = np.where(
+        observed, weight * np.where(observed, raw_var, 0.0) + (1 - weight) ** 2 * parent_var, parent_var + meta.tau2
+    )
     parameters = {"none": 0, "global": 2, "modality": 1 + len(meta.columns), "pattern": 2 + int(observed.sum())}
-    return LevelFit(a, b, global_cov, joint, parent, parent_var, np.where(observed, raw, 0.0), raw_var, shrunk, shrunk_var,
-                    meta.tau2, parameters)
+    return LevelFit(
+        a,
+        b,
+        global_cov,
+        joint,
+        parent,
+        parent_var,
+        np.where(observed, raw, 0.0),
+        raw_var,
+        shrunk,
+        shrunk_var,
+        meta.tau2,
+        parameters,
+    )
 
 
 def _folds(y: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -278,16 +302,24 @@ class PatternRectifier:
 
     def _checked(self, patterns, probs, labels, source) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if source == "test":
-            raise RectifierError("the rectifier must never be fit on the test split (it would leak test labels); "
-                                 f"use one of {', '.join(ALLOWED_FIT_SOURCES)}")
+            raise RectifierError(
+                "the rectifier must never be fit on the test split (it would leak test labels); "
+                f"use one of {', '.join(ALLOWED_FIT_SOURCES)}"
+            )
         if source not in ALLOWED_FIT_SOURCES:
             raise RectifierError(f"fit source {source!r} is not accepted (accepted: {', '.join(ALLOWED_FIT_SOURCES)})")
         patterns, probs, labels = (np.asarray(a) for a in (patterns, probs, labels))
         if not len(patterns) == len(probs) == len(labels):
-            raise RectifierError(f"patterns, probs and labels must have the same length "
-                                 f"(got {len(patterns)}, {len(probs)}, {len(labels)})")
+            raise RectifierError(
+                f"patterns, probs and labels must have the same length "
+                f"(got {len(patterns)}, {len(probs)}, {len(labels)})"
+            )
         known = ~np.isnan(labels.astype(float))
-        patterns, probs, labels = patterns[known].astype(np.int64), probs[known].astype(float), labels[known].astype(float)
+        patterns, probs, labels = (
+            patterns[known].astype(np.int64),
+            probs[known].astype(float),
+            labels[known].astype(float),
+        )
         if len(labels) < 2:
             raise RectifierError(f"the rectifier needs labelled rows; got {len(labels)}")
         if not np.isin(labels, (0.0, 1.0)).all():
@@ -299,7 +331,7 @@ class PatternRectifier:
             raise RectifierError(f"pattern ids must be in 0..{n_all - 1}")
         return patterns, probs, labels
 
-    def fit(self, patterns, probs, labels, source: str) -> "PatternRectifier":
+    def fit(self, patterns, probs, labels, source: str) -> PatternRectifier:
         """Fit on held-out labelled rows (calibrated probabilities). `source` says where they come from and
         may not be 'test'. Unlabelled rows (NaN) are ignored."""
         patterns, probs, labels = self._checked(patterns, probs, labels, source)
@@ -324,15 +356,19 @@ class PatternRectifier:
         self.cv_loss_ = {level: None for level in LEVELS}
         if config.level is not None:
             if config.level != "none" and min(events, len(labels) - events) < 1:
-                raise RectifierError(f"a forced {config.level!r} correction needs events and non-events; got {events} "
-                                     f"events in {len(labels)} rows")
+                raise RectifierError(
+                    f"a forced {config.level!r} correction needs events and non-events; got {events} "
+                    f"events in {len(labels)} rows"
+                )
             self.level_, self.kept_ = config.level, (self.n_ > 0) & (config.level == "pattern")
             self.reason_ = f"level {config.level} forced by the configuration (no gate)"
         elif len(labels) < config.min_rows or min(events, len(labels) - events) < config.min_events:
             self.level_ = "none"
             self.kept_ = np.zeros(n_all, bool)
-            self.reason_ = (f"{len(labels)} labelled rows with {events} events: below the minimum "
-                            f"({config.min_rows} rows, {config.min_events} events of each class); no correction")
+            self.reason_ = (
+                f"{len(labels)} labelled rows with {events} events: below the minimum "
+                f"({config.min_rows} rows, {config.min_events} events of each class); no correction"
+            )
         else:
             self._gate(z, labels, patterns, design, fit)
         self._set_correction(fit)
@@ -353,7 +389,7 @@ class PatternRectifier:
         allowed = [level for level in LEVELS if full.parameters[level] * config.events_per_parameter <= minority]
         best = min(allowed, key=lambda level: self.cv_loss_[level])
         chosen = best
-        for level in allowed[:allowed.index(best)]:  # the simplest level the best does not clearly beat
+        for level in allowed[: allowed.index(best)]:  # the simplest level the best does not clearly beat
             gain = losses[level] - losses[best]
             if gain.mean() <= config.gate_se * gain.std(ddof=1) / np.sqrt(len(gain)):
                 chosen = level
@@ -361,11 +397,13 @@ class PatternRectifier:
         self.level_ = chosen
         difference = np.bincount(patterns, weights=losses["pattern"] - losses["modality"], minlength=n_all)
         self.kept_ = (self.n_ > 0) & (difference < 0) if chosen == "pattern" else np.zeros(n_all, bool)
-        self.reason_ = (f"cross-validated log loss (x1000): " +
-                        ", ".join(f"{level} {1000 * self.cv_loss_[level]:.2f}" for level in LEVELS) +
-                        f"; levels with at least {config.events_per_parameter:g} minority-class rows per parameter: "
-                        f"{', '.join(allowed)}; best {best}, used {chosen} (the simplest level within "
-                        f"{config.gate_se:g} paired SE of the best)")
+        self.reason_ = (
+            "cross-validated log loss (x1000): "
+            + ", ".join(f"{level} {1000 * self.cv_loss_[level]:.2f}" for level in LEVELS)
+            + f"; levels with at least {config.events_per_parameter:g} minority-class rows per parameter: "
+            f"{', '.join(allowed)}; best {best}, used {chosen} (the simplest level within "
+            f"{config.gate_se:g} paired SE of the best)"
+        )
 
     def _set_correction(self, fit: LevelFit) -> None:
         n_all = len(fit.parent)
@@ -382,7 +420,9 @@ class PatternRectifier:
             self.offset_, self.offset_var_ = fit.parent.copy(), fit.parent_var.copy()
         else:
             self.offset_ = np.where(self.kept_, fit.shrunk, fit.parent)
-            self.offset_var_ = np.where(self.kept_, fit.shrunk_var, fit.parent_var + np.where(self.n_ > 0, 0.0, fit.tau2))
+            self.offset_var_ = np.where(
+                self.kept_, fit.shrunk_var, fit.parent_var + np.where(self.n_ > 0, 0.0, fit.tau2)
+            )
 
     # ---------------------------------------------------------------- using it
     @property
@@ -439,14 +479,23 @@ class PatternRectifier:
         for g in np.unique(patterns):
             p = probs[patterns == g]
             n_labelled = int(self.n_[g])
-            row = {"n": int(len(p)), "n_labelled": n_labelled, "mean_model": float(p.mean()),
-                   "estimate": None, "low": None, "high": None}
+            row = {
+                "n": int(len(p)),
+                "n_labelled": n_labelled,
+                "mean_model": float(p.mean()),
+                "estimate": None,
+                "low": None,
+                "high": None,
+            }
             if n_labelled >= 2 and self.residual_mean_ is not None:
                 estimate = p.mean() + self.residual_mean_[g]
                 variance = (p.var(ddof=1) / len(p) if len(p) > 1 else 0.0) + self.residual_var_[g] / n_labelled
                 quantile = float(student_t.ppf(0.975, n_labelled - 1))
-                row.update(estimate=float(estimate), low=float(estimate - quantile * np.sqrt(variance)),
-                           high=float(estimate + quantile * np.sqrt(variance)))
+                row.update(
+                    estimate=float(estimate),
+                    low=float(estimate - quantile * np.sqrt(variance)),
+                    high=float(estimate + quantile * np.sqrt(variance)),
+                )
             result[int(g)] = row
         return result
 
@@ -459,37 +508,75 @@ class PatternRectifier:
         for g in range(len(self.offset_)):
             se = float(np.sqrt(self.offset_var_[g]))
             raw_se = float(np.sqrt(self.raw_offset_var_[g])) if self.raw_offset_var_[g] >= 0 else None
-            rows.append({"pattern": g, "modalities": pattern_label(g, modality_names), "n": int(self.n_[g]),
-                         "events": int(self.events_[g]), "raw_offset": float(self.raw_offset_[g]) if self.n_[g] else None,
-                         "raw_offset_se": raw_se if self.n_[g] else None, "offset": float(self.offset_[g]),
-                         "low": float(self.offset_[g] - Z_95 * se), "high": float(self.offset_[g] + Z_95 * se),
-                         "kept": bool(self.kept_[g]), "level": self.level_})
+            rows.append(
+                {
+                    "pattern": g,
+                    "modalities": pattern_label(g, modality_names),
+                    "n": int(self.n_[g]),
+                    "events": int(self.events_[g]),
+                    "raw_offset": float(self.raw_offset_[g]) if self.n_[g] else None,
+                    "raw_offset_se": raw_se if self.n_[g] else None,
+                    "offset": float(self.offset_[g]),
+                    "low": float(self.offset_[g] - Z_95 * se),
+                    "high": float(self.offset_[g] + Z_95 * se),
+                    "kept": bool(self.kept_[g]),
+                    "level": self.level_,
+                }
+            )
         return rows
 
     def summary(self) -> dict:
         """What was chosen and why (the gate's cross-validated losses), for reports and the model card."""
-        return {"level": self.level_, "reason": self.reason_, "intercept": self.intercept_, "slope": self.slope_,
-                "tau2": self.tau2_, "cv_log_loss": self.cv_loss_, "n_fit": self.n_fit_, "source": self.source_,
-                "estimator": self.config.estimator, "patterns_kept": int(self.kept_.sum())}
+        return {
+            "level": self.level_,
+            "reason": self.reason_,
+            "intercept": self.intercept_,
+            "slope": self.slope_,
+            "tau2": self.tau2_,
+            "cv_log_loss": self.cv_loss_,
+            "n_fit": self.n_fit_,
+            "source": self.source_,
+            "estimator": self.config.estimator,
+            "patterns_kept": int(self.kept_.sum()),
+        }
 
     # ---------------------------------------------------------------- state
-    _ARRAYS = ("offset_", "offset_var_", "raw_offset_", "raw_offset_var_", "n_", "events_", "kept_",
-               "residual_mean_", "residual_var_")
+    _ARRAYS = (
+        "offset_",
+        "offset_var_",
+        "raw_offset_",
+        "raw_offset_var_",
+        "n_",
+        "events_",
+        "kept_",
+        "residual_mean_",
+        "residual_var_",
+    )
 
     def to_dict(self) -> dict:
         if not self.fitted:
             raise RectifierError("the rectifier is not fitted")
-        state = {"format": FORMAT, "n_modalities": self.n_modalities, "config": asdict(self.config),
-                 "level": self.level_, "reason": self.reason_, "source": self.source_, "n_fit": self.n_fit_,
-                 "intercept": self.intercept_, "slope": self.slope_, "global_cov": self.global_cov_.tolist(),
-                 "tau2": self.tau2_, "cv_loss": self.cv_loss_}
+        state = {
+            "format": FORMAT,
+            "n_modalities": self.n_modalities,
+            "config": asdict(self.config),
+            "level": self.level_,
+            "reason": self.reason_,
+            "source": self.source_,
+            "n_fit": self.n_fit_,
+            "intercept": self.intercept_,
+            "slope": self.slope_,
+            "global_cov": self.global_cov_.tolist(),
+            "tau2": self.tau2_,
+            "cv_loss": self.cv_loss_,
+        }
         for key in self._ARRAYS:
             value = getattr(self, key)
             state[key.rstrip("_")] = None if value is None else value.tolist()
         return state
 
     @classmethod
-    def from_dict(cls, data: dict) -> "PatternRectifier":
+    def from_dict(cls, data: dict) -> PatternRectifier:
         if data.get("format") is None:
             return cls._from_first_edition(data)
         if data["format"] != FORMAT:
@@ -518,7 +605,7 @@ class PatternRectifier:
         return rectifier
 
     @classmethod
-    def _from_first_edition(cls, data: dict) -> "PatternRectifier":
+    def _from_first_edition(cls, data: dict) -> PatternRectifier:
         """A bundle written before v2: its per-pattern offsets are used as they were (no slope, no gate)."""
         rectifier = cls(int(data["n_modalities"]))
         n_all = n_patterns(rectifier.n_modalities)

@@ -17,7 +17,7 @@ class TemperatureScaler:
     def __init__(self, temperatures: list[float] | None = None):
         self.temperatures = None if temperatures is None else np.asarray(temperatures, dtype=float)
 
-    def fit(self, logits: np.ndarray, labels: np.ndarray) -> "TemperatureScaler":
+    def fit(self, logits: np.ndarray, labels: np.ndarray) -> TemperatureScaler:
         logits, labels = np.asarray(logits, dtype=float), np.asarray(labels, dtype=float)
         if logits.shape != labels.shape or logits.ndim != 2:
             raise ValueError(f"logits and labels must both be (rows, tasks); got {logits.shape} and {labels.shape}")
@@ -27,8 +27,11 @@ class TemperatureScaler:
             if known.sum() < 2 or len(np.unique(labels[known, t])) < 2:
                 temperatures.append(1.0)
                 continue
-            fit = minimize_scalar(lambda log_t: _nll(logits[known, t], labels[known, t], np.exp(log_t)),
-                                  bounds=(-3.0, 3.0), method="bounded")
+            fit = minimize_scalar(
+                lambda log_t: _nll(logits[known, t], labels[known, t], np.exp(log_t)),  # noqa: B023 (called here)
+                bounds=(-3.0, 3.0),
+                method="bounded",
+            )
             temperatures.append(float(np.exp(fit.x)))
         self.temperatures = np.asarray(temperatures)
         return self
@@ -43,5 +46,5 @@ class TemperatureScaler:
         return {"temperatures": self.temperatures.tolist()}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TemperatureScaler":
+    def from_dict(cls, data: dict) -> TemperatureScaler:
         return cls(list(data["temperatures"]))

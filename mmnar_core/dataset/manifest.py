@@ -119,7 +119,7 @@ class Manifest:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False, ensure_ascii=False) + "\n"
 
     @classmethod
-    def from_dict(cls, data: Any, file: str | Path = MANIFEST_FILE) -> "Manifest":
+    def from_dict(cls, data: Any, file: str | Path = MANIFEST_FILE) -> Manifest:
         """Parse and check a manifest; every problem is a DatasetFormatError naming the field."""
         if not isinstance(data, dict):
             raise DatasetFormatError(file, "(top level)", f"must be a JSON object, got {type(data).__name__}")
@@ -133,8 +133,11 @@ class Manifest:
         features = _parse_list(data, "features", FeatureSpec.from_dict, file)
         outcomes = _parse_list(data, "outcomes", OutcomeSpec.from_dict, file)
         scores = _parse_list(
-            data, "reference_scores", lambda d: ReferenceScore(d["name"], d["outcome"], d.get("description", "")),
-            file, optional=True,
+            data,
+            "reference_scores",
+            lambda d: ReferenceScore(d["name"], d["outcome"], d.get("description", "")),
+            file,
+            optional=True,
         )
         provenance = _required(data, "provenance", dict, file)
         content_hash = _required(data, "content_hash", str, file)

@@ -132,7 +132,9 @@ def _read_manifest(root: Path) -> Manifest:
     except UnicodeDecodeError as error:
         raise DatasetFormatError(path, "(encoding)", f"is not UTF-8 text ({error.reason})") from None
     except json.JSONDecodeError as error:
-        raise DatasetFormatError(path, f"line {error.lineno} column {error.colno}", f"invalid JSON: {error.msg}") from None
+        raise DatasetFormatError(
+            path, f"line {error.lineno} column {error.colno}", f"invalid JSON: {error.msg}"
+        ) from None
     return Manifest.from_dict(data, path)
 
 
@@ -143,7 +145,9 @@ def _verify_checksums(root: Path, manifest: Manifest, verify: str) -> None:
     content = path.read_bytes()
     if hashlib.sha256(content).hexdigest() != manifest.content_hash:
         raise DatasetFormatError(
-            root / MANIFEST_FILE, "content_hash", f"does not match the hash of {CHECKSUMS_FILE}; the dataset was changed"
+            root / MANIFEST_FILE,
+            "content_hash",
+            f"does not match the hash of {CHECKSUMS_FILE}; the dataset was changed",
         )
     if verify == "none":
         return
@@ -157,7 +161,9 @@ def _verify_checksums(root: Path, manifest: Manifest, verify: str) -> None:
         if not file.is_file():
             raise DatasetFormatError(file, "(file)", f"is listed in {CHECKSUMS_FILE} but missing")
         if hashlib.sha256(file.read_bytes()).hexdigest() != digest:
-            raise DatasetFormatError(file, "(content)", f"does not match its checksum in {CHECKSUMS_FILE}; it was changed")
+            raise DatasetFormatError(
+                file, "(content)", f"does not match its checksum in {CHECKSUMS_FILE}; it was changed"
+            )
 
 
 def _read_table(root: Path, name: str) -> pd.DataFrame:
@@ -189,13 +195,17 @@ def _check_patients(root: Path, manifest: Manifest, patients: pd.DataFrame) -> N
     bad_split = ~patients["split"].isin(SPLITS)
     if bad_split.any():
         raise DatasetFormatError(
-            path, "split", f"value {patients['split'][bad_split].iloc[0]!r} is not accepted (accepted: {', '.join(SPLITS)})"
+            path,
+            "split",
+            f"value {patients['split'][bad_split].iloc[0]!r} is not accepted (accepted: {', '.join(SPLITS)})",
         )
     groups_per_split = patients.groupby("group_id")["split"].nunique()
     if (groups_per_split > 1).any():
         raise DatasetFormatError(
-            path, "group_id", f"group {groups_per_split[groups_per_split > 1].index[0]!r} spans several splits; "
-            "splits must be disjoint by patient"
+            path,
+            "group_id",
+            f"group {groups_per_split[groups_per_split > 1].index[0]!r} spans several splits; "
+            "splits must be disjoint by patient",
         )
     for column in avail:
         if patients[column].dtype != bool:
@@ -215,13 +225,17 @@ def _check_patients(root: Path, manifest: Manifest, patients: pd.DataFrame) -> N
             raise DatasetFormatError(path, column, "true probabilities must lie in [0, 1]")
     _require_columns(path, patients, [reference_column(s.name) for s in manifest.reference_scores])
     if len(patients) != manifest.n_patients:
-        raise DatasetFormatError(root / MANIFEST_FILE, "n_patients", f"says {manifest.n_patients}, table has {len(patients)}")
+        raise DatasetFormatError(
+            root / MANIFEST_FILE, "n_patients", f"says {manifest.n_patients}, table has {len(patients)}"
+        )
 
 
 def _aligned(path: Path, frame: pd.DataFrame, ids: pd.Series) -> pd.DataFrame:
     _require_columns(path, frame, ["patient_id"])
     if len(frame) != len(ids) or not frame["patient_id"].reset_index(drop=True).equals(ids.reset_index(drop=True)):
-        raise DatasetFormatError(path, "patient_id", f"rows must list the same patients in the same order as {PATIENTS_TABLE}")
+        raise DatasetFormatError(
+            path, "patient_id", f"rows must list the same patients in the same order as {PATIENTS_TABLE}"
+        )
     return frame.reset_index(drop=True)
 
 
@@ -239,13 +253,17 @@ def _check_structured(root: Path, manifest: Manifest, patients: pd.DataFrame, st
             unknown = ~present.astype(str).isin(feature.categories)
             if unknown.any():
                 raise DatasetFormatError(
-                    path, feature.name, f"value {present[unknown].iloc[0]!r} is not one of its categories {list(feature.categories)}"
+                    path,
+                    feature.name,
+                    f"value {present[unknown].iloc[0]!r} is not one of its categories {list(feature.categories)}",
                 )
     for modality in manifest.modalities_of_kind(ModalityKind.TABULAR):
         owned = [f.name for f in manifest.features_of(modality.name)]
         measured = structured[owned].notna().any(axis=1).to_numpy() if owned else np.zeros(len(patients), bool)
         flagged = patients[avail_column(modality.name)].to_numpy(dtype=bool)
-        _check_agreement(path, modality.name, flagged, measured, patients, "has no measured feature", "has measured features")
+        _check_agreement(
+            path, modality.name, flagged, measured, patients, "has no measured feature", "has measured features"
+        )
 
 
 def _check_text(root: Path, manifest: Manifest, patients: pd.DataFrame, text: pd.DataFrame) -> None:
@@ -267,7 +285,9 @@ def _check_images(root: Path, manifest: Manifest, patients: pd.DataFrame, images
     names = {m.name for m in manifest.modalities_of_kind(ModalityKind.IMAGE)}
     unknown = ~images["modality"].isin(names)
     if unknown.any():
-        raise DatasetFormatError(path, "modality", f"{images['modality'][unknown].iloc[0]!r} is not an image modality of this dataset")
+        raise DatasetFormatError(
+            path, "modality", f"{images['modality'][unknown].iloc[0]!r} is not an image modality of this dataset"
+        )
     if images.duplicated(["patient_id", "modality"]).any():
         raise DatasetFormatError(path, "patient_id", "a patient has more than one image row for one modality")
     for relative in images["path"]:

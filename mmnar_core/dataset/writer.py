@@ -62,7 +62,7 @@ class DatasetWriter:
         self.staging.mkdir(parents=True)
         self._hashes: dict[str, str] = {}
 
-    def __enter__(self) -> "DatasetWriter":
+    def __enter__(self) -> DatasetWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

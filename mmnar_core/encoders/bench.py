@@ -44,7 +44,9 @@ def synthetic_png(size: int = 224, seed: int = 0) -> bytes:
 
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:size, 0:size] / size
-    image = 0.6 * np.exp(-((x - 0.3) ** 2 + (y - 0.5) ** 2) / 0.05) + 0.6 * np.exp(-((x - 0.7) ** 2 + (y - 0.5) ** 2) / 0.05)
+    image = 0.6 * np.exp(-((x - 0.3) ** 2 + (y - 0.5) ** 2) / 0.05) + 0.6 * np.exp(
+        -((x - 0.7) ** 2 + (y - 0.5) ** 2) / 0.05
+    )
     image = np.clip(image + rng.normal(0, 0.05, image.shape), 0, 1)
     buffer = io.BytesIO()
     Image.fromarray((image * 255).astype(np.uint8)).save(buffer, "PNG")
@@ -109,8 +111,11 @@ def bench_encoders(repeats: int = 15) -> dict:
     from mmnar_core.encoders.text_encoder import TextEmbedder
     from mmnar_core.schema import MIMIC_STYLE_MODALITIES, PatientRecord
 
-    figures: dict = {"torch_threads": torch.get_num_threads(), "device": "cpu",
-                     "load_avg_1min_at_start": round(os.getloadavg()[0], 2)}
+    figures: dict = {
+        "torch_threads": torch.get_num_threads(),
+        "device": "cpu",
+        "load_avg_1min_at_start": round(os.getloadavg()[0], 2),
+    }
     with PeakRSS() as memory:
         started = time.perf_counter()
         if SHIPPED_IMAGE_WEIGHTS.is_file():
@@ -138,16 +143,22 @@ def bench_encoders(repeats: int = 15) -> dict:
             notes = [synthetic_note(chars, seed) for seed in range(16)]
             tokens = text.windower(notes[:1]).n_tokens[0]
             figures[f"note{chars}_tokens"] = tokens
-            figures[f"notes_per_s_batch_{chars}chars"] = _rate(lambda: text.embed(notes), len(notes))
-            figures[f"note_ms_single_{chars}chars_p50"] = _p50_ms(lambda: text.embed(notes[:1]), max(5, repeats // 2))
+            figures[f"notes_per_s_batch_{chars}chars"] = _rate(lambda: text.embed(notes), len(notes))  # noqa: B023
+            figures[f"note_ms_single_{chars}chars_p50"] = _p50_ms(lambda: text.embed(notes[:1]), max(5, repeats // 2))  # noqa: B023
 
         patient = PatientEncoder(MIMIC_STYLE_MODALITIES, image=image, text=text)
         report = synthetic_note(600, 99)
         for chars in (2000, 8000):
-            record = PatientRecord("bench", images={"cxr": pngs[0]}, texts={"discharge_note": synthetic_note(chars, 7),
-                                                                                "radiology_report": report})
+            record = PatientRecord(
+                "bench",
+                images={"cxr": pngs[0]},
+                texts={"discharge_note": synthetic_note(chars, 7), "radiology_report": report},
+            )
             assert set(patient.encode(record)) == {"cxr", "discharge_note", "radiology_report"}
-            figures[f"patient_ms_p50_cxr_png_report600_discharge{chars}"] = _p50_ms(lambda: patient.encode(record), repeats)
+            figures[f"patient_ms_p50_cxr_png_report600_discharge{chars}"] = _p50_ms(
+                lambda: patient.encode(record),  # noqa: B023
+                repeats,
+            )
     figures["load_avg_1min_at_end"] = round(os.getloadavg()[0], 2)
     figures["peak_rss_mb"] = round(memory.peak / 2**20, 1)
     figures["process_max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -19,9 +19,9 @@ import hashlib
 import json
 import os
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -46,8 +46,15 @@ def content_key(kind: str, payload: bytes | str) -> str:
 class EmbeddingCache:
     """The vectors of one encoder. `put` buffers; `flush` writes one shard atomically."""
 
-    def __init__(self, root: str | Path, encoder_id: str, dim: int, info: dict | None = None, shard_size: int = 256,
-                 create: bool = True):
+    def __init__(
+        self,
+        root: str | Path,
+        encoder_id: str,
+        dim: int,
+        info: dict | None = None,
+        shard_size: int = 256,
+        create: bool = True,
+    ):
         self.dir = Path(root) / encoder_id
         self.encoder_id = encoder_id
         self.dim = int(dim)
@@ -59,10 +66,13 @@ class EmbeddingCache:
         if meta_path.exists():
             stored = json.loads(meta_path.read_text(encoding="utf-8"))
             if int(stored.get("dim", -1)) != self.dim:
-                raise EncoderStateError(f"{meta_path}: cached dim {stored.get('dim')} differs from the encoder's {self.dim}")
+                raise EncoderStateError(
+                    f"{meta_path}: cached dim {stored.get('dim')} differs from the encoder's {self.dim}"
+                )
         else:
-            write_text_atomic(meta_path, json.dumps({"id": encoder_id, "dim": self.dim, **(info or {})}, indent=2,
-                                                    default=str) + "\n")
+            write_text_atomic(
+                meta_path, json.dumps({"id": encoder_id, "dim": self.dim, **(info or {})}, indent=2, default=str) + "\n"
+            )
         self._vectors: dict[str, np.ndarray] = {}
         self._pending: dict[str, np.ndarray] = {}
         for shard in sorted(self.dir.glob("shard-*.safetensors")):
@@ -190,6 +200,8 @@ def load_embeddings(dataset, cache_dir: str | Path | None = None) -> EmbeddingSe
         mask[rows] = True
         expected = dataset.patients[avail_column(modality)].to_numpy(dtype=bool)
         if not np.array_equal(mask, expected):
-            raise EncoderStateError(f"cached index for {modality!r} does not match the dataset's availability; re-run embed")
+            raise EncoderStateError(
+                f"cached index for {modality!r} does not match the dataset's availability; re-run embed"
+            )
         vectors[modality], present[modality] = array, mask
     return EmbeddingSet(ids, vectors, present, encoders, root)

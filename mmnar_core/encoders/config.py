@@ -7,8 +7,9 @@ typo in a saved file is an error, not a silently different encoder.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 from mmnar_core.encoders.errors import EncoderStateError
 
@@ -123,8 +124,9 @@ class TabularEncoderConfig(_JSONConfig):
         if self.clip <= 0:
             raise EncoderStateError(f"tabular clip {self.clip} must be > 0")
         if self.unknown_category not in UNKNOWN_CATEGORY_MODES:
-            raise EncoderStateError(f"unknown_category {self.unknown_category!r} (accepted: "
-                                    f"{', '.join(map(repr, UNKNOWN_CATEGORY_MODES))})")
+            raise EncoderStateError(
+                f"unknown_category {self.unknown_category!r} (accepted: {', '.join(map(repr, UNKNOWN_CATEGORY_MODES))})"
+            )
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ import io
 import numpy as np
 
 
-def dicom_bytes(pixels, photometric: str = "MONOCHROME2", bits_stored: int = 16, signed: bool = False,
-                **attributes) -> bytes:
+def dicom_bytes(
+    pixels, photometric: str = "MONOCHROME2", bits_stored: int = 16, signed: bool = False, **attributes
+) -> bytes:
     """`pixels` (2-D) stored with `bits_stored` bits (8 or up to 16); extra DICOM attributes by keyword."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid

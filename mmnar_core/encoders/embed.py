@@ -6,9 +6,9 @@ import hashlib
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -84,18 +84,24 @@ def embed_dataset(
             elif image_embedder is None:
                 continue
             else:
-                part = _embed_images(dataset, modality.name, image_embedder, root, report, batch_size, progress, on_batch,
-                                     part_of)
+                part = _embed_images(
+                    dataset, modality.name, image_embedder, root, report, batch_size, progress, on_batch, part_of
+                )
         else:
             if text_embedder is None:
                 continue
-            part = _embed_texts(dataset, modality.name, text_embedder, root, report, batch_size, progress, on_batch,
-                                part_of)
+            part = _embed_texts(
+                dataset, modality.name, text_embedder, root, report, batch_size, progress, on_batch, part_of
+            )
         index_rows.append(part)
     if shard is not None:
         return report  # the index is written by the unsharded run after all shards
     index_rows.extend(_carry_over(root, manifest.content_hash, report))
-    index = pd.concat(index_rows, ignore_index=True) if index_rows else pd.DataFrame(columns=["patient_id", "modality", "key"])
+    index = (
+        pd.concat(index_rows, ignore_index=True)
+        if index_rows
+        else pd.DataFrame(columns=["patient_id", "modality", "key"])
+    )
     report.index_dir = write_index(root, manifest.content_hash, index, report.encoders)
     return report
 
@@ -114,8 +120,17 @@ def _carry_over(root: Path, content_hash: str, report: EmbedReport) -> list[pd.D
     return [index[index["modality"].isin(list(kept))]]
 
 
-def _fill(cache: EmbeddingCache, keys: list[str], load, compute, modality: str, report: EmbedReport,
-          batch_size: int, progress: bool, on_batch) -> None:
+def _fill(
+    cache: EmbeddingCache,
+    keys: list[str],
+    load,
+    compute,
+    modality: str,
+    report: EmbedReport,
+    batch_size: int,
+    progress: bool,
+    on_batch,
+) -> None:
     """Compute the vectors of keys the cache lacks, batch by batch, storing each batch as it completes.
 
     `load(i)` gives the payload of item i (only called for missing items); `compute(payloads)` embeds.
@@ -130,7 +145,7 @@ def _fill(cache: EmbeddingCache, keys: list[str], load, compute, modality: str, 
     try:
         with _bar(len(todo), modality, progress) as bar:
             for start in range(0, len(todo), batch_size):
-                batch = todo[start:start + batch_size]
+                batch = todo[start : start + batch_size]
                 cache.put(batch, compute([load(first[k]) for k in batch]))
                 report.computed[modality] += len(batch)
                 bar.update(len(batch))
@@ -143,8 +158,9 @@ def _fill(cache: EmbeddingCache, keys: list[str], load, compute, modality: str, 
         cache.flush()  # an error or Ctrl-C keeps every finished batch
 
 
-def _embed_tabular(dataset: Dataset, modality: str, root: Path, report: EmbedReport,
-                   state: str | Path | None = None) -> pd.DataFrame:
+def _embed_tabular(
+    dataset: Dataset, modality: str, root: Path, report: EmbedReport, state: str | Path | None = None
+) -> pd.DataFrame:
     """Fit on the training split only (or load a given state), store the state beside the vectors,
     embed every patient; count the categorical values the encoder does not know (all rows, cached or not)."""
     features = dataset.manifest.features_of(modality)
@@ -152,12 +168,15 @@ def _embed_tabular(dataset: Dataset, modality: str, root: Path, report: EmbedRep
         encoder = TabularEncoder.load(state)
         expected = [f.name for f in encoder.features]
         if expected != [f.name for f in features]:
-            raise ValueError(f"tabular state {state} is for features {expected}, but modality {modality!r} of this "
-                             f"dataset has {[f.name for f in features]}")
+            raise ValueError(
+                f"tabular state {state} is for features {expected}, but modality {modality!r} of this "
+                f"dataset has {[f.name for f in features]}"
+            )
     else:
         train = dataset.structured.iloc[dataset.split_indices("train")]
-        encoder = TabularEncoder(features).fit(train, {"dataset": dataset.manifest.name, "split": "train",
-                                                       "content_hash": dataset.manifest.content_hash})
+        encoder = TabularEncoder(features).fit(
+            train, {"dataset": dataset.manifest.name, "split": "train", "content_hash": dataset.manifest.content_hash}
+        )
     available = dataset.patients[avail_column(modality)].to_numpy(dtype=bool)
     frame = dataset.structured.loc[available, [f.name for f in features]].reset_index(drop=True)
     unknown = encoder.unknown_counts(frame)
@@ -165,7 +184,8 @@ def _embed_tabular(dataset: Dataset, modality: str, root: Path, report: EmbedRep
         raise TabularInputError(
             f"{modality}: this tabular state (unknown_category='error', saved before unseen values had an "
             f"<unknown> level) refuses categories it was not fitted with: {_count_text(unknown)}; a model trained "
-            "by this version maps them to <unknown>")
+            "by this version maps them to <unknown>"
+        )
     report.unknown_categories[modality] = unknown
     encoder_id = fingerprint("tabular", encoder.state_dict())
     cache = EmbeddingCache(root, encoder_id, encoder.dim, {"kind": "tabular", "modality": modality})
@@ -174,9 +194,13 @@ def _embed_tabular(dataset: Dataset, modality: str, root: Path, report: EmbedRep
     records = frame.astype(object).where(frame.notna(), None).to_dict("records")
     keys = [content_key("tabular", json.dumps(r, sort_keys=True, default=str)) for r in records]
     # items are row positions: one vectorised transform per batch (per-row frames cost ~1.7 ms each)
-    _fill(cache, keys, lambda i: i, lambda rows: encoder.transform(frame.iloc[rows]), modality, report, 4096, False, None)
+    _fill(
+        cache, keys, lambda i: i, lambda rows: encoder.transform(frame.iloc[rows]), modality, report, 4096, False, None
+    )
     report.encoders[modality] = {"encoder_id": encoder_id, "kind": "tabular", "dim": encoder.dim}
-    return pd.DataFrame({"patient_id": dataset.patients["patient_id"].to_numpy()[available], "modality": modality, "key": keys})
+    return pd.DataFrame(
+        {"patient_id": dataset.patients["patient_id"].to_numpy()[available], "modality": modality, "key": keys}
+    )
 
 
 def _count_text(counts: dict[str, dict[str, int]], limit: int = 3) -> str:
@@ -189,12 +213,20 @@ def _count_text(counts: dict[str, dict[str, int]], limit: int = 3) -> str:
     return "; ".join(parts)
 
 
-def _embed_images(dataset, modality, embedder, root, report, batch_size, progress, on_batch,
-                  part_of: slice = slice(None)) -> pd.DataFrame:
-    rows = dataset.images[dataset.images["modality"] == modality].reset_index(drop=True).iloc[part_of].reset_index(drop=True)
+def _embed_images(
+    dataset, modality, embedder, root, report, batch_size, progress, on_batch, part_of: slice = slice(None)
+) -> pd.DataFrame:
+    rows = (
+        dataset.images[dataset.images["modality"] == modality]
+        .reset_index(drop=True)
+        .iloc[part_of]
+        .reset_index(drop=True)
+    )
     paths = [dataset.root / p for p in rows["path"]]
     keys = [content_key("image", read_image_bytes(p, embedder.encoder.config.max_bytes)) for p in paths]
-    cache = EmbeddingCache(root, embedder.id, embedder.dim, {"kind": "image", "config": embedder.encoder.config.to_dict()})
+    cache = EmbeddingCache(
+        root, embedder.id, embedder.dim, {"kind": "image", "config": embedder.encoder.config.to_dict()}
+    )
 
     def load(i):
         try:
@@ -207,8 +239,9 @@ def _embed_images(dataset, modality, embedder, root, report, batch_size, progres
     return pd.DataFrame({"patient_id": rows["patient_id"], "modality": modality, "key": keys})
 
 
-def _embed_texts(dataset, modality, embedder, root, report, batch_size, progress, on_batch,
-                 part_of: slice = slice(None)) -> pd.DataFrame:
+def _embed_texts(
+    dataset, modality, embedder, root, report, batch_size, progress, on_batch, part_of: slice = slice(None)
+) -> pd.DataFrame:
     column = dataset.text[modality]
     present = column.notna().to_numpy()
     notes = column[present].tolist()[part_of]
@@ -224,13 +257,20 @@ def _embed_texts(dataset, modality, embedder, root, report, batch_size, progress
     return pd.DataFrame({"patient_id": ids, "modality": modality, "key": keys})
 
 
-def _import_precomputed(dataset, modality, table_path: Path, root, report, part_of: slice = slice(None)) -> pd.DataFrame:
+def _import_precomputed(
+    dataset, modality, table_path: Path, root, report, part_of: slice = slice(None)
+) -> pd.DataFrame:
     """Precomputed image embeddings: a Parquet table keyed by `image_id` (matched to images.parquet's
     `image_id`) or by `path`, with one list column `embedding` of equal-length floats."""
     if not table_path.is_file():
         raise FileNotFoundError(f"precomputed image embeddings {table_path} do not exist")
     table = pd.read_parquet(table_path)
-    rows = dataset.images[dataset.images["modality"] == modality].reset_index(drop=True).iloc[part_of].reset_index(drop=True)
+    rows = (
+        dataset.images[dataset.images["modality"] == modality]
+        .reset_index(drop=True)
+        .iloc[part_of]
+        .reset_index(drop=True)
+    )
     key_column = "image_id" if "image_id" in table.columns and "image_id" in rows.columns else "path"
     if key_column not in table.columns or "embedding" not in table.columns:
         raise EncoderStateError(
@@ -243,7 +283,11 @@ def _import_precomputed(dataset, modality, table_path: Path, root, report, part_
     missing = [str(v) for v in rows[key_column] if str(v) not in lookup]
     if missing:
         raise EncoderStateError(f"{table_path}: no embedding for {key_column} {missing[0]!r} ({len(missing)} missing)")
-    vectors = np.stack([np.asarray(lookup[str(v)], dtype=np.float32) for v in rows[key_column]]) if len(rows) else np.zeros((0, 1), np.float32)
+    vectors = (
+        np.stack([np.asarray(lookup[str(v)], dtype=np.float32) for v in rows[key_column]])
+        if len(rows)
+        else np.zeros((0, 1), np.float32)
+    )
     encoder_id = "precomputed-" + hashlib.sha256(table_path.read_bytes()).hexdigest()[:16]
     cache = EmbeddingCache(root, encoder_id, vectors.shape[1], {"kind": "precomputed", "source": str(table_path)})
     keys = [content_key("precomputed", f"{key_column}:{v}") for v in rows[key_column]]

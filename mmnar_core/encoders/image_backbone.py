@@ -4,8 +4,8 @@ and a batch `encode` helper. The nn.Modules here hold no training logic (see ima
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -179,12 +179,14 @@ class ImageEmbedder:
     def embed_arrays(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
         outputs = []
         for start in range(0, len(arrays), self.batch_size):
-            batch = to_model_input(arrays[start:start + self.batch_size], self.preprocess).to(self.device)
+            batch = to_model_input(arrays[start : start + self.batch_size], self.preprocess).to(self.device)
             outputs.append(self.encoder(batch).float().cpu().numpy())
         return np.concatenate(outputs) if outputs else np.zeros((0, self.dim), np.float32)
 
     def embed(self, sources: Sequence) -> np.ndarray:
         """Files or bytes -> (N, D); decodes one batch at a time so memory stays flat."""
-        parts = [self.embed_arrays([self.decode(s) for s in sources[start:start + self.batch_size]])
-                 for start in range(0, len(sources), self.batch_size)]
+        parts = [
+            self.embed_arrays([self.decode(s) for s in sources[start : start + self.batch_size]])
+            for start in range(0, len(sources), self.batch_size)
+        ]
         return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)

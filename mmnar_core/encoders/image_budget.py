@@ -24,8 +24,21 @@ _INPUT_CHUNK = 2**16
 _OUTPUT_CHUNK = 2**20
 _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00009, 0x7FE00008})  # pixel data, float and double float pixel data
 # decoded bytes per pixel for each Pillow mode (others: 4, the most any mode takes)
-_PIL_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "La": 2, "I;16": 2, "I;16B": 2, "I;16L": 2,
-                   "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3}
+_PIL_MODE_BYTES = {
+    "1": 1,
+    "L": 1,
+    "P": 1,
+    "LA": 2,
+    "PA": 2,
+    "La": 2,
+    "I;16": 2,
+    "I;16B": 2,
+    "I;16L": 2,
+    "RGB": 3,
+    "YCbCr": 3,
+    "LAB": 3,
+    "HSV": 3,
+}
 
 
 def decoded_budget(max_pixels: int) -> int:
@@ -34,8 +47,10 @@ def decoded_budget(max_pixels: int) -> int:
 
 
 def _budget_text(max_pixels: int) -> str:
-    return (f"the decoding budget of {decoded_budget(max_pixels):,} bytes (one {max_pixels:,}-pixel frame at "
-            f"up to {DECODED_BYTES_PER_PIXEL} bytes per pixel)")
+    return (
+        f"the decoding budget of {decoded_budget(max_pixels):,} bytes (one {max_pixels:,}-pixel frame at "
+        f"up to {DECODED_BYTES_PER_PIXEL} bytes per pixel)"
+    )
 
 
 def check_pil_header(name: str, kind: str, image, max_pixels: int) -> None:
@@ -45,7 +60,8 @@ def check_pil_header(name: str, kind: str, image, max_pixels: int) -> None:
     if size > decoded_budget(max_pixels):
         raise ImageTooLargeError(
             f"{name}: the {kind.upper()} header declares {image.width} x {image.height} pixels in mode {image.mode} "
-            f"= {size:,} bytes decoded, more than {_budget_text(max_pixels)}")
+            f"= {size:,} bytes decoded, more than {_budget_text(max_pixels)}"
+        )
 
 
 def readable_dicom(data: bytes, name: str, max_pixels: int) -> bytes:
@@ -64,7 +80,9 @@ def readable_dicom(data: bytes, name: str, max_pixels: int) -> bytes:
         _read_command_set_elements(fp)
         syntax = meta.get("TransferSyntaxUID")
     except Exception as error:  # noqa: BLE001 - pydicom raises many types on a damaged header
-        raise CorruptImageError(f"{name}: the DICOM header cannot be parsed ({type(error).__name__}: {error})") from None
+        raise CorruptImageError(
+            f"{name}: the DICOM header cannot be parsed ({type(error).__name__}: {error})"
+        ) from None
     if syntax != DeflatedExplicitVRLittleEndian:
         check_dicom_header(_plain_header(data), name, max_pixels)
         return data
@@ -100,8 +118,13 @@ def _int(ds, keyword: str, default: int) -> int | None:
 
 def declared_pixel_bytes(ds) -> int | None:
     """rows x columns x frames x samples x bytes per sample, as decoded; None when unreadable."""
-    values = [_int(ds, "Rows", 0), _int(ds, "Columns", 0), _int(ds, "NumberOfFrames", 1),
-              _int(ds, "SamplesPerPixel", 1), _int(ds, "BitsAllocated", 16)]
+    values = [
+        _int(ds, "Rows", 0),
+        _int(ds, "Columns", 0),
+        _int(ds, "NumberOfFrames", 1),
+        _int(ds, "SamplesPerPixel", 1),
+        _int(ds, "BitsAllocated", 16),
+    ]
     if any(v is None for v in values):
         return None
     rows, columns, frames, samples, bits = (max(v, 0) for v in values)
@@ -117,15 +140,18 @@ def check_dicom_header(ds, name: str, max_pixels: int) -> None:
         return
     rows, columns = _int(ds, "Rows", 0) or 0, _int(ds, "Columns", 0) or 0
     if rows * columns > max_pixels:
-        raise ImageTooLargeError(f"{name}: {columns} x {rows} = {rows * columns:,} pixels is more than the limit of "
-                                 f"{max_pixels:,}")
+        raise ImageTooLargeError(
+            f"{name}: {columns} x {rows} = {rows * columns:,} pixels is more than the limit of {max_pixels:,}"
+        )
     size = declared_pixel_bytes(ds)
     if size is not None and size > decoded_budget(max_pixels):
-        frames, samples, bits = (_int(ds, k, d) for k, d in (("NumberOfFrames", 1), ("SamplesPerPixel", 1),
-                                                               ("BitsAllocated", 16)))
+        frames, samples, bits = (
+            _int(ds, k, d) for k, d in (("NumberOfFrames", 1), ("SamplesPerPixel", 1), ("BitsAllocated", 16))
+        )
         raise ImageTooLargeError(
             f"{name}: the DICOM header declares {columns} x {rows} pixels x {frames} frame(s) x {samples} sample(s) "
-            f"x {bits} bits = {size:,} bytes of pixel data, more than {_budget_text(max_pixels)}")
+            f"x {bits} bits = {size:,} bytes of pixel data, more than {_budget_text(max_pixels)}"
+        )
 
 
 def check_encapsulated_frame(ds, name: str) -> None:
@@ -147,8 +173,10 @@ def check_encapsulated_frame(ds, name: str) -> None:
     except Exception:  # noqa: BLE001 - not a codestream Pillow reads headers of: the decoder reports it
         return
     if (width, height) != (columns, rows):
-        raise CorruptImageError(f"{name}: the compressed frame is {width} x {height} pixels but the DICOM header says "
-                                f"{columns} x {rows}; the pixel data does not belong to this header")
+        raise CorruptImageError(
+            f"{name}: the compressed frame is {width} x {height} pixels but the DICOM header says "
+            f"{columns} x {rows}; the pixel data does not belong to this header"
+        )
 
 
 def _inflated_dicom(data: bytes, name: str, max_pixels: int, meta, command_start: int, start: int) -> bytes:
@@ -182,12 +210,16 @@ def _inflated_dicom(data: bytes, name: str, max_pixels: int, meta, command_start
     elif stream.finished:
         cap = HEADER_LIMIT  # no pixel data: the whole data set is in the prefix
     else:
-        raise ImageTooLargeError(f"{name}: the deflated DICOM holds more than {HEADER_LIMIT:,} bytes of elements "
-                                 "before its pixel data; accepted: an image DICOM whose header is smaller")
+        raise ImageTooLargeError(
+            f"{name}: the deflated DICOM holds more than {HEADER_LIMIT:,} bytes of elements "
+            "before its pixel data; accepted: an image DICOM whose header is smaller"
+        )
     stream.fill(cap + 1)
     if stream.size > cap:
-        raise ImageTooLargeError(f"{name}: the deflated DICOM data set inflates to more than {cap:,} bytes, more than "
-                                 f"its header declares (within {_budget_text(max_pixels)})")
+        raise ImageTooLargeError(
+            f"{name}: the deflated DICOM data set inflates to more than {cap:,} bytes, more than "
+            f"its header declares (within {_budget_text(max_pixels)})"
+        )
     meta = meta.__class__(meta)  # a copy: the caller's parse stays as it was
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     if "FileMetaInformationGroupLength" in meta:
@@ -218,7 +250,7 @@ class CappedInflater:
             elif self._more:
                 feed = b""
             elif self._position < len(self._data):
-                feed = self._data[self._position:self._position + _INPUT_CHUNK]
+                feed = self._data[self._position : self._position + _INPUT_CHUNK]
                 self._position += len(feed)
             else:
                 self.finished = True  # input ends without the stream's end: the decoder reports truncation

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from mmnar_core.encoders.config import ImageEncoderConfig
-from mmnar_core.encoders.image_budget import check_encapsulated_frame, check_pil_header, readable_dicom
 from mmnar_core.encoders.errors import (
     CorruptImageError,
     EmptyImageError,
@@ -24,6 +23,7 @@ from mmnar_core.encoders.errors import (
     TruncatedImageError,
     UnsupportedImageTypeError,
 )
+from mmnar_core.encoders.image_budget import check_encapsulated_frame, check_pil_header, readable_dicom
 
 DICOM_SYNTAXES = "uncompressed, deflated, RLE, JPEG baseline/extended and JPEG 2000 (decoded by Pillow)"
 ACCEPTED = f"PNG, JPEG or DICOM (Part 10 file with a 'DICM' preamble; {DICOM_SYNTAXES})"
@@ -50,7 +50,7 @@ class DecodedImageBytes(bytes):
 
     pixels: np.ndarray
 
-    def __new__(cls, data: bytes, pixels: np.ndarray) -> "DecodedImageBytes":
+    def __new__(cls, data: bytes, pixels: np.ndarray) -> DecodedImageBytes:
         self = super().__new__(cls, data)
         self.pixels = pixels
         return self
@@ -104,8 +104,15 @@ def load_image(
 
 
 def _guess(data: bytes) -> str:
-    for magic, label in ((b"%PDF", "PDF"), (b"GIF8", "GIF"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
-                         (b"PK\x03\x04", "ZIP"), (b"BM", "BMP"), (b"RIFF", "RIFF/WebP")):
+    for magic, label in (
+        (b"%PDF", "PDF"),
+        (b"GIF8", "GIF"),
+        (b"II*\x00", "TIFF"),
+        (b"MM\x00*", "TIFF"),
+        (b"PK\x03\x04", "ZIP"),
+        (b"BM", "BMP"),
+        (b"RIFF", "RIFF/WebP"),
+    ):
         if data.startswith(magic):
             return f", looks like {label}"
     try:
@@ -185,7 +192,9 @@ def _decode_dicom(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     except InvalidDicomError as error:
         raise CorruptImageError(f"{name}: invalid DICOM ({error})") from None
     except Exception as error:  # pydicom raises many types on damaged headers
-        raise CorruptImageError(f"{name}: the DICOM header cannot be parsed ({type(error).__name__}: {error})") from None
+        raise CorruptImageError(
+            f"{name}: the DICOM header cannot be parsed ({type(error).__name__}: {error})"
+        ) from None
     if "PixelData" not in ds:
         if len(ds) == 0 or "Rows" in ds or "Columns" in ds:
             raise TruncatedImageError(f"{name}: the DICOM file is truncated (it ends before its pixel data)")
@@ -211,13 +220,18 @@ def _decode_dicom(data: bytes, name: str, max_pixels: int) -> np.ndarray:
                 f"{name}: DICOM transfer syntax {syntax} needs a decoder that is not installed ({reason}); "
                 f"accepted here: {DICOM_SYNTAXES} (install pylibjpeg plugins for others)"
             ) from None
-        raise CorruptImageError(f"{name}: the compressed DICOM pixel data ({syntax}) cannot be decoded "
-                                f"({' '.join(str(error).split())})") from None
+        raise CorruptImageError(
+            f"{name}: the compressed DICOM pixel data ({syntax}) cannot be decoded ({' '.join(str(error).split())})"
+        ) from None
     except Exception as error:
         message = str(error)
-        if any(k in message.lower() for k in ("length", "truncat", "less than expected")) or isinstance(error, EOFError):
+        if any(k in message.lower() for k in ("length", "truncat", "less than expected")) or isinstance(
+            error, EOFError
+        ):
             raise TruncatedImageError(f"{name}: the DICOM pixel data is truncated ({message})") from None
-        raise CorruptImageError(f"{name}: the DICOM pixel data cannot be decoded ({type(error).__name__}: {message})") from None
+        raise CorruptImageError(
+            f"{name}: the DICOM pixel data cannot be decoded ({type(error).__name__}: {message})"
+        ) from None
     pixels = np.asarray(pixels)
     if samples > 1 or photometric in ("RGB", "YBR_FULL", "YBR_FULL_422"):
         if photometric.startswith("YBR"):

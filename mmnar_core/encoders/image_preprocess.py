@@ -3,7 +3,7 @@ nn.Module (so attributions can reach the original pixels)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -36,8 +36,9 @@ class ImagePreprocess(nn.Module):
             top, left = (side - height) // 2, (side - width) // 2
             pixels = F.pad(pixels, (left, side - width - left, top, side - height - top), value=0.0)
         if side != self.size:
-            pixels = F.interpolate(pixels, size=(self.size, self.size), mode="bilinear", align_corners=False,
-                                   antialias=side > self.size)
+            pixels = F.interpolate(
+                pixels, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=side > self.size
+            )
         return (pixels - self.mean) / self.std
 
 

@@ -55,7 +55,9 @@ def load_split(dataset: Dataset, split: str, modality: str, preprocess: ImagePre
     rows = rows.merge(labels, on="patient_id", how="left", validate="one_to_one")
     columns = [c for c in labels.columns if c != "patient_id"]
     with torch.no_grad():
-        images = torch.cat([preprocess(torch.from_numpy(load_image(dataset.root / p))[None, None]) for p in rows["path"]])
+        images = torch.cat(
+            [preprocess(torch.from_numpy(load_image(dataset.root / p))[None, None]) for p in rows["path"]]
+        )
     targets = torch.tensor(rows[columns].fillna(False).to_numpy(dtype=np.float32))
     return images, targets, rows["patient_id"].tolist(), columns
 
@@ -68,7 +70,7 @@ def _shift(batch: torch.Tensor, max_shift: int, generator: torch.Generator) -> t
     out = torch.empty_like(batch)
     offsets = torch.randint(0, 2 * max_shift + 1, (len(batch), 2), generator=generator)
     for i, (dy, dx) in enumerate(offsets.tolist()):
-        out[i] = padded[i, :, dy:dy + size, dx:dx + size]
+        out[i] = padded[i, :, dy : dy + size, dx : dx + size]
     return out
 
 
@@ -78,9 +80,16 @@ def _auroc(y: np.ndarray, score: np.ndarray) -> float:
     return float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else float("nan")
 
 
-def train_image_encoder(dataset_dir, out: Path, config: ImageEncoderConfig, train: ImageTrainConfig,
-                        modality: str = "cxr", report_modality: str = "radiology_report", log=print,
-                        device: str | None = None) -> dict:
+def train_image_encoder(
+    dataset_dir,
+    out: Path,
+    config: ImageEncoderConfig,
+    train: ImageTrainConfig,
+    modality: str = "cxr",
+    report_modality: str = "radiology_report",
+    log=print,
+    device: str | None = None,
+) -> dict:
     from mmnar_core.encoders.runtime import pick_device
 
     device = pick_device(device)
@@ -92,7 +101,9 @@ def train_image_encoder(dataset_dir, out: Path, config: ImageEncoderConfig, trai
     preprocess = ImagePreprocess(config)
     x_train, y_train, ids_train, names = load_split(dataset, "train", modality, preprocess, labels)
     x_val, y_val, _, _ = load_split(dataset, "val", modality, preprocess, labels)
-    log(f"loaded {len(x_train)} train / {len(x_val)} val images in {time.perf_counter() - started:.0f}s; findings {names}")
+    log(
+        f"loaded {len(x_train)} train / {len(x_val)} val images in {time.perf_counter() - started:.0f}s; findings {names}"
+    )
 
     encoder = ImageEncoder(config)
     head = nn.Linear(encoder.embed_dim, len(names))
@@ -115,7 +126,9 @@ def train_image_encoder(dataset_dir, out: Path, config: ImageEncoderConfig, trai
     parameters = [*encoder.parameters(), *head.parameters(), *(to_text.parameters() if to_text else [])]
     optimizer = torch.optim.AdamW(parameters, lr=train.lr, weight_decay=train.weight_decay)
     steps_per_epoch = (len(x_train) + train.batch_size - 1) // train.batch_size
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=train.lr, total_steps=train.epochs * steps_per_epoch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=train.lr, total_steps=train.epochs * steps_per_epoch
+    )
 
     best = {"val_mean_auroc": -1.0}
     history = []
@@ -124,13 +137,15 @@ def train_image_encoder(dataset_dir, out: Path, config: ImageEncoderConfig, trai
         order = torch.randperm(len(x_train), generator=generator)
         total = 0.0
         for start in range(0, len(order), train.batch_size):
-            index = order[start:start + train.batch_size]
+            index = order[start : start + train.batch_size]
             embedding = encoder(_shift(x_train[index], train.max_shift, generator).to(device))
             loss = F.binary_cross_entropy_with_logits(head(embedding), y_train[index].to(device))
             if to_text is not None:
                 paired = has_text[index].to(device)
                 if int(paired.sum()) >= 2:
-                    loss = loss + train.contrastive_weight * info_nce(to_text(embedding[paired]), text_targets[index][paired], train.temperature)
+                    loss = loss + train.contrastive_weight * info_nce(
+                        to_text(embedding[paired]), text_targets[index][paired], train.temperature
+                    )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -138,25 +153,38 @@ def train_image_encoder(dataset_dir, out: Path, config: ImageEncoderConfig, trai
             total += float(loss.detach()) * len(index)
         encoder.eval(), head.eval()
         with torch.no_grad():
-            scores = torch.cat([torch.sigmoid(head(encoder(x_val[i:i + 256].to(device)))).cpu()
-                                for i in range(0, len(x_val), 256)]).numpy()
+            scores = torch.cat(
+                [torch.sigmoid(head(encoder(x_val[i : i + 256].to(device)))).cpu() for i in range(0, len(x_val), 256)]
+            ).numpy()
         aurocs = {n: round(_auroc(y_val[:, j].numpy(), scores[:, j]), 4) for j, n in enumerate(names)}
         mean = float(np.nanmean(list(aurocs.values())))
         history.append({"epoch": epoch + 1, "train_loss": round(total / len(x_train), 4), "val_auroc": aurocs})
-        log(f"epoch {epoch + 1}: loss {total / len(x_train):.4f} val AUROC {aurocs} ({time.perf_counter() - started:.0f}s)")
+        log(
+            f"epoch {epoch + 1}: loss {total / len(x_train):.4f} val AUROC {aurocs} ({time.perf_counter() - started:.0f}s)"
+        )
         if mean > best["val_mean_auroc"]:
-            best = {"val_mean_auroc": round(mean, 4), "epoch": epoch + 1,
-                    "state": {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items()}}
+            best = {
+                "val_mean_auroc": round(mean, 4),
+                "epoch": epoch + 1,
+                "state": {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items()},
+            }
         if (time.perf_counter() - started) / 60 > train.max_minutes:
             log(f"stopping after epoch {epoch + 1}: over the {train.max_minutes} minute budget")
             break
     encoder = encoder.cpu()
     encoder.load_state_dict(best.pop("state"))
-    info = {"dataset": dataset.manifest.name, "content_hash": dataset.manifest.content_hash,
-            "objective": "BCE on simulator findings" + (" + image-report InfoNCE" if to_text else ""),
-            "findings": names, "train_images": len(x_train), "best": best, "train_config": asdict(train),
-            "history": history, "minutes": round((time.perf_counter() - started) / 60, 2),
-            "note": "trained on synthetic X-rays only; not a clinical model"}
+    info = {
+        "dataset": dataset.manifest.name,
+        "content_hash": dataset.manifest.content_hash,
+        "objective": "BCE on simulator findings" + (" + image-report InfoNCE" if to_text else ""),
+        "findings": names,
+        "train_images": len(x_train),
+        "best": best,
+        "train_config": asdict(train),
+        "history": history,
+        "minutes": round((time.perf_counter() - started) / 60, 2),
+        "note": "trained on synthetic X-rays only; not a clinical model",
+    }
     save_image_encoder(encoder, out, info)
     log(f"saved {out} ({Path(out).stat().st_size / 1e6:.2f} MB)")
     return info
@@ -184,7 +212,8 @@ def linear_probe(dataset_dir, embedder: ImageEmbedder, modality: str = "cxr") ->
         model = LogisticRegression(max_iter=3000, C=1.0).fit(x_train, y_train)
         result[column.removeprefix(FINDING_PREFIX)] = {
             "auroc": round(_auroc(y_test, model.predict_proba(x_test)[:, 1]), 4),
-            "test_positives": int(y_test.sum()), "test_n": int(len(y_test)),
+            "test_positives": int(y_test.sum()),
+            "test_n": int(len(y_test)),
         }
     return result
 
@@ -192,8 +221,9 @@ def linear_probe(dataset_dir, embedder: ImageEmbedder, modality: str = "cxr") ->
 def run_training(args) -> int:
     """Handler of `python -m mmnar_core train-image-encoder` (parser in command.py)."""
     config = ImageEncoderConfig(arch=args.arch, input_size=args.input_size, embed_dim=args.embed_dim)
-    train = ImageTrainConfig(epochs=args.epochs, contrastive_weight=args.contrastive_weight,
-                             max_minutes=args.max_minutes, seed=args.seed)
+    train = ImageTrainConfig(
+        epochs=args.epochs, contrastive_weight=args.contrastive_weight, max_minutes=args.max_minutes, seed=args.seed
+    )
     info = train_image_encoder(args.dataset, Path(args.out), config, train, device=args.device)
     summary = {k: info[k] for k in ("dataset", "objective", "train_images", "best", "minutes")}
     if args.probe:
@@ -203,6 +233,8 @@ def run_training(args) -> int:
         device = pick_device(args.device)
         summary["linear_probe_test"] = linear_probe(args.dataset, ImageEmbedder(load_image_encoder(args.out), device))
         torch.manual_seed(args.seed)
-        summary["linear_probe_test_random_init"] = linear_probe(args.dataset, ImageEmbedder(ImageEncoder(config), device))
+        summary["linear_probe_test_random_init"] = linear_probe(
+            args.dataset, ImageEmbedder(ImageEncoder(config), device)
+        )
     print(json.dumps(summary, indent=2))
     return 0

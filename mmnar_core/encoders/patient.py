@@ -3,7 +3,7 @@ use at prediction time (the same encoders, preprocessing and fitted state as tra
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -16,8 +16,13 @@ from mmnar_core.schema import ModalityKind, ModalitySpec, PatientRecord
 class PatientEncoder:
     """Holds one encoder per modality kind; `encode` returns only the modalities the patient has."""
 
-    def __init__(self, modalities: Sequence[ModalitySpec], image: ImageEmbedder | None = None,
-                 text: TextEmbedder | None = None, tabular: Mapping[str, TabularEncoder] | None = None):
+    def __init__(
+        self,
+        modalities: Sequence[ModalitySpec],
+        image: ImageEmbedder | None = None,
+        text: TextEmbedder | None = None,
+        tabular: Mapping[str, TabularEncoder] | None = None,
+    ):
         self.modalities = list(modalities)
         self.image = image
         self.text = text

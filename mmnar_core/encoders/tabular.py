@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -71,7 +72,7 @@ class TabularEncoder:
     def dim(self) -> int:
         return len(self.output_names)
 
-    def fit(self, frame: pd.DataFrame, info: Mapping[str, Any] | None = None) -> "TabularEncoder":
+    def fit(self, frame: pd.DataFrame, info: Mapping[str, Any] | None = None) -> TabularEncoder:
         """Learn medians and scales from `frame`, which must be the training split only."""
         self._check_columns(frame)
         if len(frame) == 0:
@@ -113,7 +114,9 @@ class TabularEncoder:
             else:
                 bad = ~missing & ~np.isin(values, (0.0, 1.0))
                 if bad.any():
-                    raise TabularInputError(f"binary feature {f.name!r}: value {float(values[bad][0])!r} (accepted: 0, 1 or missing)")
+                    raise TabularInputError(
+                        f"binary feature {f.name!r}: value {float(values[bad][0])!r} (accepted: 0, 1 or missing)"
+                    )
                 scaled = values
             columns.append(np.where(missing, 0.0, scaled))
             if self.config.missing_indicators:
@@ -135,7 +138,9 @@ class TabularEncoder:
             values = raw[raw.notna()].astype(str)
             unseen = values[~values.isin(f.categories)].value_counts()
             if len(unseen):
-                counts[f.name] = {str(v): int(n) for v, n in sorted(unseen.items(), key=lambda item: (-item[1], item[0]))}
+                counts[f.name] = {
+                    str(v): int(n) for v, n in sorted(unseen.items(), key=lambda item: (-item[1], item[0]))
+                }
         return counts
 
     def transform_record(self, values: Mapping[str, Any]) -> np.ndarray:
@@ -157,7 +162,9 @@ class TabularEncoder:
         numbers = pd.to_numeric(raw, errors="coerce")
         wrong = raw.notna() & numbers.isna()
         if wrong.any():
-            raise TabularInputError(f"feature {f.name!r}: {raw[wrong].iloc[0]!r} is not a number (accepted: a number or missing)")
+            raise TabularInputError(
+                f"feature {f.name!r}: {raw[wrong].iloc[0]!r} is not a number (accepted: a number or missing)"
+            )
         return numbers.to_numpy(dtype=np.float64, na_value=np.nan)
 
     def _one_hot(self, f: FeatureSpec, raw: pd.Series) -> list[np.ndarray]:
@@ -165,7 +172,9 @@ class TabularEncoder:
         known = set(f.categories)
         unknown = [v for v in values if v is not None and str(v) not in known]
         if unknown and self.config.unknown_category == "error":
-            raise TabularInputError(f"feature {f.name!r}: {unknown[0]!r} is not a category (accepted: {list(f.categories)})")
+            raise TabularInputError(
+                f"feature {f.name!r}: {unknown[0]!r} is not a category (accepted: {list(f.categories)})"
+            )
         as_text = [None if v is None else str(v) for v in values]
         columns = [np.array([v == c for v in as_text], dtype=np.float64) for c in f.categories]
         if self.unknown_level:
@@ -192,12 +201,13 @@ class TabularEncoder:
         return write_text_atomic(path, json.dumps(self.state_dict(), indent=2, allow_nan=False) + "\n")
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any], where: str = "tabular state") -> "TabularEncoder":
+    def from_state(cls, state: Mapping[str, Any], where: str = "tabular state") -> TabularEncoder:
         if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
             raise EncoderStateError(f"{where}: not a tabular encoder state (expected format {STATE_FORMAT!r})")
         try:
-            encoder = cls([FeatureSpec.from_dict(f) for f in state["features"]],
-                          TabularEncoderConfig.from_dict(state["config"]))
+            encoder = cls(
+                [FeatureSpec.from_dict(f) for f in state["features"]], TabularEncoderConfig.from_dict(state["config"])
+            )
             encoder.center = {k: float(v) for k, v in state["center"].items()}
             encoder.scale = {k: float(v) for k, v in state["scale"].items()}
             encoder.fit_info = dict(state["fit_info"])
@@ -210,7 +220,7 @@ class TabularEncoder:
         return encoder
 
     @classmethod
-    def load(cls, path: str | Path) -> "TabularEncoder":
+    def load(cls, path: str | Path) -> TabularEncoder:
         path = Path(path)
         try:
             state = json.loads(path.read_text(encoding="utf-8"))

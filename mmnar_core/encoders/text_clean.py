@@ -52,8 +52,12 @@ def decode_note(raw: str | bytes, max_chars: int = _DEFAULT_LIMIT, where: str = 
     return raw
 
 
-def clean_note(raw: str | bytes, config: TextCleanerConfig = TextCleanerConfig(),
-               max_chars: int = _DEFAULT_LIMIT, where: str = "note") -> str:
+def clean_note(
+    raw: str | bytes,
+    config: TextCleanerConfig = TextCleanerConfig(),
+    max_chars: int = _DEFAULT_LIMIT,
+    where: str = "note",
+) -> str:
     """Cleaned text, or EmptyTextError when nothing clinical is left."""
     text = decode_note(raw, max_chars, where)
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n").replace("\u00a0", " ")

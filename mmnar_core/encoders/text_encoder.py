@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -55,10 +55,17 @@ class Windows:
     n_notes: int
     n_tokens: list[int]  # content tokens per note
 
-    def select(self, rows: slice) -> "Windows":
+    def select(self, rows: slice) -> Windows:
         used = int(self.attention_mask[rows].sum(dim=1).max()) if self.attention_mask[rows].numel() else 0
-        return Windows(self.input_ids[rows, :used], self.attention_mask[rows, :used], self.weights[rows, :used],
-                       self.positions[rows, :used], self.owner[rows], self.n_notes, self.n_tokens)
+        return Windows(
+            self.input_ids[rows, :used],
+            self.attention_mask[rows, :used],
+            self.weights[rows, :used],
+            self.positions[rows, :used],
+            self.owner[rows],
+            self.n_notes,
+            self.n_tokens,
+        )
 
 
 def window_starts(n_tokens: int, content: int, overlap: int) -> list[int]:
@@ -80,8 +87,8 @@ def special_template(tokenizer) -> tuple[list[int], list[int]]:
     bare = tokenizer(probe, add_special_tokens=False)["input_ids"]
     full = tokenizer(probe, add_special_tokens=True)["input_ids"]
     for i in range(len(full) - len(bare) + 1):
-        if full[i:i + len(bare)] == bare:
-            return list(full[:i]), list(full[i + len(bare):])
+        if full[i : i + len(bare)] == bare:
+            return list(full[:i]), list(full[i + len(bare) :])
     raise EncoderStateError("cannot find where the tokenizer puts its special tokens")
 
 
@@ -96,16 +103,17 @@ class WindowTokenizer:
         self.content = window_tokens - len(self.prefix) - len(self.suffix)
 
     def __call__(self, texts: Sequence[str]) -> Windows:
-        encoded = self.tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False,
-                                 verbose=False)["input_ids"]
+        encoded = self.tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False, verbose=False)[
+            "input_ids"
+        ]
         rows, weights, positions, owners, counts = [], [], [], [], []
         for note, ids in enumerate(encoded):
             starts = window_starts(len(ids), self.content, self.overlap)
             coverage = np.zeros(max(len(ids), 1))
             for start in starts:
-                coverage[start:start + self.content] += 1
+                coverage[start : start + self.content] += 1
             for start in starts:
-                chunk = ids[start:start + self.content]
+                chunk = ids[start : start + self.content]
                 full = self.prefix + chunk + self.suffix
                 special = [1] * len(self.prefix) + [0] * len(chunk) + [1] * len(self.suffix)
                 pos, wts, k = [], [], start
@@ -129,10 +137,10 @@ class WindowTokenizer:
         weight = torch.zeros((len(rows), length), dtype=torch.float32)
         position = torch.full((len(rows), length), -1, dtype=torch.long)
         for w, (ids, wts, pos) in enumerate(zip(rows, weights, positions)):
-            input_ids[w, :len(ids)] = torch.tensor(ids)
-            mask[w, :len(ids)] = 1
-            weight[w, :len(ids)] = torch.tensor(wts, dtype=torch.float32)
-            position[w, :len(ids)] = torch.tensor(pos)
+            input_ids[w, : len(ids)] = torch.tensor(ids)
+            mask[w, : len(ids)] = 1
+            weight[w, : len(ids)] = torch.tensor(wts, dtype=torch.float32)
+            position[w, : len(ids)] = torch.tensor(pos)
         return Windows(input_ids, mask, weight, position, torch.tensor(owners), len(encoded), counts)
 
 
@@ -188,7 +196,9 @@ class NoteForward(nn.Module):
         # Look tokens up on the (B, W*L) rows so a hook on the embedding layer sees one row per note.
         embeds = self.encoder.model.get_input_embeddings()(ids)
         embeds = embeds.reshape(rows * windows, self.window_length, embeds.shape[-1])
-        states = self.encoder.model(inputs_embeds=embeds, attention_mask=mask.reshape(rows * windows, -1)).last_hidden_state
+        states = self.encoder.model(
+            inputs_embeds=embeds, attention_mask=mask.reshape(rows * windows, -1)
+        ).last_hidden_state
         weights = weights.reshape(rows * windows, -1).to(states.dtype)
         per_window = (states * weights.unsqueeze(-1)).sum(dim=1).reshape(rows, windows, -1).sum(dim=1)
         totals = weights.sum(dim=1).reshape(rows, windows).sum(dim=1)
@@ -198,8 +208,7 @@ class NoteForward(nn.Module):
     def flatten(windows: Windows) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if windows.n_notes != 1:
             raise ValueError("flatten expects the windows of exactly one note")
-        return (windows.input_ids.reshape(1, -1), windows.attention_mask.reshape(1, -1),
-                windows.weights.reshape(1, -1))
+        return (windows.input_ids.reshape(1, -1), windows.attention_mask.reshape(1, -1), windows.weights.reshape(1, -1))
 
     @staticmethod
     def token_scores(windows: Windows, slot_scores: torch.Tensor) -> torch.Tensor:
@@ -234,8 +243,13 @@ def load_text_model(path: str | None):
 class TextEmbedder:
     """Inference wrapper: raw notes -> cleaned -> windows -> (N, D) float32 embeddings."""
 
-    def __init__(self, config: TextEncoderConfig = TextEncoderConfig(), device: torch.device | str = "cpu",
-                 tokenizer=None, model: nn.Module | None = None):
+    def __init__(
+        self,
+        config: TextEncoderConfig = TextEncoderConfig(),
+        device: torch.device | str = "cpu",
+        tokenizer=None,
+        model: nn.Module | None = None,
+    ):
         if (tokenizer is None) != (model is None):
             raise ValueError("pass both tokenizer and model, or neither")
         if tokenizer is None:
@@ -280,5 +294,12 @@ class TextEmbedder:
 def _to(windows: Windows, device: torch.device) -> Windows:
     if device.type == "cpu":
         return windows
-    return Windows(windows.input_ids.to(device), windows.attention_mask.to(device), windows.weights.to(device),
-                   windows.positions.to(device), windows.owner.to(device), windows.n_notes, windows.n_tokens)
+    return Windows(
+        windows.input_ids.to(device),
+        windows.attention_mask.to(device),
+        windows.weights.to(device),
+        windows.positions.to(device),
+        windows.owner.to(device),
+        windows.n_notes,
+        windows.n_tokens,
+    )

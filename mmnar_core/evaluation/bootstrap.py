@@ -9,7 +9,8 @@ depend on the chunk size, only on the seed.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -55,8 +56,10 @@ def _index_chunks(labels: np.ndarray, n_resamples: int, seed: int, stratified: b
     strata = [np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)]
     rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2)]
     for b in sizes:
-        yield np.concatenate([members[rng.integers(0, members.size, size=(b, members.size))]
-                              for members, rng in zip(strata, rngs)], axis=1)
+        yield np.concatenate(
+            [members[rng.integers(0, members.size, size=(b, members.size))] for members, rng in zip(strata, rngs)],
+            axis=1,
+        )
 
 
 def resample_indices(y: Any, n_resamples: int = 1000, seed: int = 0, stratified: bool = True) -> np.ndarray:
@@ -106,8 +109,10 @@ def bootstrap_ci(
     counts = {"n": int(labels.size), "n_pos": int(labels.sum())}
     if labels.size == 0:
         return {name: {"value": float("nan"), "low": float("nan"), "high": float("nan"), **counts} for name in names}
-    chunks = [evaluate_rows(labels, groups, rows, names, n_bins)
-              for rows in _index_chunks(labels, n_resamples, seed, stratified)]
+    chunks = [
+        evaluate_rows(labels, groups, rows, names, n_bins)
+        for rows in _index_chunks(labels, n_resamples, seed, stratified)
+    ]
     result = {}
     for name in names:
         low, high = percentile_interval(np.concatenate([c[name] for c in chunks]), alpha)
@@ -121,8 +126,15 @@ RESULT_COLUMNS = ["level", "group", "metric", "value", "low", "high", "n", "n_po
 RANKING_METRICS = ("auroc", "auprc")
 
 
-def _group_rows(level: str, group: Any, labels: np.ndarray, probs: np.ndarray, names: tuple[str, ...],
-                min_n: int, options: dict[str, Any]) -> list[dict[str, Any]]:
+def _group_rows(
+    level: str,
+    group: Any,
+    labels: np.ndarray,
+    probs: np.ndarray,
+    names: tuple[str, ...],
+    min_n: int,
+    options: dict[str, Any],
+) -> list[dict[str, Any]]:
     """Result rows for one set of patients; too-small sets are reported with NaN values and a note."""
     n, n_pos = int(labels.size), int(labels.sum())
     nan = float("nan")
@@ -134,8 +146,17 @@ def _group_rows(level: str, group: Any, labels: np.ndarray, probs: np.ndarray, n
         one_class = f"one class only (n_pos={n_pos} of n={n}): AUROC/AUPRC undefined" if n_pos in (0, n) else ""
         notes = {name: one_class if name in RANKING_METRICS else "" for name in names}
     return [
-        {"level": level, "group": group, "metric": name, "value": stats[name]["value"], "low": stats[name]["low"],
-         "high": stats[name]["high"], "n": n, "n_pos": n_pos, "note": notes[name]}
+        {
+            "level": level,
+            "group": group,
+            "metric": name,
+            "value": stats[name]["value"],
+            "low": stats[name]["low"],
+            "high": stats[name]["high"],
+            "n": n,
+            "n_pos": n_pos,
+            "note": notes[name],
+        }
         for name in names
     ]
 

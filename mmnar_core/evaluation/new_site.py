@@ -39,7 +39,8 @@ def load_bundle_embeddings(bundle, dataset: Dataset, bundle_dir: str | Path, cac
         embeddings = load_embeddings(dataset, cache_dir)
     except FileNotFoundError:
         raise EmbeddingMismatchError(
-            f"{dataset.root} has no cached embeddings; embed it with the bundle's encoders first:\n  {command}") from None
+            f"{dataset.root} has no cached embeddings; embed it with the bundle's encoders first:\n  {command}"
+        ) from None
     wrong = []
     for modality, info in bundle.encoders.items():
         cached = embeddings.encoders.get(modality, {}).get("encoder_id")
@@ -48,20 +49,28 @@ def load_bundle_embeddings(bundle, dataset: Dataset, bundle_dir: str | Path, cac
     if wrong:
         raise EmbeddingMismatchError(
             f"the cached embeddings of {dataset.root} come from other encoders than the bundle's ({'; '.join(wrong)}); "
-            f"embed it with the bundle's encoders first:\n  {command}")
+            f"embed it with the bundle's encoders first:\n  {command}"
+        )
     return embeddings
 
 
 def bundle_tabular_encoders(bundle) -> dict[str, TabularEncoder]:
     """Tabular modality -> the fitted encoder shipped in the bundle."""
-    return {modality: TabularEncoder.load(Path(bundle.root) / "encoders" / info["encoder_id"] / "tabular_state.json")
-            for modality, info in bundle.encoders.items() if info.get("kind") == "tabular"}
+    return {
+        modality: TabularEncoder.load(Path(bundle.root) / "encoders" / info["encoder_id"] / "tabular_state.json")
+        for modality, info in bundle.encoders.items()
+        if info.get("kind") == "tabular"
+    }
 
 
-def unknown_category_counts(bundle, dataset: Dataset, rows: np.ndarray | None = None) -> dict[str, dict[str, dict[str, int]]]:
+def unknown_category_counts(
+    bundle, dataset: Dataset, rows: np.ndarray | None = None
+) -> dict[str, dict[str, dict[str, int]]]:
     """{modality: {feature: {value: patients}}} of categorical values the bundle's encoders were not fitted
     with, among `rows` (positions in the dataset; None = all) where the modality is present."""
-    chosen = np.ones(len(dataset.patients), dtype=bool) if rows is None else np.isin(np.arange(len(dataset.patients)), rows)
+    chosen = (
+        np.ones(len(dataset.patients), dtype=bool) if rows is None else np.isin(np.arange(len(dataset.patients)), rows)
+    )
     out = {}
     for modality, encoder in bundle_tabular_encoders(bundle).items():
         present = chosen & dataset.patients[avail_column(modality)].to_numpy(dtype=bool)

@@ -13,7 +13,7 @@ difference of the mean absolute error against the true risk, overall and per mis
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -43,8 +43,14 @@ def _check(y: np.ndarray, runs: Sequence[np.ndarray], what: str) -> list[np.ndar
     return out
 
 
-def paired_auroc(y, runs_a: Sequence[np.ndarray], runs_b: Sequence[np.ndarray], n_resamples: int = DEFAULT_RESAMPLES,
-                 seed: int = 0, alpha: float = 0.05) -> dict:
+def paired_auroc(
+    y,
+    runs_a: Sequence[np.ndarray],
+    runs_b: Sequence[np.ndarray],
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict:
     """Mean over seeds of AUROC(A) - AUROC(B) on the same rows, with a paired stratified bootstrap interval.
 
     runs_a, runs_b: one probability vector per training seed (they may hold different seed counts)."""
@@ -59,14 +65,30 @@ def paired_auroc(y, runs_a: Sequence[np.ndarray], runs_b: Sequence[np.ndarray], 
     a, b = mean_auroc(runs_a), mean_auroc(runs_b)
     difference = a - b
     low, high = percentile_interval(difference[1:], alpha)
-    return {"a": float(a[0]), "b": float(b[0]), "difference": float(difference[0]), "low": low, "high": high,
-            "verdict": verdict(low, high), "n": int(y.size), "n_pos": int(y.sum()), "seeds_a": len(runs_a),
-            "seeds_b": len(runs_b)}
+    return {
+        "a": float(a[0]),
+        "b": float(b[0]),
+        "difference": float(difference[0]),
+        "low": low,
+        "high": high,
+        "verdict": verdict(low, high),
+        "n": int(y.size),
+        "n_pos": int(y.sum()),
+        "seeds_a": len(runs_a),
+        "seeds_b": len(runs_b),
+    }
 
 
-def paired_true_risk_error(true_risk, runs_a: Sequence[np.ndarray], runs_b: Sequence[np.ndarray],
-                           groups: np.ndarray | None = None, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
-                           alpha: float = 0.05, min_n: int = 30) -> dict:
+def paired_true_risk_error(
+    true_risk,
+    runs_a: Sequence[np.ndarray],
+    runs_b: Sequence[np.ndarray],
+    groups: np.ndarray | None = None,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    alpha: float = 0.05,
+    min_n: int = 30,
+) -> dict:
     """Mean |p - p_true| of A and of B (mean over seeds), their difference A - B with a paired bootstrap
     interval (negative = A closer to the truth), overall and per group (e.g. missingness pattern) with at
     least `min_n` rows. Rows are resampled without regard to labels: the error needs none."""
@@ -81,8 +103,16 @@ def paired_true_risk_error(true_risk, runs_a: Sequence[np.ndarray], runs_b: Sequ
         diffs = (error_a[rows][draws] - error_b[rows][draws]).mean(axis=1)
         low, high = percentile_interval(diffs, alpha)
         a, b = float(error_a[rows].mean()), float(error_b[rows].mean())
-        return {"a": a, "b": b, "difference": a - b, "ratio": a / b if b > 0 else float("nan"), "low": low,
-                "high": high, "verdict": verdict(low, high, higher_is_better=False), "n": int(rows.size)}
+        return {
+            "a": a,
+            "b": b,
+            "difference": a - b,
+            "ratio": a / b if b > 0 else float("nan"),
+            "low": low,
+            "high": high,
+            "verdict": verdict(low, high, higher_is_better=False),
+            "n": int(rows.size),
+        }
 
     out = {"overall": summary(np.arange(truth.size), 0), "groups": {}}
     if groups is not None:
@@ -90,5 +120,7 @@ def paired_true_risk_error(true_risk, runs_a: Sequence[np.ndarray], runs_b: Sequ
         for g in np.unique(groups):
             rows = np.flatnonzero(groups == g)
             if rows.size >= min_n:
-                out["groups"][str(g)] = summary(rows, int(g) + 1 if np.issubdtype(groups.dtype, np.integer) else rows.size)
+                out["groups"][str(g)] = summary(
+                    rows, int(g) + 1 if np.issubdtype(groups.dtype, np.integer) else rows.size
+                )
     return out

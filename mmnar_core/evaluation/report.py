@@ -41,10 +41,16 @@ def _table_to_json(table: pd.DataFrame) -> list[dict]:
     return records
 
 
-def compute_report(frame: pd.DataFrame, tasks: list[str], modality_names: list[str], true_probs: np.ndarray | None = None,
-                   n_resamples: int = 1000, seed: int = 0,
-                   reference_scores: dict[str, tuple[str, np.ndarray]] | None = None,
-                   versions: tuple[str, ...] = ("rectified", "calibrated", "raw")) -> dict:
+def compute_report(
+    frame: pd.DataFrame,
+    tasks: list[str],
+    modality_names: list[str],
+    true_probs: np.ndarray | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    reference_scores: dict[str, tuple[str, np.ndarray]] | None = None,
+    versions: tuple[str, ...] = ("rectified", "calibrated", "raw"),
+) -> dict:
     """Metrics per task: overall and per pattern, for the rectified and the unrectified probabilities;
     a published reference score (e.g. APACHE IV) is compared with the model on the same rows."""
     frame = frame.copy()
@@ -54,11 +60,16 @@ def compute_report(frame: pd.DataFrame, tasks: list[str], modality_names: list[s
         known = frame[f"{task}_label"].notna().to_numpy()
         rows = frame[known].copy()
         rows[f"{task}_label"] = rows[f"{task}_label"].astype(int)
-        entry = {"n_labelled": int(known.sum()), "prevalence": float(rows[f"{task}_label"].mean()) if len(rows) else None}
+        entry = {
+            "n_labelled": int(known.sum()),
+            "prevalence": float(rows[f"{task}_label"].mean()) if len(rows) else None,
+        }
         columns = {"rectified": f"{task}_prob", "calibrated": f"{task}_prob_calibrated", "raw": f"{task}_prob_raw"}
         for version in versions:
             column = columns[version]
-            table = evaluate_groups(rows, f"{task}_label", column, group_col="pattern_name", n_resamples=n_resamples, seed=seed)
+            table = evaluate_groups(
+                rows, f"{task}_label", column, group_col="pattern_name", n_resamples=n_resamples, seed=seed
+            )
             entry[version] = _table_to_json(table)
         curve = reliability_curve(rows[f"{task}_label"].to_numpy(), rows[f"{task}_prob"].to_numpy())
         entry["reliability"] = curve.to_dict()
@@ -71,15 +82,20 @@ def compute_report(frame: pd.DataFrame, tasks: list[str], modality_names: list[s
             scored = scored[scored["reference"].between(0, 1)]  # scores outside [0, 1] mark "not computed"
             entry.setdefault("reference", {})[name] = {
                 "n": int(len(scored)),
-                "reference": _table_to_json(evaluate_groups(scored, f"{task}_label", "reference", n_resamples=n_resamples, seed=seed)),
-                "model_same_rows": _table_to_json(evaluate_groups(scored, f"{task}_label", f"{task}_prob",
-                                                                  n_resamples=n_resamples, seed=seed)),
+                "reference": _table_to_json(
+                    evaluate_groups(scored, f"{task}_label", "reference", n_resamples=n_resamples, seed=seed)
+                ),
+                "model_same_rows": _table_to_json(
+                    evaluate_groups(scored, f"{task}_label", f"{task}_prob", n_resamples=n_resamples, seed=seed)
+                ),
             }
         report["tasks"][task] = entry
     return report
 
 
-def headline(report: dict, task: str, version: str = "rectified", metric: str = "auroc", level: str = "overall") -> dict:
+def headline(
+    report: dict, task: str, version: str = "rectified", metric: str = "auroc", level: str = "overall"
+) -> dict:
     for row in report["tasks"][task][version]:
         if row["level"] == level and row["metric"] == metric:
             return row
@@ -95,22 +111,42 @@ def _fmt(row: dict) -> str:
 
 
 def markdown_report(report: dict, title: str) -> str:
-    lines = [f"# {title}", "", f"{report['n']} patients; 95 % stratified bootstrap intervals ({report['n_resamples']} resamples).", ""]
+    lines = [
+        f"# {title}",
+        "",
+        f"{report['n']} patients; 95 % stratified bootstrap intervals ({report['n_resamples']} resamples).",
+        "",
+    ]
     for task, entry in report["tasks"].items():
-        lines += [f"## {task}", "", f"Labelled: {entry['n_labelled']}, prevalence {entry['prevalence']:.3f}"
-                  + (f"; oracle AUROC {entry['oracle_auroc']:.3f}" if "oracle_auroc" in entry else ""), ""]
+        lines += [
+            f"## {task}",
+            "",
+            f"Labelled: {entry['n_labelled']}, prevalence {entry['prevalence']:.3f}"
+            + (f"; oracle AUROC {entry['oracle_auroc']:.3f}" if "oracle_auroc" in entry else ""),
+            "",
+        ]
         lines += ["| probabilities | AUROC | AUPRC | Brier | ECE |", "|---|---|---|---|---|"]
         for version in (v for v in ("raw", "calibrated", "rectified") if v in entry):
             cells = [_fmt(headline(report, task, version, m)) for m in ("auroc", "auprc", "brier", "ece")]
             lines.append(f"| {version} | " + " | ".join(cells) + " |")
         for name, ref in entry.get("reference", {}).items():
-            lines += ["", f"Reference score `{name}` on the same {ref['n']} rows:", "", "| | AUROC | AUPRC | Brier | ECE |",
-                      "|---|---|---|---|---|"]
+            lines += [
+                "",
+                f"Reference score `{name}` on the same {ref['n']} rows:",
+                "",
+                "| | AUROC | AUPRC | Brier | ECE |",
+                "|---|---|---|---|---|",
+            ]
             for label, table in (("reference", ref["reference"]), ("this model", ref["model_same_rows"])):
                 cells = [_fmt(next(r for r in table if r["metric"] == m)) for m in ("auroc", "auprc", "brier", "ece")]
                 lines.append(f"| {label} | " + " | ".join(cells) + " |")
-        lines += ["", "Per missingness pattern (rectified; ECE before -> after the rectifier):", "",
-                  "| pattern | n | positives | AUROC | ECE before | ECE after |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "Per missingness pattern (rectified; ECE before -> after the rectifier):",
+            "",
+            "| pattern | n | positives | AUROC | ECE before | ECE after |",
+            "|---|---|---|---|---|---|",
+        ]
         groups = sorted({r["group"] for r in entry["rectified"] if r["level"] == "group"})
         for group in groups:
             auc = next(r for r in entry["rectified"] if r["group"] == group and r["metric"] == "auroc")
@@ -129,9 +165,16 @@ def unknown_categories_markdown(counts: dict[str, dict[str, dict[str, int]]], sh
     lines = ["## Categorical values not seen in training", ""]
     rows = [(m, f, values) for m, features in counts.items() for f, values in features.items() if values]
     if not rows:
-        return lines + ["None: every categorical value of these patients is one the model's encoders were fitted with.", ""]
-    lines += ["Encoded as `<unknown>` (patients per value, most frequent first):", "",
-              "| modality | feature | patients | distinct values | values |", "|---|---|---|---|---|"]
+        return lines + [
+            "None: every categorical value of these patients is one the model's encoders were fitted with.",
+            "",
+        ]
+    lines += [
+        "Encoded as `<unknown>` (patients per value, most frequent first):",
+        "",
+        "| modality | feature | patients | distinct values | values |",
+        "|---|---|---|---|---|",
+    ]
     for modality, feature, values in rows:
         listed = ", ".join(f"`{v}` {n}" for v, n in list(values.items())[:shown])
         more = f", ... ({len(values) - shown} more)" if len(values) > shown else ""

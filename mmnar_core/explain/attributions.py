@@ -29,8 +29,9 @@ from __future__ import annotations
 import base64
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -77,10 +78,17 @@ class AttributionSettings:
         if self.output not in OUTPUTS:
             raise AttributionError(f"output {self.output!r} is not accepted (accepted: {', '.join(OUTPUTS)})")
         if self.text_precision not in TEXT_PRECISIONS:
-            raise AttributionError(f"text_precision {self.text_precision!r} is not accepted "
-                                   f"(accepted: {', '.join(TEXT_PRECISIONS)})")
-        for name in ("tabular_steps", "image_steps", "text_steps", "max_heatmap_side", "windows_per_batch",
-                     "max_note_chars"):
+            raise AttributionError(
+                f"text_precision {self.text_precision!r} is not accepted (accepted: {', '.join(TEXT_PRECISIONS)})"
+            )
+        for name in (
+            "tabular_steps",
+            "image_steps",
+            "text_steps",
+            "max_heatmap_side",
+            "windows_per_batch",
+            "max_note_chars",
+        ):
             if int(getattr(self, name)) < 1:
                 raise AttributionError(f"{name} must be >= 1")
 
@@ -88,7 +96,7 @@ class AttributionSettings:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "AttributionSettings":
+    def from_dict(cls, data: dict) -> AttributionSettings:
         return cls(**data)
 
 
@@ -101,7 +109,7 @@ class HeatMap:
         self.scale = float(scale)
 
     @classmethod
-    def from_array(cls, array: np.ndarray) -> "HeatMap":
+    def from_array(cls, array: np.ndarray) -> HeatMap:
         array = np.asarray(array, dtype=np.float64)
         scale = float(np.abs(array).max()) if array.size else 0.0
         return cls(array / scale if scale > 0 else np.zeros_like(array), scale)
@@ -118,13 +126,17 @@ class HeatMap:
         return {"dtype": "float16", "shape": list(self.values.shape), "scale": self.scale, "data": data}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "HeatMap":
+    def from_dict(cls, data: dict) -> HeatMap:
         values = np.frombuffer(base64.b64decode(data["data"]), dtype="<f2").reshape(data["shape"])
         return cls(values.astype(np.float16), float(data["scale"]))
 
     def __eq__(self, other) -> bool:
-        return (isinstance(other, HeatMap) and self.scale == other.scale and self.values.shape == other.values.shape
-                and self.values.tobytes() == other.values.tobytes())
+        return (
+            isinstance(other, HeatMap)
+            and self.scale == other.scale
+            and self.values.shape == other.values.shape
+            and self.values.tobytes() == other.values.tobytes()
+        )
 
     def __repr__(self) -> str:
         return f"HeatMap(shape={self.shape}, scale={self.scale:.3g})"
@@ -258,7 +270,9 @@ class RiskHead(nn.Module):
         self.pattern = int(encode_pattern(availability))
         tasks = list(predictor.config.tasks)
         device = predictor.device
-        self.temperature = torch.tensor(np.asarray(predictor.bundle.temperature.temperatures, dtype=np.float32), device=device)
+        self.temperature = torch.tensor(
+            np.asarray(predictor.bundle.temperature.temperatures, dtype=np.float32), device=device
+        )
         affine = [predictor.bundle.rectifiers[t].affine(self.pattern) for t in tasks]  # the rectifier's own formula
         self.slope = torch.tensor([a[0] for a in affine], dtype=torch.float32, device=device)
         self.offset = torch.tensor([a[1] for a in affine], dtype=torch.float32, device=device)
@@ -275,8 +289,11 @@ class RiskHead(nn.Module):
 
 
 def _summary(tasks: Sequence[str], value: torch.Tensor, base: torch.Tensor, delta: torch.Tensor) -> IGSummary:
-    return IGSummary({t: float(v) for t, v in zip(tasks, value)}, {t: float(v) for t, v in zip(tasks, base)},
-                     {t: float(d) for t, d in zip(tasks, delta)})
+    return IGSummary(
+        {t: float(v) for t, v in zip(tasks, value)},
+        {t: float(v) for t, v in zip(tasks, base)},
+        {t: float(d) for t, d in zip(tasks, delta)},
+    )
 
 
 def _plain_value(value):
@@ -290,8 +307,10 @@ def _plain_value(value):
 
 
 # --------------------------------------------------------------------------- structured
-TABULAR_BASELINE = ("the training-median patient: the all-zero encoded vector (numeric features at their training "
-                    "median, binary features 0, no category set, every missing indicator off)")
+TABULAR_BASELINE = (
+    "the training-median patient: the all-zero encoded vector (numeric features at their training "
+    "median, binary features 0, no category set, every missing indicator off)"
+)
 
 
 def feature_columns(encoder) -> list[tuple[Any, list[int]]]:
@@ -309,8 +328,16 @@ def feature_columns(encoder) -> list[tuple[Any, list[int]]]:
     return groups
 
 
-def attribute_tabular(head: RiskHead, index: int, modality: str, encoder, values: dict, task_ids: list[int],
-                      tasks: list[str], settings: AttributionSettings) -> TabularAttribution:
+def attribute_tabular(
+    head: RiskHead,
+    index: int,
+    modality: str,
+    encoder,
+    values: dict,
+    task_ids: list[int],
+    tasks: list[str],
+    settings: AttributionSettings,
+) -> TabularAttribution:
     from captum.attr import IntegratedGradients
 
     x = head.inputs[index]
@@ -318,8 +345,9 @@ def attribute_tabular(head: RiskHead, index: int, modality: str, encoder, values
     inputs = x.expand(rows, -1).clone()
     baseline = torch.zeros_like(inputs)
     ig = IntegratedGradients(lambda v: head({index: v}))
-    attr, delta = ig.attribute(inputs, baselines=baseline, target=task_ids, n_steps=settings.tabular_steps,
-                               return_convergence_delta=True)
+    attr, delta = ig.attribute(
+        inputs, baselines=baseline, target=task_ids, n_steps=settings.tabular_steps, return_convergence_delta=True
+    )
     with torch.no_grad():
         value = head({index: x})[0, task_ids]
         base = head({index: torch.zeros_like(x)})[0, task_ids]
@@ -327,16 +355,28 @@ def attribute_tabular(head: RiskHead, index: int, modality: str, encoder, values
     features = []
     for spec, columns in feature_columns(encoder):
         raw = _plain_value(values.get(spec.name))
-        features.append(FeatureAttribution(spec.name, raw, spec.unit, raw is None,
-                                           {t: float(attr[r, columns].sum()) for r, t in enumerate(tasks)}))
-    return TabularAttribution(modality, "IntegratedGradients", settings.output, TABULAR_BASELINE, settings.tabular_steps,
-                              features, _summary(tasks, value, base, delta))
+        features.append(
+            FeatureAttribution(
+                spec.name, raw, spec.unit, raw is None, {t: float(attr[r, columns].sum()) for r, t in enumerate(tasks)}
+            )
+        )
+    return TabularAttribution(
+        modality,
+        "IntegratedGradients",
+        settings.output,
+        TABULAR_BASELINE,
+        settings.tabular_steps,
+        features,
+        _summary(tasks, value, base, delta),
+    )
 
 
 # --------------------------------------------------------------------------- image
 IMAGE_BASELINE = "a black image (all pixels 0) in the model's input space"
-IMAGE_REFERENCE_BASELINE = ("the reference X-ray: the pixel-wise median of training X-rays in the model's input space "
-                            "(bundle file explain_reference.safetensors)")
+IMAGE_REFERENCE_BASELINE = (
+    "the reference X-ray: the pixel-wise median of training X-rays in the model's input space "
+    "(bundle file explain_reference.safetensors)"
+)
 
 
 @dataclass
@@ -362,7 +402,7 @@ def to_image_geometry(maps: torch.Tensor, height: int, width: int, max_side: int
     """(T, S, S) maps in model-input space -> (T, h, w) on the original image (padding removed)."""
     side_r, h, w, top, left = _geometry(height, width, max_side)
     up = F.interpolate(maps[:, None].float(), size=(side_r, side_r), mode="bilinear", align_corners=False)[:, 0]
-    return up[:, top:top + h, left:left + w].cpu().numpy()
+    return up[:, top : top + h, left : left + w].cpu().numpy()
 
 
 def input_to_image(row: float, col: float, size: int, height: int, width: int) -> list[int]:
@@ -379,7 +419,7 @@ def _gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
         return maps
     radius = max(1, int(3 * sigma))
     grid = torch.arange(-radius, radius + 1, dtype=maps.dtype, device=maps.device)
-    kernel = torch.exp(-grid**2 / (2 * sigma**2))
+    kernel = torch.exp(-(grid**2) / (2 * sigma**2))
     kernel = kernel / kernel.sum()
     x = maps[:, None]
     x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
@@ -387,9 +427,17 @@ def _gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     return x[:, 0]
 
 
-def attribute_image(head: RiskHead, index: int, modality: str, embedder, pixels: np.ndarray, task_ids: list[int],
-                    tasks: list[str], settings: AttributionSettings,
-                    reference: torch.Tensor | None = None) -> tuple[ImageAttribution, ImageCase]:
+def attribute_image(
+    head: RiskHead,
+    index: int,
+    modality: str,
+    embedder,
+    pixels: np.ndarray,
+    task_ids: list[int],
+    tasks: list[str],
+    settings: AttributionSettings,
+    reference: torch.Tensor | None = None,
+) -> tuple[ImageAttribution, ImageCase]:
     """IG against `reference` (the bundle's reference X-ray, (1, 1, S, S) in model-input space) or, for a
     bundle without one, a black image; Layer Grad-CAM on the CNN's last block. `peak[task]` is where the
     smoothed signed IG is largest: where the image most raises the risk."""
@@ -415,8 +463,14 @@ def attribute_image(head: RiskHead, index: int, modality: str, embedder, pixels:
     inputs = x.expand(rows, -1, -1, -1).clone()
     baseline = reference.expand_as(inputs).contiguous()
     ig = IntegratedGradients(forward)
-    attr, delta = ig.attribute(inputs, baselines=baseline, target=task_ids, n_steps=settings.image_steps,
-                               internal_batch_size=max(settings.image_steps, 8), return_convergence_delta=True)
+    attr, delta = ig.attribute(
+        inputs,
+        baselines=baseline,
+        target=task_ids,
+        n_steps=settings.image_steps,
+        internal_batch_size=max(settings.image_steps, 8),
+        return_convergence_delta=True,
+    )
     with torch.no_grad():
         value = forward(x)[0, task_ids]
         base = forward(baseline[:1])[0, task_ids]
@@ -440,10 +494,19 @@ def attribute_image(head: RiskHead, index: int, modality: str, embedder, pixels:
             else:
                 cam_peaks[task] = None
     result = ImageAttribution(
-        modality, "IntegratedGradients" + ("+LayerGradCam" if settings.image_gradcam else ""), settings.output,
-        baseline_text, settings.image_steps, [height, width], list(ig_image.shape[1:]),
-        {t: HeatMap.from_array(ig_image[r]) for r, t in enumerate(tasks)}, cams, peaks, cam_peaks,
-        _summary(tasks, value, base, delta))
+        modality,
+        "IntegratedGradients" + ("+LayerGradCam" if settings.image_gradcam else ""),
+        settings.output,
+        baseline_text,
+        settings.image_steps,
+        [height, width],
+        list(ig_image.shape[1:]),
+        {t: HeatMap.from_array(ig_image[r]) for r, t in enumerate(tasks)},
+        cams,
+        peaks,
+        cam_peaks,
+        _summary(tasks, value, base, delta),
+    )
     return result, ImageCase(x, ig_maps.cpu().numpy(), reference, forward)
 
 
@@ -464,8 +527,17 @@ class TextCase:
     forward: Any  # (ids, mask, weights) -> (B, T)
 
 
-def attribute_text(head: RiskHead, index: int, modality: str, embedder, note: str, task_ids: list[int],
-                   tasks: list[str], settings: AttributionSettings, where: str = "note") -> tuple[TextAttribution, TextCase]:
+def attribute_text(
+    head: RiskHead,
+    index: int,
+    modality: str,
+    embedder,
+    note: str,
+    task_ids: list[int],
+    tasks: list[str],
+    settings: AttributionSettings,
+    where: str = "note",
+) -> tuple[TextAttribution, TextCase]:
     from captum.attr import LayerIntegratedGradients
 
     from mmnar_core.encoders.text_encoder import NoteForward
@@ -477,8 +549,9 @@ def attribute_text(head: RiskHead, index: int, modality: str, embedder, note: st
     windows = embedder.windower([tracked.text])
     offsets = token_offsets(embedder.tokenizer, tracked.text)
     if len(offsets) != windows.n_tokens[0]:
-        raise AttributionError(f"{where}: tokenizer offsets ({len(offsets)}) do not match the note's tokens "
-                               f"({windows.n_tokens[0]})")
+        raise AttributionError(
+            f"{where}: tokenizer offsets ({len(offsets)}) do not match the note's tokens ({windows.n_tokens[0]})"
+        )
     words = word_map(tracked, original, offsets)
     device = head.availability.device
     n_windows, length = windows.input_ids.shape
@@ -499,10 +572,15 @@ def attribute_text(head: RiskHead, index: int, modality: str, embedder, note: st
     lig = LayerIntegratedGradients(forward, embedder.encoder.model.get_input_embeddings())
     token_scores, deltas = [], []
     for task_id in task_ids:
-        attr, delta = lig.attribute(ids, baselines=baseline, additional_forward_args=(mask, weights), target=task_id,
-                                    n_steps=settings.text_steps,
-                                    internal_batch_size=max(1, settings.windows_per_batch // n_windows),
-                                    return_convergence_delta=True)
+        attr, delta = lig.attribute(
+            ids,
+            baselines=baseline,
+            additional_forward_args=(mask, weights),
+            target=task_id,
+            n_steps=settings.text_steps,
+            internal_batch_size=max(1, settings.windows_per_batch // n_windows),
+            return_convergence_delta=True,
+        )
         token_scores.append(NoteForward.token_scores(windows, attr.detach().sum(-1)[0].cpu()).double().numpy())
         deltas.append(float(delta))
     with torch.no_grad():
@@ -515,13 +593,20 @@ def attribute_text(head: RiskHead, index: int, modality: str, embedder, note: st
     for r in range(len(tasks)):
         np.add.at(word_scores[r], owner[inside], scores[r, inside])
     result = TextAttribution(
-        modality, "LayerIntegratedGradients" + (" (transformer in bfloat16)" if bf16 else ""), settings.output,
-        TEXT_BASELINE, settings.text_steps,
-        int(windows.n_tokens[0]), int(n_windows),
-        [WordAttribution(text, int(a), int(b), {t: float(word_scores[r, w]) for r, t in enumerate(tasks)})
-         for w, (text, (a, b)) in enumerate(zip(words.words, words.spans))],
+        modality,
+        "LayerIntegratedGradients" + (" (transformer in bfloat16)" if bf16 else ""),
+        settings.output,
+        TEXT_BASELINE,
+        settings.text_steps,
+        int(windows.n_tokens[0]),
+        int(n_windows),
+        [
+            WordAttribution(text, int(a), int(b), {t: float(word_scores[r, w]) for r, t in enumerate(tasks)})
+            for w, (text, (a, b)) in enumerate(zip(words.words, words.spans))
+        ],
         {t: float(scores[r, ~inside].sum()) for r, t in enumerate(tasks)},
-        _summary(tasks, value, base, torch.tensor(deltas)))
+        _summary(tasks, value, base, torch.tensor(deltas)),
+    )
     return result, TextCase(ids, mask, weights, positions, words.token_word, pad, forward)
 
 
@@ -542,8 +627,10 @@ def attributed_part(note, limit: int, modality: str) -> tuple[str | bytes, str |
     text = note.decode("utf-8", errors="strict") if isinstance(note, (bytes, bytearray)) else note
     if len(text) <= limit:
         return note, None
-    return text[:limit], (f"{modality}: the note has {len(text):,} characters; its words were attributed on the "
-                          f"first {limit:,} only (the prediction and what-if read the whole note)")
+    return text[:limit], (
+        f"{modality}: the note has {len(text):,} characters; its words were attributed on the "
+        f"first {limit:,} only (the prediction and what-if read the whole note)"
+    )
 
 
 def task_indices(predictor, tasks: Sequence[str] | None) -> tuple[list[int], list[str]]:
@@ -557,9 +644,15 @@ def task_indices(predictor, tasks: Sequence[str] | None) -> tuple[list[int], lis
     return [names.index(t) for t in chosen], chosen
 
 
-def attribute_record(predictor, record, vectors: dict[str, np.ndarray], tasks: Sequence[str] | None = None,
-                     settings: AttributionSettings = AttributionSettings(),
-                     modalities: Sequence[str] | None = None, progress=None) -> ModalityAttributions:
+def attribute_record(
+    predictor,
+    record,
+    vectors: dict[str, np.ndarray],
+    tasks: Sequence[str] | None = None,
+    settings: AttributionSettings = AttributionSettings(),
+    modalities: Sequence[str] | None = None,
+    progress=None,
+) -> ModalityAttributions:
     """Attributions within every available modality of one patient (or those in `modalities`);
     `progress(modality)` is called before each one (the app shows steps, not a bare spinner)."""
     from mmnar_core.schema import ModalityKind
@@ -581,13 +674,23 @@ def attribute_record(predictor, record, vectors: dict[str, np.ndarray], tasks: S
             kind = kinds[name]
             if kind is ModalityKind.TABULAR:
                 encoder = predictor.encoder.tabular[name]
-                out.tabular.append(attribute_tabular(head, index, name, encoder, record.structured, task_ids,
-                                                     task_names, settings))
+                out.tabular.append(
+                    attribute_tabular(head, index, name, encoder, record.structured, task_ids, task_names, settings)
+                )
             elif kind is ModalityKind.IMAGE:
                 embedder = predictor.encoder.image
                 pixels = embedder.decode(record.images[name])
-                result, case = attribute_image(head, index, name, embedder, pixels, task_ids, task_names, settings,
-                                               predictor.reference_images.get(name))
+                result, case = attribute_image(
+                    head,
+                    index,
+                    name,
+                    embedder,
+                    pixels,
+                    task_ids,
+                    task_names,
+                    settings,
+                    predictor.reference_images.get(name),
+                )
                 out.images.append(result)
                 out.cases[name] = case
             else:
@@ -595,8 +698,9 @@ def attribute_record(predictor, record, vectors: dict[str, np.ndarray], tasks: S
                 note, cut = attributed_part(record.texts[name], settings.max_note_chars, name)
                 if cut is not None:
                     out.notes.append(cut)
-                result, case = attribute_text(head, index, name, embedder, note, task_ids, task_names,
-                                              settings, f"{name} of {record.patient_id}")
+                result, case = attribute_text(
+                    head, index, name, embedder, note, task_ids, task_names, settings, f"{name} of {record.patient_id}"
+                )
                 out.texts.append(result)
                 out.cases[name] = case
             out.timings[name] = round(time.perf_counter() - started, 4)

@@ -18,8 +18,15 @@ import numpy as np
 
 from mmnar_core.encoders.runtime import native_bf16
 
-TINY_MODEL = {"epochs": 30, "d_model": 64, "n_heads": 2, "n_layers": 1, "batch_size": 32, "pretrain_epochs": 2,
-              "patience": 10}
+TINY_MODEL = {
+    "epochs": 30,
+    "d_model": 64,
+    "n_heads": 2,
+    "n_layers": 1,
+    "batch_size": 32,
+    "pretrain_epochs": 2,
+    "patience": 10,
+}
 
 
 def build_tiny_bundle(root: Path, n: int = 200, seed: int = 2) -> tuple[Path, Path]:
@@ -29,10 +36,23 @@ def build_tiny_bundle(root: Path, n: int = 200, seed: int = 2) -> tuple[Path, Pa
     root.mkdir(parents=True, exist_ok=True)
     (root / "model.json").write_text(json.dumps(TINY_MODEL))
     data, cache, bundle = root / "data", root / "cache", root / "bundle"
-    steps = [["synth", "--n", str(n), "--seed", str(seed), "--out", str(data), "--quiet"],
-             ["embed", str(data), "--cache", str(cache), "--quiet"],
-             ["train", str(data), "--out", str(bundle), "--cache", str(cache), "--config", str(root / "model.json"),
-              "--resamples", "20", "--quiet"]]
+    steps = [
+        ["synth", "--n", str(n), "--seed", str(seed), "--out", str(data), "--quiet"],
+        ["embed", str(data), "--cache", str(cache), "--quiet"],
+        [
+            "train",
+            str(data),
+            "--out",
+            str(bundle),
+            "--cache",
+            str(cache),
+            "--config",
+            str(root / "model.json"),
+            "--resamples",
+            "20",
+            "--quiet",
+        ],
+    ]
     for step in steps:
         if main(step) != 0:
             raise RuntimeError(f"building the benchmark bundle failed at: {' '.join(step)}")
@@ -48,14 +68,22 @@ def _timed(function, *args, **kwargs):
 def _percentiles(name: str, walls: list[float], cpus: list[float]) -> dict:
     if not walls:
         return {}
-    return {f"{name}_p50_ms": round(1000 * float(np.percentile(walls, 50)), 1),
-            f"{name}_p95_ms": round(1000 * float(np.percentile(walls, 95)), 1),
-            f"{name}_cpu_p50_ms": round(1000 * float(np.percentile(cpus, 50)), 1),
-            f"{name}_cpu_p95_ms": round(1000 * float(np.percentile(cpus, 95)), 1)}
+    return {
+        f"{name}_p50_ms": round(1000 * float(np.percentile(walls, 50)), 1),
+        f"{name}_p95_ms": round(1000 * float(np.percentile(walls, 95)), 1),
+        f"{name}_cpu_p50_ms": round(1000 * float(np.percentile(cpus, 50)), 1),
+        f"{name}_cpu_p95_ms": round(1000 * float(np.percentile(cpus, 95)), 1),
+    }
 
 
-def bench_explain(bundle: str | None = None, data: str | None = None, n: int = 50, n_all_tasks: int | None = None,
-                  threads: int | None = None, device: str | None = None) -> dict:
+def bench_explain(
+    bundle: str | None = None,
+    data: str | None = None,
+    n: int = 50,
+    n_all_tasks: int | None = None,
+    threads: int | None = None,
+    device: str | None = None,
+) -> dict:
     """p50/p95 of predict, what_if, explain(one task) and explain(all tasks) over `n` patients (test split
     first, then the others); without a bundle, a small one is built in a temporary folder first."""
     import torch
@@ -98,10 +126,15 @@ def bench_explain(bundle: str | None = None, data: str | None = None, n: int = 5
                 _, wall, cpu = _timed(predictor.explain, record)
                 times["explain_all_tasks"][0].append(wall)
                 times["explain_all_tasks"][1].append(cpu)
-        figures = {"n_patients": len(records), "n_explain_all_tasks": n_all, "tasks": len(predictor.config.tasks),
-                   "mean_available_modalities": round(float(np.mean(modalities)), 2),
-                   "torch_threads": torch.get_num_threads(), "device": str(predictor.device),
-                   "note_transformer": "bfloat16" if native_bf16(predictor.device) else "float32"}  # text_precision auto
+        figures = {
+            "n_patients": len(records),
+            "n_explain_all_tasks": n_all,
+            "tasks": len(predictor.config.tasks),
+            "mean_available_modalities": round(float(np.mean(modalities)), 2),
+            "torch_threads": torch.get_num_threads(),
+            "device": str(predictor.device),
+            "note_transformer": "bfloat16" if native_bf16(predictor.device) else "float32",
+        }  # text_precision auto
         for name, (walls, cpus) in times.items():
             figures.update(_percentiles(name, walls, cpus))
         for key, values in sorted(per_part.items()):

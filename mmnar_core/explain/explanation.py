@@ -17,9 +17,9 @@ import math
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Sequence
 
 from mmnar_core.cancel import check_cancelled
 from mmnar_core.explain.attributions import (
@@ -63,19 +63,34 @@ def input_hash(record) -> str:
     70 and 70.0 hash alike; NaN as missing), note texts exactly as given, and image file bytes."""
     content = {
         "structured": {k: _canonical_value(v) for k, v in sorted(record.structured.items())},
-        "texts": {k: (v.decode("utf-8") if isinstance(v, (bytes, bytearray)) else v)
-                  for k, v in sorted(record.texts.items()) if v is not None},
+        "texts": {
+            k: (v.decode("utf-8") if isinstance(v, (bytes, bytearray)) else v)
+            for k, v in sorted(record.texts.items())
+            if v is not None
+        },
         "images": {k: _image_digest(v) for k, v in sorted(record.images.items()) if v is not None},
     }
     text = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def cache_key(record_hash: str, model_id: str, tasks: Sequence[str], settings: AttributionSettings,
-              include_what_if: bool = True, modalities: Sequence[str] | None = None) -> str:
+def cache_key(
+    record_hash: str,
+    model_id: str,
+    tasks: Sequence[str],
+    settings: AttributionSettings,
+    include_what_if: bool = True,
+    modalities: Sequence[str] | None = None,
+) -> str:
     """Key of an explanation; one limited to some `modalities` never shares the key of a complete one."""
-    content = {"input": record_hash, "model": model_id, "tasks": list(tasks), "settings": settings.to_dict(),
-               "what_if": include_what_if, "format": FORMAT}
+    content = {
+        "input": record_hash,
+        "model": model_id,
+        "tasks": list(tasks),
+        "settings": settings.to_dict(),
+        "what_if": include_what_if,
+        "format": FORMAT,
+    }
     if modalities is not None:
         content["modalities"] = sorted(modalities)
     text = json.dumps(content, sort_keys=True, separators=(",", ":"))
@@ -145,7 +160,7 @@ class Explanation:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Explanation":
+    def from_dict(cls, data: dict) -> Explanation:
         if data.get("format") != FORMAT:
             raise ValueError(f"not an explanation of format {FORMAT!r} (got {data.get('format')!r})")
         kwargs = {}
@@ -158,7 +173,7 @@ class Explanation:
         return json.dumps(self.to_dict(), allow_nan=False, ensure_ascii=False, **kwargs)
 
     @classmethod
-    def from_json(cls, text: str) -> "Explanation":
+    def from_json(cls, text: str) -> Explanation:
         return cls.from_dict(json.loads(text))
 
     def pending(self) -> list[str]:
@@ -172,18 +187,25 @@ class Explanation:
                 return item
         raise KeyError(f"no attributions for modality {name!r} in this explanation")
 
-    def completed_with(self, extra: "Explanation", cache_key: str, modality_order: Sequence[str]) -> "Explanation":
+    def completed_with(self, extra: Explanation, cache_key: str, modality_order: Sequence[str]) -> Explanation:
         """This partial explanation plus the attributions of `extra` (the modalities it lacked, attributed with
         the others fixed, so the parts are those of one complete call), under the complete one's `cache_key`."""
         from dataclasses import replace
 
         order = {name: i for i, name in enumerate(modality_order)}
-        timings = {**self.timings, **{k: v for k, v in extra.timings.items() if k.startswith("attribute_")},
-                   "total": round(self.timings.get("total", 0.0) + extra.timings.get("total", 0.0), 4)}
-        return replace(self, cache_key=cache_key, timings=timings,
-                       tabular=sorted([*self.tabular, *extra.tabular], key=lambda a: order[a.modality]),
-                       images=sorted([*self.images, *extra.images], key=lambda a: order[a.modality]),
-                       texts=sorted([*self.texts, *extra.texts], key=lambda a: order[a.modality]))
+        timings = {
+            **self.timings,
+            **{k: v for k, v in extra.timings.items() if k.startswith("attribute_")},
+            "total": round(self.timings.get("total", 0.0) + extra.timings.get("total", 0.0), 4),
+        }
+        return replace(
+            self,
+            cache_key=cache_key,
+            timings=timings,
+            tabular=sorted([*self.tabular, *extra.tabular], key=lambda a: order[a.modality]),
+            images=sorted([*self.images, *extra.images], key=lambda a: order[a.modality]),
+            texts=sorted([*self.texts, *extra.texts], key=lambda a: order[a.modality]),
+        )
 
 
 NOTES = [
@@ -194,9 +216,16 @@ NOTES = [
 ]
 
 
-def explain(predictor, record, tasks: Sequence[str] | None = None, settings: AttributionSettings | None = None,
-            include_what_if: bool = True, modalities: Sequence[str] | None = None, progress=None,
-            digest: str | None = None) -> Explanation:
+def explain(
+    predictor,
+    record,
+    tasks: Sequence[str] | None = None,
+    settings: AttributionSettings | None = None,
+    include_what_if: bool = True,
+    modalities: Sequence[str] | None = None,
+    progress=None,
+    digest: str | None = None,
+) -> Explanation:
     """Prediction, what-if and per-modality attributions of one patient (the body of Predictor.explain).
     `progress(step)` is called before each step: "encode", "predict", "what_if", then each modality."""
     settings = settings or AttributionSettings()
@@ -223,11 +252,25 @@ def explain(predictor, record, tasks: Sequence[str] | None = None, settings: Att
         what = predictor.what_if(record, vectors).to_dict()
         timings["what_if"] = time.perf_counter() - clock
     attributions = attribute_record(predictor, record, vectors, tasks, settings, modalities, progress)
-    task_names = list(predictor.config.tasks) if tasks is None else [t for t in predictor.config.tasks if t in set(tasks)]
+    task_names = (
+        list(predictor.config.tasks) if tasks is None else [t for t in predictor.config.tasks if t in set(tasks)]
+    )
     timings.update({f"attribute_{k}": v for k, v in attributions.timings.items()})
     timings["total"] = time.perf_counter() - started
     timings = {k: round(float(v), 4) for k, v in timings.items()}
-    return Explanation(FORMAT, digest, cache_key(digest, predictor.model_id, task_names, settings, include_what_if, modalities),
-                       predictor.model_id, str(record.patient_id), task_names, settings.to_dict(), prediction.to_dict(),
-                       what, attributions.tabular, attributions.images, attributions.texts, timings,
-                       list(NOTES) + attributions.notes)
+    return Explanation(
+        FORMAT,
+        digest,
+        cache_key(digest, predictor.model_id, task_names, settings, include_what_if, modalities),
+        predictor.model_id,
+        str(record.patient_id),
+        task_names,
+        settings.to_dict(),
+        prediction.to_dict(),
+        what,
+        attributions.tabular,
+        attributions.images,
+        attributions.texts,
+        timings,
+        list(NOTES) + attributions.notes,
+    )

@@ -27,8 +27,8 @@ import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -65,8 +65,11 @@ def chance_hit_rate(n_words: int, n_signal: int, k: int = TOP_WORDS) -> float:
     return 1.0 - math.comb(n_words - n_signal, k) / math.comb(n_words, k)
 
 
-WORD_GROUPS = {"any": "signal_word_top10", "outcome_concepts": "signal_word_top10_outcome_concepts",
-               "outcome_conditions": "signal_word_top10_outcome_conditions"}
+WORD_GROUPS = {
+    "any": "signal_word_top10",
+    "outcome_concepts": "signal_word_top10_outcome_concepts",
+    "outcome_conditions": "signal_word_top10_outcome_conditions",
+}
 
 
 def _overlaps(words, spans, concepts: set[str] | None = None) -> np.ndarray:
@@ -84,9 +87,17 @@ def _risk(head_or_forward, *args) -> np.ndarray:
         return head_or_forward(*args).float().cpu().numpy()
 
 
-def evaluate_faithfulness(predictor, dataset, split: str = "test", tasks: Sequence[str] | None = None,
-                          max_patients: int | None = None, settings: AttributionSettings | None = None,
-                          modalities: Sequence[str] | None = None, seed: int = 0, progress: bool = False) -> dict:
+def evaluate_faithfulness(
+    predictor,
+    dataset,
+    split: str = "test",
+    tasks: Sequence[str] | None = None,
+    max_patients: int | None = None,
+    settings: AttributionSettings | None = None,
+    modalities: Sequence[str] | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict:
     """Faithfulness figures on one split of a synthetic dataset (needs its truth/ tables)."""
     settings = settings or AttributionSettings()
     task_ids, task_names = task_indices(predictor, tasks)
@@ -95,7 +106,9 @@ def evaluate_faithfulness(predictor, dataset, split: str = "test", tasks: Sequen
     findings = pd.read_parquet(root / "truth" / "image_findings.parquet")
     spans = pd.read_parquet(root / "truth" / "text_spans.parquet")
     finding_paths = {pid: list(zip(g["finding"], g["mask_path"])) for pid, g in findings.groupby("patient_id")}
-    span_groups = {key: list(zip(g["start"], g["end"], g["concept"])) for key, g in spans.groupby(["patient_id", "modality"])}
+    span_groups = {
+        key: list(zip(g["start"], g["end"], g["concept"])) for key, g in spans.groupby(["patient_id", "modality"])
+    }
     scm = dataset.manifest.provenance.get("parameters", {}).get("scm", {})
     relevant = {task: outcome_concepts(scm[task]) if task in scm else None for task in task_names}
     rows = np.arange(len(dataset)) if split == "all" else dataset.split_indices(split)
@@ -133,7 +146,10 @@ def evaluate_faithfulness(predictor, dataset, split: str = "test", tasks: Sequen
             k = _count(DELETE_FRACTION, len(groups))
             for r, task in zip(task_ids, task_names):
                 scores = np.array([abs(f.attribution[task]) for f in tab.features])
-                chosen = {"top": np.argsort(-scores, kind="stable")[:k], "random": rng.choice(len(groups), k, replace=False)}
+                chosen = {
+                    "top": np.argsort(-scores, kind="stable")[:k],
+                    "random": rng.choice(len(groups), k, replace=False),
+                }
                 change = {}
                 for name, features in chosen.items():
                     y = x.clone()
@@ -154,7 +170,9 @@ def evaluate_faithfulness(predictor, dataset, split: str = "test", tasks: Sequen
                     pointing[task].append(bool(mask[row, col]))
                     if settings.image_gradcam:
                         pointing_cam[task].append(bool(peak is not None and mask[peak[0], peak[1]]))
-                    paths = [path for finding, path in drawn if relevant[task] is not None and finding in relevant[task]]
+                    paths = [
+                        path for finding, path in drawn if relevant[task] is not None and finding in relevant[task]
+                    ]
                     if paths:
                         task_mask = _mask(root, paths, shape)
                         pointing_relevant[task].append(bool(task_mask[row, col]))
@@ -164,10 +182,16 @@ def evaluate_faithfulness(predictor, dataset, split: str = "test", tasks: Sequen
             blocks = size // BLOCK
             k = _count(DELETE_FRACTION, blocks * blocks)
             for r, (task_id, task) in enumerate(zip(task_ids, task_names)):
-                block_scores = np.abs(case.ig[r][:blocks * BLOCK, :blocks * BLOCK]).reshape(
-                    blocks, BLOCK, blocks, BLOCK).sum(axis=(1, 3)).ravel()
-                chosen = {"top": np.argsort(-block_scores, kind="stable")[:k],
-                          "random": rng.choice(blocks * blocks, k, replace=False)}
+                block_scores = (
+                    np.abs(case.ig[r][: blocks * BLOCK, : blocks * BLOCK])
+                    .reshape(blocks, BLOCK, blocks, BLOCK)
+                    .sum(axis=(1, 3))
+                    .ravel()
+                )
+                chosen = {
+                    "top": np.argsort(-block_scores, kind="stable")[:k],
+                    "random": rng.choice(blocks * blocks, k, replace=False),
+                }
                 change = {}
                 for name, picked in chosen.items():
                     y = case.model_input.clone()
@@ -191,20 +215,26 @@ def evaluate_faithfulness(predictor, dataset, split: str = "test", tasks: Sequen
                 scores = np.array([abs(w.attribution[task]) for w in text.words])
                 order = np.argsort(-scores, kind="stable")
                 concepts = relevant[task] or set()
-                groups = {"any": overlaps, "outcome_concepts": _overlaps(text.words, truth, concepts),
-                          "outcome_conditions": _overlaps(text.words, truth, concepts - {"severity"})}
+                groups = {
+                    "any": overlaps,
+                    "outcome_concepts": _overlaps(text.words, truth, concepts),
+                    "outcome_conditions": _overlaps(text.words, truth, concepts - {"severity"}),
+                }
                 for group, inside in groups.items():
                     if inside.any():
                         words_hit[group].setdefault(text.modality, {}).setdefault(task, []).append(
-                            bool(inside[order[:TOP_WORDS]].any()))
+                            bool(inside[order[:TOP_WORDS]].any())
+                        )
                 chosen = {"top": order[:k], "random": rng.choice(len(text.words), k, replace=False)}
                 change = {}
                 for name, picked in chosen.items():
                     tokens = torch.from_numpy(np.flatnonzero(np.isin(token_word, picked))).to(positions.device)
                     slots = torch.isin(positions, tokens) & (positions >= 0)
                     deleted = torch.where(slots.unsqueeze(0), torch.full_like(case.ids, case.pad_id), case.ids)
-                    change[name] = abs(float(_risk(case.forward, deleted, case.mask, case.weights)[0, task_id])
-                                       - float(base_risk[task_id]))
+                    change[name] = abs(
+                        float(_risk(case.forward, deleted, case.mask, case.weights)[0, task_id])
+                        - float(base_risk[task_id])
+                    )
                 record_deletion(text.modality, task, change["top"], change["random"])
         if progress:
             print(f"[{count + 1}/{len(ids)}] {pid} {time.perf_counter() - started:.0f}s", file=sys.stderr)
@@ -213,15 +243,22 @@ def evaluate_faithfulness(predictor, dataset, split: str = "test", tasks: Sequen
         return {"rate": float(np.mean(values)) if values else None, "n": len(values)}
 
     figures = {
-        "split": split, "n_patients": int(len(ids)), "tasks": task_names, "output": settings.output,
-        "settings": settings.to_dict(), "seconds": round(time.perf_counter() - started, 1),
+        "split": split,
+        "n_patients": int(len(ids)),
+        "tasks": task_names,
+        "output": settings.output,
+        "settings": settings.to_dict(),
+        "seconds": round(time.perf_counter() - started, 1),
         "pointing_game_ig": {t: rate(v) for t, v in pointing.items()},
         "pointing_game_gradcam": {t: rate(v) for t, v in pointing_cam.items()} if settings.image_gradcam else None,
         "pointing_game_ig_outcome_findings": {t: rate(v) for t, v in pointing_relevant.items()},
-        "pointing_game_gradcam_outcome_findings":
-            {t: rate(v) for t, v in pointing_cam_relevant.items()} if settings.image_gradcam else None,
-        **{WORD_GROUPS[group]: {m: {t: rate(v) for t, v in per.items()} for m, per in by_modality.items()}
-           for group, by_modality in words_hit.items()},
+        "pointing_game_gradcam_outcome_findings": {t: rate(v) for t, v in pointing_cam_relevant.items()}
+        if settings.image_gradcam
+        else None,
+        **{
+            WORD_GROUPS[group]: {m: {t: rate(v) for t, v in per.items()} for m, per in by_modality.items()}
+            for group, by_modality in words_hit.items()
+        },
         "signal_word_top10_chance": {m: float(np.mean(v)) for m, v in words_chance.items()},
         "deletion": {},
     }
@@ -230,13 +267,18 @@ def evaluate_faithfulness(predictor, dataset, split: str = "test", tasks: Sequen
         for task, pairs in per.items():
             pairs = np.asarray(pairs)
             figures["deletion"][modality][task] = {
-                "mean_abs_change_top": float(pairs[:, 0].mean()), "mean_abs_change_random": float(pairs[:, 1].mean()),
-                "top_beats_random": float((pairs[:, 0] > pairs[:, 1]).mean()), "n": int(len(pairs))}
+                "mean_abs_change_top": float(pairs[:, 0].mean()),
+                "mean_abs_change_random": float(pairs[:, 1].mean()),
+                "top_beats_random": float((pairs[:, 0] > pairs[:, 1]).mean()),
+                "n": int(len(pairs)),
+            }
     return figures
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mmnar_core.explain.faithfulness", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m mmnar_core.explain.faithfulness", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("bundle", type=Path)
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--split", default="test", help="train, val, test or all")
@@ -258,9 +300,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     predictor = Predictor.load(args.bundle, device=args.device)
     dataset = load_dataset(args.dataset)
     figures = evaluate_faithfulness(
-        predictor, dataset, args.split, args.tasks.split(",") if args.tasks else None, args.max_patients,
-        AttributionSettings(text_steps=args.text_steps), args.modalities.split(",") if args.modalities else None,
-        progress=not args.quiet)
+        predictor,
+        dataset,
+        args.split,
+        args.tasks.split(",") if args.tasks else None,
+        args.max_patients,
+        AttributionSettings(text_steps=args.text_steps),
+        args.modalities.split(",") if args.modalities else None,
+        progress=not args.quiet,
+    )
     text = json.dumps(figures, indent=2)
     print(text)
     if args.out:

@@ -8,9 +8,9 @@ All subsets are scored in one batch, from embeddings computed once per patient.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from math import factorial
-from typing import Callable
 
 import numpy as np
 import torch
@@ -106,8 +106,15 @@ class AbsentValue:
     n_candidates: int  # reference patients who had the modality
 
 
-def value_of_absent(score: ScoreFn, represent: RepresentFn, inputs: list[torch.Tensor], availability: np.ndarray,
-                    reference: ReferenceSet, modality: int, k: int = 25) -> AbsentValue | None:
+def value_of_absent(
+    score: ScoreFn,
+    represent: RepresentFn,
+    inputs: list[torch.Tensor],
+    availability: np.ndarray,
+    reference: ReferenceSet,
+    modality: int,
+    k: int = 25,
+) -> AbsentValue | None:
     """Risk distribution if `modality` were obtained, estimated from the k reference patients who had it
     and whose fused representation of the patient's observed modalities is closest to the patient's.
     Each neighbour lends its embedding of the modality; the patient's own inputs stay as they are.
@@ -130,5 +137,12 @@ def value_of_absent(score: ScoreFn, represent: RepresentFn, inputs: list[torch.T
     with_modality[modality] = True
     risks = np.asarray(score(batch, with_modality.unsqueeze(0).expand(len(nearest), -1)))
     current = np.asarray(score(patient, observed.unsqueeze(0)))[0]
-    return AbsentValue(modality, risks.mean(axis=0), np.percentile(risks, 10, axis=0), np.percentile(risks, 90, axis=0),
-                       current, len(nearest), int(len(candidates)))
+    return AbsentValue(
+        modality,
+        risks.mean(axis=0),
+        np.percentile(risks, 10, axis=0),
+        np.percentile(risks, 90, axis=0),
+        current,
+        len(nearest),
+        int(len(candidates)),
+    )

@@ -24,7 +24,9 @@ REFERENCE_IMAGE_FILE = "explain_reference.safetensors"
 MAX_IMAGES = 500
 
 
-def median_image(dataset, modality: str, encoder_config: dict, max_images: int = MAX_IMAGES, seed: int = 0) -> torch.Tensor | None:
+def median_image(
+    dataset, modality: str, encoder_config: dict, max_images: int = MAX_IMAGES, seed: int = 0
+) -> torch.Tensor | None:
     """(1, 1, S, S) pixel-wise median of up to `max_images` training images of `modality` after the
     encoder's preprocessing; None when no training patient has one."""
     from mmnar_core.encoders.config import ImageEncoderConfig
@@ -43,12 +45,18 @@ def median_image(dataset, modality: str, encoder_config: dict, max_images: int =
         rows = rows.iloc[np.sort(np.random.default_rng(seed).choice(len(rows), max_images, replace=False))]
     root = Path(dataset.root)
     with torch.no_grad():
-        batch = torch.cat([to_model_input([load_image(root / path, config.max_bytes, config.max_pixels)], preprocess)
-                           for path in rows["path"]])
+        batch = torch.cat(
+            [
+                to_model_input([load_image(root / path, config.max_bytes, config.max_pixels)], preprocess)
+                for path in rows["path"]
+            ]
+        )
     return batch.median(dim=0, keepdim=True).values.contiguous()
 
 
-def reference_image_file(dataset, image_encoders: dict[str, dict], max_images: int = MAX_IMAGES, seed: int = 0) -> dict[str, bytes]:
+def reference_image_file(
+    dataset, image_encoders: dict[str, dict], max_images: int = MAX_IMAGES, seed: int = 0
+) -> dict[str, bytes]:
     """{REFERENCE_IMAGE_FILE: safetensors bytes} with one tensor per image modality (key = modality name),
     or {} when the dataset has no training images. `image_encoders`: modality -> encoder config dict."""
     from safetensors.torch import save

@@ -56,8 +56,9 @@ STRENGTH = 3.0  # true logit = STRENGTH * z_t + intercept
 TINY = dict(d_model=32, n_heads=2, n_layers=1, epochs=12, batch_size=128, patience=3)
 
 
-def one_signal_data(signal_modality: int, n: int = 16000, seed: int = 0, dims=DIMS, rates=RATES,
-                    mnar_noise: bool = False) -> ModelData:
+def one_signal_data(
+    signal_modality: int, n: int = 16000, seed: int = 0, dims=DIMS, rates=RATES, mnar_noise: bool = False
+) -> ModelData:
     """Embedding-level cohort in which only `signal_modality` depends on the latent driving the outcomes.
     Splits 70/15/15 in row order; `true_probs` holds each patient's true risks."""
     if not 0 <= signal_modality < len(dims) or len(dims) != len(rates) or len(dims) < 2:
@@ -82,17 +83,37 @@ def one_signal_data(signal_modality: int, n: int = 16000, seed: int = 0, dims=DI
     labels = (rng.random(true_probs.shape) < true_probs).astype(np.float32)
     n_train, n_val = int(n * 0.7), int(n * 0.15)
     splits = np.array(["train"] * n_train + ["val"] * n_val + ["test"] * (n - n_train - n_val))
-    inputs = [torch.from_numpy(np.where(present[:, m:m + 1], x, 0).astype(np.float32)) for m, x in enumerate(inputs)]
-    return ModelData([f"m{m}" for m in range(len(dims))], list(TASKS), inputs, torch.from_numpy(present),
-                     torch.from_numpy(labels), encode_pattern(present), splits,
-                     np.array([f"p{i}" for i in range(n)]), true_probs=true_probs)
+    inputs = [torch.from_numpy(np.where(present[:, m : m + 1], x, 0).astype(np.float32)) for m, x in enumerate(inputs)]
+    return ModelData(
+        [f"m{m}" for m in range(len(dims))],
+        list(TASKS),
+        inputs,
+        torch.from_numpy(present),
+        torch.from_numpy(labels),
+        encode_pattern(present),
+        splits,
+        np.array([f"p{i}" for i in range(n)]),
+        true_probs=true_probs,
+    )
 
 
 def in_memory_predictor(model, temperature, rectifiers) -> Predictor:
     """A Predictor around a model trained in this process, so risks come from the served `Predictor.score`.
     Nothing is on disk and there is no encoder: only model, temperature, rectifiers and config are read."""
-    bundle = Bundle(Path("."), "in-memory", "", model.config, model, temperature, rectifiers,
-                    {"modalities": [], "features": [], "outcomes": []}, {}, {}, "", [])
+    bundle = Bundle(
+        Path("."),
+        "in-memory",
+        "",
+        model.config,
+        model,
+        temperature,
+        rectifiers,
+        {"modalities": [], "features": [], "outcomes": []},
+        {},
+        {},
+        "",
+        [],
+    )
     return Predictor(bundle, encoder=None, device=torch.device("cpu"))
 
 
@@ -115,23 +136,35 @@ def rank_first(data: ModelData, score, signal_modality: int, rows: np.ndarray) -
     def per_task(values) -> dict:
         return {t: round(float(v), 4) for t, v in zip(data.tasks, values)}
 
-    return {"n_patients": len(eligible), "chance_rate": round(float(np.mean(1 / availability[eligible].sum(axis=1))), 3),
-            "rank_first": per_task((signal_abs > other_abs).mean(axis=0)),
-            "ties": {t: int(v) for t, v in zip(data.tasks, (signal_abs == other_abs).sum(axis=0))},
-            "median_abs_signal": per_task(np.median(signal_abs, axis=0)),
-            "median_abs_top_other": per_task(np.median(other_abs, axis=0))}
+    return {
+        "n_patients": len(eligible),
+        "chance_rate": round(float(np.mean(1 / availability[eligible].sum(axis=1))), 3),
+        "rank_first": per_task((signal_abs > other_abs).mean(axis=0)),
+        "ties": {t: int(v) for t, v in zip(data.tasks, (signal_abs == other_abs).sum(axis=0))},
+        "median_abs_signal": per_task(np.median(signal_abs, axis=0)),
+        "median_abs_top_other": per_task(np.median(other_abs, axis=0)),
+    }
 
 
-def shapley_signal_check(n: int = 16000, seed: int = 0, mnar_noise: bool = False, dims=DIMS, rates=RATES,
-                         **config_overrides) -> dict:
+def shapley_signal_check(
+    n: int = 16000, seed: int = 0, mnar_noise: bool = False, dims=DIMS, rates=RATES, **config_overrides
+) -> dict:
     """Train one tiny model per signal modality and report its Shapley rank-first rates (see module doc)."""
     started = time.perf_counter()
     device = torch.device("cpu")
     cohorts = []
     for signal in range(len(dims)):
         data = one_signal_data(signal, n, seed, dims, rates, mnar_noise)
-        config = MMNARConfig(**{**TINY, "seed": seed, **config_overrides, "modalities": data.modalities,
-                                "input_dims": data.input_dims, "tasks": data.tasks})
+        config = MMNARConfig(
+            **{
+                **TINY,
+                "seed": seed,
+                **config_overrides,
+                "modalities": data.modalities,
+                "input_dims": data.input_dims,
+                "tasks": data.tasks,
+            }
+        )
         trained = train(config, data, device, progress=False)
         temperature, rectifiers = fit_calibration(trained.model, data, device)
         predictor = in_memory_predictor(trained.model, temperature, rectifiers)
@@ -139,21 +172,38 @@ def shapley_signal_check(n: int = 16000, seed: int = 0, mnar_noise: bool = False
         seen = test[data.availability[test, signal].numpy()]  # AUROC where the signal can be seen at all
         risks = predictor.score([x[seen] for x in data.inputs], data.availability[seen])
         labels = data.labels[seen].numpy()
-        cohorts.append({
-            "signal_modality": data.modalities[signal], **rank_first(data, predictor.score, signal, test),
-            "auroc_with_signal": {t: round(auroc(labels[:, i], risks[:, i]), 3) for i, t in enumerate(data.tasks)},
-            "oracle_auroc_with_signal": {t: round(auroc(labels[:, i], data.true_probs[seen, i]), 3)
-                                         for i, t in enumerate(data.tasks)},
-            "max_abs_rectifier_offset": {t: round(float(np.abs(r.offset_[r.n_ > 0]).max()), 3) for t, r in rectifiers.items()},
-            "train_seconds": round(trained.seconds, 1), "best_epoch": trained.best_epoch})
+        cohorts.append(
+            {
+                "signal_modality": data.modalities[signal],
+                **rank_first(data, predictor.score, signal, test),
+                "auroc_with_signal": {t: round(auroc(labels[:, i], risks[:, i]), 3) for i, t in enumerate(data.tasks)},
+                "oracle_auroc_with_signal": {
+                    t: round(auroc(labels[:, i], data.true_probs[seen, i]), 3) for i, t in enumerate(data.tasks)
+                },
+                "max_abs_rectifier_offset": {
+                    t: round(float(np.abs(r.offset_[r.n_ > 0]).max()), 3) for t, r in rectifiers.items()
+                },
+                "train_seconds": round(trained.seconds, 1),
+                "best_epoch": trained.best_epoch,
+            }
+        )
     rates_seen = [rate for cohort in cohorts for rate in cohort["rank_first"].values()]
-    return {"n": n, "seed": seed, "availability": "mnar_noise" if mnar_noise else "mcar", "rates": list(rates),
-            "goal": 0.9, "min_rank_first": min(rates_seen), "cohorts": cohorts,
-            "seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "n": n,
+        "seed": seed,
+        "availability": "mnar_noise" if mnar_noise else "mcar",
+        "rates": list(rates),
+        "goal": 0.9,
+        "min_rank_first": min(rates_seen),
+        "cohorts": cohorts,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mmnar_core.explain.shapley_signal", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m mmnar_core.explain.shapley_signal", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--n", type=int, default=16000, help="patients per cohort (15%% are test)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mnar-noise", action="store_true", help="first noise modality present with P = sigmoid(2 z0)")

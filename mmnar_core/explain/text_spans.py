@@ -21,7 +21,15 @@ import unicodedata
 from dataclasses import dataclass
 
 from mmnar_core.encoders.config import TextCleanerConfig, TextEncoderConfig
-from mmnar_core.encoders.text_clean import CONTROL, DEID_MARK, HEADER_LINE, RULE_LINE, SIGNATURE_LINE, clean_note, decode_note
+from mmnar_core.encoders.text_clean import (
+    CONTROL,
+    DEID_MARK,
+    HEADER_LINE,
+    RULE_LINE,
+    SIGNATURE_LINE,
+    clean_note,
+    decode_note,
+)
 
 # A "word" is a run of word characters, with inner apostrophes ("patient's") kept together. Tokens that
 # fall outside every word (punctuation) are reported together as "other".
@@ -37,13 +45,13 @@ class Tracked:
     ends: list[int]
 
     @classmethod
-    def identity(cls, text: str) -> "Tracked":
+    def identity(cls, text: str) -> Tracked:
         return cls(text, list(range(len(text))), list(range(1, len(text) + 1)))
 
-    def slice(self, a: int, b: int) -> "Tracked":
+    def slice(self, a: int, b: int) -> Tracked:
         return Tracked(self.text[a:b], self.starts[a:b], self.ends[a:b])
 
-    def sub(self, pattern: re.Pattern, repl: str) -> "Tracked":
+    def sub(self, pattern: re.Pattern, repl: str) -> Tracked:
         """Like pattern.sub(repl, text); inserted characters map to the whole span of what they replace."""
         text, starts, ends, pos = [], [], [], 0
         for match in pattern.finditer(self.text):
@@ -66,7 +74,7 @@ class Tracked:
         ends += self.ends[pos:]
         return Tracked("".join(text), starts, ends)
 
-    def strip(self) -> "Tracked":
+    def strip(self) -> Tracked:
         left = len(self.text) - len(self.text.lstrip())
         right = len(self.text.rstrip())
         return self.slice(left, max(left, right))
@@ -96,8 +104,12 @@ def _literal(old: str, new: str) -> re.Pattern:
     return re.compile(re.escape(old)), new.replace("\\", "\\\\")
 
 
-def clean_with_offsets(raw: str | bytes, config: TextCleanerConfig = TextCleanerConfig(),
-                       max_chars: int = TextEncoderConfig().max_chars, where: str = "note") -> Tracked:
+def clean_with_offsets(
+    raw: str | bytes,
+    config: TextCleanerConfig = TextCleanerConfig(),
+    max_chars: int = TextEncoderConfig().max_chars,
+    where: str = "note",
+) -> Tracked:
     """The cleaned note (exactly `clean_note`'s output) with the original span of every character."""
     original = decode_note(raw, max_chars, where)
     expected = clean_note(original, config, max_chars, where)  # raises the cleaner's own errors
@@ -187,7 +199,9 @@ def word_map(tracked: Tracked, original: str, offsets: list[tuple[int, int]]) ->
 def token_offsets(tokenizer, cleaned: str) -> list[tuple[int, int]]:
     """Character offsets in the cleaned text of each content token (the windows' token order)."""
     if not getattr(tokenizer, "is_fast", False):
-        raise TypeError("mapping tokens back to text needs a fast (tokenizers-backed) tokenizer; "
-                        "load the text model with its tokenizer.json")
+        raise TypeError(
+            "mapping tokens back to text needs a fast (tokenizers-backed) tokenizer; "
+            "load the text model with its tokenizer.json"
+        )
     encoded = tokenizer(cleaned, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     return [tuple(o) for o in encoded["offset_mapping"]]

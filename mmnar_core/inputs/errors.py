@@ -4,7 +4,8 @@ message as is and a server can return it as JSON (`to_dict`)."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 # What kind of problem an error is, decided where it is raised (the content is known there), so a server
 # can answer with an HTTP status without looking at the bytes again: over a byte or character limit of the
@@ -27,13 +28,18 @@ class InputError(ValueError):
         super().__init__(f"{self.field}: {self.problem}. Accepted: {self.accepted}")
 
     @property
-    def errors(self) -> list["InputError"]:
+    def errors(self) -> list[InputError]:
         """[self], so callers can handle InputError and InputErrors alike."""
         return [self]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"field": self.field, "problem": self.problem, "accepted": self.accepted, "feature": self.feature,
-                "message": str(self)}
+        return {
+            "field": self.field,
+            "problem": self.problem,
+            "accepted": self.accepted,
+            "feature": self.feature,
+            "message": str(self),
+        }
 
 
 class InputErrors(ValueError):

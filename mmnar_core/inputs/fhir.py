@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from mmnar_core.inputs.errors import ErrorCollector, InputError, InputErrors
 from mmnar_core.inputs.fhir_tables import (
@@ -36,12 +37,25 @@ from mmnar_core.inputs.structured import StructuredInput, _feature_index, load_j
 from mmnar_core.inputs.units import accepted_units, fmt, unit_class, unit_list
 from mmnar_core.schema import FeatureSpec
 
-FHIR_ACCEPTED = ("a FHIR R4 Bundle in JSON (resourceType 'Bundle', entry[].resource) with Patient, Observation "
-                 "(LOINC codes listed in docs/inputs.md), MedicationRequest, Condition and Encounter resources")
+FHIR_ACCEPTED = (
+    "a FHIR R4 Bundle in JSON (resourceType 'Bundle', entry[].resource) with Patient, Observation "
+    "(LOINC codes listed in docs/inputs.md), MedicationRequest, Condition and Encounter resources"
+)
 LOINC_SYSTEMS = frozenset({LOINC_SYSTEM, "urn:oid:2.16.840.1.113883.6.1"})
 UCUM_SYSTEM = "http://unitsofmeasure.org"
-VALUE_KEYS = ("valueQuantity", "valueCodeableConcept", "valueString", "valueBoolean", "valueInteger", "valueRange",
-              "valueRatio", "valueSampledData", "valueTime", "valueDateTime", "valuePeriod")
+VALUE_KEYS = (
+    "valueQuantity",
+    "valueCodeableConcept",
+    "valueString",
+    "valueBoolean",
+    "valueInteger",
+    "valueRange",
+    "valueRatio",
+    "valueSampledData",
+    "valueTime",
+    "valueDateTime",
+    "valuePeriod",
+)
 # re.ASCII: \d is 0-9 only, as FHIR's own regex says (int() would read Arabic-Indic or full-width digits)
 _DATE = re.compile(r"^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$", re.ASCII)
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?$", re.ASCII)
@@ -64,8 +78,12 @@ class _Resource:
     full_url: str | None
 
 
-def parse_fhir_bundle(data: bytes | str | Mapping, features: Sequence[FeatureSpec], filename: str = "bundle.json",
-                      reference_time: datetime | None = None) -> StructuredInput:
+def parse_fhir_bundle(
+    data: bytes | str | Mapping,
+    features: Sequence[FeatureSpec],
+    filename: str = "bundle.json",
+    reference_time: datetime | None = None,
+) -> StructuredInput:
     index = _feature_index(features)
     bundle = data if isinstance(data, Mapping) else load_json(data, filename, FHIR_ACCEPTED)
     _check_bundle(bundle, filename)
@@ -90,7 +108,7 @@ def parse_fhir_bundle(data: bytes | str | Mapping, features: Sequence[FeatureSpe
         ref = max(times)
         ref_text = f"{ref.date().isoformat()} (the latest Observation / Encounter time)"
     else:
-        ref = datetime.now(timezone.utc)
+        ref = datetime.now(UTC)
         ref_text = f"today ({ref.date().isoformat()}; the bundle has no Observation or Encounter times)"
 
     _patient_values(patient, index, values, ref, ref_text, errors, notes)
@@ -102,8 +120,10 @@ def parse_fhir_bundle(data: bytes | str | Mapping, features: Sequence[FeatureSpe
     used = {"Patient", "Observation", "MedicationRequest", "Condition", "Encounter"}
     other = Counter(item.resource["resourceType"] for item in resources if item.resource["resourceType"] not in used)
     if other:
-        notes.append("ignored resources the model does not use: "
-                     + ", ".join(f"{name} ({count})" for name, count in sorted(other.items())))
+        notes.append(
+            "ignored resources the model does not use: "
+            + ", ".join(f"{name} ({count})" for name, count in sorted(other.items()))
+        )
     if not any(v is not None for v in values.values()) and not errors:
         notes.append("no value for any model feature was found in the bundle")
     result = StructuredInput(values, notes, "fhir")
@@ -114,21 +134,25 @@ def parse_fhir_bundle(data: bytes | str | Mapping, features: Sequence[FeatureSpe
 # ------------------------------------------------------------------------------------------- bundle
 def _check_bundle(bundle: Any, filename: str) -> None:
     if not isinstance(bundle, Mapping):
-        raise InputErrors([InputError(filename, f"the top level is a JSON {type(bundle).__name__}, not an object",
-                                      FHIR_ACCEPTED)])
+        raise InputErrors(
+            [InputError(filename, f"the top level is a JSON {type(bundle).__name__}, not an object", FHIR_ACCEPTED)]
+        )
     kind = bundle.get("resourceType")
     if kind is None:
-        raise InputErrors([InputError(filename, "the JSON object has no resourceType, so it is not a FHIR resource",
-                                      FHIR_ACCEPTED)])
+        raise InputErrors(
+            [InputError(filename, "the JSON object has no resourceType, so it is not a FHIR resource", FHIR_ACCEPTED)]
+        )
     if kind != "Bundle":
-        raise InputErrors([InputError(filename, f"resourceType is {kind!r}: a single resource, not a Bundle",
-                                      FHIR_ACCEPTED)])
+        raise InputErrors(
+            [InputError(filename, f"resourceType is {kind!r}: a single resource, not a Bundle", FHIR_ACCEPTED)]
+        )
     entries = bundle.get("entry")
     if entries is None or entries == []:
         raise InputErrors([InputError(filename, "the Bundle has no entries", FHIR_ACCEPTED)])
     if not isinstance(entries, list):
-        raise InputErrors([InputError(f"{filename} entry", f"entry is a JSON {type(entries).__name__}, not a list",
-                                      FHIR_ACCEPTED)])
+        raise InputErrors(
+            [InputError(f"{filename} entry", f"entry is a JSON {type(entries).__name__}, not a list", FHIR_ACCEPTED)]
+        )
 
 
 def _resources(bundle: Mapping, filename: str, errors: ErrorCollector) -> list[_Resource]:
@@ -136,7 +160,9 @@ def _resources(bundle: Mapping, filename: str, errors: ErrorCollector) -> list[_
     for i, entry in enumerate(bundle["entry"]):
         where = f"{filename} entry[{i}]"
         if not isinstance(entry, Mapping):
-            errors.add(where, f"the entry is a JSON {type(entry).__name__}, not an object", "entry objects with a resource")
+            errors.add(
+                where, f"the entry is a JSON {type(entry).__name__}, not an object", "entry objects with a resource"
+            )
             continue
         full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
         if full_url:
@@ -150,7 +176,9 @@ def _resources(bundle: Mapping, filename: str, errors: ErrorCollector) -> list[_
             continue
         kind = resource.get("resourceType")
         if not isinstance(kind, str) or not kind:
-            errors.add(where, "the resource has no resourceType", "a resource with resourceType (Patient, Observation, ...)")
+            errors.add(
+                where, "the resource has no resourceType", "a resource with resourceType (Patient, Observation, ...)"
+            )
             continue
         rid = resource.get("id")
         where = f"{filename} entry[{i}] {kind}" + (f"/{rid}" if isinstance(rid, str) and rid else "")
@@ -167,7 +195,7 @@ def parse_fhir_datetime(text: Any) -> datetime:
     try:
         if _DATE.match(text):
             parts = [int(p) for p in text.split("-")] + [1, 1]
-            return datetime(parts[0], parts[1], parts[2], tzinfo=timezone.utc)
+            return datetime(parts[0], parts[1], parts[2], tzinfo=UTC)
         if _DATETIME.match(text):
             return _aware(datetime.fromisoformat(text.replace("Z", "+00:00")))
         reason = "expected YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss with a time zone"
@@ -179,9 +207,9 @@ def parse_fhir_datetime(text: Any) -> datetime:
 def _aware(value: datetime) -> datetime:
     if not isinstance(value, datetime):
         if isinstance(value, date):
-            return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+            return datetime(value.year, value.month, value.day, tzinfo=UTC)
         raise TypeError(f"reference_time must be a datetime, got {type(value).__name__}")
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 DATE_ACCEPTED = "a FHIR date or dateTime such as 2024-03-05 or 2024-03-05T14:30:00Z"
@@ -195,7 +223,7 @@ def _time(resource: Mapping, where: str, keys: Sequence[str]) -> datetime | None
         raw = resource[key]
         if key.endswith("Period"):
             if not isinstance(raw, Mapping):
-                raise InputError(f"{where} {key}", f"{raw!r} is not a Period object", "{\"start\": ..., \"end\": ...}")
+                raise InputError(f"{where} {key}", f"{raw!r} is not a Period object", '{"start": ..., "end": ...}')
             for part in ("end", "start"):
                 if part in raw:
                     return _parse_time(raw[part], f"{where} {key}.{part}")
@@ -216,9 +244,12 @@ def _patient(items: list[_Resource], filename: str, errors: ErrorCollector) -> _
     if len(items) > 1:
         ids = {item.resource.get("id") for item in items}
         if len(ids) > 1 or None in ids:
-            errors.add(filename, f"the Bundle holds {len(items)} Patient resources "
-                       f"({', '.join(item.where.split(' ', 1)[1] for item in items)})",
-                       "a Bundle about one patient (one Patient resource)")
+            errors.add(
+                filename,
+                f"the Bundle holds {len(items)} Patient resources "
+                f"({', '.join(item.where.split(' ', 1)[1] for item in items)})",
+                "a Bundle about one patient (one Patient resource)",
+            )
             return None
     return items[0] if items else None
 
@@ -242,12 +273,22 @@ def _check_subject(resource: Mapping, where: str, refs: set[str]) -> None:
     reference = subject["reference"]
     if reference in refs or any(r.endswith("/" + reference) for r in refs):
         return
-    raise InputError(f"{where} subject", f"refers to {reference}, not to the bundle's patient "
-                     f"({', '.join(sorted(refs))})", "resources about the bundle's one patient")
+    raise InputError(
+        f"{where} subject",
+        f"refers to {reference}, not to the bundle's patient ({', '.join(sorted(refs))})",
+        "resources about the bundle's one patient",
+    )
 
 
-def _patient_values(patient: _Resource | None, index: dict[str, FeatureSpec], values: dict, ref: datetime,
-                    ref_text: str, errors: ErrorCollector, notes: list[str]) -> None:
+def _patient_values(
+    patient: _Resource | None,
+    index: dict[str, FeatureSpec],
+    values: dict,
+    ref: datetime,
+    ref_text: str,
+    errors: ErrorCollector,
+    notes: list[str],
+) -> None:
     if patient is None:
         if "age" in index or "sex" in index:
             notes.append("no Patient resource: age and sex not measured")
@@ -257,14 +298,22 @@ def _patient_values(patient: _Resource | None, index: dict[str, FeatureSpec], va
         try:
             born = _parse_time(resource["birthDate"], f"{where} birthDate")
             if born > ref:
-                raise InputError(f"{where} birthDate", f"{resource['birthDate']} is after the reference time "
-                                 f"{ref.date().isoformat()}", "a birthDate before the observations")
+                raise InputError(
+                    f"{where} birthDate",
+                    f"{resource['birthDate']} is after the reference time {ref.date().isoformat()}",
+                    "a birthDate before the observations",
+                )
             years = ref.year - born.year - ((ref.month, ref.day) < (born.month, born.day))
             try:
                 values["age"], _ = parse_value(index["age"], float(years), where=f"{where} birthDate")
             except InputError as error:
-                raise InputError(error.field, f"{error.problem} (age on {ref.date().isoformat()} from birthDate "
-                                 f"{resource['birthDate']})", error.accepted, "age", error.kind) from None
+                raise InputError(
+                    error.field,
+                    f"{error.problem} (age on {ref.date().isoformat()} from birthDate {resource['birthDate']})",
+                    error.accepted,
+                    "age",
+                    error.kind,
+                ) from None
             notes.append(f"age: {years} years from birthDate {resource['birthDate']}, on {ref_text}")
         except InputError as error:
             errors.errors.append(error)
@@ -299,7 +348,9 @@ def _loinc_codes(concept: Any) -> list[str]:
         if not isinstance(coding, Mapping) or not isinstance(coding.get("code"), str):
             continue
         system = coding.get("system")
-        if system in LOINC_SYSTEMS or (system is None and (coding["code"] in LOINC_FEATURES or coding["code"] in LOINC_PANELS)):
+        if system in LOINC_SYSTEMS or (
+            system is None and (coding["code"] in LOINC_FEATURES or coding["code"] in LOINC_PANELS)
+        ):
             codes.append(coding["code"])
     return codes
 
@@ -315,8 +366,9 @@ def _concept_text(concept: Any) -> str:
     return "?"
 
 
-def _observations(items: list[_Resource], index: dict[str, FeatureSpec], refs: set[str], errors: ErrorCollector,
-                  notes: list[str]) -> list[_Reading]:
+def _observations(
+    items: list[_Resource], index: dict[str, FeatureSpec], refs: set[str], errors: ErrorCollector, notes: list[str]
+) -> list[_Reading]:
     readings: list[_Reading] = []
     unused, skipped, absent, not_in_model = Counter(), [], [], Counter()
     for order, item in enumerate(items):
@@ -324,13 +376,21 @@ def _observations(items: list[_Resource], index: dict[str, FeatureSpec], refs: s
         try:
             _check_subject(resource, where, refs)
             code = resource.get("code")
-            if not isinstance(code, Mapping) or not (_codings(code) or (isinstance(code.get("text"), str) and code["text"].strip())):
-                raise InputError(where, "the Observation has no code", "an Observation with code.coding "
-                                 "(system http://loinc.org and a LOINC code)")
+            if not isinstance(code, Mapping) or not (
+                _codings(code) or (isinstance(code.get("text"), str) and code["text"].strip())
+            ):
+                raise InputError(
+                    where,
+                    "the Observation has no code",
+                    "an Observation with code.coding (system http://loinc.org and a LOINC code)",
+                )
             status = resource.get("status")
             if status is not None and not isinstance(status, str):
-                raise InputError(f"{where} status", f"the status is a JSON {_json_type(status)}, not a code",
-                                 "a status code such as final, amended or preliminary")
+                raise InputError(
+                    f"{where} status",
+                    f"the status is a JSON {_json_type(status)}, not a code",
+                    "a status code such as final, amended or preliminary",
+                )
             if status in SKIPPED_OBSERVATION_STATUS:
                 skipped.append(f"{where} (status {status})")
                 continue
@@ -356,23 +416,31 @@ def _observations(items: list[_Resource], index: dict[str, FeatureSpec], refs: s
         except InputError as error:
             errors.errors.append(error)
     if skipped:
-        notes.append(f"skipped {len(skipped)} Observation(s) with status entered-in-error / cancelled: {', '.join(skipped)}")
+        notes.append(
+            f"skipped {len(skipped)} Observation(s) with status entered-in-error / cancelled: {', '.join(skipped)}"
+        )
     if absent:
         notes.append(f"Observation(s) without a value (dataAbsentReason): {', '.join(absent)}")
     if unused:
-        notes.append("ignored Observations the model does not use: "
-                     + ", ".join(f"{code} ({n})" if n > 1 else code for code, n in unused.items()))
+        notes.append(
+            "ignored Observations the model does not use: "
+            + ", ".join(f"{code} ({n})" if n > 1 else code for code, n in unused.items())
+        )
     if not_in_model:
         notes.append("ignored Observations of features this model does not have: " + ", ".join(sorted(not_in_model)))
     return readings
 
 
-def _panel(resource: Mapping, where: str, panel: str, time, order: int, index, errors: ErrorCollector,
-           not_in_model: Counter) -> list[_Reading]:
+def _panel(
+    resource: Mapping, where: str, panel: str, time, order: int, index, errors: ErrorCollector, not_in_model: Counter
+) -> list[_Reading]:
     components = resource.get("component")
     if not isinstance(components, list) or not components:
-        raise InputError(where, f"the {LOINC_PANELS[panel]} ({panel}) has no component list",
-                         "a panel whose component[] hold the values (e.g. systolic 8480-6)")
+        raise InputError(
+            where,
+            f"the {LOINC_PANELS[panel]} ({panel}) has no component list",
+            "a panel whose component[] hold the values (e.g. systolic 8480-6)",
+        )
     out = []
     for j, component in enumerate(components):
         if not isinstance(component, Mapping):
@@ -386,7 +454,9 @@ def _panel(resource: Mapping, where: str, panel: str, time, order: int, index, e
             not_in_model[feature_name] += 1
             continue
         try:
-            value = _value(component, f"{where} component[{j}] (LOINC {codes[0]} {display})", index[feature_name], [], [])
+            value = _value(
+                component, f"{where} component[{j}] (LOINC {codes[0]} {display})", index[feature_name], [], []
+            )
         except InputError as error:
             errors.errors.append(error)
             continue
@@ -404,15 +474,27 @@ def _value(holder: Mapping, where: str, feature: FeatureSpec, absent: list[str],
             raise InputError(where, "valueQuantity is not an object", units)
         number = quantity.get("value")
         if isinstance(number, bool) or not isinstance(number, (int, float)):
-            raise InputError(where, f"valueQuantity.value {number!r} is not a number" if "value" in quantity
-                             else "valueQuantity has no value", units)
+            raise InputError(
+                where,
+                f"valueQuantity.value {number!r} is not a number"
+                if "value" in quantity
+                else "valueQuantity has no value",
+                units,
+            )
         unit = _quantity_unit(quantity)
         if unit is not None and unit_class(unit) is None:
             code, shown = quantity.get("code"), quantity.get("unit")
-            both = f"{shown!r} (code {code!r})" if isinstance(code, str) and isinstance(shown, str) and code != shown else repr(unit)
-            raise InputError(where, f"unit {both} is not accepted for {feature.name}",
-                             f"{unit_list(accepted_units(feature))} (UCUM codes or their usual spellings; converted to "
-                             f"{feature.unit})")
+            both = (
+                f"{shown!r} (code {code!r})"
+                if isinstance(code, str) and isinstance(shown, str) and code != shown
+                else repr(unit)
+            )
+            raise InputError(
+                where,
+                f"unit {both} is not accepted for {feature.name}",
+                f"{unit_list(accepted_units(feature))} (UCUM codes or their usual spellings; converted to "
+                f"{feature.unit})",
+            )
         comparator = quantity.get("comparator")
         try:
             number = float(number)
@@ -440,7 +522,8 @@ def _value(holder: Mapping, where: str, feature: FeatureSpec, absent: list[str],
 
 def _json_type(value: Any) -> str:
     return {dict: "object", list: "array", bool: "boolean", int: "number", float: "number", str: "string"}.get(
-        type(value), type(value).__name__)
+        type(value), type(value).__name__
+    )
 
 
 def _quantity_unit(quantity: Mapping) -> str | None:
@@ -468,8 +551,7 @@ def _aggregate(readings: list[_Reading], index: dict[str, FeatureSpec], values: 
         elif how == "min":
             chosen = min(group, key=lambda r: r.value)
         else:
-            chosen = max(group, key=lambda r: (r.time is not None, r.time or datetime.min.replace(tzinfo=timezone.utc),
-                                               r.order))
+            chosen = max(group, key=lambda r: (r.time is not None, r.time or datetime.min.replace(tzinfo=UTC), r.order))
         values[name] = chosen.value
         if len(group) > 1:
             what = {"max": "the highest", "min": "the lowest"}.get(how, "the latest")
@@ -491,8 +573,11 @@ def _medications(items: list[_Resource], index, values: dict, errors: ErrorColle
         resource = item.resource
         status = resource.get("status")
         if not isinstance(status, str):
-            errors.add(item.where, "the MedicationRequest has no status",
-                       f"a status; {', '.join(sorted(COUNTED_MEDICATION_STATUS))} are counted")
+            errors.add(
+                item.where,
+                "the MedicationRequest has no status",
+                f"a status; {', '.join(sorted(COUNTED_MEDICATION_STATUS))} are counted",
+            )
             continue
         if status not in COUNTED_MEDICATION_STATUS:
             not_counted[status] += 1
@@ -503,7 +588,9 @@ def _medications(items: list[_Resource], index, values: dict, errors: ErrorColle
             continue
         keys.append(key)
     try:
-        values["n_medications"], _ = parse_value(index["n_medications"], float(len(keys)), where="MedicationRequest count")
+        values["n_medications"], _ = parse_value(
+            index["n_medications"], float(len(keys)), where="MedicationRequest count"
+        )
     except InputError as error:
         errors.errors.append(error)
     note = f"n_medications: {len(keys)} distinct medication(s) from MedicationRequests with status active / completed"
@@ -541,7 +628,9 @@ def _conditions(items: list[_Resource], notes: list[str]) -> None:
 
 
 # ------------------------------------------------------------------------------------------- Encounter
-def _encounters(items: list[_Resource], errors: ErrorCollector) -> list[tuple[_Resource, datetime | None, datetime | None]]:
+def _encounters(
+    items: list[_Resource], errors: ErrorCollector
+) -> list[tuple[_Resource, datetime | None, datetime | None]]:
     out = []
     for item in items:
         period = item.resource.get("period")
@@ -549,12 +638,15 @@ def _encounters(items: list[_Resource], errors: ErrorCollector) -> list[tuple[_R
         try:
             if period is not None:
                 if not isinstance(period, Mapping):
-                    raise InputError(f"{item.where} period", "period is not an object", "{\"start\": ..., \"end\": ...}")
+                    raise InputError(f"{item.where} period", "period is not an object", '{"start": ..., "end": ...}')
                 start = _parse_time(period["start"], f"{item.where} period.start") if "start" in period else None
                 end = _parse_time(period["end"], f"{item.where} period.end") if "end" in period else None
                 if start and end and end < start:
-                    raise InputError(f"{item.where} period", f"end {period['end']} is before start {period['start']}",
-                                     "a period whose end is after its start")
+                    raise InputError(
+                        f"{item.where} period",
+                        f"end {period['end']} is before start {period['start']}",
+                        "a period whose end is after its start",
+                    )
         except InputError as error:
             errors.errors.append(error)
             continue
@@ -583,11 +675,12 @@ def _texts(concept: Any) -> list[str]:
     return [t.lower() for t in texts if isinstance(t, str)]
 
 
-def _encounter_values(encounters, index: dict[str, FeatureSpec], values: dict, errors: ErrorCollector,
-                      notes: list[str]) -> None:
+def _encounter_values(
+    encounters, index: dict[str, FeatureSpec], values: dict, errors: ErrorCollector, notes: list[str]
+) -> None:
     if not encounters:
         return
-    floor = datetime.min.replace(tzinfo=timezone.utc)
+    floor = datetime.min.replace(tzinfo=UTC)
     ordered = sorted(encounters, key=lambda e: (e[1] or e[2] or floor, e[0].index))
     item, start, end = ordered[-1]
     resource, where = item.resource, item.where
@@ -607,14 +700,18 @@ def _encounter_values(encounters, index: dict[str, FeatureSpec], values: dict, e
 
     hospitalization = resource.get("hospitalization") if isinstance(resource.get("hospitalization"), Mapping) else {}
     admission = None
-    for table, codes in ((ENCOUNTER_PRIORITY, _codes(resource.get("priority"))),
-                         (ENCOUNTER_CLASS, _codes(resource.get("class"))),
-                         (ENCOUNTER_ADMIT_SOURCE, _codes(hospitalization.get("admitSource")))):
+    for table, codes in (
+        (ENCOUNTER_PRIORITY, _codes(resource.get("priority"))),
+        (ENCOUNTER_CLASS, _codes(resource.get("class"))),
+        (ENCOUNTER_ADMIT_SOURCE, _codes(hospitalization.get("admitSource"))),
+    ):
         admission = next((table[c] for c in codes if c in table), None)
         if admission:
             break
     if admission is None:
-        words = " ".join(_texts(resource.get("type")) + _texts(resource.get("priority")) + _texts(resource.get("class")))
+        words = " ".join(
+            _texts(resource.get("type")) + _texts(resource.get("priority")) + _texts(resource.get("class"))
+        )
         admission = next((category for word, category in ADMISSION_WORDS if word in words), None)
     if admission:
         put("admission_type", admission, "class / priority", f"admission_type: {admission} from {where}")
@@ -637,15 +734,30 @@ def _encounter_values(encounters, index: dict[str, FeatureSpec], values: dict, e
             text = " ".join(_texts(disposition))
             mapped = next((category for word, category in DISCHARGE_WORDS if word in text), None)
         if mapped:
-            put("discharge_disposition", mapped, "hospitalization.dischargeDisposition",
-                f"discharge_disposition: {mapped} from {where}")
+            put(
+                "discharge_disposition",
+                mapped,
+                "hospitalization.dischargeDisposition",
+                f"discharge_disposition: {mapped} from {where}",
+            )
         else:
-            notes.append(f"discharge_disposition not measured: {_concept_text(disposition)!r} ({', '.join(codes) or 'no code'}) "
-                         "is not a category of the model")
+            notes.append(
+                f"discharge_disposition not measured: {_concept_text(disposition)!r} ({', '.join(codes) or 'no code'}) "
+                "is not a category of the model"
+            )
 
     if "prior_admissions_12m" in index and len(encounters) > 1 and start is not None:
-        earlier = [e for e in ordered[:-1] if e[1] is not None and start - timedelta(days=365) <= e[1] < start
-                   and set(_codes(e[0].resource.get("class"))) & INPATIENT_CLASSES]
-        put("prior_admissions_12m", float(len(earlier)), "period",
+        earlier = [
+            e
+            for e in ordered[:-1]
+            if e[1] is not None
+            and start - timedelta(days=365) <= e[1] < start
+            and set(_codes(e[0].resource.get("class"))) & INPATIENT_CLASSES
+        ]
+        put(
+            "prior_admissions_12m",
+            float(len(earlier)),
+            "period",
             f"prior_admissions_12m: {len(earlier)} inpatient Encounter(s) in the 12 months before {where} "
-            "(counted from this bundle only)")
+            "(counted from this bundle only)",
+        )

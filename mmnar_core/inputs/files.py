@@ -33,7 +33,7 @@ def describe_content(data: bytes) -> str | None:
     if len(data) >= 8 and data[8:12] == b"WEBP" and data.startswith(b"RIFF"):
         return "a WebP image"
     for offset, magic, label in FILE_SIGNATURES:
-        if data[offset:offset + len(magic)] == magic:
+        if data[offset : offset + len(magic)] == magic:
             return label
     return None
 
@@ -48,12 +48,19 @@ def decode_utf8(data: bytes | str, where: str, accepted: str) -> str:
     if not data.strip():
         raise InputError(where, "the file is empty" if not data else "the file holds only whitespace", accepted)
     if data.startswith((b"\xff\xfe", b"\xfe\xff")) or _looks_utf16(data):
-        raise InputError(where, "the file is UTF-16 encoded (as Windows Notepad or Excel 'Unicode text' saves it); "
-                         "save it as UTF-8", accepted)
+        raise InputError(
+            where,
+            "the file is UTF-16 encoded (as Windows Notepad or Excel 'Unicode text' saves it); save it as UTF-8",
+            accepted,
+        )
     label = describe_content(data)
     if label == "an RTF document":
-        raise InputError(where, "this is an RTF document (formatted text), not plain text; save it as plain text",
-                         accepted, kind="wrong_type")
+        raise InputError(
+            where,
+            "this is an RTF document (formatted text), not plain text; save it as plain text",
+            accepted,
+            kind="wrong_type",
+        )
     if label:
         raise InputError(where, f"this is not a text file: it looks like {label}", accepted, kind="wrong_type")
     if b"\x00" in data[:8192]:
@@ -62,15 +69,18 @@ def decode_utf8(data: bytes | str, where: str, accepted: str) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         bad = data[error.start]
-        line = data[:error.start].count(b"\n") + 1
+        line = data[: error.start].count(b"\n") + 1
         guess = ""
         try:
             data.decode("cp1252")
             guess = "; the file looks like Windows-1252 / Latin-1"
         except UnicodeDecodeError:
             pass
-        raise InputError(where, f"byte {error.start} (0x{bad:02x}, line {line}) is not valid UTF-8{guess}; "
-                         "save the file as UTF-8", accepted) from None
+        raise InputError(
+            where,
+            f"byte {error.start} (0x{bad:02x}, line {line}) is not valid UTF-8{guess}; save the file as UTF-8",
+            accepted,
+        ) from None
     return text[1:] if text.startswith("\ufeff") else text
 
 

@@ -16,8 +16,9 @@ import math
 import numbers
 import re
 import unicodedata
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from mmnar_core.inputs.errors import ErrorCollector, InputError, InputErrors
 from mmnar_core.inputs.files import decode_utf8
@@ -28,10 +29,10 @@ from mmnar_core.inputs.units import (
     fmt,
     likely_unit,
     to_feature_unit,
-    with_unit,
     unit_class,
     unit_hint,
     unit_list,
+    with_unit,
 )
 from mmnar_core.schema import FeatureKind, FeatureSpec
 
@@ -41,8 +42,11 @@ BINARY_WORDS = {"1": 1.0, "true": 1.0, "yes": 1.0, "y": 1.0, "0": 0.0, "false": 
 # other spellings of categories, per feature (after lower-casing; spaces and '-' become '_')
 CATEGORY_ALIASES: dict[str, dict[str, str]] = {
     "sex": {"f": "female", "m": "male", "woman": "female", "man": "male"},
-    "discharge_disposition": {"home_health": "home_with_services", "snf": "skilled_nursing",
-                              "home_with_home_health": "home_with_services"},
+    "discharge_disposition": {
+        "home_health": "home_with_services",
+        "snf": "skilled_nursing",
+        "home_with_home_health": "home_with_services",
+    },
 }
 _NUMBER = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)\s*(.*?)$")  # ASCII digits only
 SOURCES = ("form", "csv", "json", "fhir")
@@ -86,8 +90,9 @@ def accepted_text(feature: FeatureSpec) -> str:
     return text + "; empty = not measured"
 
 
-def parse_value(feature: FeatureSpec, raw: Any, where: str | None = None, unit: str | None = None,
-                origin: str | None = None) -> tuple[Any, str | None]:
+def parse_value(
+    feature: FeatureSpec, raw: Any, where: str | None = None, unit: str | None = None, origin: str | None = None
+) -> tuple[Any, str | None]:
     """(value in canonical form or None, a note or None); raises InputError naming `where`.
 
     `raw` may be None, a number, a string ("38.5", "101.3 °F", "female") or {"value": v, "unit": u}.
@@ -97,10 +102,11 @@ def parse_value(feature: FeatureSpec, raw: Any, where: str | None = None, unit: 
     if isinstance(raw, Mapping):
         extra = sorted(set(map(str, raw)) - {"value", "unit"})
         if extra:
-            raise InputError(where, f"an object with key(s) {extra}", "a value, or {\"value\": v, \"unit\": \"u\"}",
-                             feature.name)
+            raise InputError(
+                where, f"an object with key(s) {extra}", 'a value, or {"value": v, "unit": "u"}', feature.name
+            )
         if "value" not in raw:
-            raise InputError(where, "an object without a \"value\" key", "{\"value\": v, \"unit\": \"u\"}", feature.name)
+            raise InputError(where, 'an object without a "value" key', '{"value": v, "unit": "u"}', feature.name)
         unit = raw.get("unit") if raw.get("unit") not in (None, "") else unit
         raw = raw["value"]
     if raw is None:
@@ -116,15 +122,24 @@ def parse_value(feature: FeatureSpec, raw: Any, where: str | None = None, unit: 
     number, text_unit = _number(feature, raw, where, accepted)
     if text_unit:
         if unit and unit_class(unit) != unit_class(text_unit):
-            raise InputError(where, f"two different units: {text_unit!r} with the value and {unit!r} given separately",
-                             accepted, feature.name)
+            raise InputError(
+                where,
+                f"two different units: {text_unit!r} with the value and {unit!r} given separately",
+                accepted,
+                feature.name,
+            )
         unit = text_unit
     try:
         value, converted_from = to_feature_unit(feature, number, unit)
     except UnitError:
-        raise InputError(where, f"unit {unit!r} is not accepted for {feature.name}",
-                         f"{unit_list(accepted_units(feature)) or 'no unit'} (other units are converted to "
-                         f"{feature.unit})" if feature.unit else "no unit", feature.name) from None
+        raise InputError(
+            where,
+            f"unit {unit!r} is not accepted for {feature.name}",
+            f"{unit_list(accepted_units(feature)) or 'no unit'} (other units are converted to {feature.unit})"
+            if feature.unit
+            else "no unit",
+            feature.name,
+        ) from None
     shown = with_unit(number, converted_from) if converted_from else None
     if feature.valid_range is not None:
         low, high = feature.valid_range
@@ -143,8 +158,12 @@ def parse_value(feature: FeatureSpec, raw: Any, where: str | None = None, unit: 
                         problem += f", or write the unit after the number (e.g. '{fmt(value)} {guess[0]}')"
             raise InputError(where, problem, accepted, feature.name)
     if unit_class(feature.unit) == "count" and value != int(value):
-        raise InputError(where, f"{fmt(value)} is not a whole number (it counts {feature.description.lower() or 'items'})",
-                         accepted, feature.name)
+        raise InputError(
+            where,
+            f"{fmt(value)} is not a whole number (it counts {feature.description.lower() or 'items'})",
+            accepted,
+            feature.name,
+        )
     note = None
     if shown:
         note = f"{feature.name}: {shown} converted to {fmt(value)} {feature.unit}" + (f" ({origin})" if origin else "")
@@ -181,15 +200,27 @@ def _number(feature: FeatureSpec, raw: Any, where: str, accepted: str) -> tuple[
         raise InputError(where, f"a {type(raw).__name__} is not a number", accepted, feature.name)
     text = raw.strip().replace("\u2212", "-")
     if text[:1] in "<>≤≥":
-        raise InputError(where, f"{raw!r} is a censored value (below / above a detection limit)",
-                         "the number itself, e.g. 0.5 for '<0.5'; " + accepted, feature.name)
+        raise InputError(
+            where,
+            f"{raw!r} is a censored value (below / above a detection limit)",
+            "the number itself, e.g. 0.5 for '<0.5'; " + accepted,
+            feature.name,
+        )
     other = next((c for c in text if c.isdigit() and c not in "0123456789"), None)
     if other is not None:  # float() reads '٣٨' and '３８', but a lab value written so is likely pasted wrongly
-        raise InputError(where, f"{raw!r} has a digit that is not 0-9 ({other!r}, {unicodedata.name(other, 'a non-ASCII digit')})",
-                         "a number written with the digits 0-9; " + accepted, feature.name)
+        raise InputError(
+            where,
+            f"{raw!r} has a digit that is not 0-9 ({other!r}, {unicodedata.name(other, 'a non-ASCII digit')})",
+            "a number written with the digits 0-9; " + accepted,
+            feature.name,
+        )
     if re.match(r"^[+-]?[0-9]+,[0-9]", text):
-        raise InputError(where, f"{raw!r} has a comma", "a decimal point and no thousands separator (e.g. 38.5 or "
-                         "1200); " + accepted, feature.name)
+        raise InputError(
+            where,
+            f"{raw!r} has a comma",
+            "a decimal point and no thousands separator (e.g. 38.5 or 1200); " + accepted,
+            feature.name,
+        )
     match = _NUMBER.match(text)
     if not match:
         raise InputError(where, f"{raw!r} is not a number", accepted, feature.name)
@@ -215,8 +246,10 @@ def _category(feature: FeatureSpec, raw: Any, where: str, accepted: str, unit: s
     close = difflib.get_close_matches(key, list(by_key), n=1, cutoff=0.6)
     suggestion = f" (did you mean {by_key[close[0]]!r}?)" if close else ""
     if feature.accepts_unknown and raw.strip():
-        return raw.strip(), (f"{feature.name}: {raw.strip()!r} is not a category the model was trained on; treated as "
-                             f"unknown{suggestion}")
+        return raw.strip(), (
+            f"{feature.name}: {raw.strip()!r} is not a category the model was trained on; treated as "
+            f"unknown{suggestion}"
+        )
     raise InputError(where, f"{raw!r} is not a category of {feature.name}{suggestion}", accepted, feature.name)
 
 
@@ -265,8 +298,15 @@ def parse_structured_form(values: Mapping[str, Any], features: Sequence[FeatureS
     every bad field (`partial` keeps the valid ones)."""
     index = _feature_index(features)
     if not isinstance(values, Mapping):
-        raise InputErrors([InputError("form", f"expected a mapping of feature -> value, got {type(values).__name__}",
-                                      "{feature name: value}")])
+        raise InputErrors(
+            [
+                InputError(
+                    "form",
+                    f"expected a mapping of feature -> value, got {type(values).__name__}",
+                    "{feature name: value}",
+                )
+            ]
+        )
     errors = ErrorCollector()
     unknown = [k for k in values if k not in index]
     if unknown:
@@ -288,8 +328,10 @@ def parse_structured_form(values: Mapping[str, Any], features: Sequence[FeatureS
 
 
 # ------------------------------------------------------------------------------------------- CSV
-CSV_ACCEPTED = ("UTF-8 CSV in one of two layouts: wide = a header row of feature names and exactly one data "
-                "row (empty cell = not measured); long = columns feature,value[,unit] with one row per feature")
+CSV_ACCEPTED = (
+    "UTF-8 CSV in one of two layouts: wide = a header row of feature names and exactly one data "
+    "row (empty cell = not measured); long = columns feature,value[,unit] with one row per feature"
+)
 
 
 def parse_structured_csv(data: bytes, features: Sequence[FeatureSpec], filename: str = "upload.csv") -> StructuredInput:
@@ -297,7 +339,9 @@ def parse_structured_csv(data: bytes, features: Sequence[FeatureSpec], filename:
     text = _decode(data, filename, CSV_ACCEPTED)
     stripped = text.lstrip()
     if stripped[:1] in "{[":
-        raise InputErrors([InputError(filename, "this looks like JSON, not CSV", "a .json upload for JSON; " + CSV_ACCEPTED)])
+        raise InputErrors(
+            [InputError(filename, "this looks like JSON, not CSV", "a .json upload for JSON; " + CSV_ACCEPTED)]
+        )
     delimiter = _delimiter(text)
     try:
         rows = []
@@ -307,7 +351,9 @@ def parse_structured_csv(data: bytes, features: Sequence[FeatureSpec], filename:
             if any(cells):
                 rows.append((reader.line_num, cells))
     except csv.Error as error:
-        raise InputErrors([InputError(f"{filename} line {reader.line_num}", f"not valid CSV ({error})", CSV_ACCEPTED)]) from None
+        raise InputErrors(
+            [InputError(f"{filename} line {reader.line_num}", f"not valid CSV ({error})", CSV_ACCEPTED)]
+        ) from None
     if not rows:
         raise InputErrors([InputError(filename, "the file has no rows", CSV_ACCEPTED)])
     header = rows[0][1]
@@ -315,9 +361,17 @@ def parse_structured_csv(data: bytes, features: Sequence[FeatureSpec], filename:
     if "feature" in lowered and "value" in lowered:
         return _csv_long(filename, rows, lowered, index)
     if len(header) == 1 and header[0] not in index:
-        raise InputErrors([InputError(filename, f"not a CSV table: the first line ({len(header[0])} characters, "
-                                      "not repeated here: it may be a note) has no comma, semicolon or tab and is "
-                                      "not a feature name", CSV_ACCEPTED)])
+        raise InputErrors(
+            [
+                InputError(
+                    filename,
+                    f"not a CSV table: the first line ({len(header[0])} characters, "
+                    "not repeated here: it may be a note) has no comma, semicolon or tab and is "
+                    "not a feature name",
+                    CSV_ACCEPTED,
+                )
+            ]
+        )
     return _csv_wide(filename, rows, header, index)
 
 
@@ -347,9 +401,11 @@ def _csv_wide(filename: str, rows, header: list[str], index: dict[str, FeatureSp
         errors.errors.append(_unknown(where, unknown, names, "column"))
     missing = [n for n in names if n not in header]
     if missing:
-        errors.add(where, f"missing column(s): {', '.join(missing)}",
-                   "a column for every feature of the model; to say 'not measured', keep the column and leave the "
-                   "cell empty")
+        errors.add(
+            where,
+            f"missing column(s): {', '.join(missing)}",
+            "a column for every feature of the model; to say 'not measured', keep the column and leave the cell empty",
+        )
     data = rows[1:]
     values = {name: None for name in names}
     notes: list[str] = []
@@ -357,13 +413,19 @@ def _csv_wide(filename: str, rows, header: list[str], index: dict[str, FeatureSp
         errors.add(filename, "the file has a header but no data row", "exactly one data row (one patient)")
     elif len(data) > 1:
         lines = ", ".join(str(line) for line, _ in data[:10]) + (", ..." if len(data) > 10 else "")
-        errors.add(filename, f"{len(data)} data rows (lines {lines}); a file holds one patient",
-                   "exactly one data row below the header (use the long layout feature,value,unit for one row per feature)")
+        errors.add(
+            filename,
+            f"{len(data)} data rows (lines {lines}); a file holds one patient",
+            "exactly one data row below the header (use the long layout feature,value,unit for one row per feature)",
+        )
     else:
         line, cells = data[0]
         if len(cells) != len(header):
-            errors.add(f"{filename} line {line}", f"{len(cells)} cells but the header has {len(header)} columns",
-                       "one cell per header column (empty cell = not measured)")
+            errors.add(
+                f"{filename} line {line}",
+                f"{len(cells)} cells but the header has {len(header)} columns",
+                "one cell per header column (empty cell = not measured)",
+            )
         for column, name in enumerate(header):
             if name not in index or name in duplicates or column >= len(cells):
                 continue
@@ -395,8 +457,9 @@ def _csv_long(filename: str, rows, lowered: list[str], index: dict[str, FeatureS
         errors.add(filename, "the file has a header but no data rows", accepted)
     for line, cells in rows[1:]:
         if len(cells) > len(lowered):
-            errors.add(f"{filename} line {line}", f"{len(cells)} cells but the header has {len(lowered)} columns",
-                       accepted)
+            errors.add(
+                f"{filename} line {line}", f"{len(cells)} cells but the header has {len(lowered)} columns", accepted
+            )
             continue
         cells = cells + [""] * (len(lowered) - len(cells))
         name = cells[col["feature"]]
@@ -407,14 +470,19 @@ def _csv_long(filename: str, rows, lowered: list[str], index: dict[str, FeatureS
             unknown.append((line, name))
             continue
         if name in first_line:
-            errors.add(f"{filename} line {line}", f"{name} appears again (first on line {first_line[name]})",
-                       "each feature at most once", name)
+            errors.add(
+                f"{filename} line {line}",
+                f"{name} appears again (first on line {first_line[name]})",
+                "each feature at most once",
+                name,
+            )
             continue
         first_line[name] = line
         unit = cells[col["unit"]] if "unit" in col else None
         try:
-            values[name], note = parse_value(index[name], cells[col["value"]], where=f"{filename} line {line}, {name}",
-                                             unit=unit or None)
+            values[name], note = parse_value(
+                index[name], cells[col["value"]], where=f"{filename} line {line}, {name}", unit=unit or None
+            )
         except InputError as error:
             errors.errors.append(error)
             continue
@@ -423,19 +491,24 @@ def _csv_long(filename: str, rows, lowered: list[str], index: dict[str, FeatureS
     if unknown:
         error = _unknown(filename, [n for _, n in unknown], list(index))
         lines = ", ".join(str(line) for line, _ in unknown)
-        errors.errors.append(InputError(filename, f"{error.problem} on line(s) {lines}", error.accepted,
-                                        kind=error.kind))
+        errors.errors.append(
+            InputError(filename, f"{error.problem} on line(s) {lines}", error.accepted, kind=error.kind)
+        )
     result = StructuredInput(values, notes, "csv")
     errors.raise_if_any(result)
     return result
 
 
 # ------------------------------------------------------------------------------------------- JSON
-JSON_ACCEPTED = ('a UTF-8 JSON object {"feature": value} or {"feature": {"value": v, "unit": "u"}}; null or '
-                 'a missing key = not measured')
+JSON_ACCEPTED = (
+    'a UTF-8 JSON object {"feature": value} or {"feature": {"value": v, "unit": "u"}}; null or '
+    "a missing key = not measured"
+)
 
 
-def parse_structured_json(data: bytes, features: Sequence[FeatureSpec], filename: str = "upload.json") -> StructuredInput:
+def parse_structured_json(
+    data: bytes, features: Sequence[FeatureSpec], filename: str = "upload.json"
+) -> StructuredInput:
     return _structured_from_json(load_json(data, filename, JSON_ACCEPTED), features, filename)
 
 
@@ -443,13 +516,27 @@ def _structured_from_json(obj, features: Sequence[FeatureSpec], filename: str) -
     """A parsed JSON value as a feature object (the file is decoded and parsed once, by the caller)."""
     index = _feature_index(features)
     if isinstance(obj, list):
-        raise InputErrors([InputError(filename, f"the top level is a list of {len(obj)} item(s)", "one object for one patient: "
-                                      + JSON_ACCEPTED)])
+        raise InputErrors(
+            [
+                InputError(
+                    filename,
+                    f"the top level is a list of {len(obj)} item(s)",
+                    "one object for one patient: " + JSON_ACCEPTED,
+                )
+            ]
+        )
     if not isinstance(obj, dict):
         raise InputErrors([InputError(filename, f"the top level is a {type(obj).__name__}", JSON_ACCEPTED)])
     if "resourceType" in obj:
-        raise InputErrors([InputError(filename, f"this is a FHIR resource (resourceType {obj['resourceType']!r}), not "
-                                      "a feature object", "a FHIR R4 Bundle through the FHIR upload, or " + JSON_ACCEPTED)])
+        raise InputErrors(
+            [
+                InputError(
+                    filename,
+                    f"this is a FHIR resource (resourceType {obj['resourceType']!r}), not a feature object",
+                    "a FHIR R4 Bundle through the FHIR upload, or " + JSON_ACCEPTED,
+                )
+            ]
+        )
     errors = ErrorCollector()
     unknown = [k for k in obj if k not in index]
     if unknown:
@@ -485,8 +572,9 @@ def load_json(data: bytes | str, where: str, accepted: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
-        raise InputErrors([InputError(where, f"not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})",
-                                      accepted)]) from None
+        raise InputErrors(
+            [InputError(where, f"not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})", accepted)]
+        ) from None
     except RecursionError:
         raise InputErrors([InputError(where, "the JSON is nested too deeply", accepted)]) from None
     except ValueError as error:  # not a syntax error: an integer over Python's 4,300-digit limit
@@ -496,8 +584,9 @@ def load_json(data: bytes | str, where: str, accepted: str) -> Any:
 
 
 # ------------------------------------------------------------------------------------------- any file
-def parse_structured_file(filename: str, data: bytes, features: Sequence[FeatureSpec],
-                          reference_time=None) -> StructuredInput:
+def parse_structured_file(
+    filename: str, data: bytes, features: Sequence[FeatureSpec], reference_time=None
+) -> StructuredInput:
     """One upload widget for all three: content decides (a JSON object with resourceType 'Bundle' is FHIR,
     another JSON object is a feature object, anything else is CSV)."""
     head = bytes(data[:4096]).lstrip(b"\xef\xbb\xbf \t\r\n") if isinstance(data, (bytes, bytearray)) else b""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from mmnar_core.schema import FeatureSpec
 
@@ -22,17 +22,64 @@ UNIT_SPELLINGS: dict[str, tuple[str, ...]] = {
     "°C": ("°c", "cel", "c", "degc", "deg.c", "celsius", "degreescelsius", "℃", "ºc"),
     "°F": ("°f", "[degf]", "f", "degf", "deg.f", "fahrenheit", "degreesfahrenheit", "℉", "ºf"),
     "K": ("k", "kelvin"),
-    "/min": ("/min", "1/min", "{beats}/min", "{beat}/min", "beats/min", "beat/min", "bpm", "{breaths}/min",
-             "{breath}/min", "breaths/min", "breath/min", "min-1", "/minute", "perminute"),
+    "/min": (
+        "/min",
+        "1/min",
+        "{beats}/min",
+        "{beat}/min",
+        "beats/min",
+        "beat/min",
+        "bpm",
+        "{breaths}/min",
+        "{breath}/min",
+        "breaths/min",
+        "breath/min",
+        "min-1",
+        "/minute",
+        "perminute",
+    ),
     "%": ("%", "percent", "pct", "{percent}"),
     "1": ("1", "{ratio}", "ratio", "fraction", "{fraction}"),
     "mmHg": ("mmhg", "mm[hg]", "mmofhg", "torr"),
     "kPa": ("kpa",),
-    "10^9/L": ("k/ul", "k/µl", "10*3/ul", "10*3/µl", "10^3/ul", "10^3/µl", "x10^3/ul", "x10^3/µl", "10³/µl",
-               "10³/ul", "10*9/l", "10^9/l", "x10^9/l", "10⁹/l", "/nl", "thou/ul", "k/mm3", "10*3/mm3",
-               "10^3/mm3", "10³/mm³", "k/mm³"),
-    "/uL": ("/ul", "/µl", "cells/ul", "cells/µl", "{cells}/ul", "{cells}/µl", "/mm3", "/mm³", "cells/mm3",
-            "1/ul", "1/µl", "10*6/l", "10^6/l"),
+    "10^9/L": (
+        "k/ul",
+        "k/µl",
+        "10*3/ul",
+        "10*3/µl",
+        "10^3/ul",
+        "10^3/µl",
+        "x10^3/ul",
+        "x10^3/µl",
+        "10³/µl",
+        "10³/ul",
+        "10*9/l",
+        "10^9/l",
+        "x10^9/l",
+        "10⁹/l",
+        "/nl",
+        "thou/ul",
+        "k/mm3",
+        "10*3/mm3",
+        "10^3/mm3",
+        "10³/mm³",
+        "k/mm³",
+    ),
+    "/uL": (
+        "/ul",
+        "/µl",
+        "cells/ul",
+        "cells/µl",
+        "{cells}/ul",
+        "{cells}/µl",
+        "/mm3",
+        "/mm³",
+        "cells/mm3",
+        "1/ul",
+        "1/µl",
+        "10*6/l",
+        "10^6/l",
+    ),
     "g/dL": ("g/dl",),
     "g/L": ("g/l",),
     "mg/dL": ("mg/dl",),
@@ -163,8 +210,10 @@ def unit_hint(feature: FeatureSpec, value: float) -> str | None:
     if guess is None:
         return None
     other, converted = guess
-    return (f"looks like {describe_unit(other)} ({with_unit(float(value), other)} = {fmt(converted)} {feature.unit}); "
-            f"enter {feature.unit}")
+    return (
+        f"looks like {describe_unit(other)} ({with_unit(float(value), other)} = {fmt(converted)} {feature.unit}); "
+        f"enter {feature.unit}"
+    )
 
 
 def describe_unit(unit: str) -> str:

@@ -56,9 +56,15 @@ class ImageUpload:
     notes: list[str] = field(default_factory=list)
 
 
-def read_image_upload(filename: str, data: bytes, max_bytes: int = _IMAGE_LIMITS.max_bytes,
-                      max_pixels: int = _IMAGE_LIMITS.max_pixels, *, preview: bool = True,
-                      keep_pixels: bool = False) -> ImageUpload:
+def read_image_upload(
+    filename: str,
+    data: bytes,
+    max_bytes: int = _IMAGE_LIMITS.max_bytes,
+    max_pixels: int = _IMAGE_LIMITS.max_pixels,
+    *,
+    preview: bool = True,
+    keep_pixels: bool = False,
+) -> ImageUpload:
     """Checks an uploaded image and decodes it once (as the encoder will). Raises InputError naming the
     file: empty, too large, not an image (and what it looks like), truncated, corrupt, DICOM without
     pixel data or with a codec that is not installed.
@@ -72,15 +78,23 @@ def read_image_upload(filename: str, data: bytes, max_bytes: int = _IMAGE_LIMITS
     if len(data) == 0:
         raise InputError(filename, "the file is empty (0 bytes)", IMAGE_ACCEPTED)
     if len(data) > max_bytes:
-        raise InputError(filename, f"the file is {_size(len(data))}, larger than the limit of {_size(max_bytes)}",
-                         f"an image file of at most {_size(max_bytes)}; {IMAGE_ACCEPTED}", kind="too_large")
+        raise InputError(
+            filename,
+            f"the file is {_size(len(data))}, larger than the limit of {_size(max_bytes)}",
+            f"an image file of at most {_size(max_bytes)}; {IMAGE_ACCEPTED}",
+            kind="too_large",
+        )
     kind = sniff_format(data)
     if kind is None:
         looks = describe_content(data) or _text_or_unknown(data)
         suffix = PurePath(str(filename)).suffix.lower()
         named = f" although its name ends in {suffix}" if suffix in IMAGE_SUFFIXES else ""
-        raise InputError(filename, f"this is not a PNG, JPEG or DICOM image{named}: the content looks like {looks}",
-                         IMAGE_ACCEPTED, kind="wrong_type")
+        raise InputError(
+            filename,
+            f"this is not a PNG, JPEG or DICOM image{named}: the content looks like {looks}",
+            IMAGE_ACCEPTED,
+            kind="wrong_type",
+        )
     if kind == "dicom":  # the size budget from the header first: reading attributes may inflate the data set
         try:
             readable = readable_dicom(data, "image bytes", max_pixels)
@@ -98,11 +112,21 @@ def read_image_upload(filename: str, data: bytes, max_bytes: int = _IMAGE_LIMITS
     notes = []
     suffix = PurePath(str(filename)).suffix.lower()
     if suffix and suffix not in EXTENSIONS[kind]:
-        notes.append(f"{filename} is a {kind.upper()} file although its name ends in {suffix}; read as {kind.upper()} "
-                     "(the content decides)")
+        notes.append(
+            f"{filename} is a {kind.upper()} file although its name ends in {suffix}; read as {kind.upper()} "
+            "(the content decides)"
+        )
     height, width = pixels.shape
-    return ImageUpload(filename, MEDIA_TYPES[kind], DecodedImageBytes(data, pixels) if keep_pixels else data,
-                       _preview(pixels) if preview else None, int(width), int(height), kind, notes)
+    return ImageUpload(
+        filename,
+        MEDIA_TYPES[kind],
+        DecodedImageBytes(data, pixels) if keep_pixels else data,
+        _preview(pixels) if preview else None,
+        int(width),
+        int(height),
+        kind,
+        notes,
+    )
 
 
 def _size(n: int) -> str:
@@ -127,33 +151,53 @@ def _image_error(filename: str, kind: str, data: bytes, error: ImageInputError, 
     """The encoder's error as an InputError about `filename` (its wording, minus its own prefix)."""
     message = str(error)
     if message.startswith("image bytes: "):
-        message = message[len("image bytes: "):]
+        message = message[len("image bytes: ") :]
     message = message.split("; accepted", 1)[0]
     label = kind.upper()
     if isinstance(error, ImageTooLargeError):  # kind invalid: a file under the byte limit with too many pixels
-        return InputError(filename, message, f"an image of at most {max_pixels:,} pixels and "
-                          f"{decoded_budget(max_pixels):,} bytes of decoded pixels; {IMAGE_ACCEPTED}")
+        return InputError(
+            filename,
+            message,
+            f"an image of at most {max_pixels:,} pixels and "
+            f"{decoded_budget(max_pixels):,} bytes of decoded pixels; {IMAGE_ACCEPTED}",
+        )
     if isinstance(error, TruncatedImageError) and kind == "dicom" and "before its pixel data" in message:
-        return InputError(filename, "the DICOM file has no pixel data: it has image attributes but ends before its "
-                          "pixel data (truncated, or the pixels were removed)",
-                          "a complete DICOM image with pixel data, or a PNG / JPEG export of it")
+        return InputError(
+            filename,
+            "the DICOM file has no pixel data: it has image attributes but ends before its "
+            "pixel data (truncated, or the pixels were removed)",
+            "a complete DICOM image with pixel data, or a PNG / JPEG export of it",
+        )
     if isinstance(error, TruncatedImageError):
         if "truncated" not in message.split("(")[0]:
             message = f"the {label} file is truncated: {message}"
-        return InputError(filename, f"{message}; the upload or copy may have been interrupted",
-                          f"the complete file; {IMAGE_ACCEPTED}")
+        return InputError(
+            filename, f"{message}; the upload or copy may have been interrupted", f"the complete file; {IMAGE_ACCEPTED}"
+        )
     if isinstance(error, CorruptImageError):
         return InputError(filename, f"the file is damaged: {message}", IMAGE_ACCEPTED)
     if isinstance(error, UnsupportedImageTypeError) and kind == "dicom" and "no pixel data" in message:
-        return InputError(filename, _dicom_without_pixels(data),
-                          "a DICOM image (an X-ray with pixel data), or a PNG / JPEG export of it")
+        return InputError(
+            filename,
+            _dicom_without_pixels(data),
+            "a DICOM image (an X-ray with pixel data), or a PNG / JPEG export of it",
+        )
     return InputError(filename, message, IMAGE_ACCEPTED)
 
 
 # the DICOM attributes the decoder reads, and how it reads them (mmnar_core.encoders.image_io and pydicom's
 # pixel_array): each must be readable and of the right kind, else the message names it
-_DICOM_INTEGERS = ("Rows", "Columns", "SamplesPerPixel", "NumberOfFrames", "BitsAllocated", "BitsStored", "HighBit",
-                   "PixelRepresentation", "PlanarConfiguration")
+_DICOM_INTEGERS = (
+    "Rows",
+    "Columns",
+    "SamplesPerPixel",
+    "NumberOfFrames",
+    "BitsAllocated",
+    "BitsStored",
+    "HighBit",
+    "PixelRepresentation",
+    "PlanarConfiguration",
+)
 _DICOM_NUMBERS = ("RescaleSlope", "RescaleIntercept", "WindowCenter", "WindowWidth")
 _DICOM_TEXTS = ("PhotometricInterpretation", "VOILUTFunction")
 
@@ -175,8 +219,12 @@ def _check_dicom_attributes(filename: str, data: bytes) -> None:
                 continue
             value = ds[tag].value
         except Exception as error:  # noqa: BLE001 - pydicom raises several types for one damaged element
-            raise InputError(filename, f"the file is damaged: the DICOM attribute {keyword} {pydicom.tag.Tag(tag)} "
-                             f"cannot be read ({_reason(error)})", IMAGE_ACCEPTED) from None
+            raise InputError(
+                filename,
+                f"the file is damaged: the DICOM attribute {keyword} {pydicom.tag.Tag(tag)} "
+                f"cannot be read ({_reason(error)})",
+                IMAGE_ACCEPTED,
+            ) from None
         values = list(value) if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else [value]
         values = [v for v in values if v not in (None, "")]
         if keyword in _DICOM_TEXTS:
@@ -191,13 +239,22 @@ def _check_dicom_attributes(filename: str, data: bytes) -> None:
                 except (TypeError, ValueError, OverflowError):
                     bad.append(v)
             if keyword in _DICOM_INTEGERS and len(values) > 1:
-                raise InputError(filename, f"the file is damaged: the DICOM attribute {keyword} {pydicom.tag.Tag(tag)} "
-                                 f"has {len(values)} values, not one whole number", IMAGE_ACCEPTED)
+                raise InputError(
+                    filename,
+                    f"the file is damaged: the DICOM attribute {keyword} {pydicom.tag.Tag(tag)} "
+                    f"has {len(values)} values, not one whole number",
+                    IMAGE_ACCEPTED,
+                )
         if bad:
             shown = repr(bad[0]) if len(repr(bad[0])) <= 40 else repr(bad[0])[:37] + "..."
-            kind = "a whole number" if keyword in _DICOM_INTEGERS else "a number" if keyword in _DICOM_NUMBERS else "text"
-            raise InputError(filename, f"the file is damaged: the DICOM attribute {keyword} {pydicom.tag.Tag(tag)} is "
-                             f"{shown}, not {kind}", IMAGE_ACCEPTED)
+            kind = (
+                "a whole number" if keyword in _DICOM_INTEGERS else "a number" if keyword in _DICOM_NUMBERS else "text"
+            )
+            raise InputError(
+                filename,
+                f"the file is damaged: the DICOM attribute {keyword} {pydicom.tag.Tag(tag)} is {shown}, not {kind}",
+                IMAGE_ACCEPTED,
+            )
 
 
 def _reason(error: Exception) -> str:
@@ -220,14 +277,19 @@ def _dicom_without_pixels(data: bytes) -> str:
     from pydicom.uid import UID
 
     try:  # readable_dicom: a deflated data set is inflated under the size budget, never by pydicom
-        ds = pydicom.dcmread(io.BytesIO(readable_dicom(data, "image bytes", _IMAGE_LIMITS.max_pixels)),
-                             stop_before_pixels=True)
+        ds = pydicom.dcmread(
+            io.BytesIO(readable_dicom(data, "image bytes", _IMAGE_LIMITS.max_pixels)), stop_before_pixels=True
+        )
         sop = str(getattr(ds, "SOPClassUID", "") or "")
         modality = str(getattr(ds, "Modality", "") or "")
     except Exception:  # the encoder already parsed it; this only improves the wording
         sop, modality = "", ""
     name = UID(sop).name if sop else "unknown"
-    what = f"SOP class {name}" + (f" ({sop})" if sop and name != sop else "") + (f", modality {modality}" if modality else "")
+    what = (
+        f"SOP class {name}"
+        + (f" ({sop})" if sop and name != sop else "")
+        + (f", modality {modality}" if modality else "")
+    )
     return f"the DICOM file has no pixel data ({what}): it is not an image"
 
 
@@ -252,8 +314,12 @@ def read_text_upload(field: str, data: bytes | str, max_chars: int = TextEncoder
     accepted = f"{TEXT_ACCEPTED}, at most {max_chars:,} characters"
     if isinstance(data, (bytes, bytearray, memoryview)):
         if len(data) > 4 * max_chars + 4:  # a UTF-8 character is at most 4 bytes: too long whatever it holds
-            raise InputError(field, f"the file is {_size(len(data))}, longer than the limit of {max_chars:,} characters",
-                             accepted, kind="too_large")
+            raise InputError(
+                field,
+                f"the file is {_size(len(data))}, longer than the limit of {max_chars:,} characters",
+                accepted,
+                kind="too_large",
+            )
         text = decode_utf8(bytes(data), field, accepted)
     elif isinstance(data, str):
         text = data[1:] if data.startswith("\ufeff") else data
@@ -262,8 +328,13 @@ def read_text_upload(field: str, data: bytes | str, max_chars: int = TextEncoder
     if not text.strip():
         raise InputError(field, "the note is empty" if not text else "the note holds only whitespace", accepted)
     if len(text) > max_chars:
-        raise InputError(field, f"the note has {len(text):,} characters, more than the limit of {max_chars:,} (one "
-                         "clinical note is typically under 30,000)", accepted, kind="too_large")
+        raise InputError(
+            field,
+            f"the note has {len(text):,} characters, more than the limit of {max_chars:,} (one "
+            "clinical note is typically under 30,000)",
+            accepted,
+            kind="too_large",
+        )
     try:
         decode_note(text, max_chars, field)  # the encoder's own type and length check
     except TextInputError as error:
@@ -274,6 +345,9 @@ def read_text_upload(field: str, data: bytes | str, max_chars: int = TextEncoder
     try:
         clean_note(text, max_chars=max_chars, where=field)
     except EmptyTextError:
-        raise InputError(field, "the note holds no clinical text (only whitespace, de-identification marks, header "
-                         "or signature lines)", accepted) from None
+        raise InputError(
+            field,
+            "the note holds no clinical text (only whitespace, de-identification marks, header or signature lines)",
+            accepted,
+        ) from None
     return text

@@ -6,28 +6,73 @@ ICD-10 admissions; UCI uses ICD-9), and keeps the features readable in the app's
 
 from __future__ import annotations
 
-
-
 DIAGNOSIS_GROUPS = (
-    "infectious", "neoplasm", "endocrine", "blood", "mental", "nervous", "circulatory", "respiratory",
-    "digestive", "genitourinary", "pregnancy", "skin", "musculoskeletal", "congenital", "perinatal",
-    "symptoms", "injury", "external", "factors",
+    "infectious",
+    "neoplasm",
+    "endocrine",
+    "blood",
+    "mental",
+    "nervous",
+    "circulatory",
+    "respiratory",
+    "digestive",
+    "genitourinary",
+    "pregnancy",
+    "skin",
+    "musculoskeletal",
+    "congenital",
+    "perinatal",
+    "symptoms",
+    "injury",
+    "external",
+    "factors",
 )
 
 _ICD9_RANGES = (
-    (1, 139, "infectious"), (140, 239, "neoplasm"), (240, 279, "endocrine"), (280, 289, "blood"),
-    (290, 319, "mental"), (320, 389, "nervous"), (390, 459, "circulatory"), (460, 519, "respiratory"),
-    (520, 579, "digestive"), (580, 629, "genitourinary"), (630, 679, "pregnancy"), (680, 709, "skin"),
-    (710, 739, "musculoskeletal"), (740, 759, "congenital"), (760, 779, "perinatal"),
-    (780, 799, "symptoms"), (800, 999, "injury"),
+    (1, 139, "infectious"),
+    (140, 239, "neoplasm"),
+    (240, 279, "endocrine"),
+    (280, 289, "blood"),
+    (290, 319, "mental"),
+    (320, 389, "nervous"),
+    (390, 459, "circulatory"),
+    (460, 519, "respiratory"),
+    (520, 579, "digestive"),
+    (580, 629, "genitourinary"),
+    (630, 679, "pregnancy"),
+    (680, 709, "skin"),
+    (710, 739, "musculoskeletal"),
+    (740, 759, "congenital"),
+    (760, 779, "perinatal"),
+    (780, 799, "symptoms"),
+    (800, 999, "injury"),
 )
 
 _ICD10_LETTERS = {
-    "A": "infectious", "B": "infectious", "C": "neoplasm", "E": "endocrine", "F": "mental",
-    "G": "nervous", "H": "nervous", "I": "circulatory", "J": "respiratory", "K": "digestive",
-    "L": "skin", "M": "musculoskeletal", "N": "genitourinary", "O": "pregnancy", "P": "perinatal",
-    "Q": "congenital", "R": "symptoms", "S": "injury", "T": "injury", "V": "external", "W": "external",
-    "X": "external", "Y": "external", "Z": "factors",
+    "A": "infectious",
+    "B": "infectious",
+    "C": "neoplasm",
+    "E": "endocrine",
+    "F": "mental",
+    "G": "nervous",
+    "H": "nervous",
+    "I": "circulatory",
+    "J": "respiratory",
+    "K": "digestive",
+    "L": "skin",
+    "M": "musculoskeletal",
+    "N": "genitourinary",
+    "O": "pregnancy",
+    "P": "perinatal",
+    "Q": "congenital",
+    "R": "symptoms",
+    "S": "injury",
+    "T": "injury",
+    "V": "external",
+    "W": "external",
+    "X": "external",
+    "Y": "external",
+    "Z": "factors",
 }
 
 
@@ -67,12 +112,18 @@ def diagnosis_group(code: str, version: int) -> str | None:
     return icd10_group(code) if int(version) == 10 else icd9_group(code)
 
 
-
-
 PROCEDURE_GROUPS = ("surgery", "imaging", "administration", "monitoring", "extracorporeal", "other")
 
-_PCS_SECTIONS = {"0": "surgery", "1": "surgery", "3": "administration", "4": "monitoring", "5": "extracorporeal",
-                 "6": "extracorporeal", "B": "imaging", "C": "imaging"}
+_PCS_SECTIONS = {
+    "0": "surgery",
+    "1": "surgery",
+    "3": "administration",
+    "4": "monitoring",
+    "5": "extracorporeal",
+    "6": "extracorporeal",
+    "B": "imaging",
+    "C": "imaging",
+}
 
 
 def procedure_group(code: str, version: int) -> str | None:

@@ -36,19 +36,36 @@ MODALITIES = (
     ModalitySpec("clinical_note", ModalityKind.TEXT, "Clinical notes published with the first image"),
 )
 OUTCOMES = (
-    OutcomeSpec("went_icu", "ICU admission", "went_icu == 'Y' on any row (1) / 'N' (0); other values unknown",
-                anchor="first image", defined_for="patients whose ICU status is reported"),
-    OutcomeSpec("death", "Death", "survival == 'N' on any row (1) / 'Y' (0); other values unknown",
-                anchor="first image", defined_for="patients whose survival is reported"),
-    OutcomeSpec("intubated", "Intubation", "intubated == 'Y' on any row (1) / 'N' (0); other values unknown",
-                anchor="first image", defined_for="patients whose intubation status is reported"),
+    OutcomeSpec(
+        "went_icu",
+        "ICU admission",
+        "went_icu == 'Y' on any row (1) / 'N' (0); other values unknown",
+        anchor="first image",
+        defined_for="patients whose ICU status is reported",
+    ),
+    OutcomeSpec(
+        "death",
+        "Death",
+        "survival == 'N' on any row (1) / 'Y' (0); other values unknown",
+        anchor="first image",
+        defined_for="patients whose survival is reported",
+    ),
+    OutcomeSpec(
+        "intubated",
+        "Intubation",
+        "intubated == 'Y' on any row (1) / 'N' (0); other values unknown",
+        anchor="first image",
+        defined_for="patients whose intubation status is reported",
+    ),
 )
 UNKNOWN = ["?"]
 
 
 def feature_specs() -> list[FeatureSpec]:
-    specs = [FeatureSpec("age", "numeric", "demographics", "years", "Age", (0, 120)),
-             FeatureSpec("sex", "categorical", "demographics", None, "Sex", None, ("F", "M"))]
+    specs = [
+        FeatureSpec("age", "numeric", "demographics", "years", "Age", (0, 120)),
+        FeatureSpec("sex", "categorical", "demographics", None, "Sex", None, ("F", "M")),
+    ]
     for name, (_, unit, rng, desc) in MEASUREMENTS.items():
         specs.append(FeatureSpec(name, "numeric", "measurements", unit, desc, rng))
     return specs
@@ -58,10 +75,25 @@ def read_metadata(folder: Path) -> pd.DataFrame:
     path = find_table(folder, "metadata")
     columns = [c for c, *_ in MEASUREMENTS.values()]
     meta = read_small(
-        path, required=["patientid", "offset", "sex", "age", "survival", "intubated", "went_icu", "view", "filename",
-                        "license", "clinical_notes", *columns],
+        path,
+        required=[
+            "patientid",
+            "offset",
+            "sex",
+            "age",
+            "survival",
+            "intubated",
+            "went_icu",
+            "view",
+            "filename",
+            "license",
+            "clinical_notes",
+            *columns,
+        ],
         optional=["staged_file", "doi", "url"],
-        numeric=["offset", "age", *columns], not_null=["patientid", "filename"], na_values=UNKNOWN,
+        numeric=["offset", "age", *columns],
+        not_null=["patientid", "filename"],
+        na_values=UNKNOWN,
     )
     meta["image_file"] = meta["staged_file"].fillna(meta["filename"])
     return meta
@@ -83,20 +115,27 @@ def build(root: str | Path, out: str | Path, seed: int = 0, overwrite: bool = Fa
         stages.next()
         meta = read_metadata(folder)
         stages.next()
-        ordered = meta.assign(_unknown=meta["offset"].isna()).sort_values(["patientid", "_unknown", "offset", "image_file"])
+        ordered = meta.assign(_unknown=meta["offset"].isna()).sort_values(
+            ["patientid", "_unknown", "offset", "image_file"]
+        )
         first = ordered.drop_duplicates("patientid").reset_index(drop=True)
         by_patient = meta.groupby("patientid")
         static = by_patient[["age", "sex"]].first()
-        structured = pd.DataFrame({
-            "age": first["patientid"].map(static["age"]).to_numpy(),
-            "sex": first["patientid"].map(static["sex"]).where(lambda s: s.isin(["F", "M"])).to_numpy(),
-        })
+        structured = pd.DataFrame(
+            {
+                "age": first["patientid"].map(static["age"]).to_numpy(),
+                "sex": first["patientid"].map(static["sex"]).where(lambda s: s.isin(["F", "M"])).to_numpy(),
+            }
+        )
         for name, (column, *_rest) in MEASUREMENTS.items():
             structured[name] = first[column].to_numpy()
         labels = {}
-        for outcome, column, positive, negative in (("went_icu", "went_icu", "Y", "N"), ("death", "survival", "N", "Y"),
-                                                    ("intubated", "intubated", "Y", "N")):
-            per = by_patient[column].agg(lambda rows: per_patient_label(rows, positive, negative))
+        for outcome, column, positive, negative in (
+            ("went_icu", "went_icu", "Y", "N"),
+            ("death", "survival", "N", "Y"),
+            ("intubated", "intubated", "Y", "N"),
+        ):
+            per = by_patient[column].agg(lambda rows: per_patient_label(rows, positive, negative))  # noqa: B023
             labels[outcome] = first["patientid"].map(per)
         refs = []
         for row in first.itertuples():
@@ -114,14 +153,33 @@ def build(root: str | Path, out: str | Path, seed: int = 0, overwrite: bool = Fa
 
         stages.next()
         manifest = Manifest(
-            name="covid-cxr-notes", description="COVID-19 image data collection subset: first chest X-ray + note per patient "
+            name="covid-cxr-notes",
+            description="COVID-19 image data collection subset: first chest X-ray + note per patient "
             "(tiny and biased: smoke tests and demos only, never performance claims)",
-            modalities=list(MODALITIES), features=feature_specs(), outcomes=list(OUTCOMES),
-            provenance={"source": "COVID-19 image data collection (ieee8023/covid-chestxray-dataset), subset", "root": str(folder.resolve()),
-                        "licence": "per image (images.parquet column `license`): CC BY / BY-SA / BY-NC-SA",
-                        "generator": "mmnar_core.loaders.covid_cxr", "seed": seed},
+            modalities=list(MODALITIES),
+            features=feature_specs(),
+            outcomes=list(OUTCOMES),
+            provenance={
+                "source": "COVID-19 image data collection (ieee8023/covid-chestxray-dataset), subset",
+                "root": str(folder.resolve()),
+                "licence": "per image (images.parquet column `license`): CC BY / BY-SA / BY-NC-SA",
+                "generator": "mmnar_core.loaders.covid_cxr",
+                "seed": seed,
+            },
         )
-        ids = pd.DataFrame({"patient_id": "covid_" + first["patientid"].astype(str), "group_id": first["patientid"].astype(str)})
+        ids = pd.DataFrame(
+            {"patient_id": "covid_" + first["patientid"].astype(str), "group_id": first["patientid"].astype(str)}
+        )
         texts = {"clinical_note": first["clinical_notes"]}
-        return write_dataset(Path(out), manifest, ids, structured, labels, texts=texts,
-                             images={"cxr": pd.Series(refs, dtype=object)}, image_bytes=image_bytes, seed=seed, overwrite=overwrite)
+        return write_dataset(
+            Path(out),
+            manifest,
+            ids,
+            structured,
+            labels,
+            texts=texts,
+            images={"cxr": pd.Series(refs, dtype=object)},
+            image_bytes=image_bytes,
+            seed=seed,
+            overwrite=overwrite,
+        )

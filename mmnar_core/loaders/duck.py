@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import duckdb
 import pandas as pd
@@ -62,7 +62,7 @@ class Engine:
         if self._spill is not None:
             self._spill.cleanup()
 
-    def __enter__(self) -> "Engine":
+    def __enter__(self) -> Engine:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import hashlib
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -59,7 +59,7 @@ class Stages:
             self.bar.set_postfix_str(self.names[self.index])
         self.index += 1
 
-    def __enter__(self) -> "Stages":
+    def __enter__(self) -> Stages:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -73,7 +73,9 @@ def tabular_availability(manifest: Manifest, structured: pd.DataFrame) -> dict[s
     out = {}
     for modality in manifest.modalities_of_kind(ModalityKind.TABULAR):
         owned = [f.name for f in manifest.features_of(modality.name)]
-        out[modality.name] = structured[owned].notna().any(axis=1).to_numpy() if owned else np.zeros(len(structured), bool)
+        out[modality.name] = (
+            structured[owned].notna().any(axis=1).to_numpy() if owned else np.zeros(len(structured), bool)
+        )
     return out
 
 
@@ -86,7 +88,9 @@ def conform_structured(manifest: Manifest, structured: pd.DataFrame) -> pd.DataF
         if feature.kind is FeatureKind.NUMERIC:
             columns[feature.name] = pd.to_numeric(column, errors="raise").astype("float64")
         elif feature.kind is FeatureKind.BINARY:
-            columns[feature.name] = pd.array(column.map(lambda v: None if v is None or v != v else int(bool(v))), dtype="Int8")
+            columns[feature.name] = pd.array(
+                column.map(lambda v: None if v is None or v != v else int(bool(v))), dtype="Int8"
+            )
         else:
             columns[feature.name] = column.map(lambda v: None if v is None or v != v else str(v)).astype(object)
     out = pd.DataFrame(columns)
@@ -127,7 +131,9 @@ def write_dataset(
         text[modality.name] = series.map(lambda v: v if isinstance(v, str) and v.strip() else None).astype(object)
 
     patients = pd.DataFrame({"patient_id": patient_id, "group_id": ids["group_id"].astype(str).reset_index(drop=True)})
-    patients["split"] = assign_splits(patients["group_id"].tolist(), seed=seed) if splits is None else np.asarray(splits, dtype=object)
+    patients["split"] = (
+        assign_splits(patients["group_id"].tolist(), seed=seed) if splits is None else np.asarray(splits, dtype=object)
+    )
     tabular = tabular_availability(manifest, structured)
     with DatasetWriter(out, overwrite=overwrite) as writer:
         image_rows = []

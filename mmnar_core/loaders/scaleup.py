@@ -32,13 +32,24 @@ REPLICATED = {
     "icu/icustays": ["subject_id", "hadm_id", "stay_id"],
 }
 COPIED = ("hosp/d_labitems",)
-VITAL_ITEMS = ((220045, 80.0, 15.0, "bpm"), (220179, 120.0, 20.0, "mmHg"), (220180, 65.0, 12.0, "mmHg"),
-               (220181, 85.0, 14.0, "mmHg"), (220210, 18.0, 4.0, "insp/min"), (223762, 37.0, 0.6, "°C"),
-               (220277, 96.0, 2.5, "%"))
+VITAL_ITEMS = (
+    (220045, 80.0, 15.0, "bpm"),
+    (220179, 120.0, 20.0, "mmHg"),
+    (220180, 65.0, 12.0, "mmHg"),
+    (220181, 85.0, 14.0, "mmHg"),
+    (220210, 18.0, 4.0, "insp/min"),
+    (223762, 37.0, 0.6, "°C"),
+    (220277, 96.0, 2.5, "%"),
+)
 
 
 def _columns(con, path: Path) -> list[str]:
-    return [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM read_csv('{path}', header = true, all_varchar = true)").fetchall()]
+    return [
+        row[0]
+        for row in con.execute(
+            f"DESCRIBE SELECT * FROM read_csv('{path}', header = true, all_varchar = true)"
+        ).fetchall()
+    ]
 
 
 def make_scaled_root(demo: Path, out: Path, replicas: int, threads: int = 2) -> dict[str, int]:
@@ -56,13 +67,20 @@ def make_scaled_root(demo: Path, out: Path, replicas: int, threads: int = 2) -> 
                 select.append(f'CAST(CAST("{column}" AS BIGINT) + r.k * {ID_SHIFT} AS VARCHAR) AS "{column}"')
             else:
                 select.append(f'"{column}"')
-        query = (f"SELECT {', '.join(select)} FROM read_csv('{source}', header = true, all_varchar = true) "
-                 f"CROSS JOIN range({replicas}) r(k)")
+        query = (
+            f"SELECT {', '.join(select)} FROM read_csv('{source}', header = true, all_varchar = true) "
+            f"CROSS JOIN range({replicas}) r(k)"
+        )
         con.execute(f"COPY ({query}) TO '{target}' (HEADER, COMPRESSION gzip)")
-        rows[table] = con.execute(f"SELECT count(*) FROM read_csv('{source}', header = true, all_varchar = true)").fetchone()[0] * replicas
+        rows[table] = (
+            con.execute(f"SELECT count(*) FROM read_csv('{source}', header = true, all_varchar = true)").fetchone()[0]
+            * replicas
+        )
     for table in COPIED:
         (out / f"{table}.csv.gz").write_bytes((demo / f"{table}.csv.gz").read_bytes())
-    items = " UNION ALL ".join(f"SELECT {i} AS itemid, {m} AS mean, {s} AS sd, '{u}' AS uom" for i, m, s, u in VITAL_ITEMS)
+    items = " UNION ALL ".join(
+        f"SELECT {i} AS itemid, {m} AS mean, {s} AS sd, '{u}' AS uom" for i, m, s, u in VITAL_ITEMS
+    )
     con.execute("SELECT setseed(0.42)")
     chart = f"""
         SELECT CAST(s.subject_id + r.k * {ID_SHIFT} AS BIGINT) AS subject_id, CAST(s.hadm_id + r.k * {ID_SHIFT} AS BIGINT) AS hadm_id,
@@ -74,23 +92,35 @@ def make_scaled_root(demo: Path, out: Path, replicas: int, threads: int = 2) -> 
         CROSS JOIN ({items}) i
         CROSS JOIN LATERAL (SELECT unnest(generate_series(s.intime, s.outtime, INTERVAL 1 HOUR)) AS charttime) t
     """
-    query = (f"SELECT subject_id, hadm_id, stay_id, caregiver_id, charttime, storetime, itemid, "
-             f"CAST(valuenum AS VARCHAR) AS value, valuenum, valueuom, warning FROM ({chart})")
+    query = (
+        f"SELECT subject_id, hadm_id, stay_id, caregiver_id, charttime, storetime, itemid, "
+        f"CAST(valuenum AS VARCHAR) AS value, valuenum, valueuom, warning FROM ({chart})"
+    )
     target = out / "icu/chartevents.csv.gz"
     con.execute(f"COPY ({query}) TO '{target}' (HEADER, COMPRESSION gzip, TIMESTAMPFORMAT '%Y-%m-%d %H:%M:%S')")
-    rows["icu/chartevents"] = con.execute(f"SELECT count(*) FROM read_csv('{target}', header = true, all_varchar = true)").fetchone()[0]
+    rows["icu/chartevents"] = con.execute(
+        f"SELECT count(*) FROM read_csv('{target}', header = true, all_varchar = true)"
+    ).fetchone()[0]
     con.close()
     return rows
 
 
-def bench_loaders_scaleup(target_rows: int = 20_000_000, memory_limit: str = "4GB", threads: int = 2,
-                          workdir: str | None = None, demo: str | None = None, keep: bool = False) -> dict:
+def bench_loaders_scaleup(
+    target_rows: int = 20_000_000,
+    memory_limit: str = "4GB",
+    threads: int = 2,
+    workdir: str | None = None,
+    demo: str | None = None,
+    keep: bool = False,
+) -> dict:
     """Build mimic-iv on a replicated demo whose labevents has >= target_rows rows; figures for the whole build."""
     demo_root = Path(demo) if demo else DEMO
     if not (demo_root / "hosp" / "labevents.csv.gz").is_file():
         raise FileNotFoundError(f"the MIMIC-IV demo is needed beside the clone (looked in {demo_root})")
     con = duckdb.connect()
-    demo_labs = con.execute(f"SELECT count(*) FROM read_csv('{demo_root / 'hosp/labevents.csv.gz'}', header = true, all_varchar = true)").fetchone()[0]
+    demo_labs = con.execute(
+        f"SELECT count(*) FROM read_csv('{demo_root / 'hosp/labevents.csv.gz'}', header = true, all_varchar = true)"
+    ).fetchone()[0]
     con.close()
     replicas = max(1, math.ceil(target_rows / demo_labs))
     base = Path(tempfile.mkdtemp(prefix="mmnar-scaleup-", dir=workdir))
@@ -99,8 +129,22 @@ def bench_loaders_scaleup(target_rows: int = 20_000_000, memory_limit: str = "4G
         rows = make_scaled_root(demo_root, base / "mimic", replicas, threads)
         generate_s = time.perf_counter() - started
         input_bytes = sum(f.stat().st_size for f in (base / "mimic").rglob("*.csv.gz"))
-        command = [sys.executable, "-m", "mmnar_core", "build", "mimic-iv", "--root", str(base / "mimic"), "--out", str(base / "ds"),
-                   "--no-progress", "--memory-limit", memory_limit, "--threads", str(threads)]
+        command = [
+            sys.executable,
+            "-m",
+            "mmnar_core",
+            "build",
+            "mimic-iv",
+            "--root",
+            str(base / "mimic"),
+            "--out",
+            str(base / "ds"),
+            "--no-progress",
+            "--memory-limit",
+            memory_limit,
+            "--threads",
+            str(threads),
+        ]
         started = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
         build_s = time.perf_counter() - started

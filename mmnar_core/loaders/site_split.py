@@ -13,7 +13,7 @@ Rule (deterministic, documented in docs/new_site.md):
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -58,14 +58,17 @@ def _hash(seed: int, key: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:hospital:{key}".encode()).digest()[:8], "big")
 
 
-def split_by_hospital(hospitals: Sequence, persons: Sequence, seed: int = 0,
-                      fractions: dict[str, float] = HOSPITAL_FRACTIONS) -> tuple[np.ndarray, dict]:
+def split_by_hospital(
+    hospitals: Sequence, persons: Sequence, seed: int = 0, fractions: dict[str, float] = HOSPITAL_FRACTIONS
+) -> tuple[np.ndarray, dict]:
     """(split of every row, the scheme to record in the manifest). Rows are stays; `persons` their person ids."""
     if len(hospitals) != len(persons):
         raise ValueError("hospitals and persons must be aligned row by row")
     hospital_text = pd.Series([None if pd.isna(h) else str(h) for h in hospitals], dtype=object)
     if hospital_text.isna().any():
-        raise SiteSplitError(f"{int(hospital_text.isna().sum())} stay(s) have no hospital id; a hospital split needs one on every stay")
+        raise SiteSplitError(
+            f"{int(hospital_text.isna().sum())} stay(s) have no hospital id; a hospital split needs one on every stay"
+        )
     blocks = hospital_blocks(hospital_text, persons)
     if len(blocks) < 3:
         raise SiteSplitError(f"a hospital split needs at least 3 separable hospitals; these stays have {len(blocks)}")
@@ -80,15 +83,23 @@ def split_by_hospital(hospitals: Sequence, persons: Sequence, seed: int = 0,
         for h in blocks[key]:
             where[h] = split
     if min(held.values()) == 0:
-        raise SiteSplitError(f"the hospitals cannot fill train, val and test (stays per split {held}); one block of "
-                             "hospitals linked by shared patients holds too many stays")
+        raise SiteSplitError(
+            f"the hospitals cannot fill train, val and test (stays per split {held}); one block of "
+            "hospitals linked by shared patients holds too many stays"
+        )
     splits = hospital_text.map(where).to_numpy(dtype=object)
     assert_site_disjoint(splits, hospital_text.to_numpy(), np.asarray([str(p) for p in persons], dtype=object))
     scheme = {
-        "by": "hospital", "column": "hospitalid", "seed": seed,
+        "by": "hospital",
+        "column": "hospitalid",
+        "seed": seed,
         "rule": "hospitals sharing a patient form one block; blocks ordered by sha256('{seed}:hospital:{smallest id}'); "
-                "test takes blocks while it holds < test fraction of stays, then val while < val fraction, then train",
-        "fractions": {"test": fractions["test"], "val": fractions["val"], "train": round(1 - sum(fractions.values()), 6)},
+        "test takes blocks while it holds < test fraction of stays, then val while < val fraction, then train",
+        "fractions": {
+            "test": fractions["test"],
+            "val": fractions["val"],
+            "train": round(1 - sum(fractions.values()), 6),
+        },
         "stays": {s: held[s] for s in ("train", "val", "test")},
         "hospitals": {s: sorted((h for h, v in where.items() if v == s), key=_order) for s in ("train", "val", "test")},
         "linked_hospitals": [members for members in blocks.values() if len(members) > 1],

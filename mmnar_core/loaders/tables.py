@@ -13,8 +13,8 @@ import csv
 import gzip
 import io
 import zlib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import pandas as pd
 
@@ -45,7 +45,11 @@ def find_table(folder: Path, name: str, required: bool = True) -> Path | None:
             if hit is not None:
                 return hit
     if required:
-        raise LoaderError(folder / f"{name}.csv.gz", "(file)", f"required table {name!r} is missing (looked for {name}.csv.gz or {name}.csv in {folder})")
+        raise LoaderError(
+            folder / f"{name}.csv.gz",
+            "(file)",
+            f"required table {name!r} is missing (looked for {name}.csv.gz or {name}.csv in {folder})",
+        )
     return None
 
 
@@ -100,11 +104,19 @@ def read_small(
     mapping = column_map(path, required, optional)
     try:
         frame = pd.read_csv(
-            path, usecols=list(mapping.values()), dtype=str, keep_default_na=False,
-            na_values=[""] + list(na_values), compression="infer",
+            path,
+            usecols=list(mapping.values()),
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""] + list(na_values),
+            compression="infer",
         )
     except (OSError, EOFError, zlib.error, UnicodeDecodeError, pd.errors.ParserError) as error:
-        raise LoaderError(path, "(content)", f"cannot be read: corrupt or truncated file while reading columns {', '.join(mapping)} ({error})") from None
+        raise LoaderError(
+            path,
+            "(content)",
+            f"cannot be read: corrupt or truncated file while reading columns {', '.join(mapping)} ({error})",
+        ) from None
     frame = frame.rename(columns={v: k for k, v in mapping.items()})
     for column in optional:
         if column not in frame.columns:
@@ -112,11 +124,15 @@ def read_small(
     for column in not_null:
         empty = frame[column].isna()
         if empty.any():
-            raise LoaderError(path, column, f"is empty on data row {int(empty.to_numpy().argmax()) + 1}; every row needs a value")
+            raise LoaderError(
+                path, column, f"is empty on data row {int(empty.to_numpy().argmax()) + 1}; every row needs a value"
+            )
     for column in numeric:
         frame[column] = _convert(path, column, frame[column], lambda s: pd.to_numeric(s, errors="coerce"))
     for column in times:
-        frame[column] = _convert(path, column, frame[column], lambda s: pd.to_datetime(s, errors="coerce", format="ISO8601"))
+        frame[column] = _convert(
+            path, column, frame[column], lambda s: pd.to_datetime(s, errors="coerce", format="ISO8601")
+        )
     return frame[required + optional]
 
 
@@ -135,4 +151,8 @@ def check_values(path: Path, column: str, values: pd.Series, accepted: Mapping |
     bad = values.notna() & ~values.isin(accepted)
     if bad.any():
         row = int(bad.to_numpy().argmax())
-        raise LoaderError(path, column, f"value {values.iloc[row]!r} on data row {row + 1} is not accepted (accepted: {', '.join(sorted(map(str, accepted)))})")
+        raise LoaderError(
+            path,
+            column,
+            f"value {values.iloc[row]!r} on data row {row + 1} is not accepted (accepted: {', '.join(sorted(map(str, accepted)))})",
+        )

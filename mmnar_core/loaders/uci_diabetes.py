@@ -29,24 +29,59 @@ from mmnar_core.schema import FeatureSpec, ModalityKind, ModalitySpec, OutcomeSp
 # 19/20/21 expired (Medicaid hospice)
 EXCLUDED_DISPOSITIONS = {"11", "13", "14", "19", "20", "21"}
 MEDICATIONS = (
-    "metformin", "repaglinide", "nateglinide", "chlorpropamide", "glimepiride", "acetohexamide", "glipizide", "glyburide",
-    "tolbutamide", "pioglitazone", "rosiglitazone", "acarbose", "miglitol", "troglitazone", "tolazamide", "examide",
-    "citoglipton", "insulin", "glyburide-metformin", "glipizide-metformin", "glimepiride-pioglitazone",
-    "metformin-rosiglitazone", "metformin-pioglitazone",
+    "metformin",
+    "repaglinide",
+    "nateglinide",
+    "chlorpropamide",
+    "glimepiride",
+    "acetohexamide",
+    "glipizide",
+    "glyburide",
+    "tolbutamide",
+    "pioglitazone",
+    "rosiglitazone",
+    "acarbose",
+    "miglitol",
+    "troglitazone",
+    "tolazamide",
+    "examide",
+    "citoglipton",
+    "insulin",
+    "glyburide-metformin",
+    "glipizide-metformin",
+    "glimepiride-pioglitazone",
+    "metformin-rosiglitazone",
+    "metformin-pioglitazone",
 )
 AGE_BANDS = tuple(f"[{10 * i}-{10 * (i + 1)})" for i in range(10))
 WEIGHT_BANDS = tuple(f"[{25 * i}-{25 * (i + 1)})" for i in range(8)) + (">200",)
-COUNTS = ("time_in_hospital", "num_lab_procedures", "num_procedures", "num_medications", "number_outpatient",
-          "number_emergency", "number_inpatient", "number_diagnoses")
+COUNTS = (
+    "time_in_hospital",
+    "num_lab_procedures",
+    "num_procedures",
+    "num_medications",
+    "number_outpatient",
+    "number_emergency",
+    "number_inpatient",
+    "number_diagnoses",
+)
 MISSING = {"?", "", "None", "NULL", "Not Available", "Not Mapped", "Unknown/Invalid"}
 ID_SECTIONS = ("admission_type_id", "discharge_disposition_id", "admission_source_id")
 
 OUTCOME = OutcomeSpec(
-    "readmission_30d", "Readmission within 30 days", "readmitted == '<30' (the published label)",
-    anchor="encounter discharge", window_days=(0, 30), defined_for="encounters not discharged to death or hospice",
+    "readmission_30d",
+    "Readmission within 30 days",
+    "readmitted == '<30' (the published label)",
+    anchor="encounter discharge",
+    window_days=(0, 30),
+    defined_for="encounters not discharged to death or hospice",
 )
 MODALITIES = (
-    ModalitySpec("encounter", ModalityKind.TABULAR, "Demographics, admission fields, utilisation, diagnoses, diabetes medications"),
+    ModalitySpec(
+        "encounter",
+        ModalityKind.TABULAR,
+        "Demographics, admission fields, utilisation, diagnoses, diabetes medications",
+    ),
     ModalitySpec("a1c_test", ModalityKind.TABULAR, "HbA1c result, present only when the test was ordered"),
     ModalitySpec("glucose_test", ModalityKind.TABULAR, "Max glucose serum result, present only when ordered"),
     ModalitySpec("weight", ModalityKind.TABULAR, "Body weight band, present only when charted"),
@@ -69,16 +104,36 @@ def read_id_mapping(path: Path) -> dict[str, dict[str, str]]:
             sections[current][row[0].strip()] = row[1].strip() if len(row) > 1 else ""
     for name in ID_SECTIONS:
         if name not in sections:
-            raise LoaderError(path, name, "section is missing (expected three sections: " + ", ".join(ID_SECTIONS) + ")")
+            raise LoaderError(
+                path, name, "section is missing (expected three sections: " + ", ".join(ID_SECTIONS) + ")"
+            )
     return sections
 
 
 def read_table(folder: Path) -> pd.DataFrame:
     path = find_table(folder, "diabetic_data")
     header = read_header(path)
-    required = ["encounter_id", "patient_nbr", "race", "gender", "age", "weight", *ID_SECTIONS, *COUNTS, "payer_code",
-                "medical_specialty", "diag_1", "diag_2", "diag_3", "max_glu_serum", "A1Cresult", *MEDICATIONS, "change",
-                "diabetesMed", "readmitted"]
+    required = [
+        "encounter_id",
+        "patient_nbr",
+        "race",
+        "gender",
+        "age",
+        "weight",
+        *ID_SECTIONS,
+        *COUNTS,
+        "payer_code",
+        "medical_specialty",
+        "diag_1",
+        "diag_2",
+        "diag_3",
+        "max_glu_serum",
+        "A1Cresult",
+        *MEDICATIONS,
+        "change",
+        "diabetesMed",
+        "readmitted",
+    ]
     for column in required:
         if column not in header:
             raise LoaderError(path, column, f"required column is missing (the file has: {', '.join(header)})")
@@ -103,26 +158,66 @@ def feature_specs(mapping: dict[str, dict[str, str]], frame: pd.DataFrame) -> li
     specs = [
         FeatureSpec("age_band", "categorical", e, "years", "Age band", None, AGE_BANDS),
         FeatureSpec("gender", "categorical", e, None, "Gender", None, ("Female", "Male")),
-        FeatureSpec("race", "categorical", e, None, "Race", None, ("AfricanAmerican", "Asian", "Caucasian", "Hispanic", "Other")),
+        FeatureSpec(
+            "race", "categorical", e, None, "Race", None, ("AfricanAmerican", "Asian", "Caucasian", "Hispanic", "Other")
+        ),
     ]
     for section in ID_SECTIONS:
         values = {v for k, v in mapping[section].items() if v not in MISSING and v != ""}
         values |= set(_describe(frame[section], mapping[section]).dropna())
-        specs.append(FeatureSpec(section.removesuffix("_id"), "categorical", e, None, f"{section} (IDs_mapping.csv description)", None, tuple(sorted(values))))
+        specs.append(
+            FeatureSpec(
+                section.removesuffix("_id"),
+                "categorical",
+                e,
+                None,
+                f"{section} (IDs_mapping.csv description)",
+                None,
+                tuple(sorted(values)),
+            )
+        )
     for column in COUNTS:
-        specs.append(FeatureSpec(column, "numeric", e, "days" if column == "time_in_hospital" else "count", column.replace("_", " "), (0, 1000)))
+        specs.append(
+            FeatureSpec(
+                column,
+                "numeric",
+                e,
+                "days" if column == "time_in_hospital" else "count",
+                column.replace("_", " "),
+                (0, 1000),
+            )
+        )
     for column in ("payer_code", "medical_specialty"):
         cats = tuple(sorted(set(frame[column]) - MISSING))
-        specs.append(FeatureSpec(column, "categorical", e, None, f"{column} (null: not recorded)", None, cats or ("unknown",)))
-    specs += [FeatureSpec(f"dx_{g}", "binary", e, None, f"A diagnosis (diag_1..3) in ICD-9 group '{g}'") for g in DIAGNOSIS_GROUPS]
+        specs.append(
+            FeatureSpec(column, "categorical", e, None, f"{column} (null: not recorded)", None, cats or ("unknown",))
+        )
+    specs += [
+        FeatureSpec(f"dx_{g}", "binary", e, None, f"A diagnosis (diag_1..3) in ICD-9 group '{g}'")
+        for g in DIAGNOSIS_GROUPS
+    ]
     specs.append(FeatureSpec("dx_diabetes_primary", "binary", e, None, "diag_1 is diabetes (ICD-9 250.x)"))
     for med in MEDICATIONS:
-        specs.append(FeatureSpec(f"med_{med.replace('-', '_')}", "categorical", e, None, f"{med}: No / Steady / Up / Down", None, ("No", "Steady", "Up", "Down")))
-    specs += [FeatureSpec("med_change", "binary", e, None, "Diabetes medication changed"),
-              FeatureSpec("diabetes_med", "binary", e, None, "Any diabetes medication prescribed"),
-              FeatureSpec("a1c_result", "categorical", "a1c_test", None, "HbA1c result", None, ("Norm", ">7", ">8")),
-              FeatureSpec("max_glu_serum", "categorical", "glucose_test", "mg/dL", "Max glucose serum", None, ("Norm", ">200", ">300")),
-              FeatureSpec("weight_band", "categorical", "weight", "lb", "Weight band", None, WEIGHT_BANDS)]
+        specs.append(
+            FeatureSpec(
+                f"med_{med.replace('-', '_')}",
+                "categorical",
+                e,
+                None,
+                f"{med}: No / Steady / Up / Down",
+                None,
+                ("No", "Steady", "Up", "Down"),
+            )
+        )
+    specs += [
+        FeatureSpec("med_change", "binary", e, None, "Diabetes medication changed"),
+        FeatureSpec("diabetes_med", "binary", e, None, "Any diabetes medication prescribed"),
+        FeatureSpec("a1c_result", "categorical", "a1c_test", None, "HbA1c result", None, ("Norm", ">7", ">8")),
+        FeatureSpec(
+            "max_glu_serum", "categorical", "glucose_test", "mg/dL", "Max glucose serum", None, ("Norm", ">200", ">300")
+        ),
+        FeatureSpec("weight_band", "categorical", "weight", "lb", "Weight band", None, WEIGHT_BANDS),
+    ]
     return specs
 
 
@@ -141,7 +236,12 @@ def features(frame: pd.DataFrame, mapping: dict[str, dict[str, str]]) -> pd.Data
     for column in COUNTS:
         out[column] = frame[column].astype(float)
     out["payer_code"], out["medical_specialty"] = known("payer_code"), known("medical_specialty")
-    groups = pd.DataFrame({c: frame[c].map(lambda code: icd9_group(code) if code not in MISSING else None) for c in ("diag_1", "diag_2", "diag_3")})
+    groups = pd.DataFrame(
+        {
+            c: frame[c].map(lambda code: icd9_group(code) if code not in MISSING else None)
+            for c in ("diag_1", "diag_2", "diag_3")
+        }
+    )
     for group in DIAGNOSIS_GROUPS:
         out[f"dx_{group}"] = (groups == group).any(axis=1).astype(int)
     out["dx_diabetes_primary"] = frame["diag_1"].str.startswith("250").astype(int)
@@ -168,11 +268,21 @@ def build(root: str | Path, out: str | Path, seed: int = 0, overwrite: bool = Fa
         structured = features(kept, mapping)
         stages.next()
         manifest = Manifest(
-            name="uci-diabetes-130", description="UCI Diabetes 130-US hospitals encounters; 30-day readmission",
-            modalities=list(MODALITIES), features=specs, outcomes=[OUTCOME],
-            provenance={"source": "UCI Diabetes 130-US hospitals 1999-2008 (Strack et al. 2014)", "root": str(folder.resolve()),
-                        "licence": "CC BY 4.0", "generator": "mmnar_core.loaders.uci_diabetes",
-                        "excluded": {"discharged to death or hospice": int(len(frame) - len(kept))}, "seed": seed},
+            name="uci-diabetes-130",
+            description="UCI Diabetes 130-US hospitals encounters; 30-day readmission",
+            modalities=list(MODALITIES),
+            features=specs,
+            outcomes=[OUTCOME],
+            provenance={
+                "source": "UCI Diabetes 130-US hospitals 1999-2008 (Strack et al. 2014)",
+                "root": str(folder.resolve()),
+                "licence": "CC BY 4.0",
+                "generator": "mmnar_core.loaders.uci_diabetes",
+                "excluded": {"discharged to death or hospice": int(len(frame) - len(kept))},
+                "seed": seed,
+            },
         )
         ids = pd.DataFrame({"patient_id": kept["encounter_id"], "group_id": kept["patient_nbr"]})
-        return write_dataset(Path(out), manifest, ids, structured, {"readmission_30d": label}, seed=seed, overwrite=overwrite)
+        return write_dataset(
+            Path(out), manifest, ids, structured, {"readmission_30d": label}, seed=seed, overwrite=overwrite
+        )

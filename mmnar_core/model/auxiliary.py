@@ -15,7 +15,9 @@ from mmnar_core.model.losses import reconstruction_mse, symmetric_info_nce
 from mmnar_core.model.network import MMNARModel
 
 
-def uniform(shape: torch.Size | tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+def uniform(
+    shape: torch.Size | tuple[int, ...], generator: torch.Generator | None, device: torch.device
+) -> torch.Tensor:
     """U(0, 1) numbers drawn on the generator's own device, then moved to `device`.
 
     PyTorch refuses a CPU generator for a CUDA draw; drawing where the generator lives also keeps the
@@ -24,7 +26,9 @@ def uniform(shape: torch.Size | tuple[int, ...], generator: torch.Generator | No
     return torch.rand(shape, generator=generator, device=source).to(device)
 
 
-def choose_hidden(availability: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def choose_hidden(
+    availability: torch.Tensor, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows with >= 2 observed modalities, and for each the index of one observed modality to hide."""
     present = availability.bool()
     rows = torch.nonzero(present.sum(dim=1) >= 2).flatten()
@@ -33,8 +37,9 @@ def choose_hidden(availability: torch.Tensor, generator: torch.Generator | None 
     return rows, scores.argmax(dim=1)[rows]
 
 
-def auxiliary_losses(model: MMNARModel, inputs: list[torch.Tensor], availability: torch.Tensor,
-                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def auxiliary_losses(
+    model: MMNARModel, inputs: list[torch.Tensor], availability: torch.Tensor, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(reconstruction MSE, symmetric InfoNCE), each averaged over the rows that had a modality hidden
     and over the fusion members."""
     config = model.config

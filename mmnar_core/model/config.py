@@ -88,21 +88,26 @@ class MMNARConfig:
             raise ValueError(f"config: wide_bins must be 0 (linear only) or >= 2 (got {self.wide_bins})")
         stray = [m for m in self.wide_binned if m not in self.modalities]
         if stray:
-            raise ValueError(f"config: wide_binned names modality(ies) {stray} that are not in modalities "
-                             f"{self.modalities}")
+            raise ValueError(
+                f"config: wide_binned names modality(ies) {stray} that are not in modalities {self.modalities}"
+            )
         if not 0.0 <= self.unseen_pattern_rate < 1.0:
             raise ValueError("config: unseen_pattern_rate must be in [0, 1)")
         if self.n_members < 1:
             raise ValueError(f"config: n_members must be >= 1 (got {self.n_members})")
         if self.epochs < 1:
-            raise ValueError(f"config: epochs must be >= 1 (got {self.epochs}): the model is chosen on the "
-                             "validation loss of a stage-2 epoch")
+            raise ValueError(
+                f"config: epochs must be >= 1 (got {self.epochs}): the model is chosen on the "
+                "validation loss of a stage-2 epoch"
+            )
         if self.pretrain_epochs < 0:
             raise ValueError(f"config: pretrain_epochs must be >= 0 (got {self.pretrain_epochs})")
         if self.pretrain_epochs and not (self.use_reconstruction or self.use_contrastive):
-            raise ValueError("config: pretrain_epochs > 0 trains on the auxiliary losses only, but both are off "
-                             "(use_reconstruction and use_contrastive are false): set pretrain_epochs to 0 or "
-                             "turn one of them on")
+            raise ValueError(
+                "config: pretrain_epochs > 0 trains on the auxiliary losses only, but both are off "
+                "(use_reconstruction and use_contrastive are false): set pretrain_epochs to 0 or "
+                "turn one of them on"
+            )
         if self.patience < 1 or self.batch_size < 1 or self.plateau_patience < 1:
             raise ValueError("config: patience, plateau_patience and batch_size must be >= 1")
         if not 0.0 < self.plateau_factor <= 1.0:
@@ -119,7 +124,7 @@ class MMNARConfig:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "MMNARConfig":
+    def from_dict(cls, data: dict[str, Any]) -> MMNARConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -127,7 +132,7 @@ class MMNARConfig:
         return cls(**data)
 
     @classmethod
-    def load(cls, path: str | Path) -> "MMNARConfig":
+    def load(cls, path: str | Path) -> MMNARConfig:
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except json.JSONDecodeError as error:

@@ -43,8 +43,9 @@ class MMNARFusion(nn.Module):
         self.n_patterns = 2**m if config.use_pattern_embedding else 0
         self.pattern_embedding = nn.Parameter(torch.randn(k, self.n_patterns + 1, d) * 0.02)
         self.register_buffer("seen_patterns_", torch.ones(max(1, self.n_patterns), dtype=torch.bool))
-        self.layers = nn.ModuleList(MemberEncoderLayer(k, d, config.n_heads, config.ff_mult * d, config.dropout)
-                                    for _ in range(config.n_layers))
+        self.layers = nn.ModuleList(
+            MemberEncoderLayer(k, d, config.n_heads, config.ff_mult * d, config.dropout) for _ in range(config.n_layers)
+        )
         self.norm = MemberLayerNorm(k, d)
 
     @torch.no_grad()
@@ -70,14 +71,15 @@ class MMNARFusion(nn.Module):
         p = self.config.dropout if self.training else 0.0
         out = []
         for i, x in enumerate(inputs):
-            here = present[:, i:i + 1]
+            here = present[:, i : i + 1]
             e = dropout(F.gelu(self.project_in[i](torch.where(here, x, torch.zeros_like(x)))), p, self.training)
             e = self.project_out[i](e)
             out.append(torch.where(here.unsqueeze(0), e, torch.zeros_like(e)))
         return torch.stack(out, dim=2)
 
-    def forward(self, inputs: list[torch.Tensor], availability: torch.Tensor,
-                unseen: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, inputs: list[torch.Tensor], availability: torch.Tensor, unseen: torch.Tensor | None = None
+    ) -> torch.Tensor:
         present = availability.bool()
         projected = self.project(inputs, present)
         k, batch, m, d = projected.shape

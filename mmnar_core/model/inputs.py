@@ -23,7 +23,7 @@ class InputStandardizer(nn.Module):
         self.register_buffer("scale_", torch.ones(dim))
 
     @torch.no_grad()
-    def fit(self, x: torch.Tensor, present: torch.Tensor) -> "InputStandardizer":
+    def fit(self, x: torch.Tensor, present: torch.Tensor) -> InputStandardizer:
         """Mean and sd per feature over the rows where the modality is present (the training split)."""
         rows = x[present.bool()].double()
         if len(rows) >= 2:

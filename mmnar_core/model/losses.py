@@ -7,8 +7,13 @@ import torch
 import torch.nn.functional as F
 
 
-def masked_task_loss(logits: torch.Tensor, labels: torch.Tensor, pos_weight: torch.Tensor | None = None,
-                     kind: str = "bce", gamma: float = 2.0) -> torch.Tensor:
+def masked_task_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    pos_weight: torch.Tensor | None = None,
+    kind: str = "bce",
+    gamma: float = 2.0,
+) -> torch.Tensor:
     """Mean over the (row, task) cells that have a label; labels are 0/1 with NaN where undefined.
 
     Each task is averaged over its labelled rows, then tasks are averaged, so a rare-label task is

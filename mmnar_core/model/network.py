@@ -41,8 +41,9 @@ class MultitaskHeads(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """h (K, B, d) -> logits (K, B, n_tasks)."""
         p = self.dropout if self.training else 0.0
-        return torch.cat([out(dropout(F.gelu(hidden(h)), p, self.training))
-                          for hidden, out in zip(self.hidden, self.out)], dim=-1)
+        return torch.cat(
+            [out(dropout(F.gelu(hidden(h)), p, self.training)) for hidden, out in zip(self.hidden, self.out)], dim=-1
+        )
 
 
 class Decoders(nn.Module):
@@ -63,10 +64,14 @@ class WidePath(nn.Module):
 
     def __init__(self, config: MMNARConfig):
         super().__init__()
-        binned = [m for m, name in enumerate(config.modalities) if name in config.wide_binned] if config.wide_bins else []
+        binned = (
+            [m for m, name in enumerate(config.modalities) if name in config.wide_binned] if config.wide_bins else []
+        )
         self.binned = binned
         self.bins = nn.ModuleList(PiecewiseLinearEncoding(config.input_dims[m], config.wide_bins) for m in binned)
-        width = sum(config.input_dims) + config.n_modalities + sum(config.input_dims[m] * config.wide_bins for m in binned)
+        width = (
+            sum(config.input_dims) + config.n_modalities + sum(config.input_dims[m] * config.wide_bins for m in binned)
+        )
         self.linear = nn.Linear(width, len(config.tasks))
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
@@ -79,10 +84,10 @@ class WidePath(nn.Module):
     def features(self, standardised: list[torch.Tensor], availability: torch.Tensor) -> torch.Tensor:
         """(B, width): what the linear layer reads; also the design matrix of its logistic-regression start."""
         present = availability.bool()
-        parts = [torch.where(present[:, m:m + 1], x, torch.zeros_like(x)) for m, x in enumerate(standardised)]
+        parts = [torch.where(present[:, m : m + 1], x, torch.zeros_like(x)) for m, x in enumerate(standardised)]
         parts.append(present.to(standardised[0].dtype))
         for encoding, m in zip(self.bins, self.binned):
-            parts.append(encoding(standardised[m]) * present[:, m:m + 1])
+            parts.append(encoding(standardised[m]) * present[:, m : m + 1])
         return torch.cat(parts, dim=-1)
 
     def forward(self, standardised: list[torch.Tensor], availability: torch.Tensor) -> torch.Tensor:
@@ -112,8 +117,9 @@ class MMNARModel(nn.Module):
         return [s(x) for s, x in zip(self.standardizers, inputs)]
 
     # ---------------------------------------------------------------- prediction
-    def member_logits(self, inputs: list[torch.Tensor], availability: torch.Tensor,
-                      unseen: torch.Tensor | None = None) -> torch.Tensor:
+    def member_logits(
+        self, inputs: list[torch.Tensor], availability: torch.Tensor, unseen: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(K, B, n_tasks): each member's logits, the wide path included in every one."""
         x = self.standardise(inputs)
         logits = self.heads(self.fusion(x, availability, unseen))
@@ -131,8 +137,9 @@ class MMNARModel(nn.Module):
         return h.permute(1, 0, 2).reshape(h.shape[1], -1)
 
     # ---------------------------------------------------------------- auxiliary objective
-    def fuse_without(self, standardised: list[torch.Tensor], availability: torch.Tensor,
-                     hidden: torch.Tensor) -> torch.Tensor:
+    def fuse_without(
+        self, standardised: list[torch.Tensor], availability: torch.Tensor, hidden: torch.Tensor
+    ) -> torch.Tensor:
         """Every member's representation (K, B, d) of each row b re-fused with modality `hidden[b]` absent."""
         reduced = availability.clone()
         reduced[torch.arange(len(hidden)), hidden] = False

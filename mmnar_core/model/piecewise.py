@@ -32,7 +32,7 @@ class PiecewiseLinearEncoding(nn.Module):
         self.register_buffer("used_", torch.zeros(n_features, n_bins, dtype=torch.bool))
 
     @torch.no_grad()
-    def fit(self, x: torch.Tensor, present: torch.Tensor) -> "PiecewiseLinearEncoding":
+    def fit(self, x: torch.Tensor, present: torch.Tensor) -> PiecewiseLinearEncoding:
         """Edges at the quantiles of each feature over the rows where its modality is present (train)."""
         rows = x[present.bool()].double()
         self.used_.zero_()

@@ -41,8 +41,10 @@ class Admission:
             elif self.requests >= self.max_requests:
                 why = f"{self.requests} requests are already in progress (limit {self.max_requests})"
             elif self.requests and self.bytes + size > self.max_bytes:
-                why = (f"requests in progress hold {self.bytes:,} bytes; this one declares {size:,} "
-                       f"(limit {self.max_bytes:,} together)")
+                why = (
+                    f"requests in progress hold {self.bytes:,} bytes; this one declares {size:,} "
+                    f"(limit {self.max_bytes:,} together)"
+                )
             else:
                 self.requests += 1
                 self.bytes += size
@@ -58,8 +60,12 @@ class Admission:
 
     def stats(self) -> dict:
         with self._lock:
-            return {"admitted_in_progress": self.requests, "admitted_bytes": self.bytes,
-                    "refused_before_reading": self.refused, "max_inflight": self.max_requests}
+            return {
+                "admitted_in_progress": self.requests,
+                "admitted_bytes": self.bytes,
+                "refused_before_reading": self.refused,
+                "max_inflight": self.max_requests,
+            }
 
 
 def declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
@@ -80,8 +86,12 @@ class AdmissionMiddleware:
         self.state = state
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in MODEL_PATHS \
-                or not self.state.ready:  # a loading server answers its own 503
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or scope["path"] not in MODEL_PATHS
+            or not self.state.ready
+        ):  # a loading server answers its own 503
             await self.app(scope, receive, send)
             return
         declared = declared_length(scope["headers"])
@@ -98,10 +108,23 @@ class AdmissionMiddleware:
 
 
 async def _refuse(send, why: str, retry_after: int) -> None:
-    error = RequestError.one(503, "request", f"the server is busy: {why}; retry after {retry_after} s",
-                             "a retry after the Retry-After delay (the body was not read)")
+    error = RequestError.one(
+        503,
+        "request",
+        f"the server is busy: {why}; retry after {retry_after} s",
+        "a retry after the Retry-After delay (the body was not read)",
+    )
     body = json.dumps(error.to_dict()).encode()
-    await send({"type": "http.response.start", "status": 503,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"retry-after", str(retry_after).encode()), (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(retry_after).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

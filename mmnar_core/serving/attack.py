@@ -18,7 +18,6 @@ import os
 import resource
 import socket
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -60,7 +59,7 @@ def raw(port: int, data: bytes, timeout: float = 10.0) -> bytes:
         try:
             while chunk := conn.recv(65536):
                 out += chunk
-        except (socket.timeout, ConnectionResetError):
+        except (TimeoutError, ConnectionResetError):
             pass
         return out
 
@@ -107,8 +106,10 @@ def case_png_flood(url, port, scale):
     with ThreadPoolExecutor(count) as pool:
         codes = list(pool.map(send, range(count)))
     refused = httpx.get(url + "/stats", timeout=10).json().get("refused_before_reading")
-    return counts(codes), (f"{count} concurrent requests, {len(png) // 1024} kB PNG of 4000 x 4000 each "
-                           f"({refused} refused before reading, in all so far)")
+    return counts(codes), (
+        f"{count} concurrent requests, {len(png) // 1024} kB PNG of 4000 x 4000 each "
+        f"({refused} refused before reading, in all so far)"
+    )
 
 
 def case_idle_connections(url, port, scale):
@@ -131,8 +132,12 @@ def case_idle_connections(url, port, scale):
 
 
 def case_slow_body(url, port, scale):
-    answer = raw(port, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
-                       b"Content-Length: 100000\r\n\r\n--b", timeout=30)
+    answer = raw(
+        port,
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+        b"Content-Length: 100000\r\n\r\n--b",
+        timeout=30,
+    )
     return [status_of(answer)], "a body that never finishes"
 
 
@@ -141,9 +146,14 @@ def case_query_token(url, port, scale):
     return [answer.status_code], "token in the query string"
 
 
-CASES = {"1 dicom_bomb": case_dicom_bomb, "2 long_notes_explain": case_long_notes_explain,
-         "3 png_flood": case_png_flood, "11 idle_connections": case_idle_connections,
-         "11 slow_body": case_slow_body, "12 query_token": case_query_token}
+CASES = {
+    "1 dicom_bomb": case_dicom_bomb,
+    "2 long_notes_explain": case_long_notes_explain,
+    "3 png_flood": case_png_flood,
+    "11 idle_connections": case_idle_connections,
+    "11 slow_body": case_slow_body,
+    "12 query_token": case_query_token,
+}
 
 
 # ------------------------------------------------------------------------------------------------ run
@@ -166,8 +176,10 @@ def serve(bundle: str | None, config: ServeConfig):
 
 
 def healthy(url: str) -> bool:
-    return (httpx.get(url + "/health", timeout=10).status_code == 200
-            and httpx.post(url + "/predict", files=form(), timeout=30).status_code == 200)
+    return (
+        httpx.get(url + "/health", timeout=10).status_code == 200
+        and httpx.post(url + "/predict", files=form(), timeout=30).status_code == 200
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,13 +188,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="size of the cases (1 = the attack's; CI: 0.1)")
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of: " + ", ".join(CASES))
     args = parser.parse_args(argv)
-    config = ServeConfig(max_queue=4, request_timeout_s=2.0, header_timeout_s=2.0, body_timeout_s=2.0,
-                         keep_alive_s=2.0, log_level="error")
+    config = ServeConfig(
+        max_queue=4,
+        request_timeout_s=2.0,
+        header_timeout_s=2.0,
+        body_timeout_s=2.0,
+        keep_alive_s=2.0,
+        log_level="error",
+    )
     prepare(args.scale)
     server = serve(args.bundle, config)
     load = os.getloadavg()
-    print(f"attack replay on {server.url} ({'bundle ' + args.bundle if args.bundle else 'stand-in model'}; "
-          f"max_queue 4, timeouts 2 s; scale {args.scale:g}; load average {load[0]:.2f} on {os.cpu_count()} CPUs)")
+    print(
+        f"attack replay on {server.url} ({'bundle ' + args.bundle if args.bundle else 'stand-in model'}; "
+        f"max_queue 4, timeouts 2 s; scale {args.scale:g}; load average {load[0]:.2f} on {os.cpu_count()} CPUs)"
+    )
     print(f"{'case':<22} {'statuses':<28} {'seconds':>8} {'peak RSS +MB':>13}  healthy  what")
     failures = 0
     try:
@@ -193,8 +213,11 @@ def main(argv: list[str] | None = None) -> int:
             ok = healthy(server.url)
             failures += not ok
             shown = ",".join(str(s) for s in statuses)
-            print(f"{name:<22} {shown[:28]:<28} {seconds:>8.2f} {peak_mb() - before:>13.0f}  {'yes' if ok else 'NO':<7}  "
-                  f"{what}", flush=True)
+            print(
+                f"{name:<22} {shown[:28]:<28} {seconds:>8.2f} {peak_mb() - before:>13.0f}  {'yes' if ok else 'NO':<7}  "
+                f"{what}",
+                flush=True,
+            )
     finally:
         server.stop()
     return 1 if failures else 0

@@ -29,10 +29,10 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterable, Mapping
 from urllib.parse import urlsplit
 
 from mmnar_core.atomic_write import write_text_atomic
@@ -47,8 +47,14 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset({"info", "stats", "pattern_counts"}),
 }
 OPEN_PATHS = frozenset({"/health", "/ready"})  # probes: never need a token
-ENDPOINT_PERMISSIONS = {"/predict": "predict", "/what-if": "what_if", "/explain": "explain", "/info": "info",
-                        "/stats": "stats", "/pattern-counts": "pattern_counts"}
+ENDPOINT_PERMISSIONS = {
+    "/predict": "predict",
+    "/what-if": "what_if",
+    "/explain": "explain",
+    "/info": "info",
+    "/stats": "stats",
+    "/pattern-counts": "pattern_counts",
+}
 DOC_PATHS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})  # any role
 TOKEN_FILE_FORMAT = "mmnar-serve-tokens"
 TOKEN_PREFIX = "mmnar_"
@@ -139,24 +145,28 @@ class TokenStore:
     entries: list[TokenEntry] = field(default_factory=list)
 
     @classmethod
-    def new(cls, path: str | Path | None = None) -> "TokenStore":
+    def new(cls, path: str | Path | None = None) -> TokenStore:
         return cls(Path(path) if path else None, secrets.token_bytes(32), [])
 
     @classmethod
-    def load(cls, path: str | Path) -> "TokenStore":
+    def load(cls, path: str | Path) -> TokenStore:
         path = Path(path)
         where = f"token file {path}"
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise AuthConfigError(f"{where}: missing; create it with `python -m mmnar_core serve-token add {path} "
-                                  "--user NAME --role clinician`") from None
+            raise AuthConfigError(
+                f"{where}: missing; create it with `python -m mmnar_core serve-token add {path} "
+                "--user NAME --role clinician`"
+            ) from None
         except (OSError, UnicodeDecodeError, ValueError) as error:
             reason = error.strerror if isinstance(error, OSError) else "not valid JSON"
             raise AuthConfigError(f"{where}: cannot be read ({reason})") from None
         if not (isinstance(document, dict) and document.get("format") == TOKEN_FILE_FORMAT):
-            raise AuthConfigError(f"{where}: not a token file (format {TOKEN_FILE_FORMAT!r}); create one with "
-                                  "`python -m mmnar_core serve-token add`")
+            raise AuthConfigError(
+                f"{where}: not a token file (format {TOKEN_FILE_FORMAT!r}); create one with "
+                "`python -m mmnar_core serve-token add`"
+            )
         if document.get("hash") != "hmac-sha256":
             raise AuthConfigError(f"{where}: unknown hash {document.get('hash')!r}; accepted: hmac-sha256")
         try:
@@ -184,7 +194,9 @@ class TokenStore:
             if item["id"] in seen:
                 problems.append(f"tokens[{i}]: id {item['id']!r} appears twice")
             seen.add(item["id"])
-            entries.append(TokenEntry(item["id"], item["user"], item["role"], item["digest"], str(item.get("created", ""))))
+            entries.append(
+                TokenEntry(item["id"], item["user"], item["role"], item["digest"], str(item.get("created", "")))
+            )
         if problems:
             raise AuthConfigError(f"{where}: " + "; ".join(problems))
         if os.name == "posix" and path.stat().st_mode & 0o077:
@@ -215,8 +227,9 @@ class TokenStore:
         token_id = f"tok-{secrets.token_hex(4)}"
         while token_id in taken:
             token_id = f"tok-{secrets.token_hex(4)}"
-        entry = TokenEntry(token_id, user.strip(), role, self.digest(token),
-                           datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        entry = TokenEntry(
+            token_id, user.strip(), role, self.digest(token), datetime.now(UTC).isoformat(timespec="seconds")
+        )
         self.entries.append(entry)
         return token, entry
 
@@ -231,8 +244,13 @@ class TokenStore:
         """Atomically, with mode 0600."""
         if self.path is None:
             raise AuthConfigError("this token store has no file")
-        document = {"format": TOKEN_FILE_FORMAT, "version": 1, "hash": "hmac-sha256", "key": _b64(self.key),
-                    "tokens": [e.to_dict() for e in self.entries]}
+        document = {
+            "format": TOKEN_FILE_FORMAT,
+            "version": 1,
+            "hash": "hmac-sha256",
+            "key": _b64(self.key),
+            "tokens": [e.to_dict() for e in self.entries],
+        }
         write_text_atomic(self.path, json.dumps(document, indent=2) + "\n", mode=0o600)
         return self.path
 
@@ -272,17 +290,30 @@ class OIDCVerifier:
     names a key id it does not hold (key rotation). Only asymmetric algorithms are accepted (never `none`
     nor HS*, which would let a public key act as a shared secret)."""
 
-    def __init__(self, issuer: str, audience: str, role_claim: str = "roles", role_map: Mapping[str, str] | None = None,
-                 user_claims: Iterable[str] = USER_CLAIMS, leeway_s: float = 30.0,
-                 jwks_max_age_s: float = 3600.0, min_refresh_s: float = 30.0, timeout_s: float = 5.0, transport=None):
+    def __init__(
+        self,
+        issuer: str,
+        audience: str,
+        role_claim: str = "roles",
+        role_map: Mapping[str, str] | None = None,
+        user_claims: Iterable[str] = USER_CLAIMS,
+        leeway_s: float = 30.0,
+        jwks_max_age_s: float = 3600.0,
+        min_refresh_s: float = 30.0,
+        timeout_s: float = 5.0,
+        transport=None,
+    ):
         issuer = (issuer or "").strip()
         scheme, host, _ = _origin(issuer)
         if scheme not in ("https", "http") or not host:
-            raise AuthConfigError(f"OIDC issuer {issuer!r} is not an http(s) URL; accepted: e.g. "
-                                  "https://login.example.org/realms/clinic")
+            raise AuthConfigError(
+                f"OIDC issuer {issuer!r} is not an http(s) URL; accepted: e.g. https://login.example.org/realms/clinic"
+            )
         if scheme == "http" and not _is_loopback(host):
-            raise AuthConfigError(f"OIDC issuer {issuer!r} uses plain http; accepted: an https issuer (http only on "
-                                  "a loopback address, for tests)")
+            raise AuthConfigError(
+                f"OIDC issuer {issuer!r} uses plain http; accepted: an https issuer (http only on "
+                "a loopback address, for tests)"
+            )
         if not (audience or "").strip():
             raise AuthConfigError("the OIDC audience is empty; accepted: the API's client id / audience")
         self.issuer = issuer.rstrip("/")
@@ -327,7 +358,9 @@ class OIDCVerifier:
                     raise AuthFailure("the discovery document's jwks_uri is not on the issuer's origin; not fetched")
                 jwks = self._get(client, jwks_uri)
             except httpx.HTTPError as error:
-                raise AuthFailure(f"the identity provider {self.issuer} cannot be reached ({type(error).__name__})") from None
+                raise AuthFailure(
+                    f"the identity provider {self.issuer} cannot be reached ({type(error).__name__})"
+                ) from None
         try:
             keys = KeySet.import_key_set(jwks)
         except Exception as error:  # a malformed JWKS: joserfc raises several types
@@ -338,7 +371,9 @@ class OIDCVerifier:
         with self._lock:
             now = time.monotonic()
             stale = self._keys is None or now - self._fetched_at > self.jwks_max_age_s
-            if (refresh or stale) and now - self._attempted_at >= (self.min_refresh_s if self._keys is not None else 1.0):
+            if (refresh or stale) and now - self._attempted_at >= (
+                self.min_refresh_s if self._keys is not None else 1.0
+            ):
                 self._attempted_at = now
                 try:
                     self._keys = self.fetch_keys()
@@ -366,8 +401,12 @@ class OIDCVerifier:
         except (ValueError, TypeError, KeyError):  # malformed headers or keys outside joserfc's own errors
             raise AuthFailure("malformed token") from None
         claims = decoded.claims
-        registry = jwt.JWTClaimsRegistry(leeway=int(self.leeway_s), iss={"essential": True, "value": self.issuer},
-                                         exp={"essential": True}, sub={"essential": True})
+        registry = jwt.JWTClaimsRegistry(
+            leeway=int(self.leeway_s),
+            iss={"essential": True, "value": self.issuer},
+            exp={"essential": True},
+            sub={"essential": True},
+        )
         try:
             registry.validate(claims)
         except errors.ExpiredTokenError:
@@ -386,11 +425,16 @@ def _jose_reason(error) -> str:
     """A fixed description per joserfc error class: their messages can hold token content (a kid, a claim)."""
     from joserfc import errors
 
-    reasons = ((errors.ExpiredTokenError, "token expired"), (errors.BadSignatureError, "bad signature"),
-               (errors.InvalidKeyIdError, "unknown signing key"), (errors.MissingClaimError, "a required claim is missing"),
-               (errors.InvalidClaimError, "a claim has a wrong value (issuer, not-before or issued-at)"),
-               (errors.UnsupportedAlgorithmError, "algorithm not accepted"),
-               (errors.MissingAlgorithmError, "algorithm not accepted"), (errors.DecodeError, "malformed token"))
+    reasons = (
+        (errors.ExpiredTokenError, "token expired"),
+        (errors.BadSignatureError, "bad signature"),
+        (errors.InvalidKeyIdError, "unknown signing key"),
+        (errors.MissingClaimError, "a required claim is missing"),
+        (errors.InvalidClaimError, "a claim has a wrong value (issuer, not-before or issued-at)"),
+        (errors.UnsupportedAlgorithmError, "algorithm not accepted"),
+        (errors.MissingAlgorithmError, "algorithm not accepted"),
+        (errors.DecodeError, "malformed token"),
+    )
     for kind, reason in reasons:
         if isinstance(error, kind):
             return reason
@@ -438,13 +482,18 @@ class Authenticator:
             self._token_stamp = stamp
 
     @classmethod
-    def from_config(cls, config) -> "Authenticator | None":
+    def from_config(cls, config) -> Authenticator | None:
         """From a ServeConfig; None when no authentication is configured (the server is open)."""
         tokens = TokenStore.load(config.auth_token_file) if config.auth_token_file else None
         oidc = None
         if config.oidc_issuer:
-            oidc = OIDCVerifier(config.oidc_issuer, config.oidc_audience or "", role_claim=config.oidc_role_claim,
-                                role_map=_role_map(config.oidc_role_map), leeway_s=config.oidc_leeway_s)
+            oidc = OIDCVerifier(
+                config.oidc_issuer,
+                config.oidc_audience or "",
+                role_claim=config.oidc_role_claim,
+                role_map=_role_map(config.oidc_role_map),
+                leeway_s=config.oidc_leeway_s,
+            )
         if tokens is None and oidc is None:
             return None
         return cls(tokens, oidc)
@@ -454,8 +503,10 @@ class Authenticator:
         if self.tokens is not None:
             parts.append(f"{len(self.tokens.entries)} static token(s) from {self.tokens.path}")
         if self.oidc is not None:
-            parts.append(f"OIDC access tokens of {self.oidc.issuer} for audience {self.oidc.audience} "
-                         f"(roles from claim {self.oidc.role_claim!r})")
+            parts.append(
+                f"OIDC access tokens of {self.oidc.issuer} for audience {self.oidc.audience} "
+                f"(roles from claim {self.oidc.role_claim!r})"
+            )
         return "; ".join(parts)
 
     def authenticate(self, header: str | bytes | None) -> Principal:
@@ -509,8 +560,14 @@ class BearerAuthMiddleware:
             return
         permission = permission_for(path)
         if not principal.can(permission):
-            log.warning("403 %s %s from %s: %s may not use it (needs %s)", method, _safe(path), client,
-                        principal.describe(), permission or "any role")
+            log.warning(
+                "403 %s %s from %s: %s may not use it (needs %s)",
+                method,
+                _safe(path),
+                client,
+                principal.describe(),
+                permission or "any role",
+            )
             await _deny(send, 403, GENERIC_403, ACCEPTED_403, None)
             return
         scope.setdefault("state", {})["principal"] = principal
@@ -524,9 +581,21 @@ def _safe(path: str) -> str:
 
 
 async def _deny(send, status: int, problem: str, accepted: str, headers: dict | None) -> None:
-    body = json.dumps({"errors": [{"field": "Authorization", "problem": problem, "accepted": accepted, "feature": None,
-                                   "message": f"Authorization: {problem}. Accepted: {accepted}", "status": status}],
-                       "status": status}).encode()
+    body = json.dumps(
+        {
+            "errors": [
+                {
+                    "field": "Authorization",
+                    "problem": problem,
+                    "accepted": accepted,
+                    "feature": None,
+                    "message": f"Authorization: {problem}. Accepted: {accepted}",
+                    "status": status,
+                }
+            ],
+            "status": status,
+        }
+    ).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
@@ -537,9 +606,11 @@ async def _deny(send, status: int, problem: str, accepted: str, headers: dict | 
 def register_token_command(subparsers) -> None:
     """`python -m mmnar_core serve-token {add,list,revoke} FILE`: manage the server's static tokens."""
     parser = subparsers.add_parser(
-        "serve-token", help="manage the model server's bearer tokens (add prints a new token once)",
+        "serve-token",
+        help="manage the model server's bearer tokens (add prints a new token once)",
         description="The token file of `serve --auth-token-file FILE` holds, per token, its id, user, role and an "
-        "HMAC-SHA256 digest under the file's random key; never the token. See docs/serving.md#authentication.")
+        "HMAC-SHA256 digest under the file's random key; never the token. See docs/serving.md#authentication.",
+    )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     add = actions.add_parser("add", help="create a token for a user and a role; prints the token once")
     add.add_argument("file", metavar="FILE")
@@ -559,8 +630,10 @@ def run_token_command(args: argparse.Namespace) -> int:
         store = TokenStore.load(path) if path.exists() else TokenStore.new(path)
         token, entry = store.add(args.user, args.role)
         store.save()
-        print(f"# token {entry.id} for {entry.user} ({entry.role}); shown once, store it as a secret "
-              f"(clients: MMNAR_INFERENCE_TOKEN)")
+        print(
+            f"# token {entry.id} for {entry.user} ({entry.role}); shown once, store it as a secret "
+            f"(clients: MMNAR_INFERENCE_TOKEN)"
+        )
         print(token)
         return 0
     store = TokenStore.load(path)

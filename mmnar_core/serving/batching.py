@@ -18,9 +18,10 @@ import queue
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from mmnar_core.cancel import Cancelled, CancelToken
 
@@ -51,9 +52,16 @@ class Job:
 class Batcher:
     """One worker thread; `handler(jobs)` must set every job's future (result or exception)."""
 
-    def __init__(self, handler: Callable[[list[Job]], None], max_batch: int = 8, max_wait_s: float = 0.01,
-                 max_queue: int = 64, min_retry_after: int = 1, name: str = "mmnar-batcher",
-                 max_work: float = float("inf")):
+    def __init__(
+        self,
+        handler: Callable[[list[Job]], None],
+        max_batch: int = 8,
+        max_wait_s: float = 0.01,
+        max_queue: int = 64,
+        min_retry_after: int = 1,
+        name: str = "mmnar-batcher",
+        max_work: float = float("inf"),
+    ):
         self.handler = handler
         self.max_batch = int(max_batch)
         self.max_wait_s = float(max_wait_s)
@@ -203,7 +211,9 @@ class Batcher:
                         job.future.set_exception(error)
             finally:
                 failed = sum(1 for job in live if job.future.done() and job.future.exception() is not None)
-                cancelled = sum(1 for job in live if job.future.done() and isinstance(job.future.exception(), Cancelled))
+                cancelled = sum(
+                    1 for job in live if job.future.done() and isinstance(job.future.exception(), Cancelled)
+                )
                 for job in live:
                     if not job.future.done():
                         job.future.set_exception(RuntimeError("the handler gave no answer for this request"))

@@ -73,22 +73,34 @@ class ServeConfig:
             problems.append(f"request_timeout_s must be > 0 (got {self.request_timeout_s})")
         if self.batch_mode not in self.BATCH_MODES:
             problems.append(f"batch_mode must be one of {', '.join(self.BATCH_MODES)} (got {self.batch_mode!r})")
-        for name in ("max_request_bytes", "max_image_bytes", "max_structured_bytes", "max_text_chars",
-                     "max_queue_work", "max_inflight_bytes", "max_connections", "max_parsing"):
+        for name in (
+            "max_request_bytes",
+            "max_image_bytes",
+            "max_structured_bytes",
+            "max_text_chars",
+            "max_queue_work",
+            "max_inflight_bytes",
+            "max_connections",
+            "max_parsing",
+        ):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be positive (got {getattr(self, name)})")
         for name in ("header_timeout_s", "body_timeout_s", "keep_alive_s"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name} must be > 0 seconds (got {getattr(self, name)})")
         if self.max_inflight_bytes < self.max_request_bytes:
-            problems.append(f"max_inflight_bytes ({self.max_inflight_bytes:,}) must be at least max_request_bytes "
-                            f"({self.max_request_bytes:,}): a request of the largest accepted size would always be "
-                            "refused as busy")
+            problems.append(
+                f"max_inflight_bytes ({self.max_inflight_bytes:,}) must be at least max_request_bytes "
+                f"({self.max_request_bytes:,}): a request of the largest accepted size would always be "
+                "refused as busy"
+            )
         if self.max_inflight is not None and self.max_inflight < 1:
             problems.append(f"max_inflight must be at least 1 or None (got {self.max_inflight})")
         if bool(self.oidc_issuer) != bool(self.oidc_audience):
-            problems.append("oidc_issuer and oidc_audience go together (got "
-                            f"{'an issuer' if self.oidc_issuer else 'an audience'} only)")
+            problems.append(
+                "oidc_issuer and oidc_audience go together (got "
+                f"{'an issuer' if self.oidc_issuer else 'an audience'} only)"
+            )
         if not self.pattern_counts_flush_s >= 0:
             problems.append(f"pattern_counts_flush_s must be >= 0 seconds (got {self.pattern_counts_flush_s})")
         if self.oidc_leeway_s < 0:
@@ -108,12 +120,14 @@ class ServeConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ServeConfig":
+    def from_dict(cls, data: dict) -> ServeConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown ServeConfig setting(s): {', '.join(unknown)}; accepted: {', '.join(sorted(known))}")
+            raise ValueError(
+                f"unknown ServeConfig setting(s): {', '.join(unknown)}; accepted: {', '.join(sorted(known))}"
+            )
         return cls(**data)
 
-    def with_(self, **changes) -> "ServeConfig":
+    def with_(self, **changes) -> ServeConfig:
         return replace(self, **changes)

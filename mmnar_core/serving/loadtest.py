@@ -38,9 +38,9 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +62,9 @@ def require_loopback(url: str) -> str:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        raise ValueError(f"load tests only target loopback addresses (127.0.0.0/8, localhost, ::1), not {host!r}") from None
+        raise ValueError(
+            f"load tests only target loopback addresses (127.0.0.0/8, localhost, ::1), not {host!r}"
+        ) from None
     if not address.is_loopback:
         raise ValueError(f"load tests only target loopback addresses (127.0.0.0/8, localhost, ::1), not {host!r}")
     return url
@@ -113,8 +115,12 @@ def summarize(outcomes: Sequence[Outcome], elapsed_s: float) -> dict:
         "elapsed_s": round(elapsed_s, 3),
         "throughput_rps": round(len(ok) / elapsed_s, 3) if elapsed_s > 0 else None,
         "answered_rps": round(len(outcomes) / elapsed_s, 3) if elapsed_s > 0 else None,
-        "latency_ms": {"p50": ms(percentile(ok, 50)), "p95": ms(percentile(ok, 95)), "p99": ms(percentile(ok, 99)),
-                       "max": ms(max(ok)) if ok else None},
+        "latency_ms": {
+            "p50": ms(percentile(ok, 50)),
+            "p95": ms(percentile(ok, 95)),
+            "p99": ms(percentile(ok, 99)),
+            "max": ms(max(ok)) if ok else None,
+        },
         "status": counts,
         "ok": len(ok),
         "rejected_503": len(rejected),
@@ -220,8 +226,9 @@ def _client(max_connections: int, timeout_s: float, transport=None):
     return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(timeout_s), trust_env=False, transport=transport)
 
 
-async def _send(client, url: str, payload: Payload, index: int, endpoint: str, task: str | None, keep_body: bool,
-                t0: float) -> Outcome:
+async def _send(
+    client, url: str, payload: Payload, index: int, endpoint: str, task: str | None, keep_body: bool, t0: float
+) -> Outcome:
     import httpx
 
     parts = payload.form(endpoint, task)
@@ -242,11 +249,21 @@ async def _send(client, url: str, payload: Payload, index: int, endpoint: str, t
     return Outcome(response.status_code, latency, index, response.headers.get("retry-after"), body, started - t0)
 
 
-async def closed_loop(url: str, payloads: Sequence[Payload], concurrency: int, seconds: float,
-                      endpoint: str = "predict", task: str | Sequence[str] | None = None, max_requests: int = MAX_REQUESTS_PER_LEVEL,
-                      timeout_s: float = 60.0, sample_every: int = 5,
-                      on_outcome: Callable[[Outcome], None] | None = None,
-                      origin: float | None = None, transport=None, first_patient: int = 0) -> tuple[list[Outcome], float]:
+async def closed_loop(
+    url: str,
+    payloads: Sequence[Payload],
+    concurrency: int,
+    seconds: float,
+    endpoint: str = "predict",
+    task: str | Sequence[str] | None = None,
+    max_requests: int = MAX_REQUESTS_PER_LEVEL,
+    timeout_s: float = 60.0,
+    sample_every: int = 5,
+    on_outcome: Callable[[Outcome], None] | None = None,
+    origin: float | None = None,
+    transport=None,
+    first_patient: int = 0,
+) -> tuple[list[Outcome], float]:
     """`concurrency` workers, each sending its next request when the last is answered, until `seconds` have
     passed or `max_requests` were sent. Request i is about patient (first_patient + i) mod len(payloads); with a
     list of tasks (explain), it explains task number (first_patient + i) // len(payloads) mod len(task), so
@@ -260,16 +277,28 @@ async def closed_loop(url: str, payloads: Sequence[Payload], concurrency: int, s
     t0 = time.perf_counter() if origin is None else origin
     deadline = time.perf_counter() + seconds
     async with _client(concurrency, timeout_s, transport) as client:
+
         async def worker():
             while time.perf_counter() < deadline:
                 i = next(counter)
                 if i >= max_requests:
                     return
                 patient = (first_patient + i) % len(payloads)
-                which = task if task is None or isinstance(task, str) else \
-                    task[((first_patient + i) // len(payloads)) % len(task)]
-                outcome = await _send(client, url, payloads[patient], patient, endpoint, which,
-                                      sample_every > 0 and i % sample_every == 0, t0)
+                which = (
+                    task
+                    if task is None or isinstance(task, str)
+                    else task[((first_patient + i) // len(payloads)) % len(task)]
+                )
+                outcome = await _send(
+                    client,
+                    url,
+                    payloads[patient],
+                    patient,
+                    endpoint,
+                    which,
+                    sample_every > 0 and i % sample_every == 0,
+                    t0,
+                )
                 outcomes.append(outcome)
                 if on_outcome is not None:
                     on_outcome(outcome)
@@ -278,9 +307,18 @@ async def closed_loop(url: str, payloads: Sequence[Payload], concurrency: int, s
     return outcomes, time.perf_counter() - t0
 
 
-async def open_loop(url: str, payloads: Sequence[Payload], rate: float, seconds: float, endpoint: str = "predict",
-                    task: str | None = None, max_in_flight: int = 256, timeout_s: float = 30.0,
-                    max_requests: int = MAX_BURST_REQUESTS, transport=None) -> tuple[list[Outcome], float, int]:
+async def open_loop(
+    url: str,
+    payloads: Sequence[Payload],
+    rate: float,
+    seconds: float,
+    endpoint: str = "predict",
+    task: str | None = None,
+    max_in_flight: int = 256,
+    timeout_s: float = 30.0,
+    max_requests: int = MAX_BURST_REQUESTS,
+    transport=None,
+) -> tuple[list[Outcome], float, int]:
     """Start one request every 1/rate seconds for `seconds` (at most `max_requests`), whatever the server
     answers. A request that would exceed `max_in_flight` outstanding ones is not sent (counted apart).
     Returns (outcomes, elapsed, not_sent)."""
@@ -317,8 +355,13 @@ def health(base_url: str, path: str = "/health", timeout_s: float = 5.0) -> int 
         return type(error).__name__
 
 
-def wait_ready(base_url: str, timeout_s: float = 180.0, process: subprocess.Popen | None = None,
-               path: str = "/ready", consecutive: int = 1) -> float:
+def wait_ready(
+    base_url: str,
+    timeout_s: float = 180.0,
+    process: subprocess.Popen | None = None,
+    path: str = "/ready",
+    consecutive: int = 1,
+) -> float:
     """Seconds until `path` answered 200 `consecutive` times in a row (TimeoutError past `timeout_s`)."""
     t0 = time.monotonic()
     streak = 0
@@ -333,10 +376,19 @@ def wait_ready(base_url: str, timeout_s: float = 180.0, process: subprocess.Pope
 
 
 # --------------------------------------------------------------------------- levels and burst
-def run_levels(base_url: str, endpoint: str = "predict", concurrency: Sequence[int] = (1, 2, 4, 8), seconds: float = 20.0,
-               payloads: Sequence[Payload] | None = None, expected: dict[int, dict[str, float]] | None = None,
-               task: str | Sequence[str] | None = None, timeout_s: float = 60.0, max_requests: int = MAX_REQUESTS_PER_LEVEL,
-               sample_every: int = 5, unique_only: bool = False) -> list[dict]:
+def run_levels(
+    base_url: str,
+    endpoint: str = "predict",
+    concurrency: Sequence[int] = (1, 2, 4, 8),
+    seconds: float = 20.0,
+    payloads: Sequence[Payload] | None = None,
+    expected: dict[int, dict[str, float]] | None = None,
+    task: str | Sequence[str] | None = None,
+    timeout_s: float = 60.0,
+    max_requests: int = MAX_REQUESTS_PER_LEVEL,
+    sample_every: int = 5,
+    unique_only: bool = False,
+) -> list[dict]:
     """The closed-loop levels one after the other. Each level goes on with the next patient (and task); with
     `unique_only` no (patient, task) pair is sent twice over all levels, so an explain benchmark measures
     explanations computed, not the server's explanation cache (a level with no pair left is skipped)."""
@@ -348,39 +400,68 @@ def run_levels(base_url: str, endpoint: str = "predict", concurrency: Sequence[i
     for level in concurrency:
         budget = min(max_requests, pairs - sent) if unique_only else max_requests
         if budget <= 0:
-            levels.append({"endpoint": endpoint, "concurrency": level, "skipped": "every (patient, task) pair was sent"})
+            levels.append(
+                {"endpoint": endpoint, "concurrency": level, "skipped": "every (patient, task) pair was sent"}
+            )
             continue
-        outcomes, elapsed = asyncio.run(closed_loop(url, payloads, level, seconds, endpoint, task, budget,
-                                                    timeout_s, sample_every, first_patient=sent))
+        outcomes, elapsed = asyncio.run(
+            closed_loop(
+                url, payloads, level, seconds, endpoint, task, budget, timeout_s, sample_every, first_patient=sent
+            )
+        )
         sent += len(outcomes)
         row = {"endpoint": endpoint, "concurrency": level, **summarize(outcomes, elapsed)}
         if expected is not None:
             row["check"] = check_answers(outcomes, expected)
         levels.append(row)
-        print(f"  {endpoint} c={level}: {row['throughput_rps']} rps, p50 {row['latency_ms']['p50']} ms, "
-              f"status {row['status']}", file=sys.stderr, flush=True)
+        print(
+            f"  {endpoint} c={level}: {row['throughput_rps']} rps, p50 {row['latency_ms']['p50']} ms, "
+            f"status {row['status']}",
+            file=sys.stderr,
+            flush=True,
+        )
     return levels
 
 
-def run_burst(base_url: str, sustainable_rps: float, factor: float = 4.0, seconds: float = 10.0,
-              payloads: Sequence[Payload] | None = None, expected: dict[int, dict[str, float]] | None = None,
-              endpoint: str = "predict", timeout_s: float = 30.0, max_in_flight: int = 256) -> dict:
+def run_burst(
+    base_url: str,
+    sustainable_rps: float,
+    factor: float = 4.0,
+    seconds: float = 10.0,
+    payloads: Sequence[Payload] | None = None,
+    expected: dict[int, dict[str, float]] | None = None,
+    endpoint: str = "predict",
+    timeout_s: float = 30.0,
+    max_in_flight: int = 256,
+) -> dict:
     """Open-loop traffic at `factor` x the sustainable rate; then /health must still answer 200."""
     payloads = payloads or demo_payloads()
     rate = max(1.0, factor * sustainable_rps)
     url = require_loopback(base_url.rstrip("/") + "/" + endpoint)
-    outcomes, elapsed, not_sent = asyncio.run(open_loop(url, payloads, rate, seconds, endpoint, None, max_in_flight,
-                                                        timeout_s))
+    outcomes, elapsed, not_sent = asyncio.run(
+        open_loop(url, payloads, rate, seconds, endpoint, None, max_in_flight, timeout_s)
+    )
     summary = summarize(outcomes, elapsed)
     rejected = [o.latency_s for o in outcomes if o.status == 503]
-    row = {"endpoint": endpoint, "sustainable_rps": round(sustainable_rps, 3), "factor": factor,
-           "offered_rps": round(rate, 3), "seconds": seconds, "not_sent_client_cap": not_sent, **summary,
-           "rejected_latency_ms_p50": None if not rejected else round(percentile(rejected, 50) * 1000, 1),
-           "rejected_latency_ms_p99": None if not rejected else round(percentile(rejected, 99) * 1000, 1),
-           "health_after": health(base_url)}
+    row = {
+        "endpoint": endpoint,
+        "sustainable_rps": round(sustainable_rps, 3),
+        "factor": factor,
+        "offered_rps": round(rate, 3),
+        "seconds": seconds,
+        "not_sent_client_cap": not_sent,
+        **summary,
+        "rejected_latency_ms_p50": None if not rejected else round(percentile(rejected, 50) * 1000, 1),
+        "rejected_latency_ms_p99": None if not rejected else round(percentile(rejected, 99) * 1000, 1),
+        "health_after": health(base_url),
+    }
     if expected is not None:
         row["check"] = check_answers(outcomes, expected)
-    print(f"  burst {rate:.1f} rps: status {row['status']}, health after {row['health_after']}", file=sys.stderr, flush=True)
+    print(
+        f"  burst {rate:.1f} rps: status {row['status']}, health after {row['health_after']}",
+        file=sys.stderr,
+        flush=True,
+    )
     return row
 
 
@@ -395,7 +476,9 @@ def _start(command: list[str], log_path: Path) -> subprocess.Popen:
     env = dict(os.environ, HF_HUB_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1")
     log = open(log_path, "w")
     # own process group: stopping the server also stops the workers it started
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT), start_new_session=True)
+    return subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT), start_new_session=True
+    )
 
 
 def _stop(process: subprocess.Popen, timeout_s: float = 60.0) -> None:
@@ -409,9 +492,18 @@ def _stop(process: subprocess.Popen, timeout_s: float = 60.0) -> None:
         process.wait(10)
 
 
-def kill_replica_under_load(base_url: str, app_name: str, replicas: int, payloads: Sequence[Payload],
-                            expected: dict[int, dict[str, float]] | None, concurrency: int = 4, seconds: float = 40.0,
-                            kill_at_s: float = 8.0, address: str = "auto", timeout_s: float = 60.0) -> dict:
+def kill_replica_under_load(
+    base_url: str,
+    app_name: str,
+    replicas: int,
+    payloads: Sequence[Payload],
+    expected: dict[int, dict[str, float]] | None,
+    concurrency: int = 4,
+    seconds: float = 40.0,
+    kill_at_s: float = 8.0,
+    address: str = "auto",
+    timeout_s: float = 60.0,
+) -> dict:
     """Closed-loop load at `concurrency`; at `kill_at_s` one Ray Serve replica actor is killed (ray.kill, as a
     crash would). Reports the failed requests, when failures stopped, and when the controller had `replicas`
     running replicas again (a new actor in place of the killed one)."""
@@ -442,8 +534,11 @@ def kill_replica_under_load(base_url: str, app_name: str, replicas: int, payload
     start = time.perf_counter()
     thread = threading.Thread(target=injector, daemon=True)
     thread.start()
-    outcomes, elapsed = asyncio.run(closed_loop(url, payloads, concurrency, seconds, "predict", None,
-                                                MAX_REQUESTS_PER_LEVEL, timeout_s, 5, origin=start))
+    outcomes, elapsed = asyncio.run(
+        closed_loop(
+            url, payloads, concurrency, seconds, "predict", None, MAX_REQUESTS_PER_LEVEL, timeout_s, 5, origin=start
+        )
+    )
     thread.join(90)
     kill_s = None if events["killed"] is None else events["killed"] - start
     after = [o for o in outcomes if kill_s is not None and o.started + o.latency_s >= kill_s]
@@ -453,33 +548,62 @@ def kill_replica_under_load(base_url: str, app_name: str, replicas: int, payload
     # throughput per second of the run, to see the dip and the recovery
     per_second = Counter(int(o.started + o.latency_s) for o in outcomes if o.status == 200)
     row = {
-        "concurrency": concurrency, "seconds": seconds, "replicas": replicas, "victim": events["victim"],
+        "concurrency": concurrency,
+        "seconds": seconds,
+        "replicas": replicas,
+        "victim": events["victim"],
         "kill_at_s": None if kill_s is None else round(kill_s, 2),
         **summarize(outcomes, elapsed),
         "failed_after_kill": len(failed),
         "failed_status": status_counts(failed),
         "last_failure_after_kill_s": None if last_failure is None else round(last_failure - kill_s, 2),
         "replicas_back_after_s": None if back_s is None else round(back_s, 2),
-        "recovery_s": None if back_s is None else round(max(back_s, 0.0 if last_failure is None else last_failure - kill_s), 2),
+        "recovery_s": None
+        if back_s is None
+        else round(max(back_s, 0.0 if last_failure is None else last_failure - kill_s), 2),
         "ok_per_second": [per_second.get(s, 0) for s in range(int(elapsed) + 1)],
         "replicas_after": ray_app.running_replicas(app_name),
     }
     if expected is not None:
         row["check"] = check_answers(outcomes, expected)
-    print(f"  kill: failed {row['failed_after_kill']} {row['failed_status']}, replicas back after "
-          f"{row['replicas_back_after_s']} s", file=sys.stderr, flush=True)
+    print(
+        f"  kill: failed {row['failed_after_kill']} {row['failed_status']}, replicas back after "
+        f"{row['replicas_back_after_s']} s",
+        file=sys.stderr,
+        flush=True,
+    )
     return row
 
 
-def _deployment_run(name: str, base_url: str, payloads, expected, concurrency, seconds, explain_concurrency,
-                    explain_seconds, burst_seconds, tasks) -> dict:
+def _deployment_run(
+    name: str,
+    base_url: str,
+    payloads,
+    expected,
+    concurrency,
+    seconds,
+    explain_concurrency,
+    explain_seconds,
+    burst_seconds,
+    tasks,
+) -> dict:
     out = {"name": name, "url": base_url, "load_avg_start": [round(x, 2) for x in os.getloadavg()]}
     out["predict"] = run_levels(base_url, "predict", concurrency, seconds, payloads, expected)
     sustainable = max(level["throughput_rps"] or 0.0 for level in out["predict"])
     out["burst"] = run_burst(base_url, sustainable, 4.0, burst_seconds, payloads, expected)
     if explain_concurrency:
-        out["explain"] = run_levels(base_url, "explain", explain_concurrency, explain_seconds, payloads, expected,
-                                    task=tasks, timeout_s=180.0, sample_every=1, unique_only=True)
+        out["explain"] = run_levels(
+            base_url,
+            "explain",
+            explain_concurrency,
+            explain_seconds,
+            payloads,
+            expected,
+            task=tasks,
+            timeout_s=180.0,
+            sample_every=1,
+            unique_only=True,
+        )
     out["stats"] = _get_json(base_url + "/stats")
     out["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     return out
@@ -505,10 +629,19 @@ def _ray_serve_command() -> list[str]:
     return [sys.executable, "-m", "mmnar_core.serving.ray_app"]
 
 
-def full_benchmark(bundle_dir: str | Path = DEMO_BUNDLE, concurrency: Sequence[int] = (1, 2, 4, 8), seconds: float = 20.0,
-                   explain_concurrency: Sequence[int] = (1, 2), explain_seconds: float = 30.0, burst_seconds: float = 10.0,
-                   patients: int | None = None, replicas: int = 2, kill_seconds: float = 40.0,
-                   log_dir: str | Path | None = None, serve_args: Sequence[str] = ("--max-queue", "16", "--threads", "1")) -> dict:
+def full_benchmark(
+    bundle_dir: str | Path = DEMO_BUNDLE,
+    concurrency: Sequence[int] = (1, 2, 4, 8),
+    seconds: float = 20.0,
+    explain_concurrency: Sequence[int] = (1, 2),
+    explain_seconds: float = 30.0,
+    burst_seconds: float = 10.0,
+    patients: int | None = None,
+    replicas: int = 2,
+    kill_seconds: float = 40.0,
+    log_dir: str | Path | None = None,
+    serve_args: Sequence[str] = ("--max-queue", "16", "--threads", "1"),
+) -> dict:
     """Plain server, then Ray Serve with `replicas` replicas (CPU), the same levels on each, and a replica killed
     under load on Ray. Servers run as subprocesses of the CLI (`python -m mmnar_core serve ...`) on free
     loopback ports and are stopped at the end whatever happens. `serve_args` go to both servers: the default
@@ -521,19 +654,49 @@ def full_benchmark(bundle_dir: str | Path = DEMO_BUNDLE, concurrency: Sequence[i
     tasks = sorted(next(iter(expected.values()), {}))  # explain: every (patient, task) pair once
     log_dir = Path(log_dir or os.environ.get("TMPDIR", "/tmp"))
     log_dir.mkdir(parents=True, exist_ok=True)
-    result = {"bundle": str(bundle_dir), "patients": len(payloads), "cpu_count": os.cpu_count(),
-              "levels": list(concurrency), "seconds_per_level": seconds, "explain_tasks": tasks,
-              "serve_args": list(serve_args), "deployments": []}
+    result = {
+        "bundle": str(bundle_dir),
+        "patients": len(payloads),
+        "cpu_count": os.cpu_count(),
+        "levels": list(concurrency),
+        "seconds_per_level": seconds,
+        "explain_tasks": tasks,
+        "serve_args": list(serve_args),
+        "deployments": [],
+    }
 
     # 1) the plain server
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    process = _start([sys.executable, "-m", "mmnar_core", "serve", str(bundle_dir), "--host", "127.0.0.1",
-                      "--port", str(port), *serve_args], log_dir / "loadtest_plain_server.log")
+    process = _start(
+        [
+            sys.executable,
+            "-m",
+            "mmnar_core",
+            "serve",
+            str(bundle_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *serve_args,
+        ],
+        log_dir / "loadtest_plain_server.log",
+    )
     try:
         ready_s = wait_ready(base, 240, process)
-        run = _deployment_run("plain", base, payloads, expected, concurrency, seconds, explain_concurrency,
-                              explain_seconds, burst_seconds, tasks)
+        run = _deployment_run(
+            "plain",
+            base,
+            payloads,
+            expected,
+            concurrency,
+            seconds,
+            explain_concurrency,
+            explain_seconds,
+            burst_seconds,
+            tasks,
+        )
         run["ready_s"] = round(ready_s, 1)
         result["deployments"].append(run)
     finally:
@@ -544,8 +707,20 @@ def full_benchmark(bundle_dir: str | Path = DEMO_BUNDLE, concurrency: Sequence[i
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    process = _start([*_ray_serve_command(), str(bundle_dir), "--host", "127.0.0.1", "--port", str(port),
-                      "--replicas", str(replicas), *serve_args], log_dir / "loadtest_ray_server.log")
+    process = _start(
+        [
+            *_ray_serve_command(),
+            str(bundle_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--replicas",
+            str(replicas),
+            *serve_args,
+        ],
+        log_dir / "loadtest_ray_server.log",
+    )
     try:
         t0 = time.monotonic()
         wait_ready(base, 300, process, consecutive=2 * replicas)
@@ -553,11 +728,22 @@ def full_benchmark(bundle_dir: str | Path = DEMO_BUNDLE, concurrency: Sequence[i
         while ray_app.running_replicas(ray_app.APP_NAME) < replicas and time.monotonic() - t0 < 300:
             time.sleep(0.5)
         ready_s = time.monotonic() - t0
-        run = _deployment_run(f"ray_serve_{replicas}_replicas", base, payloads, expected, concurrency, seconds,
-                              explain_concurrency, explain_seconds, burst_seconds, tasks)
+        run = _deployment_run(
+            f"ray_serve_{replicas}_replicas",
+            base,
+            payloads,
+            expected,
+            concurrency,
+            seconds,
+            explain_concurrency,
+            explain_seconds,
+            burst_seconds,
+            tasks,
+        )
         run["ready_s"] = round(ready_s, 1)
-        run["kill_replica"] = kill_replica_under_load(base, ray_app.APP_NAME, replicas, payloads, expected,
-                                                      concurrency=4, seconds=kill_seconds)
+        run["kill_replica"] = kill_replica_under_load(
+            base, ray_app.APP_NAME, replicas, payloads, expected, concurrency=4, seconds=kill_seconds
+        )
         result["deployments"].append(run)
     finally:
         try:
@@ -572,8 +758,11 @@ def full_benchmark(bundle_dir: str | Path = DEMO_BUNDLE, concurrency: Sequence[i
 
 # --------------------------------------------------------------------------- command
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m mmnar_core.serving.loadtest", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m mmnar_core.serving.loadtest",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--url", default=None, help="server base URL on this machine, e.g. http://127.0.0.1:8765")
     parser.add_argument("--endpoint", choices=ENDPOINTS, default="predict")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8])
@@ -586,12 +775,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-check", action="store_true", help="do not compare answers with the in-process predictor")
     parser.add_argument("--burst", action="store_true", help="after the levels, 4x the best rate open-loop")
     parser.add_argument("--burst-seconds", type=float, default=10.0)
-    parser.add_argument("--benchmark", action="store_true",
-                        help="run the full benchmark: plain server, then Ray Serve (2 replicas) with a replica killed")
+    parser.add_argument(
+        "--benchmark",
+        action="store_true",
+        help="run the full benchmark: plain server, then Ray Serve (2 replicas) with a replica killed",
+    )
     parser.add_argument("--replicas", type=int, default=2, help="Ray replicas of --benchmark")
-    parser.add_argument("--explain-concurrency", type=int, nargs="*", default=[1, 2], help="explain levels of --benchmark")
+    parser.add_argument(
+        "--explain-concurrency", type=int, nargs="*", default=[1, 2], help="explain levels of --benchmark"
+    )
     parser.add_argument("--explain-seconds", type=float, default=30.0)
-    parser.add_argument("--kill-seconds", type=float, default=40.0, help="length of the replica-kill run of --benchmark")
+    parser.add_argument(
+        "--kill-seconds", type=float, default=40.0, help="length of the replica-kill run of --benchmark"
+    )
     parser.add_argument("--log-dir", default=None, help="server logs of --benchmark (default: $TMPDIR or /tmp)")
     parser.add_argument("--out", default=None, help="also write the JSON here")
     return parser
@@ -603,24 +799,44 @@ def main(argv: list[str] | None = None) -> int:
     if any(c < 1 or c > 256 for c in args.concurrency):
         raise SystemExit("error: --concurrency levels must be between 1 and 256")
     if args.benchmark:
-        result = full_benchmark(args.bundle, args.concurrency, args.seconds, args.explain_concurrency,
-                                args.explain_seconds, args.burst_seconds, args.patients, args.replicas,
-                                args.kill_seconds, args.log_dir)
+        result = full_benchmark(
+            args.bundle,
+            args.concurrency,
+            args.seconds,
+            args.explain_concurrency,
+            args.explain_seconds,
+            args.burst_seconds,
+            args.patients,
+            args.replicas,
+            args.kill_seconds,
+            args.log_dir,
+        )
     else:
         if not args.url:
             raise SystemExit("error: --url is required (or --benchmark)")
         try:
             base = require_loopback(args.url).rstrip("/")
         except ValueError as error:
-            raise SystemExit(f"error: {error}")
+            raise SystemExit(f"error: {error}") from None
         payloads = demo_payloads(args.patients)
         expected = None if args.no_check else expected_risks(args.bundle, args.patients)
         task = args.task
         explain = args.endpoint == "explain"
         if explain and task is None and expected:
             task = sorted(next(iter(expected.values())))  # every (patient, task) pair once: no cache hits
-        levels = run_levels(base, args.endpoint, args.concurrency, args.seconds, payloads, expected, task, args.timeout,
-                            args.max_requests, 1 if explain else 5, unique_only=explain)
+        levels = run_levels(
+            base,
+            args.endpoint,
+            args.concurrency,
+            args.seconds,
+            payloads,
+            expected,
+            task,
+            args.timeout,
+            args.max_requests,
+            1 if explain else 5,
+            unique_only=explain,
+        )
         result = {"url": base, "levels": levels}
         if args.burst:
             sustainable = max(level["throughput_rps"] or 0.0 for level in levels)

@@ -26,8 +26,8 @@ problems, the first status in STATUS_ORDER wins.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from mmnar_core.inputs import (
     InputError,
@@ -73,7 +73,7 @@ class RequestError(Exception):
         super().__init__("; ".join(str(e) for _, e in self.problems))
 
     @classmethod
-    def one(cls, status: int, field: str, problem: str, accepted: str, feature: str | None = None) -> "RequestError":
+    def one(cls, status: int, field: str, problem: str, accepted: str, feature: str | None = None) -> RequestError:
         return cls([(status, InputError(field, problem, accepted, feature))])
 
     @property
@@ -82,8 +82,10 @@ class RequestError(Exception):
         return next((s for s in STATUS_ORDER if s in statuses), max(statuses))
 
     def to_dict(self) -> dict:
-        return {"errors": [{**error.to_dict(), "status": status} for status, error in self.problems],
-                "status": self.status}
+        return {
+            "errors": [{**error.to_dict(), "status": status} for status, error in self.problems],
+            "status": self.status,
+        }
 
 
 @dataclass
@@ -98,8 +100,10 @@ class ParsedRequest:
 
 
 # ------------------------------------------------------------------------------------------------ multipart
-MULTIPART_ACCEPTED = ("a multipart/form-data body (curl -F / a browser form) with the fields structured, "
-                      "structured_file, one file per image modality, one text or file per text modality, patient_id")
+MULTIPART_ACCEPTED = (
+    "a multipart/form-data body (curl -F / a browser form) with the fields structured, "
+    "structured_file, one file per image modality, one text or file per text modality, patient_id"
+)
 
 
 def parse_multipart(body: bytes, content_type: str | None, max_parts: int = 64) -> list[Part]:
@@ -111,8 +115,9 @@ def parse_multipart(body: bytes, content_type: str | None, max_parts: int = 64) 
     media, options = parse_options_header(content_type or "")
     if media != b"multipart/form-data":
         shown = media.decode("latin-1") or "none"
-        raise RequestError.one(415, "Content-Type", f"the request body is {shown}, not multipart/form-data",
-                               MULTIPART_ACCEPTED)
+        raise RequestError.one(
+            415, "Content-Type", f"the request body is {shown}, not multipart/form-data", MULTIPART_ACCEPTED
+        )
     boundary = options.get(b"boundary")
     if not boundary:
         raise RequestError.one(400, "Content-Type", "multipart/form-data without a boundary", MULTIPART_ACCEPTED)
@@ -140,26 +145,38 @@ def parse_multipart(body: bytes, content_type: str | None, max_parts: int = 64) 
     def on_part_end():
         disposition, params = parse_options_header(current["headers"].get(b"content-disposition", b""))
         if disposition != b"form-data" or b"name" not in params:
-            raise RequestError.one(400, "multipart body", "a part without Content-Disposition: form-data; name=...",
-                                   MULTIPART_ACCEPTED)
+            raise RequestError.one(
+                400, "multipart body", "a part without Content-Disposition: form-data; name=...", MULTIPART_ACCEPTED
+            )
         if len(parts) >= max_parts:
             raise RequestError.one(400, "multipart body", f"more than {max_parts} parts", MULTIPART_ACCEPTED)
         filename = params.get(b"filename")
         media_type = current["headers"].get(b"content-type")
-        parts.append(Part(_text(params[b"name"]), bytes(current["data"]),
-                          None if filename is None else _text(filename),
-                          None if media_type is None else _text(media_type)))
+        parts.append(
+            Part(
+                _text(params[b"name"]),
+                bytes(current["data"]),
+                None if filename is None else _text(filename),
+                None if media_type is None else _text(media_type),
+            )
+        )
 
-    callbacks = {"on_part_begin": on_part_begin, "on_part_data": on_part_data, "on_part_end": on_part_end,
-                 "on_header_field": on_header_field, "on_header_value": on_header_value,
-                 "on_header_end": on_header_end}
+    callbacks = {
+        "on_part_begin": on_part_begin,
+        "on_part_data": on_part_data,
+        "on_part_end": on_part_end,
+        "on_header_field": on_header_field,
+        "on_header_value": on_header_value,
+        "on_header_end": on_header_end,
+    }
     try:
         parser = MultipartParser(boundary, callbacks)
         parser.write(body)
         parser.finalize()
     except FormParserError as error:
-        raise RequestError.one(400, "multipart body", f"not valid multipart/form-data ({error})",
-                               MULTIPART_ACCEPTED) from None
+        raise RequestError.one(
+            400, "multipart body", f"not valid multipart/form-data ({error})", MULTIPART_ACCEPTED
+        ) from None
     if body.strip() and not parts:
         raise RequestError.one(400, "multipart body", "no part found (wrong boundary?)", MULTIPART_ACCEPTED)
     return parts
@@ -182,7 +199,7 @@ class Schema:
     tasks: list[str]
 
     @classmethod
-    def of(cls, predictor) -> "Schema":
+    def of(cls, predictor) -> Schema:
         return cls(list(predictor.features), list(predictor.modalities), list(predictor.config.tasks))
 
     def names(self, kind: ModalityKind) -> list[str]:
@@ -190,20 +207,30 @@ class Schema:
 
     def fields(self, kind: str) -> dict[str, str]:
         """field name -> what it holds, for the endpoint `kind`."""
-        out = {"structured": 'a JSON object {"feature": value} or {"feature": {"value": v, "unit": "u"}}',
-               "structured_file": "a CSV, JSON or FHIR R4 Bundle file"}
+        out = {
+            "structured": 'a JSON object {"feature": value} or {"feature": {"value": v, "unit": "u"}}',
+            "structured_file": "a CSV, JSON or FHIR R4 Bundle file",
+        }
         out.update({name: "an image file (PNG, JPEG or DICOM)" for name in self.names(ModalityKind.IMAGE)})
         out.update({name: "a note as text or a UTF-8 .txt file" for name in self.names(ModalityKind.TEXT)})
         out["patient_id"] = "an identifier (text; optional)"
         if kind == "explain":
             out["task"] = f"one outcome: {', '.join(self.tasks)} (default {self.tasks[0]})"
-            out["modalities"] = (f"the modalities to attribute, comma-separated, of: "
-                                 f"{', '.join(m.name for m in self.modalities)} (default: all)")
+            out["modalities"] = (
+                f"the modalities to attribute, comma-separated, of: "
+                f"{', '.join(m.name for m in self.modalities)} (default: all)"
+            )
         return out
 
 
-def parse_request(parts: Sequence[Part], schema: Schema, kind: str, max_image_bytes: int, max_structured_bytes: int,
-                  max_text_chars: int) -> ParsedRequest:
+def parse_request(
+    parts: Sequence[Part],
+    schema: Schema,
+    kind: str,
+    max_image_bytes: int,
+    max_structured_bytes: int,
+    max_text_chars: int,
+) -> ParsedRequest:
     """Validated inputs of one request (every problem at once), as the app validates them."""
     known = schema.fields(kind)
     problems: list[tuple[int, InputError]] = []
@@ -215,8 +242,14 @@ def parse_request(parts: Sequence[Part], schema: Schema, kind: str, max_image_by
                 problems.append((400, InputError(part.name, f"not a field of POST {KINDS[kind]}", accepted)))
             else:  # an empty, unprintable or very long name: the error still names where the problem is
                 shown = repr(part.name) if len(part.name) <= 60 else repr(part.name[:57]) + "..."
-                problems.append((400, InputError("multipart body", f"a part named {shown} is not a field of POST "
-                                                 f"{KINDS[kind]}", accepted)))
+                problems.append(
+                    (
+                        400,
+                        InputError(
+                            "multipart body", f"a part named {shown} is not a field of POST {KINDS[kind]}", accepted
+                        ),
+                    )
+                )
         elif part.name in given:
             problems.append((400, InputError(part.name, "given more than once", "each field at most once")))
         elif part.is_file and not part.filename and not part.data:
@@ -237,8 +270,14 @@ def parse_request(parts: Sequence[Part], schema: Schema, kind: str, max_image_by
         if "task" in given:
             task = (_field_text(given["task"], "task", f"one of: {', '.join(schema.tasks)}", problems) or "").strip()
             if task and task not in schema.tasks:
-                problems.append((422, InputError("task", f"{task!r} is not an outcome of this model",
-                                                 f"one of: {', '.join(schema.tasks)}")))
+                problems.append(
+                    (
+                        422,
+                        InputError(
+                            "task", f"{task!r} is not an outcome of this model", f"one of: {', '.join(schema.tasks)}"
+                        ),
+                    )
+                )
             task = task or schema.tasks[0]
     modalities = _modalities(given, schema, problems) if kind == "explain" else None
 
@@ -250,8 +289,9 @@ def parse_request(parts: Sequence[Part], schema: Schema, kind: str, max_image_by
         if part is None:
             continue
         try:
-            images[name] = read_image_upload(part.filename or name, part.data, max_image_bytes, preview=False,
-                                             keep_pixels=True)
+            images[name] = read_image_upload(
+                part.filename or name, part.data, max_image_bytes, preview=False, keep_pixels=True
+            )
             notes.extend(images[name].notes)
         except InputError as error:
             problems.append(_with_status(error))
@@ -296,7 +336,9 @@ def _modalities(given: dict[str, Part], schema: Schema, problems: list) -> list[
     wanted = [w.strip() for w in text.split(",") if w.strip()]
     unknown = [w for w in wanted if w not in names]
     if unknown or not wanted:
-        problem = f"{', '.join(repr(w) for w in unknown)} is not a modality of this model" if unknown else "no modality named"
+        problem = (
+            f"{', '.join(repr(w) for w in unknown)} is not a modality of this model" if unknown else "no modality named"
+        )
         problems.append((422, InputError("modalities", problem, accepted)))
         return None
     return [n for n in names if n in wanted]
@@ -315,7 +357,8 @@ def _structured(given: dict[str, Part], schema: Schema, max_bytes: int, problems
     StructuredInput (every feature a key, None = not measured), as the app's form gives, so input hashes
     agree with the app's."""
     if not any(m.kind is ModalityKind.TABULAR for m in schema.modalities) and not (
-            "structured_file" in given or "structured" in given):
+        "structured_file" in given or "structured" in given
+    ):
         return None  # a model without structured values: nothing to fill
     mine: list[tuple[int, InputError]] = []
     from_file = None
@@ -323,9 +366,16 @@ def _structured(given: dict[str, Part], schema: Schema, max_bytes: int, problems
     if part is not None:
         filename = part.filename or "structured_file"
         if len(part.data) > max_bytes:
-            mine.append(_with_status(InputError(f"structured_file {filename}", f"the file is {_size(len(part.data))}, "
-                                                f"over the limit of {_size(max_bytes)}",
-                                                f"a CSV, JSON or FHIR file up to {_size(max_bytes)}", kind="too_large")))
+            mine.append(
+                _with_status(
+                    InputError(
+                        f"structured_file {filename}",
+                        f"the file is {_size(len(part.data))}, over the limit of {_size(max_bytes)}",
+                        f"a CSV, JSON or FHIR file up to {_size(max_bytes)}",
+                        kind="too_large",
+                    )
+                )
+            )
         else:
             try:
                 from_file = parse_structured_file(filename, part.data, schema.features)
@@ -335,9 +385,16 @@ def _structured(given: dict[str, Part], schema: Schema, max_bytes: int, problems
     part = given.get("structured")
     if part is not None and part.data.strip():
         if len(part.data) > max_bytes:
-            mine.append(_with_status(InputError("structured", f"the field is {_size(len(part.data))}, over the limit "
-                                                f"of {_size(max_bytes)}", f"a JSON object of at most {_size(max_bytes)}",
-                                                kind="too_large")))
+            mine.append(
+                _with_status(
+                    InputError(
+                        "structured",
+                        f"the field is {_size(len(part.data))}, over the limit of {_size(max_bytes)}",
+                        f"a JSON object of at most {_size(max_bytes)}",
+                        kind="too_large",
+                    )
+                )
+            )
         else:
             try:
                 obj = load_json(part.data, "structured", JSON_ACCEPTED)
@@ -347,8 +404,9 @@ def _structured(given: dict[str, Part], schema: Schema, max_bytes: int, problems
                 if isinstance(obj, dict):
                     overrides = obj
                 else:
-                    mine.append((400, InputError("structured", f"a JSON {type(obj).__name__}, not an object",
-                                                 JSON_ACCEPTED)))
+                    mine.append(
+                        (400, InputError("structured", f"a JSON {type(obj).__name__}, not an object", JSON_ACCEPTED))
+                    )
     if not mine:
         try:
             form = parse_structured_form(overrides, schema.features)

@@ -18,7 +18,7 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from mmnar_core.drift import COUNTS_FORMAT, DriftError, counts_document, read_counts_document
@@ -60,7 +60,9 @@ class PatternCounter:
             if self.path is None or not self.path.exists():
                 return
             document = _read(self.path)
-            counts = read_counts_document(document, self.modalities, model_id, where=f"the pattern counts file {self.path}")
+            counts = read_counts_document(
+                document, self.modalities, model_id, where=f"the pattern counts file {self.path}"
+            )
             if document.get("model_id") in (None, ""):
                 raise DriftError(f"the pattern counts file {self.path} names no model: give another file")
             self._counts = counts
@@ -78,7 +80,7 @@ class PatternCounter:
                 while len(self._recent) > self.recent_limit:
                     self._recent.popitem(last=False)
             self._counts[int(pattern)] = self._counts.get(int(pattern), 0) + 1
-            now = datetime.now(timezone.utc).isoformat()
+            now = datetime.now(UTC).isoformat()
             self._first = self._first or now
             self._last = now
             self._dirty = True
@@ -87,8 +89,14 @@ class PatternCounter:
     def document(self) -> dict:
         """The counts as the file and GET /pattern-counts give them (mmnar_core.drift.counts_document)."""
         with self._lock:
-            return counts_document(self.model_id or "", self.modalities or ["structured"], dict(self._counts),
-                                   self._first, self._last, source="mmnar_core.serving")
+            return counts_document(
+                self.model_id or "",
+                self.modalities or ["structured"],
+                dict(self._counts),
+                self._first,
+                self._last,
+                source="mmnar_core.serving",
+            )
 
     def counts(self) -> dict[int, int]:
         with self._lock:
@@ -104,8 +112,20 @@ class PatternCounter:
             with self._lock:
                 if not self._dirty:
                     return
-                text = json.dumps(counts_document(self.model_id, self.modalities, dict(self._counts), self._first,
-                                                  self._last, source="mmnar_core.serving"), indent=2) + "\n"
+                text = (
+                    json.dumps(
+                        counts_document(
+                            self.model_id,
+                            self.modalities,
+                            dict(self._counts),
+                            self._first,
+                            self._last,
+                            source="mmnar_core.serving",
+                        ),
+                        indent=2,
+                    )
+                    + "\n"
+                )
                 self._dirty = False
                 self._written_at = time.monotonic()
             try:
@@ -120,9 +140,13 @@ def _read(path: Path) -> dict:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DriftError(f"the pattern counts file {path} cannot be read as JSON ({error}); give another file or "
-                         "move it away (it is never overwritten)") from None
+        raise DriftError(
+            f"the pattern counts file {path} cannot be read as JSON ({error}); give another file or "
+            "move it away (it is never overwritten)"
+        ) from None
     if not isinstance(document, dict) or document.get("format") != COUNTS_FORMAT:
-        raise DriftError(f"{path} is not a pattern counts file (format {COUNTS_FORMAT!r}); give another file "
-                         "(it is never overwritten)")
+        raise DriftError(
+            f"{path} is not a pattern counts file (format {COUNTS_FORMAT!r}); give another file "
+            "(it is never overwritten)"
+        )
     return document

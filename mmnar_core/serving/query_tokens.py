@@ -11,8 +11,22 @@ from __future__ import annotations
 import json
 from urllib.parse import parse_qsl
 
-CREDENTIAL_NAMES = frozenset({"access_token", "token", "id_token", "auth", "authorization", "bearer", "jwt",
-                              "api_key", "apikey", "key", "password", "secret"})
+CREDENTIAL_NAMES = frozenset(
+    {
+        "access_token",
+        "token",
+        "id_token",
+        "auth",
+        "authorization",
+        "bearer",
+        "jwt",
+        "api_key",
+        "apikey",
+        "key",
+        "password",
+        "secret",
+    }
+)
 
 
 def credential_parameters(query_string: bytes) -> list[str]:
@@ -43,9 +57,26 @@ async def _refuse(send, names: list[str]) -> None:
     shown = ", ".join(repr(n[:40]) for n in names[:5])
     problem = f"a credential was sent in the query string (parameter {shown}); it was not used"
     accepted = "the token in the Authorization header only: 'Authorization: Bearer <token>' (docs/serving.md)"
-    body = json.dumps({"errors": [{"field": "query", "problem": problem, "accepted": accepted, "feature": None,
-                                   "message": f"query: {problem}. Accepted: {accepted}", "status": 400}],
-                       "status": 400}).encode()
-    await send({"type": "http.response.start", "status": 400,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    body = json.dumps(
+        {
+            "errors": [
+                {
+                    "field": "query",
+                    "problem": problem,
+                    "accepted": accepted,
+                    "feature": None,
+                    "message": f"query: {problem}. Accepted: {accepted}",
+                    "status": 400,
+                }
+            ],
+            "status": 400,
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 400,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

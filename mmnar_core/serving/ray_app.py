@@ -54,7 +54,9 @@ SERVE_NAMESPACE = "serve"  # Ray Serve's own actors (controller, proxies, replic
 DEFAULT_CPUS_PER_REPLICA = 0.5
 DEFAULT_OBJECT_STORE_MB = 200
 PROXY_TIMEOUT_MARGIN_S = 5.0
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding mmnar_core/  # the app answers 504 itself at request_timeout_s; the proxy's limit is later
+PACKAGE_ROOT = (
+    Path(__file__).resolve().parents[2]
+)  # the folder holding mmnar_core/  # the app answers 504 itself at request_timeout_s; the proxy's limit is later
 
 
 # --------------------------------------------------------------------------- the replica
@@ -100,8 +102,9 @@ class MMNARReplica:
 
 
 # --------------------------------------------------------------------------- the deployment
-def replica_config(serve_config: ServeConfig, gpus_per_replica: float = 0.0,
-                   cpus_per_replica: float = DEFAULT_CPUS_PER_REPLICA) -> ServeConfig:
+def replica_config(
+    serve_config: ServeConfig, gpus_per_replica: float = 0.0, cpus_per_replica: float = DEFAULT_CPUS_PER_REPLICA
+) -> ServeConfig:
     """The ServeConfig a replica runs: model loaded before traffic, torch threads sized to its CPU share, the
     device from its GPU share (unless set explicitly)."""
     changes: dict = {"load_in_background": False}
@@ -112,13 +115,19 @@ def replica_config(serve_config: ServeConfig, gpus_per_replica: float = 0.0,
     return serve_config.with_(**changes)
 
 
-def deployment_options(replicas: int, gpus_per_replica: float, serve_config: ServeConfig,
-                       cpus_per_replica: float = DEFAULT_CPUS_PER_REPLICA) -> dict:
+def deployment_options(
+    replicas: int,
+    gpus_per_replica: float,
+    serve_config: ServeConfig,
+    cpus_per_replica: float = DEFAULT_CPUS_PER_REPLICA,
+) -> dict:
     """Keyword arguments of `serve.deployment` (plain data; tests read them without starting Ray)."""
     if replicas < 1:
         raise ValueError(f"--replicas must be at least 1 (got {replicas})")
     if gpus_per_replica < 0 or cpus_per_replica <= 0:
-        raise ValueError(f"--gpus-per-replica must be >= 0 and --cpus-per-replica > 0 (got {gpus_per_replica}, {cpus_per_replica})")
+        raise ValueError(
+            f"--gpus-per-replica must be >= 0 and --cpus-per-replica > 0 (got {gpus_per_replica}, {cpus_per_replica})"
+        )
     if gpus_per_replica > 1 and not float(gpus_per_replica).is_integer():
         raise ValueError(f"--gpus-per-replica above 1 must be a whole number (got {gpus_per_replica})")
     actor = {"num_cpus": float(cpus_per_replica)}
@@ -140,9 +149,15 @@ def deployment_options(replicas: int, gpus_per_replica: float, serve_config: Ser
     }
 
 
-def build_deployment(bundle_dir: str | Path, replicas: int = 2, gpus_per_replica: float = 0.0,
-                     serve_config: ServeConfig | None = None, cpus_per_replica: float = DEFAULT_CPUS_PER_REPLICA,
-                     image_weights: str | None = None, text_model: str | None = None):
+def build_deployment(
+    bundle_dir: str | Path,
+    replicas: int = 2,
+    gpus_per_replica: float = 0.0,
+    serve_config: ServeConfig | None = None,
+    cpus_per_replica: float = DEFAULT_CPUS_PER_REPLICA,
+    image_weights: str | None = None,
+    text_model: str | None = None,
+):
     """The bound Ray Serve application (`serve.run(build_deployment(...))` deploys it)."""
     from ray import serve
 
@@ -158,8 +173,9 @@ def build_deployment(bundle_dir: str | Path, replicas: int = 2, gpus_per_replica
 
 
 # --------------------------------------------------------------------------- Ray itself
-def connect(address: str | None = None, num_cpus: float | None = None,
-            object_store_mb: int = DEFAULT_OBJECT_STORE_MB) -> bool:
+def connect(
+    address: str | None = None, num_cpus: float | None = None, object_store_mb: int = DEFAULT_OBJECT_STORE_MB
+) -> bool:
     """Join the Ray cluster at `address` ('auto', 'ray://host:10001', 'host:6379'), or start a local one
     (loopback, no dashboard, small object store). True when this call started a local Ray."""
     import ray
@@ -172,9 +188,15 @@ def connect(address: str | None = None, num_cpus: float | None = None,
         return False
     # replicas import this package as the driver does, whether it is installed or run from a checkout
     paths = [str(PACKAGE_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    ray.init(num_cpus=int(math.ceil(num_cpus or os.cpu_count() or 1)), object_store_memory=int(object_store_mb) * 2**20,
-             include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False, logging_level=logging.WARNING,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}})
+    ray.init(
+        num_cpus=int(math.ceil(num_cpus or os.cpu_count() or 1)),
+        object_store_memory=int(object_store_mb) * 2**20,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}},
+    )
     return True
 
 
@@ -183,8 +205,11 @@ def replica_actor_names(app_name: str = APP_NAME) -> list[str]:
     from ray.util import list_named_actors
 
     prefix = f"SERVE_REPLICA::{app_name}#"
-    return sorted(a["name"] for a in list_named_actors(all_namespaces=True)
-                  if a.get("namespace") == SERVE_NAMESPACE and a["name"].startswith(prefix))
+    return sorted(
+        a["name"]
+        for a in list_named_actors(all_namespaces=True)
+        if a.get("namespace") == SERVE_NAMESPACE and a["name"].startswith(prefix)
+    )
 
 
 def running_replicas(app_name: str = APP_NAME, deployment: str = DEPLOYMENT_NAME) -> int:
@@ -200,28 +225,48 @@ def running_replicas(app_name: str = APP_NAME, deployment: str = DEPLOYMENT_NAME
     return int(app.deployments[deployment].replica_states.get("RUNNING", 0))
 
 
-def run(bundle_dir: str | Path, serve_config: ServeConfig | None = None, replicas: int = 2, gpus_per_replica: float = 0.0,
-        address: str | None = None, cpus_per_replica: float = DEFAULT_CPUS_PER_REPLICA, num_cpus: float | None = None,
-        object_store_mb: int = DEFAULT_OBJECT_STORE_MB, blocking: bool = True, stop: threading.Event | None = None,
-        ready_timeout_s: float = 600.0, image_weights: str | None = None, text_model: str | None = None) -> str:
+def run(
+    bundle_dir: str | Path,
+    serve_config: ServeConfig | None = None,
+    replicas: int = 2,
+    gpus_per_replica: float = 0.0,
+    address: str | None = None,
+    cpus_per_replica: float = DEFAULT_CPUS_PER_REPLICA,
+    num_cpus: float | None = None,
+    object_store_mb: int = DEFAULT_OBJECT_STORE_MB,
+    blocking: bool = True,
+    stop: threading.Event | None = None,
+    ready_timeout_s: float = 600.0,
+    image_weights: str | None = None,
+    text_model: str | None = None,
+) -> str:
     """Deploy and (with `blocking`) serve until Ctrl-C / SIGTERM / `stop` is set; then delete the application
     and, if this call started the local Ray, stop it. Returns the base URL."""
     from ray import serve
 
     serve_config = serve_config or ServeConfig()
-    application = build_deployment(bundle_dir, replicas, gpus_per_replica, serve_config, cpus_per_replica,
-                                   image_weights, text_model)
+    application = build_deployment(
+        bundle_dir, replicas, gpus_per_replica, serve_config, cpus_per_replica, image_weights, text_model
+    )
     started_ray = connect(address, num_cpus, object_store_mb)
     try:
-        serve.start(http_options={"host": serve_config.host, "port": serve_config.port,
-                                  "request_timeout_s": serve_config.request_timeout_s + PROXY_TIMEOUT_MARGIN_S})
+        serve.start(
+            http_options={
+                "host": serve_config.host,
+                "port": serve_config.port,
+                "request_timeout_s": serve_config.request_timeout_s + PROXY_TIMEOUT_MARGIN_S,
+            }
+        )
         t0 = time.monotonic()
         serve.run(application, name=APP_NAME, route_prefix="/", blocking=False)
         while running_replicas() < replicas and time.monotonic() - t0 < ready_timeout_s:
             time.sleep(0.5)
         url = f"http://{serve_config.host}:{serve_config.port}"
-        print(f"Ray Serve: {running_replicas()}/{replicas} replicas of {Path(bundle_dir)} at {url} "
-              f"({time.monotonic() - t0:.1f} s)", flush=True)
+        print(
+            f"Ray Serve: {running_replicas()}/{replicas} replicas of {Path(bundle_dir)} at {url} "
+            f"({time.monotonic() - t0:.1f} s)",
+            flush=True,
+        )
     except BaseException:
         _teardown(started_ray)
         raise
@@ -266,14 +311,29 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("Ray Serve (scale-out)")
     group.add_argument("--ray", action="store_true", help="serve as a Ray Serve deployment of --replicas replicas")
     group.add_argument("--replicas", type=int, default=2, help="Ray Serve replicas (default 2)")
-    group.add_argument("--gpus-per-replica", type=float, default=0.0,
-                       help="GPU share of each replica, e.g. 0.5 puts two replicas on one GPU (default 0: CPU)")
-    group.add_argument("--cpus-per-replica", type=float, default=DEFAULT_CPUS_PER_REPLICA,
-                       help=f"CPU share of each replica (default {DEFAULT_CPUS_PER_REPLICA}: 2 replicas fit on 2 cores)")
-    group.add_argument("--address", default=None,
-                       help="join this Ray cluster (auto, ray://HOST:10001, HOST:6379) instead of starting a local Ray")
-    group.add_argument("--object-store-mb", type=int, default=DEFAULT_OBJECT_STORE_MB,
-                       help=f"object store of a local Ray, MB (default {DEFAULT_OBJECT_STORE_MB})")
+    group.add_argument(
+        "--gpus-per-replica",
+        type=float,
+        default=0.0,
+        help="GPU share of each replica, e.g. 0.5 puts two replicas on one GPU (default 0: CPU)",
+    )
+    group.add_argument(
+        "--cpus-per-replica",
+        type=float,
+        default=DEFAULT_CPUS_PER_REPLICA,
+        help=f"CPU share of each replica (default {DEFAULT_CPUS_PER_REPLICA}: 2 replicas fit on 2 cores)",
+    )
+    group.add_argument(
+        "--address",
+        default=None,
+        help="join this Ray cluster (auto, ray://HOST:10001, HOST:6379) instead of starting a local Ray",
+    )
+    group.add_argument(
+        "--object-store-mb",
+        type=int,
+        default=DEFAULT_OBJECT_STORE_MB,
+        help=f"object store of a local Ray, MB (default {DEFAULT_OBJECT_STORE_MB})",
+    )
 
 
 ARG_ALIASES = {"timeout": "request_timeout_s"}  # serve command option -> ServeConfig field
@@ -296,15 +356,23 @@ def serve_config_from_args(args: argparse.Namespace) -> ServeConfig:
 
 def main_ray(args: argparse.Namespace, config: ServeConfig | None = None) -> int:
     """`python -m mmnar_core serve BUNDLE --ray ...`: the serve command builds `config` and calls this."""
-    bundle = getattr(args, "bundle", None) or getattr(args, "bundle_dir")
+    bundle = getattr(args, "bundle", None) or args.bundle_dir
     try:
         from ray import serve  # noqa: F401
     except ImportError:
         print("error: --ray needs Ray Serve: pip install 'ray[serve]' (pinned in requirements.txt)", file=sys.stderr)
         return 2
-    run(bundle, config or serve_config_from_args(args), args.replicas, args.gpus_per_replica, args.address,
-        args.cpus_per_replica, object_store_mb=args.object_store_mb,
-        image_weights=getattr(args, "image_weights", None), text_model=getattr(args, "text_model", None))
+    run(
+        bundle,
+        config or serve_config_from_args(args),
+        args.replicas,
+        args.gpus_per_replica,
+        args.address,
+        args.cpus_per_replica,
+        object_store_mb=args.object_store_mb,
+        image_weights=getattr(args, "image_weights", None),
+        text_model=getattr(args, "text_model", None),
+    )
     return 0
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 from mmnar_core.cancel import cancel_scope
 from mmnar_core.explain.explanation import ExplanationCache
@@ -90,7 +90,9 @@ class PredictorRunner:
         predict = [(job, v) for job, v in zip(jobs, vectors) if job.kind == "predict"]
         if predict:
             try:
-                results = self.predictor.predict_many([job.payload.record for job, _ in predict], [v for _, v in predict])
+                results = self.predictor.predict_many(
+                    [job.payload.record for job, _ in predict], [v for _, v in predict]
+                )
                 self.stacked_forwards[len(predict)] += 1
             except Exception:
                 self.fallbacks += 1
@@ -113,8 +115,12 @@ class PredictorRunner:
         try:
             with cancel_scope(job.cancel):
                 job.cancel.check()
-                explanation = self.predictor.explain(job.payload.record, tasks=[job.payload.task],
-                                                     digest=job.payload.input_hash, modalities=job.payload.modalities)
+                explanation = self.predictor.explain(
+                    job.payload.record,
+                    tasks=[job.payload.task],
+                    digest=job.payload.input_hash,
+                    modalities=job.payload.modalities,
+                )
         except Exception as error:
             job.future.set_exception(error)
             return
@@ -123,7 +129,12 @@ class PredictorRunner:
         job.future.set_result(explanation)
 
     def stats(self) -> dict:
-        return {"mode": self.mode, "stacked_forwards": {str(k): v for k, v in sorted(self.stacked_forwards.items())},
-                "stacked_fallbacks": self.fallbacks,
-                "explain_cache": {"size": len(self.cache) if self.cache else 0,
-                                  "hits": self.cache.hits if self.cache else 0}}
+        return {
+            "mode": self.mode,
+            "stacked_forwards": {str(k): v for k, v in sorted(self.stacked_forwards.items())},
+            "stacked_fallbacks": self.fallbacks,
+            "explain_cache": {
+                "size": len(self.cache) if self.cache else 0,
+                "hits": self.cache.hits if self.cache else 0,
+            },
+        }

@@ -19,8 +19,9 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from contextlib import asynccontextmanager
-from typing import Any, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
@@ -31,11 +32,11 @@ from starlette.concurrency import run_in_threadpool
 from mmnar_core import __version__
 from mmnar_core.cancel import Cancelled, CancelToken
 from mmnar_core.encoders.errors import EncoderInputError
+from mmnar_core.explain.explanation import ExplanationCache
 from mmnar_core.inputs import InputError, InputErrors
 from mmnar_core.serving.batching import Batcher, Job, Overloaded
 from mmnar_core.serving.config import ServeConfig
 from mmnar_core.serving.parsing import MULTIPART_ACCEPTED, RequestError, Schema, parse_multipart, parse_request
-from mmnar_core.explain.explanation import ExplanationCache
 from mmnar_core.serving.runner import PredictorRunner
 
 __all__ = ["ServeConfig", "ServeState", "create_app", "run"]
@@ -60,24 +61,38 @@ class ErrorBody(BaseModel):
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody, "description": "Malformed request: broken multipart, a field the endpoint does not know "
-                                             "or given twice, `structured` not a JSON object"},
+    400: {
+        "model": ErrorBody,
+        "description": "Malformed request: broken multipart, a field the endpoint does not know "
+        "or given twice, `structured` not a JSON object",
+    },
     413: {"model": ErrorBody, "description": "Over a size limit (the body, an image, a structured file, a note)"},
-    415: {"model": ErrorBody, "description": "Not multipart/form-data, or a file of a kind the field does not accept "
-                                             "(a PDF as the X-ray, a workbook as the CSV, a binary as a note)"},
-    422: {"model": ErrorBody, "description": "Invalid content: damaged / truncated image, DICOM without pixel data, CSV "
-                                             "columns, values out of range or in another unit, note not UTF-8 or "
-                                             "empty, malformed FHIR, unknown task"},
+    415: {
+        "model": ErrorBody,
+        "description": "Not multipart/form-data, or a file of a kind the field does not accept "
+        "(a PDF as the X-ray, a workbook as the CSV, a binary as a note)",
+    },
+    422: {
+        "model": ErrorBody,
+        "description": "Invalid content: damaged / truncated image, DICOM without pixel data, CSV "
+        "columns, values out of range or in another unit, note not UTF-8 or "
+        "empty, malformed FHIR, unknown task",
+    },
     408: {"model": ErrorBody, "description": "The request body did not arrive within the body timeout"},
-    503: {"model": ErrorBody, "description": "The model is still loading, too many requests or too much work are "
-                                             "in progress (refused before the body is read), or the queue is full "
-                                             "(see Retry-After)"},
+    503: {
+        "model": ErrorBody,
+        "description": "The model is still loading, too many requests or too much work are "
+        "in progress (refused before the body is read), or the queue is full "
+        "(see Retry-After)",
+    },
     504: {"model": ErrorBody, "description": "No answer within the request timeout"},
 }
 
 
 def _error(status: int, field: str, problem: str, accepted: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse(RequestError.one(status, field, problem, accepted).to_dict(), status_code=status, headers=headers)
+    return JSONResponse(
+        RequestError.one(status, field, problem, accepted).to_dict(), status_code=status, headers=headers
+    )
 
 
 # ------------------------------------------------------------------------------------------------ state
@@ -91,8 +106,9 @@ class ServeState:
         elif callable(predictor_or_factory):
             self._given, self._factory = None, predictor_or_factory
         else:
-            raise TypeError("create_app needs a Predictor or a callable returning one, got "
-                            f"{type(predictor_or_factory).__name__}")
+            raise TypeError(
+                f"create_app needs a Predictor or a callable returning one, got {type(predictor_or_factory).__name__}"
+            )
         self.predictor = None
         self.info = None
         self.schema: Schema | None = None
@@ -125,9 +141,11 @@ class ServeState:
                 return
             self._started = True
         if not self.config.auth_configured:
-            log.warning("no authentication configured: every endpoint of this model server is open to anyone who "
-                        "can reach it; use --auth-token-file and/or --oidc-issuer/--oidc-audience "
-                        "(docs/serving.md#authentication)")
+            log.warning(
+                "no authentication configured: every endpoint of this model server is open to anyone who "
+                "can reach it; use --auth-token-file and/or --oidc-issuer/--oidc-audience "
+                "(docs/serving.md#authentication)"
+            )
         if self.config.threads:
             import torch
 
@@ -153,8 +171,14 @@ class ServeState:
             self.load_error = f"{type(error).__name__}: {error}"
             return
         runner = PredictorRunner(predictor, self.config.batch_mode, self.cache)
-        batcher = Batcher(runner, self.config.max_batch, self.config.max_wait_ms / 1000.0, self.config.max_queue,
-                          self.config.retry_after_s, max_work=self.config.max_queue_work)
+        batcher = Batcher(
+            runner,
+            self.config.max_batch,
+            self.config.max_wait_ms / 1000.0,
+            self.config.max_queue,
+            self.config.retry_after_s,
+            max_work=self.config.max_queue_work,
+        )
         batcher.start()
         self.info, self.schema, self.runner, self.batcher = info, schema, runner, batcher
         self.load_seconds = time.perf_counter() - started
@@ -195,8 +219,11 @@ class ServeState:
             log.error("counting the availability pattern failed: %s: %s", type(error).__name__, error)
 
     def stats(self) -> dict:
-        out = {"ready": self.ready, "model_id": self.info.model_id if self.info else None,
-               "uptime_s": round(time.time() - self.started_at, 3)}
+        out = {
+            "ready": self.ready,
+            "model_id": self.info.model_id if self.info else None,
+            "uptime_s": round(time.time() - self.started_at, 3),
+        }
         if self.batcher is not None:
             out.update(self.batcher.stats())
         if self.runner is not None:
@@ -231,10 +258,14 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
         finally:
             state.stop()
 
-    app = FastAPI(title="MMNAR risk model server", version=__version__, lifespan=lifespan,
-                  description="Risk prediction, what-if over modality subsets and explanations for one patient's "
-                              "multimodal inputs (docs/serving.md). The demo model is trained on synthetic data: "
-                              "not for clinical use.")
+    app = FastAPI(
+        title="MMNAR risk model server",
+        version=__version__,
+        lifespan=lifespan,
+        description="Risk prediction, what-if over modality subsets and explanations for one patient's "
+        "multimodal inputs (docs/serving.md). The demo model is trained on synthetic data: "
+        "not for clinical use.",
+    )
     app.state.serving = state
     app.state.authenticator = authenticator
     # the last added runs first: query-string credentials refused, then the token checked, then admission
@@ -246,10 +277,15 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
 
     def not_ready() -> JSONResponse:
         if state.load_error is not None:
-            return _error(503, "model", f"the model could not be loaded ({state.load_error})",
-                          "a server whose model loaded; see its log")
-        return _error(503, "model", "the model is still loading", "retry in a few seconds",
-                      headers={"Retry-After": "5"})
+            return _error(
+                503,
+                "model",
+                f"the model could not be loaded ({state.load_error})",
+                "a server whose model loaded; see its log",
+            )
+        return _error(
+            503, "model", "the model is still loading", "retry in a few seconds", headers={"Retry-After": "5"}
+        )
 
     # ---------------------------------------------------------------- probes
     @app.get("/health", summary="Liveness: 200 while the process runs")
@@ -257,19 +293,30 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
         state.start()
         return {"status": "ok", "ready": state.ready, "loading": state.loading}
 
-    @app.get("/ready", summary="Readiness: 200 once the model is loaded, else 503",
-             responses={503: {"description": "Loading, or the model failed to load"}})
+    @app.get(
+        "/ready",
+        summary="Readiness: 200 once the model is loaded, else 503",
+        responses={503: {"description": "Loading, or the model failed to load"}},
+    )
     async def ready():
         state.start()
         if state.ready:
-            return {"ready": True, "model_id": state.info.model_id, "device": state.info.device,
-                    "load_seconds": round(state.load_seconds or 0.0, 3)}
+            return {
+                "ready": True,
+                "model_id": state.info.model_id,
+                "device": state.info.device,
+                "load_seconds": round(state.load_seconds or 0.0, 3),
+            }
         headers = {"Retry-After": "5"} if state.load_error is None else None
-        return JSONResponse({"ready": False, "loading": state.loading, "error": state.load_error}, status_code=503,
-                            headers=headers)
+        return JSONResponse(
+            {"ready": False, "loading": state.loading, "error": state.load_error}, status_code=503, headers=headers
+        )
 
-    @app.get("/info", summary="ModelInfo: version, hash, tasks, modalities, features, model card, metrics",
-             responses={503: ERROR_RESPONSES[503]})
+    @app.get(
+        "/info",
+        summary="ModelInfo: version, hash, tasks, modalities, features, model card, metrics",
+        responses={503: ERROR_RESPONSES[503]},
+    )
     async def info():
         state.start()
         if not state.ready:
@@ -281,8 +328,12 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
         state.start()
         return state.stats()
 
-    @app.get("/pattern-counts", summary="Patients served per availability pattern (counts only, no patient data) "
-             "and the ordering-policy drift report against the training mix", responses={503: ERROR_RESPONSES[503]})
+    @app.get(
+        "/pattern-counts",
+        summary="Patients served per availability pattern (counts only, no patient data) "
+        "and the ordering-policy drift report against the training mix",
+        responses={503: ERROR_RESPONSES[503]},
+    )
     async def pattern_counts():
         state.start()
         if not state.ready:
@@ -298,14 +349,22 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
         content_type = request.headers.get("content-type")
         try:
             if not (content_type or "").lower().startswith("multipart/form-data"):
-                raise RequestError.one(415, "Content-Type", f"the request body is {content_type or 'not typed'}, "
-                                       "not multipart/form-data", MULTIPART_ACCEPTED)
+                raise RequestError.one(
+                    415,
+                    "Content-Type",
+                    f"the request body is {content_type or 'not typed'}, not multipart/form-data",
+                    MULTIPART_ACCEPTED,
+                )
             body = await _read_body(request, config.max_request_bytes, config.body_timeout_s)
             try:  # decoding is bounded by cores, not by requests admitted: 12 decodes at once took 1.5 GB
                 await asyncio.wait_for(parse_slots.acquire(), arrived + config.request_timeout_s - time.monotonic())
-            except asyncio.TimeoutError:
-                return _error(504, "request", f"not decoded within the request timeout of {config.request_timeout_s:g} s "
-                              "(the server is busy)", "a retry later")
+            except TimeoutError:
+                return _error(
+                    504,
+                    "request",
+                    f"not decoded within the request timeout of {config.request_timeout_s:g} s (the server is busy)",
+                    "a retry later",
+                )
             try:
                 parsed = await run_in_threadpool(_prepare, body, content_type, state.schema, kind, config)
             finally:
@@ -329,50 +388,87 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
         try:
             future = state.batcher.submit(job)
         except Overloaded as error:
-            limit = (f"work limit {config.max_queue_work:g} units" if error.work is not None
-                     else f"queue limit {config.max_queue}")
-            return _error(503, "request", f"{error} ({limit}); retry after {error.retry_after} s",
-                          "a retry after the Retry-After delay", headers={"Retry-After": str(error.retry_after)})
+            limit = (
+                f"work limit {config.max_queue_work:g} units"
+                if error.work is not None
+                else f"queue limit {config.max_queue}"
+            )
+            return _error(
+                503,
+                "request",
+                f"{error} ({limit}); retry after {error.retry_after} s",
+                "a retry after the Retry-After delay",
+                headers={"Retry-After": str(error.retry_after)},
+            )
         try:
             result = await _wait(future, job, request, arrived + config.request_timeout_s)
-        except (asyncio.TimeoutError, Cancelled) as error:
+        except (TimeoutError, Cancelled) as error:
             if isinstance(error, Cancelled) and job.cancel.reason == CLIENT_GONE:
                 return _error(499, "request", "the client closed the connection", "")  # nobody reads it
             state.batcher.note_timeout()
-            return _error(504, "request", f"no answer within the request timeout of {config.request_timeout_s:g} s "
-                          "(the server is busy or the request is slow); its work was stopped",
-                          "a retry later, or a server started with a longer --timeout")
+            return _error(
+                504,
+                "request",
+                f"no answer within the request timeout of {config.request_timeout_s:g} s "
+                "(the server is busy or the request is slow); its work was stopped",
+                "a retry later, or a server started with a longer --timeout",
+            )
         except (InputError, InputErrors) as error:
             return JSONResponse(RequestError([(422, e) for e in error.errors]).to_dict(), status_code=422)
         except EncoderInputError as error:
             return _error(422, "inputs", str(error), "inputs the model's encoders can read (docs/inputs.md)")
         except Exception as error:  # a bug, not the user's input: a short JSON message, the traceback in the log
-            log.error("%s failed: %s: %s", ENDPOINTS[kind], type(error).__name__, error,
-                      exc_info=(type(error), error, error.__traceback__))
-            return _error(500, "server", f"internal error ({type(error).__name__}: {error})",
-                          "please report it with the server log")
+            log.error(
+                "%s failed: %s: %s",
+                ENDPOINTS[kind],
+                type(error).__name__,
+                error,
+                exc_info=(type(error), error, error.__traceback__),
+            )
+            return _error(
+                500,
+                "server",
+                f"internal error ({type(error).__name__}: {error})",
+                "please report it with the server log",
+            )
         await state.count_pattern(parsed)
         return _answer(result, parsed, state)
 
     parse_slots = asyncio.Semaphore(config.max_parsing)
 
     def form_body(kind: str) -> dict:
-        return {"requestBody": {"required": True, "content": {"multipart/form-data": {
-            "schema": _form_schema(kind, state.schema)}}}}
+        return {
+            "requestBody": {
+                "required": True,
+                "content": {"multipart/form-data": {"schema": _form_schema(kind, state.schema)}},
+            }
+        }
 
-    @app.post("/predict", summary="Risks of one patient (Prediction)", responses=ERROR_RESPONSES,
-              openapi_extra=form_body("predict"))
+    @app.post(
+        "/predict",
+        summary="Risks of one patient (Prediction)",
+        responses=ERROR_RESPONSES,
+        openapi_extra=form_body("predict"),
+    )
     async def predict(request: Request):
         return await serve(request, "predict")
 
-    @app.post("/what-if", summary="Risks under every subset of the available modalities, modality Shapley values, "
-                                  "value of absent modalities (WhatIfResult)", responses=ERROR_RESPONSES,
-              openapi_extra=form_body("what_if"))
+    @app.post(
+        "/what-if",
+        summary="Risks under every subset of the available modalities, modality Shapley values, "
+        "value of absent modalities (WhatIfResult)",
+        responses=ERROR_RESPONSES,
+        openapi_extra=form_body("what_if"),
+    )
     async def what_if(request: Request):
         return await serve(request, "what_if")
 
-    @app.post("/explain", summary="Prediction, what-if and attributions within each modality for one outcome "
-                                  "(Explanation)", responses=ERROR_RESPONSES, openapi_extra=form_body("explain"))
+    @app.post(
+        "/explain",
+        summary="Prediction, what-if and attributions within each modality for one outcome (Explanation)",
+        responses=ERROR_RESPONSES,
+        openapi_extra=form_body("explain"),
+    )
     async def explain(request: Request):
         return await serve(request, "explain")
 
@@ -402,16 +498,23 @@ def _document_auth(schema: dict) -> None:
     from mmnar_core.serving.auth import OPEN_PATHS
 
     schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearerAuth"] = {
-        "type": "http", "scheme": "bearer",
-        "description": "a token from `python -m mmnar_core serve-token add`, or an OIDC access token"}
+        "type": "http",
+        "scheme": "bearer",
+        "description": "a token from `python -m mmnar_core serve-token add`, or an OIDC access token",
+    }
     for path, operations in schema.get("paths", {}).items():
         if path in OPEN_PATHS:
             continue
         for operation in operations.values():
             operation["security"] = [{"bearerAuth": []}]
-            operation.setdefault("responses", {}).update({
-                "401": {"description": "No, a malformed, an unknown or an expired token (WWW-Authenticate: Bearer)"},
-                "403": {"description": "The token's role may not use this endpoint"}})
+            operation.setdefault("responses", {}).update(
+                {
+                    "401": {
+                        "description": "No, a malformed, an unknown or an expired token (WWW-Authenticate: Bearer)"
+                    },
+                    "403": {"description": "The token's role may not use this endpoint"},
+                }
+            )
 
 
 def _prepare(body: bytes, content_type: str, schema: Schema, kind: str, config: ServeConfig):
@@ -419,8 +522,9 @@ def _prepare(body: bytes, content_type: str, schema: Schema, kind: str, config: 
     from mmnar_core.explain.explanation import input_hash
 
     parts = parse_multipart(body, content_type)
-    parsed = parse_request(parts, schema, kind, config.max_image_bytes, config.max_structured_bytes,
-                           config.max_text_chars)
+    parsed = parse_request(
+        parts, schema, kind, config.max_image_bytes, config.max_structured_bytes, config.max_text_chars
+    )
     parsed.input_hash = input_hash(parsed.record)
     return parsed
 
@@ -431,8 +535,9 @@ def _pattern_counts(state: ServeState) -> dict:
 
     document = state.patterns.document()
     try:
-        report = compare_patterns(getattr(state.info, "pattern_counts_train", None) or {}, state.patterns.counts(),
-                                  document["modalities"]).to_dict()
+        report = compare_patterns(
+            getattr(state.info, "pattern_counts_train", None) or {}, state.patterns.counts(), document["modalities"]
+        ).to_dict()
     except DriftError as error:
         report = {"error": str(error)}
     return {**document, "drift": report}
@@ -464,7 +569,7 @@ async def _wait(future, job: Job, request: Request, deadline: float):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 job.cancel.cancel("no answer within the request timeout")
-                raise asyncio.TimeoutError
+                raise TimeoutError
             done, _ = await asyncio.wait({waiter}, timeout=min(0.25, remaining))
             if done:
                 return waiter.result()
@@ -481,11 +586,16 @@ async def _wait(future, job: Job, request: Request, deadline: float):
 async def _read_body(request: Request, limit: int, timeout_s: float = 30.0) -> bytes:
     """The body, or a 413 as soon as it is known to exceed `limit` (from Content-Length, else while reading),
     or a 408 when it has not arrived within `timeout_s` (a client sending a byte now and then)."""
+
     def too_large(size: str) -> RequestError:
         from mmnar_core.inputs.uploads import _size
 
-        return RequestError.one(413, "request", f"the request body is {size}, larger than the limit of {_size(limit)}",
-                                f"a request of at most {_size(limit)} (see the per-file limits in docs/serving.md)")
+        return RequestError.one(
+            413,
+            "request",
+            f"the request body is {size}, larger than the limit of {_size(limit)}",
+            f"a request of at most {_size(limit)} (see the per-file limits in docs/serving.md)",
+        )
 
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -500,9 +610,13 @@ async def _read_body(request: Request, limit: int, timeout_s: float = 30.0) -> b
             chunk = await asyncio.wait_for(stream.__anext__(), timeout=max(deadline - time.monotonic(), 0.001))
         except StopAsyncIteration:
             break
-        except asyncio.TimeoutError:
-            raise RequestError.one(408, "request", f"the request body did not arrive within {timeout_s:g} s "
-                                   f"({size:,} bytes received)", "a body sent at once, within the body timeout") from None
+        except TimeoutError:
+            raise RequestError.one(
+                408,
+                "request",
+                f"the request body did not arrive within {timeout_s:g} s ({size:,} bytes received)",
+                "a body sent at once, within the body timeout",
+            ) from None
         size += len(chunk)
         if size > limit:
             raise too_large(f"over {size:,} bytes")
@@ -513,17 +627,26 @@ async def _read_body(request: Request, limit: int, timeout_s: float = 30.0) -> b
 def _form_schema(kind: str, schema: Schema | None) -> dict:
     """The multipart fields, per modality once the model is loaded."""
     properties: dict[str, dict] = {
-        "structured": {"type": "string", "description": 'JSON object {"feature": value} or {"feature": {"value": v, '
-                                                        '"unit": "u"}}; null = not measured',
-                       "example": '{"age": 71, "sex": "female", "temperature_max": "101.3 °F"}'},
-        "structured_file": {"type": "string", "format": "binary",
-                            "description": "CSV (wide or long), JSON or FHIR R4 Bundle file; `structured` keys override it"},
+        "structured": {
+            "type": "string",
+            "description": 'JSON object {"feature": value} or {"feature": {"value": v, '
+            '"unit": "u"}}; null = not measured',
+            "example": '{"age": 71, "sex": "female", "temperature_max": "101.3 °F"}',
+        },
+        "structured_file": {
+            "type": "string",
+            "format": "binary",
+            "description": "CSV (wide or long), JSON or FHIR R4 Bundle file; `structured` keys override it",
+        },
         "patient_id": {"type": "string", "description": "identifier echoed in the answer (optional)"},
     }
     if schema is None:
-        properties["<modality>"] = {"type": "string", "format": "binary",
-                                    "description": "one image file per image modality, one text / .txt file per text "
-                                                   "modality (names in GET /info once the model is loaded)"}
+        properties["<modality>"] = {
+            "type": "string",
+            "format": "binary",
+            "description": "one image file per image modality, one text / .txt file per text "
+            "modality (names in GET /info once the model is loaded)",
+        }
     else:
         from mmnar_core.schema import ModalityKind
 
@@ -533,9 +656,12 @@ def _form_schema(kind: str, schema: Schema | None) -> dict:
             properties[name] = {"type": "string", "description": f"{name}: the note as text, or a UTF-8 .txt file"}
     if kind == "explain":
         properties["task"] = {"type": "string", "description": "the outcome to explain (default: the first)"}
-        properties["modalities"] = {"type": "string", "description": "comma-separated modalities to attribute "
-                                    "(default: every available one); prediction and what-if always cover all",
-                                    "example": "structured,cxr"}
+        properties["modalities"] = {
+            "type": "string",
+            "description": "comma-separated modalities to attribute "
+            "(default: every available one); prediction and what-if always cover all",
+            "example": "structured,cxr",
+        }
         if schema is not None:
             properties["task"]["enum"] = list(schema.tasks)
     return {"type": "object", "properties": properties}
@@ -561,7 +687,8 @@ def serve_app(app, config: ServeConfig) -> None:
     from mmnar_core.terminate import exit_zero_on_sigterm
 
     exit_zero_on_sigterm()  # uvicorn re-raises the signal after its graceful shutdown: that ends with 0
-    server_config = uvicorn.Config(app, host=config.host, port=config.port, log_level=config.log_level, workers=1,
-                                   **uvicorn_settings(config))
+    server_config = uvicorn.Config(
+        app, host=config.host, port=config.port, log_level=config.log_level, workers=1, **uvicorn_settings(config)
+    )
     hide_query_strings()  # after uvicorn configured its loggers
     uvicorn.Server(server_config).run()

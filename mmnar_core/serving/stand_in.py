@@ -24,8 +24,11 @@ class Answer:
 
 class StubPredictor:
     features = [FeatureSpec("age", FeatureKind.NUMERIC, "structured", "years", valid_range=(0.0, 120.0))]
-    modalities = [ModalitySpec("structured", ModalityKind.TABULAR), ModalitySpec("cxr", ModalityKind.IMAGE),
-                  ModalitySpec("discharge_note", ModalityKind.TEXT)]
+    modalities = [
+        ModalitySpec("structured", ModalityKind.TABULAR),
+        ModalitySpec("cxr", ModalityKind.IMAGE),
+        ModalitySpec("discharge_note", ModalityKind.TEXT),
+    ]
     config = SimpleNamespace(tasks=["icu_90d"], modalities=["structured", "cxr", "discharge_note"])
 
     def __init__(self, steps: int = 2000, step_s: float = 0.01):

@@ -12,16 +12,18 @@ import time
 
 
 class ServerThread:
-    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning",
-                 start_timeout: float = 30.0):
+    def __init__(
+        self, app, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning", start_timeout: float = 30.0
+    ):
         import uvicorn
 
         from mmnar_core.serving.transport import uvicorn_settings
 
         serving = getattr(getattr(app, "state", None), "serving", None)  # the limits of `serve` for our own apps
         limits = uvicorn_settings(serving.config) if serving is not None else {}
-        self.config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
-                                     access_log=False, **limits)
+        self.config = uvicorn.Config(
+            app, host=host, port=port, log_level=log_level, lifespan="on", access_log=False, **limits
+        )
         self.server = uvicorn.Server(self.config)
         self.server.install_signal_handlers = lambda: None  # not the main thread
         self.start_timeout = start_timeout
@@ -33,7 +35,7 @@ class ServerThread:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> "ServerThread":
+    def start(self) -> ServerThread:
         self.thread = threading.Thread(target=self.server.run, name="mmnar-uvicorn", daemon=True)
         self.thread.start()
         deadline = time.monotonic() + self.start_timeout
@@ -53,7 +55,7 @@ class ServerThread:
         if self.thread is not None:
             self.thread.join(timeout)
 
-    def __enter__(self) -> "ServerThread":
+    def __enter__(self) -> ServerThread:
         return self.start()
 
     def __exit__(self, *exc) -> None:

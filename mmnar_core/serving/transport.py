@@ -39,8 +39,7 @@ def header_deadline_protocol(header_timeout_s: float):
         def _expired(self) -> None:
             self._header_timer = None
             if self.cycle is self._waiting_cycle and not self.transport.is_closing():
-                self.logger.info("closing a connection that sent no complete request headers in %g s",
-                                 header_timeout_s)
+                self.logger.info("closing a connection that sent no complete request headers in %g s", header_timeout_s)
                 self.transport.close()
 
         def connection_made(self, transport) -> None:
@@ -82,6 +81,10 @@ def hide_query_strings() -> None:
 
 def uvicorn_settings(config: ServeConfig) -> dict:
     """Keyword arguments of uvicorn.Config / uvicorn.run carrying the connection limits of `config`."""
-    return {"http": header_deadline_protocol(config.header_timeout_s), "timeout_keep_alive": config.keep_alive_s,
-            "limit_concurrency": config.max_connections, "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
-            "timeout_graceful_shutdown": 10}
+    return {
+        "http": header_deadline_protocol(config.header_timeout_s),
+        "timeout_keep_alive": config.keep_alive_s,
+        "limit_concurrency": config.max_connections,
+        "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
+        "timeout_graceful_shutdown": 10,
+    }

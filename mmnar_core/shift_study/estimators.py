@@ -39,11 +39,25 @@ def compare_estimators(sizes=(300, 1000, 1500), sites: int = 100, deviation_sd: 
             for seed in range(sites):
                 patterns, probs, labels, planted = planted_site(n, seed, deviation_sd)
                 rectifier = PatternRectifier(4, RectifierConfig(estimator=estimator, level="pattern")).fit(
-                    patterns, probs, labels, "external")
+                    patterns, probs, labels, "external"
+                )
                 zero += rectifier.tau2_ == 0.0
                 shift = rectifier.offset_ + rectifier.intercept_ - planted
-                error.append(float(np.average(np.abs(shift - np.average(shift, weights=rectifier.n_ + 1e-12)),
-                                              weights=rectifier.n_ + 1e-12)))
-            rows.append({"n": n, "estimator": estimator, "sites": sites, "share_tau2_zero": float(zero) / sites,
-                         "offset_error": float(np.mean(error))})
+                error.append(
+                    float(
+                        np.average(
+                            np.abs(shift - np.average(shift, weights=rectifier.n_ + 1e-12)),
+                            weights=rectifier.n_ + 1e-12,
+                        )
+                    )
+                )
+            rows.append(
+                {
+                    "n": n,
+                    "estimator": estimator,
+                    "sites": sites,
+                    "share_tau2_zero": float(zero) / sites,
+                    "offset_error": float(np.mean(error)),
+                }
+            )
     return rows

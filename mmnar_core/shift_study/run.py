@@ -35,7 +35,15 @@ ADAPTATIONS = {  # name -> rectifier configuration (None: no adaptation, the sit
     "modality_offsets": RectifierConfig(level="modality"),
     "rectifier_v2": RectifierConfig(),
 }
-REFERENCE_MODELS = ("logistic", "lightgbm", "hgb", "structured_only", "concat_mask", "concat_zero_fill", "concat_dropout")
+REFERENCE_MODELS = (
+    "logistic",
+    "lightgbm",
+    "hgb",
+    "structured_only",
+    "concat_mask",
+    "concat_zero_fill",
+    "concat_dropout",
+)
 
 
 @dataclass(frozen=True)
@@ -58,8 +66,10 @@ class StudyConfig:
         if list(self.pools) != sorted(set(self.pools)) or not self.pools or self.pools[0] < 1:
             raise ValueError(f"--pools must be distinct positive sizes in increasing order, got {list(self.pools)}")
         if self.n_site_b - self.pools[-1] < 1000:
-            raise ValueError(f"site B needs at least 1,000 test patients beyond the largest pool "
-                             f"({self.pools[-1]}); got --n-site-b {self.n_site_b}")
+            raise ValueError(
+                f"site B needs at least 1,000 test patients beyond the largest pool "
+                f"({self.pools[-1]}); got --n-site-b {self.n_site_b}"
+            )
         if self.n_site_a < 500:
             raise ValueError(f"--n-site-a must be at least 500 (train and validation at site A), got {self.n_site_a}")
         unknown = [p for p in self.policies if p not in POLICY_NAMES]
@@ -86,7 +96,9 @@ class StudyConfig:
 # ------------------------------------------------------------------------------------------ one model
 
 
-def fit_arm(name: str, data, config: MMNARConfig, seed: int, device: torch.device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def fit_arm(
+    name: str, data, config: MMNARConfig, seed: int, device: torch.device
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(val logits, test logits, test member spread) of one model trained on site A."""
     spec = MODELS[name]
     if spec.kind != "mmnar":
@@ -104,7 +116,9 @@ def adapt(adaptation: str, pool_patterns, pool_probs, pool_labels, test_patterns
         z = logit(test_probs)
         half = Z_95 * model_sd
         return test_probs, sigmoid(z - half), sigmoid(z + half), None
-    rectifier = PatternRectifier(len(MODALITIES), rectifier_config).fit(pool_patterns, pool_probs, pool_labels, "external")
+    rectifier = PatternRectifier(len(MODALITIES), rectifier_config).fit(
+        pool_patterns, pool_probs, pool_labels, "external"
+    )
     low, high = rectifier.interval(test_patterns, test_probs, model_sd)
     return rectifier.transform(test_patterns, test_probs), low, high, rectifier
 
@@ -123,8 +137,13 @@ def _progress(message: str) -> None:
 
 
 def run_study(config: StudyConfig, device: torch.device, log=_progress) -> dict:
-    results = {"format": RESULTS_FORMAT, "config": asdict(config), "adaptations": list(ADAPTATIONS),
-               "modalities": list(MODALITIES), "groups": []}
+    results = {
+        "format": RESULTS_FORMAT,
+        "config": asdict(config),
+        "adaptations": list(ADAPTATIONS),
+        "modalities": list(MODALITIES),
+        "groups": [],
+    }
     started = time.perf_counter()
     for judgement in config.judgements:
         for cohort_seed in config.cohort_seeds:
@@ -164,13 +183,17 @@ def _run_group(config: StudyConfig, judgement: float, cohort_seed: int, device, 
                 block = slice(k * n_b, (k + 1) * n_b)
                 site = (calibrated[block], model_sd[block], data.patterns[test_rows_all[block]], labels_b, truth_b)
                 for pool in config.pools:
-                    _adapt_and_record(name, policy, pool, tasks, site, pool_order[:pool], local_test,
-                                      probs, inside, levels, ppi)
+                    _adapt_and_record(
+                        name, policy, pool, tasks, site, pool_order[:pool], local_test, probs, inside, levels, ppi
+                    )
             seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
-            log(f"  judgement {judgement:g} cohort {cohort_seed} seed {seed}: {name} trained and adapted "
-                f"({time.perf_counter() - started:.0f} s)")
-    return _score_group(config, judgement, cohort_seed, data, n_b, local_test, truth_b, tasks, probs, inside, levels,
-                        ppi, seconds)
+            log(
+                f"  judgement {judgement:g} cohort {cohort_seed} seed {seed}: {name} trained and adapted "
+                f"({time.perf_counter() - started:.0f} s)"
+            )
+    return _score_group(
+        config, judgement, cohort_seed, data, n_b, local_test, truth_b, tasks, probs, inside, levels, ppi, seconds
+    )
 
 
 def _adapt_and_record(name, policy, pool, tasks, site, chosen, local_test, probs, inside, levels, ppi) -> None:
@@ -179,8 +202,15 @@ def _adapt_and_record(name, policy, pool, tasks, site, chosen, local_test, probs
     cal, sd, patterns, labels, truth_all = site
     for adaptation in ADAPTATIONS:
         for t, task in enumerate(tasks):
-            risk, low, high, rectifier = adapt(adaptation, patterns[chosen], cal[chosen, t], labels[chosen, t],
-                                               patterns[local_test], cal[local_test, t], sd[local_test, t])
+            risk, low, high, rectifier = adapt(
+                adaptation,
+                patterns[chosen],
+                cal[chosen, t],
+                labels[chosen, t],
+                patterns[local_test],
+                cal[local_test, t],
+                sd[local_test, t],
+            )
             key = (name, adaptation, policy, pool, task)
             probs.setdefault(key, []).append(risk)
             levels.setdefault(key, []).append(rectifier.level_ if rectifier is not None else "none")
@@ -190,7 +220,8 @@ def _adapt_and_record(name, policy, pool, tasks, site, chosen, local_test, probs
             inside.setdefault(key, []).append((truth >= low) & (truth <= high))
             if adaptation == "rectifier_v2":
                 ppi.setdefault((policy, pool, task), []).extend(
-                    _ppi_hits(rectifier, patterns[local_test], cal[local_test, t], truth))
+                    _ppi_hits(rectifier, patterns[local_test], cal[local_test, t], truth)
+                )
 
 
 def _ppi_hits(rectifier: PatternRectifier, test_patterns, test_probs, truth) -> list[float]:
@@ -204,15 +235,25 @@ def _ppi_hits(rectifier: PatternRectifier, test_patterns, test_probs, truth) -> 
     return out
 
 
-def _score_group(config, judgement, cohort_seed, data, n_b, local_test, truth_b, tasks, probs, inside, levels, ppi,
-                 seconds) -> dict:
-    group = {"judgement": judgement, "cohort_seed": cohort_seed, "n_test": int(len(local_test)), "cells": [],
-             "no_shift": [], "bias_cut": [], "architecture": [], "coverage": [], "seconds_per_model": seconds,
-             "oracle_auroc": {}}
+def _score_group(
+    config, judgement, cohort_seed, data, n_b, local_test, truth_b, tasks, probs, inside, levels, ppi, seconds
+) -> dict:
+    group = {
+        "judgement": judgement,
+        "cohort_seed": cohort_seed,
+        "n_test": int(len(local_test)),
+        "cells": [],
+        "no_shift": [],
+        "bias_cut": [],
+        "architecture": [],
+        "coverage": [],
+        "seconds_per_model": seconds,
+        "oracle_auroc": {},
+    }
     test_rows_all = data.rows("test")
     references = [m for m in config.models if m in REFERENCE_MODELS]
     for k, policy in enumerate(config.policies):
-        patterns = data.patterns[test_rows_all[k * n_b:(k + 1) * n_b]][local_test]
+        patterns = data.patterns[test_rows_all[k * n_b : (k + 1) * n_b]][local_test]
         resampler = Resampler.make(patterns, config.n_resamples, seed=cohort_seed)
         for t, task in enumerate(tasks):
             truth = truth_b[local_test, t]
@@ -224,30 +265,55 @@ def _score_group(config, judgement, cohort_seed, data, n_b, local_test, truth_b,
                         error, bias = resampler.error(runs, truth), resampler.pattern_bias(runs, truth)
                         stats[(name, adaptation)] = (error, bias, resampler.rmse(runs, truth))
                         chosen = levels[(name, adaptation, policy, pool, task)]
-                        group["cells"].append({"policy": policy, "task": task, "pool": pool, "model": name,
-                                               "adaptation": adaptation, "error": interval_summary(error),
-                                               "rmse": interval_summary(stats[(name, adaptation)][2]),
-                                               "pattern_bias": interval_summary(bias),
-                                               "levels": {lv: chosen.count(lv) for lv in sorted(set(chosen))}})
+                        group["cells"].append(
+                            {
+                                "policy": policy,
+                                "task": task,
+                                "pool": pool,
+                                "model": name,
+                                "adaptation": adaptation,
+                                "error": interval_summary(error),
+                                "rmse": interval_summary(stats[(name, adaptation)][2]),
+                                "pattern_bias": interval_summary(bias),
+                                "levels": {lv: chosen.count(lv) for lv in sorted(set(chosen))},
+                            }
+                        )
                 key = {"policy": policy, "task": task, "pool": pool}
                 if policy == "default":
                     for name in config.models:
-                        group["no_shift"].append({**key, "model": name,
-                                                  "error": compare(stats[(name, "rectifier_v2")][0], stats[(name, "none")][0]),
-                                                  "rmse": compare(stats[(name, "rectifier_v2")][2], stats[(name, "none")][2]),
-                                                  "pattern_bias": compare(stats[(name, "rectifier_v2")][1], stats[(name, "none")][1])})
+                        group["no_shift"].append(
+                            {
+                                **key,
+                                "model": name,
+                                "error": compare(stats[(name, "rectifier_v2")][0], stats[(name, "none")][0]),
+                                "rmse": compare(stats[(name, "rectifier_v2")][2], stats[(name, "none")][2]),
+                                "pattern_bias": compare(stats[(name, "rectifier_v2")][1], stats[(name, "none")][1]),
+                            }
+                        )
                 for name in config.models:
-                    group["bias_cut"].append({**key, "model": name,
-                                              "pattern_bias": compare(stats[(name, "rectifier_v2")][1], stats[(name, "global")][1]),
-                                              "error": compare(stats[(name, "rectifier_v2")][0], stats[(name, "global")][0])})
+                    group["bias_cut"].append(
+                        {
+                            **key,
+                            "model": name,
+                            "pattern_bias": compare(stats[(name, "rectifier_v2")][1], stats[(name, "global")][1]),
+                            "error": compare(stats[(name, "rectifier_v2")][0], stats[(name, "global")][0]),
+                        }
+                    )
                 ours = min(ADAPTATIONS, key=lambda a: stats[("mmnar", a)][0][0])
                 best = min(((m, a) for m in references for a in ADAPTATIONS), key=lambda ma: stats[ma][0][0])
-                group["architecture"].append({**key, "ours_adaptation": ours, "reference": best[0],
-                                              "reference_adaptation": best[1],
-                                              "error": compare(stats[("mmnar", ours)][0], stats[best][0]),
-                                              "with_rectifier_v2": compare(stats[("mmnar", "rectifier_v2")][0],
-                                                                           min((stats[(m, "rectifier_v2")][0] for m in references),
-                                                                               key=lambda e: e[0]))})
+                group["architecture"].append(
+                    {
+                        **key,
+                        "ours_adaptation": ours,
+                        "reference": best[0],
+                        "reference_adaptation": best[1],
+                        "error": compare(stats[("mmnar", ours)][0], stats[best][0]),
+                        "with_rectifier_v2": compare(
+                            stats[("mmnar", "rectifier_v2")][0],
+                            min((stats[(m, "rectifier_v2")][0] for m in references), key=lambda e: e[0]),
+                        ),
+                    }
+                )
                 for adaptation in ADAPTATIONS:
                     covered = resampler.coverage(inside[("mmnar", adaptation, policy, pool, task)])
                     row = {**key, "adaptation": adaptation, "patient_coverage": interval_summary(covered)}
@@ -268,19 +334,33 @@ def headline(results: dict) -> dict:
         tag = {"judgement": group["judgement"], "cohort_seed": group["cohort_seed"]}
         for row in group["no_shift"]:
             if row["model"] == "mmnar":
-                out["no_shift"].append({**tag, "task": row["task"], "pool": row["pool"],
-                                        "error_ratio": row["error"]["ratio"],
-                                        "error_ratio_interval": [row["error"]["ratio_low"], row["error"]["ratio_high"]],
-                                        "rmse_ratio": row["rmse"]["ratio"],
-                                        "rmse_ratio_interval": [row["rmse"]["ratio_low"], row["rmse"]["ratio_high"]],
-                                        "pattern_bias_difference": row["pattern_bias"]["difference"],
-                                        "pattern_bias_interval": [row["pattern_bias"]["low"], row["pattern_bias"]["high"]]})
+                out["no_shift"].append(
+                    {
+                        **tag,
+                        "task": row["task"],
+                        "pool": row["pool"],
+                        "error_ratio": row["error"]["ratio"],
+                        "error_ratio_interval": [row["error"]["ratio_low"], row["error"]["ratio_high"]],
+                        "rmse_ratio": row["rmse"]["ratio"],
+                        "rmse_ratio_interval": [row["rmse"]["ratio_low"], row["rmse"]["ratio_high"]],
+                        "pattern_bias_difference": row["pattern_bias"]["difference"],
+                        "pattern_bias_interval": [row["pattern_bias"]["low"], row["pattern_bias"]["high"]],
+                    }
+                )
         for row in group["bias_cut"]:
             if row["model"] == "mmnar" and row["policy"] != "default" and row["pool"] <= 1000:
                 b = row["pattern_bias"]
-                out["bias_cut"].append({**tag, "policy": row["policy"], "task": row["task"], "pool": row["pool"],
-                                        "cut": 1 - b["ratio"], "cut_interval": [1 - b["ratio_high"], 1 - b["ratio_low"]],
-                                        "verdict": b["verdict"]})
+                out["bias_cut"].append(
+                    {
+                        **tag,
+                        "policy": row["policy"],
+                        "task": row["task"],
+                        "pool": row["pool"],
+                        "cut": 1 - b["ratio"],
+                        "cut_interval": [1 - b["ratio_high"], 1 - b["ratio_low"]],
+                        "verdict": b["verdict"],
+                    }
+                )
         for row in group["coverage"]:
             if row["adaptation"] == "rectifier_v2":
                 out["coverage"].setdefault("patient", []).append(row["patient_coverage"]["value"])
@@ -289,10 +369,19 @@ def headline(results: dict) -> dict:
         for row in group["architecture"]:
             if row["pool"] <= 1000:
                 e = row["error"]
-                out["architecture"].append({**tag, "policy": row["policy"], "task": row["task"], "pool": row["pool"],
-                                            "reference": f"{row['reference']}+{row['reference_adaptation']}",
-                                            "ours": f"mmnar+{row['ours_adaptation']}", "error_ratio": e["ratio"],
-                                            "interval": [e["ratio_low"], e["ratio_high"]], "verdict": e["verdict"]})
+                out["architecture"].append(
+                    {
+                        **tag,
+                        "policy": row["policy"],
+                        "task": row["task"],
+                        "pool": row["pool"],
+                        "reference": f"{row['reference']}+{row['reference_adaptation']}",
+                        "ours": f"mmnar+{row['ours_adaptation']}",
+                        "error_ratio": e["ratio"],
+                        "interval": [e["ratio_low"], e["ratio_high"]],
+                        "verdict": e["verdict"],
+                    }
+                )
     for name, values in list(out["coverage"].items()):
         out["coverage"][name] = {"mean": float(np.mean(values)), "min": float(np.min(values)), "cells": len(values)}
     return out

@@ -30,7 +30,7 @@ class Resampler:
     patterns: np.ndarray  # the G pattern ids
 
     @classmethod
-    def make(cls, patterns: np.ndarray, n_resamples: int, seed: int, min_n: int = MIN_PATTERN_ROWS) -> "Resampler":
+    def make(cls, patterns: np.ndarray, n_resamples: int, seed: int, min_n: int = MIN_PATTERN_ROWS) -> Resampler:
         n = len(patterns)
         rng = np.random.default_rng([seed, 77])
         draws = rng.multinomial(n, np.full(n, 1.0 / n), size=n_resamples).astype(np.float32)
@@ -72,9 +72,17 @@ def compare(a: np.ndarray, b: np.ndarray, lower_is_better: bool = True, alpha: f
     ratio = a / np.where(b == 0, np.nan, b)
     low, high = np.nanpercentile(difference[1:], [100 * alpha / 2, 100 * (1 - alpha / 2)])
     ratio_low, ratio_high = np.nanpercentile(ratio[1:], [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    return {"a": float(a[0]), "b": float(b[0]), "difference": float(difference[0]), "low": float(low), "high": float(high),
-            "ratio": float(ratio[0]), "ratio_low": float(ratio_low), "ratio_high": float(ratio_high),
-            "verdict": verdict(float(low), float(high), higher_is_better=not lower_is_better)}
+    return {
+        "a": float(a[0]),
+        "b": float(b[0]),
+        "difference": float(difference[0]),
+        "low": float(low),
+        "high": float(high),
+        "ratio": float(ratio[0]),
+        "ratio_low": float(ratio_low),
+        "ratio_high": float(ratio_high),
+        "verdict": verdict(float(low), float(high), higher_is_better=not lower_is_better),
+    }
 
 
 def interval_summary(values: np.ndarray, alpha: float = 0.05) -> dict:

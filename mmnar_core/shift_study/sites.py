@@ -46,8 +46,11 @@ def _signals(frame: pd.DataFrame, rng: np.random.Generator, noise: ContentNoise)
     conditions = frame[["pneumonia", "heart_failure", "pleural_effusion", "sepsis", "copd"]].to_numpy(dtype=float)
     mentioned = conditions * (rng.random(conditions.shape) < noise.note_mention)
     severity = frame["severity"].to_numpy()[:, None]
-    return {"cxr": findings, "radiology_report": np.column_stack([stated, 0.4 * severity]),
-            "discharge_note": np.column_stack([mentioned, 0.6 * severity])}
+    return {
+        "cxr": findings,
+        "radiology_report": np.column_stack([stated, 0.4 * severity]),
+        "discharge_note": np.column_stack([mentioned, 0.6 * severity]),
+    }
 
 
 def content_embeddings(frame: pd.DataFrame, seed: int, noise: ContentNoise = ContentNoise()) -> dict[str, np.ndarray]:
@@ -58,8 +61,9 @@ def content_embeddings(frame: pd.DataFrame, seed: int, noise: ContentNoise = Con
     out = {}
     for modality, signal in _signals(frame, rng, noise).items():
         directions = encoder_rng.normal(0.0, 1.0, (signal.shape[1], CONTENT_WIDTH))
-        out[modality] = (signal @ directions + sd[modality] * rng.normal(0.0, 1.0, (len(frame), CONTENT_WIDTH))
-                         ).astype(np.float32)
+        out[modality] = (signal @ directions + sd[modality] * rng.normal(0.0, 1.0, (len(frame), CONTENT_WIDTH))).astype(
+            np.float32
+        )
     return out
 
 
@@ -86,8 +90,14 @@ class Site:
         return np.column_stack([np.ones(len(self.frame), bool)] + [bits[m].to_numpy(bool) for m in MODALITIES[1:]])
 
 
-def simulate_site(n: int, seed: int, scenario: str, judgement: float, tabular: TabularEncoder | None = None,
-                  noise: ContentNoise = ContentNoise()) -> tuple[Site, TabularEncoder]:
+def simulate_site(
+    n: int,
+    seed: int,
+    scenario: str,
+    judgement: float,
+    tabular: TabularEncoder | None = None,
+    noise: ContentNoise = ContentNoise(),
+) -> tuple[Site, TabularEncoder]:
     """A site of n patients; the tabular encoder is fit here when none is given (site A) and reused at site B."""
     frame = simulate_latent_and_structured(n, seed, SCENARIOS[scenario][1](), judgement)
     structured_frame = frame[[f.name for f in FEATURES]]
@@ -104,8 +114,8 @@ def study_data(site_a: Site, site_b: Site, policies: list[str], train_fraction: 
     n_a = len(site_a.frame)
     order = np.random.default_rng([site_a.seed, 402]).permutation(n_a)
     split_a = np.empty(n_a, dtype=object)
-    split_a[order[:int(round(train_fraction * n_a))]] = "train"
-    split_a[order[int(round(train_fraction * n_a)):]] = "val"
+    split_a[order[: int(round(train_fraction * n_a))]] = "train"
+    split_a[order[int(round(train_fraction * n_a)) :]] = "val"
     blocks.append((site_a, site_a.availability("default")))
     splits.append(split_a)
     for policy in policies:
@@ -113,13 +123,28 @@ def study_data(site_a: Site, site_b: Site, policies: list[str], train_fraction: 
         splits.append(np.full(len(site_b.frame), "test", dtype=object))
     inputs = []
     for m, modality in enumerate(MODALITIES):
-        parts = [(site.structured if m == 0 else site.content[modality]) * avail[:, m:m + 1] for site, avail in blocks]
+        parts = [
+            (site.structured if m == 0 else site.content[modality]) * avail[:, m : m + 1] for site, avail in blocks
+        ]
         inputs.append(torch.from_numpy(np.concatenate(parts).astype(np.float32)))
     availability = np.concatenate([avail for _, avail in blocks])
     labels = np.concatenate([site.labels for site, _ in blocks])
     truth = np.concatenate([site.true_probs for site, _ in blocks])
-    ids = np.concatenate([np.array([f"{'A' if k == 0 else 'B'}{k}-{i}" for i in range(len(site.frame))])
-                          for k, (site, _) in enumerate(blocks)])
-    return ModelData(list(MODALITIES), list(OUTCOME_NAMES), inputs, torch.from_numpy(availability),
-                     torch.from_numpy(labels), encode_pattern(availability), np.concatenate(splits).astype(str), ids,
-                     true_probs=truth, structured=["structured"])
+    ids = np.concatenate(
+        [
+            np.array([f"{'A' if k == 0 else 'B'}{k}-{i}" for i in range(len(site.frame))])
+            for k, (site, _) in enumerate(blocks)
+        ]
+    )
+    return ModelData(
+        list(MODALITIES),
+        list(OUTCOME_NAMES),
+        inputs,
+        torch.from_numpy(availability),
+        torch.from_numpy(labels),
+        encode_pattern(availability),
+        np.concatenate(splits).astype(str),
+        ids,
+        true_probs=truth,
+        structured=["structured"],
+    )

@@ -28,8 +28,21 @@ def _tree_rss(process: psutil.Process) -> tuple[int, int]:
 def bench_simulator(n: int = 20000, seed: int = 0, policy: str = "default", workers: int | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="mmnar-bench-") as tmp:
         out = Path(tmp) / "cohort"
-        command = [sys.executable, "-m", "mmnar_core", "synth", "--n", str(n), "--seed", str(seed),
-                   "--policy", policy, "--out", str(out), "--quiet"]
+        command = [
+            sys.executable,
+            "-m",
+            "mmnar_core",
+            "synth",
+            "--n",
+            str(n),
+            "--seed",
+            str(seed),
+            "--policy",
+            policy,
+            "--out",
+            str(out),
+            "--quiet",
+        ]
         if workers:
             command += ["--workers", str(workers)]
         started = time.perf_counter()

@@ -41,12 +41,22 @@ FEATURES = [
     FeatureSpec("sex", "categorical", "structured", None, "Sex recorded at admission", categories=("female", "male")),
     FeatureSpec("admission_type", "categorical", "structured", None, "Admission type", categories=ADMISSION_TYPES),
     FeatureSpec("length_of_stay", "numeric", "structured", "days", "Length of the index stay", (0.0, 365.0)),
-    FeatureSpec("prior_admissions_12m", "numeric", "structured", "count", "Admissions in the previous 12 months", (0, 100)),
+    FeatureSpec(
+        "prior_admissions_12m", "numeric", "structured", "count", "Admissions in the previous 12 months", (0, 100)
+    ),
     FeatureSpec("n_medications", "numeric", "structured", "count", "Medications on the discharge list", (0, 100)),
-    FeatureSpec("discharge_disposition", "categorical", "structured", None, "Where the patient went at discharge",
-                categories=DISPOSITIONS),
+    FeatureSpec(
+        "discharge_disposition",
+        "categorical",
+        "structured",
+        None,
+        "Where the patient went at discharge",
+        categories=DISPOSITIONS,
+    ),
     FeatureSpec("heart_rate_max", "numeric", "structured", "beats/min", "Highest heart rate of the stay", (20, 250)),
-    FeatureSpec("resp_rate_max", "numeric", "structured", "breaths/min", "Highest respiratory rate of the stay", (4, 70)),
+    FeatureSpec(
+        "resp_rate_max", "numeric", "structured", "breaths/min", "Highest respiratory rate of the stay", (4, 70)
+    ),
     FeatureSpec("spo2_min", "numeric", "structured", "%", "Lowest oxygen saturation of the stay", (50, 100)),
     FeatureSpec("temperature_max", "numeric", "structured", "°C", "Highest temperature of the stay", (30, 44)),
     FeatureSpec("sbp_min", "numeric", "structured", "mmHg", "Lowest systolic blood pressure of the stay", (40, 250)),
@@ -55,20 +65,39 @@ FEATURES = [
     FeatureSpec("sodium", "numeric", "structured", "mEq/L", "Sodium (last)", (100, 180)),
     FeatureSpec("creatinine", "numeric", "structured", "mg/dL", "Creatinine (last)", (0.1, 25)),
     FeatureSpec("lactate", "numeric", "structured", "mmol/L", "Lactate (ordered when sepsis is suspected)", (0.1, 30)),
-    FeatureSpec("nt_probnp", "numeric", "structured", "pg/mL", "NT-proBNP (ordered when heart failure is suspected)", (1, 100000)),
+    FeatureSpec(
+        "nt_probnp",
+        "numeric",
+        "structured",
+        "pg/mL",
+        "NT-proBNP (ordered when heart failure is suspected)",
+        (1, 100000),
+    ),
     FeatureSpec("albumin", "numeric", "structured", "g/dL", "Albumin", (0.5, 6.5)),
 ]
 
 OUTCOMES = [
-    OutcomeSpec("readmission_30d", "Readmission within 30 days of discharge",
-                "a later admission with admission time minus index discharge time in (0, 30] days",
-                anchor="index discharge time", window_days=(0, 30)),
-    OutcomeSpec("icu_90d", "ICU admission within 90 days of discharge",
-                "an ICU stay with ICU admission time minus index discharge time in (0, 90] days",
-                anchor="index discharge time", window_days=(0, 90)),
-    OutcomeSpec("death_180d", "Death within 180 days of discharge",
-                "date of death minus date of index discharge in (0, 180] days",
-                anchor="index discharge time", window_days=(0, 180)),
+    OutcomeSpec(
+        "readmission_30d",
+        "Readmission within 30 days of discharge",
+        "a later admission with admission time minus index discharge time in (0, 30] days",
+        anchor="index discharge time",
+        window_days=(0, 30),
+    ),
+    OutcomeSpec(
+        "icu_90d",
+        "ICU admission within 90 days of discharge",
+        "an ICU stay with ICU admission time minus index discharge time in (0, 90] days",
+        anchor="index discharge time",
+        window_days=(0, 90),
+    ),
+    OutcomeSpec(
+        "death_180d",
+        "Death within 180 days of discharge",
+        "date of death minus date of index discharge in (0, 180] days",
+        anchor="index discharge time",
+        window_days=(0, 180),
+    ),
 ]
 OUTCOME_NAMES = [o.name for o in OUTCOMES]
 
@@ -91,9 +120,15 @@ class CohortConfig:
         if self.scenario not in SCENARIO_NAMES:
             raise ValueError(f"--scenario {self.scenario!r} is not known (accepted: {', '.join(SCENARIO_NAMES)})")
         judgement = self.unrecorded_judgement
-        if isinstance(judgement, bool) or not isinstance(judgement, (int, float)) or not 0 <= judgement <= MAX_JUDGEMENT:
-            raise ValueError(f"--unrecorded-judgement must be a number in 0..{MAX_JUDGEMENT:g} "
-                             f"(0 = none; 0.5, 1, 2 are the documented strengths), got {judgement!r}")
+        if (
+            isinstance(judgement, bool)
+            or not isinstance(judgement, (int, float))
+            or not 0 <= judgement <= MAX_JUDGEMENT
+        ):
+            raise ValueError(
+                f"--unrecorded-judgement must be a number in 0..{MAX_JUDGEMENT:g} "
+                f"(0 = none; 0.5, 1, 2 are the documented strengths), got {judgement!r}"
+            )
 
     @property
     def options(self) -> str:
@@ -120,8 +155,8 @@ def assign_splits(n: int, seed: int) -> np.ndarray:
     n_val = int(round(n * SPLIT_FRACTIONS["val"]))
     split = np.empty(n, dtype=object)
     split[order[:n_train]] = "train"
-    split[order[n_train:n_train + n_val]] = "val"
-    split[order[n_train + n_val:]] = "test"
+    split[order[n_train : n_train + n_val]] = "val"
+    split[order[n_train + n_val :]] = "test"
     return split
 
 
@@ -130,9 +165,15 @@ def _patient_work(task: tuple[int, int, dict, bool, bool, bool]) -> dict:
     seed, index, row, has_cxr, has_report, has_note = task
     spec_rng = np.random.default_rng([seed, 101, index])
     spec = cxr.draw_spec(
-        spec_rng, int(np.random.SeedSequence([seed, 104, index]).generate_state(1)[0]), row["severity"],
-        row["finding_opacity"], row["opacity_lobe"], row["finding_effusion"], row["effusion_side"],
-        row["finding_cardiomegaly"], row["finding_hyperinflation"],
+        spec_rng,
+        int(np.random.SeedSequence([seed, 104, index]).generate_state(1)[0]),
+        row["severity"],
+        row["finding_opacity"],
+        row["opacity_lobe"],
+        row["finding_effusion"],
+        row["effusion_side"],
+        row["finding_cardiomegaly"],
+        row["finding_hyperinflation"],
     )
     result = {"index": index, "view": spec.view}
     if has_cxr:
@@ -140,16 +181,32 @@ def _patient_work(task: tuple[int, int, dict, bool, bool, bool]) -> dict:
         result["png"] = cxr.encode_png(pixels)
         result["masks"] = {name: (cxr.encode_mask(mask), int(mask.sum())) for name, mask in masks.items()}
     if has_report:
-        result["report"] = textgen.radiology_report({**row, "view": spec.view}, np.random.default_rng([seed, 102, index]))
+        result["report"] = textgen.radiology_report(
+            {**row, "view": spec.view}, np.random.default_rng([seed, 102, index])
+        )
     if has_note:
         result["note"] = textgen.discharge_summary(row, np.random.default_rng([seed, 103, index]))
     return result
 
 
 def _tasks(config: CohortConfig, frame: pd.DataFrame, avail: pd.DataFrame):
-    columns = ["severity", *CONDITIONS, "age", "sex", "finding_opacity", "finding_effusion", "finding_cardiomegaly",
-               "finding_hyperinflation", "opacity_lobe", "effusion_side", "heart_rate_max", "sbp_min",
-               "resp_rate_max", "spo2_min", "discharge_disposition"]
+    columns = [
+        "severity",
+        *CONDITIONS,
+        "age",
+        "sex",
+        "finding_opacity",
+        "finding_effusion",
+        "finding_cardiomegaly",
+        "finding_hyperinflation",
+        "opacity_lobe",
+        "effusion_side",
+        "heart_rate_max",
+        "sbp_min",
+        "resp_rate_max",
+        "spo2_min",
+        "discharge_disposition",
+    ]
     records = frame[columns].to_dict("records")
     flags = avail[["cxr", "radiology_report", "discharge_note"]].to_numpy()
     for i, row in enumerate(records):
@@ -172,8 +229,9 @@ def _run_workers(config: CohortConfig, frame, avail, workers: int, progress: boo
     bar.close()
 
 
-def build_cohort(config: CohortConfig, out: str | Path, overwrite: bool = False, workers: int | None = None,
-                 progress: bool = True) -> Path:
+def build_cohort(
+    config: CohortConfig, out: str | Path, overwrite: bool = False, workers: int | None = None, progress: bool = True
+) -> Path:
     """Simulate `config.n` patients and write the dataset directory `out`."""
     workers = workers or min(os.cpu_count() or 1, 4)
     params = SCENARIOS[config.scenario][1]()
@@ -193,21 +251,49 @@ def build_cohort(config: CohortConfig, out: str | Path, overwrite: bool = False,
             views[i] = result["view"]
             if "png" in result:
                 path = writer.write_bytes(f"images/cxr/{pid}.png", result["png"])
-                image_rows.append({"patient_id": pid, "modality": "cxr", "path": path, "image_id": pid,
-                                   "view": result["view"], "width": cxr.SIZE, "height": cxr.SIZE})
+                image_rows.append(
+                    {
+                        "patient_id": pid,
+                        "modality": "cxr",
+                        "path": path,
+                        "image_id": pid,
+                        "view": result["view"],
+                        "width": cxr.SIZE,
+                        "height": cxr.SIZE,
+                    }
+                )
                 for finding, (mask_png, pixels) in result["masks"].items():
                     mask_path = writer.write_bytes(f"truth/masks/{pid}_{finding}.png", mask_png)
-                    location = frame.at[i, "opacity_lobe"] if finding == "opacity" else (
-                        frame.at[i, "effusion_side"] if finding == "effusion" else "heart")
-                    finding_rows.append({"patient_id": pid, "finding": finding, "location": location,
-                                         "mask_path": mask_path, "mask_pixels": pixels})
+                    location = (
+                        frame.at[i, "opacity_lobe"]
+                        if finding == "opacity"
+                        else (frame.at[i, "effusion_side"] if finding == "effusion" else "heart")
+                    )
+                    finding_rows.append(
+                        {
+                            "patient_id": pid,
+                            "finding": finding,
+                            "location": location,
+                            "mask_path": mask_path,
+                            "mask_pixels": pixels,
+                        }
+                    )
             for modality, key, store in (("radiology_report", "report", reports), ("discharge_note", "note", notes)):
                 if key in result:
                     text, spans = result[key]
                     store[i] = text
-                    span_rows.extend({"patient_id": pid, "modality": modality, "concept": s.concept,
-                                      "assertion": s.assertion, "start": s.start, "end": s.end, "phrase": s.phrase}
-                                     for s in spans)
+                    span_rows.extend(
+                        {
+                            "patient_id": pid,
+                            "modality": modality,
+                            "concept": s.concept,
+                            "assertion": s.assertion,
+                            "start": s.start,
+                            "end": s.end,
+                            "phrase": s.phrase,
+                        }
+                        for s in spans
+                    )
 
         patients = pd.DataFrame({"patient_id": ids, "group_id": ids, "split": split})
         patients[avail_column("structured")] = True
@@ -217,19 +303,41 @@ def build_cohort(config: CohortConfig, out: str | Path, overwrite: bool = False,
             patients[f"label_{outcome}"] = frame[f"label_{outcome}"].astype("Int8").to_numpy()
             patients[f"true_prob_{outcome}"] = frame[f"true_prob_{outcome}"].to_numpy()
         structured = pd.concat([pd.DataFrame({"patient_id": ids}), frame[[f.name for f in FEATURES]]], axis=1)
-        text = pd.DataFrame({"patient_id": ids, "discharge_note": pd.array(notes, dtype="string"),
-                             "radiology_report": pd.array(reports, dtype="string")})
-        images = pd.DataFrame(image_rows, columns=["patient_id", "modality", "path", "image_id", "view", "width", "height"])
+        text = pd.DataFrame(
+            {
+                "patient_id": ids,
+                "discharge_note": pd.array(notes, dtype="string"),
+                "radiology_report": pd.array(reports, dtype="string"),
+            }
+        )
+        images = pd.DataFrame(
+            image_rows, columns=["patient_id", "modality", "path", "image_id", "view", "width", "height"]
+        )
 
-        latent = pd.concat([pd.DataFrame({"patient_id": ids}),
-                            frame[["severity", "unrecorded_judgement", *CONDITIONS] + [f"finding_{f}" for f in (*IMAGE_FINDINGS, "hyperinflation")]
-                                  + ["opacity_lobe", "effusion_side"]],
-                            pd.DataFrame({"view": views.astype(str)}), propensities], axis=1)
+        latent = pd.concat(
+            [
+                pd.DataFrame({"patient_id": ids}),
+                frame[
+                    ["severity", "unrecorded_judgement", *CONDITIONS]
+                    + [f"finding_{f}" for f in (*IMAGE_FINDINGS, "hyperinflation")]
+                    + ["opacity_lobe", "effusion_side"]
+                ],
+                pd.DataFrame({"view": views.astype(str)}),
+                propensities,
+            ],
+            axis=1,
+        )
         writer.write_table("truth/latent.parquet", latent)
-        writer.write_table("truth/image_findings.parquet", pd.DataFrame(
-            finding_rows, columns=["patient_id", "finding", "location", "mask_path", "mask_pixels"]))
-        writer.write_table("truth/text_spans.parquet", pd.DataFrame(
-            span_rows, columns=["patient_id", "modality", "concept", "assertion", "start", "end", "phrase"]))
+        writer.write_table(
+            "truth/image_findings.parquet",
+            pd.DataFrame(finding_rows, columns=["patient_id", "finding", "location", "mask_path", "mask_pixels"]),
+        )
+        writer.write_table(
+            "truth/text_spans.parquet",
+            pd.DataFrame(
+                span_rows, columns=["patient_id", "modality", "concept", "assertion", "start", "end", "phrase"]
+            ),
+        )
 
         manifest = Manifest(
             name=config.name,
@@ -249,10 +357,19 @@ def build_cohort(config: CohortConfig, out: str | Path, overwrite: bool = False,
                 "generator": f"mmnar_core {__version__}",
                 "command": f"python -m mmnar_core synth {config.options}",
                 "licence": "Apache-2.0 (generated by this project; no real patient data)",
-                "parameters": {"n": config.n, "seed": config.seed, "policy": config.policy, "scenario": config.scenario,
-                               "unrecorded_judgement": config.unrecorded_judgement,
-                               "policy_coefficients": POLICIES[config.policy].to_dict() if config.policy in POLICIES else config.policy,
-                               "scm": params.to_dict(), "split_fractions": SPLIT_FRACTIONS, "image_size": cxr.SIZE},
+                "parameters": {
+                    "n": config.n,
+                    "seed": config.seed,
+                    "policy": config.policy,
+                    "scenario": config.scenario,
+                    "unrecorded_judgement": config.unrecorded_judgement,
+                    "policy_coefficients": POLICIES[config.policy].to_dict()
+                    if config.policy in POLICIES
+                    else config.policy,
+                    "scm": params.to_dict(),
+                    "split_fractions": SPLIT_FRACTIONS,
+                    "image_size": cxr.SIZE,
+                },
             },
         )
         return writer.finish(manifest, patients, structured, text, images)

@@ -45,11 +45,24 @@ class CXRSpec:
     findings: tuple[str, ...] = field(default_factory=tuple)
 
 
-def draw_spec(rng: np.random.Generator, seed: int, severity: float, opacity: bool, lobe: str, effusion: bool,
-              side: str, cardiomegaly: bool, hyperinflation: bool) -> CXRSpec:
+def draw_spec(
+    rng: np.random.Generator,
+    seed: int,
+    severity: float,
+    opacity: bool,
+    lobe: str,
+    effusion: bool,
+    side: str,
+    cardiomegaly: bool,
+    hyperinflation: bool,
+) -> CXRSpec:
     """Pose, view and finding geometry for one patient; sicker patients get portable AP films."""
     view = "AP" if rng.random() < 1 / (1 + np.exp(0.3 - 1.0 * severity)) else "PA"
-    findings = tuple(name for name, present in (("opacity", opacity), ("effusion", effusion), ("cardiomegaly", cardiomegaly)) if present)
+    findings = tuple(
+        name
+        for name, present in (("opacity", opacity), ("effusion", effusion), ("cardiomegaly", cardiomegaly))
+        if present
+    )
     return CXRSpec(
         seed=seed,
         view=view,
@@ -120,8 +133,13 @@ def render(spec: CXRSpec, include: set[str] | None = None) -> tuple[np.ndarray, 
     spine = _soft(np.abs(x - 0.5) - 0.028, 60) * (np.sin(y * 2 * np.pi / 0.045) > -0.6)
 
     rib_coord = (y - 0.42 * np.abs(x - 0.5) ** 1.6 - 0.12) / 0.062
-    ribs = np.exp(-(((rib_coord % 1.0) - 0.5) / 0.15) ** 2) * (rib_coord > 0) * (rib_coord < 10) * (np.abs(x - 0.5) > 0.04)
-    clavicles = np.exp(-((y - 0.14 + 0.16 * np.abs(x - 0.5)) / 0.016) ** 2) * _soft(np.abs(x - 0.5) - 0.34, 30)
+    ribs = (
+        np.exp(-((((rib_coord % 1.0) - 0.5) / 0.15) ** 2))
+        * (rib_coord > 0)
+        * (rib_coord < 10)
+        * (np.abs(x - 0.5) > 0.04)
+    )
+    clavicles = np.exp(-(((y - 0.14 + 0.16 * np.abs(x - 0.5)) / 0.016) ** 2)) * _soft(np.abs(x - 0.5) - 0.34, 30)
     stomach_gas = _soft(_ellipse(x, y, 0.70, dome_left.min() + 0.075, 0.05, 0.03), 40) * (y > dome_left)
 
     hilum = np.exp(-(((x - 0.5) / 0.2) ** 2 + ((y - 0.47) / 0.22) ** 2))

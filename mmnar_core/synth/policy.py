@@ -45,33 +45,65 @@ class MNARPolicy:
 POLICIES: dict[str, MNARPolicy] = {
     "default": MNARPolicy(
         description="Teaching hospital: X-ray for the sicker and the chest-suspect; summaries unless short or transferred",
-        cxr_intercept=-0.6, cxr_severity=0.8, cxr_suspected_chest=1.4, cxr_hypoxia=0.6,
-        report_given_cxr_intercept=2.0, report_given_cxr_severity=-0.3,
-        report_without_cxr_intercept=-2.6, report_without_cxr_severity=0.6,
-        note_intercept=0.6, note_log_los=0.9, note_transfer=-2.0, note_severity=-0.5,
+        cxr_intercept=-0.6,
+        cxr_severity=0.8,
+        cxr_suspected_chest=1.4,
+        cxr_hypoxia=0.6,
+        report_given_cxr_intercept=2.0,
+        report_given_cxr_severity=-0.3,
+        report_without_cxr_intercept=-2.6,
+        report_without_cxr_severity=0.6,
+        note_intercept=0.6,
+        note_log_los=0.9,
+        note_transfer=-2.0,
+        note_severity=-0.5,
     ),
     "high_imaging": MNARPolicy(
         description="Imaging-heavy academic centre: nearly everyone gets an X-ray; summaries almost always written",
-        cxr_intercept=1.5, cxr_severity=0.4, cxr_suspected_chest=0.6, cxr_hypoxia=0.3,
-        report_given_cxr_intercept=3.0, report_given_cxr_severity=0.0,
-        report_without_cxr_intercept=-2.0, report_without_cxr_severity=0.3,
-        note_intercept=2.2, note_log_los=0.5, note_transfer=-1.5, note_severity=-0.2,
+        cxr_intercept=1.5,
+        cxr_severity=0.4,
+        cxr_suspected_chest=0.6,
+        cxr_hypoxia=0.3,
+        report_given_cxr_intercept=3.0,
+        report_given_cxr_severity=0.0,
+        report_without_cxr_intercept=-2.0,
+        report_without_cxr_severity=0.3,
+        note_intercept=2.2,
+        note_log_los=0.5,
+        note_transfer=-1.5,
+        note_severity=-0.2,
         cxr_judgement=0.5,
     ),
     "low_imaging": MNARPolicy(
         description="Community hospital: X-rays mostly for the very sick; summaries often missing for short stays",
-        cxr_intercept=-1.9, cxr_severity=1.3, cxr_suspected_chest=1.6, cxr_hypoxia=0.8,
-        report_given_cxr_intercept=1.2, report_given_cxr_severity=-0.5,
-        report_without_cxr_intercept=-3.2, report_without_cxr_severity=0.8,
-        note_intercept=-0.2, note_log_los=1.2, note_transfer=-2.5, note_severity=-0.8,
+        cxr_intercept=-1.9,
+        cxr_severity=1.3,
+        cxr_suspected_chest=1.6,
+        cxr_hypoxia=0.8,
+        report_given_cxr_intercept=1.2,
+        report_given_cxr_severity=-0.5,
+        report_without_cxr_intercept=-3.2,
+        report_without_cxr_severity=0.8,
+        note_intercept=-0.2,
+        note_log_los=1.2,
+        note_transfer=-2.5,
+        note_severity=-0.8,
         cxr_judgement=1.3,
     ),
     "reversed": MNARPolicy(
         description="Stress test: X-rays for the least sick (screening the well, not imaging the suspect)",
-        cxr_intercept=-0.6, cxr_severity=-0.8, cxr_suspected_chest=-1.4, cxr_hypoxia=-0.6,
-        report_given_cxr_intercept=2.0, report_given_cxr_severity=0.3,
-        report_without_cxr_intercept=-2.6, report_without_cxr_severity=-0.6,
-        note_intercept=0.6, note_log_los=0.9, note_transfer=-2.0, note_severity=-0.5,
+        cxr_intercept=-0.6,
+        cxr_severity=-0.8,
+        cxr_suspected_chest=-1.4,
+        cxr_hypoxia=-0.6,
+        report_given_cxr_intercept=2.0,
+        report_given_cxr_severity=0.3,
+        report_without_cxr_intercept=-2.6,
+        report_without_cxr_severity=-0.6,
+        note_intercept=0.6,
+        note_log_los=0.9,
+        note_transfer=-2.0,
+        note_severity=-0.5,
         cxr_judgement=-1.0,
     ),
 }
@@ -93,15 +125,25 @@ def mnar_propensities(cohort: pd.DataFrame, policy: MNARPolicy, cxr: np.ndarray)
     judgement = _judgement(cohort)
     p = policy
     return {
-        "cxr": sigmoid(p.cxr_intercept + p.cxr_severity * s + p.cxr_suspected_chest * suspected + p.cxr_hypoxia * _hypoxic(cohort)
-                       + p.cxr_judgement * judgement),
+        "cxr": sigmoid(
+            p.cxr_intercept
+            + p.cxr_severity * s
+            + p.cxr_suspected_chest * suspected
+            + p.cxr_hypoxia * _hypoxic(cohort)
+            + p.cxr_judgement * judgement
+        ),
         "radiology_report": np.where(
             cxr,
             sigmoid(p.report_given_cxr_intercept + p.report_given_cxr_severity * s),
             sigmoid(p.report_without_cxr_intercept + p.report_without_cxr_severity * s),
         ),
-        "discharge_note": sigmoid(p.note_intercept + p.note_log_los * log_los + p.note_transfer * transfer + p.note_severity * s
-                                  + p.note_judgement * judgement),
+        "discharge_note": sigmoid(
+            p.note_intercept
+            + p.note_log_los * log_los
+            + p.note_transfer * transfer
+            + p.note_severity * s
+            + p.note_judgement * judgement
+        ),
     }
 
 

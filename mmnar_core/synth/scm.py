@@ -55,19 +55,38 @@ class SCMParameters:
     # clinician judgement the record does not hold (docs/synthetic.md): per unit of the cohort's
     # --unrecorded-judgement strength, how much a latent suspicion J ~ N(0, 1) adds to each outcome's logit
     judgement_on_outcome: dict = field(
-        default_factory=lambda: {"readmission_30d": 0.5, "icu_90d": 0.6, "death_180d": 0.6})
+        default_factory=lambda: {"readmission_30d": 0.5, "icu_90d": 0.6, "death_180d": 0.6}
+    )
     # outcomes after discharge: logit intercepts and coefficients
     readmission_30d: dict = field(
-        default_factory=lambda: {"intercept": -2.45, "severity": 0.55, "heart_failure": 0.75, "copd": 0.6,
-                                 "log_prior_admissions": 0.35, "skilled_nursing": 0.3}
+        default_factory=lambda: {
+            "intercept": -2.45,
+            "severity": 0.55,
+            "heart_failure": 0.75,
+            "copd": 0.6,
+            "log_prior_admissions": 0.35,
+            "skilled_nursing": 0.3,
+        }
     )
     icu_90d: dict = field(
-        default_factory=lambda: {"intercept": -2.1, "severity": 0.8, "sepsis": 1.0, "pneumonia": 0.6,
-                                 "pleural_effusion": 0.5, "copd": 0.4}
+        default_factory=lambda: {
+            "intercept": -2.1,
+            "severity": 0.8,
+            "sepsis": 1.0,
+            "pneumonia": 0.6,
+            "pleural_effusion": 0.5,
+            "copd": 0.4,
+        }
     )
     death_180d: dict = field(
-        default_factory=lambda: {"intercept": -3.55, "severity": 0.9, "sepsis": 0.9, "heart_failure": 0.6,
-                                 "z_age": 0.6, "pleural_effusion": 0.3}
+        default_factory=lambda: {
+            "intercept": -3.55,
+            "severity": 0.9,
+            "sepsis": 0.9,
+            "heart_failure": 0.6,
+            "z_age": 0.6,
+            "pleural_effusion": 0.3,
+        }
     )
 
     def to_dict(self) -> dict:
@@ -80,12 +99,30 @@ def content_signal_parameters() -> SCMParameters:
     data does not. The scenario for judging image and text explanations and for what the method is for."""
     return SCMParameters(
         structured_condition_scale=0.15,
-        readmission_30d={"intercept": -2.6, "severity": 0.45, "heart_failure": 1.2, "copd": 0.9,
-                         "log_prior_admissions": 0.35, "skilled_nursing": 0.3},
-        icu_90d={"intercept": -2.5, "severity": 0.6, "sepsis": 1.0, "pneumonia": 1.3, "pleural_effusion": 1.1,
-                 "copd": 0.4},
-        death_180d={"intercept": -3.7, "severity": 0.8, "sepsis": 0.9, "heart_failure": 1.0, "z_age": 0.6,
-                    "pleural_effusion": 0.7},
+        readmission_30d={
+            "intercept": -2.6,
+            "severity": 0.45,
+            "heart_failure": 1.2,
+            "copd": 0.9,
+            "log_prior_admissions": 0.35,
+            "skilled_nursing": 0.3,
+        },
+        icu_90d={
+            "intercept": -2.5,
+            "severity": 0.6,
+            "sepsis": 1.0,
+            "pneumonia": 1.3,
+            "pleural_effusion": 1.1,
+            "copd": 0.4,
+        },
+        death_180d={
+            "intercept": -3.7,
+            "severity": 0.8,
+            "sepsis": 0.9,
+            "heart_failure": 1.0,
+            "z_age": 0.6,
+            "pleural_effusion": 0.7,
+        },
     )
 
 
@@ -96,26 +133,53 @@ def content_only_parameters() -> SCMParameters:
     The cohort on which a multimodal model must beat every structured-only reference by a clear margin."""
     return SCMParameters(
         structured_condition_scale=0.0,
-        readmission_30d={"intercept": -2.8, "severity": 0.4, "heart_failure": 1.6, "copd": 1.2,
-                         "log_prior_admissions": 0.35, "skilled_nursing": 0.3},
-        icu_90d={"intercept": -2.8, "severity": 0.5, "sepsis": 1.0, "pneumonia": 1.8, "pleural_effusion": 1.5,
-                 "copd": 0.4},
-        death_180d={"intercept": -4.0, "severity": 0.7, "sepsis": 0.9, "heart_failure": 1.4, "z_age": 0.6,
-                    "pleural_effusion": 1.0},
+        readmission_30d={
+            "intercept": -2.8,
+            "severity": 0.4,
+            "heart_failure": 1.6,
+            "copd": 1.2,
+            "log_prior_admissions": 0.35,
+            "skilled_nursing": 0.3,
+        },
+        icu_90d={
+            "intercept": -2.8,
+            "severity": 0.5,
+            "sepsis": 1.0,
+            "pneumonia": 1.8,
+            "pleural_effusion": 1.5,
+            "copd": 0.4,
+        },
+        death_180d={
+            "intercept": -4.0,
+            "severity": 0.7,
+            "sepsis": 0.9,
+            "heart_failure": 1.4,
+            "z_age": 0.6,
+            "pleural_effusion": 1.0,
+        },
     )
 
 
 SCENARIOS = {
     "default": ("simulator v1: the structured data reveals most of the latent state", SCMParameters),
-    "content_signal": ("simulator v2: conditions seen mainly through the X-ray and the notes", content_signal_parameters),
-    "content_only": ("simulator v3: conditions seen only through the X-ray and the notes, and weighing more",
-                     content_only_parameters),
+    "content_signal": (
+        "simulator v2: conditions seen mainly through the X-ray and the notes",
+        content_signal_parameters,
+    ),
+    "content_only": (
+        "simulator v3: conditions seen only through the X-ray and the notes, and weighing more",
+        content_only_parameters,
+    ),
 }
 SCENARIO_NAMES = tuple(SCENARIOS)
 
 # the latent condition behind each X-ray finding (mask names and report concepts)
-FINDING_CONDITION = {"opacity": "pneumonia", "effusion": "pleural_effusion", "cardiomegaly": "heart_failure",
-                     "hyperinflation": "copd"}
+FINDING_CONDITION = {
+    "opacity": "pneumonia",
+    "effusion": "pleural_effusion",
+    "cardiomegaly": "heart_failure",
+    "hyperinflation": "copd",
+}
 
 
 def outcome_concepts(outcome_terms: dict) -> set[str]:
@@ -135,8 +199,9 @@ def _linear(terms: dict, values: dict[str, np.ndarray]) -> np.ndarray:
     return total
 
 
-def simulate_latent_and_structured(n: int, seed: int, params: SCMParameters = SCMParameters(),
-                                   unrecorded_judgement: float = 0.0) -> pd.DataFrame:
+def simulate_latent_and_structured(
+    n: int, seed: int, params: SCMParameters = SCMParameters(), unrecorded_judgement: float = 0.0
+) -> pd.DataFrame:
     """One row per patient: latent state, observed structured data, image findings, outcome probabilities
     and sampled outcomes. Deterministic for (n, seed, params, unrecorded_judgement).
 
@@ -203,9 +268,15 @@ def simulate_latent_and_structured(n: int, seed: int, params: SCMParameters = SC
     routine_missing = rng.random((n, 4)) < np.where(los < 1.0, 0.12, 0.02)[:, None]
 
     # what a chest X-ray would show (drawn for everyone; rendered only when one is ordered)
-    opacity = rng.random(n) < np.where(v["pneumonia"] > 0, params.visible_opacity_given_pneumonia, params.opacity_without_pneumonia)
-    effusion_seen = rng.random(n) < np.where(v["pleural_effusion"] > 0, params.visible_effusion_given_effusion, params.effusion_without_effusion)
-    cardiomegaly = rng.random(n) < np.where(v["heart_failure"] > 0, params.visible_cardiomegaly_given_hf, params.cardiomegaly_without_hf)
+    opacity = rng.random(n) < np.where(
+        v["pneumonia"] > 0, params.visible_opacity_given_pneumonia, params.opacity_without_pneumonia
+    )
+    effusion_seen = rng.random(n) < np.where(
+        v["pleural_effusion"] > 0, params.visible_effusion_given_effusion, params.effusion_without_effusion
+    )
+    cardiomegaly = rng.random(n) < np.where(
+        v["heart_failure"] > 0, params.visible_cardiomegaly_given_hf, params.cardiomegaly_without_hf
+    )
     hyperinflation = (v["copd"] > 0) & (rng.random(n) < params.hyperinflation_given_copd)
     lobe = rng.choice(len(LOBES), size=n, p=LOBE_WEIGHTS)
     side = rng.choice(len(EFFUSION_SIDES), size=n, p=EFFUSION_SIDE_WEIGHTS)

@@ -15,8 +15,12 @@ def register(subparsers) -> None:
     train.add_argument("--cache", default=None, help="embedding cache directory")
     train.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
     train.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for the test metrics")
-    train.add_argument("--threads", type=int, default=1,
-                       help="CPU threads for torch (default 1: the model is small and more threads oversubscribe shared cores)")
+    train.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads for torch (default 1: the model is small and more threads oversubscribe shared cores)",
+    )
     train.add_argument("--overwrite", action="store_true", help="replace an existing bundle directory")
     train.add_argument("--quiet", action="store_true")
     train.set_defaults(func=run_train)
@@ -34,8 +38,9 @@ def register(subparsers) -> None:
     rectify = subparsers.add_parser("rectify", help="refit temperature and rectifier on labelled data from a new site")
     rectify.add_argument("bundle")
     rectify.add_argument("dataset")
-    rectify.add_argument("--split", choices=["train", "val", "all"], default="val",
-                         help="labelled rows to fit on (never test)")
+    rectify.add_argument(
+        "--split", choices=["train", "val", "all"], default="val", help="labelled rows to fit on (never test)"
+    )
     rectify.add_argument("--out", required=True, help="new bundle directory (the old one is kept)")
     rectify.add_argument("--overwrite", action="store_true", help="replace an existing bundle directory at --out")
     rectify.add_argument("--cache", default=None)
@@ -43,10 +48,12 @@ def register(subparsers) -> None:
     rectify.set_defaults(func=run_rectify)
 
     reference = subparsers.add_parser(
-        "reference-image", help="add the reference X-ray (image IG baseline) to a bundle trained before it existed",
+        "reference-image",
+        help="add the reference X-ray (image IG baseline) to a bundle trained before it existed",
         description="Compute the pixel-wise median of up to --max-images training X-rays of the bundle's own "
-                    "training dataset (same content hash) and write a new bundle with it; weights, calibration "
-                    "and every other file are copied unchanged. Bundles trained by this version already have it.")
+        "training dataset (same content hash) and write a new bundle with it; weights, calibration "
+        "and every other file are copied unchanged. Bundles trained by this version already have it.",
+    )
     reference.add_argument("bundle")
     reference.add_argument("dataset", help="the dataset the bundle was trained on")
     reference.add_argument("--out", required=True, help="new bundle directory (the old one is kept)")
@@ -63,8 +70,17 @@ def run_train(args) -> int:
     if args.threads < 1:
         raise ValueError(f"--threads must be at least 1, got {args.threads}")
     torch.set_num_threads(args.threads)
-    bundle, figures = run_training(args.dataset, args.out, load_config_file(args.config), args.seed, args.cache,
-                                   args.device, args.overwrite, not args.quiet, args.resamples)
+    bundle, figures = run_training(
+        args.dataset,
+        args.out,
+        load_config_file(args.config),
+        args.seed,
+        args.cache,
+        args.device,
+        args.overwrite,
+        not args.quiet,
+        args.resamples,
+    )
     if figures.get("rank", 0) != 0:
         return 0  # under torchrun only rank 0 reports
     print(json.dumps({"bundle": str(bundle), **figures}, indent=2))
@@ -82,7 +98,9 @@ def _bundle_and_data(args):
     bundle = load_bundle(args.bundle, device)
     dataset = load_dataset(args.dataset)
     if dataset.manifest.modality_names != bundle.config.modalities:
-        raise ValueError(f"dataset modalities {dataset.manifest.modality_names} differ from the bundle's {bundle.config.modalities}")
+        raise ValueError(
+            f"dataset modalities {dataset.manifest.modality_names} differ from the bundle's {bundle.config.modalities}"
+        )
     embeddings = load_bundle_embeddings(bundle, dataset, args.bundle, args.cache)  # names the embed command if not
     return bundle, build_model_data(dataset, embeddings.vectors, bundle.config.tasks), device, dataset
 
@@ -93,9 +111,15 @@ def run_evaluate(args) -> int:
     from mmnar_core.training.pipeline import evaluate_split
 
     bundle, data, device, dataset = _bundle_and_data(args)
-    frame, report = evaluate_split(bundle.model, bundle.temperature, bundle.rectifiers, data, args.split, device, args.resamples)
-    report["unknown_categories"] = unknown_category_counts(bundle, dataset, None if args.split == "all" else data.rows(args.split))
-    out = write_evaluation(args.out, frame, report, f"Evaluation of {bundle.model_id} on {Path(args.dataset).name} ({args.split})")
+    frame, report = evaluate_split(
+        bundle.model, bundle.temperature, bundle.rectifiers, data, args.split, device, args.resamples
+    )
+    report["unknown_categories"] = unknown_category_counts(
+        bundle, dataset, None if args.split == "all" else data.rows(args.split)
+    )
+    out = write_evaluation(
+        args.out, frame, report, f"Evaluation of {bundle.model_id} on {Path(args.dataset).name} ({args.split})"
+    )
     print(json.dumps({"out": str(out), "n": report["n"]}, indent=2))
     return 0
 
@@ -113,12 +137,29 @@ def run_rectify(args) -> int:
     temperature, rectifiers = fit_calibration(bundle.model, data, device, rows, source="external")
     metrics = dict(bundle.metrics)
     reports = {task: {**r.summary(), "patterns": r.report(list(data.modalities))} for task, r in rectifiers.items()}
-    metrics["rectifier_refit"] = {"from_bundle": bundle.model_id, "dataset": Path(args.dataset).name, "split": args.split,
-                                  "n": int(len(rows)), "tasks": reports}
-    card = bundle.model_card + (f"\n## Rectifier refit\nTemperature and rectifier refit on {len(rows)} labelled patients of "
-                                f"`{Path(args.dataset).name}` ({args.split} split); network weights unchanged from {bundle.model_id}.\n")
-    out = save_bundle(args.out, bundle.model, temperature, rectifiers, bundle.dataset, bundle.encoders, metrics, card,
-                      extra_files=_extra_files(bundle), overwrite=args.overwrite)
+    metrics["rectifier_refit"] = {
+        "from_bundle": bundle.model_id,
+        "dataset": Path(args.dataset).name,
+        "split": args.split,
+        "n": int(len(rows)),
+        "tasks": reports,
+    }
+    card = bundle.model_card + (
+        f"\n## Rectifier refit\nTemperature and rectifier refit on {len(rows)} labelled patients of "
+        f"`{Path(args.dataset).name}` ({args.split} split); network weights unchanged from {bundle.model_id}.\n"
+    )
+    out = save_bundle(
+        args.out,
+        bundle.model,
+        temperature,
+        rectifiers,
+        bundle.dataset,
+        bundle.encoders,
+        metrics,
+        card,
+        extra_files=_extra_files(bundle),
+        overwrite=args.overwrite,
+    )
     print(json.dumps({"bundle": str(out), "n_fit": int(len(rows)), "rectifiers": reports}, indent=2))
     print(rectifier_table(reports))
     return 0
@@ -129,15 +170,20 @@ def rectifier_table(reports: dict) -> str:
     kept the pattern's own correction; the level chosen and why."""
     lines = []
     for task, report in reports.items():
-        lines += [f"\n{task}: level {report['level']} (slope {report['slope']:.3f}, intercept {report['intercept']:+.3f}). "
-                  f"{report['reason']}", "| pattern | n | events | own estimate | correction used [95 % CI] | kept |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            f"\n{task}: level {report['level']} (slope {report['slope']:.3f}, intercept {report['intercept']:+.3f}). "
+            f"{report['reason']}",
+            "| pattern | n | events | own estimate | correction used [95 % CI] | kept |",
+            "|---|---|---|---|---|---|",
+        ]
         for row in report["patterns"]:
             if row["n"] == 0:
                 continue
             own = "" if row["raw_offset"] is None else f"{row['raw_offset']:+.3f} (se {row['raw_offset_se']:.3f})"
-            lines.append(f"| {row['modalities']} | {row['n']} | {row['events']} | {own} | {row['offset']:+.3f} "
-                         f"[{row['low']:+.3f}, {row['high']:+.3f}] | {'yes' if row['kept'] else 'no'} |")
+            lines.append(
+                f"| {row['modalities']} | {row['n']} | {row['events']} | {own} | {row['offset']:+.3f} "
+                f"[{row['low']:+.3f}, {row['high']:+.3f}] | {'yes' if row['kept'] else 'no'} |"
+            )
     return "\n".join(lines)
 
 
@@ -161,15 +207,26 @@ def run_reference_image(args) -> int:
     dataset = load_dataset(args.dataset)
     trained_on = bundle.dataset.get("content_hash")
     if dataset.manifest.content_hash != trained_on:
-        raise ValueError(f"{args.dataset} (content hash {dataset.manifest.content_hash[:12]}) is not the dataset the bundle "
-                         f"was trained on ({bundle.dataset.get('name')}, {str(trained_on)[:12]}): the reference X-ray "
-                         "must come from the training X-rays")
+        raise ValueError(
+            f"{args.dataset} (content hash {dataset.manifest.content_hash[:12]}) is not the dataset the bundle "
+            f"was trained on ({bundle.dataset.get('name')}, {str(trained_on)[:12]}): the reference X-ray "
+            "must come from the training X-rays"
+        )
     configs = image_encoder_configs(bundle.encoders, lambda encoder_id: bundle.root / "encoders" / encoder_id)
     files = reference_image_file(dataset, configs, args.max_images)
     if not files:
         raise ValueError(f"{args.dataset} has no training images of {', '.join(configs) or 'any image modality'}")
-    out = save_bundle(args.out, bundle.model, bundle.temperature, bundle.rectifiers, bundle.dataset, bundle.encoders,
-                      bundle.metrics, bundle.model_card, extra_files={**_extra_files(bundle), **files},
-                      overwrite=args.overwrite)
+    out = save_bundle(
+        args.out,
+        bundle.model,
+        bundle.temperature,
+        bundle.rectifiers,
+        bundle.dataset,
+        bundle.encoders,
+        bundle.metrics,
+        bundle.model_card,
+        extra_files={**_extra_files(bundle), **files},
+        overwrite=args.overwrite,
+    )
     print(json.dumps({"bundle": str(out), "file": REFERENCE_IMAGE_FILE, "modalities": sorted(configs)}, indent=2))
     return 0

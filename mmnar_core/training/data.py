@@ -54,8 +54,12 @@ class ModelData:
 
     def config_fields(self) -> dict:
         """What a model config takes from the data: names, widths, tasks and the modalities to bin."""
-        return {"modalities": list(self.modalities), "input_dims": self.input_dims, "tasks": list(self.tasks),
-                "wide_binned": list(self.structured)}
+        return {
+            "modalities": list(self.modalities),
+            "input_dims": self.input_dims,
+            "tasks": list(self.tasks),
+            "wide_binned": list(self.structured),
+        }
 
     def take(self, rows: np.ndarray) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
         index = torch.as_tensor(rows, dtype=torch.long)
@@ -80,9 +84,11 @@ def build_model_data(dataset: Dataset, vectors: dict[str, np.ndarray], tasks: li
         array = np.asarray(vectors[modality], dtype=np.float32)
         if array.shape[0] != len(patients):
             raise ValueError(f"embeddings of {modality!r} have {array.shape[0]} rows, dataset has {len(patients)}")
-        array = np.where(availability[:, i:i + 1], array, 0.0).astype(np.float32)
+        array = np.where(availability[:, i : i + 1], array, 0.0).astype(np.float32)
         inputs.append(torch.from_numpy(array))
-    labels = np.stack([patients[label_column(t)].astype("Float64").to_numpy(dtype=float, na_value=np.nan) for t in tasks], axis=1)
+    labels = np.stack(
+        [patients[label_column(t)].astype("Float64").to_numpy(dtype=float, na_value=np.nan) for t in tasks], axis=1
+    )
     true_probs = None
     if manifest.has_true_probabilities:
         true_probs = np.stack([patients[f"true_prob_{t}"].to_numpy(dtype=float) for t in tasks], axis=1)
@@ -96,7 +102,10 @@ def build_model_data(dataset: Dataset, vectors: dict[str, np.ndarray], tasks: li
         splits=patients["split"].to_numpy().astype(str),
         patient_ids=patients["patient_id"].to_numpy().astype(str),
         true_probs=true_probs,
-        reference_scores={s.name: (s.outcome, patients[reference_column(s.name)].to_numpy(dtype=float, na_value=np.nan))
-                          for s in manifest.reference_scores if s.outcome in tasks},
+        reference_scores={
+            s.name: (s.outcome, patients[reference_column(s.name)].to_numpy(dtype=float, na_value=np.nan))
+            for s in manifest.reference_scores
+            if s.outcome in tasks
+        },
         structured=[m.name for m in manifest.modalities_of_kind(ModalityKind.TABULAR)],
     )

@@ -13,18 +13,19 @@ import numpy as np
 import torch
 
 from mmnar_core.bundle import save_bundle
-from mmnar_core.explain.reference_image import image_encoder_configs, reference_image_file
 from mmnar_core.calibration import PatternRectifier, TemperatureScaler
 from mmnar_core.dataset import Dataset, load_dataset
 from mmnar_core.evaluation.report import compute_report, headline, markdown_report, predictions_frame
+from mmnar_core.explain.reference_image import image_encoder_configs, reference_image_file
 from mmnar_core.model import MMNARConfig
 from mmnar_core.numeric import sigmoid
 from mmnar_core.training.data import ModelData, build_model_data
 from mmnar_core.training.trainer import predict_logits, train
 
 
-def calibrate_from_logits(data: ModelData, logits: np.ndarray, rows: np.ndarray,
-                          source: str = "val") -> tuple[TemperatureScaler, dict[str, PatternRectifier]]:
+def calibrate_from_logits(
+    data: ModelData, logits: np.ndarray, rows: np.ndarray, source: str = "val"
+) -> tuple[TemperatureScaler, dict[str, PatternRectifier]]:
     """Temperature per task, then the rectifier on the temperature-scaled probabilities, both fit on the
     held-out labelled `rows` whose network logits are given; `source` says where those rows come from."""
     labels = data.labels[rows].numpy().astype(float)
@@ -37,60 +38,104 @@ def calibrate_from_logits(data: ModelData, logits: np.ndarray, rows: np.ndarray,
     return temperature, rectifiers
 
 
-def fit_calibration(model, data: ModelData, device, rows: np.ndarray | None = None,
-                    source: str = "val") -> tuple[TemperatureScaler, dict[str, PatternRectifier]]:
+def fit_calibration(
+    model, data: ModelData, device, rows: np.ndarray | None = None, source: str = "val"
+) -> tuple[TemperatureScaler, dict[str, PatternRectifier]]:
     """calibrate_from_logits on `rows` (default: the val split) scored by `model`."""
     rows = data.rows("val") if rows is None else rows
     return calibrate_from_logits(data, predict_logits(model, data, rows, device), rows, source)
 
 
-def report_from_logits(temperature, rectifiers, data: ModelData, rows: np.ndarray, logits: np.ndarray,
-                       n_resamples: int = 1000, versions: tuple[str, ...] = ("rectified", "calibrated", "raw")):
+def report_from_logits(
+    temperature,
+    rectifiers,
+    data: ModelData,
+    rows: np.ndarray,
+    logits: np.ndarray,
+    n_resamples: int = 1000,
+    versions: tuple[str, ...] = ("rectified", "calibrated", "raw"),
+):
     """(predictions frame, report) of `rows`: oracle and published reference scores included when present."""
-    frame = predictions_frame(data.patient_ids[rows], data.patterns[rows], data.tasks, data.labels[rows].numpy(),
-                              logits, temperature, rectifiers)
+    frame = predictions_frame(
+        data.patient_ids[rows],
+        data.patterns[rows],
+        data.tasks,
+        data.labels[rows].numpy(),
+        logits,
+        temperature,
+        rectifiers,
+    )
     true_probs = data.true_probs[rows] if data.true_probs is not None else None
     references = {name: (task, scores[rows]) for name, (task, scores) in (data.reference_scores or {}).items()}
-    return frame, compute_report(frame, data.tasks, data.modalities, true_probs, n_resamples=n_resamples,
-                                 reference_scores=references, versions=versions)
+    return frame, compute_report(
+        frame,
+        data.tasks,
+        data.modalities,
+        true_probs,
+        n_resamples=n_resamples,
+        reference_scores=references,
+        versions=versions,
+    )
 
 
 def evaluate_split(model, temperature, rectifiers, data: ModelData, split: str, device, n_resamples: int = 1000):
     rows = np.arange(len(data)) if split == "all" else data.rows(split)
-    return report_from_logits(temperature, rectifiers, data, rows, predict_logits(model, data, rows, device), n_resamples)
+    return report_from_logits(
+        temperature, rectifiers, data, rows, predict_logits(model, data, rows, device), n_resamples
+    )
 
 
 def dataset_summary(dataset: Dataset) -> dict:
     manifest = dataset.manifest
-    return {"name": manifest.name, "content_hash": manifest.content_hash, "provenance": manifest.provenance,
-            "n_patients": manifest.n_patients, "split_counts": manifest.split_counts,
-            "modalities": [m.to_dict() for m in manifest.modalities], "features": [f.to_dict() for f in manifest.features],
-            "outcomes": [o.to_dict() for o in manifest.outcomes],
-            "pattern_counts_train": {str(k): int(v) for k, v in dataset.patients.loc[
-                dataset.patients["split"] == "train", "pattern"].value_counts().sort_index().items()}}
+    return {
+        "name": manifest.name,
+        "content_hash": manifest.content_hash,
+        "provenance": manifest.provenance,
+        "n_patients": manifest.n_patients,
+        "split_counts": manifest.split_counts,
+        "modalities": [m.to_dict() for m in manifest.modalities],
+        "features": [f.to_dict() for f in manifest.features],
+        "outcomes": [o.to_dict() for o in manifest.outcomes],
+        "pattern_counts_train": {
+            str(k): int(v)
+            for k, v in dataset.patients.loc[dataset.patients["split"] == "train", "pattern"]
+            .value_counts()
+            .sort_index()
+            .items()
+        },
+    }
 
 
 def model_card(summary: dict, report: dict, config: MMNARConfig, synthetic: bool) -> str:
-    outcomes = "\n".join(f"- **{o['name']}**: {o['description']}. Label: {o['definition']} (anchor: {o['anchor']}; "
-                         f"defined for {o['defined_for']})." for o in summary["outcomes"])
+    outcomes = "\n".join(
+        f"- **{o['name']}**: {o['description']}. Label: {o['definition']} (anchor: {o['anchor']}; "
+        f"defined for {o['defined_for']})."
+        for o in summary["outcomes"]
+    )
     performance = markdown_report(report, "Performance on the held-out test split").split("\n", 1)[1]
-    wide = (", plus a wide linear path that starts as the tuned L2 logistic regression of the same inputs"
-            if config.use_wide else "")
-    warning = ("**Synthetic demo model. Not for clinical use.** Trained on patients generated by this project's "
-               "simulator; its numbers say how well the method recovers a known structure, not how it would do in a hospital."
-               if synthetic else "**Research model. Not a medical device; not validated for clinical use.**")
+    wide = (
+        ", plus a wide linear path that starts as the tuned L2 logistic regression of the same inputs"
+        if config.use_wide
+        else ""
+    )
+    warning = (
+        "**Synthetic demo model. Not for clinical use.** Trained on patients generated by this project's "
+        "simulator; its numbers say how well the method recovers a known structure, not how it would do in a hospital."
+        if synthetic
+        else "**Research model. Not a medical device; not validated for clinical use.**"
+    )
     return f"""# Model card
 
 {warning}
 
 ## Intended use
-Estimate post-discharge risks ({', '.join(config.tasks)}) from whichever of {', '.join(config.modalities)} a patient
+Estimate post-discharge risks ({", ".join(config.tasks)}) from whichever of {", ".join(config.modalities)} a patient
 has, and explain them, for research, teaching and demonstration. Not for decisions about individual patients.
 
 ## Training data
-Dataset `{summary['name']}` (content hash `{summary['content_hash'][:16]}`), {summary['n_patients']} patients split by
-patient into {summary['split_counts']}. Provenance: {summary['provenance'].get('source', 'unknown')}
-({summary['provenance'].get('licence', 'licence not stated')}).
+Dataset `{summary["name"]}` (content hash `{summary["content_hash"][:16]}`), {summary["n_patients"]} patients split by
+patient into {summary["split_counts"]}. Provenance: {summary["provenance"].get("source", "unknown")}
+({summary["provenance"].get("licence", "licence not stated")}).
 
 ## Labels
 {outcomes}
@@ -117,7 +162,7 @@ def encoder_state_files(embeddings) -> dict[str, bytes]:
     """Each encoder's description and fitted state (e.g. the tabular scaling fit on train), so the bundle
     can rebuild the exact input path at prediction time."""
     files = {}
-    for modality, info in embeddings.encoders.items():
+    for info in embeddings.encoders.values():
         folder = embeddings.cache_dir / info["encoder_id"]
         for name in ("encoder.json", "tabular_state.json"):
             if (folder / name).is_file():
@@ -139,9 +184,17 @@ def reference_file(data: ModelData, max_patients: int = 2000, seed: int = 0) -> 
     return {"reference.safetensors": save(tensors)}
 
 
-def run_training(dataset_dir: str | Path, out: str | Path, config: MMNARConfig | None = None, seed: int | None = None,
-                 cache_dir: str | Path | None = None, device: str | None = None, overwrite: bool = False,
-                 progress: bool = True, n_resamples: int = 1000) -> tuple[Path, dict]:
+def run_training(
+    dataset_dir: str | Path,
+    out: str | Path,
+    config: MMNARConfig | None = None,
+    seed: int | None = None,
+    cache_dir: str | Path | None = None,
+    device: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    n_resamples: int = 1000,
+) -> tuple[Path, dict]:
     from mmnar_core.encoders.cache import load_embeddings
     from mmnar_core.training.distributed import init_distributed, shutdown_distributed
 
@@ -164,22 +217,43 @@ def run_training(dataset_dir: str | Path, out: str | Path, config: MMNARConfig |
         return Path(out), {"rank": rank}
     temperature, rectifiers = fit_calibration(result.model, data, torch_device)
     _, report = evaluate_split(result.model, temperature, rectifiers, data, "test", torch_device, n_resamples)
-    report["training"] = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
-                          "initial_val_loss": result.initial_val_loss, "wide_path_logistic": result.wide,
-                          "train_seconds": round(result.seconds, 1), "device": str(torch_device), "processes": world,
-                          "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    report["training"] = {
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "initial_val_loss": result.initial_val_loss,
+        "wide_path_logistic": result.wide,
+        "train_seconds": round(result.seconds, 1),
+        "device": str(torch_device),
+        "processes": world,
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
     summary = dataset_summary(dataset)
     image_encoders = image_encoder_configs(embeddings.encoders, lambda encoder_id: embeddings.cache_dir / encoder_id)
-    extra = {"training_log.jsonl": log_path.read_bytes(), **encoder_state_files(embeddings), **reference_file(data),
-             **reference_image_file(dataset, image_encoders)}
+    extra = {
+        "training_log.jsonl": log_path.read_bytes(),
+        **encoder_state_files(embeddings),
+        **reference_file(data),
+        **reference_image_file(dataset, image_encoders),
+    }
     synthetic = bool(dataset.manifest.has_true_probabilities)
-    bundle = save_bundle(out, result.model, temperature, rectifiers, summary, embeddings.encoders, report,
-                         model_card(summary, report, config, synthetic),
-                         extra_files=extra, overwrite=overwrite)
+    bundle = save_bundle(
+        out,
+        result.model,
+        temperature,
+        rectifiers,
+        summary,
+        embeddings.encoders,
+        report,
+        model_card(summary, report, config, synthetic),
+        extra_files=extra,
+        overwrite=overwrite,
+    )
     log_path.unlink(missing_ok=True)
     shutdown_distributed()
-    figures = {task: {"auroc": headline(report, task)["value"], "oracle_auroc": report["tasks"][task].get("oracle_auroc")}
-               for task in data.tasks}
+    figures = {
+        task: {"auroc": headline(report, task)["value"], "oracle_auroc": report["tasks"][task].get("oracle_auroc")}
+        for task in data.tasks
+    }
     figures["seconds"] = round(time.perf_counter() - started, 1)
     return bundle, figures
 

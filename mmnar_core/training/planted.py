@@ -38,8 +38,16 @@ def planted_data(n: int = 3000, seed: int = 0, modalities=DEFAULT_MODALITIES) ->
     labels[rng.random(n) < 0.1, 1] = np.nan
     n_train, n_val = int(n * 0.7), int(n * 0.15)
     splits = np.array(["train"] * n_train + ["val"] * n_val + ["test"] * (n - n_train - n_val))
-    inputs = [np.where(availability[:, i:i + 1], x, 0) for i, x in enumerate(inputs)]
+    inputs = [np.where(availability[:, i : i + 1], x, 0) for i, x in enumerate(inputs)]
     names = [chr(ord("a") + i) for i in range(len(modalities))]
-    return ModelData(names, ["risk", "noise"], [torch.from_numpy(x) for x in inputs], torch.from_numpy(availability),
-                     torch.from_numpy(labels), encode_pattern(availability), splits, np.array([f"p{i}" for i in range(n)]),
-                     structured=[name for name, (_, _, rule) in zip(names, modalities) if rule == "always"])
+    return ModelData(
+        names,
+        ["risk", "noise"],
+        [torch.from_numpy(x) for x in inputs],
+        torch.from_numpy(availability),
+        torch.from_numpy(labels),
+        encode_pattern(availability),
+        splits,
+        np.array([f"p{i}" for i in range(n)]),
+        structured=[name for name, (_, _, rule) in zip(names, modalities) if rule == "always"],
+    )

@@ -13,9 +13,9 @@ import copy
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -23,9 +23,9 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from mmnar_core.model import MMNARConfig, MMNARModel
-from mmnar_core.numeric import members_mean_and_spread
 from mmnar_core.model.auxiliary import auxiliary_losses, uniform
 from mmnar_core.model.losses import masked_task_loss
+from mmnar_core.numeric import members_mean_and_spread
 from mmnar_core.training.data import ModelData
 from mmnar_core.training.wide_init import init_wide_from_logistic
 
@@ -96,7 +96,8 @@ class TrainingObjective(torch.nn.Module):
         if with_aux:
             mse, nce = auxiliary_losses(self.model, inputs, availability, generator)
             aux = (mse if config.use_reconstruction else zero) + (
-                config.contrastive_weight * nce if config.use_contrastive else zero)
+                config.contrastive_weight * nce if config.use_contrastive else zero
+            )
         return task, aux
 
     def task_loss(self, inputs, availability, labels, unseen=None):
@@ -105,33 +106,38 @@ class TrainingObjective(torch.nn.Module):
         unseen-pattern token."""
         config = self.model.config
         if not hasattr(self.model, "member_logits"):
-            return masked_task_loss(self.model(inputs, availability), labels, self.pos_weight, config.task_loss,
-                                    config.focal_gamma)
+            return masked_task_loss(
+                self.model(inputs, availability), labels, self.pos_weight, config.task_loss, config.focal_gamma
+            )
         members = self.model.member_logits(inputs, availability, unseen)
-        losses = [masked_task_loss(logits, labels, self.pos_weight, config.task_loss, config.focal_gamma)
-                  for logits in members]
+        losses = [
+            masked_task_loss(logits, labels, self.pos_weight, config.task_loss, config.focal_gamma)
+            for logits in members
+        ]
         return torch.stack(losses).mean()
 
 
 @torch.no_grad()
-def predict_logits(model: MMNARModel, data: ModelData, rows: np.ndarray, device: torch.device,
-                   batch_size: int = 2048) -> np.ndarray:
+def predict_logits(
+    model: MMNARModel, data: ModelData, rows: np.ndarray, device: torch.device, batch_size: int = 2048
+) -> np.ndarray:
     model.eval()
     out = []
     for start in range(0, len(rows), batch_size):
-        inputs, availability, _ = data.take(rows[start:start + batch_size])
+        inputs, availability, _ = data.take(rows[start : start + batch_size])
         out.append(model([x.to(device) for x in inputs], availability.to(device)).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(data.tasks)))
 
 
 @torch.no_grad()
-def predict_logits_and_spread(model: MMNARModel, data: ModelData, rows: np.ndarray, device: torch.device,
-                              batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+def predict_logits_and_spread(
+    model: MMNARModel, data: ModelData, rows: np.ndarray, device: torch.device, batch_size: int = 2048
+) -> tuple[np.ndarray, np.ndarray]:
     """(rows, tasks) mean logits (what predict_logits returns) and the fusion members' standard deviation."""
     model.eval()
     means, spreads = [], []
     for start in range(0, len(rows), batch_size):
-        inputs, availability, _ = data.take(rows[start:start + batch_size])
+        inputs, availability, _ = data.take(rows[start : start + batch_size])
         members = model.member_logits([x.to(device) for x in inputs], availability.to(device))
         mean, spread = members_mean_and_spread(members.float().cpu().numpy())
         means.append(mean)
@@ -151,8 +157,14 @@ def validation_score(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(losses))
 
 
-def train(config: MMNARConfig, data: ModelData, device: torch.device, log_path: Path | None = None,
-          progress: bool = True, build_model: Callable[[MMNARConfig], torch.nn.Module] = MMNARModel) -> TrainResult:
+def train(
+    config: MMNARConfig,
+    data: ModelData,
+    device: torch.device,
+    log_path: Path | None = None,
+    progress: bool = True,
+    build_model: Callable[[MMNARConfig], torch.nn.Module] = MMNARModel,
+) -> TrainResult:
     """Train on the train split, early-stop on val. Returns the best model (by validation loss).
 
     `build_model(config)` makes the network (default MMNARModel); any module with the same
@@ -187,10 +199,12 @@ def train(config: MMNARConfig, data: ModelData, device: torch.device, log_path: 
     objective = TrainingObjective(model, pos_weight)
     if world > 1:
         objective = torch.nn.parallel.DistributedDataParallel(
-            objective, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+            objective, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+        )
 
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate,
-                                  weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay
+    )
     steps_per_epoch = math.ceil(len(train_rows) / config.batch_size)
     total_epochs = config.pretrain_epochs + config.epochs
     cosine = warmup_cosine(steps_per_epoch * total_epochs, config.warmup_fraction)
@@ -215,12 +229,13 @@ def train(config: MMNARConfig, data: ModelData, device: torch.device, log_path: 
         model.train()
         totals = {"task": 0.0, "aux": 0.0, "batches": 0}
         for start in range(0, len(order), config.batch_size):
-            global_rows = order[start:start + config.batch_size]
+            global_rows = order[start : start + config.batch_size]
             batch_rows = global_rows[rank::world]
             unseen = None
             if config.unseen_pattern_rate > 0:
-                unseen = (uniform((len(global_rows),), shared, torch.device("cpu"))
-                          < config.unseen_pattern_rate)[rank::world].to(device)
+                unseen = (uniform((len(global_rows),), shared, torch.device("cpu")) < config.unseen_pattern_rate)[
+                    rank::world
+                ].to(device)
             inputs, availability, labels = data.take(batch_rows)
             inputs = [x.to(device) for x in inputs]
             availability = _drop_modalities(availability, config.modality_dropout, generator).to(device)
@@ -240,9 +255,16 @@ def train(config: MMNARConfig, data: ModelData, device: torch.device, log_path: 
             totals["batches"] += 1
         val_logits = predict_logits(model, data, val_rows, device)
         score = validation_score(val_logits, val_labels)
-        entry = {"epoch": epoch, "stage": stage, "train_task_loss": totals["task"] / totals["batches"],
-                 "train_aux_loss": totals["aux"] / totals["batches"], "aux_weight": weight,
-                 "val_loss": score, "lr": schedule.get_last_lr()[0], "seconds": round(time.perf_counter() - started, 2)}
+        entry = {
+            "epoch": epoch,
+            "stage": stage,
+            "train_task_loss": totals["task"] / totals["batches"],
+            "train_aux_loss": totals["aux"] / totals["batches"],
+            "aux_weight": weight,
+            "val_loss": score,
+            "lr": schedule.get_last_lr()[0],
+            "seconds": round(time.perf_counter() - started, 2),
+        }
         history.append(entry)
         if log_path is not None and rank == 0:
             with open(log_path, "a", encoding="utf-8") as log:

@@ -25,8 +25,15 @@ def prior_logit(y: np.ndarray) -> float:
     return float(np.log(p / (1 - p)))
 
 
-def fit_l2_logistic(features: np.ndarray, labels: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray,
-                    threads: int = 1, grid=C_GRID, patience: int = 2) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+def fit_l2_logistic(
+    features: np.ndarray,
+    labels: np.ndarray,
+    train_rows: np.ndarray,
+    val_rows: np.ndarray,
+    threads: int = 1,
+    grid=C_GRID,
+    patience: int = 2,
+) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """(coef (T, F), intercept (T,), chosen) of one L2 logistic regression per task (column of `labels`,
     NaN = unlabelled): fit on the labelled train rows, C with the lowest log loss on the labelled val rows.
 
@@ -67,9 +74,12 @@ def fit_l2_logistic(features: np.ndarray, labels: np.ndarray, train_rows: np.nda
 @torch.no_grad()
 def wide_features(model, inputs: list[torch.Tensor], availability: torch.Tensor, batch: int = 8192) -> np.ndarray:
     """The wide path's input (WidePath.features) for every row."""
-    out = [model.wide.features(model.standardise([v[start:start + batch] for v in inputs]),
-                               availability[start:start + batch]).numpy()
-           for start in range(0, len(availability), batch)]
+    out = [
+        model.wide.features(
+            model.standardise([v[start : start + batch] for v in inputs]), availability[start : start + batch]
+        ).numpy()
+        for start in range(0, len(availability), batch)
+    ]
     return np.concatenate(out).astype(np.float64)
 
 
@@ -86,7 +96,7 @@ def _candidates(config, width: int, linear_width: int):
     if config.wide_choose_content and content:
         mask, offset = np.ones(width, dtype=bool), np.cumsum([0] + list(config.input_dims))
         for m in content:
-            mask[offset[m]:offset[m + 1]] = False
+            mask[offset[m] : offset[m + 1]] = False
         yield {"bins": config.wide_bins, "content": "structured"}, mask
 
 

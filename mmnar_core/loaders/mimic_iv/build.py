@@ -21,8 +21,20 @@ from mmnar_core.loaders.output import Stages, warn, write_dataset
 from mmnar_core.loaders.tables import LoaderError, find_table
 from mmnar_core.schema import MIMIC_STYLE_MODALITIES
 
-STAGES = ("cohort", "labels", "admission + ICU", "diagnoses + procedures", "prescriptions", "labs", "vitals",
-          "discharge notes", "radiology reports", "chest X-rays", "window check", "write")
+STAGES = (
+    "cohort",
+    "labels",
+    "admission + ICU",
+    "diagnoses + procedures",
+    "prescriptions",
+    "labs",
+    "vitals",
+    "discharge notes",
+    "radiology reports",
+    "chest X-rays",
+    "window check",
+    "write",
+)
 
 
 class LeakageError(RuntimeError):
@@ -103,7 +115,9 @@ def build(
         discharge = find_table(note_root, "discharge", required=False)
         radiology = find_table(note_root, "radiology", required=False)
         if discharge is None and radiology is None:
-            warn(f"no MIMIC-IV-Note tables in {note_root}: discharge_note and radiology_report are absent for every patient")
+            warn(
+                f"no MIMIC-IV-Note tables in {note_root}: discharge_note and radiology_report are absent for every patient"
+            )
         if discharge is not None:
             texts["discharge_note"], when = notes_mod.discharge_notes(engine, discharge, cohort)
             latest["discharge_note"].append(when)
@@ -154,16 +168,29 @@ def build(
                 "options": {"cxr_max_side": cxr_max_side, "max_reports": max_reports, "seed": seed},
             },
         )
-        ids = pd.DataFrame({
-            "patient_id": [f"{s}_{h}" for s, h in zip(cohort["subject_id"], cohort["hadm_id"])],
-            "group_id": cohort["subject_id"].astype(str),
-        })
-        extra = {"subject_id": cohort["subject_id"].astype("int64"), "hadm_id": cohort["hadm_id"].astype("int64"),
-                 "prediction_time": cohort["prediction_time"]}
+        ids = pd.DataFrame(
+            {
+                "patient_id": [f"{s}_{h}" for s, h in zip(cohort["subject_id"], cohort["hadm_id"])],
+                "group_id": cohort["subject_id"].astype(str),
+            }
+        )
+        extra = {
+            "subject_id": cohort["subject_id"].astype("int64"),
+            "hadm_id": cohort["hadm_id"].astype("int64"),
+            "prediction_time": cohort["prediction_time"],
+        }
         return write_dataset(
-            Path(out), manifest, ids, structured.reset_index(drop=True),
-            {k: pd.Series(v) for k, v in labels.items()}, texts=texts, images=images,
-            image_bytes=source.image_bytes if source else None, extra_columns=extra, seed=seed, overwrite=overwrite,
+            Path(out),
+            manifest,
+            ids,
+            structured.reset_index(drop=True),
+            {k: pd.Series(v) for k, v in labels.items()},
+            texts=texts,
+            images=images,
+            image_bytes=source.image_bytes if source else None,
+            extra_columns=extra,
+            seed=seed,
+            overwrite=overwrite,
         )
 
 

@@ -22,27 +22,47 @@ DAY = pd.Timedelta(days=1)
 
 OUTCOMES = (
     OutcomeSpec(
-        "readmission_30d", "Readmission within 30 days of discharge",
+        "readmission_30d",
+        "Readmission within 30 days of discharge",
         "some later hospital admission with admittime - index dischtime in (0, 30] days",
-        anchor="index dischtime", window_days=(0, 30), defined_for="adults discharged alive from their first admission",
+        anchor="index dischtime",
+        window_days=(0, 30),
+        defined_for="adults discharged alive from their first admission",
     ),
     OutcomeSpec(
-        "icu_90d", "ICU admission within 90 days of discharge",
+        "icu_90d",
+        "ICU admission within 90 days of discharge",
         "some ICU stay (icu/icustays) with intime - index dischtime in (0, 90] days",
-        anchor="index dischtime", window_days=(0, 90), defined_for="adults discharged alive from their first admission",
+        anchor="index dischtime",
+        window_days=(0, 90),
+        defined_for="adults discharged alive from their first admission",
     ),
     OutcomeSpec(
-        "death_180d", "Death within 180 days of discharge",
+        "death_180d",
+        "Death within 180 days of discharge",
         "patients.dod - date(index dischtime) in (0, 180] days (dod is a date; out-of-hospital deaths are "
         "recorded up to one year after the last discharge)",
-        anchor="date of index dischtime", window_days=(0, 180), defined_for="adults discharged alive from their first admission",
+        anchor="date of index dischtime",
+        window_days=(0, 180),
+        defined_for="adults discharged alive from their first admission",
     ),
 )
 OUTCOME_BY_NAME = {o.name: o for o in OUTCOMES}
 
 ADMISSION_COLUMNS = (
-    "subject_id", "hadm_id", "admittime", "dischtime", "admission_type", "admission_location",
-    "discharge_location", "insurance", "language", "marital_status", "race", "edregtime", "edouttime",
+    "subject_id",
+    "hadm_id",
+    "admittime",
+    "dischtime",
+    "admission_type",
+    "admission_location",
+    "discharge_location",
+    "insurance",
+    "language",
+    "marital_status",
+    "race",
+    "edregtime",
+    "edouttime",
     "hospital_expire_flag",
 )
 
@@ -50,9 +70,15 @@ ADMISSION_COLUMNS = (
 def read_admissions(hosp: Path) -> pd.DataFrame:
     path = find_table(hosp, "admissions")
     frame = read_small(
-        path, required=["subject_id", "hadm_id", "admittime", "dischtime", "hospital_expire_flag"],
-        optional=[c for c in ADMISSION_COLUMNS if c not in {"subject_id", "hadm_id", "admittime", "dischtime", "hospital_expire_flag"}],
-        numeric=["subject_id", "hadm_id", "hospital_expire_flag"], times=["admittime", "dischtime", "edregtime", "edouttime"],
+        path,
+        required=["subject_id", "hadm_id", "admittime", "dischtime", "hospital_expire_flag"],
+        optional=[
+            c
+            for c in ADMISSION_COLUMNS
+            if c not in {"subject_id", "hadm_id", "admittime", "dischtime", "hospital_expire_flag"}
+        ],
+        numeric=["subject_id", "hadm_id", "hospital_expire_flag"],
+        times=["admittime", "dischtime", "edregtime", "edouttime"],
         not_null=["subject_id", "hadm_id", "admittime", "dischtime"],
     )
     frame.attrs["path"] = str(path)
@@ -62,8 +88,10 @@ def read_admissions(hosp: Path) -> pd.DataFrame:
 def read_patients(hosp: Path) -> pd.DataFrame:
     path = find_table(hosp, "patients")
     frame = read_small(
-        path, required=["subject_id", "gender", "anchor_age", "anchor_year", "dod"],
-        numeric=["subject_id", "anchor_age", "anchor_year"], times=["dod"],
+        path,
+        required=["subject_id", "gender", "anchor_age", "anchor_year", "dod"],
+        numeric=["subject_id", "anchor_age", "anchor_year"],
+        times=["dod"],
         not_null=["subject_id", "anchor_age", "anchor_year"],
     )
     if frame["subject_id"].duplicated().any():
@@ -74,10 +102,15 @@ def read_patients(hosp: Path) -> pd.DataFrame:
 def read_icustays(icu: Path | None) -> pd.DataFrame:
     path = find_table(icu, "icustays") if icu is not None else None
     if path is None:
-        raise LoaderError(Path(icu or "icu") / "icustays.csv.gz", "(file)", "icu/icustays is required for the icu_90d label")
+        raise LoaderError(
+            Path(icu or "icu") / "icustays.csv.gz", "(file)", "icu/icustays is required for the icu_90d label"
+        )
     return read_small(
-        path, required=["subject_id", "hadm_id", "stay_id", "intime", "outtime"],
-        numeric=["subject_id", "hadm_id", "stay_id"], times=["intime", "outtime"], not_null=["subject_id", "intime"],
+        path,
+        required=["subject_id", "hadm_id", "stay_id", "intime", "outtime"],
+        numeric=["subject_id", "hadm_id", "stay_id"],
+        times=["intime", "outtime"],
+        not_null=["subject_id", "intime"],
     )
 
 
@@ -86,8 +119,12 @@ def index_admissions(admissions: pd.DataFrame, patients: pd.DataFrame, min_age: 
 
     Ties on admittime are broken by hadm_id so the choice is deterministic.
     """
-    first = admissions.sort_values(["subject_id", "admittime", "hadm_id"], kind="mergesort").drop_duplicates("subject_id")
-    merged = first.merge(patients[["subject_id", "gender", "anchor_age", "anchor_year", "dod"]], on="subject_id", how="inner")
+    first = admissions.sort_values(["subject_id", "admittime", "hadm_id"], kind="mergesort").drop_duplicates(
+        "subject_id"
+    )
+    merged = first.merge(
+        patients[["subject_id", "gender", "anchor_age", "anchor_year", "dod"]], on="subject_id", how="inner"
+    )
     merged["age"] = merged["anchor_age"] + merged["admittime"].dt.year - merged["anchor_year"]
     died = merged["hospital_expire_flag"].fillna(0).astype(int) == 1
     keep = ~died & (merged["age"] >= min_age)

@@ -28,15 +28,21 @@ def study_times(dates: pd.Series, times: pd.Series, path: Path) -> pd.Series:
     bad = stamp.isna()
     if bad.any():
         row = int(bad.to_numpy().argmax())
-        raise LoaderError(path, "StudyDate", f"value {dates.iloc[row]!r} / StudyTime {times.iloc[row]!r} on data row {row + 1} is not a valid date and time")
+        raise LoaderError(
+            path,
+            "StudyDate",
+            f"value {dates.iloc[row]!r} / StudyTime {times.iloc[row]!r} on data row {row + 1} is not a valid date and time",
+        )
     return stamp
 
 
 def read_metadata(cxr_root: Path) -> pd.DataFrame:
     path = find_table(cxr_root, METADATA_TABLE)
     meta = read_small(
-        path, required=["dicom_id", "subject_id", "study_id", "viewposition", "studydate", "studytime"],
-        numeric=["subject_id", "study_id"], not_null=["dicom_id", "subject_id", "study_id", "studydate"],
+        path,
+        required=["dicom_id", "subject_id", "study_id", "viewposition", "studydate", "studytime"],
+        numeric=["subject_id", "study_id"],
+        not_null=["dicom_id", "subject_id", "study_id", "studydate"],
     )
     meta["study_time"] = study_times(meta["studydate"], meta["studytime"], path)
     return meta
@@ -46,11 +52,17 @@ def select_images(meta: pd.DataFrame, cohort: pd.DataFrame) -> pd.DataFrame:
     """One row per cohort subject with a frontal image in the window (subject_id, dicom_id, study_id, view, study_time)."""
     frontal = meta[meta["viewposition"].isin(FRONTAL_VIEWS)]
     joined = frontal.merge(cohort[["subject_id", "admittime", "dischtime"]], on="subject_id")
-    inside = (joined["study_time"] >= joined["admittime"] - RADIOLOGY_BEFORE) & (joined["study_time"] <= joined["dischtime"])
+    inside = (joined["study_time"] >= joined["admittime"] - RADIOLOGY_BEFORE) & (
+        joined["study_time"] <= joined["dischtime"]
+    )
     joined = joined[inside].assign(pa_first=(joined["viewposition"] != "PA").astype(int))
-    joined = joined.sort_values(["subject_id", "study_time", "pa_first", "dicom_id"], ascending=[True, False, True, True])
+    joined = joined.sort_values(
+        ["subject_id", "study_time", "pa_first", "dicom_id"], ascending=[True, False, True, True]
+    )
     chosen = joined.drop_duplicates("subject_id")
-    return chosen[["subject_id", "dicom_id", "study_id", "viewposition", "study_time"]].rename(columns={"viewposition": "view"})
+    return chosen[["subject_id", "dicom_id", "study_id", "viewposition", "study_time"]].rename(
+        columns={"viewposition": "view"}
+    )
 
 
 def jpg_path(cxr_root: Path, subject_id: int, study_id: int, dicom_id: str) -> Path:
@@ -66,7 +78,9 @@ def read_embeddings(path: Path) -> pd.DataFrame:
     if path.suffix == ".parquet":
         table = pd.read_parquet(path)
     else:
-        table = read_small(path, required=["dicom_id"], optional=[c.lower() for c in read_header(path) if c.lower() != "dicom_id"])
+        table = read_small(
+            path, required=["dicom_id"], optional=[c.lower() for c in read_header(path) if c.lower() != "dicom_id"]
+        )
     table.columns = [str(c).lower() for c in table.columns]
     if "dicom_id" not in table.columns:
         raise LoaderError(path, "dicom_id", "required column is missing")
@@ -97,8 +111,13 @@ class CxrSource:
                 refs.append(None)
                 continue
             row = by_subject.loc[subject]
-            ref = {"subject_id": int(subject), "dicom_id": str(row["dicom_id"]), "study_id": int(row["study_id"]),
-                   "view": row["view"], "study_time": row["study_time"]}
+            ref = {
+                "subject_id": int(subject),
+                "dicom_id": str(row["dicom_id"]),
+                "study_id": int(row["study_id"]),
+                "view": row["view"],
+                "study_time": row["study_time"],
+            }
             if self.embeddings is not None:
                 found = ref["dicom_id"] in self.embeddings.index
             else:

@@ -78,18 +78,45 @@ FAHRENHEIT_ITEMS = (223761,)
 CATEGORIES = {
     "gender": ("F", "M"),
     "admission_type": (
-        "AMBULATORY OBSERVATION", "DIRECT EMER.", "DIRECT OBSERVATION", "ELECTIVE", "EU OBSERVATION",
-        "EW EMER.", "OBSERVATION ADMIT", "SURGICAL SAME DAY ADMISSION", "URGENT", "OTHER",
+        "AMBULATORY OBSERVATION",
+        "DIRECT EMER.",
+        "DIRECT OBSERVATION",
+        "ELECTIVE",
+        "EU OBSERVATION",
+        "EW EMER.",
+        "OBSERVATION ADMIT",
+        "SURGICAL SAME DAY ADMISSION",
+        "URGENT",
+        "OTHER",
     ),
     "admission_location": (
-        "AMBULATORY SURGERY TRANSFER", "CLINIC REFERRAL", "EMERGENCY ROOM", "INFORMATION NOT AVAILABLE",
-        "INTERNAL TRANSFER TO OR FROM PSYCH", "PACU", "PHYSICIAN REFERRAL", "PROCEDURE SITE",
-        "TRANSFER FROM HOSPITAL", "TRANSFER FROM SKILLED NURSING FACILITY", "WALK-IN/SELF REFERRAL", "OTHER",
+        "AMBULATORY SURGERY TRANSFER",
+        "CLINIC REFERRAL",
+        "EMERGENCY ROOM",
+        "INFORMATION NOT AVAILABLE",
+        "INTERNAL TRANSFER TO OR FROM PSYCH",
+        "PACU",
+        "PHYSICIAN REFERRAL",
+        "PROCEDURE SITE",
+        "TRANSFER FROM HOSPITAL",
+        "TRANSFER FROM SKILLED NURSING FACILITY",
+        "WALK-IN/SELF REFERRAL",
+        "OTHER",
     ),
     "discharge_location": (
-        "ACUTE HOSPITAL", "AGAINST ADVICE", "ASSISTED LIVING", "CHRONIC/LONG TERM ACUTE CARE",
-        "HEALTHCARE FACILITY", "HOME", "HOME HEALTH CARE", "HOSPICE", "OTHER FACILITY", "PSYCH FACILITY",
-        "REHAB", "SKILLED NURSING FACILITY", "OTHER",
+        "ACUTE HOSPITAL",
+        "AGAINST ADVICE",
+        "ASSISTED LIVING",
+        "CHRONIC/LONG TERM ACUTE CARE",
+        "HEALTHCARE FACILITY",
+        "HOME",
+        "HOME HEALTH CARE",
+        "HOSPICE",
+        "OTHER FACILITY",
+        "PSYCH FACILITY",
+        "REHAB",
+        "SKILLED NURSING FACILITY",
+        "OTHER",
     ),
     "insurance": ("Medicaid", "Medicare", "Private", "No charge", "Other"),
     "language": ("english", "other"),
@@ -105,26 +132,72 @@ def feature_specs() -> list[FeatureSpec]:
     specs = [
         FeatureSpec("age", "numeric", m, "years", "Age at index admission", (18, 120)),
         FeatureSpec("los_days", "numeric", m, "days", "Length of the index stay", (0, 1000)),
-        FeatureSpec("ed_hours", "numeric", m, "hours", "Time in the emergency department before admission (null: no ED visit)", (0, 1000)),
+        FeatureSpec(
+            "ed_hours",
+            "numeric",
+            m,
+            "hours",
+            "Time in the emergency department before admission (null: no ED visit)",
+            (0, 1000),
+        ),
     ]
     for name, categories in CATEGORIES.items():
-        specs.append(FeatureSpec(name, "categorical", m, None, f"{name.replace('_', ' ')} of the index admission (null: not recorded)", None, categories))
+        specs.append(
+            FeatureSpec(
+                name,
+                "categorical",
+                m,
+                None,
+                f"{name.replace('_', ' ')} of the index admission (null: not recorded)",
+                None,
+                categories,
+            )
+        )
     specs += [
         FeatureSpec("icu_stay", "binary", m, None, "An ICU stay during the index admission"),
-        FeatureSpec("icu_los_days", "numeric", m, "days", "Days in ICU during the index admission (0: none)", (0, 1000)),
+        FeatureSpec(
+            "icu_los_days", "numeric", m, "days", "Days in ICU during the index admission (0: none)", (0, 1000)
+        ),
         FeatureSpec("n_diagnoses", "numeric", m, "count", "ICD diagnosis codes of the index admission", (0, 1000)),
         FeatureSpec("n_procedures", "numeric", m, "count", "ICD procedure codes dated up to discharge", (0, 1000)),
         FeatureSpec("n_prescriptions", "numeric", m, "count", "Prescriptions started up to discharge", (0, 100000)),
         FeatureSpec("n_distinct_drugs", "numeric", m, "count", "Distinct drugs prescribed up to discharge", (0, 10000)),
     ]
-    specs += [FeatureSpec(f"dx_{g}", "binary", m, None, f"A diagnosis in the ICD chapter group '{g}'") for g in DIAGNOSIS_GROUPS]
-    specs += [FeatureSpec(f"proc_{g}", "binary", m, None, f"An ICD procedure in the broad group '{g}'") for g in PROCEDURE_GROUPS]
-    specs += [FeatureSpec(f"med_{c}", "binary", m, None, f"A prescription of class '{c}' (by drug name)") for c in MEDICATION_CLASSES]
+    specs += [
+        FeatureSpec(f"dx_{g}", "binary", m, None, f"A diagnosis in the ICD chapter group '{g}'")
+        for g in DIAGNOSIS_GROUPS
+    ]
+    specs += [
+        FeatureSpec(f"proc_{g}", "binary", m, None, f"An ICD procedure in the broad group '{g}'")
+        for g in PROCEDURE_GROUPS
+    ]
+    specs += [
+        FeatureSpec(f"med_{c}", "binary", m, None, f"A prescription of class '{c}' (by drug name)")
+        for c in MEDICATION_CLASSES
+    ]
     for prefix, measures in (("lab", LABS), ("vital", VITALS)):
         for measure in measures:
             for stat in ("last", "min", "max"):
-                specs.append(FeatureSpec(f"{prefix}_{measure.name}_{stat}", "numeric", m, measure.unit, f"{measure.description}: {stat} value up to discharge", measure.valid_range))
-            specs.append(FeatureSpec(f"{prefix}_{measure.name}_count", "numeric", m, "count", f"{measure.description}: number of measurements up to discharge", (0, 1e6)))
+                specs.append(
+                    FeatureSpec(
+                        f"{prefix}_{measure.name}_{stat}",
+                        "numeric",
+                        m,
+                        measure.unit,
+                        f"{measure.description}: {stat} value up to discharge",
+                        measure.valid_range,
+                    )
+                )
+            specs.append(
+                FeatureSpec(
+                    f"{prefix}_{measure.name}_count",
+                    "numeric",
+                    m,
+                    "count",
+                    f"{measure.description}: number of measurements up to discharge",
+                    (0, 1e6),
+                )
+            )
     return specs
 
 
@@ -137,7 +210,9 @@ def categorize(values: pd.Series, categories: tuple[str, ...], column: str) -> p
         if other is None:
             values = values.where(~unseen)
         else:
-            warn(f"admissions.{column}: {int(unseen.sum())} value(s) not in the published list (e.g. {values[unseen].iloc[0]!r}) mapped to {other!r}")
+            warn(
+                f"admissions.{column}: {int(unseen.sum())} value(s) not in the published list (e.g. {values[unseen].iloc[0]!r}) mapped to {other!r}"
+            )
             values = values.where(~unseen, other)
     return values
 
@@ -165,7 +240,9 @@ def admission_features(cohort: pd.DataFrame) -> pd.DataFrame:
     for column in ("admission_type", "admission_location", "discharge_location", "insurance", "marital_status"):
         out[column] = categorize(cohort[column], CATEGORIES[column], column)
     language = cohort["language"].where(~cohort["language"].isin(UNKNOWN_VALUES))
-    out["language"] = language.map(lambda v: None if not isinstance(v, str) else "english" if v.upper() == "ENGLISH" else "other")
+    out["language"] = language.map(
+        lambda v: None if not isinstance(v, str) else "english" if v.upper() == "ENGLISH" else "other"
+    )
     out["race"] = race_group(cohort["race"])
     return out
 
@@ -201,7 +278,11 @@ def _pivot_measures(cohort: pd.DataFrame, stats: pd.DataFrame, prefix: str, meas
 def lab_features(engine: Engine, path: Path, cohort: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     """last / min / max / count per common lab, in its published unit, up to the prediction time."""
     engine.register("lab_items", _measure_table(LABS))
-    source = engine.scan(path, {"hadm_id": "BIGINT", "itemid": "BIGINT", "charttime": "TIMESTAMP", "valuenum": "DOUBLE"}, {"valueuom": "VARCHAR"})
+    source = engine.scan(
+        path,
+        {"hadm_id": "BIGINT", "itemid": "BIGINT", "charttime": "TIMESTAMP", "valuenum": "DOUBLE"},
+        {"valueuom": "VARCHAR"},
+    )
     stats = engine.query(
         f"""
         WITH ev AS (
@@ -230,7 +311,9 @@ def lab_features(engine: Engine, path: Path, cohort: pd.DataFrame) -> tuple[pd.D
 def vital_features(engine: Engine, path: Path, cohort: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     """last / min / max / count per ICU vital sign up to the prediction time (icu/chartevents)."""
     engine.register("vital_items", _measure_table(VITALS))
-    source = engine.scan(path, {"hadm_id": "BIGINT", "itemid": "BIGINT", "charttime": "TIMESTAMP", "valuenum": "DOUBLE"})
+    source = engine.scan(
+        path, {"hadm_id": "BIGINT", "itemid": "BIGINT", "charttime": "TIMESTAMP", "valuenum": "DOUBLE"}
+    )
     fahrenheit = ", ".join(str(i) for i in FAHRENHEIT_ITEMS)
     stats = engine.query(
         f"""
@@ -257,14 +340,20 @@ def absent_measures(cohort: pd.DataFrame, prefix: str, measures) -> pd.DataFrame
     return pd.DataFrame(np.nan, index=cohort.index, columns=columns)
 
 
-def _code_groups(codes: pd.DataFrame, cohort: pd.DataFrame, grouper, groups, count_name: str, prefix: str) -> pd.DataFrame:
+def _code_groups(
+    codes: pd.DataFrame, cohort: pd.DataFrame, grouper, groups, count_name: str, prefix: str
+) -> pd.DataFrame:
     """Per index admission: the number of coded rows and a 0/1 per group (each distinct code grouped once)."""
     unique = codes[["icd_code", "icd_version"]].drop_duplicates()
-    unique["group"] = [grouper(c, v) if isinstance(c, str) else None for c, v in zip(unique["icd_code"], unique["icd_version"])]
+    unique["group"] = [
+        grouper(c, v) if isinstance(c, str) else None for c, v in zip(unique["icd_code"], unique["icd_version"])
+    ]
     codes = codes.merge(unique, on=["icd_code", "icd_version"], how="left")
     values = {count_name: cohort["hadm_id"].map(codes.groupby("hadm_id").size()).fillna(0).astype(float).to_numpy()}
     for group in groups:
-        values[f"{prefix}_{group}"] = cohort["hadm_id"].isin(set(codes.loc[codes["group"] == group, "hadm_id"])).astype(int).to_numpy()
+        values[f"{prefix}_{group}"] = (
+            cohort["hadm_id"].isin(set(codes.loc[codes["group"] == group, "hadm_id"])).astype(int).to_numpy()
+        )
     return pd.DataFrame(values, index=cohort.index)
 
 
@@ -274,7 +363,10 @@ def diagnosis_features(engine: Engine, path: Path | None, cohort: pd.DataFrame) 
     if path is None:
         return pd.DataFrame(np.nan, index=cohort.index, columns=columns)
     source = engine.scan(path, {"hadm_id": "BIGINT", "icd_code": "VARCHAR", "icd_version": "INTEGER"})
-    codes = engine.query(f"SELECT d.hadm_id, trim(d.icd_code) AS icd_code, d.icd_version FROM {source} d SEMI JOIN cohort c ON d.hadm_id = c.hadm_id", path)
+    codes = engine.query(
+        f"SELECT d.hadm_id, trim(d.icd_code) AS icd_code, d.icd_version FROM {source} d SEMI JOIN cohort c ON d.hadm_id = c.hadm_id",
+        path,
+    )
     return _code_groups(codes, cohort, diagnosis_group, DIAGNOSIS_GROUPS, "n_diagnoses", "dx")
 
 
@@ -283,7 +375,9 @@ def procedure_features(engine: Engine, path: Path | None, cohort: pd.DataFrame) 
     columns = ["n_procedures"] + [f"proc_{g}" for g in PROCEDURE_GROUPS]
     if path is None:
         return pd.DataFrame(np.nan, index=cohort.index, columns=columns), pd.Series(dtype="datetime64[ns]")
-    source = engine.scan(path, {"hadm_id": "BIGINT", "chartdate": "DATE", "icd_code": "VARCHAR", "icd_version": "INTEGER"})
+    source = engine.scan(
+        path, {"hadm_id": "BIGINT", "chartdate": "DATE", "icd_code": "VARCHAR", "icd_version": "INTEGER"}
+    )
     codes = engine.query(
         f"""SELECT p.hadm_id, p.chartdate, trim(p.icd_code) AS icd_code, p.icd_version FROM {source} p
             JOIN cohort c ON p.hadm_id = c.hadm_id WHERE p.chartdate <= CAST(c.prediction_time AS DATE)""",

@@ -23,20 +23,24 @@ REPORT_SEPARATOR = "\n\n-----\n\n"
 
 def note_windows(cohort: pd.DataFrame) -> pd.DataFrame:
     """Per subject: the discharge-note window and the radiology/CXR window (inclusive both ends)."""
-    return pd.DataFrame({
-        "subject_id": cohort["subject_id"].to_numpy(),
-        "hadm_id": cohort["hadm_id"].to_numpy(),
-        "ds_start": cohort["admittime"].to_numpy(),
-        "ds_end": (cohort["dischtime"] + DISCHARGE_AFTER).to_numpy(),
-        "rr_start": (cohort["admittime"] - RADIOLOGY_BEFORE).to_numpy(),
-        "rr_end": cohort["dischtime"].to_numpy(),
-    })
+    return pd.DataFrame(
+        {
+            "subject_id": cohort["subject_id"].to_numpy(),
+            "hadm_id": cohort["hadm_id"].to_numpy(),
+            "ds_start": cohort["admittime"].to_numpy(),
+            "ds_end": (cohort["dischtime"] + DISCHARGE_AFTER).to_numpy(),
+            "rr_start": (cohort["admittime"] - RADIOLOGY_BEFORE).to_numpy(),
+            "rr_end": cohort["dischtime"].to_numpy(),
+        }
+    )
 
 
 def discharge_notes(engine: Engine, path: Path, cohort: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     """(text per cohort row or None, charttime of the note used)."""
     engine.register("note_windows", note_windows(cohort))
-    source = engine.scan(path, {"hadm_id": "BIGINT", "charttime": "TIMESTAMP", "text": "VARCHAR"}, {"note_seq": "BIGINT"})
+    source = engine.scan(
+        path, {"hadm_id": "BIGINT", "charttime": "TIMESTAMP", "text": "VARCHAR"}, {"note_seq": "BIGINT"}
+    )
     notes = engine.query(
         f"""SELECT n.hadm_id, arg_max(n.text, (n.charttime, coalesce(n.note_seq, 0))) AS text, max(n.charttime) AS latest
             FROM {source} n JOIN note_windows w ON n.hadm_id = w.hadm_id
@@ -47,10 +51,14 @@ def discharge_notes(engine: Engine, path: Path, cohort: pd.DataFrame) -> tuple[p
     return _aligned(cohort, "hadm_id", notes)
 
 
-def radiology_reports(engine: Engine, path: Path, cohort: pd.DataFrame, max_reports: int = 3) -> tuple[pd.Series, pd.Series]:
+def radiology_reports(
+    engine: Engine, path: Path, cohort: pd.DataFrame, max_reports: int = 3
+) -> tuple[pd.Series, pd.Series]:
     """(concatenated reports per cohort row or None, charttime of the latest report used)."""
     engine.register("note_windows", note_windows(cohort))
-    source = engine.scan(path, {"subject_id": "BIGINT", "charttime": "TIMESTAMP", "text": "VARCHAR"}, {"note_seq": "BIGINT"})
+    source = engine.scan(
+        path, {"subject_id": "BIGINT", "charttime": "TIMESTAMP", "text": "VARCHAR"}, {"note_seq": "BIGINT"}
+    )
     reports = engine.query(
         f"""WITH r AS (
                 SELECT n.subject_id, n.charttime, n.text,

@@ -26,8 +26,12 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
-_KEYS = {"audit_log": ("id",), "assessments": ("id",), "assessment_files": ("assessment_id", "role"),
-         "blobs": ("sha256",)}
+_KEYS = {
+    "audit_log": ("id",),
+    "assessments": ("id",),
+    "assessment_files": ("assessment_id", "role"),
+    "blobs": ("sha256",),
+}
 GUARDED = ("assessments", "assessment_files", "blobs")  # audit_log's UPDATE / DELETE triggers come from 0001
 _REPLACE = "a row with this key exists (INSERT OR REPLACE, REPLACE INTO and upserts are not allowed)"
 
@@ -42,7 +46,7 @@ def _sqlite_triggers() -> list[str]:
     for table in ("audit_log", "assessments", "assessment_files"):
         statements.append(f"""CREATE TRIGGER {table}_no_replace BEFORE INSERT ON {table} WHEN {_exists(table)}
             BEGIN SELECT RAISE(ABORT, '{table} is append-only: {_REPLACE}'); END""")
-    statements.append(f"""CREATE TRIGGER blobs_keep_first BEFORE INSERT ON blobs WHEN {_exists('blobs')}
+    statements.append(f"""CREATE TRIGGER blobs_keep_first BEFORE INSERT ON blobs WHEN {_exists("blobs")}
         BEGIN SELECT RAISE(IGNORE); END""")
     for table in GUARDED:
         for operation in ("UPDATE", "DELETE"):
@@ -79,11 +83,17 @@ def _chain_existing_entries(dialect: str) -> None:
     if not rows:
         return
     lift, restore = {
-        "sqlite": (["DROP TRIGGER audit_log_no_update"],
-                   ["""CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
-                       BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: UPDATE is not allowed'); END"""]),
-        "postgresql": (["ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update_delete"],
-                       ["ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_update_delete"]),
+        "sqlite": (
+            ["DROP TRIGGER audit_log_no_update"],
+            [
+                """CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+                       BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: UPDATE is not allowed'); END"""
+            ],
+        ),
+        "postgresql": (
+            ["ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update_delete"],
+            ["ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_update_delete"],
+        ),
     }.get(dialect, ([], []))
     for statement in lift:
         op.execute(statement)

@@ -21,9 +21,13 @@ depends_on = None
 
 _SQLITE_NO_UPDATE = """CREATE TRIGGER assessments_no_update BEFORE UPDATE ON assessments
     BEGIN SELECT RAISE(ABORT, 'assessments is append-only: UPDATE is not allowed'); END"""
-_LIFT = {"sqlite": (["DROP TRIGGER assessments_no_update"], [_SQLITE_NO_UPDATE]),
-         "postgresql": (["ALTER TABLE assessments DISABLE TRIGGER assessments_no_update_delete"],
-                        ["ALTER TABLE assessments ENABLE TRIGGER assessments_no_update_delete"])}
+_LIFT = {
+    "sqlite": (["DROP TRIGGER assessments_no_update"], [_SQLITE_NO_UPDATE]),
+    "postgresql": (
+        ["ALTER TABLE assessments DISABLE TRIGGER assessments_no_update_delete"],
+        ["ALTER TABLE assessments ENABLE TRIGGER assessments_no_update_delete"],
+    ),
+}
 
 
 def _chain_existing_assessments(dialect: str) -> None:
@@ -45,7 +49,7 @@ def _chain_existing_assessments(dialect: str) -> None:
         op.execute(statement)
     update = sa.text("UPDATE assessments SET prev_hash = :prev, entry_hash = :digest WHERE id = :id")
     for start in range(0, len(hashes), 1000):
-        bind.execute(update, [{"id": i, "prev": p, "digest": d} for i, p, d in hashes[start:start + 1000]])
+        bind.execute(update, [{"id": i, "prev": p, "digest": d} for i, p, d in hashes[start : start + 1000]])
     for statement in restore:
         op.execute(statement)
 
