@@ -1,4 +1,4 @@
-"""Serving figures of a bundle on the GPU: predict / explain p50 and p95 (mmnar_core.explain.bench) and
+"""Serving figures of a bundle on the GPU: predict / explain p50 and p95 (mmnar_lab.explain.bench) and
 predict throughput (patients/s, encoders included) at batch 1, 8 and 64. Used by benchmarks/gpu_check.sh.
 
     python benchmarks/gpu_serve.py BUNDLE DATASET [DEVICE]
@@ -45,8 +45,8 @@ def _guarded(figures: dict, name: str, compute) -> None:
 
 def main(bundle: str, data: str, device: str = "cuda", n_explain: int = 30, n_records: int = 256) -> dict:
     from mmnar_core.dataset import load_dataset
-    from mmnar_core.explain.bench import bench_explain
     from mmnar_core.predictor import Predictor
+    from mmnar_lab.explain.bench import bench_explain
 
     figures: dict = {}
     predictor = Predictor.load(bundle, device=device)

@@ -17,8 +17,8 @@ from mmnar_core.calibration import PatternRectifier, TemperatureScaler
 from mmnar_core.calibration.rectifier import RectifierConfig
 from mmnar_core.model import MMNARConfig
 from mmnar_core.numeric import sigmoid
-from mmnar_core.shift_study.run import StudyConfig, fit_arm, site_pair
-from mmnar_core.shift_study.sites import study_data
+from mmnar_lab.shift_study.run import StudyConfig, fit_arm, site_pair
+from mmnar_lab.shift_study.sites import study_data
 
 torch.set_num_threads(1)
 POLICIES = ["default", "reversed", "low_imaging", "mcar"]

@@ -1,7 +1,7 @@
 """The attack replay at a small budget (issue 18, 'Figures to reach'): every case is answered with its
 documented status and the server stays healthy (/health and a normal /predict) after each."""
 
-from mmnar_core.serving.attack import main
+from mmnar_lab.serving.attack import main
 
 
 def test_attack_replay_small_budget(capsys):

@@ -18,8 +18,8 @@ from conftest import build_synthetic_bundle
 from mmnar_core.encoders.runtime import native_bf16  # noqa: E402
 from mmnar_core.encoders.text_clean import clean_note
 from mmnar_core.explain.attributions import AttributionSettings, HeatMap, input_to_image, to_image_geometry
-from mmnar_core.explain.faithfulness import chance_hit_rate
 from mmnar_core.explain.text_spans import WORD, clean_with_offsets, word_map
+from mmnar_lab.explain.faithfulness import chance_hit_rate
 
 # risk units: the note transformer runs in bfloat16 where the CPU computes it natively (8 mantissa bits)
 BF16_NOTES = native_bf16(torch.device("cpu"))
@@ -260,7 +260,7 @@ def test_faithfulness_metrics_on_a_small_cohort(built):
     on a well-trained model; here a 120-patient cohort and a seconds-long training give a weak model, so
     the test checks the figures are computed over the right patients, lie in [0, 1], and that the text
     hit rate is not below the rate of 10 words drawn at random minus a margin."""
-    from mmnar_core.explain.faithfulness import evaluate_faithfulness
+    from mmnar_lab.explain.faithfulness import evaluate_faithfulness
 
     predictor, dataset = built
     task = predictor.config.tasks[1]

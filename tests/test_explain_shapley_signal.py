@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from mmnar_core.explain.shapley_signal import DIMS, one_signal_data, rank_first, shapley_signal_check
 from mmnar_core.numeric import logit
+from mmnar_lab.explain.shapley_signal import DIMS, one_signal_data, rank_first, shapley_signal_check
 
 
 def _r2(x: np.ndarray, y: np.ndarray) -> float:

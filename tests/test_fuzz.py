@@ -1,4 +1,4 @@
-"""`python -m mmnar_core fuzz` (mmnar_core.fuzz): a tiny-budget smoke of the coverage-guided run under atheris and
+"""`python -m mmnar_core fuzz` (mmnar_lab.fuzz): a tiny-budget smoke of the coverage-guided run under atheris and
 of the fallback engine, crash recording and replay, every target's seeds; and one regression test per parser bug
 the fuzzing found (the bundle loader's are in test_properties_bundle.py, the server's 500s in
 test_properties_server.py, RemoteService's structured-only 415 in test_serving_auth.py)."""
@@ -9,8 +9,6 @@ import json
 
 import pytest
 
-from mmnar_core import fuzz as fuzz_command
-from mmnar_core import fuzz_targets as ft
 from mmnar_core.cli import main
 from mmnar_core.inputs import (
     InputError,
@@ -20,6 +18,8 @@ from mmnar_core.inputs import (
     parse_structured_json,
     read_image_upload,
 )
+from mmnar_lab import fuzz as fuzz_command
+from mmnar_lab import fuzz_targets as ft
 
 FEATURES = ft.demo_features()
 

@@ -4,7 +4,7 @@ import warnings
 
 from mmnar_core.dataset import load_dataset
 from mmnar_core.loaders.mimic_iv.build import build
-from mmnar_core.loaders.scaleup import make_scaled_root
+from mmnar_lab.loaders_scaleup import make_scaled_root
 
 
 def test_replicated_demo_scales_cohort_and_labels_exactly(shared_data, tmp_path):

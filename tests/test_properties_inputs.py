@@ -1,7 +1,7 @@
 """Property tests (hypothesis, fixed small budgets) of every input parser and validator: whatever the input, a
 parser either returns a valid result or raises only the documented InputError / InputErrors, each naming a field;
 accepted values survive parse -> serialise -> parse unchanged (JSON, wide CSV, long CSV), an accepted note equals
-its bytes. The properties are the fuzz targets' own checks (mmnar_core.fuzz_targets), so `python -m mmnar_core
+its bytes. The properties are the fuzz targets' own checks (mmnar_lab.fuzz_targets), so `python -m mmnar_core
 fuzz` and these tests hold the parsers to the same rules."""
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from hypothesis import assume, example, given
 from hypothesis import strategies as st
 from property_budget import budget
 
-from mmnar_core import fuzz_targets as ft
 from mmnar_core.inputs import (
     InputError,
     InputErrors,
@@ -29,6 +28,7 @@ from mmnar_core.inputs import (
     read_text_upload,
 )
 from mmnar_core.schema import FeatureKind, ModalityKind, ModalitySpec
+from mmnar_lab import fuzz_targets as ft
 
 FEATURES = ft.demo_features()
 NAMES = [f.name for f in FEATURES]

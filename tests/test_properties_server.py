@@ -12,7 +12,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from property_budget import budget
 
-from mmnar_core import fuzz_targets as ft
+from mmnar_lab import fuzz_targets as ft
 
 
 @pytest.fixture(scope="module")

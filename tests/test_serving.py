@@ -17,7 +17,7 @@ from mmnar_app.demo_patients import load_demo_patients
 from mmnar_core.explain.explanation import input_hash
 from mmnar_core.model_info import ModelInfo, model_info
 from mmnar_core.serving import ServeConfig, create_app
-from mmnar_core.serving.testing import cached_predictor
+from mmnar_lab.serving.testing import cached_predictor
 
 BUNDLE = ROOT / "assets" / "demo_bundle"
 FAST_DEMO = "Demo 06"  # structured + X-ray, no notes: fast

@@ -29,7 +29,7 @@ from mmnar_core.serving.auth import (
     OIDCVerifier,
     TokenStore,
 )
-from mmnar_core.serving.testing import ServerThread, cached_predictor
+from mmnar_lab.serving.testing import ServerThread, cached_predictor
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # authlib's, inside oidc-provider-mock
 

@@ -18,7 +18,7 @@ from conftest import ROOT
 from mmnar_app.demo_patients import load_demo_patients
 from mmnar_core.serving import ServeConfig, create_app
 from mmnar_core.serving.batching import Batcher, Job, Overloaded
-from mmnar_core.serving.testing import ServerThread, cached_predictor
+from mmnar_lab.serving.testing import ServerThread, cached_predictor
 
 BUNDLE = ROOT / "assets" / "demo_bundle"
 

@@ -15,7 +15,7 @@ from conftest import ROOT
 
 from mmnar_app.demo_patients import load_demo_patients
 from mmnar_core.cli import main
-from mmnar_core.serving.testing import cached_predictor
+from mmnar_lab.serving.testing import cached_predictor
 
 
 def free_port() -> int:

@@ -16,7 +16,7 @@ from mmnar_core.drift import DriftError, counts_document
 from mmnar_core.serving import ServeConfig, create_app
 from mmnar_core.serving.auth import TokenStore
 from mmnar_core.serving.pattern_counter import PatternCounter
-from mmnar_core.serving.testing import cached_predictor
+from mmnar_lab.serving.testing import cached_predictor
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

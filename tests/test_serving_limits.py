@@ -19,9 +19,9 @@ from mmnar_core.cancel import Cancelled, CancelToken, cancel_scope, check_cancel
 from mmnar_core.schema import PatientRecord
 from mmnar_core.serving import ServeConfig
 from mmnar_core.serving.batching import Batcher, Job, Overloaded
-from mmnar_core.serving.stand_in import StubPredictor, stub_app
-from mmnar_core.serving.testing import ServerThread
 from mmnar_core.serving.work import job_cost
+from mmnar_lab.serving.stand_in import StubPredictor, stub_app
+from mmnar_lab.serving.testing import ServerThread
 
 
 def form(structured: dict | None = None, note: str | None = None) -> list:

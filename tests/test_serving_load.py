@@ -9,8 +9,8 @@ import httpx
 import numpy as np
 import pytest
 
-from mmnar_core.serving import loadtest
-from mmnar_core.serving.loadtest import (
+from mmnar_lab.serving import loadtest
+from mmnar_lab.serving.loadtest import (
     Outcome,
     Payload,
     check_answers,

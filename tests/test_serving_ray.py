@@ -95,7 +95,7 @@ def test_local_ray_serve_two_replicas_answer_like_the_predictor():
 
     from mmnar_app.demo_patients import load_demo_patients
     from mmnar_core.predictor import Predictor
-    from mmnar_core.serving.loadtest import demo_payloads, extract_risks
+    from mmnar_lab.serving.loadtest import demo_payloads, extract_risks
 
     patients = load_demo_patients()[:3]
     predictor = Predictor.load(DEMO, device="cpu")

@@ -15,7 +15,7 @@ from mmnar_app.demo_patients import load_demo_patients
 from mmnar_app.display import percent
 from mmnar_app.remote import RemoteService, RemoteServiceError
 from mmnar_core.serving import ServeConfig, create_app
-from mmnar_core.serving.testing import ServerThread, cached_predictor
+from mmnar_lab.serving.testing import ServerThread, cached_predictor
 
 BUNDLE = ROOT / "assets" / "demo_bundle"
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from mmnar_core.cli import main
-from mmnar_core.shift_study.run import StudyConfig
-from mmnar_core.shift_study.score import Resampler, compare
-from mmnar_core.shift_study.sites import MODALITIES, simulate_site, study_data
+from mmnar_lab.shift_study.run import StudyConfig
+from mmnar_lab.shift_study.score import Resampler, compare
+from mmnar_lab.shift_study.sites import MODALITIES, simulate_site, study_data
 
 
 @pytest.fixture(scope="module")

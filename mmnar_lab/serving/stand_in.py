@@ -1,5 +1,5 @@
 """A stand-in predictor for the model server's mechanics (admission, work limits, cancellation, timeouts),
-used by the tests and by the attack replay (mmnar_core.serving.attack) while no trained bundle loads:
+used by the tests and by the attack replay (mmnar_lab.serving.attack) while no trained bundle loads:
 one numeric feature, an image and a note modality, one task. `explain` does `steps` slices of work, each
 ending in check_cancelled() as the real attribution passes do (RiskHead and the forwards inside Captum's
 internal batches), and records how far it got."""

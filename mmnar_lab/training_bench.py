@@ -15,8 +15,8 @@ import torch
 from mmnar_core.evaluation.metrics import auroc
 from mmnar_core.model import MMNARConfig
 from mmnar_core.numeric import sigmoid
-from mmnar_core.training.planted import planted_data
 from mmnar_core.training.trainer import predict_logits, train
+from mmnar_lab.planted import planted_data
 
 WIDTHS = ((44, 1.0, "always"), (256, 0.5, "mnar"), (384, 1.5, 0.83), (384, 1.0, "mnar"))
 

@@ -1,8 +1,8 @@
 """Load generator and fault benchmark of the model server (plain uvicorn or Ray Serve).
 
-    python -m mmnar_core.serving.loadtest --url http://127.0.0.1:8765 [--endpoint predict|explain]
+    python -m mmnar_lab.serving.loadtest --url http://127.0.0.1:8765 [--endpoint predict|explain]
         [--concurrency 1 2 4 8] [--seconds 20] [--patients N] [--burst]
-    python -m mmnar_core.serving.loadtest --benchmark [--bundle assets/demo_bundle] [--out FILE]
+    python -m mmnar_lab.serving.loadtest --benchmark [--bundle assets/demo_bundle] [--out FILE]
 
 A small asyncio + httpx client. Each level runs `concurrency` closed-loop workers (a worker sends its next
 request when the previous one is answered) for `seconds`, at most `--max-requests` requests, and reports
@@ -759,7 +759,7 @@ def full_benchmark(
 # --------------------------------------------------------------------------- command
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m mmnar_core.serving.loadtest",
+        prog="python -m mmnar_lab.serving.loadtest",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -19,10 +19,10 @@ from mmnar_core.atomic_write import write_text_atomic
 
 BENCHMARKS: dict[str, str] = {
     "simulator": "mmnar_core.synth.bench:bench_simulator",
-    "encoders": "mmnar_core.encoders.bench:bench_encoders",
-    "loaders_scaleup": "mmnar_core.loaders.scaleup:bench_loaders_scaleup",
-    "training": "mmnar_core.training.bench:bench_training",
-    "explain": "mmnar_core.explain.bench:bench_explain",
+    "encoders": "mmnar_lab.encoders_bench:bench_encoders",
+    "loaders_scaleup": "mmnar_lab.loaders_scaleup:bench_loaders_scaleup",
+    "training": "mmnar_lab.training_bench:bench_training",
+    "explain": "mmnar_lab.explain.bench:bench_explain",
     "app": "mmnar_app.bench:bench_app",
 }
 

@@ -16,7 +16,7 @@
   area (8x8-pixel blocks of the model input set to the IG baseline: the reference X-ray) / words (their tokens set to [PAD]) and the
   same number chosen at random; report the mean |risk change| of both and how often top beats random.
 
-Run: `python -m mmnar_core.explain.faithfulness BUNDLE DATASET [--split test] [--max-patients N]
+Run: `python -m mmnar_lab.explain.faithfulness BUNDLE DATASET [--split test] [--max-patients N]
 [--tasks a,b] [--modalities ...] [--out figures.json]`.
 """
 
@@ -277,7 +277,7 @@ def evaluate_faithfulness(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m mmnar_core.explain.faithfulness", description=__doc__.split("\n")[0]
+        prog="python -m mmnar_lab.explain.faithfulness", description=__doc__.split("\n")[0]
     )
     parser.add_argument("bundle", type=Path)
     parser.add_argument("dataset", type=Path)

@@ -1,6 +1,6 @@
 """Benchmark of the predictor interface: p50 / p95 latency of predict (from raw inputs), what_if (on
 top of encoded vectors) and explain (all attributions, for one task and for all tasks) over N patients,
-plus peak memory. Register as "mmnar_core.explain.bench:bench_explain".
+plus peak memory. Register as "mmnar_lab.explain.bench:bench_explain".
 
 Wall seconds depend on what else runs on the machine; CPU seconds (process time) are reported beside
 them because on a shared 2-core box they are the better estimate of the idle-machine latency.

@@ -28,7 +28,7 @@ LARGE = {
 
 
 def register(subparsers) -> None:
-    from mmnar_core.shift_study.run import ADAPTATIONS, StudyConfig
+    from mmnar_lab.shift_study.run import ADAPTATIONS, StudyConfig
 
     defaults = StudyConfig()
     parser = subparsers.add_parser(
@@ -92,7 +92,7 @@ def register(subparsers) -> None:
 
 
 def run_estimators(args) -> int:
-    from mmnar_core.shift_study.estimators import compare_estimators
+    from mmnar_lab.shift_study.estimators import compare_estimators
 
     rows = compare_estimators(tuple(args.sizes), args.sites, args.deviation_sd)
     print(json.dumps(rows, indent=1))
@@ -103,7 +103,7 @@ def run_estimators(args) -> int:
 
 
 def study_config(args):
-    from mmnar_core.shift_study.run import StudyConfig
+    from mmnar_lab.shift_study.run import StudyConfig
 
     values = dict(LARGE) if args.large else {}
     given = {
@@ -128,8 +128,8 @@ def run(args) -> int:
     import torch
 
     from mmnar_core.encoders.runtime import pick_device
-    from mmnar_core.shift_study.report import card_summary, markdown
-    from mmnar_core.shift_study.run import run_study
+    from mmnar_lab.shift_study.report import card_summary, markdown
+    from mmnar_lab.shift_study.run import run_study
 
     config = study_config(args)  # every check before any work
     out = Path(args.out)

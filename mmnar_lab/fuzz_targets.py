@@ -737,7 +737,7 @@ def _server_setup():
     import mmnar_core.serving.parsing  # noqa: F401
     from mmnar_core.serving.config import ServeConfig
     from mmnar_core.serving.server import create_app
-    from mmnar_core.serving.testing import cached_predictor
+    from mmnar_lab.serving.testing import cached_predictor
 
     predictor = cached_predictor(DEMO_BUNDLE)
     config = ServeConfig(

@@ -24,7 +24,7 @@ For every test patient with the signal modality and at least one other, exact mo
 per task (`explain.modality`); report the fraction where the signal modality has the strictly largest
 |value|. Issue goal: >= 0.9 for every signal modality and task.
 
-Run: `python -m mmnar_core.explain.shapley_signal [--n N] [--seed S] [--mnar-noise]` (prints JSON).
+Run: `python -m mmnar_lab.explain.shapley_signal [--n N] [--seed S] [--mnar-noise]` (prints JSON).
 """
 
 from __future__ import annotations
@@ -202,7 +202,7 @@ def shapley_signal_check(
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m mmnar_core.explain.shapley_signal", description=__doc__.split("\n\n")[0]
+        prog="python -m mmnar_lab.explain.shapley_signal", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--n", type=int, default=16000, help="patients per cohort (15%% are test)")
     parser.add_argument("--seed", type=int, default=0)

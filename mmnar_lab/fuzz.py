@@ -1,5 +1,5 @@
 """`python -m mmnar_core fuzz [--seconds S] [--targets a,b]`: coverage-guided fuzzing of every input parser and
-validator (mmnar_core.fuzz_targets) for a bounded time, as a benchmark: executions, coverage, crashes per target.
+validator (mmnar_lab.fuzz_targets) for a bounded time, as a benchmark: executions, coverage, crashes per target.
 
 Each target runs in its own process under atheris (libFuzzer for Python): the code under test is instrumented
 as it is imported (Target.instrument), the corpus starts from the target's seeds plus a token dictionary, and
@@ -28,7 +28,7 @@ import traceback
 from pathlib import Path
 
 from mmnar_core.atomic_write import write_text_atomic
-from mmnar_core.fuzz_targets import TARGETS, PropertyViolation, Target
+from mmnar_lab.fuzz_targets import TARGETS, PropertyViolation, Target
 
 DEFAULT_SECONDS = 60.0
 DEFAULT_CRASH_DIR = "test-output/fuzz-crashes"
@@ -316,7 +316,7 @@ def run_atheris_target(name: str, seconds: float, crash_dir: Path, corpus: Path,
     command = [
         sys.executable,
         "-m",
-        "mmnar_core.fuzz",
+        "mmnar_lab.fuzz",
         "--worker",
         name,
         "--seconds",
@@ -447,7 +447,7 @@ def replay(paths: list[str]) -> int:
 
 
 def _worker_main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m mmnar_core.fuzz")
+    parser = argparse.ArgumentParser(prog="python -m mmnar_lab.fuzz")
     parser.add_argument("--worker", required=True, choices=list(TARGETS))
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--crash-dir", required=True)

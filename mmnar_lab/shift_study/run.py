@@ -22,11 +22,11 @@ from mmnar_core.calibration import PatternRectifier, TemperatureScaler
 from mmnar_core.calibration.rectifier import Z_95, RectifierConfig
 from mmnar_core.model import MMNARConfig
 from mmnar_core.numeric import logit, sigmoid
-from mmnar_core.shift_study.score import Resampler, compare, interval_summary
-from mmnar_core.shift_study.sites import MODALITIES, simulate_site, study_data
 from mmnar_core.synth.policy import POLICY_NAMES
 from mmnar_core.synth.scm import SCENARIO_NAMES
 from mmnar_core.training.trainer import predict_logits, predict_logits_and_spread, train
+from mmnar_lab.shift_study.score import Resampler, compare, interval_summary
+from mmnar_lab.shift_study.sites import MODALITIES, simulate_site, study_data
 
 RESULTS_FORMAT = "mmnar-shift-study/1"
 ADAPTATIONS = {  # name -> rectifier configuration (None: no adaptation, the site-A model as shipped)

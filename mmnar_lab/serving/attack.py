@@ -1,4 +1,4 @@
-"""`python -m mmnar_core.serving.attack`: replays the attack cases of issue 18 against a model server on
+"""`python -m mmnar_lab.serving.attack`: replays the attack cases of issue 18 against a model server on
 127.0.0.1 (started here, in this process) and prints, per case, the statuses returned, the time and the
 growth of this process's peak RSS; after every case /health and a normal /predict must still answer 200.
 
@@ -6,7 +6,7 @@ Why a replay: each defence (decoded-size budget, work limits and cancellation, a
 connection deadlines, query-string tokens) is tested on its own; this shows them together, at the sizes
 of the attack, with the figures docs/security.md and benchmarks/README.md quote. Every loop is bounded
 and the command stops by itself. With --bundle the real model is served; without, the stand-in model
-(mmnar_core.serving.stand_in: the real request parsing and image decoding, a model that only takes time).
+(mmnar_lab.serving.stand_in: the real request parsing and image decoding, a model that only takes time).
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ CASES = {
 
 # ------------------------------------------------------------------------------------------------ run
 def serve(bundle: str | None, config: ServeConfig):
-    from mmnar_core.serving.testing import ServerThread
+    from mmnar_lab.serving.testing import ServerThread
 
     if bundle:
         from mmnar_core.predictor import Predictor
@@ -166,7 +166,7 @@ def serve(bundle: str | None, config: ServeConfig):
 
         app = create_app(Predictor.load(bundle), config)
     else:
-        from mmnar_core.serving.stand_in import StubPredictor, stub_app
+        from mmnar_lab.serving.stand_in import StubPredictor, stub_app
 
         app, _ = stub_app(None, config, StubPredictor(steps=100_000, step_s=0.01))
     server = ServerThread(app).start()
@@ -183,7 +183,7 @@ def healthy(url: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mmnar_core.serving.attack", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mmnar_lab.serving.attack", description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", default=None, help="serve this model bundle (default: the stand-in model)")
     parser.add_argument("--scale", type=float, default=1.0, help="size of the cases (1 = the attack's; CI: 0.1)")
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of: " + ", ".join(CASES))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import duckdb
 
-DEMO = Path(__file__).resolve().parents[3] / "shared" / "data" / "mimic-iv-demo"
+DEMO = Path(__file__).resolve().parents[2] / "shared" / "data" / "mimic-iv-demo"
 ID_SHIFT = 100_000_000  # subject and hadm ids of replica k are shifted by k * ID_SHIFT (ids are 8 digits)
 REPLICATED = {
     "hosp/admissions": ["subject_id", "hadm_id"],
@@ -146,7 +146,7 @@ def bench_loaders_scaleup(
             str(threads),
         ]
         started = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
+        done = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
         build_s = time.perf_counter() - started
         if done.returncode != 0:
             raise RuntimeError(f"scale-up build failed:\n{done.stderr[-2000:]}")

@@ -1,0 +1,1 @@
+"""Validation experiments of the explanations, and the explanation benchmark."""
