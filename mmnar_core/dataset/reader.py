@@ -250,12 +250,14 @@ def _check_structured(root: Path, manifest: Manifest, patients: pd.DataFrame, st
         if feature.kind is FeatureKind.BINARY and not present.isin([0, 1, True, False]).all():
             raise DatasetFormatError(path, feature.name, "binary feature must hold 0/1 or null")
         if feature.kind is FeatureKind.CATEGORICAL:
-            unknown = ~present.astype(str).isin(feature.categories)
+            categories = feature.categories
+            assert categories is not None, "FeatureSpec checks that a categorical feature has categories"
+            unknown = ~present.astype(str).isin(categories)
             if unknown.any():
                 raise DatasetFormatError(
                     path,
                     feature.name,
-                    f"value {present[unknown].iloc[0]!r} is not one of its categories {list(feature.categories)}",
+                    f"value {present[unknown].iloc[0]!r} is not one of its categories {list(categories)}",
                 )
     for modality in manifest.modalities_of_kind(ModalityKind.TABULAR):
         owned = [f.name for f in manifest.features_of(modality.name)]

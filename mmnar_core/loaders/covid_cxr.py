@@ -14,13 +14,14 @@ Each image keeps its licence (column `license` in images.parquet); several are n
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from mmnar_core.dataset import Manifest
 from mmnar_core.loaders.output import Stages, warn, write_dataset
 from mmnar_core.loaders.tables import find_table, read_small
-from mmnar_core.schema import FeatureSpec, ModalityKind, ModalitySpec, OutcomeSpec
+from mmnar_core.schema import FeatureKind, FeatureSpec, ModalityKind, ModalitySpec, OutcomeSpec
 
 MEASUREMENTS = {
     "temperature": ("temperature", "degC", (30, 45), "Body temperature"),
@@ -63,11 +64,11 @@ UNKNOWN = ["?"]
 
 def feature_specs() -> list[FeatureSpec]:
     specs = [
-        FeatureSpec("age", "numeric", "demographics", "years", "Age", (0, 120)),
-        FeatureSpec("sex", "categorical", "demographics", None, "Sex", None, ("F", "M")),
+        FeatureSpec("age", FeatureKind.NUMERIC, "demographics", "years", "Age", (0, 120)),
+        FeatureSpec("sex", FeatureKind.CATEGORICAL, "demographics", None, "Sex", None, ("F", "M")),
     ]
     for name, (_, unit, rng, desc) in MEASUREMENTS.items():
-        specs.append(FeatureSpec(name, "numeric", "measurements", unit, desc, rng))
+        specs.append(FeatureSpec(name, FeatureKind.NUMERIC, "measurements", unit, desc, rng))
     return specs
 
 
@@ -137,7 +138,7 @@ def build(root: str | Path, out: str | Path, seed: int = 0, overwrite: bool = Fa
         ):
             per = by_patient[column].agg(lambda rows: per_patient_label(rows, positive, negative))  # noqa: B023
             labels[outcome] = first["patientid"].map(per)
-        refs = []
+        refs: list[dict[str, Any] | None] = []
         for row in first.itertuples():
             path = images_dir / row.image_file
             if not path.is_file():

@@ -33,8 +33,12 @@ class Engine:
     def __post_init__(self) -> None:
         self.con = duckdb.connect(":memory:")
         self._columns: dict[str, list[str]] = {}
-        self._spill = tempfile.TemporaryDirectory(prefix="mmnar-duckdb-") if self.temp_dir is None else None
-        spill = self.temp_dir or self._spill.name
+        self._spill: tempfile.TemporaryDirectory[str] | None = None
+        if self.temp_dir:
+            spill = self.temp_dir
+        else:
+            self._spill = tempfile.TemporaryDirectory(prefix="mmnar-duckdb-")
+            spill = self._spill.name
         self.con.execute(f"SET memory_limit = '{self.memory_limit}'")
         self.con.execute(f"SET threads = {int(self.threads)}")
         self.con.execute(f"SET temp_directory = '{_quote_path(spill)}'")

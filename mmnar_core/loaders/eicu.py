@@ -29,7 +29,7 @@ from mmnar_core.loaders.duck import DEFAULT_MEMORY_LIMIT, Engine
 from mmnar_core.loaders.output import SPLIT_FRACTIONS, Stages, warn, write_dataset
 from mmnar_core.loaders.site_split import SPLIT_BY, split_by_hospital
 from mmnar_core.loaders.tables import LoaderError, find_table, read_small
-from mmnar_core.schema import FeatureSpec, ModalityKind, ModalitySpec, OutcomeSpec
+from mmnar_core.schema import FeatureKind, FeatureSpec, ModalityKind, ModalitySpec, OutcomeSpec
 
 WINDOW_MINUTES = 1440
 
@@ -151,11 +151,11 @@ class Group:
 
 
 def _num(name, modality, unit=None, desc="", rng=None):
-    return FeatureSpec(name, "numeric", modality, unit, desc, rng)
+    return FeatureSpec(name, FeatureKind.NUMERIC, modality, unit, desc, rng)
 
 
 def _bin(name, modality, desc=""):
-    return FeatureSpec(name, "binary", modality, None, desc)
+    return FeatureSpec(name, FeatureKind.BINARY, modality, None, desc)
 
 
 def _flag_group(
@@ -448,7 +448,9 @@ def admission_specs(patient: pd.DataFrame) -> list[FeatureSpec]:
     for column in ("gender", "ethnicity", "unittype", "unitadmitsource", "unitstaytype", "hospitaladmitsource"):
         categories = tuple(sorted(patient[column].dropna().unique())) or ("unknown",)
         specs.append(
-            FeatureSpec(column, "categorical", m, None, f"{column} (categories seen in this source)", None, categories)
+            FeatureSpec(
+                column, FeatureKind.CATEGORICAL, m, None, f"{column} (categories seen in this source)", None, categories
+            )
         )
     specs.append(_num("unitvisitnumber", m, "count", "Which unit stay of the hospital stay this is", (1, 100)))
     return specs

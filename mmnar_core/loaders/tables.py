@@ -15,6 +15,7 @@ import io
 import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Literal, overload
 
 import pandas as pd
 
@@ -31,6 +32,10 @@ class LoaderError(ValueError):
         super().__init__(f"{self.file}: {column}: {problem}")
 
 
+@overload
+def find_table(folder: Path, name: str, required: Literal[True] = True) -> Path: ...
+@overload
+def find_table(folder: Path, name: str, required: bool) -> Path | None: ...
 def find_table(folder: Path, name: str, required: bool = True) -> Path | None:
     """`folder/name.csv.gz` or `folder/name.csv`, matching the table name in any case.
 

@@ -23,7 +23,7 @@ from mmnar_core.dataset import Manifest
 from mmnar_core.loaders.codes import DIAGNOSIS_GROUPS, icd9_group
 from mmnar_core.loaders.output import Stages, write_dataset
 from mmnar_core.loaders.tables import LoaderError, check_values, find_table, read_header
-from mmnar_core.schema import FeatureSpec, ModalityKind, ModalitySpec, OutcomeSpec
+from mmnar_core.schema import FeatureKind, FeatureSpec, ModalityKind, ModalitySpec, OutcomeSpec
 
 # discharge_disposition_id values meaning death or hospice (IDs_mapping.csv): 11 expired, 13/14 hospice,
 # 19/20/21 expired (Medicaid hospice)
@@ -156,10 +156,16 @@ def read_table(folder: Path) -> pd.DataFrame:
 def feature_specs(mapping: dict[str, dict[str, str]], frame: pd.DataFrame) -> list[FeatureSpec]:
     e = "encounter"
     specs = [
-        FeatureSpec("age_band", "categorical", e, "years", "Age band", None, AGE_BANDS),
-        FeatureSpec("gender", "categorical", e, None, "Gender", None, ("Female", "Male")),
+        FeatureSpec("age_band", FeatureKind.CATEGORICAL, e, "years", "Age band", None, AGE_BANDS),
+        FeatureSpec("gender", FeatureKind.CATEGORICAL, e, None, "Gender", None, ("Female", "Male")),
         FeatureSpec(
-            "race", "categorical", e, None, "Race", None, ("AfricanAmerican", "Asian", "Caucasian", "Hispanic", "Other")
+            "race",
+            FeatureKind.CATEGORICAL,
+            e,
+            None,
+            "Race",
+            None,
+            ("AfricanAmerican", "Asian", "Caucasian", "Hispanic", "Other"),
         ),
     ]
     for section in ID_SECTIONS:
@@ -168,7 +174,7 @@ def feature_specs(mapping: dict[str, dict[str, str]], frame: pd.DataFrame) -> li
         specs.append(
             FeatureSpec(
                 section.removesuffix("_id"),
-                "categorical",
+                FeatureKind.CATEGORICAL,
                 e,
                 None,
                 f"{section} (IDs_mapping.csv description)",
@@ -180,7 +186,7 @@ def feature_specs(mapping: dict[str, dict[str, str]], frame: pd.DataFrame) -> li
         specs.append(
             FeatureSpec(
                 column,
-                "numeric",
+                FeatureKind.NUMERIC,
                 e,
                 "days" if column == "time_in_hospital" else "count",
                 column.replace("_", " "),
@@ -190,18 +196,20 @@ def feature_specs(mapping: dict[str, dict[str, str]], frame: pd.DataFrame) -> li
     for column in ("payer_code", "medical_specialty"):
         cats = tuple(sorted(set(frame[column]) - MISSING))
         specs.append(
-            FeatureSpec(column, "categorical", e, None, f"{column} (null: not recorded)", None, cats or ("unknown",))
+            FeatureSpec(
+                column, FeatureKind.CATEGORICAL, e, None, f"{column} (null: not recorded)", None, cats or ("unknown",)
+            )
         )
     specs += [
-        FeatureSpec(f"dx_{g}", "binary", e, None, f"A diagnosis (diag_1..3) in ICD-9 group '{g}'")
+        FeatureSpec(f"dx_{g}", FeatureKind.BINARY, e, None, f"A diagnosis (diag_1..3) in ICD-9 group '{g}'")
         for g in DIAGNOSIS_GROUPS
     ]
-    specs.append(FeatureSpec("dx_diabetes_primary", "binary", e, None, "diag_1 is diabetes (ICD-9 250.x)"))
+    specs.append(FeatureSpec("dx_diabetes_primary", FeatureKind.BINARY, e, None, "diag_1 is diabetes (ICD-9 250.x)"))
     for med in MEDICATIONS:
         specs.append(
             FeatureSpec(
                 f"med_{med.replace('-', '_')}",
-                "categorical",
+                FeatureKind.CATEGORICAL,
                 e,
                 None,
                 f"{med}: No / Steady / Up / Down",
@@ -210,13 +218,21 @@ def feature_specs(mapping: dict[str, dict[str, str]], frame: pd.DataFrame) -> li
             )
         )
     specs += [
-        FeatureSpec("med_change", "binary", e, None, "Diabetes medication changed"),
-        FeatureSpec("diabetes_med", "binary", e, None, "Any diabetes medication prescribed"),
-        FeatureSpec("a1c_result", "categorical", "a1c_test", None, "HbA1c result", None, ("Norm", ">7", ">8")),
+        FeatureSpec("med_change", FeatureKind.BINARY, e, None, "Diabetes medication changed"),
+        FeatureSpec("diabetes_med", FeatureKind.BINARY, e, None, "Any diabetes medication prescribed"),
         FeatureSpec(
-            "max_glu_serum", "categorical", "glucose_test", "mg/dL", "Max glucose serum", None, ("Norm", ">200", ">300")
+            "a1c_result", FeatureKind.CATEGORICAL, "a1c_test", None, "HbA1c result", None, ("Norm", ">7", ">8")
         ),
-        FeatureSpec("weight_band", "categorical", "weight", "lb", "Weight band", None, WEIGHT_BANDS),
+        FeatureSpec(
+            "max_glu_serum",
+            FeatureKind.CATEGORICAL,
+            "glucose_test",
+            "mg/dL",
+            "Max glucose serum",
+            None,
+            ("Norm", ">200", ">300"),
+        ),
+        FeatureSpec("weight_band", FeatureKind.CATEGORICAL, "weight", "lb", "Weight band", None, WEIGHT_BANDS),
     ]
     return specs
 

@@ -12,6 +12,7 @@ import multiprocessing
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ from tqdm import tqdm
 
 from mmnar_core import __version__
 from mmnar_core.dataset import DatasetWriter, Manifest, avail_column
-from mmnar_core.schema import MIMIC_STYLE_MODALITIES, FeatureSpec, OutcomeSpec
+from mmnar_core.schema import MIMIC_STYLE_MODALITIES, FeatureKind, FeatureSpec, OutcomeSpec
 from mmnar_core.synth import cxr, textgen
 from mmnar_core.synth.policy import POLICIES, POLICY_NAMES, decide_availability
 from mmnar_core.synth.scm import (
@@ -37,43 +38,67 @@ SPLIT_FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
 CHUNK = 200
 
 FEATURES = [
-    FeatureSpec("age", "numeric", "structured", "years", "Age at admission", (18, 110)),
-    FeatureSpec("sex", "categorical", "structured", None, "Sex recorded at admission", categories=("female", "male")),
-    FeatureSpec("admission_type", "categorical", "structured", None, "Admission type", categories=ADMISSION_TYPES),
-    FeatureSpec("length_of_stay", "numeric", "structured", "days", "Length of the index stay", (0.0, 365.0)),
+    FeatureSpec("age", FeatureKind.NUMERIC, "structured", "years", "Age at admission", (18, 110)),
     FeatureSpec(
-        "prior_admissions_12m", "numeric", "structured", "count", "Admissions in the previous 12 months", (0, 100)
+        "sex", FeatureKind.CATEGORICAL, "structured", None, "Sex recorded at admission", categories=("female", "male")
     ),
-    FeatureSpec("n_medications", "numeric", "structured", "count", "Medications on the discharge list", (0, 100)),
+    FeatureSpec(
+        "admission_type", FeatureKind.CATEGORICAL, "structured", None, "Admission type", categories=ADMISSION_TYPES
+    ),
+    FeatureSpec("length_of_stay", FeatureKind.NUMERIC, "structured", "days", "Length of the index stay", (0.0, 365.0)),
+    FeatureSpec(
+        "prior_admissions_12m",
+        FeatureKind.NUMERIC,
+        "structured",
+        "count",
+        "Admissions in the previous 12 months",
+        (0, 100),
+    ),
+    FeatureSpec(
+        "n_medications", FeatureKind.NUMERIC, "structured", "count", "Medications on the discharge list", (0, 100)
+    ),
     FeatureSpec(
         "discharge_disposition",
-        "categorical",
+        FeatureKind.CATEGORICAL,
         "structured",
         None,
         "Where the patient went at discharge",
         categories=DISPOSITIONS,
     ),
-    FeatureSpec("heart_rate_max", "numeric", "structured", "beats/min", "Highest heart rate of the stay", (20, 250)),
     FeatureSpec(
-        "resp_rate_max", "numeric", "structured", "breaths/min", "Highest respiratory rate of the stay", (4, 70)
+        "heart_rate_max", FeatureKind.NUMERIC, "structured", "beats/min", "Highest heart rate of the stay", (20, 250)
     ),
-    FeatureSpec("spo2_min", "numeric", "structured", "%", "Lowest oxygen saturation of the stay", (50, 100)),
-    FeatureSpec("temperature_max", "numeric", "structured", "°C", "Highest temperature of the stay", (30, 44)),
-    FeatureSpec("sbp_min", "numeric", "structured", "mmHg", "Lowest systolic blood pressure of the stay", (40, 250)),
-    FeatureSpec("wbc", "numeric", "structured", "K/uL", "White blood cell count (last)", (0.1, 200)),
-    FeatureSpec("hemoglobin", "numeric", "structured", "g/dL", "Hemoglobin (last)", (2, 25)),
-    FeatureSpec("sodium", "numeric", "structured", "mEq/L", "Sodium (last)", (100, 180)),
-    FeatureSpec("creatinine", "numeric", "structured", "mg/dL", "Creatinine (last)", (0.1, 25)),
-    FeatureSpec("lactate", "numeric", "structured", "mmol/L", "Lactate (ordered when sepsis is suspected)", (0.1, 30)),
+    FeatureSpec(
+        "resp_rate_max",
+        FeatureKind.NUMERIC,
+        "structured",
+        "breaths/min",
+        "Highest respiratory rate of the stay",
+        (4, 70),
+    ),
+    FeatureSpec("spo2_min", FeatureKind.NUMERIC, "structured", "%", "Lowest oxygen saturation of the stay", (50, 100)),
+    FeatureSpec(
+        "temperature_max", FeatureKind.NUMERIC, "structured", "°C", "Highest temperature of the stay", (30, 44)
+    ),
+    FeatureSpec(
+        "sbp_min", FeatureKind.NUMERIC, "structured", "mmHg", "Lowest systolic blood pressure of the stay", (40, 250)
+    ),
+    FeatureSpec("wbc", FeatureKind.NUMERIC, "structured", "K/uL", "White blood cell count (last)", (0.1, 200)),
+    FeatureSpec("hemoglobin", FeatureKind.NUMERIC, "structured", "g/dL", "Hemoglobin (last)", (2, 25)),
+    FeatureSpec("sodium", FeatureKind.NUMERIC, "structured", "mEq/L", "Sodium (last)", (100, 180)),
+    FeatureSpec("creatinine", FeatureKind.NUMERIC, "structured", "mg/dL", "Creatinine (last)", (0.1, 25)),
+    FeatureSpec(
+        "lactate", FeatureKind.NUMERIC, "structured", "mmol/L", "Lactate (ordered when sepsis is suspected)", (0.1, 30)
+    ),
     FeatureSpec(
         "nt_probnp",
-        "numeric",
+        FeatureKind.NUMERIC,
         "structured",
         "pg/mL",
         "NT-proBNP (ordered when heart failure is suspected)",
         (1, 100000),
     ),
-    FeatureSpec("albumin", "numeric", "structured", "g/dL", "Albumin", (0.5, 6.5)),
+    FeatureSpec("albumin", FeatureKind.NUMERIC, "structured", "g/dL", "Albumin", (0.5, 6.5)),
 ]
 
 OUTCOMES = [
@@ -240,7 +265,9 @@ def build_cohort(
     ids = patient_ids(config.n, config.seed)
     split = assign_splits(config.n, config.seed)
 
-    image_rows, finding_rows, span_rows = [], [], []
+    image_rows: list[dict[str, Any]] = []
+    finding_rows: list[dict[str, Any]] = []
+    span_rows: list[dict[str, Any]] = []
     views = np.empty(config.n, dtype=object)
     reports = np.full(config.n, None, dtype=object)
     notes = np.full(config.n, None, dtype=object)

@@ -98,7 +98,7 @@ def _superellipse(x, y, cx, cy, ax, ay, power) -> np.ndarray:
 
 def _smooth_noise(rng: np.random.Generator, cells: int) -> np.ndarray:
     coarse = rng.normal(0, 1, (cells, cells)).astype(np.float32)
-    image = Image.fromarray(coarse, mode="F").resize((SIZE, SIZE), Image.BICUBIC)
+    image = Image.fromarray(coarse, mode="F").resize((SIZE, SIZE), Image.Resampling.BICUBIC)
     return np.asarray(image)
 
 

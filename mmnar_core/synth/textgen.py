@@ -279,8 +279,8 @@ def radiology_report(row: dict, rng: np.random.Generator) -> tuple[str, list[Spa
     if row["finding_hyperinflation"] and p.chance(0.8):
         sentences.append(_finding_sentence(p, "hyperinflation", "affirmed", "", ""))
     sentences.extend(p.some(_IRRELEVANT, 0, 3))
-    order = p.rng.permutation(len(sentences))
-    b.add("FINDINGS:\n\n" + " ".join(sentences[i] for i in order) + "\n\n")
+    shuffled = p.rng.permutation(len(sentences))
+    b.add("FINDINGS:\n\n" + " ".join(sentences[i] for i in shuffled) + "\n\n")
     if impressions:
         if len(impressions) > 1 and p.chance(0.6):
             b.add("IMPRESSION:\n\n" + "\n".join(f"{k}. {s}" for k, s in enumerate(impressions, 1)) + "\n")

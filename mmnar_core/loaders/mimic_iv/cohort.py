@@ -139,6 +139,7 @@ def days_after(times: pd.Series, anchors: pd.Series) -> pd.Series:
 
 
 def _any_in_window(cohort: pd.DataFrame, events: pd.DataFrame, time_column: str, outcome: OutcomeSpec) -> np.ndarray:
+    assert outcome.window_days is not None, f"outcome {outcome.name!r} has no time window"
     start, end = outcome.window_days
     joined = events[["subject_id", time_column]].merge(cohort[["subject_id", "dischtime"]], on="subject_id")
     delta = days_after(joined[time_column], joined["dischtime"])
@@ -156,7 +157,9 @@ def icu_90d(cohort: pd.DataFrame, icustays: pd.DataFrame) -> np.ndarray:
 
 def death_180d(cohort: pd.DataFrame) -> np.ndarray:
     """dod is a date, so the anchor is the date of discharge (a death on the discharge day is day 0)."""
-    start, end = OUTCOME_BY_NAME["death_180d"].window_days
+    window = OUTCOME_BY_NAME["death_180d"].window_days
+    assert window is not None, "death_180d has a time window"
+    start, end = window
     delta = days_after(cohort["dod"].dt.normalize(), cohort["dischtime"].dt.normalize())
     return ((delta > start) & (delta <= end)).fillna(False).to_numpy().astype(int)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -105,7 +106,8 @@ class CxrSource:
     def reference(self, chosen: pd.DataFrame, cohort: pd.DataFrame) -> pd.Series:
         """Per cohort row: the chosen image's record (dict) or None when it cannot be found."""
         by_subject = chosen.set_index("subject_id")
-        refs, missing = [], 0
+        refs: list[dict[str, Any] | None] = []
+        missing = 0
         for subject in cohort["subject_id"]:
             if subject not in by_subject.index:
                 refs.append(None)
@@ -150,8 +152,8 @@ def _resized_jpeg(source: Path, data: bytes, max_side: int) -> bytes:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image = image.convert("L")
+        with Image.open(io.BytesIO(data)) as opened:
+            image = opened.convert("L")
             if max(image.size) <= max_side:
                 return data
             image.thumbnail((max_side, max_side))

@@ -23,7 +23,7 @@ from mmnar_core.loaders.codes import (
 )
 from mmnar_core.loaders.duck import Engine
 from mmnar_core.loaders.output import warn
-from mmnar_core.schema import FeatureSpec
+from mmnar_core.schema import FeatureKind, FeatureSpec
 
 
 @dataclass(frozen=True)
@@ -130,11 +130,11 @@ def feature_specs() -> list[FeatureSpec]:
     """Every structured feature of the MIMIC-IV dataset, all owned by the `structured` modality."""
     m = "structured"
     specs = [
-        FeatureSpec("age", "numeric", m, "years", "Age at index admission", (18, 120)),
-        FeatureSpec("los_days", "numeric", m, "days", "Length of the index stay", (0, 1000)),
+        FeatureSpec("age", FeatureKind.NUMERIC, m, "years", "Age at index admission", (18, 120)),
+        FeatureSpec("los_days", FeatureKind.NUMERIC, m, "days", "Length of the index stay", (0, 1000)),
         FeatureSpec(
             "ed_hours",
-            "numeric",
+            FeatureKind.NUMERIC,
             m,
             "hours",
             "Time in the emergency department before admission (null: no ED visit)",
@@ -145,7 +145,7 @@ def feature_specs() -> list[FeatureSpec]:
         specs.append(
             FeatureSpec(
                 name,
-                "categorical",
+                FeatureKind.CATEGORICAL,
                 m,
                 None,
                 f"{name.replace('_', ' ')} of the index admission (null: not recorded)",
@@ -154,25 +154,38 @@ def feature_specs() -> list[FeatureSpec]:
             )
         )
     specs += [
-        FeatureSpec("icu_stay", "binary", m, None, "An ICU stay during the index admission"),
+        FeatureSpec("icu_stay", FeatureKind.BINARY, m, None, "An ICU stay during the index admission"),
         FeatureSpec(
-            "icu_los_days", "numeric", m, "days", "Days in ICU during the index admission (0: none)", (0, 1000)
+            "icu_los_days",
+            FeatureKind.NUMERIC,
+            m,
+            "days",
+            "Days in ICU during the index admission (0: none)",
+            (0, 1000),
         ),
-        FeatureSpec("n_diagnoses", "numeric", m, "count", "ICD diagnosis codes of the index admission", (0, 1000)),
-        FeatureSpec("n_procedures", "numeric", m, "count", "ICD procedure codes dated up to discharge", (0, 1000)),
-        FeatureSpec("n_prescriptions", "numeric", m, "count", "Prescriptions started up to discharge", (0, 100000)),
-        FeatureSpec("n_distinct_drugs", "numeric", m, "count", "Distinct drugs prescribed up to discharge", (0, 10000)),
+        FeatureSpec(
+            "n_diagnoses", FeatureKind.NUMERIC, m, "count", "ICD diagnosis codes of the index admission", (0, 1000)
+        ),
+        FeatureSpec(
+            "n_procedures", FeatureKind.NUMERIC, m, "count", "ICD procedure codes dated up to discharge", (0, 1000)
+        ),
+        FeatureSpec(
+            "n_prescriptions", FeatureKind.NUMERIC, m, "count", "Prescriptions started up to discharge", (0, 100000)
+        ),
+        FeatureSpec(
+            "n_distinct_drugs", FeatureKind.NUMERIC, m, "count", "Distinct drugs prescribed up to discharge", (0, 10000)
+        ),
     ]
     specs += [
-        FeatureSpec(f"dx_{g}", "binary", m, None, f"A diagnosis in the ICD chapter group '{g}'")
+        FeatureSpec(f"dx_{g}", FeatureKind.BINARY, m, None, f"A diagnosis in the ICD chapter group '{g}'")
         for g in DIAGNOSIS_GROUPS
     ]
     specs += [
-        FeatureSpec(f"proc_{g}", "binary", m, None, f"An ICD procedure in the broad group '{g}'")
+        FeatureSpec(f"proc_{g}", FeatureKind.BINARY, m, None, f"An ICD procedure in the broad group '{g}'")
         for g in PROCEDURE_GROUPS
     ]
     specs += [
-        FeatureSpec(f"med_{c}", "binary", m, None, f"A prescription of class '{c}' (by drug name)")
+        FeatureSpec(f"med_{c}", FeatureKind.BINARY, m, None, f"A prescription of class '{c}' (by drug name)")
         for c in MEDICATION_CLASSES
     ]
     for prefix, measures in (("lab", LABS), ("vital", VITALS)):
@@ -181,7 +194,7 @@ def feature_specs() -> list[FeatureSpec]:
                 specs.append(
                     FeatureSpec(
                         f"{prefix}_{measure.name}_{stat}",
-                        "numeric",
+                        FeatureKind.NUMERIC,
                         m,
                         measure.unit,
                         f"{measure.description}: {stat} value up to discharge",
@@ -191,7 +204,7 @@ def feature_specs() -> list[FeatureSpec]:
             specs.append(
                 FeatureSpec(
                     f"{prefix}_{measure.name}_count",
-                    "numeric",
+                    FeatureKind.NUMERIC,
                     m,
                     "count",
                     f"{measure.description}: number of measurements up to discharge",
