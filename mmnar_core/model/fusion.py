@@ -29,6 +29,8 @@ def pattern_ids(availability: torch.Tensor) -> torch.Tensor:
 class MMNARFusion(nn.Module):
     """(standardised embeddings per modality, availability) -> representations h (K, B, d_model)."""
 
+    seen_patterns_: torch.Tensor
+
     def __init__(self, config: MMNARConfig):
         super().__init__()
         self.config = config

@@ -8,6 +8,9 @@ training rows where the modality is present, keep each feature's meaning.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -16,6 +19,9 @@ CLIP = 8.0  # standardised values beyond +-8 sd are clipped: one wild value cann
 
 class InputStandardizer(nn.Module):
     """x -> clip((x - mean_) / scale_, -CLIP, CLIP); identity until `fit` is called."""
+
+    mean_: torch.Tensor
+    scale_: torch.Tensor
 
     def __init__(self, dim: int):
         super().__init__()
@@ -40,5 +46,5 @@ class InputStandardizer(nn.Module):
 
 
 def fit_standardizers(standardizers: nn.ModuleList, inputs: list[torch.Tensor], availability: torch.Tensor) -> None:
-    for m, (standardizer, x) in enumerate(zip(standardizers, inputs)):
+    for m, (standardizer, x) in enumerate(zip(cast(Iterable[InputStandardizer], standardizers), inputs)):
         standardizer.fit(x, availability[:, m])

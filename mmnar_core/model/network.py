@@ -14,6 +14,9 @@ members model what it cannot (interactions, images, notes, the meaning of a patt
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,11 +35,12 @@ class MultitaskHeads(nn.Module):
         super().__init__()
         self.dropout = dropout
         self.hidden = nn.ModuleList(MemberLinear(k, d_model, d_model) for _ in range(n_tasks))
-        self.out = nn.ModuleList(MemberLinear(k, d_model, 1) for _ in range(n_tasks))
+        out = [MemberLinear(k, d_model, 1) for _ in range(n_tasks)]
         if zero_output:  # start at zero: the untrained network's logits are the wide path's
-            for layer in self.out:
+            for layer in out:
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
+        self.out = nn.ModuleList(out)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """h (K, B, d) -> logits (K, B, n_tasks)."""
@@ -78,7 +82,7 @@ class WidePath(nn.Module):
 
     def fit(self, standardised: list[torch.Tensor], availability: torch.Tensor) -> None:
         """Bin edges from the training rows (after the standardisation is fit)."""
-        for encoding, m in zip(self.bins, self.binned):
+        for encoding, m in zip(cast(Iterable[PiecewiseLinearEncoding], self.bins), self.binned):
             encoding.fit(standardised[m], availability[:, m])
 
     def features(self, standardised: list[torch.Tensor], availability: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,10 @@ MIN_DISTINCT = 3  # a feature needs this many distinct training values to be bin
 class PiecewiseLinearEncoding(nn.Module):
     """(B, F) standardised values -> (B, F * n_bins) bin positions in [0, 1]; zero for unused bins."""
 
+    lower_: torch.Tensor
+    width_: torch.Tensor
+    used_: torch.Tensor
+
     def __init__(self, n_features: int, n_bins: int):
         super().__init__()
         self.n_bins = n_bins
