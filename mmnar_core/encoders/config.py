@@ -8,8 +8,8 @@ typo in a saved file is an error, not a silently different encoder.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import Field, asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from mmnar_core.encoders.errors import EncoderStateError
 
@@ -21,6 +21,8 @@ class _JSONConfig:
     """to_dict / from_dict shared by the configs; `_where` names the config in error messages."""
 
     _where = "config"
+    if TYPE_CHECKING:  # every config is a dataclass (asdict / fields below)
+        __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -136,7 +136,7 @@ def _fill(
     `load(i)` gives the payload of item i (only called for missing items); `compute(payloads)` embeds.
     """
     todo = cache.missing(keys)
-    first = {}
+    first: dict[str, int] = {}
     for i, key in enumerate(keys):
         first.setdefault(key, i)
     report.reused[modality] = len(set(keys)) - len(todo)

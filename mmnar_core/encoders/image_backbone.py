@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -61,10 +62,10 @@ class ImageEncoder(nn.Module):
     def gradcam_layer(self) -> nn.Module:
         """The last convolutional block: the layer LayerGradCam should hook."""
         if self.config.arch.startswith("resnet"):
-            return self.backbone.layer4
+            return cast(nn.Module, self.backbone.layer4)
         if self.config.arch.startswith("mobilenet"):
-            return self.backbone.features[-1]
-        return self.backbone.features
+            return cast(nn.Sequential, self.backbone.features)[-1]
+        return cast(nn.Module, self.backbone.features)
 
 
 class ImagePipeline(nn.Module):

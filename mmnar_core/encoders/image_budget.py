@@ -74,10 +74,10 @@ def readable_dicom(data: bytes, name: str, max_pixels: int) -> bytes:
 
     fp = DicomBytesIO(data)
     try:  # the very calls pydicom's dcmread makes, so both agree on where the data set starts and how
-        read_preamble(fp, False)
-        meta = _read_file_meta_info(fp)
+        read_preamble(fp, False)  # type: ignore[arg-type]  # pydicom hints BinaryIO; DicomBytesIO reads the same
+        meta = _read_file_meta_info(fp)  # type: ignore[arg-type]  # pydicom hints BinaryIO; DicomBytesIO reads the same
         command_start = fp.tell()
-        _read_command_set_elements(fp)
+        _read_command_set_elements(fp)  # type: ignore[arg-type]  # pydicom hints BinaryIO; DicomBytesIO reads the same
         syntax = meta.get("TransferSyntaxUID")
     except Exception as error:  # noqa: BLE001 - pydicom raises many types on a damaged header
         raise CorruptImageError(
@@ -125,9 +125,10 @@ def declared_pixel_bytes(ds) -> int | None:
         _int(ds, "SamplesPerPixel", 1),
         _int(ds, "BitsAllocated", 16),
     ]
-    if any(v is None for v in values):
+    known = [v for v in values if v is not None]
+    if len(known) != len(values):
         return None
-    rows, columns, frames, samples, bits = (max(v, 0) for v in values)
+    rows, columns, frames, samples, bits = (max(v, 0) for v in known)
     if 0x7FE00008 in ds or 0x7FE00009 in ds:  # float / double float pixel data
         bits = max(bits, 32)
     return rows * columns * max(frames, 1) * max(samples, 1) * max(1, (bits + 7) // 8)
@@ -199,7 +200,12 @@ def _inflated_dicom(data: bytes, name: str, max_pixels: int, meta, command_start
 
     header_fp = DicomBytesIO(prefix)
     try:
-        header = read_dataset(header_fp, is_implicit_VR=False, is_little_endian=True, stop_when=at_pixels)
+        header = read_dataset(
+            header_fp,  # type: ignore[arg-type]  # pydicom hints BinaryIO; DicomBytesIO reads the same
+            is_implicit_VR=False,
+            is_little_endian=True,
+            stop_when=at_pixels,
+        )
     except Exception:  # noqa: BLE001 - a damaged data set: the decoder reports it, if it fits
         header = None
     if found:
@@ -245,6 +251,7 @@ class CappedInflater:
     def fill(self, upto: int) -> None:
         """Inflates until `upto` bytes are out or the stream ends (or its input does)."""
         while self.size < upto and not self.finished:
+            feed: bytes | memoryview
             if self._tail:
                 feed = self._tail
             elif self._more:

@@ -137,7 +137,7 @@ def _decode_pil(data: bytes, name: str, kind: str, max_pixels: int) -> np.ndarra
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image: Image.Image = Image.open(io.BytesIO(data))
             _check_pixels(name, image.width, image.height, max_pixels)
             check_pil_header(name, kind, image, max_pixels)
             image.load()

@@ -12,6 +12,7 @@ import json
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -92,7 +93,7 @@ def train_image_encoder(
 ) -> dict:
     from mmnar_core.encoders.runtime import pick_device
 
-    device = pick_device(device)
+    run_device = pick_device(device)
     torch.manual_seed(train.seed)
     generator = torch.Generator().manual_seed(train.seed)
     started = time.perf_counter()
@@ -107,7 +108,9 @@ def train_image_encoder(
 
     encoder = ImageEncoder(config)
     head = nn.Linear(encoder.embed_dim, len(names))
-    text_targets, has_text, to_text = None, None, None
+    text_targets: torch.Tensor | None = None
+    has_text: torch.Tensor | None = None
+    to_text: nn.Linear | None = None
     if train.contrastive_weight > 0 and report_modality in dataset.text.columns:
         from mmnar_core.encoders.text_encoder import TextEmbedder
 
@@ -120,9 +123,10 @@ def train_image_encoder(
         text_targets[has_text] = torch.from_numpy(vectors)
         to_text = nn.Linear(encoder.embed_dim, vectors.shape[1])
         log(f"embedded {int(has_text.sum())} paired reports for the contrastive loss")
-    encoder, head = encoder.to(device), head.to(device)
+    encoder, head = encoder.to(run_device), head.to(run_device)
     if to_text is not None:
-        to_text, text_targets = to_text.to(device), text_targets.to(device)
+        assert text_targets is not None, "set with to_text"
+        to_text, text_targets = to_text.to(run_device), text_targets.to(run_device)
     parameters = [*encoder.parameters(), *head.parameters(), *(to_text.parameters() if to_text else [])]
     optimizer = torch.optim.AdamW(parameters, lr=train.lr, weight_decay=train.weight_decay)
     steps_per_epoch = (len(x_train) + train.batch_size - 1) // train.batch_size
@@ -130,7 +134,7 @@ def train_image_encoder(
         optimizer, max_lr=train.lr, total_steps=train.epochs * steps_per_epoch
     )
 
-    best = {"val_mean_auroc": -1.0}
+    best: dict[str, Any] = {"val_mean_auroc": -1.0}
     history = []
     for epoch in range(train.epochs):
         encoder.train(), head.train()
@@ -138,10 +142,11 @@ def train_image_encoder(
         total = 0.0
         for start in range(0, len(order), train.batch_size):
             index = order[start : start + train.batch_size]
-            embedding = encoder(_shift(x_train[index], train.max_shift, generator).to(device))
-            loss = F.binary_cross_entropy_with_logits(head(embedding), y_train[index].to(device))
+            embedding = encoder(_shift(x_train[index], train.max_shift, generator).to(run_device))
+            loss = F.binary_cross_entropy_with_logits(head(embedding), y_train[index].to(run_device))
             if to_text is not None:
-                paired = has_text[index].to(device)
+                assert has_text is not None and text_targets is not None, "set with to_text"
+                paired = has_text[index].to(run_device)
                 if int(paired.sum()) >= 2:
                     loss = loss + train.contrastive_weight * info_nce(
                         to_text(embedding[paired]), text_targets[index][paired], train.temperature
@@ -154,7 +159,10 @@ def train_image_encoder(
         encoder.eval(), head.eval()
         with torch.no_grad():
             scores = torch.cat(
-                [torch.sigmoid(head(encoder(x_val[i : i + 256].to(device)))).cpu() for i in range(0, len(x_val), 256)]
+                [
+                    torch.sigmoid(head(encoder(x_val[i : i + 256].to(run_device)))).cpu()
+                    for i in range(0, len(x_val), 256)
+                ]
             ).numpy()
         aurocs = {n: round(_auroc(y_val[:, j].numpy(), scores[:, j]), 4) for j, n in enumerate(names)}
         mean = float(np.nanmean(list(aurocs.values())))

@@ -31,8 +31,10 @@ class PatientEncoder:
     def encode(self, record: PatientRecord) -> dict[str, np.ndarray]:
         out, images, notes = self._prepare(record)
         if images:
+            assert self.image is not None, "_prepare decodes images only with an image embedder"
             out.update(zip([n for n, _ in images], self.image.embed_arrays([a for _, a in images])))
         if notes:  # all notes of the patient in one forward pass
+            assert self.text is not None, "_prepare cleans notes only with a text embedder"
             out.update(zip([n for n, _ in notes], self.text.embed_clean([t for _, t in notes])))
         return {m.name: out[m.name] for m in self.modalities if m.name in out}
 
@@ -45,9 +47,11 @@ class PatientEncoder:
         notes = [(i, name, text) for i, (_, _, txts) in enumerate(prepared) for name, text in txts]
         outs = [out for out, _, _ in prepared]
         if images:
+            assert self.image is not None, "_prepare decodes images only with an image embedder"
             for (i, name, _), vector in zip(images, self.image.embed_arrays([a for _, _, a in images])):
                 outs[i][name] = vector
         if notes:
+            assert self.text is not None, "_prepare cleans notes only with a text embedder"
             for (i, name, _), vector in zip(notes, self.text.embed_clean([t for _, _, t in notes])):
                 outs[i][name] = vector
         return [{m.name: out[m.name] for m in self.modalities if m.name in out} for out in outs]

@@ -54,6 +54,7 @@ class TabularEncoder:
 
     def levels(self, feature: FeatureSpec) -> list[str]:
         """The one-hot levels of a categorical feature, in column order."""
+        assert feature.categories is not None, f"feature {feature.name!r} is not categorical"
         return [*feature.categories, *([UNKNOWN_LEVEL] if self.unknown_level else []), MISSING_LEVEL]
 
     @property
@@ -168,15 +169,17 @@ class TabularEncoder:
         return numbers.to_numpy(dtype=np.float64, na_value=np.nan)
 
     def _one_hot(self, f: FeatureSpec, raw: pd.Series) -> list[np.ndarray]:
+        categories = f.categories
+        assert categories is not None, f"feature {f.name!r} is not categorical"
         values = raw.astype("object").where(raw.notna(), None)
-        known = set(f.categories)
+        known = set(categories)
         unknown = [v for v in values if v is not None and str(v) not in known]
         if unknown and self.config.unknown_category == "error":
             raise TabularInputError(
-                f"feature {f.name!r}: {unknown[0]!r} is not a category (accepted: {list(f.categories)})"
+                f"feature {f.name!r}: {unknown[0]!r} is not a category (accepted: {list(categories)})"
             )
         as_text = [None if v is None else str(v) for v in values]
-        columns = [np.array([v == c for v in as_text], dtype=np.float64) for c in f.categories]
+        columns = [np.array([v == c for v in as_text], dtype=np.float64) for c in categories]
         if self.unknown_level:
             columns.append(np.array([v is not None and v not in known for v in as_text], dtype=np.float64))
         columns.append(np.array([v is None for v in as_text], dtype=np.float64))

@@ -35,11 +35,12 @@ CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 def decode_note(raw: str | bytes, max_chars: int = _DEFAULT_LIMIT, where: str = "note") -> str:
     """Check type, encoding and length before any work; the error says what is accepted."""
     if isinstance(raw, (bytes, bytearray)):
+        data = bytes(raw)
         try:
-            raw = bytes(raw).decode("utf-8")
+            raw = data.decode("utf-8")
         except UnicodeDecodeError as error:
             raise TextEncodingError(
-                f"{where}: byte {error.start} (0x{bytes(raw)[error.start]:02x}) is not valid UTF-8; accepted: UTF-8 text "
+                f"{where}: byte {error.start} (0x{data[error.start]:02x}) is not valid UTF-8; accepted: UTF-8 text "
                 "(re-save the note as UTF-8)"
             ) from None
     if not isinstance(raw, str):

@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,6 +24,9 @@ from mmnar_core.encoders.config import TextEncoderConfig
 from mmnar_core.encoders.errors import EncoderStateError
 from mmnar_core.encoders.runtime import fingerprint
 from mmnar_core.encoders.text_clean import clean_note
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub: weights are local files only
 
@@ -148,7 +152,7 @@ class TextEncoder(nn.Module):
     """Token windows -> one pooled vector per note; differentiable, so Captum's
     LayerIntegratedGradients can hook `self.model.embeddings`."""
 
-    def __init__(self, model: nn.Module, normalize: bool = True):
+    def __init__(self, model: PreTrainedModel, normalize: bool = True):
         super().__init__()
         self.model = model
         self.normalize = normalize
@@ -248,11 +252,11 @@ class TextEmbedder:
         config: TextEncoderConfig = TextEncoderConfig(),
         device: torch.device | str = "cpu",
         tokenizer=None,
-        model: nn.Module | None = None,
+        model: PreTrainedModel | None = None,
     ):
         if (tokenizer is None) != (model is None):
             raise ValueError("pass both tokenizer and model, or neither")
-        if tokenizer is None:
+        if model is None:  # and tokenizer is None (checked above)
             tokenizer, model = load_text_model(config.model_path)
         limit = int(getattr(model.config, "max_position_embeddings", 512))
         if config.window_tokens > limit:
@@ -278,13 +282,15 @@ class TextEmbedder:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         windows = self.windower(texts)
-        sums = totals = None
+        sums: torch.Tensor | None = None
+        totals: torch.Tensor | None = None
         step = self.config.batch_windows
         for start in range(0, len(windows.owner), step):
             check_cancelled()  # a 200,000-character note is ~200 windows: stop between batches when asked
             part = windows.select(slice(start, start + step))
             s, t = self.encoder.weighted_sums(_to(part, self.device))
-            sums, totals = (s, t) if sums is None else (sums + s, totals + t)
+            sums, totals = (s, t) if sums is None or totals is None else (sums + s, totals + t)
+        assert sums is not None and totals is not None, "every note has at least one window"
         return self.encoder.finish(sums, totals).float().cpu().numpy()
 
     def embed(self, notes: Sequence) -> np.ndarray:
