@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import streamlit as st
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import streamlit as st  # noqa: E402
-
-from mmnar_app.display import modality_name, task_name  # noqa: E402
-from mmnar_app.plain_text import plain  # noqa: E402
-from mmnar_app.ui import page_header, service, settings, store  # noqa: E402
+from mmnar_app.display import modality_name, task_name
+from mmnar_app.plain_text import plain
+from mmnar_app.ui import page_header, service, settings, store
 
 principal = page_header("MMNAR clinical risk explorer")  # every signed-in role
 info = service().info

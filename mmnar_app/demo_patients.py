@@ -15,9 +15,10 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mmnar_app.resources import resource_path
 from mmnar_core.schema import ModalityKind, PatientRecord
 
-DEMO_DIR = Path(__file__).resolve().parents[1] / "assets" / "demo_patients"
+DEMO_DIR = resource_path("demo_patients")
 
 
 @dataclass

@@ -185,7 +185,8 @@ def _arm_words(arm: str) -> str:
 
 def shift_study_table(path: Path, task: str) -> tuple[list[dict], dict] | None:
     """The synthetic site-shift study for one outcome: error against the true risk at a new site, by its ordering
-    policy and how strongly clinicians' unrecorded judgement drives ordering (assets/model_card/shift_study.json)."""
+    policy and how strongly clinicians' unrecorded judgement drives ordering
+    (mmnar_app/resources/model_card/shift_study.json)."""
     if not path.is_file():
         return None
     data = json.loads(path.read_text(encoding="utf-8"))

@@ -8,10 +8,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO_BUNDLE = ROOT / "assets" / "demo_bundle"
-DEMO_BASELINES = ROOT / "assets" / "model_card" / "demo_baselines.json"
-DEMO_SHIFT_STUDY = ROOT / "assets" / "model_card" / "shift_study.json"
+from mmnar_app.resources import resource_path
+from mmnar_core.resources import DEMO_BUNDLE
+
+DEMO_BASELINES = resource_path("model_card", "demo_baselines.json")
+DEMO_SHIFT_STUDY = resource_path("model_card", "shift_study.json")
 
 
 @dataclass(frozen=True)

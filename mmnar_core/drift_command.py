@@ -52,9 +52,11 @@ def training_distribution(bundle_dir: str | Path) -> tuple[str, list[str], dict]
 
     root = Path(bundle_dir)
     if not (root / "bundle.json").is_file():
+        from mmnar_core.resources import DEMO_BUNDLE
+
         raise FileNotFoundError(
             f"{root} is not a model bundle (no bundle.json); accepted: a directory written by "
-            "`python -m mmnar_core train`, e.g. assets/demo_bundle"
+            f"`python -m mmnar_core train`, e.g. the demo bundle {DEMO_BUNDLE}"
         )
     index = verify_bundle(root)  # the training mix compared with is the one the bundle was signed / hashed with
     dataset = json.loads((root / "dataset.json").read_text(encoding="utf-8"))

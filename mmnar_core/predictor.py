@@ -23,11 +23,8 @@ from mmnar_core.explain.reference_image import load_reference_images
 from mmnar_core.numeric import members_mean_and_spread
 from mmnar_core.numeric import sigmoid as _sigmoid
 from mmnar_core.patterns import encode_pattern, pattern_label
+from mmnar_core.resources import SHIPPED_IMAGE_WEIGHTS  # re-exported: the default image weights
 from mmnar_core.schema import FeatureSpec, ModalitySpec, OutcomeSpec, PatientRecord
-
-SHIPPED_IMAGE_WEIGHTS = (
-    Path(__file__).resolve().parents[1] / "assets" / "encoders" / "cxr_mobilenet_v3_small_synth.safetensors"
-)
 
 
 class PredictorError(ValueError):

@@ -36,8 +36,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO_BUNDLE = ROOT / "assets" / "demo_bundle"
+from mmnar_core.resources import DEMO_BUNDLE
+
 REFERENCE_TIME = datetime(2024, 3, 7, tzinfo=UTC)  # FHIR ages do not depend on today
 MAX_IMAGE_BYTES = 2 * 2**20
 MAX_PIXELS = 4_000_000
@@ -560,7 +560,7 @@ EXTRA_SUFFIXES = (".json", ".txt", ".safetensors", ".bin", "", ".md")
 def small_bundle(target: Path) -> Path:
     """A copy of the demo bundle without its large optional files (reference embeddings, training log,
     encoder states), re-indexed so it verifies, then signed with a new key: the fuzzing base. The
-    assets are only read."""
+    shipped demo bundle is only read."""
     from mmnar_core.bundle import INDEX_FILE, _content_hash, _sha256, generate_signing_key, sign_bundle
 
     target.mkdir(parents=True)

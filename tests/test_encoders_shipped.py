@@ -8,7 +8,7 @@ from mmnar_core.encoders.image_backbone import ImageEmbedder, load_image_encoder
 
 
 def test_shipped_weights_are_small_and_self_describing():
-    assert SHIPPED_IMAGE_WEIGHTS.is_file(), "assets/encoders must ship the demo image encoder"
+    assert SHIPPED_IMAGE_WEIGHTS.is_file(), "mmnar_core/resources/encoders must ship the demo image encoder"
     assert SHIPPED_IMAGE_WEIGHTS.stat().st_size < 8 * 2**20
     _, metadata = read_weights(SHIPPED_IMAGE_WEIGHTS)
     assert "synthetic" in metadata["info"] and metadata["format"] == "mmnar-image-encoder/1"

@@ -10,6 +10,7 @@ import pytest
 from mmnar_core.encoders.config import TabularEncoderConfig
 from mmnar_core.encoders.errors import EncoderStateError, TabularInputError
 from mmnar_core.encoders.tabular import IQR_TO_SD, TabularEncoder
+from mmnar_core.resources import DEMO_BUNDLE
 from mmnar_core.schema import FeatureSpec
 
 FEATURES = [
@@ -164,11 +165,10 @@ def test_fit_uses_only_the_rows_given():
 def test_the_shipped_demo_state_loads_with_its_encoder_id_unchanged():
     """The demo bundle's state must keep its id when loaded and saved again, or the bundle stops loading;
     it was fitted with the <unknown> level, so the app accepts a category it has not seen (with a note)."""
-    from pathlib import Path
 
     from mmnar_core.encoders.runtime import fingerprint
 
-    (path,) = (Path(__file__).resolve().parents[1] / "assets/demo_bundle/encoders").glob("tabular-*/tabular_state.json")
+    (path,) = (DEMO_BUNDLE / "encoders").glob("tabular-*/tabular_state.json")
     loaded = TabularEncoder.load(path)
     assert loaded.config.unknown_category == "unknown" and any("<unknown>" in n for n in loaded.output_names)
     assert fingerprint("tabular", loaded.state_dict()) == path.parent.name

@@ -2,7 +2,6 @@
 and one specific message per kind of bad input (naming the field / file / line and what is accepted)."""
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -16,12 +15,10 @@ from mmnar_core.inputs import (
     parse_structured_json,
     unit_hint,
 )
+from mmnar_core.resources import DEMO_BUNDLE
 from mmnar_core.schema import FeatureSpec
 
-ROOT = Path(__file__).resolve().parents[1]
-FEATURES = [
-    FeatureSpec.from_dict(f) for f in json.loads((ROOT / "assets/demo_bundle/dataset.json").read_text())["features"]
-]
+FEATURES = [FeatureSpec.from_dict(f) for f in json.loads((DEMO_BUNDLE / "dataset.json").read_text())["features"]]
 BY_NAME = {f.name: f for f in FEATURES}
 NAMES = [f.name for f in FEATURES]
 

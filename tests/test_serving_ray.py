@@ -9,17 +9,16 @@ from __future__ import annotations
 import argparse
 import socket
 import time
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("ray.serve")
 
+from mmnar_core.resources import DEMO_BUNDLE
 from mmnar_core.serving import ray_app  # noqa: E402
 from mmnar_core.serving.config import ServeConfig  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "assets" / "demo_bundle"
+DEMO = DEMO_BUNDLE
 
 
 def test_deployment_definition_replicas_resources_and_limits():
@@ -48,7 +47,7 @@ def test_deployment_definition_replicas_resources_and_limits():
     bundle, replica_config = deployment.init_args[:2]
     assert bundle == str(DEMO.resolve()) and ServeConfig.from_dict(replica_config).device == "cpu"
     with pytest.raises(FileNotFoundError):
-        ray_app.build_deployment(ROOT / "assets", 2, 0.0, config)
+        ray_app.build_deployment(DEMO.parent, 2, 0.0, config)  # a folder, not a bundle
 
 
 def test_ray_options_and_config_from_the_serve_command():

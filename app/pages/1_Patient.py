@@ -3,18 +3,11 @@ save the assessment."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import streamlit as st
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import streamlit as st  # noqa: E402
-
-from mmnar_app import patient_form as form  # noqa: E402
-from mmnar_app.display import modality_name, task_name  # noqa: E402
-from mmnar_app.ui import page_header, render_results, service, store  # noqa: E402
+from mmnar_app import patient_form as form
+from mmnar_app.display import modality_name, task_name
+from mmnar_app.ui import page_header, render_results, service, store
 
 user = page_header("Patient", require="analyse").username  # clinicians (and the local demo user)
 svc = service()

@@ -4,19 +4,12 @@ definitions, intended use, limitations and provenance."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import streamlit as st
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import streamlit as st  # noqa: E402
-
-from mmnar_app import charts, drift, model_card  # noqa: E402
-from mmnar_app.display import task_name  # noqa: E402
-from mmnar_app.settings import DEMO_BASELINES, DEMO_SHIFT_STUDY  # noqa: E402
-from mmnar_app.ui import page_header, service, settings, store  # noqa: E402
+from mmnar_app import charts, drift, model_card
+from mmnar_app.display import task_name
+from mmnar_app.settings import DEMO_BASELINES, DEMO_SHIFT_STUDY
+from mmnar_app.ui import page_header, service, settings, store
 
 page_header("Model card")  # every signed-in role
 info = service().info

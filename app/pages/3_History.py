@@ -3,20 +3,14 @@ one as a self-contained HTML report; the append-only audit log."""
 
 from __future__ import annotations
 
-import sys
 from datetime import UTC, datetime, time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import streamlit as st
 
-import streamlit as st  # noqa: E402
-
-from mmnar_app import history  # noqa: E402
-from mmnar_app.display import task_name  # noqa: E402
-from mmnar_app.plain_text import plain  # noqa: E402
-from mmnar_app.ui import page_header, render_results, service, store  # noqa: E402
+from mmnar_app import history
+from mmnar_app.display import task_name
+from mmnar_app.plain_text import plain
+from mmnar_app.ui import page_header, render_results, service, store
 
 principal = page_header("History", require="history")  # clinicians: their own; reviewers: all
 info = service().info

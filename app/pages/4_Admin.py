@@ -3,20 +3,13 @@ append-only audit log with its CSV export. Admins only (and the user of the loca
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import streamlit as st
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import streamlit as st  # noqa: E402
-
-from mmnar_app import admin, history  # noqa: E402
-from mmnar_app.plain_text import plain  # noqa: E402
-from mmnar_app.store import StoreError  # noqa: E402
-from mmnar_app.store.users import MIN_PASSWORD_LENGTH, ROLES, UserStore  # noqa: E402
-from mmnar_app.ui import page_header, service, store  # noqa: E402
+from mmnar_app import admin, history
+from mmnar_app.plain_text import plain
+from mmnar_app.store import StoreError
+from mmnar_app.store.users import MIN_PASSWORD_LENGTH, ROLES, UserStore
+from mmnar_app.ui import page_header, service, store
 
 principal = page_header("Admin", require="admin")
 info = service().info

@@ -8,11 +8,8 @@ import sys
 from pathlib import Path
 
 from mmnar_core.encoders.config import IMAGE_ARCHS, ImageEncoderConfig, ImageTrainConfig, TextEncoderConfig
+from mmnar_core.resources import SHIPPED_IMAGE_WEIGHTS
 from mmnar_core.schema import ModalityKind
-
-SHIPPED_IMAGE_WEIGHTS = (
-    Path(__file__).resolve().parents[2] / "assets" / "encoders" / "cxr_mobilenet_v3_small_synth.safetensors"
-)
 
 
 def register(subparsers) -> None:

@@ -18,7 +18,11 @@ def register(subparsers) -> None:
         "/explain with multipart inputs validated as the app validates them. GET /health, /ready, /info, /stats, "
         "/pattern-counts, /docs. See docs/serving.md.",
     )
-    parser.add_argument("bundle", metavar="BUNDLE_DIR", help="model bundle directory (e.g. assets/demo_bundle)")
+    parser.add_argument(
+        "bundle",
+        metavar="BUNDLE_DIR",
+        help="model bundle directory (e.g. the demo bundle, mmnar_core/resources/demo_bundle)",
+    )
     parser.add_argument("--host", default=_DEFAULTS.host, help=f"address to listen on (default {_DEFAULTS.host})")
     parser.add_argument("--port", type=int, default=_DEFAULTS.port, help=f"port (default {_DEFAULTS.port})")
     parser.add_argument(
@@ -240,9 +244,11 @@ def run_command(args) -> int:
     config = config_from_args(args)  # a bad limit fails before the bundle is looked at
     bundle = Path(args.bundle)
     if not (bundle / "bundle.json").is_file():
+        from mmnar_core.resources import DEMO_BUNDLE
+
         raise FileNotFoundError(
             f"{bundle} is not a model bundle (no bundle.json); accepted: a directory written by "
-            "`python -m mmnar_core train`, e.g. assets/demo_bundle"
+            f"`python -m mmnar_core train`, e.g. the demo bundle {DEMO_BUNDLE}"
         )
     if args.device:
         from mmnar_core.encoders.runtime import pick_device

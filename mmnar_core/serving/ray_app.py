@@ -53,10 +53,7 @@ DEPLOYMENT_NAME = "MMNARServer"
 SERVE_NAMESPACE = "serve"  # Ray Serve's own actors (controller, proxies, replicas) live there
 DEFAULT_CPUS_PER_REPLICA = 0.5
 DEFAULT_OBJECT_STORE_MB = 200
-PROXY_TIMEOUT_MARGIN_S = 5.0
-PACKAGE_ROOT = (
-    Path(__file__).resolve().parents[2]
-)  # the folder holding mmnar_core/  # the app answers 504 itself at request_timeout_s; the proxy's limit is later
+PROXY_TIMEOUT_MARGIN_S = 5.0  # the app answers 504 itself at request_timeout_s; the proxy's limit is later
 
 
 # --------------------------------------------------------------------------- the replica
@@ -186,8 +183,8 @@ def connect(
     if address:
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         return False
-    # replicas import this package as the driver does, whether it is installed or run from a checkout
-    paths = [str(PACKAGE_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    # the package is installed (a wheel, or editable from a checkout): the workers, started with this
+    # interpreter and environment, import it as the driver does
     ray.init(
         num_cpus=int(math.ceil(num_cpus or os.cpu_count() or 1)),
         object_store_memory=int(object_store_mb) * 2**20,
@@ -195,7 +192,6 @@ def connect(
         _node_ip_address="127.0.0.1",
         log_to_driver=False,
         logging_level=logging.WARNING,
-        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}},
     )
     return True
 

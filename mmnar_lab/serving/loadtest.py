@@ -2,7 +2,7 @@
 
     python -m mmnar_lab.serving.loadtest --url http://127.0.0.1:8765 [--endpoint predict|explain]
         [--concurrency 1 2 4 8] [--seconds 20] [--patients N] [--burst]
-    python -m mmnar_lab.serving.loadtest --benchmark [--bundle assets/demo_bundle] [--out FILE]
+    python -m mmnar_lab.serving.loadtest --benchmark [--bundle BUNDLE_DIR] [--out FILE]
 
 A small asyncio + httpx client. Each level runs `concurrency` closed-loop workers (a worker sends its next
 request when the previous one is answered) for `seconds`, at most `--max-requests` requests, and reports
@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-ROOT = Path(__file__).resolve().parents[2]
-DEMO_BUNDLE = ROOT / "assets" / "demo_bundle"
+from mmnar_core.resources import DEMO_BUNDLE
+
 ENDPOINTS = ("predict", "explain", "what-if")
 MAX_REQUESTS_PER_LEVEL = 5000  # hard bound whatever --seconds says
 MAX_BURST_REQUESTS = 3000
@@ -476,9 +476,7 @@ def _start(command: list[str], log_path: Path) -> subprocess.Popen:
     env = dict(os.environ, HF_HUB_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1")
     log = open(log_path, "w")
     # own process group: stopping the server also stops the workers it started
-    return subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT), start_new_session=True
-    )
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
 def _stop(process: subprocess.Popen, timeout_s: float = 60.0) -> None:

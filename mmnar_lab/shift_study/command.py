@@ -145,6 +145,6 @@ def run(args) -> int:
     print(table)
     print(
         f"\nwrote {out / 'results.json'}, {out / 'results.md'} and {out / 'card.json'} (the model card's summary: "
-        "copy it to assets/model_card/shift_study.json for the demo bundle)"
+        "copy it to mmnar_app/resources/model_card/shift_study.json for the demo bundle)"
     )
     return 0

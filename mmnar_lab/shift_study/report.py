@@ -162,9 +162,9 @@ def _headline(headline: dict) -> list[str]:
 
 
 def card_summary(results: dict, pool: int | None = None) -> dict:
-    """What the app's model card shows (assets/model_card/shift_study.json): per judgement, task and policy at one
-    pool size, the error against the true risk of ours unadapted and with rectifier v2, and of the best reference
-    with its best adaptation, with the paired ratio interval; plus the run's settings."""
+    """What the app's model card shows (mmnar_app/resources/model_card/shift_study.json): per judgement, task and
+    policy at one pool size, the error against the true risk of ours unadapted and with rectifier v2, and of the
+    best reference with its best adaptation, with the paired ratio interval; plus the run's settings."""
     config = results["config"]
     pool = pool or _middle_pool(config)
     rows = []
