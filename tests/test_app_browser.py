@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 
 import pytest
-from conftest import ROOT
+from support.paths import ROOT
 
 from mmnar_app.browser_harness import (
     RESULTS_TEXT,

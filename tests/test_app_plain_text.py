@@ -8,9 +8,9 @@ import json
 import re
 
 import pytest
-from conftest import ROOT
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
+from support.paths import ROOT
 
 from mmnar_app.plain_text import plain
 

@@ -10,9 +10,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import ROOT
-from postgres_server import postgres_server  # noqa: F401  (session fixture)
 from streamlit.testing.v1 import AppTest
+from support.paths import ROOT
 
 from mmnar_app.store import StoreError, UserStore, open_store
 from mmnar_app.store.backoff import BackoffPolicy

@@ -12,18 +12,11 @@ import csv
 import io
 
 import pytest
-from conftest import ROOT
 from streamlit.testing.v1 import AppTest
+from support.app_auth import AUTH, page, person
 
-from mmnar_app.store import UserStore, open_store
+from mmnar_app.store import UserStore
 
-AUTH = {
-    "redirect_uri": "http://127.0.0.1:8501/oauth2callback",
-    "cookie_secret": "s" * 32,
-    "client_id": "mmnar",
-    "client_secret": "not-a-real-secret",
-    "server_metadata_url": "http://127.0.0.1:9/.well-known/openid-configuration",
-}
 PAGES = {
     "Home.py": "Home",
     "pages/1_Patient.py": "Patient",
@@ -44,34 +37,6 @@ CONTENT = {
     "Admin": "Users",
 }
 FAST_DEMO = "Demo 06"
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    data = tmp_path / "data"
-    monkeypatch.setenv("MMNAR_DATA_DIR", str(data))
-    monkeypatch.setenv("MMNAR_OIDC_ROLE_CLAIM", "groups")
-    monkeypatch.setenv("MMNAR_OIDC_ROLE_MAP", "mmnar-clinicians=clinician,mmnar-reviewers=reviewer,mmnar-admins=admin")
-    monkeypatch.delenv("MMNAR_AUTH", raising=False)
-    monkeypatch.delenv("MMNAR_DATABASE_URL", raising=False)
-    store = open_store(None, data_dir=data)
-    yield store
-    store.close()
-
-
-def page(path: str, user: dict | None, auth: dict | None = AUTH) -> AppTest:
-    app = AppTest.from_file(str(ROOT / "app" / path), default_timeout=180)
-    if auth is not None:
-        app.secrets["auth"] = auth
-    if user is not None:
-        app.user = user
-    app.run()
-    assert not app.exception, app.exception
-    return app
-
-
-def person(email: str, *groups: str) -> dict:
-    return {"is_logged_in": True, "email": email, "name": email.split("@")[0].title(), "groups": list(groups)}
 
 
 def text(app: AppTest) -> str:

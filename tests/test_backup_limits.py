@@ -12,7 +12,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from test_backup import archive, counts, populate  # noqa: F401  (archive is a fixture)
+from support.backup import counts, populate
 
 from mmnar_app.store import open_store
 from mmnar_app.store.archive_limits import ArchiveLimits, first_duplicate
@@ -33,7 +33,7 @@ def refused(path: Path, url: str, match: str, **limits) -> str:
     return str(caught.value)
 
 
-def test_an_entry_or_the_total_over_its_cap_is_refused_from_the_headers(archive, target):  # noqa: F811
+def test_an_entry_or_the_total_over_its_cap_is_refused_from_the_headers(archive, target):
     path, _, _ = archive
     with zipfile.ZipFile(path) as z:
         biggest = max(z.infolist(), key=lambda i: i.file_size)
@@ -51,7 +51,7 @@ def test_an_entry_or_the_total_over_its_cap_is_refused_from_the_headers(archive,
         )
 
 
-def test_too_many_entries_are_refused_before_zipfile_reads_the_directory(archive, target, monkeypatch):  # noqa: F811
+def test_too_many_entries_are_refused_before_zipfile_reads_the_directory(archive, target, monkeypatch):
     path, _, _ = archive
     with zipfile.ZipFile(path) as z:
         n = len(z.infolist())
@@ -145,7 +145,7 @@ def test_the_duplicate_check_is_one_pass_over_a_set(tmp_path, target):
     assert f"entry blobs/{19_999:064x} appears more than once" in message
 
 
-def test_command_line_limits_are_checked_and_named(archive, tmp_path, capsys):  # noqa: F811
+def test_command_line_limits_are_checked_and_named(archive, tmp_path, capsys):
     path, _, _ = archive
     for bad in ("0", "-3", "lots"):
         with pytest.raises(SystemExit) as caught:

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from sklearn.metrics import roc_auc_score
-from test_training import planted_data
 
 from mmnar_core.baselines import (
     MODELS,
@@ -28,6 +27,7 @@ from mmnar_core.baselines import (
 from mmnar_core.cli import build_parser, main
 from mmnar_core.model import MMNARConfig
 from mmnar_core.training.trainer import train
+from mmnar_lab.planted import planted_data
 
 CPU = torch.device("cpu")
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import ROOT
+from support.paths import ROOT
 
 
 def run_python(code: str, tmp_path, timeout: int = 300) -> subprocess.CompletedProcess:

@@ -1,12 +1,11 @@
-"""The demo bundle shipped in mmnar_core/resources/: it loads, says what it is, stays small, and serves raw inputs."""
+"""The demo bundle shipped in assets/: it loads, says what it is, stays small, and serves raw inputs."""
 
 import json
 
 import pytest
+from support.paths import ROOT
 
-from mmnar_core.resources import DEMO_BUNDLE
-
-DEMO = DEMO_BUNDLE
+DEMO = ROOT / "assets" / "demo_bundle"
 
 
 def test_demo_bundle_is_small_verified_and_labelled_synthetic():

@@ -12,9 +12,10 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT
 from sklearn.metrics import roc_auc_score
-from test_training import planted_data
+from support.paths import ROOT
+
+from mmnar_lab.planted import planted_data
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +28,7 @@ def _free_port() -> int:
 
 def _run(tmp_path, name, processes, aux):
     out = tmp_path / f"{name}.npy"
-    worker = str(ROOT / "tests" / "ddp_worker.py")
+    worker = str(ROOT / "tests" / "support" / "ddp_worker.py")
     if processes == 1:
         command = [sys.executable, worker, str(out)]
     else:

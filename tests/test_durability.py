@@ -23,7 +23,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from postgres_server import postgres_server  # noqa: F401  (session fixture)
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.pool import NullPool
 

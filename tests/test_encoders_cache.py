@@ -8,43 +8,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from mmnar_core.dataset import load_dataset
 from mmnar_core.encoders.cache import EmbeddingCache, content_key, load_embeddings
-from mmnar_core.encoders.config import ImageEncoderConfig, TextEncoderConfig
+from mmnar_core.encoders.config import TextEncoderConfig
 from mmnar_core.encoders.embed import embed_dataset
-from mmnar_core.encoders.image_backbone import ImageEmbedder, ImageEncoder, save_image_encoder
-from mmnar_core.encoders.text_encoder import TextEmbedder, default_model_path
+from mmnar_core.encoders.image_backbone import save_image_encoder
+from mmnar_core.encoders.text_encoder import TextEmbedder
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_dataset import write_tiny  # noqa: E402
-
-TINY_IMAGE = ImageEncoderConfig(input_size=32, embed_dim=8)
-
-
-def tiny_text(seed: int) -> TextEmbedder:
-    """A one-layer random BERT with MiniLM's tokenizer: fast, and a new seed is a new encoder."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    tokenizer = AutoTokenizer.from_pretrained(default_model_path(), local_files_only=True)
-    torch.manual_seed(seed)
-    model = BertModel(
-        BertConfig(
-            vocab_size=tokenizer.vocab_size,
-            hidden_size=16,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=32,
-            max_position_embeddings=64,
-        )
-    )
-    return TextEmbedder(TextEncoderConfig(window_tokens=64, overlap_tokens=8), tokenizer=tokenizer, model=model.eval())
-
-
-def tiny_image(seed: int) -> ImageEmbedder:
-    torch.manual_seed(seed)
-    return ImageEmbedder(ImageEncoder(TINY_IMAGE), batch_size=2)
+from support.encoders import tiny_image, tiny_text  # noqa: E402
+from support.tiny_dataset import write_tiny  # noqa: E402
 
 
 @pytest.fixture()
@@ -113,7 +87,7 @@ def test_changed_encoder_invalidates(tiny, tmp_path):
 
 def test_resume_after_interruption(tmp_path):
     """Kill the run after the first stored batch; the re-run computes only what is missing."""
-    from tiny_dataset import tiny_manifest
+    from support.tiny_dataset import tiny_manifest
 
     from mmnar_core.dataset import DatasetWriter
 

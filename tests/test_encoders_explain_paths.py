@@ -11,7 +11,7 @@ from mmnar_core.encoders.image_backbone import ImagePipeline
 from mmnar_core.encoders.text_encoder import NoteForward
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_encoders_cache import tiny_image, tiny_text  # noqa: E402
+from support.encoders import tiny_image, tiny_text  # noqa: E402
 
 
 def test_integrated_gradients_on_raw_pixels_is_complete():

@@ -13,8 +13,8 @@ from mmnar_core.encoders.tabular import TabularEncoder
 from mmnar_core.schema import PatientRecord
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_encoders_cache import tiny_image, tiny_text  # noqa: E402
-from tiny_dataset import PNG_1x1, tiny_manifest  # noqa: E402
+from support.encoders import tiny_image, tiny_text  # noqa: E402
+from support.tiny_dataset import PNG_1x1, tiny_manifest  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from mmnar_core.encoders.command import parse_shard
 from mmnar_core.encoders.embed import embed_dataset
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_encoders_cache import tiny_image, tiny_text  # noqa: E402
-from tiny_dataset import write_tiny  # noqa: E402
+from support.encoders import tiny_image, tiny_text  # noqa: E402
+from support.tiny_dataset import write_tiny  # noqa: E402
 
 
 def test_shards_fill_the_cache_and_the_final_run_only_indexes(tmp_path):

@@ -6,8 +6,8 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from dicom_bomb import deflated_zero_dicom
 from PIL import Image, ImageFile
+from support.dicom import deflated_zero_dicom
 
 from mmnar_core.encoders.dicom_write import dicom_bytes
 from mmnar_core.encoders.errors import ImageTooLargeError

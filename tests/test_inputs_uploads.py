@@ -23,15 +23,16 @@ from mmnar_core.inputs import (
     read_image_upload,
     read_text_upload,
 )
-from mmnar_core.resources import DEMO_BUNDLE
 from mmnar_core.schema import MIMIC_STYLE_MODALITIES, FeatureSpec
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_encoders_cache import tiny_image  # noqa: E402
+from support.encoders import tiny_image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 COVID = ROOT.parent / "shared" / "data" / "covid-cxr-notes"
-FEATURES = [FeatureSpec.from_dict(f) for f in json.loads((DEMO_BUNDLE / "dataset.json").read_text())["features"]]
+FEATURES = [
+    FeatureSpec.from_dict(f) for f in json.loads((ROOT / "assets/demo_bundle/dataset.json").read_text())["features"]
+]
 MB = 2**20
 
 

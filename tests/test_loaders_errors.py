@@ -5,7 +5,7 @@ import warnings
 
 import pandas as pd
 import pytest
-from mimic_fixture import write_mimic_root
+from support.mimic_fixture import write_mimic_root
 
 from mmnar_core.cli import main
 from mmnar_core.loaders import build_source

@@ -1,12 +1,12 @@
 """MIMIC-IV loader on a tiny hand-written root in the published hosp/icu, MIMIC-IV-Note and MIMIC-CXR-JPG
-formats (tests/mimic_fixture.py): cohort, labels, features, windows of every modality, CXR choice."""
+formats (tests/support/mimic_fixture.py): cohort, labels, features, windows of every modality, CXR choice."""
 
 import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
-from mimic_fixture import DISCH1, write_mimic_root
+from support.mimic_fixture import DISCH1, write_mimic_root
 
 from mmnar_core.dataset import load_dataset
 from mmnar_core.loaders.mimic_iv import build as mimic_build

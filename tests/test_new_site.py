@@ -26,7 +26,7 @@ from mmnar_core.loaders.tables import LoaderError
 from mmnar_core.schema import FeatureSpec
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_dataset import write_tiny  # noqa: E402
+from support.tiny_dataset import write_tiny  # noqa: E402
 
 AGE = FeatureSpec("age", "numeric", "structured", unit="years", valid_range=(18, 110))
 SEX_FEMALE_ONLY = FeatureSpec("sex", "categorical", "structured", categories=("female",))

@@ -14,9 +14,9 @@ import logging
 
 import numpy as np
 import pytest
-from conftest import ROOT
 from PIL import Image
 from streamlit.testing.v1 import AppTest
+from support.paths import ROOT
 
 NAME = "Johanna Quistgaard"
 MRN = "48213977"

@@ -12,7 +12,7 @@ import math
 import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
-from property_budget import budget
+from support.property_budget import budget
 
 from mmnar_core.inputs import (
     InputError,

@@ -10,7 +10,7 @@ import json
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
-from property_budget import budget
+from support.property_budget import budget
 
 from mmnar_lab import fuzz_targets as ft
 

@@ -4,7 +4,7 @@ import re
 import subprocess
 import sys
 
-from conftest import ROOT
+from support.paths import ROOT
 
 
 def _readme_commands():

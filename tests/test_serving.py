@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from support.fhir import make_bundle
+from support.paths import ROOT
 
 from mmnar_app.demo_patients import load_demo_patients
 from mmnar_core.explain.explanation import input_hash
 from mmnar_core.model_info import ModelInfo, model_info
-from mmnar_core.resources import DEMO_BUNDLE
 from mmnar_core.serving import ServeConfig, create_app
 from mmnar_lab.serving.testing import cached_predictor
 
-BUNDLE = DEMO_BUNDLE
+BUNDLE = ROOT / "assets" / "demo_bundle"
 FAST_DEMO = "Demo 06"  # structured + X-ray, no notes: fast
 EXTRA = ("input_hash", "input_notes", "model_id")
 
@@ -135,8 +136,6 @@ def test_app_input_formats_are_accepted(client, predictor, demo):
     assert response.status_code == 200, response.text
     assert any("°F converted to 38.5" in n for n in response.json()["input_notes"])
     assert response.json()["available"] == ["structured"]
-
-    from test_inputs_fhir import make_bundle
 
     bundle = json.dumps(make_bundle()).encode()
     both = client.post(

@@ -11,11 +11,10 @@ import sys
 import time
 
 import httpx
-from conftest import ROOT
+from support.paths import ROOT
 
 from mmnar_app.demo_patients import load_demo_patients
 from mmnar_core.cli import main
-from mmnar_core.resources import DEMO_BUNDLE
 from mmnar_lab.serving.testing import cached_predictor
 
 
@@ -34,7 +33,7 @@ def test_serve_command_end_to_end(tmp_path):
         "-m",
         "mmnar_core",
         "serve",
-        str(DEMO_BUNDLE),
+        str(ROOT / "assets" / "demo_bundle"),
         "--port",
         str(port),
         "--threads",
@@ -77,7 +76,7 @@ def test_serve_command_end_to_end(tmp_path):
         process.terminate()
         process.wait(20)
         log.close()
-    expected = cached_predictor(DEMO_BUNDLE).predict(demo.record()).to_dict()
+    expected = cached_predictor(ROOT / "assets" / "demo_bundle").predict(demo.record()).to_dict()
     assert {k: v for k, v in answer.json().items() if k in expected} == expected
 
 

@@ -8,17 +8,16 @@ import re
 
 import httpx
 import pytest
-from conftest import ROOT
 from streamlit.testing.v1 import AppTest
+from support.paths import ROOT
 
 from mmnar_app.demo_patients import load_demo_patients
 from mmnar_app.display import percent
 from mmnar_app.remote import RemoteService, RemoteServiceError
-from mmnar_core.resources import DEMO_BUNDLE
 from mmnar_core.serving import ServeConfig, create_app
 from mmnar_lab.serving.testing import ServerThread, cached_predictor
 
-BUNDLE = DEMO_BUNDLE
+BUNDLE = ROOT / "assets" / "demo_bundle"
 
 
 @pytest.fixture(scope="module")

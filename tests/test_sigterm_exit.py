@@ -12,7 +12,7 @@ import textwrap
 import time
 
 import httpx
-from conftest import ROOT
+from support.paths import ROOT
 
 
 def free_port() -> int:

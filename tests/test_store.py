@@ -17,10 +17,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from postgres_server import postgres_server, postgres_url  # noqa: F401  (session fixtures)
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import NullPool
+from support.store import raw_engine, sample
 
 from mmnar_app.store import (
     Assessment,
@@ -40,26 +39,6 @@ TABLES = ("blobs", "assessments", "assessment_files", "audit_log")
 # -- fixtures and helpers ----------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path) -> str:
-    """URL of a database that does not exist yet (open_store creates it)."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'data dir' / 'mmnar.sqlite3'}"
-    server = request.getfixturevalue("postgres_server")
-    return server.url(f"t_{uuid.uuid4().hex[:16]}")
-
-
-@pytest.fixture
-def store(db_url):
-    s = open_store(db_url)
-    yield s
-    s.close()
-
-
-def raw_engine(url: str):
-    return create_engine(url, poolclass=NullPool)
-
-
 def table_counts(url: str) -> dict[str, int]:
     engine = raw_engine(url)
     try:
@@ -72,23 +51,6 @@ def table_counts(url: str) -> dict[str, int]:
 def canonical(value) -> str:
     """Exact comparison including float repr, int vs float and NaN."""
     return json.dumps(value, sort_keys=True, allow_nan=True)
-
-
-def sample(i: int = 0, **over) -> dict:
-    kw = dict(
-        user="dr.house",
-        patient_label=f"Patient {i}",
-        model_id="mmnar-demo",
-        model_version="demo (v1)",
-        input_hash=f"{i:064x}",
-        inputs={"age": 60 + i, "labs": {"hb": 12.5}},
-        outputs={"risk": 0.1 * i},
-        pattern="EHR+CXR",
-        summary={"readmission_30d": 0.1 * i},
-        note="",
-    )
-    kw.update(over)
-    return kw
 
 
 def closed_port() -> int:
@@ -525,7 +487,7 @@ def test_bad_urls_and_unreachable_databases_give_clear_errors(tmp_path):
     assert "hunter2" not in str(err.value) and time.monotonic() - start < 10
 
 
-def test_postgres_database_is_created_and_password_is_masked(postgres_server):  # noqa: F811
+def test_postgres_database_is_created_and_password_is_masked(postgres_server):
     name = f"t_{uuid.uuid4().hex[:16]}"
     url = f"postgresql://postgres:s3cret@127.0.0.1:{postgres_server.port}/{name}"  # trust auth: any password
     with open_store(url) as store:

@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from postgres_server import postgres_server, postgres_url  # noqa: F401  (session fixtures)
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
-from test_store import db_url, raw_engine, sample  # noqa: F401, F811  (db_url is a fixture)
+from support.store import raw_engine, sample
 
 from mmnar_app.store import open_store
 from mmnar_app.store.verify import main as verify_main
@@ -59,14 +58,7 @@ def replacing_statements(backend: str, aid: int) -> list[str]:
     return statements
 
 
-@pytest.fixture
-def store(db_url):  # noqa: F811
-    s = open_store(db_url)
-    yield s
-    s.close()
-
-
-def test_no_write_can_replace_an_assessment_or_an_audit_entry(store, db_url):  # noqa: F811
+def test_no_write_can_replace_an_assessment_or_an_audit_entry(store, db_url):
     aid = store.save_assessment(**sample(1, note="original"), files={"cxr": ("x.png", "image/png", b"\x89PNG pixels")})
     store.record(action="open", user="nurse", assessment_id=aid)
     saved, log = store.get_assessment(aid), store.audit_log()
@@ -97,7 +89,7 @@ def test_no_write_can_replace_an_assessment_or_an_audit_entry(store, db_url):  #
     assert verify_store(store).ok
 
 
-def _owner_sql(db_url: str, backend: str, statements: list[str]) -> None:  # noqa: F811
+def _owner_sql(db_url: str, backend: str, statements: list[str]) -> None:
     """What the database's owner can do: lift the triggers, change rows, put the triggers back."""
     lift = (
         ["DROP TRIGGER audit_log_no_update", "DROP TRIGGER audit_log_no_delete"]
@@ -113,7 +105,7 @@ def _owner_sql(db_url: str, backend: str, statements: list[str]) -> None:  # noq
         engine.dispose()
 
 
-def test_chain_links_every_entry_and_verify_names_a_changed_one(store, db_url, capsys):  # noqa: F811
+def test_chain_links_every_entry_and_verify_names_a_changed_one(store, db_url, capsys):
     aid = store.save_assessment(**sample(2))
     for action in ("open", "compare", "export"):
         store.record(action=action, user="nurse", assessment_id=aid)
@@ -128,7 +120,7 @@ def test_chain_links_every_entry_and_verify_names_a_changed_one(store, db_url, c
     assert verify_main(["--database-url", db_url]) == 1 and "audit entry 3" in capsys.readouterr().out
 
 
-def test_verify_names_the_entry_after_a_removed_one(store, db_url):  # noqa: F811
+def test_verify_names_the_entry_after_a_removed_one(store, db_url):
     aid = store.save_assessment(**sample(3))
     for action in ("open", "compare", "export"):
         store.record(action=action, user="nurse", assessment_id=aid)
@@ -138,7 +130,7 @@ def test_verify_names_the_entry_after_a_removed_one(store, db_url):  # noqa: F81
     assert [b.split(":")[0] for b in verify_store(store).breaks] == ["audit entry 3"]
 
 
-def _column(db_url: str, name: str) -> list:  # noqa: F811
+def _column(db_url: str, name: str) -> list:
     engine = raw_engine(db_url)
     try:
         with engine.connect() as conn:
@@ -147,7 +139,7 @@ def _column(db_url: str, name: str) -> list:  # noqa: F811
         engine.dispose()
 
 
-def test_migration_chains_the_entries_written_before_it(db_url):  # noqa: F811
+def test_migration_chains_the_entries_written_before_it(db_url):
     from alembic import command
 
     from mmnar_app.store.core import alembic_config
@@ -186,7 +178,7 @@ def test_migration_chains_the_entries_written_before_it(db_url):  # noqa: F811
 # -- the assessment chain (migration 0004) ---------------------------------------------------------------
 
 
-def _owner_changes_assessments(db_url: str, backend: str, statements: list[str]) -> None:  # noqa: F811
+def _owner_changes_assessments(db_url: str, backend: str, statements: list[str]) -> None:
     lift = (
         [
             "DROP TRIGGER assessments_no_update",
@@ -214,7 +206,7 @@ def _saved(store, n: int) -> list[int]:
     ]
 
 
-def test_assessment_chain_names_a_changed_or_removed_assessment(store, db_url, capsys):  # noqa: F811
+def test_assessment_chain_names_a_changed_or_removed_assessment(store, db_url, capsys):
     ids = _saved(store, 4)
     report = verify_store(store)
     assert report.ok and report.assessments.entries == 4 and report.audit.entries == 4
@@ -237,7 +229,7 @@ def test_assessment_chain_names_a_changed_or_removed_assessment(store, db_url, c
     assert f"assessment {ids[1]}" in out and '"audit_log"' in out and '"ok": false' in out
 
 
-def test_assessment_chain_names_the_one_after_a_removed_assessment(store, db_url):  # noqa: F811
+def test_assessment_chain_names_the_one_after_a_removed_assessment(store, db_url):
     ids = _saved(store, 3)
     lift = (
         ["DROP TRIGGER audit_log_no_delete", "DROP TRIGGER assessment_files_no_delete"]
@@ -257,7 +249,7 @@ def test_assessment_chain_names_the_one_after_a_removed_assessment(store, db_url
     assert [b.split(":")[0] for b in verify_store(store).assessments.breaks] == [f"assessment {ids[2]}"]
 
 
-def test_migration_0004_chains_every_assessment_saved_before_it(db_url):  # noqa: F811
+def test_migration_0004_chains_every_assessment_saved_before_it(db_url):
     """A database at 0003 with saved assessments upgrades without losing or changing any, and its back-filled
     chain is the one the store writes on save."""
     from alembic import command
@@ -287,7 +279,7 @@ def test_migration_0004_chains_every_assessment_saved_before_it(db_url):  # noqa
     assert _assessment_hashes(db_url)[:5] == hashes
 
 
-def _assessment_hashes(db_url: str) -> list[tuple]:  # noqa: F811
+def _assessment_hashes(db_url: str) -> list[tuple]:
     engine = raw_engine(db_url)
     try:
         with engine.connect() as conn:
@@ -296,7 +288,7 @@ def _assessment_hashes(db_url: str) -> list[tuple]:  # noqa: F811
         engine.dispose()
 
 
-def test_backup_round_trip_keeps_the_assessment_chain(store, tmp_path):  # noqa: F811
+def test_backup_round_trip_keeps_the_assessment_chain(store, tmp_path):
     from mmnar_app.store.backup import export_archive, import_archive
 
     _saved(store, 3)

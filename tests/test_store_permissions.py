@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from support.paths import ROOT
 
 from mmnar_app.store import open_store
 from mmnar_app.store.backup import export_archive

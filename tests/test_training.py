@@ -8,7 +8,7 @@ from sklearn.metrics import roc_auc_score
 from mmnar_core.model import MMNARConfig
 from mmnar_core.training.data import SplitLeakError, assert_disjoint_splits
 from mmnar_core.training.trainer import aux_weight_at, predict_logits, train, warmup_cosine
-from mmnar_lab.planted import planted_data  # noqa: F401  (re-used by other test modules)
+from mmnar_lab.planted import planted_data
 
 
 def test_schedule_warmup_then_cosine():

@@ -74,7 +74,7 @@ PREPARED: dict[str, bytes] = {}  # inputs built before the clock starts
 
 def prepare(scale: float) -> None:
     sys.path.insert(0, str(ROOT / "tests"))  # the bomb builder is the tests' fixture
-    from dicom_bomb import deflated_zero_dicom
+    from support.dicom import deflated_zero_dicom
 
     PREPARED["bomb"] = deflated_zero_dicom(frames=30)  # the case itself, whatever the scale
     PREPARED["png"] = big_png(4000)

@@ -1,7 +1,7 @@
 """Trains on planted data in one process or under torchrun and saves rank 0's test logits.
 
-Used by test_distributed.py: `python tests/ddp_worker.py OUT [aux]` vs
-`torchrun --nproc_per_node 2 tests/ddp_worker.py OUT [aux]`.
+Used by test_distributed.py: `python tests/support/ddp_worker.py OUT [aux]` vs
+`torchrun --nproc_per_node 2 tests/support/ddp_worker.py OUT [aux]`.
 """
 
 import sys
@@ -13,11 +13,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from test_training import planted_data  # noqa: E402
-
 from mmnar_core.model import MMNARConfig  # noqa: E402
 from mmnar_core.training.distributed import init_distributed, shutdown_distributed  # noqa: E402
 from mmnar_core.training.trainer import predict_logits, train  # noqa: E402
+from mmnar_lab.planted import planted_data  # noqa: E402
 
 
 def main(out: str, aux: bool) -> None:

@@ -1,14 +1,12 @@
 """A throw-away PostgreSQL 15 server for the test session (no systemd, no root-owned cluster).
 
-Use from a test module (pytest puts tests/ on sys.path, like ``tiny_dataset``)::
-
-    from postgres_server import postgres_url  # noqa: F401  (session fixture)
+A fixture plugin (tests/conftest.py lists it in ``pytest_plugins``), so any test can ask for it::
 
     def test_x(postgres_url):  # "postgresql+psycopg://postgres@127.0.0.1:PORT/postgres"
         ...
 
-The server is a process-wide singleton, so several test files importing the fixture share one
-server; it is stopped at the end of the session (and at interpreter exit as a safety net). It runs
+The server is a process-wide singleton started by the first test that asks for it, so every test file
+shares one server; it is stopped at the end of the session (and at interpreter exit as a safety net). It runs
 initdb with ``--auth=trust`` in a temporary folder, listens on 127.0.0.1 on a free port and keeps its
 unix socket in the same folder. When the tests run as root the server runs as the ``postgres`` user
 through ``runuser``. Durability is switched off (fsync=off): this is for tests only.
