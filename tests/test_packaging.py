@@ -39,6 +39,7 @@ MUST_SHIP = (
 # Run by the installed copy, from a folder outside the checkout; argv[1] is its site-packages.
 INSTALLED_CHECK = """
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import mmnar_app, mmnar_core, mmnar_lab
@@ -56,6 +57,7 @@ files = [DEMO_BUNDLE / "bundle.json", SHIPPED_IMAGE_WEIGHTS, resource_path("demo
 for path in files:
     assert path.is_file() and path.resolve().is_relative_to(site), path
 assert AppSettings.from_env().bundle_dir == DEMO_BUNDLE  # the app's embedded default
+assert version("mmnar") == mmnar_core.__version__, (version("mmnar"), mmnar_core.__version__)
 assert len(load_demo_patients()) == 12
 verify_bundle(DEMO_BUNDLE, ())  # every byte of the installed demo bundle matches its hashes
 print("installed copy OK:", DEMO_BUNDLE)
@@ -98,7 +100,9 @@ def test_the_wheel_holds_the_packages_and_their_resources_and_runs_installed_fro
     shipped = [name for name in files if name.startswith(RESOURCE_DIRS) and "__pycache__" not in name]
     assert set(MUST_SHIP) <= set(shipped)
     missing = [name for name in shipped if name not in names]
-    assert not missing, f"package data missing from the wheel (pyproject.toml [tool.setuptools.package-data]): {missing}"
+    assert not missing, (
+        f"package data missing from the wheel (pyproject.toml [tool.setuptools.package-data]): {missing}"
+    )
     assert not any(name.startswith(("tests/", "app/", "assets/", "benchmarks/")) for name in names)
 
     # a fresh environment without the editable checkout: the wheel installed alone, the dependencies
