@@ -7,6 +7,7 @@ is asserted here, on the data path itself, not only when the dataset was written
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import torch
@@ -98,7 +99,8 @@ def build_model_data(dataset: Dataset, vectors: dict[str, np.ndarray], tasks: li
         inputs=inputs,
         availability=torch.from_numpy(availability.copy()),
         labels=torch.from_numpy(labels.astype(np.float32)),
-        patterns=encode_pattern(availability) if len(availability) else np.zeros(0, np.int64),
+        # (N, M) availability: encode_pattern gives the array of N ids
+        patterns=cast(np.ndarray, encode_pattern(availability)) if len(availability) else np.zeros(0, np.int64),
         splits=patients["split"].to_numpy().astype(str),
         patient_ids=patients["patient_id"].to_numpy().astype(str),
         true_probs=true_probs,

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ from tqdm import tqdm
 from mmnar_core.model import MMNARConfig, MMNARModel
 from mmnar_core.model.auxiliary import auxiliary_losses, uniform
 from mmnar_core.model.losses import masked_task_loss
+from mmnar_core.model.network import WidePath
 from mmnar_core.numeric import members_mean_and_spread
 from mmnar_core.training.data import ModelData
 from mmnar_core.training.wide_init import init_wide_from_logistic
@@ -119,7 +121,7 @@ class TrainingObjective(torch.nn.Module):
 
 @torch.no_grad()
 def predict_logits(
-    model: MMNARModel, data: ModelData, rows: np.ndarray, device: torch.device, batch_size: int = 2048
+    model: torch.nn.Module, data: ModelData, rows: np.ndarray, device: torch.device, batch_size: int = 2048
 ) -> np.ndarray:
     model.eval()
     out = []
@@ -175,7 +177,9 @@ def train(
     # the same stream on every process: draws made for the whole global batch, each process taking its share,
     # so N processes see exactly the choices one process would
     shared = torch.Generator().manual_seed(config.seed + 7)
-    model = build_model(config)
+    # MMNARModel's training interface (forward, .config, fit_inputs, wide, member_logits; the optional ones are
+    # looked up before use); a baseline network stands in for it with the same calls (mmnar_core.baselines)
+    model = cast(MMNARModel, build_model(config))
     train_rows, val_rows = data.rows("train"), data.rows("val")
     if len(train_rows) == 0 or len(val_rows) == 0:
         raise ValueError("training needs patients in both the train and the val split")
@@ -183,10 +187,11 @@ def train(
         train_inputs, train_availability, _ = data.take(train_rows)
         model.fit_inputs(train_inputs, train_availability)
     wide_chosen = None
-    if getattr(model, "wide", None) is not None:
+    wide: WidePath | None = getattr(model, "wide", None)
+    if wide is not None:
         if config.wide_init == "logistic":
             wide_chosen = init_wide_from_logistic(model, data)
-        model.wide.requires_grad_(config.wide_trainable)
+        wide.requires_grad_(config.wide_trainable)
     model = model.to(device)
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the number of processes {world}")
@@ -196,7 +201,7 @@ def train(
         positives = torch.nansum(labels, dim=0)
         negatives = (~torch.isnan(labels)).sum(dim=0) - positives
         pos_weight = (negatives / positives.clamp(min=1)).to(device)
-    objective = TrainingObjective(model, pos_weight)
+    objective: torch.nn.Module = TrainingObjective(model, pos_weight)
     if world > 1:
         objective = torch.nn.parallel.DistributedDataParallel(
             objective, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
@@ -214,7 +219,9 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     val_labels = data.labels[val_rows].numpy()
 
-    history, best_score, best_state, best_epoch, stale = [], math.inf, None, -1, 0
+    history: list[dict[str, Any]] = []
+    best_state: dict[str, Any] | None = None
+    best_score, best_epoch, stale = math.inf, -1, 0
     if config.pretrain_epochs == 0:  # the untrained network (the wide path alone when it is used) is a candidate
         best_score = validation_score(predict_logits(model, data, val_rows, device), val_labels)
         best_state = copy.deepcopy(model.state_dict())
@@ -283,6 +290,11 @@ def train(
                 model.load_state_dict(best_state)  # back to the best weights, then on at a lower rate
                 plateau["scale"] *= config.plateau_factor
     bar.close()
+    if best_state is None:  # only when no epoch had a finite validation loss (with pretraining)
+        raise ValueError(
+            "no training epoch gave a finite validation loss (are all validation labels missing, or did the "
+            "training diverge?): there is no model to keep"
+        )
     model.load_state_dict(best_state)
     model.eval()
     return TrainResult(model, history, best_epoch, time.perf_counter() - started, initial_score, wide_chosen)

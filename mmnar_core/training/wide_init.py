@@ -10,6 +10,8 @@ linear reference a practitioner would fit on the same inputs.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -44,7 +46,8 @@ def fit_l2_logistic(
     from threadpoolctl import threadpool_limits
 
     n_tasks = labels.shape[1]
-    coef, intercept, chosen = np.zeros((n_tasks, features.shape[1])), np.zeros(n_tasks), []
+    coef, intercept = np.zeros((n_tasks, features.shape[1])), np.zeros(n_tasks)
+    chosen: list[dict[str, Any]] = []
     for t in range(n_tasks):
         tr = train_rows[~np.isnan(labels[train_rows, t])]
         va = val_rows[~np.isnan(labels[val_rows, t])]
@@ -54,7 +57,8 @@ def fit_l2_logistic(
             chosen.append({"C": None})
             continue
         model = LogisticRegression(max_iter=2000, tol=1e-5, warm_start=True)
-        best, worse = None, 0
+        best: tuple[float, float, np.ndarray, float] | None = None
+        worse = 0
         for c in sorted(grid):
             model.set_params(C=c)
             with threadpool_limits(limits=threads):
@@ -66,6 +70,7 @@ def fit_l2_logistic(
                 worse += 1
                 if worse >= patience:
                     break
+        assert best is not None, "the C grid is not empty"
         loss, c, coef[t], intercept[t] = best
         chosen.append({"C": c, "val_log_loss": round(loss, 5)})
     return coef, intercept, chosen
@@ -118,11 +123,11 @@ def init_wide_from_logistic(model, data, threads: int = 1) -> list[dict]:
         sd[linear_width:] = np.where(bins.std(axis=0) > 1e-9, bins.std(axis=0), 1.0)
     scaled = (features - mean) / sd
     coef, intercept = np.zeros((len(config.tasks), features.shape[1])), np.zeros(len(config.tasks))
-    chosen: list[dict | None] = [None] * len(config.tasks)
+    chosen: dict[int, dict] = {}  # per task, the best candidate so far (the first one fills every task)
     for description, mask in _candidates(config, features.shape[1], linear_width):
         coef_c, intercept_c, chosen_c = fit_l2_logistic(scaled[:, mask], labels, train, val, threads)
         for t, entry in enumerate(chosen_c):
-            best = chosen[t]
+            best = chosen.get(t)
             if best is not None and (entry["C"] is None or entry["val_log_loss"] >= best["val_log_loss"]):
                 continue
             weights = np.zeros(features.shape[1])
@@ -132,4 +137,4 @@ def init_wide_from_logistic(model, data, threads: int = 1) -> list[dict]:
             chosen[t] = {**entry, **description}
     model.wide.linear.weight.copy_(torch.as_tensor(coef, dtype=model.wide.linear.weight.dtype))
     model.wide.linear.bias.copy_(torch.as_tensor(intercept, dtype=model.wide.linear.bias.dtype))
-    return chosen
+    return [chosen[t] for t in range(len(config.tasks))]
