@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
+from typing import Any
 
 import numpy as np
 import torch
@@ -125,7 +126,7 @@ def run_benchmark(
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct: {seeds}")
     gbt_config = gbt_config or GBTConfig()
-    results = {
+    results: dict[str, Any] = {
         "format": RESULTS_FORMAT,
         "models": models,
         "descriptions": {name: MODELS[name].description for name in models},
@@ -194,12 +195,12 @@ def paired_comparisons(
     rows = data.rows("test")
     labels = data.labels[rows].numpy()
     truth = data.true_probs[rows] if data.true_probs is not None else None
-    out = {"shipped": shipped, "n_resamples": n_resamples, "tasks": {}}
+    out: dict[str, Any] = {"shipped": shipped, "n_resamples": n_resamples, "tasks": {}}
     for t, task in enumerate(data.tasks):
         known = ~np.isnan(labels[:, t])
         y = labels[known, t].astype(int)
         ours = [p[known, t] for p in test_probabilities[shipped]]
-        entry = {"auroc": {}, "true_risk_error": {}}
+        entry: dict[str, Any] = {"auroc": {}, "true_risk_error": {}}
         for name in models:
             if name == shipped:
                 continue

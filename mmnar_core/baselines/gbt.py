@@ -83,7 +83,9 @@ def fit_gbt(data: ModelData, seed: int = 0, config: GBTConfig | None = None) -> 
     train_rows, val_rows = data.rows("train"), data.rows("val")
     if len(train_rows) == 0 or len(val_rows) == 0:
         raise ValueError("the gradient-boosting baseline needs patients in both the train and the val split")
-    models, constants, n_trees = [], np.zeros(len(data.tasks)), []
+    models: list[HistGradientBoostingClassifier | None] = []
+    constants = np.zeros(len(data.tasks))
+    n_trees: list[int] = []
     for t in range(len(data.tasks)):
         tr = train_rows[~np.isnan(labels[train_rows, t])]
         va = val_rows[~np.isnan(labels[val_rows, t])]

@@ -231,14 +231,14 @@ def fit_model(
             },
         )
     run_config = spec_config(spec, config, seed, modality_dropout)
-    result = train(run_config, data, device, progress=progress, build_model=builder(spec, structured))
+    trained = train(run_config, data, device, progress=progress, build_model=builder(spec, structured))
     return FittedLogits(
-        predict_logits(result.model, data, val_rows, device),
-        predict_logits(result.model, data, test_rows, device),
+        predict_logits(trained.model, data, val_rows, device),
+        predict_logits(trained.model, data, test_rows, device),
         {
-            "best_epoch": result.best_epoch,
-            "epochs_run": len(result.history),
-            "n_parameters": int(sum(p.numel() for p in result.model.parameters())),
+            "best_epoch": trained.best_epoch,
+            "epochs_run": len(trained.history),
+            "n_parameters": int(sum(p.numel() for p in trained.model.parameters())),
             "seconds": round(time.perf_counter() - started, 2),
         },
     )

@@ -13,6 +13,7 @@ for nothing. They return log-odds, so temperature scaling and the rectifier appl
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +74,7 @@ def fit_lightgbm(data: ModelData, seed: int = 0, threads: int = 1, max_rounds: i
     features = gbt_features(data)
     val_rows, test_rows = data.rows("val"), data.rows("test")
     out_val, out_test = np.zeros((len(val_rows), len(data.tasks))), np.zeros((len(test_rows), len(data.tasks)))
-    chosen = []
+    chosen: list[dict[str, Any]] = []
     for t in range(len(data.tasks)):
         tr, y_tr = _labelled(data, data.rows("train"), t)
         va, y_va = _labelled(data, val_rows, t)
@@ -83,7 +84,7 @@ def fit_lightgbm(data: ModelData, seed: int = 0, threads: int = 1, max_rounds: i
             continue
         train_set = lightgbm.Dataset(features[tr], y_tr, free_raw_data=False)
         val_set = lightgbm.Dataset(features[va], y_va, reference=train_set, free_raw_data=False)
-        best = None
+        best: tuple[float, dict[str, int], lightgbm.Booster] | None = None
         for grid in LIGHTGBM_GRID:
             params = {
                 "objective": "binary",
@@ -104,10 +105,11 @@ def fit_lightgbm(data: ModelData, seed: int = 0, threads: int = 1, max_rounds: i
                 valid_sets=[val_set],
                 callbacks=[lightgbm.early_stopping(100, verbose=False)],
             )
-            z = booster.predict(features[va], num_iteration=booster.best_iteration, raw_score=True)
+            z = np.asarray(booster.predict(features[va], num_iteration=booster.best_iteration, raw_score=True))
             loss = log_loss(z, y_va)
             if best is None or loss < best[0] - 1e-9:
                 best = (loss, grid, booster)
+        assert best is not None, "LIGHTGBM_GRID is not empty"
         loss, grid, booster = best
         out_val[:, t] = booster.predict(features[val_rows], num_iteration=booster.best_iteration, raw_score=True)
         out_test[:, t] = booster.predict(features[test_rows], num_iteration=booster.best_iteration, raw_score=True)
