@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
+from support.dicom import dicom_bytes
 from support.paths import ROOT
 
 PAGES = ROOT / "app" / "pages"
@@ -167,21 +168,10 @@ def test_each_bad_upload_gives_its_message_and_keeps_the_form(data_dir, key, fil
     assert set(app.session_state["images"]) == images_before
 
 
-def test_dicom_without_pixel_data_is_refused(data_dir, tmp_path):
-    import pydicom
-    from pydicom.dataset import FileMetaDataset
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
-    meta.MediaStorageSOPInstanceUID = "1.2.3"
-    meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.PatientID, ds.Modality = "x", "CR"
-    path = tmp_path / "nopixels.dcm"
-    ds.save_as(path, enforce_file_format=True)
+def test_dicom_without_pixel_data_is_refused(data_dir):
+    nopixels = dicom_bytes(None, sop_class="1.2.840.10008.5.1.4.1.1.1", uid="1.2.3", PatientID="x", Modality="CR")
     app = choose(page("1_Patient.py"), FAST_DEMO)
-    app.file_uploader(key="upload_cxr").upload("nopixels.dcm", path.read_bytes(), "application/dicom").run()
+    app.file_uploader(key="upload_cxr").upload("nopixels.dcm", nopixels, "application/dicom").run()
     assert "nopixels.dcm" in errors(app) and "pixel" in errors(app).lower()
 
 

@@ -1,4 +1,4 @@
-"""Image reading (PNG, JPEG, DICOM written here with pydicom), preprocessing, backbone and weights."""
+"""Image reading (PNG, JPEG, DICOM from tests/support/dicom.py), preprocessing, backbone and weights."""
 
 import io
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from support.dicom import dicom_bytes
 
 from mmnar_core.encoders.config import ImageEncoderConfig
-from mmnar_core.encoders.dicom_write import dicom_bytes
 from mmnar_core.encoders.errors import (
     CorruptImageError,
     EmptyImageError,
@@ -162,20 +162,9 @@ def test_truncated_dicom():
 
 
 def test_dicom_without_pixels_is_unsupported():
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"  # basic text structured report
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
+    report = dicom_bytes(None, sop_class="1.2.840.10008.5.1.4.1.1.88.11")  # basic text structured report
     with pytest.raises(UnsupportedImageTypeError, match="no pixel data"):
-        load_image(buffer.getvalue())
+        load_image(report)
 
 
 def test_huge_images_rejected_before_decoding(tmp_path):
@@ -186,15 +175,9 @@ def test_huge_images_rejected_before_decoding(tmp_path):
     with pytest.raises(ImageTooLargeError, match=r"400000000 pixels|400,000,000 pixels"):
         load_image(huge)
     # A DICOM header claiming 60000 x 60000 with almost no data: rejected from the header.
-    data = bytearray(dicom_bytes(np.zeros((2, 2)), bits_stored=16))
-    import pydicom
-
-    ds = pydicom.dcmread(io.BytesIO(bytes(data)))
-    ds.Rows = ds.Columns = 60000
-    buffer = io.BytesIO()
-    ds.save_as(buffer)
+    liar = dicom_bytes(np.zeros((2, 2)), bits_stored=16, Rows=60000, Columns=60000)
     with pytest.raises(ImageTooLargeError, match="pixels"):
-        load_image(buffer.getvalue())
+        load_image(liar)
     with pytest.raises(ImageTooLargeError, match="bytes"):
         load_image(pil_bytes(np.zeros((8, 8), np.uint8)), max_bytes=10)
 
@@ -302,27 +285,18 @@ def test_real_covid_cxr_jpegs_encode(shared_data):
     assert decoded.dtype == np.float32 and max(decoded.shape) <= 512 and 0 <= decoded.min() <= decoded.max() <= 1
 
 
-def _recompress(data: bytes, syntax: str, payload: bytes) -> bytes:
-    import pydicom
-    from pydicom.encaps import encapsulate
-
-    ds = pydicom.dcmread(io.BytesIO(data))
-    ds.file_meta.TransferSyntaxUID = syntax
-    ds.PixelData = encapsulate([payload])
-    ds["PixelData"].VR = "OB"
-    buffer = io.BytesIO()
-    ds.save_as(buffer)
-    return buffer.getvalue()
-
-
 def test_dicom_jpeg2000_lossless_round_trip_and_unsupported_codecs():
     pixels = (np.arange(32 * 32).reshape(32, 32) * 4 % 4096).astype(np.uint16)
     plain = dicom_bytes(pixels, bits_stored=12)
     j2k = io.BytesIO()
     Image.fromarray(pixels).save(j2k, "JPEG2000", irreversible=False, no_jp2=True)
-    jpeg2000 = _recompress(plain, "1.2.840.10008.1.2.4.90", j2k.getvalue())
+
+    def compressed(syntax: str, frame: bytes) -> bytes:
+        return dicom_bytes(pixels, bits_stored=12, transfer_syntax=syntax, fragments=[frame])
+
+    jpeg2000 = compressed("1.2.840.10008.1.2.4.90", j2k.getvalue())
     np.testing.assert_allclose(load_image(jpeg2000), load_image(plain), atol=1e-6)
     with pytest.raises(CorruptImageError, match="compressed DICOM pixel data"):
-        load_image(_recompress(plain, "1.2.840.10008.1.2.4.90", b"\xff\x4f\xff\x51" + bytes(40)))
+        load_image(compressed("1.2.840.10008.1.2.4.90", b"\xff\x4f\xff\x51" + bytes(40)))
     with pytest.raises(UnsupportedImageTypeError, match="1.2.840.10008.1.2.4.70 needs a decoder"):
-        load_image(_recompress(plain, "1.2.840.10008.1.2.4.70", j2k.getvalue()))  # JPEG Lossless: no plugin here
+        load_image(compressed("1.2.840.10008.1.2.4.70", j2k.getvalue()))  # JPEG Lossless: no plugin here

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+from support.dicom import dicom_bytes
 
 from mmnar_core.cli import main
 from mmnar_core.inputs import (
@@ -200,28 +202,36 @@ def test_json_integer_with_more_than_4300_digits():
     assert error.field == "upload.json" and error.problem == "a number in the JSON has more than 4,300 digits"
 
 
-DICOM = ft.image_seeds()[4]
-DICOM_WINDOWED = ft.image_seeds()[5]
+GRAY = (np.add.outer(np.arange(24) * 3, np.arange(32) * 7) % 256).astype(np.uint16) * 16  # the fuzz seeds' image
+WINDOWED = dict(WindowCenter="2000", WindowWidth="4000", RescaleSlope="1.5", RescaleIntercept="-10")
 
 
 @pytest.mark.parametrize(
     "data, problem",
     [
         (
-            DICOM.replace(b"\x28\x00\x04\x00CS", b"\x28\x00\x04\x00QQ"),
+            dicom_bytes(GRAY, Modality="DX", damage=[(b"\x28\x00\x04\x00CS", b"\x28\x00\x04\x00QQ")]),
             "the file is damaged: the DICOM attribute PhotometricInterpretation (0028,0004) cannot be read "
             "(NotImplementedError: Unknown Value Representation 'QQ' in tag (0028,0004))",
         ),
         (
-            DICOM.replace(b"\x28\x00\x02\x00US\x02\x00\x01\x00", b"\x28\x00\x02\x00US\x04\x00\x01\x00\x01\x00"),
+            dicom_bytes(
+                GRAY,
+                Modality="DX",
+                damage=[(b"\x28\x00\x02\x00US\x02\x00\x01\x00", b"\x28\x00\x02\x00US\x04\x00\x01\x00\x01\x00")],
+            ),
             "the file is damaged: the DICOM attribute SamplesPerPixel (0028,0002) has 2 values, not one whole number",
         ),
         (
-            DICOM.replace(b"\x28\x00\x02\x00US\x02\x00\x01\x00", b"\x28\x00\x02\x00US\x03\x00\x01\x00\x00"),
+            dicom_bytes(
+                GRAY,
+                Modality="DX",
+                damage=[(b"\x28\x00\x02\x00US\x02\x00\x01\x00", b"\x28\x00\x02\x00US\x03\x00\x01\x00\x00")],
+            ),
             "the file is damaged: the DICOM attribute SamplesPerPixel (0028,0002) cannot be read (BytesLengthException",
         ),
         (
-            DICOM_WINDOWED.replace(b"1.5 ", b"1&5 "),
+            dicom_bytes(GRAY, "MONOCHROME1", Modality="DX", **WINDOWED, damage=[(b"1.5 ", b"1&5 ")]),
             "the file is damaged: the DICOM attribute RescaleSlope (0028,1053) is '1&5', not a number",
         ),
     ],

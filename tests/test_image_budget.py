@@ -7,9 +7,9 @@ import tracemalloc
 import numpy as np
 import pytest
 from PIL import Image, ImageFile
-from support.dicom import deflated_zero_dicom
+from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEGBaseline8Bit
+from support.dicom import deflated_zero_dicom, dicom_bytes
 
-from mmnar_core.encoders.dicom_write import dicom_bytes
 from mmnar_core.encoders.errors import ImageTooLargeError
 from mmnar_core.encoders.image_budget import decoded_budget
 from mmnar_core.encoders.image_io import load_image
@@ -30,18 +30,6 @@ def _peak_bytes(call) -> tuple[int, BaseException | None]:
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     return peak, raised
-
-
-def _deflated(data: bytes) -> bytes:
-    """The same DICOM written as Deflated Explicit VR Little Endian (pydicom writes it)."""
-    import pydicom
-    from pydicom.uid import DeflatedExplicitVRLittleEndian
-
-    ds = pydicom.dcmread(io.BytesIO(data))
-    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 def test_deflated_dicom_bomb_is_refused_from_its_header_without_inflating():
@@ -68,7 +56,7 @@ def test_deflated_dicom_that_inflates_past_its_header_is_cut_off():
 def test_deflated_dicom_within_budget_decodes_like_the_uncompressed_file():
     pixels = np.arange(64 * 48, dtype=np.uint16).reshape(64, 48) * 20
     plain = dicom_bytes(pixels, bits_stored=16, Modality="CR")
-    deflated = _deflated(plain)
+    deflated = dicom_bytes(pixels, bits_stored=16, Modality="CR", transfer_syntax=DeflatedExplicitVRLittleEndian)
     assert deflated != plain
     np.testing.assert_array_equal(load_image(deflated), load_image(plain))
     upload = read_image_upload("x.dcm", deflated)
@@ -78,13 +66,13 @@ def test_deflated_dicom_within_budget_decodes_like_the_uncompressed_file():
 def test_multi_frame_dicom_decodes_only_its_first_frame():
     frames = np.stack([np.full((2, 3), 100, np.uint16), np.full((2, 3), 900, np.uint16)])
     frames[0, 0, 0] = 0
-    data = dicom_bytes(frames.reshape(4, 3), bits_stored=16, Rows=2, NumberOfFrames="2")
+    data = dicom_bytes(frames, bits_stored=16)
     image = load_image(data)
     assert image.shape == (2, 3) and image[0, 0] == 0.0 and image[0, 1] == 1.0
 
 
 def test_uncompressed_multi_frame_dicom_over_budget_is_refused_from_its_header():
-    data = dicom_bytes(np.zeros((40, 30), np.uint16), bits_stored=16, Rows=20, NumberOfFrames="2")
+    data = dicom_bytes(np.zeros((2, 20, 30), np.uint16), bits_stored=16)
     with pytest.raises(ImageTooLargeError, match="2 frame"):
         load_image(data, max_pixels=700)  # one 20 x 30 16-bit frame (1,200 bytes) fits the budget, two do not
     assert decoded_budget(700) == 2100 and load_image(data, max_pixels=800).shape == (20, 30)
@@ -107,17 +95,10 @@ def test_png_whose_header_declares_too_many_bytes_is_refused_before_decoding(mon
 
 
 def test_compressed_frame_larger_than_its_dicom_header_is_refused_before_decoding():
-    import pydicom
-    from pydicom.encaps import encapsulate
-
     jpeg = io.BytesIO()
     Image.fromarray(np.zeros((3000, 3000), np.uint8)).save(jpeg, "JPEG", quality=50)  # ~100 kB, 9 MB decoded
-    ds = pydicom.dcmread(io.BytesIO(dicom_bytes(np.zeros((16, 16), np.uint8), bits_stored=8)))
-    ds.file_meta.TransferSyntaxUID = pydicom.uid.JPEGBaseline8Bit
-    ds.PixelData = encapsulate([jpeg.getvalue()])
-    ds["PixelData"].VR = "OB"
-    out = io.BytesIO()
-    ds.save_as(out)
-    peak, error = _peak_bytes(lambda: load_image(out.getvalue()))
+    header = np.zeros((16, 16), np.uint8)
+    data = dicom_bytes(header, bits_stored=8, transfer_syntax=JPEGBaseline8Bit, fragments=[jpeg.getvalue()])
+    peak, error = _peak_bytes(lambda: load_image(data))
     assert "the compressed frame is 3000 x 3000 pixels but the DICOM header says 16 x 16" in str(error), error
     assert peak < 4 * MB, f"peak {peak / MB:.1f} MB: the frame was decoded"

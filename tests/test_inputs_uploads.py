@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmnar_core.encoders.dicom_write import dicom_bytes
 from mmnar_core.encoders.patient import PatientEncoder
 from mmnar_core.inputs import (
     ImageUpload,
@@ -26,6 +25,7 @@ from mmnar_core.inputs import (
 from mmnar_core.schema import MIMIC_STYLE_MODALITIES, FeatureSpec
 
 sys.path.insert(0, str(Path(__file__).parent))
+from support.dicom import dicom_bytes, report_dicom  # noqa: E402
 from support.encoders import tiny_image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,25 +51,6 @@ def png_bytes(array=None, mode="L") -> bytes:
 def jpeg_bytes(array=None) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(gradient() if array is None else array).save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
-
-
-def sr_dicom_bytes() -> bytes:
-    """A valid DICOM Part 10 file without pixel data: a Basic Text Structured Report."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import BasicTextSRStorage, ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = BasicTextSRStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = BasicTextSRStorage, meta.MediaStorageSOPInstanceUID
-    ds.Modality = "SR"
-    ds.PatientID = "anon"
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
 
 
@@ -182,18 +163,13 @@ def test_damaged_png():
 
 
 def test_dicom_without_pixel_data():
-    error = error_of(read_image_upload, "report.dcm", sr_dicom_bytes(), max_bytes=MB)
+    error = error_of(read_image_upload, "report.dcm", report_dicom(), max_bytes=MB)
     assert error.field == "report.dcm" and "has no pixel data" in error.problem
     assert "Basic Text SR Storage" in error.problem and "modality SR" in error.problem
     assert "DICOM image" in error.accepted
     # image attributes but the pixel data element missing
-    from pydicom import dcmread
-
-    ds = dcmread(io.BytesIO(dicom_bytes(gradient().astype(np.uint16))))
-    del ds.PixelData
-    buffer = io.BytesIO()
-    ds.save_as(buffer)
-    error = error_of(read_image_upload, "stripped.dcm", buffer.getvalue(), max_bytes=MB)
+    stripped = dicom_bytes(gradient().astype(np.uint16), pixel_data=False)
+    error = error_of(read_image_upload, "stripped.dcm", stripped, max_bytes=MB)
     assert "has no pixel data" in error.problem
 
 

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from support.dicom import dicom_bytes
 from support.property_budget import budget
 
 from mmnar_lab import fuzz_targets as ft
@@ -23,6 +25,8 @@ def context():
 
 
 IMAGES = ft.image_seeds()
+# the windowed DICOM seed's attributes
+WINDOWED_DX = dict(Modality="DX", WindowCenter="2000", WindowWidth="4000", RescaleSlope="1.5", RescaleIntercept="-10")
 NOTES = ft.text_seeds()
 STRUCTURED = [
     json.dumps({"age": 71, "sex": "female"}).encode(),
@@ -151,7 +155,13 @@ def test_the_seed_requests_behave(context):
             "the status is a JSON object, not a code",
         ),
         (
-            [("cxr", IMAGES[5].replace(b"1.5 ", b"1&5 "), "cxr.dcm")],
+            [
+                (
+                    "cxr",
+                    dicom_bytes(np.zeros((24, 32)), "MONOCHROME1", **WINDOWED_DX, damage=[(b"1.5 ", b"1&5 ")]),
+                    "cxr.dcm",
+                )
+            ],
             422,
             "the DICOM attribute RescaleSlope (0028,1053) is '1&5', not a number",
         ),

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from support.dicom import report_dicom
 from support.fhir import make_bundle
 from support.paths import ROOT
 
@@ -155,12 +156,6 @@ def test_app_input_formats_are_accepted(client, predictor, demo):
 
 
 # ------------------------------------------------------------------------------------------------ bad inputs
-def _sr_dicom() -> bytes:
-    from test_inputs_uploads import sr_dicom_bytes
-
-    return sr_dicom_bytes()
-
-
 def _damaged_png() -> bytes:
     data = bytearray(image_bytes("PNG", seed=1))
     start = data.index(b"IDAT") + 40
@@ -231,7 +226,7 @@ BAD = [
     (
         "dicom without pixels",
         "/what-if",
-        lambda p, d: inputs(d, cxr=("report.dcm", _sr_dicom(), "application/dicom")),
+        lambda p, d: inputs(d, cxr=("report.dcm", report_dicom(), "application/dicom")),
         422,
         ["report.dcm: the DICOM file has no pixel data", "Basic Text SR", "it is not an image"],
     ),
