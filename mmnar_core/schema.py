@@ -199,13 +199,13 @@ class PatientRecord:
     """Everything known about one patient at prediction time, in canonical form.
 
     `structured` maps feature name to value (None = not measured); `images` maps an image modality to a
-    file path; `texts` maps a text modality to its text. A modality is available when it has content:
-    an image file, a non-blank text, or at least one measured feature.
+    file path or the file's bytes (what load_image reads); `texts` maps a text modality to its text. A
+    modality is available when it has content: an image, a non-blank text, or at least one measured feature.
     """
 
     patient_id: str
     structured: dict[str, Any] = field(default_factory=dict)
-    images: dict[str, Path] = field(default_factory=dict)
+    images: dict[str, str | Path | bytes] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)
     labels: dict[str, int | None] = field(default_factory=dict)
 

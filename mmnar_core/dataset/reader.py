@@ -81,7 +81,7 @@ class Dataset:
             for m in self.manifest.modalities_of_kind(ModalityKind.TEXT)
             if isinstance(self.text.at[i, m.name], str)
         }
-        images = {}
+        images: dict[str, str | Path | bytes] = {}
         for m in self.manifest.modalities_of_kind(ModalityKind.IMAGE):
             path = self.image_path(patient_id, m.name)
             if path is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from mmnar_core.inputs.errors import ErrorCollector
 from mmnar_core.inputs.structured import StructuredInput
@@ -26,7 +27,7 @@ def build_record(
         errors.add("patient_id", f"{patient_id!r} is empty", "a non-empty identifier (any text)")
     kinds = {m.name: m.kind for m in modalities}
     accepted = {kind: ", ".join(n for n, k in kinds.items() if k is kind) or "none" for kind in ModalityKind}
-    record_images = {}
+    record_images: dict[str, str | Path | bytes] = {}
     for name, upload in (images or {}).items():
         if kinds.get(name) is not ModalityKind.IMAGE:
             errors.add(
