@@ -150,7 +150,8 @@ def conversions(feature: FeatureSpec) -> dict[str, tuple[float, float]]:
     table = dict(ANALYTE_CONVERSIONS.get(analyte(feature), {}))
     for other, factor in GENERIC_CONVERSIONS.get(own or "", {}).items():
         table.setdefault(other, factor)
-    table.pop(own, None)
+    if own is not None:
+        table.pop(own, None)
     return table
 
 

@@ -214,8 +214,10 @@ def _check_dicom_attributes(filename: str, data: bytes) -> None:
         return
     for keyword in _DICOM_INTEGERS + _DICOM_NUMBERS + _DICOM_TEXTS:
         tag = pydicom.datadict.tag_for_keyword(keyword)
+        if tag is None:
+            continue
         try:
-            if tag is None or tag not in ds:
+            if tag not in ds:
                 continue
             value = ds[tag].value
         except Exception as error:  # noqa: BLE001 - pydicom raises several types for one damaged element
@@ -304,7 +306,7 @@ def _preview(pixels: np.ndarray) -> np.ndarray:
 
     scale = PREVIEW_MAX_SIDE / longest
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR, reducing_gap=2.0))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
 
 
 def read_text_upload(field: str, data: bytes | str, max_chars: int = TextEncoderConfig().max_chars) -> str:
