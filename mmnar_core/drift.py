@@ -27,7 +27,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -184,12 +184,12 @@ def parse_counts(counts: Mapping, modality_names: Sequence[str], where: str = "c
 # ------------------------------------------------------------------------------------------------ statistics
 def total_variation(p: Sequence[float] | np.ndarray, q: Sequence[float] | np.ndarray) -> float | np.ndarray:
     """1/2 sum |p - q| over the last axis (shares; rows of counts are normalised first)."""
-    p, q = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
-    if p.shape[-1] != q.shape[-1]:
-        raise DriftError(f"the two distributions have {p.shape[-1]} and {q.shape[-1]} patterns")
-    p = p / np.maximum(p.sum(axis=-1, keepdims=True), 1e-300)
-    q = q / np.maximum(q.sum(axis=-1, keepdims=True), 1e-300)
-    tv = 0.5 * np.abs(p - q).sum(axis=-1)
+    a, b = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
+    if a.shape[-1] != b.shape[-1]:
+        raise DriftError(f"the two distributions have {a.shape[-1]} and {b.shape[-1]} patterns")
+    a = a / np.maximum(a.sum(axis=-1, keepdims=True), 1e-300)
+    b = b / np.maximum(b.sum(axis=-1, keepdims=True), 1e-300)
+    tv = 0.5 * np.abs(a - b).sum(axis=-1)
     return float(tv) if np.ndim(tv) == 0 else tv
 
 
@@ -380,12 +380,19 @@ def _resampled(train: np.ndarray, local: np.ndarray, t: DriftThresholds) -> dict
     n_train, n_local = int(train.sum()), int(local.sum())
     p, q = train / n_train, local / n_local
     observed = total_variation(p, q)
-    boot = total_variation(rng.multinomial(n_train, p, size=t.resamples), rng.multinomial(n_local, q, size=t.resamples))
+    # rows of resampled counts: an array of TVs
+    boot = cast(
+        np.ndarray,
+        total_variation(rng.multinomial(n_train, p, size=t.resamples), rng.multinomial(n_local, q, size=t.resamples)),
+    )
     tail = (1.0 - t.level) / 2.0
     q_low, q_high = np.quantile(boot, [tail, 1.0 - tail])
     pooled = (train + local) / (n_train + n_local)
-    null = total_variation(
-        rng.multinomial(n_train, pooled, size=t.resamples), rng.multinomial(n_local, pooled, size=t.resamples)
+    null = cast(
+        np.ndarray,
+        total_variation(
+            rng.multinomial(n_train, pooled, size=t.resamples), rng.multinomial(n_local, pooled, size=t.resamples)
+        ),
     )
     bias = float(boot.mean()) - observed  # the plug-in TV is biased upwards (noise adds |differences|) ...
     return dict(

@@ -40,7 +40,8 @@ def parse_role_map(text: str | Mapping[str, str] | None) -> dict[str, str]:
             if item.strip():
                 if "=" not in item:
                     raise RoleMapError(f"OIDC role map entry {item.strip()!r} is not value=role")
-                items.append(tuple(part.strip() for part in item.split("=", 1)))
+                left, right = item.split("=", 1)
+                items.append((left.strip(), right.strip()))
     out = {}
     for value, role in items:
         if role not in ROLES:
