@@ -46,10 +46,13 @@ from mmnar_core import __version__
 from mmnar_core.atomic_write import write_text_atomic
 from mmnar_core.bundle_files import UnsafeFileError, header_bytes, read_plain_file, safetensors_header
 from mmnar_core.calibration import PatternRectifier, TemperatureScaler
+from mmnar_core.calibration.calibrated import CalibratedModel
 from mmnar_core.model import MMNARConfig, MMNARModel
 
 BUNDLE_FORMAT = 1
 INDEX_FILE = "bundle.json"
+REFERENCE_IMAGE_FILE = "explain_reference.safetensors"  # the reference X-ray per image modality (IG baseline)
+REFERENCE_SET_FILE = "reference.safetensors"  # training patients' embeddings for "if it were obtained"
 SIGNATURE_FILE = "bundle.sig"
 SIGNATURE_FORMAT = "mmnar-bundle-signature"
 TRUSTED_KEYS_ENV = "MMNAR_TRUSTED_KEYS"
@@ -109,6 +112,9 @@ class Bundle:
     signed_by: list[str] = field(default_factory=list)  # key ids of the valid signatures in bundle.sig
     created_by: str = ""  # "mmnar_core <version>" that wrote it
     contents: dict[str, bytes] = field(default_factory=dict, repr=False)  # the verified bytes of every file
+    calibrated: CalibratedModel | None = None  # model + temperatures + site correction: logits -> risks
+    reference_images: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # image IG baselines
+    reference_set: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # on the CPU
 
     def read_bytes(self, relative: str) -> bytes:
         """A file's bytes as hashed at load (never read again from disk, so never a swapped file)."""
@@ -635,7 +641,22 @@ def load_bundle(root: str | Path, device: torch.device | str = "cpu", trusted_ke
         index["signed_by"],
         str(index.get("created_by", "")),
         contents,
+        calibrated=CalibratedModel.from_parts(model, config.tasks, temperature, rectifiers, len(config.modalities)).to(
+            device
+        ),
+        reference_images={k: v.to(device) for k, v in _tensors(root, REFERENCE_IMAGE_FILE, contents).items()},
+        reference_set=_tensors(root, REFERENCE_SET_FILE, contents),
     )
+
+
+def _tensors(root: Path, name: str, contents: dict[str, bytes]) -> dict[str, torch.Tensor]:
+    """The tensors of an optional safetensors file of the bundle, from its verified bytes ({} if absent)."""
+    if name not in contents:
+        return {}
+    try:
+        return load_tensors(contents[name])
+    except Exception as error:  # noqa: BLE001 - safetensors raises several types on damaged data
+        raise BundleError(f"{root / name}: not a valid safetensors file ({_why(error)})") from None
 
 
 def _json_object(root: Path, name: str, contents: dict[str, bytes]) -> dict:

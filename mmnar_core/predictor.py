@@ -1,15 +1,17 @@
 """The predictor interface the app and the server use: `Predictor.load(bundle)`, `predict`, `what_if`.
 
-It rebuilds the exact input path the model was trained on (encoders whose ids match the bundle's, the
-tabular state fit on the training split), encodes a patient's raw inputs once, and scores the network
-through temperature scaling and the pattern rectifier. Everything returned is plain data
+A thin facade: it rebuilds the exact input path the model was trained on (encoders whose ids match the
+bundle's, the tabular state fit on the training split), encodes a patient's raw inputs once, and leaves the
+rest to the layers below: the bundle's calibrated model turns logits into risks
+(mmnar_core.calibration.calibrated), mmnar_core.explain attributes them. Everything returned is plain data
 (`to_dict()`), so it can be stored, compared and sent over HTTP.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -17,11 +19,12 @@ import numpy as np
 import torch
 
 from mmnar_core.bundle import Bundle, load_bundle
-from mmnar_core.explain.explanation import ExplanationCache
+from mmnar_core.calibration.calibrated import CalibratedModel
+from mmnar_core.cancel import cancel_scope, check_cancelled
+from mmnar_core.explain.attributions import AttributionSettings, AttributionTarget, attribute_record
+from mmnar_core.explain.explanation import FORMAT, NOTES, Explanation, ExplanationCache, cache_key, input_hash
 from mmnar_core.explain.modality import ReferenceSet, shapley_values, value_of_absent, what_if
-from mmnar_core.explain.reference_image import load_reference_images
 from mmnar_core.numeric import members_mean_and_spread
-from mmnar_core.numeric import sigmoid as _sigmoid
 from mmnar_core.patterns import encode_pattern, pattern_label
 from mmnar_core.resources import SHIPPED_IMAGE_WEIGHTS  # re-exported: the default image weights
 from mmnar_core.schema import FeatureSpec, ModalitySpec, OutcomeSpec, PatientRecord
@@ -90,7 +93,10 @@ class Predictor:
         self.modalities = [ModalitySpec.from_dict(m) for m in bundle.dataset["modalities"]]
         self.features = _mark_open_categories([FeatureSpec.from_dict(f) for f in bundle.dataset["features"]], encoder)
         self.outcomes = [OutcomeSpec.from_dict(o) for o in bundle.dataset["outcomes"]]
-        self.reference_images = load_reference_images(bundle.root, device)  # image IG baselines, per modality
+        if bundle.calibrated is None:
+            raise PredictorError(f"{bundle.root}: the bundle was not loaded with its calibrated model")
+        self.calibrated: CalibratedModel = bundle.calibrated.eval()  # logits -> displayed risks, the one map
+        self.reference_images = bundle.reference_images  # image IG baselines, per modality
         for name, reference in self.reference_images.items():
             size = encoder.image.preprocess.size if getattr(encoder, "image", None) is not None else None
             if tuple(reference.shape) != (1, 1, size, size):
@@ -115,7 +121,7 @@ class Predictor:
         torch_device = pick_device(device)
         bundle = load_bundle(bundle_dir, torch_device)
         encoder = _build_patient_encoder(bundle, torch_device, image_weights, text_model)
-        return cls(bundle, encoder, torch_device, _load_reference(bundle))
+        return cls(bundle, encoder, torch_device, reference_set(bundle))
 
     @property
     def model_id(self) -> str:
@@ -134,12 +140,6 @@ class Predictor:
         return inputs, np.array(availability, dtype=bool)
 
     @torch.no_grad()
-    def _logits(self, inputs: list[torch.Tensor], availability: torch.Tensor) -> np.ndarray:
-        return (
-            self.bundle.model([x.to(self.device) for x in inputs], availability.to(self.device)).float().cpu().numpy()
-        )
-
-    @torch.no_grad()
     def _logits_and_spread(
         self, inputs: list[torch.Tensor], availability: torch.Tensor
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -147,14 +147,11 @@ class Predictor:
         members = self.bundle.model.member_logits([x.to(self.device) for x in inputs], availability.to(self.device))
         return members_mean_and_spread(members.float().cpu().numpy())
 
+    @torch.no_grad()
     def score(self, inputs: list[torch.Tensor], availability: torch.Tensor) -> np.ndarray:
-        """(B, T) rectified, calibrated risks of a batch (each row rectified for its own pattern)."""
-        calibrated = _sigmoid(self.bundle.temperature.transform(self._logits(inputs, availability)))
-        patterns = encode_pattern(availability.cpu().numpy())
-        return np.stack(
-            [self.bundle.rectifiers[t].transform(patterns, calibrated[:, i]) for i, t in enumerate(self.config.tasks)],
-            axis=1,
-        )
+        """(B, T) displayed risks of a batch (each row corrected for its own pattern)."""
+        risks = self.calibrated([x.to(self.device) for x in inputs], availability.to(self.device))
+        return risks.cpu().numpy()
 
     @torch.no_grad()
     def represent(self, inputs: list[torch.Tensor], availability: torch.Tensor) -> np.ndarray:
@@ -209,35 +206,33 @@ class Predictor:
         self, record: PatientRecord, availability: np.ndarray, logits: np.ndarray, spread: np.ndarray
     ) -> Prediction:
         """One patient's Prediction from its (T,) logits, the (T,) spread of its members' logits and (M,) availability."""
-        scaled = self.bundle.temperature.transform(logits[None])[0]
-        calibrated = _sigmoid(scaled)
-        member_sd = spread / np.asarray(self.bundle.temperature.temperatures, dtype=float)
         pattern = np.array([int(encode_pattern(availability))])
+        stages = self.calibrated.stages(logits[None], pattern)
+        member_sd = spread / self.calibrated.temperature.cpu().numpy()
+        low, high = self.calibrated.interval(stages, pattern, member_sd[None])
         risks = []
         for i, task in enumerate(self.config.tasks):
             rectifier = self.bundle.rectifiers[task]
-            corrected = float(rectifier.corrected_logits(pattern, calibrated[i : i + 1])[0])
-            low, high = rectifier.interval(pattern, calibrated[i : i + 1], model_sd=member_sd[i : i + 1])
             residual = rectifier.residual_mean_[pattern[0]] if rectifier.residual_mean_ is not None else 0.0
             risks.append(
                 TaskRisk(
                     task,
-                    float(_sigmoid(corrected)),
-                    float(low[0]),
-                    float(high[0]),
-                    float(_sigmoid(logits[i])),
-                    float(calibrated[i]),
-                    corrected - float(scaled[i]),
+                    float(stages.risk[0, i]),
+                    float(low[0, i]),
+                    float(high[0, i]),
+                    float(stages.raw[0, i]),
+                    float(stages.calibrated[0, i]),
+                    float(stages.corrected_logit[0, i] - stages.calibrated_logit[0, i]),
                     float(residual),
                     float(member_sd[i]),
                 )
             )
-        pattern = int(pattern[0])
+        pattern_id = int(pattern[0])
         names = self.config.modalities
         return Prediction(
             record.patient_id,
-            pattern,
-            pattern_label(pattern, names),
+            pattern_id,
+            pattern_label(pattern_id, names),
             [n for n, a in zip(names, availability) if a],
             [n for n, a in zip(names, availability) if not a],
             risks,
@@ -308,13 +303,74 @@ class Predictor:
         `settings` is an AttributionSettings (step counts, output probability or logit); `progress(step)` is
         called before each step; `digest` is the record's input_hash when the caller already has it; `cancel`
         (mmnar_core.cancel.CancelToken) stops the work with Cancelled between steps and model passes."""
-        from mmnar_core.cancel import cancel_scope
-        from mmnar_core.explain.explanation import explain
-
         if cancel is None:  # a scope set by the caller (the model server's worker) stays in force
-            return explain(self, record, tasks, settings, include_what_if, modalities, progress, digest)
+            return self._explain(record, tasks, settings, include_what_if, modalities, progress, digest)
         with cancel_scope(cancel):
-            return explain(self, record, tasks, settings, include_what_if, modalities, progress, digest)
+            return self._explain(record, tasks, settings, include_what_if, modalities, progress, digest)
+
+    def attribution_target(self, vectors: dict[str, np.ndarray]) -> AttributionTarget:
+        """What the attributions of this patient explain: the calibrated model at its embeddings."""
+        inputs, availability = self._tensors(vectors)
+        return AttributionTarget(
+            self.calibrated, self.encoder, self.modalities, inputs, availability, self.reference_images
+        )
+
+    def _explain(
+        self,
+        record: PatientRecord,
+        tasks: Sequence[str] | None,
+        settings: AttributionSettings | None,
+        include_what_if: bool,
+        modalities: Sequence[str] | None,
+        progress: Callable[[str], None] | None,
+        digest: str | None,
+    ) -> Explanation:
+        """The steps of `explain`: "encode", "predict", "what_if", then each modality (`progress(step)` before
+        each, every step boundary also a cancellation point)."""
+        settings = settings or AttributionSettings()
+        user_progress = progress or (lambda step: None)
+
+        def step(name: str) -> None:
+            check_cancelled()
+            user_progress(name)
+
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        digest = digest or input_hash(record)  # the server has it already (image bytes are not hashed twice)
+        step("encode")
+        vectors = self.encode(record, digest)  # encoders run once (also across two passes); the rest reuse them
+        timings["encode"] = time.perf_counter() - started
+        clock = time.perf_counter()
+        step("predict")
+        prediction = self.predict(record, vectors)
+        timings["predict"] = time.perf_counter() - clock
+        what = None
+        if include_what_if:
+            clock = time.perf_counter()
+            step("what_if")
+            what = self.what_if(record, vectors).to_dict()
+            timings["what_if"] = time.perf_counter() - clock
+        target = self.attribution_target(vectors)
+        attributions = attribute_record(target, record, tasks, settings, modalities, step)
+        task_names = list(self.config.tasks) if tasks is None else [t for t in self.config.tasks if t in set(tasks)]
+        timings.update({f"attribute_{k}": v for k, v in attributions.timings.items()})
+        timings["total"] = time.perf_counter() - started
+        return Explanation(
+            FORMAT,
+            digest,
+            cache_key(digest, self.model_id, task_names, settings, include_what_if, modalities),
+            self.model_id,
+            str(record.patient_id),
+            task_names,
+            settings.to_dict(),
+            prediction.to_dict(),
+            what,
+            attributions.tabular,
+            attributions.images,
+            attributions.texts,
+            {k: round(float(v), 4) for k, v in timings.items()},
+            list(NOTES) + attributions.notes,
+        )
 
 
 def _encoder_config(bundle: Bundle, encoder_id: str) -> dict:
@@ -382,15 +438,13 @@ def _build_patient_encoder(bundle: Bundle, device: torch.device, image_weights, 
     return PatientEncoder(modalities, image=image, text=text, tabular=tabular)
 
 
-def _load_reference(bundle: Bundle) -> ReferenceSet | None:
-    """The reference patients stay on the CPU, whatever the model's device: they are indexed together with
-    the patient's (CPU) availability, and score/represent move each batch to the model's device (on a GPU,
-    keeping them there mixed devices and stopped every explanation)."""
-    path = bundle.root / "reference.safetensors"
-    if not path.is_file():
+def reference_set(bundle: Bundle) -> ReferenceSet | None:
+    """The training patients behind "if it were obtained" (None for a bundle without them). They stay on the
+    CPU, whatever the model's device: they are indexed together with the patient's (CPU) availability, and
+    score/represent move each batch to the model's device (on a GPU, keeping them there mixed devices and
+    stopped every explanation)."""
+    tensors = bundle.reference_set
+    if not tensors:
         return None
-    from safetensors.torch import load_file
-
-    tensors = load_file(path, device="cpu")
-    inputs = [tensors[f"input_{i}"].float() for i in range(len(bundle.config.modalities))]
-    return ReferenceSet(inputs, tensors["availability"].bool())
+    inputs = [tensors[f"input_{i}"].float().cpu() for i in range(len(bundle.config.modalities))]
+    return ReferenceSet(inputs, tensors["availability"].bool().cpu())

@@ -1,11 +1,12 @@
-"""The demo bundle shipped in assets/: it loads, says what it is, stays small, and serves raw inputs."""
+"""The demo bundle shipped in mmnar_core/resources/: it loads, says what it is, stays small, and serves raw inputs."""
 
 import json
 
 import pytest
-from support.paths import ROOT
 
-DEMO = ROOT / "assets" / "demo_bundle"
+from mmnar_core.resources import DEMO_BUNDLE
+
+DEMO = DEMO_BUNDLE
 
 
 def test_demo_bundle_is_small_verified_and_labelled_synthetic():
@@ -44,8 +45,9 @@ def test_reference_patients_stay_on_the_cpu_whatever_the_model_device():
     import inspect
 
     from mmnar_core.bundle import load_bundle
-    from mmnar_core.predictor import _load_reference
+    from mmnar_core.predictor import reference_set
 
-    assert list(inspect.signature(_load_reference).parameters) == ["bundle"]  # no device to follow
-    reference = _load_reference(load_bundle(DEMO))
+    assert list(inspect.signature(reference_set).parameters) == ["bundle"]  # no device to follow
+    reference = reference_set(load_bundle(DEMO))
+    assert reference is not None
     assert {x.device.type for x in reference.inputs} | {reference.availability.device.type} == {"cpu"}

@@ -206,7 +206,7 @@ def test_image_ig_heatmap_sums_to_the_gap_in_model_input_space(built):
 
     record = _full_patient(dataset)
     vectors = predictor.encode(record)
-    result = attribute_record(predictor, record, vectors, [predictor.config.tasks[0]], FAST, ["cxr"])
+    result = attribute_record(predictor.attribution_target(vectors), record, [predictor.config.tasks[0]], FAST, ["cxr"])
     (image,) = result.images
     case = result.cases["cxr"]
     task = predictor.config.tasks[0]
@@ -294,7 +294,9 @@ def test_text_precision_bf16_keeps_the_top_words(built):
     runs = {}
     for precision in ("fp32", "bf16"):
         settings = AttributionSettings(tabular_steps=8, image_steps=8, text_steps=16, text_precision=precision)
-        (text, *_) = attribute_record(predictor, record, vectors, [task], settings, ["discharge_note"]).texts
+        (text, *_) = attribute_record(
+            predictor.attribution_target(vectors), record, [task], settings, ["discharge_note"]
+        ).texts
         runs[precision] = text
     assert runs["fp32"].method == "LayerIntegratedGradients"
     assert runs["bf16"].method == "LayerIntegratedGradients (transformer in bfloat16)"

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from mmnar_core.calibration.calibrated import CalibratedModel
 from mmnar_core.cancel import Cancelled, CancelToken, cancel_scope
 from mmnar_core.explain.attributions import AttributionError, AttributionSettings, RiskHead, attributed_part
 
@@ -42,12 +43,9 @@ class CountingModel(nn.Module):
 
 
 def head_with(model: nn.Module) -> RiskHead:
-    head = RiskHead.__new__(RiskHead)
-    nn.Module.__init__(head)
-    head.model, head.inputs = model, [torch.zeros(1, 4)]
-    head.availability = torch.ones(1, 1, dtype=torch.bool)
-    head.temperature, head.slope, head.offset, head.output = torch.ones(1), torch.ones(1), torch.zeros(1), "probability"
-    return head
+    """The model through a calibrated map with temperature 1 and no site correction."""
+    calibrated = CalibratedModel(model, ["task"], [1.0], {}, n_modalities=1)
+    return RiskHead(calibrated, [torch.zeros(1, 4)], np.ones(1, dtype=bool))
 
 
 def test_captum_stops_at_the_next_internal_batch_once_cancelled():

@@ -14,7 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from mmnar_core.explain.reference_image import REFERENCE_IMAGE_FILE, load_reference_images, median_image
+from mmnar_core.bundle import REFERENCE_IMAGE_FILE
+from mmnar_core.training.reference_image import median_image
 
 CONFIG = {"arch": "mobilenet_v3_small", "input_size": 32, "embed_dim": 8, "mean": 0.5, "std": 0.25}
 
@@ -67,9 +68,8 @@ def test_training_saves_the_reference_and_ig_uses_it(built):
     record = dataset.record(pid)
     task = predictor.config.tasks[1]
     result = attribute_record(
-        predictor,
+        predictor.attribution_target(predictor.encode(record)),
         record,
-        predictor.encode(record),
         [task],
         AttributionSettings(image_steps=16, image_gradcam=False),
         ["cxr"],
@@ -98,12 +98,14 @@ def test_reference_image_command_adds_it_and_refuses_another_dataset(built, tmp_
     del index["files"][REFERENCE_IMAGE_FILE]
     index["content_hash"] = _content_hash(index["files"])
     (older / "bundle.json").write_text(json.dumps(index))
-    assert load_reference_images(older) == {}
+    assert load_bundle(older).reference_images == {}
 
     assert main(["reference-image", str(older), str(root / "data"), "--out", str(tmp_path / "new")]) == 0
     new = load_bundle(tmp_path / "new")
     assert REFERENCE_IMAGE_FILE in new.files
-    assert torch.equal(load_reference_images(tmp_path / "new")["cxr"], load_reference_images(root / "bundle")["cxr"])
+    assert torch.equal(
+        load_bundle(tmp_path / "new").reference_images["cxr"], load_bundle(root / "bundle").reference_images["cxr"]
+    )
     assert (tmp_path / "new" / "weights.safetensors").read_bytes() == (older / "weights.safetensors").read_bytes()
 
     other = tmp_path / "other"

@@ -454,8 +454,12 @@ class PatternRectifier:
     def logit_variance(self, patterns, probs, model_sd=None) -> np.ndarray:
         """Variance of each corrected logit: the global fit's at z, the pattern correction's, and the model's
         own spread (`model_sd`, logit units) when given."""
+        return self.logit_variance_at(patterns, _logit(np.asarray(probs, dtype=float)), model_sd)
+
+    def logit_variance_at(self, patterns, z, model_sd=None) -> np.ndarray:
+        """`logit_variance` at calibrated logits z."""
         patterns = self._check(patterns)
-        z = _logit(np.asarray(probs, dtype=float))
+        z = np.asarray(z, dtype=float)
         c = self.global_cov_
         variance = c[0, 0] + 2 * c[0, 1] * z + c[1, 1] * z**2 + self.offset_var_[patterns]
         if model_sd is not None:
@@ -464,8 +468,14 @@ class PatternRectifier:
 
     def interval(self, patterns, probs, model_sd=None) -> tuple[np.ndarray, np.ndarray]:
         """95 % interval of the estimated risk (correction uncertainty, plus the model's spread if given)."""
-        centre = self.corrected_logits(patterns, probs)
-        half = Z_95 * np.sqrt(self.logit_variance(patterns, probs, model_sd))
+        z = _logit(np.asarray(probs, dtype=float))
+        return self.interval_from_logits(patterns, z, self.corrected_logits(patterns, probs), model_sd)
+
+    def interval_from_logits(self, patterns, z, centre, model_sd=None) -> tuple[np.ndarray, np.ndarray]:
+        """The interval around a corrected logit `centre` (computed by the calibrated model) of calibrated
+        logits z."""
+        half = Z_95 * np.sqrt(self.logit_variance_at(patterns, z, model_sd))
+        centre = np.asarray(centre, dtype=float)
         return _sigmoid(centre - half), _sigmoid(centre + half)
 
     def pattern_mean_risk(self, patterns, probs) -> dict[int, dict]:

@@ -8,7 +8,6 @@ sentence-transformers mean-pooled embedding, and a long note is the mean over al
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +26,6 @@ from mmnar_core.encoders.text_clean import clean_note
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub: weights are local files only
 
 
 def default_model_path() -> str:

@@ -11,22 +11,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mmnar_core.calibration.calibrated import CalibratedModel
 from mmnar_core.evaluation.bootstrap import evaluate_groups
 from mmnar_core.evaluation.metrics import auroc, reliability_curve
-from mmnar_core.numeric import sigmoid
 from mmnar_core.patterns import pattern_label
 
 
-def predictions_frame(patient_ids, patterns, tasks, labels, raw_logits, temperature, rectifiers) -> pd.DataFrame:
-    """patient_id, pattern, and per task <task>_label, <task>_prob (rectified, calibrated), <task>_prob_raw,
-    <task>_prob_calibrated (temperature only)."""
+def predictions_frame(patient_ids, patterns, labels, raw_logits, calibrated_model: CalibratedModel) -> pd.DataFrame:
+    """patient_id, pattern, and per task <task>_label, <task>_prob (rectified, calibrated: the displayed risk),
+    <task>_prob_raw, <task>_prob_calibrated (temperature only), all from the calibrated model's one map."""
     frame = pd.DataFrame({"patient_id": patient_ids, "pattern": np.asarray(patterns, dtype=np.int64)})
-    calibrated = sigmoid(temperature.transform(raw_logits))
-    for t, task in enumerate(tasks):
+    stages = calibrated_model.stages(raw_logits, frame["pattern"].to_numpy())
+    for t, task in enumerate(calibrated_model.tasks):
         frame[f"{task}_label"] = pd.array([None if math.isnan(v) else int(v) for v in labels[:, t]], dtype="Int8")
-        frame[f"{task}_prob"] = rectifiers[task].transform(frame["pattern"].to_numpy(), calibrated[:, t])
-        frame[f"{task}_prob_raw"] = sigmoid(raw_logits[:, t])
-        frame[f"{task}_prob_calibrated"] = calibrated[:, t]
+        frame[f"{task}_prob"] = stages.risk[:, t]
+        frame[f"{task}_prob_raw"] = stages.raw[:, t]
+        frame[f"{task}_prob_calibrated"] = stages.calibrated[:, t]
     return frame
 
 

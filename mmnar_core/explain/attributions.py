@@ -2,8 +2,10 @@
 head -> temperature scaling -> pattern rectifier (docs/explanations.md).
 
 What is attributed (`AttributionSettings.output`): by default the patient's **rectified, calibrated
-risk** sigmoid(logit_t / T_t + offset_t[pattern]), i.e. the number `Predictor.predict` shows, so every
-attribution is in units of risk (probability). The other modalities stay fixed at the patient's own
+risk** sigmoid(slope_t * logit_t / T_t + shift_t[pattern]), computed by the calibrated model
+(mmnar_core.calibration.calibrated), the one map `Predictor.predict` shows too, so every attribution is in
+units of the displayed risk (probability). The explained model comes in as an `AttributionTarget` (the
+calibrated model, the encoders, the patient's embeddings), never as the predictor. The other modalities stay fixed at the patient's own
 embeddings and the availability pattern is the patient's, so the rectifier offset is the patient's; it
 is a constant logit shift, which matters in probability space (it changes the slope of the sigmoid) but
 cancels in logit space (`output="logit"`).
@@ -29,7 +31,7 @@ from __future__ import annotations
 import base64
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -38,10 +40,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmnar_core.calibration.calibrated import CalibratedModel, patterns_of
 from mmnar_core.cancel import check_cancelled
 from mmnar_core.encoders.runtime import native_bf16
-from mmnar_core.patterns import encode_pattern
-from mmnar_core.schema import FeatureKind
+from mmnar_core.schema import FeatureKind, ModalitySpec
 
 OUTPUTS = ("probability", "logit")
 TEXT_PRECISIONS = ("auto", "bf16", "fp32")
@@ -255,27 +257,44 @@ class TextAttribution(_Plain):
 
 
 # --------------------------------------------------------------------------- the differentiable path
+@dataclass
+class AttributionTarget:
+    """What the attributions explain: one patient's embeddings through the calibrated model, and the encoders
+    that made them (for attributions back to features, pixels and words). The predictor builds it
+    (`Predictor.attribution_target`); nothing here needs the predictor itself."""
+
+    calibrated: CalibratedModel  # network + temperatures + site correction: the displayed risk
+    encoder: Any  # mmnar_core.encoders.patient.PatientEncoder: .tabular[name], .image, .text
+    modalities: Sequence[ModalitySpec]
+    inputs: list[torch.Tensor]  # (1, dim) per modality (zeros where absent)
+    availability: np.ndarray  # (M,) bool
+    reference_images: Mapping[str, torch.Tensor] = field(default_factory=dict)  # image IG baselines
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.calibrated.tasks)
+
+
 class RiskHead(nn.Module):
-    """Modality embeddings -> (B, T) rectified calibrated risk (or logit) for ONE patient's pattern.
+    """Modality embeddings -> (B, T) displayed risk (or its logit) for ONE patient's pattern, through the
+    calibrated model (the same map as the risk on screen).
 
     forward(replace) takes {modality index: (B, dim) tensor}; every other modality is the patient's own
     embedding, broadcast to B rows. Absent modalities stay absent (the model's exact missing path)."""
 
-    def __init__(self, predictor, vectors: dict[str, np.ndarray], output: str = "probability"):
+    def __init__(
+        self,
+        calibrated: CalibratedModel,
+        inputs: Sequence[torch.Tensor],
+        availability: np.ndarray | torch.Tensor,
+        output: str = "probability",
+    ):
         super().__init__()
-        inputs, availability = predictor._tensors(vectors)
-        self.model = predictor.bundle.model.eval()
-        self.inputs = [x.float() for x in inputs]
-        self.availability = torch.from_numpy(availability).unsqueeze(0).to(predictor.device)
-        self.pattern = int(encode_pattern(availability))
-        tasks = list(predictor.config.tasks)
-        device = predictor.device
-        self.temperature = torch.tensor(
-            np.asarray(predictor.bundle.temperature.temperatures, dtype=np.float32), device=device
-        )
-        affine = [predictor.bundle.rectifiers[t].affine(self.pattern) for t in tasks]  # the rectifier's own formula
-        self.slope = torch.tensor([a[0] for a in affine], dtype=torch.float32, device=device)
-        self.offset = torch.tensor([a[1] for a in affine], dtype=torch.float32, device=device)
+        self.calibrated = calibrated.eval()
+        device = calibrated.temperature.device
+        self.inputs = [x.float().to(device) for x in inputs]
+        self.availability = torch.as_tensor(np.asarray(availability, dtype=bool)).reshape(1, -1).to(device)
+        self.pattern = patterns_of(self.availability)
         self.output = output
 
     def forward(self, replace: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
@@ -283,8 +302,9 @@ class RiskHead(nn.Module):
         replace = replace or {}
         rows = next(iter(replace.values())).shape[0] if replace else 1
         inputs = [replace[i] if i in replace else x.expand(rows, -1) for i, x in enumerate(self.inputs)]
-        logits = self.model(inputs, self.availability.expand(rows, -1))
-        z = self.slope * (logits / self.temperature) + self.offset
+        assert self.calibrated.network is not None
+        logits = self.calibrated.network(inputs, self.availability.expand(rows, -1))
+        z = self.calibrated.corrected_logits(logits, self.pattern.expand(rows))
         return torch.sigmoid(z) if self.output == "probability" else z
 
 
@@ -633,8 +653,8 @@ def attributed_part(note, limit: int, modality: str) -> tuple[str | bytes, str |
     )
 
 
-def task_indices(predictor, tasks: Sequence[str] | None) -> tuple[list[int], list[str]]:
-    names = list(predictor.config.tasks)
+def task_indices(tasks_of_model: Sequence[str], tasks: Sequence[str] | None) -> tuple[list[int], list[str]]:
+    names = list(tasks_of_model)
     if tasks is None:
         return list(range(len(names))), names
     unknown = [t for t in tasks if t not in names]
@@ -645,9 +665,8 @@ def task_indices(predictor, tasks: Sequence[str] | None) -> tuple[list[int], lis
 
 
 def attribute_record(
-    predictor,
+    target: AttributionTarget,
     record,
-    vectors: dict[str, np.ndarray],
     tasks: Sequence[str] | None = None,
     settings: AttributionSettings = AttributionSettings(),
     modalities: Sequence[str] | None = None,
@@ -657,15 +676,15 @@ def attribute_record(
     `progress(modality)` is called before each one (the app shows steps, not a bare spinner)."""
     from mmnar_core.schema import ModalityKind
 
-    task_ids, task_names = task_indices(predictor, tasks)
-    head = RiskHead(predictor, vectors, settings.output)
+    task_ids, task_names = task_indices(target.tasks, tasks)
+    head = RiskHead(target.calibrated, target.inputs, target.availability, settings.output)
     out = ModalityAttributions()
-    names = list(predictor.config.modalities)
-    kinds = {m.name: m.kind for m in predictor.modalities}
+    names = [m.name for m in target.modalities]
+    kinds = {m.name: m.kind for m in target.modalities}
     wanted = set(names if modalities is None else modalities)
     with torch.enable_grad():
         for index, name in enumerate(names):
-            if name not in vectors or name not in wanted:
+            if not target.availability[index] or name not in wanted:
                 continue
             if progress is not None:
                 progress(name)
@@ -673,12 +692,12 @@ def attribute_record(
             started = time.perf_counter()
             kind = kinds[name]
             if kind is ModalityKind.TABULAR:
-                encoder = predictor.encoder.tabular[name]
+                encoder = target.encoder.tabular[name]
                 out.tabular.append(
                     attribute_tabular(head, index, name, encoder, record.structured, task_ids, task_names, settings)
                 )
             elif kind is ModalityKind.IMAGE:
-                embedder = predictor.encoder.image
+                embedder = target.encoder.image
                 pixels = embedder.decode(record.images[name])
                 result, case = attribute_image(
                     head,
@@ -689,12 +708,12 @@ def attribute_record(
                     task_ids,
                     task_names,
                     settings,
-                    predictor.reference_images.get(name),
+                    target.reference_images.get(name),
                 )
                 out.images.append(result)
                 out.cases[name] = case
             else:
-                embedder = predictor.encoder.text
+                embedder = target.encoder.text
                 note, cut = attributed_part(record.texts[name], settings.max_note_chars, name)
                 if cut is not None:
                     out.notes.append(cut)

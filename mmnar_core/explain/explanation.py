@@ -15,19 +15,16 @@ import hashlib
 import json
 import math
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from mmnar_core.cancel import check_cancelled
 from mmnar_core.explain.attributions import (
     AttributionSettings,
     ImageAttribution,
     TabularAttribution,
     TextAttribution,
-    attribute_record,
 )
 
 FORMAT = "mmnar-explanation/1"
@@ -214,63 +211,3 @@ NOTES = [
     "missingness pattern; the modality-level contributions are the Shapley values in what_if.",
     "The demo model is trained on synthetic patients: explanations describe the model, not medicine.",
 ]
-
-
-def explain(
-    predictor,
-    record,
-    tasks: Sequence[str] | None = None,
-    settings: AttributionSettings | None = None,
-    include_what_if: bool = True,
-    modalities: Sequence[str] | None = None,
-    progress=None,
-    digest: str | None = None,
-) -> Explanation:
-    """Prediction, what-if and per-modality attributions of one patient (the body of Predictor.explain).
-    `progress(step)` is called before each step: "encode", "predict", "what_if", then each modality."""
-    settings = settings or AttributionSettings()
-    user_progress = progress or (lambda step: None)
-
-    def progress(step: str) -> None:  # every step boundary is also a cancellation point (mmnar_core.cancel)
-        check_cancelled()
-        user_progress(step)
-
-    timings = {}
-    started = time.perf_counter()
-    digest = digest or input_hash(record)  # the server has it already (image bytes are not hashed twice)
-    progress("encode")
-    vectors = predictor.encode(record, digest)  # encoders run once (also across two passes); the rest reuse them
-    timings["encode"] = time.perf_counter() - started
-    clock = time.perf_counter()
-    progress("predict")
-    prediction = predictor.predict(record, vectors)
-    timings["predict"] = time.perf_counter() - clock
-    what = None
-    if include_what_if:
-        clock = time.perf_counter()
-        progress("what_if")
-        what = predictor.what_if(record, vectors).to_dict()
-        timings["what_if"] = time.perf_counter() - clock
-    attributions = attribute_record(predictor, record, vectors, tasks, settings, modalities, progress)
-    task_names = (
-        list(predictor.config.tasks) if tasks is None else [t for t in predictor.config.tasks if t in set(tasks)]
-    )
-    timings.update({f"attribute_{k}": v for k, v in attributions.timings.items()})
-    timings["total"] = time.perf_counter() - started
-    timings = {k: round(float(v), 4) for k, v in timings.items()}
-    return Explanation(
-        FORMAT,
-        digest,
-        cache_key(digest, predictor.model_id, task_names, settings, include_what_if, modalities),
-        predictor.model_id,
-        str(record.patient_id),
-        task_names,
-        settings.to_dict(),
-        prediction.to_dict(),
-        what,
-        attributions.tabular,
-        attributions.images,
-        attributions.texts,
-        timings,
-        list(NOTES) + attributions.notes,
-    )

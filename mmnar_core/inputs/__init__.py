@@ -8,11 +8,11 @@ from mmnar_core.inputs.record import build_record
 from mmnar_core.inputs.structured import (
     StructuredInput,
     parse_structured_csv,
-    parse_structured_file,
     parse_structured_form,
     parse_structured_json,
     parse_value,
 )
+from mmnar_core.inputs.structured_file import parse_structured_file
 from mmnar_core.inputs.units import unit_hint
 from mmnar_core.inputs.uploads import ImageUpload, read_image_upload, read_text_upload
 

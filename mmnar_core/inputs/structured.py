@@ -509,10 +509,10 @@ JSON_ACCEPTED = (
 def parse_structured_json(
     data: bytes, features: Sequence[FeatureSpec], filename: str = "upload.json"
 ) -> StructuredInput:
-    return _structured_from_json(load_json(data, filename, JSON_ACCEPTED), features, filename)
+    return structured_from_json_object(load_json(data, filename, JSON_ACCEPTED), features, filename)
 
 
-def _structured_from_json(obj, features: Sequence[FeatureSpec], filename: str) -> StructuredInput:
+def structured_from_json_object(obj, features: Sequence[FeatureSpec], filename: str) -> StructuredInput:
     """A parsed JSON value as a feature object (the file is decoded and parsed once, by the caller)."""
     index = _feature_index(features)
     if isinstance(obj, list):
@@ -581,20 +581,3 @@ def load_json(data: bytes | str, where: str, accepted: str) -> Any:
         if "digits" not in str(error):
             raise
         raise InputErrors([InputError(where, "a number in the JSON has more than 4,300 digits", accepted)]) from None
-
-
-# ------------------------------------------------------------------------------------------- any file
-def parse_structured_file(
-    filename: str, data: bytes, features: Sequence[FeatureSpec], reference_time=None
-) -> StructuredInput:
-    """One upload widget for all three: content decides (a JSON object with resourceType 'Bundle' is FHIR,
-    another JSON object is a feature object, anything else is CSV)."""
-    head = bytes(data[:4096]).lstrip(b"\xef\xbb\xbf \t\r\n") if isinstance(data, (bytes, bytearray)) else b""
-    if head.startswith((b"{", b"[")):
-        obj = load_json(data, filename, JSON_ACCEPTED)
-        if isinstance(obj, dict) and "resourceType" in obj:
-            from mmnar_core.inputs.fhir import parse_fhir_bundle
-
-            return parse_fhir_bundle(obj, features, filename, reference_time)
-        return _structured_from_json(obj, features, filename)
-    return parse_structured_csv(data, features, filename)

@@ -370,24 +370,3 @@ def main_ray(args: argparse.Namespace, config: ServeConfig | None = None) -> int
         text_model=getattr(args, "text_model", None),
     )
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m mmnar_core.serving.ray_app BUNDLE_DIR [serve options] [--replicas N ...]`: the same as
-    `python -m mmnar_core serve BUNDLE_DIR --ray ...`, with the serve command's options."""
-    from mmnar_core.serving import command
-
-    parser = argparse.ArgumentParser(prog="python -m mmnar_core.serving.ray_app")
-    subparsers = parser.add_subparsers(dest="command")
-    command.register(subparsers)
-    serve_parser = subparsers.choices["serve"]
-    if not any("--replicas" in action.option_strings for action in serve_parser._actions):
-        add_ray_arguments(serve_parser)
-    args = parser.parse_args(["serve", *(sys.argv[1:] if argv is None else argv)])
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO))
-    return main_ray(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

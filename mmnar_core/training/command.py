@@ -195,9 +195,9 @@ def _extra_files(bundle) -> dict[str, bytes]:
 
 
 def run_reference_image(args) -> int:
-    from mmnar_core.bundle import load_bundle, save_bundle
+    from mmnar_core.bundle import REFERENCE_IMAGE_FILE, load_bundle, save_bundle
     from mmnar_core.dataset import load_dataset
-    from mmnar_core.explain.reference_image import REFERENCE_IMAGE_FILE, image_encoder_configs, reference_image_file
+    from mmnar_core.training.reference_image import image_encoder_configs, reference_image_file
 
     if Path(args.out).resolve() == Path(args.bundle).resolve():
         raise ValueError("--out must differ from the bundle (the original is kept)")

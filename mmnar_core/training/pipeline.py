@@ -14,12 +14,12 @@ import torch
 
 from mmnar_core.bundle import save_bundle
 from mmnar_core.calibration import PatternRectifier, TemperatureScaler
+from mmnar_core.calibration.calibrated import CalibratedModel
 from mmnar_core.dataset import Dataset, load_dataset
 from mmnar_core.evaluation.report import compute_report, headline, markdown_report, predictions_frame
-from mmnar_core.explain.reference_image import image_encoder_configs, reference_image_file
 from mmnar_core.model import MMNARConfig
-from mmnar_core.numeric import sigmoid
 from mmnar_core.training.data import ModelData, build_model_data
+from mmnar_core.training.reference_image import image_encoder_configs, reference_image_file
 from mmnar_core.training.trainer import predict_logits, train
 
 
@@ -30,7 +30,8 @@ def calibrate_from_logits(
     held-out labelled `rows` whose network logits are given; `source` says where those rows come from."""
     labels = data.labels[rows].numpy().astype(float)
     temperature = TemperatureScaler().fit(logits, labels)
-    probs = sigmoid(temperature.transform(logits))
+    no_correction = CalibratedModel.from_parts(None, data.tasks, temperature, {}, len(data.modalities))
+    probs = no_correction.stages(logits, data.patterns[rows]).calibrated  # temperature only
     rectifiers = {
         task: PatternRectifier(len(data.modalities)).fit(data.patterns[rows], probs[:, t], labels[:, t], source=source)
         for t, task in enumerate(data.tasks)
@@ -59,11 +60,9 @@ def report_from_logits(
     frame = predictions_frame(
         data.patient_ids[rows],
         data.patterns[rows],
-        data.tasks,
         data.labels[rows].numpy(),
         logits,
-        temperature,
-        rectifiers,
+        CalibratedModel.from_parts(None, data.tasks, temperature, rectifiers, len(data.modalities)),
     )
     true_probs = data.true_probs[rows] if data.true_probs is not None else None
     references = {name: (task, scores[rows]) for name, (task, scores) in (data.reference_scores or {}).items()}

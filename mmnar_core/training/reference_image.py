@@ -9,7 +9,7 @@ training-median patient) is for the EHR: the peak then lands in the finding (doc
 
 Training patients only, at most `max_images` of them chosen at random with a fixed seed, decoded with the
 encoder's own limits and preprocessing (pad to square, resize, normalise), so the median lives exactly
-where IG interpolates.
+where IG interpolates. Built here, at training; the bundle loads it (`Bundle.reference_images`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REFERENCE_IMAGE_FILE = "explain_reference.safetensors"
+from mmnar_core.bundle import REFERENCE_IMAGE_FILE
+
 MAX_IMAGES = 500
 
 
@@ -77,14 +78,3 @@ def image_encoder_configs(encoders: dict, encoder_folder) -> dict[str, dict]:
             path = Path(encoder_folder(info["encoder_id"])) / "encoder.json"
             configs[modality] = json.loads(path.read_text(encoding="utf-8"))["config"]
     return configs
-
-
-def load_reference_images(bundle_root: str | Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """The bundle's reference X-ray per image modality ({} for a bundle written before they existed: IG then
-    falls back to a black baseline, and the explanation says which baseline it used)."""
-    from safetensors.torch import load_file
-
-    path = Path(bundle_root) / REFERENCE_IMAGE_FILE
-    if not path.is_file():
-        return {}
-    return {name: tensor.to(device) for name, tensor in load_file(str(path)).items()}

@@ -100,7 +100,7 @@ def evaluate_faithfulness(
 ) -> dict:
     """Faithfulness figures on one split of a synthetic dataset (needs its truth/ tables)."""
     settings = settings or AttributionSettings()
-    task_ids, task_names = task_indices(predictor, tasks)
+    task_ids, task_names = task_indices(predictor.config.tasks, tasks)
     rng = np.random.default_rng(seed)
     root = Path(dataset.root)
     findings = pd.read_parquet(root / "truth" / "image_findings.parquet")
@@ -133,7 +133,7 @@ def evaluate_faithfulness(
     for count, pid in enumerate(ids):
         record = dataset.record(pid)
         vectors = predictor.encode(record)
-        result = attribute_record(predictor, record, vectors, task_names, settings, modalities)
+        result = attribute_record(predictor.attribution_target(vectors), record, task_names, settings, modalities)
         head = result.cases["_head"]
         base_risk = _risk(head)[0]
 

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from mmnar_core.bundle import Bundle
+from mmnar_core.calibration.calibrated import CalibratedModel
 from mmnar_core.evaluation.metrics import auroc
 from mmnar_core.explain.modality import shapley_values, what_if
 from mmnar_core.model import MMNARConfig
@@ -113,6 +114,9 @@ def in_memory_predictor(model, temperature, rectifiers) -> Predictor:
         {},
         "",
         [],
+        calibrated=CalibratedModel.from_parts(
+            model, model.config.tasks, temperature, rectifiers, len(model.config.modalities)
+        ),
     )
     return Predictor(bundle, encoder=None, device=torch.device("cpu"))
 

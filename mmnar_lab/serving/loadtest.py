@@ -617,14 +617,8 @@ def _get_json(url: str):
 
 
 def _ray_serve_command() -> list[str]:
-    """`python -m mmnar_core serve --ray` when the serve command dispatches --ray, else the same through
-    `python -m mmnar_core.serving.ray_app` (identical options)."""
-    from mmnar_core.cli import build_parser
-
-    serve = build_parser()._subparsers._group_actions[0].choices["serve"]
-    if any("--ray" in action.option_strings for action in serve._actions):
-        return [sys.executable, "-m", "mmnar_core", "serve", "--ray"]
-    return [sys.executable, "-m", "mmnar_core.serving.ray_app"]
+    """The serve command with Ray Serve replicas (`python -m mmnar_core serve --ray`)."""
+    return [sys.executable, "-m", "mmnar_core", "serve", "--ray"]
 
 
 def full_benchmark(
