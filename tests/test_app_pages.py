@@ -14,6 +14,8 @@ from streamlit.testing.v1 import AppTest
 from support.dicom import dicom_bytes
 from support.paths import ROOT
 
+from mmnar_core.resources import DEMO_BUNDLE
+
 PAGES = ROOT / "app" / "pages"
 COVID = ROOT.parent / "shared" / "data" / "covid-cxr-notes"
 FAST_DEMO = "Demo 06"  # structured + X-ray: no note transformer, so an analysis takes well under a second
@@ -248,7 +250,7 @@ def test_model_card_page(data_dir):
 
 
 def _model_id() -> str:
-    return json.loads((ROOT / "assets" / "demo_bundle" / "bundle.json").read_text())["model_id"]
+    return json.loads((DEMO_BUNDLE / "bundle.json").read_text())["model_id"]
 
 
 def test_each_analysis_counts_its_pattern_once_and_nothing_about_the_patient(data_dir):
@@ -309,7 +311,7 @@ def test_app_drift_command_reports_and_exports_the_counts(data_dir, tmp_path, ca
     document = json.loads(out.read_text())
     assert document["counts"] == {"5": 60, "15": 50} and document["model_id"] == _model_id()
     assert main(["export", "--out", str(out)]) == 2 and "already exists" in capsys.readouterr().err
-    assert core_main(["drift", str(ROOT / "assets" / "demo_bundle"), "--counts", str(out), "--json"]) == 0
+    assert core_main(["drift", str(DEMO_BUNDLE), "--counts", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n_local"] == 110
     assert main(["--bundle", str(tmp_path), "report"]) == 2 and "not a model bundle" in capsys.readouterr().err
 
@@ -318,7 +320,7 @@ def test_a_tampered_bundle_is_refused_with_a_clear_message(data_dir, tmp_path, m
     import shutil
 
     bundle = tmp_path / "bundle"
-    shutil.copytree(ROOT / "assets" / "demo_bundle", bundle)
+    shutil.copytree(DEMO_BUNDLE, bundle)
     with open(bundle / "weights.safetensors", "r+b") as handle:
         handle.seek(-8, 2)
         handle.write(b"tampered")

@@ -1,11 +1,10 @@
 """The in-process service: a fast partial explanation completed later equals one complete explanation,
 and a partial one never shares the cache key of a complete one."""
 
-from support.paths import ROOT
-
 from mmnar_app.demo_patients import load_demo_patients
 from mmnar_app.service import LocalService
 from mmnar_core.explain.explanation import ExplanationCache
+from mmnar_core.resources import DEMO_BUNDLE
 
 
 def _content(explanation) -> dict:
@@ -15,7 +14,7 @@ def _content(explanation) -> dict:
 
 
 def test_partial_then_complete_equals_one_complete_explanation():
-    service = LocalService(ROOT / "assets" / "demo_bundle")
+    service = LocalService(DEMO_BUNDLE)
     demo = next(d for d in load_demo_patients() if d.label.startswith("Demo 07"))  # structured + report
     record, task = demo.record(), "icu_90d"
     encoded = []
@@ -37,7 +36,7 @@ def test_partial_then_complete_equals_one_complete_explanation():
 def test_warm_up_runs_a_full_explanation_and_caches_nothing(caplog):
     from mmnar_app.service import warm_up_record
 
-    service = LocalService(ROOT / "assets" / "demo_bundle")
+    service = LocalService(DEMO_BUNDLE)
     record = warm_up_record(service.predictor)
     assert set(record.images) == {"cxr"} and set(record.texts) == {"discharge_note", "radiology_report"}
     assert all(value is None for value in record.structured.values())

@@ -374,7 +374,7 @@ def test_command_line_export_verify_import(tmp_path, postgres_server):
     with open_store(f"sqlite:///{tmp_path / 'data' / 'mmnar.sqlite3'}") as store:
         populate(store)
         before = snapshot(store)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)
     env.pop("MMNAR_DATABASE_URL", None)
 
     def run(*args):

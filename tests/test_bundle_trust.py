@@ -12,7 +12,6 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from support.paths import ROOT
 
 from mmnar_core.bundle import (
     BundleError,
@@ -27,8 +26,9 @@ from mmnar_core.bundle import (
 from mmnar_core.calibration import PatternRectifier, TemperatureScaler
 from mmnar_core.cli import main
 from mmnar_core.model import MMNARConfig, MMNARModel
+from mmnar_core.resources import DEMO_BUNDLE
 
-DEMO = ROOT / "assets" / "demo_bundle"
+DEMO = DEMO_BUNDLE
 
 
 @pytest.fixture(autouse=True)

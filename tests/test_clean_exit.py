@@ -19,7 +19,6 @@ def run_python(code: str, tmp_path, timeout: int = 300) -> subprocess.CompletedP
         text=True,
         timeout=timeout,
         env={
-            "PYTHONPATH": str(ROOT),
             "PATH": "/usr/bin:/bin",
             "HOME": str(tmp_path),
             "MMNAR_DATA_DIR": str(tmp_path / "data"),

@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import pytest
-from support.paths import ROOT
 
 from mmnar_core.drift import (
     ADVISED,
@@ -27,9 +26,10 @@ from mmnar_core.drift import (
     rectify_command,
     total_variation,
 )
+from mmnar_core.resources import DEMO_BUNDLE
 
 NAMES = ["structured", "cxr", "discharge_note", "radiology_report"]
-# the demo bundle's training mix (assets/demo_bundle/dataset.json)
+# the demo bundle's training mix (mmnar_core/resources/demo_bundle/dataset.json)
 TRAIN = {"1": 644, "3": 119, "5": 3502, "7": 465, "9": 42, "11": 676, "13": 215, "15": 2737}
 
 
@@ -264,8 +264,8 @@ def test_pattern_words_and_rectify_command():
 def test_drift_command_table_json_and_errors(tmp_path, capsys):
     from mmnar_core.cli import main
 
-    bundle = str(ROOT / "assets" / "demo_bundle")
-    model_id = json.loads((ROOT / "assets" / "demo_bundle" / "bundle.json").read_text())["model_id"]
+    bundle = str(DEMO_BUNDLE)
+    model_id = json.loads((DEMO_BUNDLE / "bundle.json").read_text())["model_id"]
     rng = np.random.default_rng(5)
     counts = tmp_path / "counts.json"
     counts.write_text(json.dumps(counts_document(model_id, NAMES, draw(rng, 500, fewer_xrays(shares(TRAIN), 0.3)))))

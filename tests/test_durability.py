@@ -248,12 +248,10 @@ class Child:
     """The saving child process; its stdout lines arrive on a queue with their arrival time."""
 
     def __init__(self, url: str, first: int, log: Path):
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
         self.stderr = open(log, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-c", CHILD, url, str(first)],
             cwd=ROOT,
-            env=env,
             stdout=subprocess.PIPE,
             stderr=self.stderr,
         )

@@ -2,12 +2,12 @@
 interruption, what training reads, precomputed image embeddings."""
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from support.encoders import tiny_image, tiny_text
+from support.tiny_dataset import write_tiny
 
 from mmnar_core.dataset import load_dataset
 from mmnar_core.encoders.cache import EmbeddingCache, content_key, load_embeddings
@@ -15,10 +15,6 @@ from mmnar_core.encoders.config import TextEncoderConfig
 from mmnar_core.encoders.embed import embed_dataset
 from mmnar_core.encoders.image_backbone import save_image_encoder
 from mmnar_core.encoders.text_encoder import TextEmbedder
-
-sys.path.insert(0, str(Path(__file__).parent))
-from support.encoders import tiny_image, tiny_text  # noqa: E402
-from support.tiny_dataset import write_tiny  # noqa: E402
 
 
 @pytest.fixture()

@@ -1,17 +1,12 @@
 """The differentiable end-to-end paths run under Captum: pixels -> embedding and tokens -> embedding."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from support.encoders import tiny_image, tiny_text
 
 from mmnar_core.encoders.image_backbone import ImagePipeline
 from mmnar_core.encoders.text_encoder import NoteForward
-
-sys.path.insert(0, str(Path(__file__).parent))
-from support.encoders import tiny_image, tiny_text  # noqa: E402
 
 
 def test_integrated_gradients_on_raw_pixels_is_complete():

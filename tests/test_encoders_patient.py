@@ -1,20 +1,15 @@
 """One patient at prediction time gives the same vectors as the batch path used for training."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from support.encoders import tiny_image, tiny_text
+from support.tiny_dataset import PNG_1x1, tiny_manifest
 
 from mmnar_core.encoders.errors import EmptyTextError, TruncatedImageError
 from mmnar_core.encoders.patient import PatientEncoder
 from mmnar_core.encoders.tabular import TabularEncoder
 from mmnar_core.schema import PatientRecord
-
-sys.path.insert(0, str(Path(__file__).parent))
-from support.encoders import tiny_image, tiny_text  # noqa: E402
-from support.tiny_dataset import PNG_1x1, tiny_manifest  # noqa: E402
 
 
 @pytest.fixture(scope="module")

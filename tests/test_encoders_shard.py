@@ -1,20 +1,15 @@
 """`embed --shard I/N`: N processes (e.g. one per GPU under torchrun) split the images and notes, fill one shared
 cache, and a final unsharded run computes nothing and writes the index; the vectors equal a one-process run."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from support.encoders import tiny_image, tiny_text
+from support.tiny_dataset import write_tiny
 
 from mmnar_core.dataset import load_dataset
 from mmnar_core.encoders.cache import load_embeddings
 from mmnar_core.encoders.command import parse_shard
 from mmnar_core.encoders.embed import embed_dataset
-
-sys.path.insert(0, str(Path(__file__).parent))
-from support.encoders import tiny_image, tiny_text  # noqa: E402
-from support.tiny_dataset import write_tiny  # noqa: E402
 
 
 def test_shards_fill_the_cache_and_the_final_run_only_indexes(tmp_path):

@@ -12,10 +12,11 @@ from support.fhir import encounter, make_bundle, observation
 
 from mmnar_core.inputs import InputErrors, parse_fhir_bundle, parse_fhir_datetime
 from mmnar_core.inputs.fhir_tables import DISCHARGE_DISPOSITION, LOINC_FEATURES, LOINC_PANELS
+from mmnar_core.resources import DEMO_BUNDLE
 from mmnar_core.schema import FeatureSpec
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASET = json.loads((ROOT / "assets/demo_bundle/dataset.json").read_text())
+DATASET = json.loads((DEMO_BUNDLE / "dataset.json").read_text())
 FEATURES = [FeatureSpec.from_dict(f) for f in DATASET["features"]]
 
 

@@ -5,12 +5,13 @@ the encoder takes as is (images as bytes)."""
 import csv
 import io
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from support.dicom import dicom_bytes, report_dicom
+from support.encoders import tiny_image
 
 from mmnar_core.encoders.patient import PatientEncoder
 from mmnar_core.inputs import (
@@ -22,17 +23,12 @@ from mmnar_core.inputs import (
     read_image_upload,
     read_text_upload,
 )
+from mmnar_core.resources import DEMO_BUNDLE
 from mmnar_core.schema import MIMIC_STYLE_MODALITIES, FeatureSpec
-
-sys.path.insert(0, str(Path(__file__).parent))
-from support.dicom import dicom_bytes, report_dicom  # noqa: E402
-from support.encoders import tiny_image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 COVID = ROOT.parent / "shared" / "data" / "covid-cxr-notes"
-FEATURES = [
-    FeatureSpec.from_dict(f) for f in json.loads((ROOT / "assets/demo_bundle/dataset.json").read_text())["features"]
-]
+FEATURES = [FeatureSpec.from_dict(f) for f in json.loads((DEMO_BUNDLE / "dataset.json").read_text())["features"]]
 MB = 2**20
 
 

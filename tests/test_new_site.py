@@ -4,7 +4,6 @@ hospital (hand-made blocks, a tiny eICU fixture in the published format, and the
 
 import hashlib
 import json
-import sys
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,6 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from support.tiny_dataset import write_tiny
 
 from mmnar_core.dataset import load_dataset
 from mmnar_core.encoders.config import TabularEncoderConfig
@@ -24,9 +24,6 @@ from mmnar_core.loaders.eicu import build as build_eicu
 from mmnar_core.loaders.site_split import SiteSplitError, assert_site_disjoint, hospital_blocks, split_by_hospital
 from mmnar_core.loaders.tables import LoaderError
 from mmnar_core.schema import FeatureSpec
-
-sys.path.insert(0, str(Path(__file__).parent))
-from support.tiny_dataset import write_tiny  # noqa: E402
 
 AGE = FeatureSpec("age", "numeric", "structured", unit="years", valid_range=(18, 110))
 SEX_FEMALE_ONLY = FeatureSpec("sex", "categorical", "structured", categories=("female",))

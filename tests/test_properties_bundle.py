@@ -1,5 +1,5 @@
 """Property tests of the bundle loader: a copy of a small bundle (built in a temporary folder from
-assets/demo_bundle, which is only read), changed in any way (bundle.json, bundle.sig, any file replaced or
+mmnar_core/resources/demo_bundle, which is only read), changed in any way (bundle.json, bundle.sig, any file replaced or
 spliced, files added; with bundle.json's hashes rebuilt so the loaders behind the hash check are reached) either
 verifies and loads or is refused with a BundleError naming the file, never another exception."""
 

@@ -12,11 +12,15 @@ def _readme_commands():
     return [b for b in blocks if b.startswith("python3 -m venv")]
 
 
+# the lock file, then this checkout as the package `mmnar`, editable, built by the locked setuptools
+INSTALL = "pip install -r requirements.txt && pip install --no-deps --no-build-isolation -e ."
+
+
 def test_readme_has_exactly_two_setup_commands():
     commands = _readme_commands()
     assert len(commands) == 2
-    assert commands[0].endswith("streamlit run app/Home.py")
-    assert "pytest" in commands[1]
+    assert commands[0].endswith(f" && {INSTALL} && streamlit run app/Home.py")
+    assert commands[1].endswith(f" && {INSTALL} && python -m pytest -q")
 
 
 def test_ci_runs_the_readme_test_command_verbatim():
@@ -36,3 +40,33 @@ def test_cli_help_lists_commands():
     assert out.returncode == 0
     for command in ("synth", "validate", "bench"):
         assert command in out.stdout
+
+
+def test_requirements_pin_the_build_backend_and_the_ci_tools():
+    pinned = {
+        line.split("#")[0].strip().split("==")[0].lower()
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if "==" in line.split("#")[0]
+    }
+    assert {"setuptools", "wheel", "ruff", "mypy", "import-linter", "grimp"} <= pinned
+
+
+def test_nothing_patches_sys_path():
+    """The packages are installed (editable in a checkout): imports never depend on sys.path edits, and
+    pytest finds tests/support itself (tests/ has a conftest.py and no __init__.py)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "*.py", "*.md"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    patching = re.compile(r"sys\.path\s*(\.(insert|append|extend)|\[|\+?=)")
+    found = [
+        f"{name}:{number}"
+        for name in listed
+        if (ROOT / name).is_file() and name != "tests/test_repository.py"
+        for number, line in enumerate((ROOT / name).read_text(encoding="utf-8").splitlines(), 1)
+        if patching.search(line)
+    ]
+    assert not found, found

@@ -17,8 +17,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from support.paths import ROOT
 
+from mmnar_core.resources import DEMO_BUNDLE
 from mmnar_core.serving import ServeConfig, create_app
 from mmnar_core.serving.auth import (
     ENDPOINT_PERMISSIONS,
@@ -33,7 +33,7 @@ from mmnar_lab.serving.testing import ServerThread, cached_predictor
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # authlib's, inside oidc-provider-mock
 
-BUNDLE = ROOT / "assets" / "demo_bundle"
+BUNDLE = DEMO_BUNDLE
 # multipart fields without a file (httpx sends multipart when `files` is given)
 PREDICT = [("structured", (None, json.dumps({"age": 71, "sex": "female"}))), ("patient_id", (None, "auth-test"))]
 ROLES_BY_USER = {"carla": "clinician", "rita": "reviewer", "adam": "admin"}

@@ -13,14 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 import pytest
-from support.paths import ROOT
 
 from mmnar_app.demo_patients import load_demo_patients
+from mmnar_core.resources import DEMO_BUNDLE
 from mmnar_core.serving import ServeConfig, create_app
 from mmnar_core.serving.batching import Batcher, Job, Overloaded
 from mmnar_lab.serving.testing import ServerThread, cached_predictor
 
-BUNDLE = ROOT / "assets" / "demo_bundle"
+BUNDLE = DEMO_BUNDLE
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from support.paths import ROOT
 
 from mmnar_app.demo_patients import load_demo_patients
 from mmnar_core.cli import main
+from mmnar_core.resources import DEMO_BUNDLE
 from mmnar_lab.serving.testing import cached_predictor
 
 
@@ -27,13 +28,13 @@ def free_port() -> int:
 def test_serve_command_end_to_end(tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     command = [
         sys.executable,
         "-m",
         "mmnar_core",
         "serve",
-        str(ROOT / "assets" / "demo_bundle"),
+        str(DEMO_BUNDLE),
         "--port",
         str(port),
         "--threads",
@@ -76,7 +77,7 @@ def test_serve_command_end_to_end(tmp_path):
         process.terminate()
         process.wait(20)
         log.close()
-    expected = cached_predictor(ROOT / "assets" / "demo_bundle").predict(demo.record()).to_dict()
+    expected = cached_predictor(DEMO_BUNDLE).predict(demo.record()).to_dict()
     assert {k: v for k, v in answer.json().items() if k in expected} == expected
 
 

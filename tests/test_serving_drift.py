@@ -10,9 +10,9 @@ import threading
 
 import pytest
 from fastapi.testclient import TestClient
-from support.paths import ROOT
 
 from mmnar_core.drift import DriftError, counts_document
+from mmnar_core.resources import DEMO_BUNDLE
 from mmnar_core.serving import ServeConfig, create_app
 from mmnar_core.serving.auth import TokenStore
 from mmnar_core.serving.pattern_counter import PatternCounter
@@ -20,7 +20,7 @@ from mmnar_lab.serving.testing import cached_predictor
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-BUNDLE = ROOT / "assets" / "demo_bundle"
+BUNDLE = DEMO_BUNDLE
 NAMES = ["structured", "cxr", "discharge_note", "radiology_report"]
 
 

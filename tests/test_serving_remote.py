@@ -14,10 +14,11 @@ from support.paths import ROOT
 from mmnar_app.demo_patients import load_demo_patients
 from mmnar_app.display import percent
 from mmnar_app.remote import RemoteService, RemoteServiceError
+from mmnar_core.resources import DEMO_BUNDLE
 from mmnar_core.serving import ServeConfig, create_app
 from mmnar_lab.serving.testing import ServerThread, cached_predictor
 
-BUNDLE = ROOT / "assets" / "demo_bundle"
+BUNDLE = DEMO_BUNDLE
 
 
 @pytest.fixture(scope="module")

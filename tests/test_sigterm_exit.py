@@ -29,7 +29,6 @@ def start(args: list[str], tmp_path) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         env={
-            "PYTHONPATH": str(ROOT),
             "PATH": "/usr/bin:/bin",
             "HOME": str(tmp_path),
             "HF_HUB_OFFLINE": "1",

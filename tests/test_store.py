@@ -357,12 +357,10 @@ print(json.dumps(ids))
 
 def test_two_processes_opening_and_saving_at_once_all_succeed(db_url, tmp_path):
     go = tmp_path / "go"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WORKER, db_url, tag, str(go)],
             cwd=ROOT,
-            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

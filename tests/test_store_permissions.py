@@ -56,7 +56,7 @@ def test_looser_existing_files_are_warned_about_at_start(tmp_path, open_umask, c
 
 def test_backup_command_sets_a_private_umask(tmp_path):
     out = tmp_path / "cli-backup.zip"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)
     env.pop("MMNAR_DATABASE_URL", None)
     result = subprocess.run(
         f"umask 022 && {sys.executable} -m mmnar_app.store.backup export --out {out} "

@@ -17,16 +17,12 @@ import json
 import os
 import resource
 import socket
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 
 from mmnar_core.serving.config import ServeConfig
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def peak_mb() -> float:
@@ -73,8 +69,7 @@ PREPARED: dict[str, bytes] = {}  # inputs built before the clock starts
 
 
 def prepare(scale: float) -> None:
-    sys.path.insert(0, str(ROOT / "tests"))  # the bomb builder is the tests' fixture
-    from support.dicom import deflated_zero_dicom
+    from mmnar_lab.serving.dicom_bomb import deflated_zero_dicom
 
     PREPARED["bomb"] = deflated_zero_dicom(frames=30)  # the case itself, whatever the scale
     PREPARED["png"] = big_png(4000)

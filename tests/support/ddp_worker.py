@@ -5,18 +5,14 @@ Used by test_distributed.py: `python tests/support/ddp_worker.py OUT [aux]` vs
 """
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mmnar_core.model import MMNARConfig  # noqa: E402
-from mmnar_core.training.distributed import init_distributed, shutdown_distributed  # noqa: E402
-from mmnar_core.training.trainer import predict_logits, train  # noqa: E402
-from mmnar_lab.planted import planted_data  # noqa: E402
+from mmnar_core.model import MMNARConfig
+from mmnar_core.training.distributed import init_distributed, shutdown_distributed
+from mmnar_core.training.trainer import predict_logits, train
+from mmnar_lab.planted import planted_data
 
 
 def main(out: str, aux: bool) -> None:
