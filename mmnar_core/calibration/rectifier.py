@@ -353,7 +353,7 @@ class PatternRectifier:
         fit = _fit_levels(z, labels, patterns, design, config)
         self.raw_offset_, self.raw_offset_var_ = fit.raw, np.where(np.isfinite(fit.raw_var), fit.raw_var, -1.0)
         self.tau2_ = fit.tau2
-        self.cv_loss_ = {level: None for level in LEVELS}
+        self.cv_loss_: dict[str, float | None] = {level: None for level in LEVELS}
         if config.level is not None:
             if config.level != "none" and min(events, len(labels) - events) < 1:
                 raise RectifierError(
@@ -384,10 +384,11 @@ class PatternRectifier:
             fit = _fit_levels(z[~out], y[~out], patterns[~out], design, config)
             for level in LEVELS:
                 losses[level][out] = log_loss_rows(fit.logits(level, z[out], patterns[out]), y[out])
-        self.cv_loss_ = {level: float(losses[level].mean()) for level in LEVELS}
+        cv_loss = {level: float(losses[level].mean()) for level in LEVELS}
+        self.cv_loss_ = dict(cv_loss)
         minority = min(y.sum(), len(y) - y.sum())
         allowed = [level for level in LEVELS if full.parameters[level] * config.events_per_parameter <= minority]
-        best = min(allowed, key=lambda level: self.cv_loss_[level])
+        best = min(allowed, key=lambda level: cv_loss[level])
         chosen = best
         for level in allowed[: allowed.index(best)]:  # the simplest level the best does not clearly beat
             gain = losses[level] - losses[best]
@@ -399,7 +400,7 @@ class PatternRectifier:
         self.kept_ = (self.n_ > 0) & (difference < 0) if chosen == "pattern" else np.zeros(n_all, bool)
         self.reason_ = (
             "cross-validated log loss (x1000): "
-            + ", ".join(f"{level} {1000 * self.cv_loss_[level]:.2f}" for level in LEVELS)
+            + ", ".join(f"{level} {1000 * cv_loss[level]:.2f}" for level in LEVELS)
             + f"; levels with at least {config.events_per_parameter:g} minority-class rows per parameter: "
             f"{', '.join(allowed)}; best {best}, used {chosen} (the simplest level within "
             f"{config.gate_se:g} paired SE of the best)"

@@ -15,7 +15,7 @@ class TemperatureScaler:
     """One temperature per task; NaN labels are ignored when fitting."""
 
     def __init__(self, temperatures: list[float] | None = None):
-        self.temperatures = None if temperatures is None else np.asarray(temperatures, dtype=float)
+        self.temperatures: np.ndarray | None = None if temperatures is None else np.asarray(temperatures, dtype=float)
 
     def fit(self, logits: np.ndarray, labels: np.ndarray) -> TemperatureScaler:
         logits, labels = np.asarray(logits, dtype=float), np.asarray(labels, dtype=float)
@@ -43,6 +43,8 @@ class TemperatureScaler:
         return np.asarray(logits, dtype=float) / self.temperatures
 
     def to_dict(self) -> dict:
+        if self.temperatures is None:
+            raise ValueError("the temperature scaler is not fitted")
         return {"temperatures": self.temperatures.tolist()}
 
     @classmethod
