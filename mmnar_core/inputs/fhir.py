@@ -56,6 +56,8 @@ VALUE_KEYS = (
     "valueDateTime",
     "valuePeriod",
 )
+# an Observation's time: the first of these present
+OBSERVATION_TIMES = ("effectiveDateTime", "effectiveInstant", "effectivePeriod", "issued")
 # re.ASCII: \d is 0-9 only, as FHIR's own regex says (int() would read Arabic-Indic or full-width digits)
 _DATE = re.compile(r"^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$", re.ASCII)
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?$", re.ASCII)
@@ -370,7 +372,10 @@ def _observations(
     items: list[_Resource], index: dict[str, FeatureSpec], refs: set[str], errors: ErrorCollector, notes: list[str]
 ) -> list[_Reading]:
     readings: list[_Reading] = []
-    unused, skipped, absent, not_in_model = Counter(), [], [], Counter()
+    unused: Counter[str] = Counter()
+    not_in_model: Counter[str] = Counter()
+    skipped: list[str] = []
+    absent: list[str] = []
     for order, item in enumerate(items):
         resource, where = item.resource, item.where
         try:
@@ -397,14 +402,15 @@ def _observations(
             codes = _loinc_codes(code)
             panel = next((c for c in codes if c in LOINC_PANELS), None)
             mapped = next((c for c in codes if c in LOINC_FEATURES), None)
-            if panel is None and mapped is None:
-                unused[f"{(codes or ['no LOINC code'])[0]} {_concept_text(code)}"] += 1
-                continue
-            time = _time(resource, where, ("effectiveDateTime", "effectiveInstant", "effectivePeriod", "issued"))
-            if panel is not None and mapped is None:
+            if mapped is None:
+                if panel is None:
+                    unused[f"{(codes or ['no LOINC code'])[0]} {_concept_text(code)}"] += 1
+                    continue
+                time = _time(resource, where, OBSERVATION_TIMES)
                 found = _panel(resource, where, panel, time, order, index, errors, not_in_model)
                 readings.extend(found)
                 continue
+            time = _time(resource, where, OBSERVATION_TIMES)
             feature_name, _, display = LOINC_FEATURES[mapped]
             if feature_name not in index:
                 not_in_model[feature_name] += 1
@@ -568,7 +574,9 @@ def _medications(items: list[_Resource], index, values: dict, errors: ErrorColle
         return
     if "n_medications" not in index:
         return
-    keys, not_counted, duplicates = [], Counter(), 0
+    keys: list[str] = []
+    not_counted: Counter[str] = Counter()
+    duplicates = 0
     for item in items:
         resource = item.resource
         status = resource.get("status")

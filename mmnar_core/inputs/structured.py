@@ -73,6 +73,7 @@ class StructuredInput:
 def accepted_text(feature: FeatureSpec) -> str:
     """What a value of `feature` may be, for error messages."""
     if feature.kind is FeatureKind.CATEGORICAL:
+        assert feature.categories is not None, "FeatureSpec checks that a categorical feature has categories"
         other = "; another value is treated as unknown" if feature.accepts_unknown else ""
         return f"one of: {', '.join(feature.categories)}{other}; empty = not measured"
     if feature.kind is FeatureKind.BINARY:
@@ -236,12 +237,14 @@ def _category(feature: FeatureSpec, raw: Any, where: str, accepted: str, unit: s
         raise InputError(where, f"a unit ({unit!r}) was given for a category", accepted, feature.name)
     if isinstance(raw, bool) or not isinstance(raw, str):
         raise InputError(where, f"{_show(raw)} is not a category", accepted, feature.name)
+    categories = feature.categories
+    assert categories is not None, "FeatureSpec checks that a categorical feature has categories"
     key = re.sub(r"[\s\-]+", "_", raw.strip().lower())
-    by_key = {re.sub(r"[\s\-]+", "_", c.lower()): c for c in feature.categories}
+    by_key = {re.sub(r"[\s\-]+", "_", c.lower()): c for c in categories}
     if key in by_key:
         return by_key[key], None
     alias = CATEGORY_ALIASES.get(feature.name, {}).get(key)
-    if alias in feature.categories:
+    if alias in categories:
         return alias, None
     close = difflib.get_close_matches(key, list(by_key), n=1, cutoff=0.6)
     suggestion = f" (did you mean {by_key[close[0]]!r}?)" if close else ""
@@ -378,7 +381,7 @@ def parse_structured_csv(data: bytes, features: Sequence[FeatureSpec], filename:
 def _delimiter(text: str) -> str:
     first = text.lstrip("\r\n").split("\n", 1)[0]
     counts = {d: first.count(d) for d in (",", ";", "\t")}
-    best = max(counts, key=counts.get)
+    best = max(counts, key=counts.__getitem__)
     return best if counts[best] else ","
 
 
@@ -489,10 +492,12 @@ def _csv_long(filename: str, rows, lowered: list[str], index: dict[str, FeatureS
         if note:
             notes.append(note)
     if unknown:
-        error = _unknown(filename, [n for _, n in unknown], list(index))
+        unknown_error = _unknown(filename, [n for _, n in unknown], list(index))
         lines = ", ".join(str(line) for line, _ in unknown)
         errors.errors.append(
-            InputError(filename, f"{error.problem} on line(s) {lines}", error.accepted, kind=error.kind)
+            InputError(
+                filename, f"{unknown_error.problem} on line(s) {lines}", unknown_error.accepted, kind=unknown_error.kind
+            )
         )
     result = StructuredInput(values, notes, "csv")
     errors.raise_if_any(result)
