@@ -127,7 +127,7 @@ class Batcher:
                 try:
                     self._queue.put_nowait(job)
                 except queue.Full:
-                    over_work = None
+                    over_work = False  # the queue is full: the error names no work total
                 else:
                     self._queued_work += job.cost
                     return job.future

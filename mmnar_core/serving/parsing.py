@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from mmnar_core.inputs import (
     InputError,
@@ -42,6 +43,9 @@ from mmnar_core.inputs import (
 from mmnar_core.inputs.structured import JSON_ACCEPTED, load_json
 from mmnar_core.inputs.uploads import _size
 from mmnar_core.schema import FeatureSpec, ModalityKind, ModalitySpec, PatientRecord
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 STATUS_ORDER = (400, 413, 415, 422)
 STATUS_OF_KIND = {"too_large": 413, "wrong_type": 415, "invalid": 422}  # InputError.kind -> HTTP status
@@ -91,7 +95,7 @@ class RequestError(Exception):
 @dataclass
 class ParsedRequest:
     record: PatientRecord
-    structured: StructuredInput
+    structured: StructuredInput | None  # None: a model without structured values
     task: str | None = None
     notes: list[str] = field(default_factory=list)  # conversions, renamed files ... (shown as input_notes)
     modalities: list[str] | None = None  # explain: the modalities to attribute (None = every available one)
@@ -125,24 +129,24 @@ def parse_multipart(body: bytes, content_type: str | None, max_parts: int = 64) 
     current: dict = {}
     header = {"name": b"", "value": b""}
 
-    def on_part_begin():
+    def on_part_begin() -> None:
         current.clear()
         current.update(headers={}, data=bytearray())
 
-    def on_part_data(data, start, end):
+    def on_part_data(data: bytes, start: int, end: int) -> None:
         current["data"] += data[start:end]
 
-    def on_header_field(data, start, end):
+    def on_header_field(data: bytes, start: int, end: int) -> None:
         header["name"] += data[start:end]
 
-    def on_header_value(data, start, end):
+    def on_header_value(data: bytes, start: int, end: int) -> None:
         header["value"] += data[start:end]
 
-    def on_header_end():
+    def on_header_end() -> None:
         current["headers"][header["name"].lower()] = header["value"]
         header["name"], header["value"] = b"", b""
 
-    def on_part_end():
+    def on_part_end() -> None:
         disposition, params = parse_options_header(current["headers"].get(b"content-disposition", b""))
         if disposition != b"form-data" or b"name" not in params:
             raise RequestError.one(
@@ -161,7 +165,7 @@ def parse_multipart(body: bytes, content_type: str | None, max_parts: int = 64) 
             )
         )
 
-    callbacks = {
+    callbacks: MultipartCallbacks = {
         "on_part_begin": on_part_begin,
         "on_part_data": on_part_data,
         "on_part_end": on_part_end,
@@ -262,8 +266,8 @@ def parse_request(
     notes: list[str] = []
     patient_id = DEFAULT_PATIENT_ID
     if "patient_id" in given:
-        patient_id = _field_text(given["patient_id"], "patient_id", "a non-empty identifier (any text)", problems)
-        patient_id = patient_id if patient_id is not None and patient_id.strip() else DEFAULT_PATIENT_ID
+        text = _field_text(given["patient_id"], "patient_id", "a non-empty identifier (any text)", problems)
+        patient_id = text if text is not None and text.strip() else DEFAULT_PATIENT_ID
     task = None
     if kind == "explain":
         task = schema.tasks[0]
@@ -285,9 +289,9 @@ def parse_request(
 
     images = {}
     for name in schema.names(ModalityKind.IMAGE):
-        part = given.get(name)
-        if part is None:
+        if name not in given:
             continue
+        part = given[name]
         try:
             images[name] = read_image_upload(
                 part.filename or name, part.data, max_image_bytes, preview=False, keep_pixels=True
@@ -298,9 +302,9 @@ def parse_request(
 
     texts = {}
     for name in schema.names(ModalityKind.TEXT):
-        part = given.get(name)
-        if part is None:
+        if name not in given:
             continue
+        part = given[name]
         where = f"{name} file {part.filename}" if part.filename else name
         if not part.is_file and not part.data.strip():
             continue  # an empty text field: no note (as a blank text area in the app)

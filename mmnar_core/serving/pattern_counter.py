@@ -104,7 +104,7 @@ class PatternCounter:
 
     def flush(self) -> None:
         """Writes the counts file (atomically) when there is one and something changed."""
-        if self.path is None or self.model_id is None:
+        if self.path is None or self.model_id is None or self.modalities is None:  # not bound yet
             return
         from mmnar_core.atomic_write import write_text_atomic
 

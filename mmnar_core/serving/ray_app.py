@@ -211,6 +211,7 @@ def replica_actor_names(app_name: str = APP_NAME) -> list[str]:
 def running_replicas(app_name: str = APP_NAME, deployment: str = DEPLOYMENT_NAME) -> int:
     """Replicas the Serve controller reports RUNNING (0 when the application is not there)."""
     from ray import serve
+    from ray.serve.schema import ReplicaState
 
     try:
         app = serve.status().applications.get(app_name)
@@ -218,7 +219,7 @@ def running_replicas(app_name: str = APP_NAME, deployment: str = DEPLOYMENT_NAME
         return 0
     if app is None or deployment not in app.deployments:
         return 0
-    return int(app.deployments[deployment].replica_states.get("RUNNING", 0))
+    return int(app.deployments[deployment].replica_states.get(ReplicaState.RUNNING, 0))
 
 
 def run(

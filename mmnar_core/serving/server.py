@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
@@ -36,8 +36,19 @@ from mmnar_core.explain.explanation import ExplanationCache
 from mmnar_core.inputs import InputError, InputErrors
 from mmnar_core.serving.batching import Batcher, Job, Overloaded
 from mmnar_core.serving.config import ServeConfig
-from mmnar_core.serving.parsing import MULTIPART_ACCEPTED, RequestError, Schema, parse_multipart, parse_request
+from mmnar_core.serving.parsing import (
+    MULTIPART_ACCEPTED,
+    ParsedRequest,
+    RequestError,
+    Schema,
+    parse_multipart,
+    parse_request,
+)
 from mmnar_core.serving.runner import PredictorRunner
+
+if TYPE_CHECKING:
+    from mmnar_core.model_info import ModelInfo
+    from mmnar_core.serving.admission import Admission
 
 __all__ = ["ServeConfig", "ServeState", "create_app", "run"]
 
@@ -101,6 +112,8 @@ class ServeState:
 
     def __init__(self, predictor_or_factory, config: ServeConfig):
         self.config = config
+        self._given: Any  # a Predictor, or an object with its interface (tests)
+        self._factory: Callable[[], Any] | None
         if hasattr(predictor_or_factory, "predict") and hasattr(predictor_or_factory, "encode"):
             self._given, self._factory = predictor_or_factory, None
         elif callable(predictor_or_factory):
@@ -109,8 +122,8 @@ class ServeState:
             raise TypeError(
                 f"create_app needs a Predictor or a callable returning one, got {type(predictor_or_factory).__name__}"
             )
-        self.predictor = None
-        self.info = None
+        self.predictor: Any = None
+        self.info: ModelInfo | None = None
         self.schema: Schema | None = None
         self.runner: PredictorRunner | None = None
         self.batcher: Batcher | None = None
@@ -121,7 +134,7 @@ class ServeState:
         self._lock = threading.Lock()
         self._started = False
         self._loader: threading.Thread | None = None
-        self.admission = None  # set by create_app (mmnar_core.serving.admission.Admission)
+        self.admission: Admission | None = None  # set by create_app (mmnar_core.serving.admission.Admission)
         from mmnar_core.serving.pattern_counter import PatternCounter
 
         self.patterns = PatternCounter(config.pattern_counts_file, flush_every_s=config.pattern_counts_flush_s)
@@ -162,7 +175,7 @@ class ServeState:
 
         started = time.perf_counter()
         try:
-            predictor = self._given if self._given is not None else self._factory()
+            predictor = self._given if self._factory is None else self._factory()  # one of the two is set
             info = model_info(predictor)
             schema = Schema.of(predictor)
             self.patterns.bind(info.model_id, [m.name for m in schema.modalities])
@@ -206,20 +219,23 @@ class ServeState:
         except OSError as error:
             log.error("writing the pattern counts file failed: %s", error)
 
-    async def count_pattern(self, parsed) -> None:
+    async def count_pattern(self, parsed: ParsedRequest) -> None:
         """One more patient with this availability pattern (once per input hash among recent requests);
         the counts file, when due, is written off the event loop. Never fails the request."""
         from mmnar_core.patterns import encode_pattern
 
         try:
-            pattern = int(encode_pattern(parsed.record.availability(self.schema.modalities, self.schema.features)))
+            schema = self.schema
+            if schema is None:
+                raise RuntimeError("the model is not loaded")
+            pattern = int(encode_pattern(parsed.record.availability(schema.modalities, schema.features)))
             if self.patterns.add(pattern, parsed.input_hash):
                 await run_in_threadpool(self.patterns.flush)
         except Exception as error:  # the answer matters more than the statistics
             log.error("counting the availability pattern failed: %s: %s", type(error).__name__, error)
 
     def stats(self) -> dict:
-        out = {
+        out: dict[str, Any] = {
             "ready": self.ready,
             "model_id": self.info.model_id if self.info else None,
             "uptime_s": round(time.time() - self.started_at, 3),
@@ -248,7 +264,8 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
     from mmnar_core.serving.admission import Admission, AdmissionMiddleware
     from mmnar_core.serving.query_tokens import QueryTokenRefusal
 
-    state.admission = Admission(config.inflight_limit, config.max_inflight_bytes, config.max_request_bytes)
+    admission = Admission(config.inflight_limit, config.max_inflight_bytes, config.max_request_bytes)
+    state.admission = admission
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -269,7 +286,7 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
     app.state.serving = state
     app.state.authenticator = authenticator
     # the last added runs first: query-string credentials refused, then the token checked, then admission
-    app.add_middleware(AdmissionMiddleware, admission=state.admission, state=state)
+    app.add_middleware(AdmissionMiddleware, admission=admission, state=state)
     if authenticator is not None:
         app.add_middleware(BearerAuthMiddleware, authenticator=authenticator)
         log.info("authentication: %s", authenticator.describe())
@@ -346,6 +363,9 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
         state.start()
         if not state.ready:
             return not_ready()
+        info, schema, batcher = state.info, state.schema, state.batcher
+        if info is None or schema is None or batcher is None:  # never: all are set before the predictor
+            return not_ready()
         content_type = request.headers.get("content-type")
         try:
             if not (content_type or "").lower().startswith("multipart/form-data"):
@@ -366,7 +386,7 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
                     "a retry later",
                 )
             try:
-                parsed = await run_in_threadpool(_prepare, body, content_type, state.schema, kind, config)
+                parsed = await run_in_threadpool(_prepare, body, content_type, schema, kind, config)
             finally:
                 parse_slots.release()
             del body
@@ -376,17 +396,17 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
         from mmnar_core.explain.explanation import task_cache_key
 
         if kind == "explain":
-            parsed.cache_key = task_cache_key(parsed.input_hash, state.info.model_id, parsed.task, parsed.modalities)
+            parsed.cache_key = task_cache_key(parsed.input_hash, info.model_id, parsed.task, parsed.modalities)
             cached = state.cache.get(parsed.cache_key)
             if cached is not None:
                 await state.count_pattern(parsed)
-                return _answer(cached, parsed, state)
+                return _answer(cached, parsed, info.model_id)
         from mmnar_core.serving.work import job_cost
 
         remaining = config.request_timeout_s - (time.monotonic() - arrived)
         job = Job(kind, parsed, cost=job_cost(kind, parsed.record), cancel=CancelToken(max(remaining, 0.001)))
         try:
-            future = state.batcher.submit(job)
+            future = batcher.submit(job)
         except Overloaded as error:
             limit = (
                 f"work limit {config.max_queue_work:g} units"
@@ -405,7 +425,7 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
         except (TimeoutError, Cancelled) as error:
             if isinstance(error, Cancelled) and job.cancel.reason == CLIENT_GONE:
                 return _error(499, "request", "the client closed the connection", "")  # nobody reads it
-            state.batcher.note_timeout()
+            batcher.note_timeout()
             return _error(
                 504,
                 "request",
@@ -432,7 +452,7 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
                 "please report it with the server log",
             )
         await state.count_pattern(parsed)
-        return _answer(result, parsed, state)
+        return _answer(result, parsed, info.model_id)
 
     parse_slots = asyncio.Semaphore(config.max_parsing)
 
@@ -489,7 +509,7 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
             app.openapi_schema = schema  # cached only once the model's fields are known
         return schema
 
-    app.openapi = openapi
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to customise the schema
     return app
 
 
@@ -517,7 +537,7 @@ def _document_auth(schema: dict) -> None:
             )
 
 
-def _prepare(body: bytes, content_type: str, schema: Schema, kind: str, config: ServeConfig):
+def _prepare(body: bytes, content_type: str | None, schema: Schema, kind: str, config: ServeConfig):
     """Parse and validate one request and hash its inputs (CPU work: decoding images, off the event loop)."""
     from mmnar_core.explain.explanation import input_hash
 
@@ -543,7 +563,7 @@ def _pattern_counts(state: ServeState) -> dict:
     return {**document, "drift": report}
 
 
-def _answer(result, parsed, state: ServeState) -> JSONResponse:
+def _answer(result, parsed, model_id: str) -> JSONResponse:
     body = result.to_dict()
     patient_id = parsed.record.patient_id
     if body.get("patient_id") != patient_id:  # a cached explanation computed for a request with another id
@@ -551,7 +571,7 @@ def _answer(result, parsed, state: ServeState) -> JSONResponse:
         for part in ("prediction", "what_if"):
             if isinstance(body.get(part), dict):
                 body[part] = {**body[part], "patient_id": patient_id}
-    body.setdefault("model_id", state.info.model_id)
+    body.setdefault("model_id", model_id)
     body.setdefault("input_hash", parsed.input_hash)
     body["input_notes"] = list(parsed.notes)
     return JSONResponse(body)
