@@ -6,7 +6,7 @@ import hashlib
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,7 +49,7 @@ def embed_dataset(
     batch_size: int = 32,
     progress: bool = True,
     on_batch: Callable[[str, int], None] | None = None,
-    tabular_states: dict[str, str | Path] | None = None,
+    tabular_states: Mapping[str, str | Path] | None = None,
     shard: tuple[int, int] | None = None,
 ) -> EmbedReport:
     """Embed all modalities of `dataset` that have an encoder; skip what the cache already holds.

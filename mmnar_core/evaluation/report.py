@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -55,12 +56,12 @@ def compute_report(
     a published reference score (e.g. APACHE IV) is compared with the model on the same rows."""
     frame = frame.copy()
     frame["pattern_name"] = [pattern_label(p, modality_names) for p in frame["pattern"]]
-    report = {"n": int(len(frame)), "n_resamples": n_resamples, "tasks": {}}
+    report: dict[str, Any] = {"n": int(len(frame)), "n_resamples": n_resamples, "tasks": {}}
     for t, task in enumerate(tasks):
         known = frame[f"{task}_label"].notna().to_numpy()
         rows = frame[known].copy()
         rows[f"{task}_label"] = rows[f"{task}_label"].astype(int)
-        entry = {
+        entry: dict[str, Any] = {
             "n_labelled": int(known.sum()),
             "prevalence": float(rows[f"{task}_label"].mean()) if len(rows) else None,
         }

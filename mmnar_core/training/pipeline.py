@@ -249,7 +249,7 @@ def run_training(
     )
     log_path.unlink(missing_ok=True)
     shutdown_distributed()
-    figures = {
+    figures: dict[str, dict[str, float | None] | float] = {
         task: {"auroc": headline(report, task)["value"], "oracle_auroc": report["tasks"][task].get("oracle_auroc")}
         for task in data.tasks
     }
