@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import build_synthetic_bundle
+from support.bundles import build_synthetic_bundle
 
 from mmnar_core.encoders.runtime import native_bf16  # noqa: E402
 from mmnar_core.encoders.text_clean import clean_note

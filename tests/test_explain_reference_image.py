@@ -45,7 +45,7 @@ def test_median_of_training_images_only_in_model_input_space(tmp_path):
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    from conftest import build_synthetic_bundle
+    from support.bundles import build_synthetic_bundle
 
     from mmnar_core.predictor import Predictor
 

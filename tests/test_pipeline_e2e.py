@@ -5,7 +5,7 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import build_synthetic_bundle
+from support.bundles import build_synthetic_bundle
 
 from mmnar_core.bundle import load_bundle
 from mmnar_core.cli import main
