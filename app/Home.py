@@ -13,7 +13,7 @@ info = service().info
 st.markdown(
     f"""
 Predicts **{", ".join(task_name(t).lower() for t in info.tasks)}** after discharge from whichever of
-**{", ".join(modality_name(m["name"]) for m in info.modalities)}** a patient has, and explains each
+**{", ".join(modality_name(m.name) for m in info.modalities)}** a patient has, and explains each
 prediction: which parts of the record drive it, how much each modality contributes, how the risk would
 change without a modality, and what obtaining an absent one is likely to do.
 

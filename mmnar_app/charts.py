@@ -1,11 +1,17 @@
-"""Plotly figures of the app and the exported report, built from plain data (Explanation dicts, bundle
-metrics), so the patient page, a reopened assessment and the HTML export draw the same pictures."""
+"""Plotly figures of the app and the exported report, built from an Explanation's parts (mmnar_core.results)
+and the bundle's metrics, so the patient page, a reopened assessment and the HTML export draw the same
+pictures."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
 
 from mmnar_app.display import modality_name, pattern_name, task_name
+
+if TYPE_CHECKING:
+    from mmnar_core.results import AbsentModality, TaskRisk, WhatIfResult
 
 RAISES, LOWERS, NEUTRAL = "#c2410c", "#1d4ed8", "#64748b"
 
@@ -22,57 +28,55 @@ def _layout(fig: go.Figure, title: str, height: int = 320, **kwargs) -> go.Figur
     return fig
 
 
-def risk_figure(risks: list[dict]) -> go.Figure:
+def risk_figure(risks: list[TaskRisk]) -> go.Figure:
     """Rectified risk per outcome with its 95 % interval, and the network's raw risk beside it."""
-    names = [task_name(r["task"]) for r in risks]
+    names = [task_name(r.task) for r in risks]
     fig = go.Figure()
     fig.add_bar(
         y=names,
-        x=[r["risk"] for r in risks],
+        x=[r.risk for r in risks],
         orientation="h",
         name="risk (rectified, calibrated)",
         marker_color="#0f766e",
         error_x=dict(
             type="data",
             symmetric=False,
-            array=[r["high"] - r["risk"] for r in risks],
-            arrayminus=[r["risk"] - r["low"] for r in risks],
+            array=[r.high - r.risk for r in risks],
+            arrayminus=[r.risk - r.low for r in risks],
         ),
-        text=[f"{100 * r['risk']:.1f} %" for r in risks],
+        text=[f"{100 * r.risk:.1f} %" for r in risks],
         textposition="outside",
         hovertemplate="%{y}: %{x:.1%}<extra></extra>",
     )
     fig.add_scatter(
         y=names,
-        x=[r["raw"] for r in risks],
+        x=[r.raw for r in risks],
         mode="markers",
         name="raw network risk",
         marker=dict(symbol="diamond", size=11, color=NEUTRAL),
         hovertemplate="raw: %{x:.1%}<extra></extra>",
     )
-    top = max(max(r["high"] for r in risks), max(r["raw"] for r in risks))
+    top = max(max(r.high for r in risks), max(r.raw for r in risks))
     fig.update_xaxes(tickformat=".0%", range=[0, min(1.0, top * 1.3 + 0.02)])
     return _layout(fig, "Risk per outcome", height=80 + 60 * len(risks), legend=dict(orientation="h", y=-0.25))
 
 
-def shapley_figure(what_if: dict, task: str) -> go.Figure:
+def shapley_figure(what_if: WhatIfResult, task: str) -> go.Figure:
     """Waterfall from the risk with no optional modality to the risk with all of them, one step per
     available modality (its exact Shapley value): the steps sum to the difference by construction."""
-    subsets = what_if["subsets"]
-    none = min(subsets, key=lambda s: len(s["modalities"]))
-    full = max(subsets, key=lambda s: len(s["modalities"]))
-    names = list(what_if["shapley"])
-    values = [what_if["shapley"][m][task] for m in names]
+    none, full = what_if.empty(), what_if.full()
+    names = list(what_if.shapley)
+    values = [what_if.shapley[m][task] for m in names]
     fig = go.Figure(
         go.Waterfall(
             orientation="v",
             measure=["absolute", *["relative"] * len(names), "total"],
-            x=[f"without: {pattern_name(none['modalities'])}", *[modality_name(m) for m in names], "all available"],
-            y=[none["risks"][task], *values, 0.0],
+            x=[f"without: {pattern_name(none.modalities)}", *[modality_name(m) for m in names], "all available"],
+            y=[none.risks[task], *values, 0.0],
             text=[
-                f"{100 * none['risks'][task]:.1f} %",
+                f"{100 * none.risks[task]:.1f} %",
                 *[f"{100 * v:+.1f}" for v in values],
-                f"{100 * full['risks'][task]:.1f} %",
+                f"{100 * full.risks[task]:.1f} %",
             ],
             textposition="outside",
             increasing=dict(marker_color=RAISES),
@@ -109,34 +113,35 @@ def tabular_figure(features: list, task: str, top: int = 12) -> go.Figure:
     return _layout(fig, f"Structured features driving {task_name(task)}", height=120 + 26 * len(ranked))
 
 
-def absent_figure(absent: list[dict], task: str) -> go.Figure | None:
+def absent_figure(absent: list[AbsentModality], task: str) -> go.Figure | None:
     """For each absent modality: today's risk and the estimated risk if it were obtained (mean and 10th-90th
     percentile over similar reference patients)."""
-    rows = [a for a in absent if a.get("mean")]
+    rows = [(a.modality, a.estimate) for a in absent if a.estimate is not None]
     if not rows:
         return None
-    names = [modality_name(a["modality"]) for a in rows]
+    names = [modality_name(modality) for modality, _ in rows]
+    estimates = [e for _, e in rows]
     fig = go.Figure()
     fig.add_scatter(
         y=names,
-        x=[a["current"][task] for a in rows],
+        x=[e.current[task] for e in estimates],
         mode="markers",
         name="risk today",
         marker=dict(symbol="line-ns-open", size=22, color=NEUTRAL, line=dict(width=3)),
     )
     fig.add_scatter(
         y=names,
-        x=[a["mean"][task] for a in rows],
+        x=[e.mean[task] for e in estimates],
         mode="markers",
         name="estimated if obtained",
         marker=dict(size=11, color="#7c3aed"),
         error_x=dict(
             type="data",
             symmetric=False,
-            array=[a["p90"][task] - a["mean"][task] for a in rows],
-            arrayminus=[a["mean"][task] - a["p10"][task] for a in rows],
+            array=[e.p90[task] - e.mean[task] for e in estimates],
+            arrayminus=[e.mean[task] - e.p10[task] for e in estimates],
         ),
-        customdata=[a["n_reference"] for a in rows],
+        customdata=[e.n_reference for e in estimates],
         hovertemplate="mean %{x:.1%} (from %{customdata} reference patients)<extra></extra>",
     )
     fig.update_xaxes(tickformat=".0%")

@@ -104,20 +104,20 @@ def compare_rows(first: tuple, second: tuple) -> list[dict]:
     rows = [
         {
             "": "available",
-            f"#{a.id}": pattern_name(pa["available"]),
-            f"#{b.id}": pattern_name(pb["available"]),
+            f"#{a.id}": pattern_name(pa.available),
+            f"#{b.id}": pattern_name(pb.available),
             "difference": "",
         }
     ]
-    risks_b = {r["task"]: r for r in pb["risks"]}
-    for r in pa["risks"]:
-        other = risks_b.get(r["task"])
+    risks_b = {r.task: r for r in pb.risks}
+    for r in pa.risks:
+        other = risks_b.get(r.task)
         rows.append(
             {
-                "": task_name(r["task"]),
-                f"#{a.id}": percent(r["risk"]),
-                f"#{b.id}": percent(other["risk"]) if other else "n/a",
-                "difference": signed_points(other["risk"] - r["risk"]) if other else "",
+                "": task_name(r.task),
+                f"#{a.id}": percent(r.risk),
+                f"#{b.id}": percent(other.risk) if other else "n/a",
+                "difference": signed_points(other.risk - r.risk) if other else "",
             }
         )
     return rows

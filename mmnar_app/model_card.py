@@ -118,7 +118,7 @@ def drift_report(info, counts: dict[int, int], thresholds=None):
     from mmnar_app.display import modality_name
     from mmnar_core.drift import compare_patterns
 
-    names = [modality_name(m["name"]) for m in info.modalities]
+    names = [modality_name(m.name) for m in info.modalities]
     return compare_patterns(info.pattern_counts_train, counts, names, thresholds)
 
 

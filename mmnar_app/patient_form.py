@@ -5,6 +5,7 @@ every valid field stays filled; uploads are validated by `mmnar_core.inputs` and
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
@@ -29,6 +30,13 @@ from mmnar_core.inputs import (
     read_image_upload,
     read_text_upload,
 )
+from mmnar_core.schema import FeatureKind, FeatureSpec, ModalityKind
+
+if TYPE_CHECKING:
+    from mmnar_app.service import ModelService
+    from mmnar_core.explain.explanation import Explanation
+    from mmnar_core.model_info import ModelInfo
+    from mmnar_core.schema import PatientRecord
 
 log = get_logger("mmnar_app.patient")
 NEW_PATIENT = "New patient"
@@ -53,7 +61,7 @@ def _text_key(name: str) -> str:
     return f"text_{name}"
 
 
-def init_state(info) -> None:
+def init_state(info: ModelInfo) -> None:
     state = st.session_state
     if "images" not in state:
         state.images = {}
@@ -68,26 +76,26 @@ def _touch() -> None:
     st.session_state.inputs_version = st.session_state.get("inputs_version", 0) + 1
 
 
-def load_choice(info) -> None:
+def load_choice(info: ModelInfo) -> None:
     """Fill every field from the chosen demo patient, or clear them for a new patient."""
     state = st.session_state
     demo = _demos().get(state.patient_choice)
     values = demo.structured if demo else {}
     for feature in info.features:
-        value = values.get(feature["name"])
-        if feature["kind"] == "categorical":
-            value = value if value in (feature["categories"] or []) else NOT_RECORDED
+        value = values.get(feature.name)
+        if feature.kind is FeatureKind.CATEGORICAL:
+            value = value if value in (feature.categories or ()) else NOT_RECORDED
         elif value is not None:
             value = float(value)
-        state[_feature_key(feature["name"])] = value
+        state[_feature_key(feature.name)] = value
     state.images = {}
     for modality in info.modalities:
-        if modality["kind"] == "image" and demo and modality["name"] in demo.images:
-            state.images[modality["name"]] = read_image_upload(
-                f"{demo.key}_{modality['name']}.png", demo.images[modality["name"]], IMAGE_LIMIT_MB * 2**20
+        if modality.kind is ModalityKind.IMAGE and demo and modality.name in demo.images:
+            state.images[modality.name] = read_image_upload(
+                f"{demo.key}_{modality.name}.png", demo.images[modality.name], IMAGE_LIMIT_MB * 2**20
             )
-        if modality["kind"] == "text":
-            state[_text_key(modality["name"])] = demo.texts.get(modality["name"], "") if demo else ""
+        if modality.kind is ModalityKind.TEXT:
+            state[_text_key(modality.name)] = demo.texts.get(modality.name, "") if demo else ""
     state.patient_label = demo.label.split(":")[0] if demo else ""
     state.messages = {}
     state.pop("analysis", None)
@@ -95,11 +103,11 @@ def load_choice(info) -> None:
 
 
 # ------------------------------------------------------------------ structured
-def _form_values(info) -> dict:
+def _form_values(info: ModelInfo) -> dict:
     out = {}
     for feature in info.features:
-        value = st.session_state.get(_feature_key(feature["name"]))
-        out[feature["name"]] = None if value == NOT_RECORDED else value
+        value = st.session_state.get(_feature_key(feature.name))
+        out[feature.name] = None if value == NOT_RECORDED else value
     return out
 
 
@@ -113,7 +121,7 @@ def _apply_structured(parsed) -> None:
             st.session_state[key] = None if value is None else float(value)
 
 
-def _on_structured_upload(info) -> None:
+def _on_structured_upload(info: ModelInfo) -> None:
     state = st.session_state
     upload = state.get("structured_upload")
     if upload is None:
@@ -129,7 +137,7 @@ def _on_structured_upload(info) -> None:
                 "a CSV, JSON or FHIR file up to 5 MB",
                 kind="too_large",
             )
-        parsed = parse_structured_file(upload.name, data, info.feature_specs())
+        parsed = parse_structured_file(upload.name, data, info.features)
     except (InputError, InputErrors) as error:
         # shown to the user who uploaded the file, without the identifiers of a FHIR Patient (ids, names...)
         state.messages["structured"] = ("error", redact_fhir_message(str(error), identifiers))
@@ -153,7 +161,7 @@ def _show_message(slot: str) -> None:
         (st.error if kind == "error" else st.success)(plain(text))  # quotes the uploaded file
 
 
-def structured_inputs(info, modality: str) -> None:
+def structured_inputs(info: ModelInfo, modality: str) -> None:
     st.file_uploader(
         "Fill the form from a file: CSV (a column per feature and one row, or feature,value[,unit] rows), "
         "JSON ({feature: value} or {feature: {value, unit}}) or a FHIR R4 Bundle (Patient, Observation "
@@ -163,47 +171,48 @@ def structured_inputs(info, modality: str) -> None:
         args=(info,),
     )
     _show_message("structured")
-    features = [f for f in info.features if f["modality"] == modality]
+    features = [f for f in info.features if f.modality == modality]
     columns = st.columns(3)
     for i, feature in enumerate(features):
         column = columns[i % 3]
-        unit = f" ({feature['unit']})" if feature.get("unit") else ""
-        if feature["kind"] == "categorical":
+        unit = f" ({feature.unit})" if feature.unit else ""
+        if feature.kind is FeatureKind.CATEGORICAL:
             _category_input(column, feature)
         else:
-            low, high = feature.get("valid_range") or (None, None)
+            low, high = feature.valid_range or (None, None)
             hint = f" Plausible range {low:g} to {high:g}{unit}." if low is not None else ""
             column.number_input(
-                f"{feature['name']}{unit}",
+                f"{feature.name}{unit}",
                 value=None,
-                key=_feature_key(feature["name"]),
+                key=_feature_key(feature.name),
                 on_change=_touch,
-                help=f"{feature.get('description', '')}.{hint} Leave empty if not measured.",
+                help=f"{feature.description}.{hint} Leave empty if not measured.",
                 placeholder="not measured",
             )
 
 
-def _category_input(column, feature: dict) -> None:
+def _category_input(column, feature: FeatureSpec) -> None:
     """A selectbox of the model's categories; where the model takes unseen values (`accepts_unknown`), also
     a typed or uploaded other value, with a note under it that the model treats it as unknown."""
-    key = _feature_key(feature["name"])
-    options = [NOT_RECORDED, *feature["categories"]]
-    if not feature.get("accepts_unknown"):
-        column.selectbox(feature["name"], options, key=key, help=feature.get("description"), on_change=_touch)
+    key = _feature_key(feature.name)
+    categories = feature.categories or ()
+    options = [NOT_RECORDED, *categories]
+    if not feature.accepts_unknown:
+        column.selectbox(feature.name, options, key=key, help=feature.description, on_change=_touch)
         return
     current = st.session_state.get(key)
     if isinstance(current, str) and current not in options:
         options.append(current)  # a value read from a file: keep it selectable instead of resetting it
     column.selectbox(
-        feature["name"],
+        feature.name,
         options,
         key=key,
         on_change=_touch,
         accept_new_options=True,
-        help=f"{feature.get('description', '')}. Another value may be typed: the model treats it as unknown.",
+        help=f"{feature.description}. Another value may be typed: the model treats it as unknown.",
     )
     value = st.session_state.get(key)
-    if isinstance(value, str) and value != NOT_RECORDED and value not in feature["categories"]:
+    if isinstance(value, str) and value != NOT_RECORDED and value not in categories:
         column.caption(f"{value!r} is not a category the model was trained on; treated as unknown")
 
 
@@ -237,7 +246,7 @@ def _remove_image(modality: str) -> None:
     st.session_state.messages.pop(modality, None)
 
 
-def image_input(info, modality: str) -> None:
+def image_input(info: ModelInfo, modality: str) -> None:
     st.file_uploader(
         f"{modality_name(modality)}: PNG, JPEG or DICOM, up to {IMAGE_LIMIT_MB} MB",
         key=f"upload_{modality}",
@@ -268,7 +277,7 @@ def _on_text_upload(modality: str) -> None:
     _on_upload(modality, apply)
 
 
-def text_input(info, modality: str) -> None:
+def text_input(info: ModelInfo, modality: str) -> None:
     st.file_uploader(
         f"{modality_name(modality)} as a UTF-8 .txt file (or paste below)",
         key=f"upload_{modality}",
@@ -285,13 +294,13 @@ def text_input(info, modality: str) -> None:
     )
 
 
-def availability_summary(info) -> str:
+def availability_summary(info: ModelInfo) -> str:
     present_names, absent_names = [], []
     for modality in info.modalities:
-        name, kind = modality["name"], modality["kind"]
-        if kind == "image":
+        name, kind = modality.name, modality.kind
+        if kind is ModalityKind.IMAGE:
             present = name in st.session_state.images
-        elif kind == "text":
+        elif kind is ModalityKind.TEXT:
             present = bool((st.session_state.get(_text_key(name)) or "").strip())
         else:
             present = any(v is not None for f, v in _form_values(info).items())
@@ -302,21 +311,21 @@ def availability_summary(info) -> str:
 
 
 # ------------------------------------------------------------------ actions
-def _snapshot(info):
+def _snapshot(info: ModelInfo):
     """Validated inputs now on the page -> (record, inputs for saving); raises InputError(s)."""
     state = st.session_state
-    structured = parse_structured_form(_form_values(info), info.feature_specs())
+    structured = parse_structured_form(_form_values(info), info.features)
     texts = {}
     for modality in info.modalities:
-        if modality["kind"] == "text":
-            raw = state.get(_text_key(modality["name"])) or ""
+        if modality.kind is ModalityKind.TEXT:
+            raw = state.get(_text_key(modality.name)) or ""
             if raw.strip():
-                texts[modality["name"]] = read_text_upload(modality_name(modality["name"]), raw, TEXT_LIMIT_CHARS)
+                texts[modality.name] = read_text_upload(modality_name(modality.name), raw, TEXT_LIMIT_CHARS)
     images = dict(state.images)
     label = (state.get("patient_label") or "").strip() or "unnamed patient"
     register_sensitive(label, words=True)
     register_sensitive(*texts.values(), *(u.filename for u in images.values()))
-    record = build_record(label, structured, images, texts, info.modality_specs())
+    record = build_record(label, structured, images, texts, info.modalities)
     return record, structured, images, texts
 
 
@@ -333,22 +342,24 @@ def _progress_runner(status, steps: list[str]):
     return progress, bar
 
 
-def _available(record, info) -> list[str]:
-    available = record.availability(info.modality_specs(), info.feature_specs())
-    return [m["name"] for m, a in zip(info.modalities, available) if a]
+def _available(record: PatientRecord, info: ModelInfo) -> list[str]:
+    available = record.availability(info.modalities, info.features)
+    return [m.name for m, a in zip(info.modalities, available) if a]
 
 
-def _first_pass(record, info) -> list[str] | None:
+def _first_pass(record: PatientRecord, info: ModelInfo) -> list[str] | None:
     """The modalities attributed first (all but the notes, whose transformer attributions take seconds): the
     page shows risks and the rest at once, the notes follow (in-process or from the model server). None = all."""
-    kinds = {m["name"]: m["kind"] for m in info.modalities}
+    kinds = {m.name: m.kind for m in info.modalities}
     available = _available(record, info)
-    if not any(kinds[m] == "text" for m in available):
+    if not any(kinds[m] is ModalityKind.TEXT for m in available):
         return None
-    return [m for m in available if kinds[m] != "text"]
+    return [m for m in available if kinds[m] is not ModalityKind.TEXT]
 
 
-def _run(svc, record, task, info, modalities: list[str] | None = None):
+def _run(
+    svc: ModelService, record: PatientRecord, task: str, info: ModelInfo, modalities: list[str] | None = None
+) -> Explanation:
     steps = ["encode", "predict", "what_if", *(modalities if modalities is not None else _available(record, info))]
     with st.status(f"Analysing for {task_name(task).lower()}...", expanded=True) as status:
         progress, bar = _progress_runner(status, steps)
@@ -359,7 +370,7 @@ def _run(svc, record, task, info, modalities: list[str] | None = None):
     return explanation
 
 
-def finish_pending(svc, analysis: dict, task: str) -> None:
+def finish_pending(svc: ModelService, analysis: dict, task: str) -> None:
     """Attributes the notes of a fast first answer (shown meanwhile), then reruns the page; nothing when
     nothing is pending."""
     partial = analysis["explanations"][task]
@@ -380,7 +391,7 @@ def finish_pending(svc, analysis: dict, task: str) -> None:
     st.rerun()
 
 
-def analyse(svc, store, user: str, task: str) -> None:
+def analyse(svc: ModelService, store, user: str, task: str) -> None:
     info = svc.info
     try:
         record, structured, images, texts = _snapshot(info)
@@ -412,7 +423,7 @@ def analyse(svc, store, user: str, task: str) -> None:
     count_analysed_pattern(store, info, explanation)
 
 
-def count_analysed_pattern(store, info, explanation) -> None:
+def count_analysed_pattern(store, info: ModelInfo, explanation: Explanation) -> None:
     """One more patient with this availability pattern, for the Model card's ordering-policy drift check
     (mmnar_app.store.pattern_counts: the model id and the pattern id only, never who). The same inputs
     analysed again in this browser session are not counted twice. A failure is logged and never stops
@@ -423,14 +434,14 @@ def count_analysed_pattern(store, info, explanation) -> None:
     if explanation.input_hash in counted:
         return
     try:
-        count_pattern(store, info.model_id, int(explanation.prediction["pattern"]))
+        count_pattern(store, info.model_id, int(explanation.prediction.pattern))
     except Exception as error:
         log.error("counting the availability pattern failed: %s", safe_error(error))
         return
     counted.add(explanation.input_hash)
 
 
-def explain_more(svc, analysis: dict, task: str) -> None:
+def explain_more(svc: ModelService, analysis: dict, task: str) -> None:
     try:
         record = analysis["record"]
         analysis["explanations"][task] = _run(svc, record, task, svc.info, _first_pass(record, svc.info))
@@ -442,7 +453,7 @@ def inputs_changed(analysis: dict) -> bool:
     return st.session_state.get("inputs_version", 0) != analysis["inputs_version"]
 
 
-def assessment_payload(info, analysis: dict) -> dict:
+def assessment_payload(info: ModelInfo, analysis: dict) -> dict:
     """What a save stores: inputs (files by reference), outputs (every explanation computed), summary."""
     first = next(iter(analysis["explanations"].values()))
     prediction = first.prediction
@@ -455,12 +466,12 @@ def assessment_payload(info, analysis: dict) -> dict:
         },
         "outputs": {"explanations": {t: e.to_dict() for t, e in analysis["explanations"].items()}},
         "files": {m: (f, t, analysis["image_bytes"][m]) for m, (f, t) in analysis["images"].items()},
-        "pattern": "+".join(prediction["available"]),
-        "summary": {r["task"]: r["risk"] for r in prediction["risks"]},
+        "pattern": "+".join(prediction.available),
+        "summary": {r.task: r.risk for r in prediction.risks},
     }
 
 
-def save_panel(info, store, user: str, analysis: dict) -> None:
+def save_panel(info: ModelInfo, store, user: str, analysis: dict) -> None:
     st.subheader("Save this assessment")
     note = st.text_area("Note (optional)", key="save_note", height=80)
     if st.button("Save assessment", key="save"):

@@ -98,9 +98,7 @@ class RemoteService(CachedExplanations):
             pending = partial.pending()
             if progress is not None and pending:
                 progress(pending[0])
-            explanation = partial.completed_with(
-                self._explain(record, task, pending), key, [m["name"] for m in self.info.modalities]
-            )
+            explanation = partial.completed_with(self._explain(record, task, pending), key, self.info.modality_names())
             self._cache.put(key, explanation)
         return explanation
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+from typing import TYPE_CHECKING
 
 import plotly.io as pio
 
@@ -12,6 +13,9 @@ from mmnar_app import charts
 from mmnar_app.display import modality_name, pattern_name, percent, task_name
 from mmnar_app.highlight import highlighted_html
 from mmnar_app.overlay import overlay, png_bytes
+
+if TYPE_CHECKING:
+    from mmnar_core.explain.explanation import Explanation
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2rem auto;color:#0f172a;padding:0 1rem}
 .banner{background:#fef3c7;border:1px solid #f59e0b;padding:.6rem 1rem;border-radius:6px}
@@ -27,7 +31,7 @@ def _table(rows: list[dict]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def build_html(assessment, explanations: dict, synthetic: bool) -> str:
+def build_html(assessment, explanations: dict[str, Explanation], synthetic: bool) -> str:
     """`assessment`: a stored Assessment; `explanations`: task -> Explanation (as saved)."""
     first = next(iter(explanations.values()))
     prediction = first.prediction
@@ -49,27 +53,27 @@ def build_html(assessment, explanations: dict, synthetic: bool) -> str:
         + _table(
             [
                 {
-                    "outcome": task_name(r["task"]),
-                    "risk": percent(r["risk"]),
-                    "model uncertainty (95 %)": f"{percent(r['low'])} to {percent(r['high'])}",
-                    "raw network risk": percent(r["raw"]),
-                    "pattern correction (logit)": f"{r['rectifier_offset']:+.3f}",
+                    "outcome": task_name(r.task),
+                    "risk": percent(r.risk),
+                    "model uncertainty (95 %)": f"{percent(r.low)} to {percent(r.high)}",
+                    "raw network risk": percent(r.raw),
+                    "pattern correction (logit)": f"{r.rectifier_offset:+.3f}",
                 }
-                for r in prediction["risks"]
+                for r in prediction.risks
             ]
         )
     )
     parts.append(
-        f"<p>Available: {html.escape(pattern_name(prediction['available']))}. Missing: "
-        f"{html.escape(', '.join(modality_name(m) for m in prediction['missing']) or 'nothing')}.</p>"
+        f"<p>Available: {html.escape(pattern_name(prediction.available))}. Missing: "
+        f"{html.escape(', '.join(modality_name(m) for m in prediction.missing) or 'nothing')}.</p>"
     )
     include_js = "inline"
     for task, explanation in explanations.items():
         parts.append(f"<h2>Why: {html.escape(task_name(task))}</h2>")
         figures = []
-        if explanation.what_if:
+        if explanation.what_if is not None:
             figures.append(charts.shapley_figure(explanation.what_if, task))
-            absent = charts.absent_figure(explanation.what_if.get("absent") or [], task)
+            absent = charts.absent_figure(explanation.what_if.absent, task)
             if absent is not None:
                 figures.append(absent)
         figures += [charts.tabular_figure(t.features, task) for t in explanation.tabular]

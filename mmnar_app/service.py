@@ -1,5 +1,8 @@
 """The one object the app talks to for model work: model information and `analyse(record, task)`.
 
+`ModelService` names what the pages and the app's modules use of it (`info`, `analyse`, `complete`);
+`LocalService` here and `RemoteService` (mmnar_app/remote.py) both provide it (tests/test_service_protocol.py).
+
 `LocalService` runs the predictor in this process (loaded once, on the GPU when present) and caches
 explanations by their `cache_key` (input hash + model + task + settings), so a patient analysed once is
 never recomputed, whichever browser session asks. RemoteService (mmnar_app/remote.py) shares that cache logic (CachedExplanations) and replaces
@@ -14,12 +17,13 @@ second user waits at most WAIT_FOR_TURN_S for the model, then is told to retry, 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from mmnar_core.cancel import Cancelled, CancelToken
-from mmnar_core.explain.explanation import ExplanationCache
+from mmnar_core.explain.explanation import Explanation, ExplanationCache
 from mmnar_core.model_info import ModelInfo, model_info
 from mmnar_core.schema import PatientRecord
 
@@ -39,6 +43,37 @@ STEP_LABELS = {
 }
 
 
+@runtime_checkable
+class ModelService(Protocol):
+    """The model service as the pages and mmnar_app's modules use it (`mmnar_app.ui.service()`): the model's
+    description, and one patient's explanation for one outcome, fast first (`modalities`) then complete."""
+
+    @property
+    def info(self) -> ModelInfo:
+        """The served model: version, tasks, modalities, features, outcomes, model card, metrics."""
+        ...
+
+    def analyse(
+        self,
+        record: PatientRecord,
+        task: str,
+        progress: Callable[[str], None] | None = None,
+        modalities: list[str] | None = None,
+    ) -> Explanation:
+        """Prediction, what-if and attributions for `task` (only `modalities` attributed when given)."""
+        ...
+
+    def complete(
+        self,
+        partial: Explanation,
+        record: PatientRecord,
+        task: str,
+        progress: Callable[[str], None] | None = None,
+    ) -> Explanation:
+        """The complete explanation from a partial one (its `pending()` modalities attributed)."""
+        ...
+
+
 class CachedExplanations:
     """What the in-process and the remote service share: explanations kept by `cache_key` (input hash +
     model + task + settings + modalities) in a bounded LRU, looked up complete-first, so a partial request
@@ -56,7 +91,7 @@ class CachedExplanations:
         digest = record if isinstance(record, str) else input_hash(record)
         return task_cache_key(digest, self.info.model_id, task, modalities)
 
-    def _cached(self, digest: str, task: str, modalities: list[str] | None):
+    def _cached(self, digest: str, task: str, modalities: list[str] | None) -> tuple[Explanation | None, str]:
         """(the cached complete or matching explanation or None, the key to store a new one under)."""
         full, key = self.cache_key(digest, task), self.cache_key(digest, task, modalities)
         found = self._cache.get(full)
@@ -119,7 +154,7 @@ class LocalService(CachedExplanations):
                 logging.getLogger(__name__).warning("warm-up analysis failed", exc_info=True)
 
     @contextmanager
-    def _turn(self, cancel: CancelToken | None):
+    def _turn(self, cancel: CancelToken | None) -> Iterator[CancelToken]:
         """The model for one analysis, with the token it runs under; AnalysisRefused after WAIT_FOR_TURN_S."""
         if not self._lock.acquire(timeout=self.wait_s):
             raise AnalysisRefused(
@@ -143,7 +178,7 @@ class LocalService(CachedExplanations):
         progress: Callable[[str], None] | None = None,
         modalities: list[str] | None = None,
         cancel: CancelToken | None = None,
-    ):
+    ) -> Explanation:
         """Prediction, what-if and attributions for one outcome (`Explanation`), computed at most once.
         With `modalities`, only those are attributed (a fast first answer; `complete` adds the rest),
         unless the complete explanation is already cached. `cancel` stops it (default: a token with the
@@ -165,12 +200,12 @@ class LocalService(CachedExplanations):
 
     def complete(
         self,
-        partial,
+        partial: Explanation,
         record: PatientRecord,
         task: str,
         progress: Callable[[str], None] | None = None,
         cancel: CancelToken | None = None,
-    ):
+    ) -> Explanation:
         """The complete explanation from a partial one: attributes the modalities it lacks (each modality
         is attributed with the others fixed, so the parts are exactly those of one complete call)."""
         key = self.cache_key(partial.input_hash, task)
@@ -189,7 +224,7 @@ class LocalService(CachedExplanations):
                     digest=partial.input_hash,
                     cancel=token,
                 )
-                explanation = partial.completed_with(extra, key, [m["name"] for m in self.info.modalities])
+                explanation = partial.completed_with(extra, key, self.info.modality_names())
                 self._cache.put(key, explanation)
             return explanation
 

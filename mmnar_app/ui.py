@@ -4,6 +4,8 @@ and for a reopened assessment, so both look exactly alike."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import streamlit as st
 
 from mmnar_app import charts
@@ -13,9 +15,14 @@ from mmnar_app.plain_text import plain
 from mmnar_app.settings import AppSettings
 from mmnar_app.store.permissions import restrict_umask
 
+if TYPE_CHECKING:
+    from mmnar_app.service import ModelService
+    from mmnar_core.explain.explanation import Explanation
+    from mmnar_core.results import Prediction, WhatIfResult
+
 
 @st.cache_resource(show_spinner="Loading the model (once per server process)...")
-def get_service(bundle_dir: str, inference_url: str | None = None):
+def get_service(bundle_dir: str, inference_url: str | None = None) -> ModelService:
     """One model per process, shared by every browser session: the in-process predictor, or the model
     server at `inference_url` (MMNAR_INFERENCE_URL, docs/serving.md) when set."""
     if inference_url:
@@ -48,7 +55,7 @@ def settings() -> AppSettings:
     return AppSettings.from_env()
 
 
-def service():
+def service() -> ModelService:
     s = settings()
     try:
         return get_service(str(s.bundle_dir), s.inference_url)
@@ -95,42 +102,42 @@ def page_header(title: str, require: str | None = None):
 
 
 # ----------------------------------------------------------------------------- results
-def render_risks(prediction: dict, key: str) -> None:
+def render_risks(prediction: Prediction, key: str) -> None:
     from mmnar_core.predictor import INTERVAL_MEANING
 
-    risks = prediction["risks"]
+    risks = prediction.risks
     columns = st.columns(len(risks))
     for column, risk in zip(columns, risks):
         column.metric(
-            task_name(risk["task"]),
-            percent(risk["risk"]),
-            delta=f"raw {percent(risk['raw'])}",
+            task_name(risk.task),
+            percent(risk.risk),
+            delta=f"raw {percent(risk.raw)}",
             delta_color="off",
             help="Calibrated risk after the site correction; the raw risk is the network's own output. "
             + INTERVAL_MEANING,
         )
         column.caption(
-            f"Model uncertainty (95 %): {percent(risk['low'])} to {percent(risk['high'])}. It does not "
+            f"Model uncertainty (95 %): {percent(risk.low)} to {percent(risk.high)}. It does not "
             "include what the record does not show."
         )
     st.plotly_chart(charts.risk_figure(risks), key=f"{key}-risk")
 
 
-def render_pattern(prediction: dict) -> None:
-    available, missing = prediction["available"], prediction["missing"]
+def render_pattern(prediction: Prediction) -> None:
+    available, missing = prediction.available, prediction.missing
     st.markdown(
-        f"**Missingness pattern {prediction['pattern']}:** available {pattern_name(available)}"
+        f"**Missingness pattern {prediction.pattern}:** available {pattern_name(available)}"
         + (f"; missing {', '.join(modality_name(m) for m in missing)}" if missing else "; nothing missing")
     )
     rows = []
-    for risk in prediction["risks"]:
+    for risk in prediction.risks:
         rows.append(
             {
-                "outcome": task_name(risk["task"]),
-                "calibrated risk (before the pattern correction)": percent(risk["calibrated"]),
-                "rectifier correction (logit)": f"{risk['rectifier_offset']:+.3f}",
-                "risk after correction": percent(risk["risk"]),
-                "change from the pattern correction": signed_points(risk["risk"] - risk["calibrated"], 2),
+                "outcome": task_name(risk.task),
+                "calibrated risk (before the pattern correction)": percent(risk.calibrated),
+                "rectifier correction (logit)": f"{risk.rectifier_offset:+.3f}",
+                "risk after correction": percent(risk.risk),
+                "change from the pattern correction": signed_points(risk.risk - risk.calibrated, 2),
             }
         )
     st.dataframe(rows, hide_index=True)
@@ -141,10 +148,10 @@ def render_pattern(prediction: dict) -> None:
     )
 
 
-def render_what_if(what_if: dict, key: str) -> None:
+def render_what_if(what_if: WhatIfResult, key: str) -> None:
     """Toggles per available modality; the risks under the chosen subset come from the precomputed
     subsets, so the change shows at once."""
-    available = what_if["available"]
+    available = what_if.available
     st.markdown(
         "**What if a modality were not available?** Switch modalities off to see the risk the model gives "
         "without them (they go through the model's missing path, as if never recorded)."
@@ -155,22 +162,22 @@ def render_what_if(what_if: dict, key: str) -> None:
         for column, m in zip(columns, available)
         if column.toggle(modality_name(m), value=True, key=f"{key}-toggle-{m}")
     ]
-    full = max(what_if["subsets"], key=lambda s: len(s["modalities"]))
-    subset = next(s for s in what_if["subsets"] if set(s["modalities"]) == set(chosen))  # every subset is there
+    full = what_if.full()
+    subset = what_if.subset(chosen)  # every subset is there
     rows = [
         {
             "outcome": task_name(t),
-            "with all available": percent(full["risks"][t]),
-            f"with {pattern_name(subset['modalities'])}": percent(subset["risks"][t]),
-            "change": signed_points(subset["risks"][t] - full["risks"][t]),
+            "with all available": percent(full.risks[t]),
+            f"with {pattern_name(subset.modalities)}": percent(subset.risks[t]),
+            "change": signed_points(subset.risks[t] - full.risks[t]),
         }
-        for t in what_if["tasks"]
+        for t in what_if.tasks
     ]
     st.dataframe(rows, hide_index=True)
 
 
-def render_absent(what_if: dict, task: str, key: str) -> None:
-    absent = what_if.get("absent") or []
+def render_absent(what_if: WhatIfResult, task: str, key: str) -> None:
+    absent = what_if.absent
     if not absent:
         st.caption("Every modality the model knows is available for this patient.")
         return
@@ -178,17 +185,20 @@ def render_absent(what_if: dict, task: str, key: str) -> None:
     if figure is not None:
         st.plotly_chart(figure, key=f"{key}-absent")
     for a in absent:
-        if not a.get("mean"):
-            st.caption(f"{modality_name(a['modality'])}: {a.get('note', 'no estimate')}")
+        e = a.estimate
+        if e is None:
+            st.caption(f"{modality_name(a.modality)}: {a.note or 'no estimate'}")
             continue
         st.caption(
-            f"**{modality_name(a['modality'])}** (estimate): risk today {percent(a['current'][task])}; if obtained, "
-            f"about {percent(a['mean'][task])} (10th-90th percentile {percent(a['p10'][task])} to "
-            f"{percent(a['p90'][task])}), {a['note']} (of {a['n_candidates']} candidates)."
+            f"**{modality_name(a.modality)}** (estimate): risk today {percent(e.current[task])}; if obtained, "
+            f"about {percent(e.mean[task])} (10th-90th percentile {percent(e.p10[task])} to "
+            f"{percent(e.p90[task])}), {a.note} (of {e.n_candidates} candidates)."
         )
 
 
-def render_attributions(explanation, task: str, images: dict[str, bytes], texts: dict[str, str], key: str) -> None:
+def render_attributions(
+    explanation: Explanation, task: str, images: dict[str, bytes], texts: dict[str, str], key: str
+) -> None:
     from mmnar_app.highlight import highlighted_html
 
     for tabular in explanation.tabular:
@@ -239,13 +249,15 @@ def render_attributions(explanation, task: str, images: dict[str, bytes], texts:
         )
 
 
-def render_results(explanation, task: str, images: dict[str, bytes], texts: dict[str, str], key: str) -> None:
+def render_results(
+    explanation: Explanation, task: str, images: dict[str, bytes], texts: dict[str, str], key: str
+) -> None:
     """Everything about one analysed patient for one outcome, from an `Explanation`."""
     prediction, what_if = explanation.prediction, explanation.what_if
     render_risks(prediction, key)
     with st.container(border=True):
         render_pattern(prediction)
-    if what_if:
+    if what_if is not None:
         with st.container(border=True):
             render_what_if(what_if, key)
         st.plotly_chart(charts.shapley_figure(what_if, task), key=f"{key}-shapley")
@@ -255,6 +267,6 @@ def render_results(explanation, task: str, images: dict[str, bytes], texts: dict
         )
     st.subheader(f"Why: {task_name(task)}")
     render_attributions(explanation, task, images, texts, key)
-    if what_if:
+    if what_if is not None:
         st.subheader("Is an absent modality worth obtaining?")
         render_absent(what_if, task, key)

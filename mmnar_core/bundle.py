@@ -32,10 +32,12 @@ import pickletools
 import shutil
 import stat
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,6 +50,7 @@ from mmnar_core.bundle_files import UnsafeFileError, header_bytes, read_plain_fi
 from mmnar_core.calibration import PatternRectifier, TemperatureScaler
 from mmnar_core.calibration.calibrated import CalibratedModel
 from mmnar_core.model import MMNARConfig, MMNARModel
+from mmnar_core.schema import FeatureSpec, ModalitySpec, OutcomeSpec
 
 BUNDLE_FORMAT = 1
 INDEX_FILE = "bundle.json"
@@ -95,6 +98,103 @@ class BundleError(ValueError):
     """A bundle that is missing, malformed or changed since it was written; names the file."""
 
 
+class EncoderKind(str, Enum):
+    """What produced a modality's embeddings: the bundle's own encoders, or a table of precomputed image
+    embeddings (`embed --precomputed-images`)."""
+
+    TABULAR = "tabular"
+    IMAGE = "image"
+    TEXT = "text"
+    PRECOMPUTED = "precomputed"
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """One modality's entry of encoders.json: the encoder's id (its folder under encoders/), kind and the
+    dimension of its embeddings."""
+
+    encoder_id: str
+    kind: EncoderKind
+    dim: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"encoder_id": self.encoder_id, "kind": self.kind.value, "dim": self.dim}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EncoderInfo:
+        try:
+            kind = EncoderKind(data.get("kind"))
+        except ValueError:
+            accepted = ", ".join(k.value for k in EncoderKind)
+            raise ValueError(f"encoder kind {data.get('kind')!r} is not accepted (accepted: {accepted})") from None
+        return cls(str(data["encoder_id"]), kind, data.get("dim"))
+
+
+_DATASET_KEYS = (
+    "name",
+    "content_hash",
+    "provenance",
+    "n_patients",
+    "split_counts",
+    "modalities",
+    "features",
+    "outcomes",
+    "pattern_counts_train",
+)
+
+
+@dataclass
+class DatasetInfo:
+    """dataset.json: the training dataset's name, content hash, provenance, size and splits, its modalities,
+    features and outcomes (the schema's specs) and the training split's availability-pattern counts.
+    `extra` keeps any other key, so `from_dict(d).to_dict() == d` for what training writes."""
+
+    name: str = ""
+    content_hash: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)
+    n_patients: int | None = None
+    split_counts: dict[str, int] = field(default_factory=dict)
+    modalities: list[ModalitySpec] = field(default_factory=list)
+    features: list[FeatureSpec] = field(default_factory=list)
+    outcomes: list[OutcomeSpec] = field(default_factory=list)
+    pattern_counts_train: dict[str, int] = field(default_factory=dict)  # pattern id (as text) -> patients
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def synthetic(self) -> bool:
+        """Whether the data came from the simulator (its provenance says so)."""
+        return "synthetic" in str(self.provenance.get("source", "")).lower()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "content_hash": self.content_hash,
+            "provenance": dict(self.provenance),
+            "n_patients": self.n_patients,
+            "split_counts": dict(self.split_counts),
+            "modalities": [m.to_dict() for m in self.modalities],
+            "features": [f.to_dict() for f in self.features],
+            "outcomes": [o.to_dict() for o in self.outcomes],
+            "pattern_counts_train": dict(self.pattern_counts_train),
+            **self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DatasetInfo:
+        return cls(
+            name=str(data.get("name", "")),
+            content_hash=str(data.get("content_hash", "")),
+            provenance=dict(data.get("provenance") or {}),
+            n_patients=data.get("n_patients"),
+            split_counts=dict(data.get("split_counts") or {}),
+            modalities=[ModalitySpec.from_dict(m) for m in data.get("modalities", [])],
+            features=[FeatureSpec.from_dict(f) for f in data.get("features", [])],
+            outcomes=[OutcomeSpec.from_dict(o) for o in data.get("outcomes", [])],
+            pattern_counts_train=dict(data.get("pattern_counts_train") or {}),
+            extra={k: v for k, v in data.items() if k not in _DATASET_KEYS},
+        )
+
+
 @dataclass
 class Bundle:
     root: Path
@@ -104,9 +204,9 @@ class Bundle:
     model: MMNARModel
     temperature: TemperatureScaler
     rectifiers: dict[str, PatternRectifier]
-    dataset: dict
-    encoders: dict
-    metrics: dict
+    dataset: dict[str, Any]  # dataset.json as written (re-saved unchanged); typed: `dataset_info`
+    encoders: dict[str, Any]  # encoders.json as written (re-saved unchanged); typed: `encoder_info`
+    metrics: dict[str, Any]
     model_card: str
     files: list[str]  # every file of the bundle (relative paths), as listed in bundle.json
     signed_by: list[str] = field(default_factory=list)  # key ids of the valid signatures in bundle.sig
@@ -115,6 +215,16 @@ class Bundle:
     calibrated: CalibratedModel | None = None  # model + temperatures + site correction: logits -> risks
     reference_images: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # image IG baselines
     reference_set: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # on the CPU
+
+    @property
+    def dataset_info(self) -> DatasetInfo:
+        """dataset.json, typed (the training data's modalities, features and outcomes as the schema's specs)."""
+        return DatasetInfo.from_dict(self.dataset)
+
+    @property
+    def encoder_info(self) -> dict[str, EncoderInfo]:
+        """encoders.json, typed: modality -> the encoder its embeddings came from."""
+        return {modality: EncoderInfo.from_dict(info) for modality, info in self.encoders.items()}
 
     def read_bytes(self, relative: str) -> bytes:
         """A file's bytes as hashed at load (never read again from disk, so never a swapped file)."""
@@ -175,10 +285,10 @@ def save_bundle(
         ):
             (staging / name).write_text(json.dumps(content, indent=2, default=float) + "\n", encoding="utf-8")
         (staging / "model_card.md").write_text(model_card, encoding="utf-8")
-        for relative, content in (extra_files or {}).items():
+        for relative, data in (extra_files or {}).items():
             target = staging / relative
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content)
+            target.write_bytes(data)
         files = {p.relative_to(staging).as_posix(): _sha256(p) for p in sorted(staging.rglob("*")) if p.is_file()}
         content_hash = _content_hash(files)
         index = {
@@ -222,7 +332,7 @@ def _pickle_in(data: bytes, complete: bool) -> str | None:
             if opcode.name in _EXEC_OPCODES:
                 executable.add(opcode.name)
             if opcode.name == "STOP":
-                whole = pos + 1 == len(data)
+                whole = pos is not None and pos + 1 == len(data)
                 if opcodes >= 2 and (executable or whole):
                     return "it is a pickle stream" + (f" that calls {sorted(executable)}" if executable else "")
                 return None

@@ -3,8 +3,9 @@
 A thin facade: it rebuilds the exact input path the model was trained on (encoders whose ids match the
 bundle's, the tabular state fit on the training split), encodes a patient's raw inputs once, and leaves the
 rest to the layers below: the bundle's calibrated model turns logits into risks
-(mmnar_core.calibration.calibrated), mmnar_core.explain attributes them. Everything returned is plain data
-(`to_dict()`), so it can be stored, compared and sent over HTTP.
+(mmnar_core.calibration.calibrated), mmnar_core.explain attributes them. Everything returned is a typed
+record (mmnar_core.results, mmnar_core.explain.explanation) with `to_dict()` / `from_dict()`, so it can be
+stored, compared and sent over HTTP.
 """
 
 from __future__ import annotations
@@ -12,39 +13,54 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from mmnar_core.bundle import Bundle, load_bundle
+from mmnar_core.bundle import Bundle, EncoderKind, load_bundle
 from mmnar_core.calibration.calibrated import CalibratedModel
-from mmnar_core.cancel import cancel_scope, check_cancelled
+from mmnar_core.cancel import CancelToken, cancel_scope, check_cancelled
 from mmnar_core.explain.attributions import AttributionSettings, AttributionTarget, attribute_record
 from mmnar_core.explain.explanation import FORMAT, NOTES, Explanation, ExplanationCache, cache_key, input_hash
 from mmnar_core.explain.modality import ReferenceSet, shapley_values, value_of_absent, what_if
 from mmnar_core.numeric import members_mean_and_spread
 from mmnar_core.patterns import encode_pattern, pattern_label
 from mmnar_core.resources import SHIPPED_IMAGE_WEIGHTS  # re-exported: the default image weights
-from mmnar_core.schema import FeatureSpec, ModalitySpec, OutcomeSpec, PatientRecord
+from mmnar_core.results import (  # re-exported: the result types were defined here first
+    AbsentModality,
+    ObtainedEstimate,
+    Prediction,
+    SubsetRisks,
+    TaskRisk,
+    WhatIfResult,
+)
+from mmnar_core.schema import FeatureSpec, PatientRecord
+
+if TYPE_CHECKING:
+    from mmnar_core.encoders.image_backbone import ImageEmbedder
+    from mmnar_core.encoders.patient import PatientEncoder
+    from mmnar_core.encoders.text_encoder import TextEmbedder
+
+__all__ = [
+    "INTERVAL_MEANING",
+    "SHIPPED_IMAGE_WEIGHTS",
+    "AbsentModality",
+    "ObtainedEstimate",
+    "Prediction",
+    "Predictor",
+    "PredictorError",
+    "SubsetRisks",
+    "TaskRisk",
+    "WhatIfResult",
+    "reference_set",
+]
 
 
 class PredictorError(ValueError):
     """The bundle cannot be served as asked (e.g. its encoders are not available here)."""
-
-
-@dataclass
-class TaskRisk:
-    task: str
-    risk: float  # rectified, calibrated
-    low: float  # 95 % interval of the estimated risk: the model's own spread (its members) and the correction's
-    high: float  # uncertainty; not what the record does not show (INTERVAL_MEANING)
-    raw: float  # the network's own probability
-    calibrated: float  # after temperature scaling, before the rectifier
-    rectifier_offset: float  # the rectifier's change of this patient's logit (corrected - calibrated)
-    pattern_residual: float  # the pattern's unshrunk mean residual (y - p) where the rectifier was fit (0 if unknown)
-    model_spread: float = 0.0  # standard deviation of the fusion members' calibrated logits
 
 
 INTERVAL_MEANING = (
@@ -56,52 +72,29 @@ INTERVAL_MEANING = (
 )
 
 
-@dataclass
-class Prediction:
-    patient_id: str
-    pattern: int
-    pattern_name: str
-    available: list[str]
-    missing: list[str]
-    risks: list[TaskRisk]
-    model_id: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class WhatIfResult:
-    patient_id: str
-    tasks: list[str]
-    available: list[str]
-    subsets: list[dict]  # {"modalities": [...], "pattern": int, "risks": {task: risk}}
-    shapley: dict[str, dict[str, float]]  # modality -> task -> value; sums to risk(all) - risk(none)
-    absent: list[dict] = field(default_factory=list)  # value of obtaining each absent modality (estimate)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
 class Predictor:
-    def __init__(self, bundle: Bundle, encoder, device: torch.device, reference: ReferenceSet | None = None):
+    def __init__(
+        self, bundle: Bundle, encoder: PatientEncoder, device: torch.device, reference: ReferenceSet | None = None
+    ) -> None:
         self.bundle = bundle
         self.encoder = encoder
         self.device = device
         self.reference = reference
         self.config = bundle.config
-        self.modalities = [ModalitySpec.from_dict(m) for m in bundle.dataset["modalities"]]
-        self.features = _mark_open_categories([FeatureSpec.from_dict(f) for f in bundle.dataset["features"]], encoder)
-        self.outcomes = [OutcomeSpec.from_dict(o) for o in bundle.dataset["outcomes"]]
+        dataset = bundle.dataset_info
+        self.modalities = dataset.modalities
+        self.features = _mark_open_categories(dataset.features, encoder)
+        self.outcomes = dataset.outcomes
         if bundle.calibrated is None:
             raise PredictorError(f"{bundle.root}: the bundle was not loaded with its calibrated model")
         self.calibrated: CalibratedModel = bundle.calibrated.eval()  # logits -> displayed risks, the one map
         self.reference_images = bundle.reference_images  # image IG baselines, per modality
-        for name, reference in self.reference_images.items():
-            size = encoder.image.preprocess.size if getattr(encoder, "image", None) is not None else None
-            if tuple(reference.shape) != (1, 1, size, size):
+        embedder = getattr(encoder, "image", None)  # None: no image encoder (or no encoder: the lab's stand-in)
+        for name, image in self.reference_images.items():
+            size = embedder.preprocess.size if embedder is not None else None
+            if tuple(image.shape) != (1, 1, size, size):
                 raise PredictorError(
-                    f"{bundle.root}: explain_reference.safetensors holds a {tuple(reference.shape)} "
+                    f"{bundle.root}: explain_reference.safetensors holds a {tuple(image.shape)} "
                     f"reference for {name}, but the image encoder takes (1, 1, {size}, {size}); "
                     "rebuild it with `python -m mmnar_core reference-image`"
                 )
@@ -248,15 +241,14 @@ class Predictor:
         inputs, availability = self._tensors(vectors)
         result = what_if(self.score, inputs, availability)
         names, tasks = self.config.modalities, self.config.tasks
-        subsets = []
-        for mask, risks in zip(result.subset_masks, result.risks):
-            subsets.append(
-                {
-                    "modalities": [n for n, a in zip(names, mask) if a],
-                    "pattern": int(encode_pattern(mask)),
-                    "risks": {t: float(r) for t, r in zip(tasks, risks)},
-                }
+        subsets = [
+            SubsetRisks(
+                [n for n, a in zip(names, mask) if a],
+                int(encode_pattern(mask)),
+                {t: float(r) for t, r in zip(tasks, risks)},
             )
+            for mask, risks in zip(result.subset_masks, result.risks)
+        ]
         phi = shapley_values(result)
         shapley = {names[m]: {t: float(v) for t, v in zip(tasks, phi[j])} for j, m in enumerate(result.available)}
         absent = []
@@ -266,22 +258,18 @@ class Predictor:
                     self.score, self.represent, inputs, availability, self.reference, int(m), neighbours
                 )
                 if value is None:
-                    absent.append(
-                        {"modality": names[m], "estimate": None, "note": "no reference patient had this modality"}
-                    )
+                    absent.append(AbsentModality(names[m], "no reference patient had this modality"))
                     continue
-                absent.append(
-                    {
-                        "modality": names[m],
-                        "current": {t: float(v) for t, v in zip(tasks, value.current)},
-                        "mean": {t: float(v) for t, v in zip(tasks, value.mean)},
-                        "p10": {t: float(v) for t, v in zip(tasks, value.p10)},
-                        "p90": {t: float(v) for t, v in zip(tasks, value.p90)},
-                        "n_reference": value.n_neighbours,
-                        "n_candidates": value.n_candidates,
-                        "note": f"estimate from the {value.n_neighbours} most similar training patients who had it",
-                    }
+                estimate = ObtainedEstimate(
+                    {t: float(v) for t, v in zip(tasks, value.current)},
+                    {t: float(v) for t, v in zip(tasks, value.mean)},
+                    {t: float(v) for t, v in zip(tasks, value.p10)},
+                    {t: float(v) for t, v in zip(tasks, value.p90)},
+                    value.n_neighbours,
+                    value.n_candidates,
                 )
+                note = f"estimate from the {value.n_neighbours} most similar training patients who had it"
+                absent.append(AbsentModality(names[m], note, estimate))
         return WhatIfResult(
             record.patient_id, list(tasks), [names[m] for m in result.available], subsets, shapley, absent
         )
@@ -290,13 +278,13 @@ class Predictor:
         self,
         record: PatientRecord,
         tasks: list[str] | None = None,
-        settings=None,
+        settings: AttributionSettings | None = None,
         include_what_if: bool = True,
         modalities: list[str] | None = None,
-        progress=None,
+        progress: Callable[[str], None] | None = None,
         digest: str | None = None,
-        cancel=None,
-    ):
+        cancel: CancelToken | None = None,
+    ) -> Explanation:
         """Prediction, what-if and Captum attributions within each available modality, as one serialisable
         `Explanation` (mmnar_core.explain.explanation; cache it by `.cache_key`). `tasks` limits the
         attributions to some outcomes (the cost of the note attributions grows with their number);
@@ -348,7 +336,7 @@ class Predictor:
         if include_what_if:
             clock = time.perf_counter()
             step("what_if")
-            what = self.what_if(record, vectors).to_dict()
+            what = self.what_if(record, vectors)
             timings["what_if"] = time.perf_counter() - clock
         target = self.attribution_target(vectors)
         attributions = attribute_record(target, record, tasks, settings, modalities, step)
@@ -363,7 +351,7 @@ class Predictor:
             str(record.patient_id),
             task_names,
             settings.to_dict(),
-            prediction.to_dict(),
+            prediction,
             what,
             attributions.tabular,
             attributions.images,
@@ -373,7 +361,7 @@ class Predictor:
         )
 
 
-def _encoder_config(bundle: Bundle, encoder_id: str) -> dict:
+def _encoder_config(bundle: Bundle, encoder_id: str) -> dict[str, Any]:
     path = bundle.root / "encoders" / encoder_id / "encoder.json"
     if not path.is_file():
         raise PredictorError(
@@ -382,7 +370,7 @@ def _encoder_config(bundle: Bundle, encoder_id: str) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _mark_open_categories(features: list[FeatureSpec], encoder) -> list[FeatureSpec]:
+def _mark_open_categories(features: list[FeatureSpec], encoder: Any) -> list[FeatureSpec]:
     """Categorical features whose tabular encoder has an <unknown> level accept any value (input parsers
     then note an unseen value instead of refusing it); older encoders keep refusing."""
     open_names = {
@@ -394,19 +382,22 @@ def _mark_open_categories(features: list[FeatureSpec], encoder) -> list[FeatureS
     return [replace(f, accepts_unknown=True) if f.name in open_names and f.categories else f for f in features]
 
 
-def _build_patient_encoder(bundle: Bundle, device: torch.device, image_weights, text_model):
+def _build_patient_encoder(
+    bundle: Bundle, device: torch.device, image_weights: str | Path | None, text_model: str | None
+) -> PatientEncoder:
     from mmnar_core.encoders.config import ImageEncoderConfig, TextEncoderConfig
     from mmnar_core.encoders.patient import PatientEncoder
     from mmnar_core.encoders.tabular import TabularEncoder
 
-    modalities = [ModalitySpec.from_dict(m) for m in bundle.dataset["modalities"]]
-    image = text = None
+    modalities = bundle.dataset_info.modalities
+    image: ImageEmbedder | None = None
+    text: TextEmbedder | None = None
     tabular = {}
-    for modality, info in bundle.encoders.items():
-        kind, wanted = info["kind"], info["encoder_id"]
-        if kind == "tabular":
+    for modality, info in bundle.encoder_info.items():
+        kind, wanted = info.kind, info.encoder_id
+        if kind is EncoderKind.TABULAR:
             tabular[modality] = TabularEncoder.load(bundle.root / "encoders" / wanted / "tabular_state.json")
-        elif kind == "image" and image is None:
+        elif kind is EncoderKind.IMAGE and image is None:
             from mmnar_core.encoders.errors import EncoderStateError
             from mmnar_core.encoders.image_backbone import ImageEmbedder, load_image_encoder
 
@@ -423,7 +414,7 @@ def _build_patient_encoder(bundle: Bundle, device: torch.device, image_weights, 
                     f"image weights {path} give encoder {image.id}, but the bundle was trained on {wanted}; "
                     "pass the image weights the bundle was trained with"
                 )
-        elif kind == "text" and text is None:
+        elif kind is EncoderKind.TEXT and text is None:
             from mmnar_core.encoders.text_encoder import TextEmbedder
 
             config = dict(_encoder_config(bundle, wanted).get("config") or {})

@@ -148,7 +148,7 @@ def test_explanation_shapes_and_values(built, explained):
     predictor, _ = built
     record, explanation = explained
     task = explanation.tasks[0]
-    risk = next(r for r in explanation.prediction["risks"] if r["task"] == task)["risk"]
+    risk = next(r for r in explanation.prediction.risks if r.task == task).risk
     names = {f.name for f in predictor.features}
     (tab,) = explanation.tabular
     assert {f.feature for f in tab.features} == names
@@ -251,7 +251,7 @@ def test_explain_patient_with_structured_only(built):
     record = dataset.record(dataset.patients["patient_id"].iloc[int(rows[0])])
     explanation = predictor.explain(record, settings=FAST)
     assert len(explanation.tabular) == 1 and not explanation.images and not explanation.texts
-    assert explanation.what_if["available"] == ["structured"]
+    assert explanation.what_if is not None and explanation.what_if.available == ["structured"]
 
 
 @pytest.mark.slow

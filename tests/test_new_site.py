@@ -118,6 +118,7 @@ def test_evaluate_counts_unseen_values_of_the_evaluated_rows_only(tiny, tmp_path
 
 
 def test_predictor_opens_only_categories_its_encoder_can_take():
+    from mmnar_core.bundle import DatasetInfo
     from mmnar_core.model_info import _features
     from mmnar_core.predictor import _mark_open_categories
 
@@ -131,8 +132,9 @@ def test_predictor_opens_only_categories_its_encoder_can_take():
     assert [
         f.accepts_unknown for f in _mark_open_categories(features, SimpleNamespace(tabular={"structured": old}))
     ] == [False, False]
-    dicts = _features({"features": [f.to_dict() for f in features]}, SimpleNamespace(features=opened))
-    assert [FeatureSpec.from_dict(d).accepts_unknown for d in dicts] == [False, True]
+    specs = _features(DatasetInfo(features=features), SimpleNamespace(features=opened))
+    assert [f.accepts_unknown for f in specs] == [False, True]
+    assert [FeatureSpec.from_dict(f.to_dict()).accepts_unknown for f in specs] == [False, True]  # GET /info keeps it
 
 
 # ----------------------------------------------------------------------------- split by hospital
@@ -318,17 +320,14 @@ def _category_page():
     import streamlit as st
 
     from mmnar_app.patient_form import _category_input
+    from mmnar_core.schema import FeatureSpec
 
     for name, open_ in (("disposition", True), ("sex", False)):
         _category_input(
             st,
-            {
-                "name": name,
-                "kind": "categorical",
-                "categories": ["home", "snf"],
-                "description": name,
-                "accepts_unknown": open_,
-            },
+            FeatureSpec(
+                name, "categorical", "structured", description=name, categories=("home", "snf"), accepts_unknown=open_
+            ),
         )
 
 

@@ -8,6 +8,7 @@ import streamlit as st
 from mmnar_app import patient_form as form
 from mmnar_app.display import modality_name, task_name
 from mmnar_app.ui import page_header, render_results, service, store
+from mmnar_core.schema import ModalityKind
 
 user = page_header("Patient", require="analyse").username  # clinicians (and the local demo user)
 svc = service()
@@ -32,14 +33,14 @@ right.text_input(
 )
 
 # ------------------------------------------------------------------ inputs
-tab_names = [modality_name(m["name"]) for m in info.modalities]
-tabs = dict(zip([m["name"] for m in info.modalities], st.tabs(tab_names)))
+tab_names = [modality_name(m.name) for m in info.modalities]
+tabs = dict(zip(info.modality_names(), st.tabs(tab_names)))
 for modality in info.modalities:
-    name, kind = modality["name"], modality["kind"]
+    name, kind = modality.name, modality.kind
     with tabs[name]:
-        if kind == "tabular":
+        if kind is ModalityKind.TABULAR:
             form.structured_inputs(info, name)
-        elif kind == "image":
+        elif kind is ModalityKind.IMAGE:
             form.image_input(info, name)
         else:
             form.text_input(info, name)

@@ -14,7 +14,7 @@ from mmnar_app.ui import page_header, service, settings, store
 page_header("Model card")  # every signed-in role
 info = service().info
 metrics = info.metrics
-modalities = [m["name"] for m in info.modalities]
+modalities = info.modality_names()
 st.markdown(
     f"Evaluated on the **test split** ({metrics.get('n', '?')} patients, never used for training, calibration "
     f"or the rectifier); 95 % stratified bootstrap intervals ({metrics.get('n_resamples', '?')} resamples)."
@@ -25,10 +25,10 @@ task = (
     or info.tasks[0]
 )
 entry = metrics["tasks"][task]
-outcome = next(o for o in info.outcomes if o["name"] == task)
+outcome = next(o for o in info.outcomes if o.name == task)
 st.markdown(
-    f"**{task_name(task)}**: {outcome['definition']} (anchor: {outcome['anchor']}; defined for "
-    f"{outcome['defined_for']}). Test prevalence {entry['prevalence']:.1%} of {entry['n_labelled']} labelled."
+    f"**{task_name(task)}**: {outcome.definition} (anchor: {outcome.anchor}; defined for "
+    f"{outcome.defined_for}). Test prevalence {entry['prevalence']:.1%} of {entry['n_labelled']} labelled."
     + (
         f" Oracle AUROC (the simulator's true probability) {entry['oracle_auroc']:.3f}."
         if entry.get("oracle_auroc")

@@ -31,9 +31,9 @@ from __future__ import annotations
 import base64
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Self, cast
 
 import numpy as np
 import torch
@@ -147,13 +147,13 @@ class HeatMap:
 class _Plain:
     """to_dict / from_dict for the dataclasses below (nested lists of them and HeatMap dicts)."""
 
-    _nested: dict[str, type] = {}  # field -> type of the items of a list of _Plain
+    _nested: dict[str, type[_Plain]] = {}  # field -> type of the items of a list of _Plain
     _single: tuple[str, ...] = ()  # fields holding one IGSummary
     _heatmaps: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         out = {}
-        for f in fields(self):
+        for f in fields(cast(Any, self)):  # every subclass is a dataclass
             value = getattr(self, f.name)
             if f.name in self._single:
                 value = value.to_dict()
@@ -165,9 +165,9 @@ class _Plain:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict):
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
         kwargs = {}
-        for f in fields(cls):
+        for f in fields(cast(Any, cls)):
             value = data[f.name]
             if f.name in cls._single:
                 value = IGSummary.from_dict(value)
@@ -176,7 +176,7 @@ class _Plain:
             elif f.name in cls._heatmaps:
                 value = {k: HeatMap.from_dict(v) for k, v in value.items()}
             kwargs[f.name] = value
-        return cls(**kwargs)
+        return cast(Callable[..., Self], cls)(**kwargs)
 
 
 @dataclass
@@ -501,7 +501,8 @@ def attribute_image(
         flat = int(torch.argmax(smooth[r]))
         peaks[task] = input_to_image(flat // size, flat % size, size, height, width)
     ig_image = to_image_geometry(ig_maps, height, width, settings.max_heatmap_side)
-    cams, cam_peaks = {}, {}
+    cams: dict[str, HeatMap] = {}
+    cam_peaks: dict[str, list[int] | None] = {}
     if settings.image_gradcam:
         cam = LayerGradCam(forward, encoder.gradcam_layer).attribute(inputs, target=task_ids, relu_attributions=True)
         cam = LayerAttribution.interpolate(cam.detach(), (size, size), interpolate_mode="bilinear")[:, 0]
@@ -552,7 +553,7 @@ def attribute_text(
     index: int,
     modality: str,
     embedder,
-    note: str,
+    note: str | bytes,
     task_ids: list[int],
     tasks: list[str],
     settings: AttributionSettings,
@@ -699,7 +700,7 @@ def attribute_record(
             elif kind is ModalityKind.IMAGE:
                 embedder = target.encoder.image
                 pixels = embedder.decode(record.images[name])
-                result, case = attribute_image(
+                image_result, image_case = attribute_image(
                     head,
                     index,
                     name,
@@ -710,18 +711,18 @@ def attribute_record(
                     settings,
                     target.reference_images.get(name),
                 )
-                out.images.append(result)
-                out.cases[name] = case
+                out.images.append(image_result)
+                out.cases[name] = image_case
             else:
                 embedder = target.encoder.text
                 note, cut = attributed_part(record.texts[name], settings.max_note_chars, name)
                 if cut is not None:
                     out.notes.append(cut)
-                result, case = attribute_text(
+                text_result, text_case = attribute_text(
                     head, index, name, embedder, note, task_ids, task_names, settings, f"{name} of {record.patient_id}"
                 )
-                out.texts.append(result)
-                out.cases[name] = case
+                out.texts.append(text_result)
+                out.cases[name] = text_case
             out.timings[name] = round(time.perf_counter() - started, 4)
     out.cases["_head"] = head
     return out

@@ -16,9 +16,10 @@ import json
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import IO, Any, cast
 
 from mmnar_core.explain.attributions import (
     AttributionSettings,
@@ -26,11 +27,14 @@ from mmnar_core.explain.attributions import (
     TabularAttribution,
     TextAttribution,
 )
+from mmnar_core.results import Prediction, WhatIfResult
+from mmnar_core.schema import PatientRecord
 
 FORMAT = "mmnar-explanation/1"
+ModalityAttribution = TabularAttribution | ImageAttribution | TextAttribution  # one modality's attributions
 
 
-def _canonical_value(value):
+def _canonical_value(value: Any) -> Any:
     if value is None:
         return None
     if hasattr(value, "item"):
@@ -42,20 +46,21 @@ def _canonical_value(value):
     return str(value)
 
 
-def _image_digest(source) -> str:
+def _image_digest(source: str | Path | bytes | bytearray | memoryview | IO[bytes]) -> str:
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     elif hasattr(source, "read"):
-        position = source.tell() if hasattr(source, "tell") else None
-        data = source.read()
+        stream = cast(IO[bytes], source)
+        position = stream.tell() if hasattr(stream, "tell") else None
+        data = stream.read()
         if position is not None:
-            source.seek(position)
+            stream.seek(position)
     else:
         data = Path(source).read_bytes()
     return hashlib.sha256(data).hexdigest()
 
 
-def input_hash(record) -> str:
+def input_hash(record: PatientRecord) -> str:
     """sha256 of the canonical content of a record's inputs: structured values (numbers as floats, so
     70 and 70.0 hash alike; NaN as missing), note texts exactly as given, and image file bytes."""
     content = {
@@ -97,13 +102,13 @@ def cache_key(
 class ExplanationCache:
     """Bounded, thread-safe LRU: explanations by cache_key (app and server), embeddings by input hash (Predictor)."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int) -> None:
         self.size = int(size)
-        self._items: OrderedDict[str, object] = OrderedDict()
+        self._items: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
 
-    def get(self, key: str):
+    def get(self, key: str) -> Any:
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
@@ -111,7 +116,7 @@ class ExplanationCache:
                 return self._items[key]
         return None
 
-    def put(self, key: str, value) -> None:
+    def put(self, key: str, value: Any) -> None:
         if self.size <= 0:
             return
         with self._lock:
@@ -138,35 +143,57 @@ class Explanation:
     model_id: str
     patient_id: str
     tasks: list[str]  # tasks the attributions were computed for
-    settings: dict
-    prediction: dict  # Prediction.to_dict()
-    what_if: dict | None  # WhatIfResult.to_dict()
+    settings: dict[str, Any]  # AttributionSettings.to_dict(), as computed (part of the cache key)
+    prediction: Prediction
+    what_if: WhatIfResult | None  # None when computed without (the second pass of a two-pass explanation)
     tabular: list[TabularAttribution]
     images: list[ImageAttribution]
     texts: list[TextAttribution]
     timings: dict[str, float] = field(default_factory=dict)  # seconds per part (not part of the content)
     notes: list[str] = field(default_factory=list)
 
-    _nested = {"tabular": TabularAttribution, "images": ImageAttribution, "texts": TextAttribution}
-
-    def to_dict(self) -> dict:
-        out = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = [v.to_dict() for v in value] if f.name in self._nested else value
-        return out
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types, keys in field order: the form the model server answers and the app stores."""
+        return {
+            "format": self.format,
+            "input_hash": self.input_hash,
+            "cache_key": self.cache_key,
+            "model_id": self.model_id,
+            "patient_id": self.patient_id,
+            "tasks": list(self.tasks),
+            "settings": dict(self.settings),
+            "prediction": self.prediction.to_dict(),
+            "what_if": None if self.what_if is None else self.what_if.to_dict(),
+            "tabular": [a.to_dict() for a in self.tabular],
+            "images": [a.to_dict() for a in self.images],
+            "texts": [a.to_dict() for a in self.texts],
+            "timings": dict(self.timings),
+            "notes": list(self.notes),
+        }
 
     @classmethod
-    def from_dict(cls, data: dict) -> Explanation:
+    def from_dict(cls, data: Mapping[str, Any]) -> Explanation:
         if data.get("format") != FORMAT:
             raise ValueError(f"not an explanation of format {FORMAT!r} (got {data.get('format')!r})")
-        kwargs = {}
-        for f in fields(cls):
-            value = data[f.name]
-            kwargs[f.name] = [cls._nested[f.name].from_dict(v) for v in value] if f.name in cls._nested else value
-        return cls(**kwargs)
+        what_if = data["what_if"]
+        return cls(
+            format=data["format"],
+            input_hash=data["input_hash"],
+            cache_key=data["cache_key"],
+            model_id=data["model_id"],
+            patient_id=data["patient_id"],
+            tasks=list(data["tasks"]),
+            settings=dict(data["settings"]),
+            prediction=Prediction.from_dict(data["prediction"]),
+            what_if=None if what_if is None else WhatIfResult.from_dict(what_if),
+            tabular=[TabularAttribution.from_dict(a) for a in data["tabular"]],
+            images=[ImageAttribution.from_dict(a) for a in data["images"]],
+            texts=[TextAttribution.from_dict(a) for a in data["texts"]],
+            timings=dict(data["timings"]),
+            notes=list(data["notes"]),
+        )
 
-    def to_json(self, **kwargs) -> str:
+    def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), allow_nan=False, ensure_ascii=False, **kwargs)
 
     @classmethod
@@ -175,11 +202,15 @@ class Explanation:
 
     def pending(self) -> list[str]:
         """Available modalities without attributions here (an explanation limited to some modalities)."""
-        done = {a.modality for a in (*self.tabular, *self.images, *self.texts)}
-        return [m for m in self.prediction["available"] if m not in done]
+        done = {a.modality for a in self.attributions()}
+        return [m for m in self.prediction.available if m not in done]
 
-    def modality(self, name: str):
-        for item in (*self.tabular, *self.images, *self.texts):
+    def attributions(self) -> list[ModalityAttribution]:
+        """The attributions of every modality here: structured, images, notes."""
+        return [*self.tabular, *self.images, *self.texts]
+
+    def modality(self, name: str) -> ModalityAttribution:
+        for item in self.attributions():
             if item.modality == name:
                 return item
         raise KeyError(f"no attributions for modality {name!r} in this explanation")
@@ -187,8 +218,6 @@ class Explanation:
     def completed_with(self, extra: Explanation, cache_key: str, modality_order: Sequence[str]) -> Explanation:
         """This partial explanation plus the attributions of `extra` (the modalities it lacked, attributed with
         the others fixed, so the parts are those of one complete call), under the complete one's `cache_key`."""
-        from dataclasses import replace
-
         order = {name: i for i, name in enumerate(modality_order)}
         timings = {
             **self.timings,

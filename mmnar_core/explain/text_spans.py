@@ -100,7 +100,7 @@ def _nfc(tracked: Tracked) -> Tracked:
     return Tracked("".join(text), starts, ends)
 
 
-def _literal(old: str, new: str) -> re.Pattern:
+def _literal(old: str, new: str) -> tuple[re.Pattern[str], str]:
     return re.compile(re.escape(old)), new.replace("\\", "\\\\")
 
 
@@ -140,7 +140,9 @@ def _tracked_clean(original: str, config: TextCleanerConfig) -> Tracked:
         if config.drop_signatures and SIGNATURE_LINE.match(line.text):
             continue
         lines.append(line)
-    text, starts, ends = [], [], []
+    text: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
     for k, line in enumerate(lines):
         if k:
             anchor = ends[-1] if ends else 0

@@ -118,7 +118,7 @@ def bench_explain(
             explanation, wall, cpu = _timed(predictor.explain, record, tasks=[first_task])
             times["explain_one_task"][0].append(wall)
             times["explain_one_task"][1].append(cpu)
-            modalities.append(len(explanation.prediction["available"]))
+            modalities.append(len(explanation.prediction.available))
             for key, value in explanation.timings.items():
                 if key.startswith("attribute_"):
                     per_part.setdefault(key, []).append(value)
