@@ -23,9 +23,9 @@ __version__ = "0.2.0"
 # public name -> module that defines it
 _EXPORTS = {
     "Predictor": "mmnar_core.predictor",
-    "Prediction": "mmnar_core.predictor",
-    "TaskRisk": "mmnar_core.predictor",
-    "WhatIfResult": "mmnar_core.predictor",
+    "Prediction": "mmnar_core.results",
+    "TaskRisk": "mmnar_core.results",
+    "WhatIfResult": "mmnar_core.results",
     "PredictorError": "mmnar_core.predictor",
     "Explanation": "mmnar_core.explain.explanation",
     "AttributionSettings": "mmnar_core.explain.attributions",
@@ -62,8 +62,9 @@ if TYPE_CHECKING:  # the type checker sees real imports; at run time they are la
     from mmnar_core.explain.attributions import AttributionSettings
     from mmnar_core.explain.explanation import Explanation
     from mmnar_core.model_info import ModelInfo
-    from mmnar_core.predictor import Prediction, Predictor, PredictorError, TaskRisk, WhatIfResult
+    from mmnar_core.predictor import Predictor, PredictorError
     from mmnar_core.resources import DEMO_BUNDLE
+    from mmnar_core.results import Prediction, TaskRisk, WhatIfResult
     from mmnar_core.schema import PatientRecord
 
 
