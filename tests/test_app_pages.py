@@ -67,6 +67,7 @@ def what_if_table(app: AppTest):
     )
 
 
+@pytest.mark.slow
 def test_home_shows_banner_version_and_links(data_dir):
     app = page("Home.py")
     assert "synthetic data" in app.warning[0].value and "Not for clinical use" in app.warning[0].value
@@ -74,6 +75,7 @@ def test_home_shows_banner_version_and_links(data_dir):
     assert "Start here" in str([p.proto.label for p in app.get("page_link")])
 
 
+@pytest.mark.slow
 def test_demo_patient_to_risks_and_toggle_changes_risk(data_dir):
     app = choose(page("1_Patient.py"), FAST_DEMO)
     assert app.session_state["feat_age"] is not None
@@ -195,6 +197,7 @@ def _save(app: AppTest, note: str = "") -> int:
     return app.session_state["last_saved"]
 
 
+@pytest.mark.slow
 def test_save_then_history_reopens_exactly_and_audits(data_dir):
     app = analyse(choose(page("1_Patient.py"), FAST_DEMO))
     shown = risks(app)

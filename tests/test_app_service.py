@@ -1,6 +1,8 @@
 """The in-process service: a fast partial explanation completed later equals one complete explanation,
 and a partial one never shares the cache key of a complete one."""
 
+import pytest
+
 from mmnar_app.demo_patients import load_demo_patients
 from mmnar_app.service import LocalService
 from mmnar_core.explain.explanation import ExplanationCache
@@ -33,6 +35,7 @@ def test_partial_then_complete_equals_one_complete_explanation():
     assert service.analyse(record, task, modalities=["structured"]) is complete  # the complete one is served
 
 
+@pytest.mark.slow
 def test_warm_up_runs_a_full_explanation_and_caches_nothing(caplog):
     from mmnar_app.service import warm_up_record
 

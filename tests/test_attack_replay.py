@@ -1,9 +1,12 @@
 """The attack replay at a small budget (issue 18, 'Figures to reach'): every case is answered with its
 documented status and the server stays healthy (/health and a normal /predict) after each."""
 
+import pytest
+
 from mmnar_lab.serving.attack import main
 
 
+@pytest.mark.slow
 def test_attack_replay_small_budget(capsys):
     assert main(["--scale", "0.1"]) == 0
     out = capsys.readouterr().out

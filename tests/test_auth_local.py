@@ -31,6 +31,7 @@ def users(request, tmp_path):
     store.close()
 
 
+@pytest.mark.slow
 def test_passwords_are_salted_argon2id_hashes_never_plain_text(users):
     users.add("Dr.Lee@Example.org", "clinician", PASSWORD)
     users.add("dr.kim", "reviewer", PASSWORD)
@@ -64,6 +65,7 @@ def attempt(users, name, password, seconds, client="ip:10.0.0.9"):
     return result.status, None if result.retry_at is None else (result.retry_at - now).total_seconds()
 
 
+@pytest.mark.slow
 def test_backoff_doubles_after_the_free_attempts_is_capped_and_never_permanent(users):
     users.add("dr.lee", "clinician", PASSWORD)
     t, answers = 0.0, []
@@ -92,6 +94,7 @@ def test_backoff_doubles_after_the_free_attempts_is_capped_and_never_permanent(u
         BackoffPolicy(cap=timedelta(days=365))  # no setting makes a lock (near) permanent
 
 
+@pytest.mark.slow
 def test_unknown_and_real_names_get_the_same_answers_in_the_same_order(users):
     users.add("dr.lee", "clinician", PASSWORD)
     users.add("oidc.only@example.org", "reviewer")  # no local password
@@ -112,6 +115,7 @@ def test_unknown_and_real_names_get_the_same_answers_in_the_same_order(users):
     assert runs["nobody.here"] == runs["dr.lee"] == runs["oidc.only@example.org"] == runs["\x00not a name"]
 
 
+@pytest.mark.slow
 def test_every_attempt_verifies_exactly_one_argon2_hash(users, monkeypatch):
     from mmnar_app.store import users as users_module
 
@@ -171,6 +175,7 @@ def test_parallel_first_failures_of_one_name_are_all_counted(users):
     assert statuses == ["invalid"] * 4 and users.get("dr.lee").failed_attempts == 4
 
 
+@pytest.mark.slow
 def test_an_admin_unlock_ends_the_names_backoff_and_the_attacker_stays_slowed(users):
     users.add("ada", "admin", PASSWORD)
     for n in range(6):
@@ -182,6 +187,7 @@ def test_an_admin_unlock_ends_the_names_backoff_and_the_attacker_stays_slowed(us
     assert attempt(users, "ada", "guess 7", 2002, client="ip:203.0.113.7")[0] == "throttled"  # the client's own wait
 
 
+@pytest.mark.slow
 def test_disabled_users_and_users_without_a_local_password_cannot_sign_in(users):
     users.add("dr.lee", "clinician", PASSWORD)
     users.set_disabled("dr.lee", True)
@@ -197,6 +203,7 @@ def test_disabled_users_and_users_without_a_local_password_cannot_sign_in(users)
     assert hash_password(PASSWORD) != hash_password(PASSWORD)
 
 
+@pytest.mark.slow
 def test_accounts_command_adds_lists_disables_and_audits(tmp_path, monkeypatch, capsys):
     import io
 
@@ -239,6 +246,7 @@ def test_accounts_command_adds_lists_disables_and_audits(tmp_path, monkeypatch, 
     assert all(e.user.startswith("cli:") for e in store.audit_log())
 
 
+@pytest.mark.slow
 def test_accounts_unlock_command_ends_a_backoff_and_is_audited(tmp_path, monkeypatch, capsys):
     from mmnar_app import accounts
 
@@ -293,6 +301,7 @@ def errors(app: AppTest) -> str:
     return "\n".join(e.value for e in app.error)
 
 
+@pytest.mark.slow
 def test_sign_in_form_wrong_password_backoff_and_success(local_app):
     users = UserStore(local_app)
     app = home()
@@ -323,6 +332,7 @@ def test_sign_in_form_wrong_password_backoff_and_success(local_app):
     assert audit[-1] == ("dr.lee", "sign-in", "local")
 
 
+@pytest.mark.slow
 def test_the_form_answers_a_real_and_an_unknown_name_alike(local_app):
     UserStore(local_app).add("dr.lee", "clinician", PASSWORD)
     seen = {}
@@ -350,6 +360,7 @@ def test_a_bad_backoff_setting_keeps_the_app_closed_with_its_name(local_app, mon
     assert not app.text_input  # no sign-in form
 
 
+@pytest.mark.slow
 def test_disabled_mid_session_signs_out_and_sign_out_clears_the_session(local_app):
     users = UserStore(local_app)
     users.add("dr.lee", "clinician", PASSWORD)

@@ -122,6 +122,7 @@ def _save_as(monkeypatch, user: str) -> int:
     return app.session_state["last_saved"]
 
 
+@pytest.mark.slow
 def test_clinicians_see_their_own_assessments_reviewers_all(env, monkeypatch):
     mine, theirs = _save_as(monkeypatch, "carol@example.org"), _save_as(monkeypatch, "dave@example.org")
     carol = page("pages/3_History.py", person("carol@example.org", "mmnar-clinicians"))
@@ -185,6 +186,7 @@ def test_admin_page_manages_users_and_exports_the_audit_log(env):
     assert admin._cell("=HYPERLINK(1)") == "'=HYPERLINK(1)"  # no spreadsheet formulas from the log
 
 
+@pytest.mark.slow
 def test_local_demo_user_has_every_role_and_says_so(env, monkeypatch):
     monkeypatch.setenv("MMNAR_USER", "demo-user")
     for path in PAGES:

@@ -108,6 +108,7 @@ def rewrite(
 # -- round trips ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_round_trip_sqlite_to_postgresql_and_back_is_exact(tmp_path, postgres_server):
     src = f"sqlite:///{tmp_path / 'src.sqlite3'}"
     with open_store(src) as store:
@@ -370,6 +371,7 @@ def test_export_is_atomic_and_never_overwrites_silently(tmp_path):
 # -- command line --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_command_line_export_verify_import(tmp_path, postgres_server):
     with open_store(f"sqlite:///{tmp_path / 'data' / 'mmnar.sqlite3'}") as store:
         populate(store)

@@ -256,6 +256,7 @@ def test_oracle_metrics():
     assert oracle["risk"]["n_patterns"] >= 1 and oracle["risk"]["pattern_ece"] is not None
 
 
+@pytest.mark.slow
 def test_run_benchmark_small(data):
     config = small_config(data, epochs=2, pretrain_epochs=0)
     seen = []

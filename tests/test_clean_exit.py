@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from support.paths import ROOT
 
 
@@ -27,6 +28,7 @@ def run_python(code: str, tmp_path, timeout: int = 300) -> subprocess.CompletedP
     )
 
 
+@pytest.mark.slow
 def test_a_process_that_ran_the_home_page_exits_with_status_0(tmp_path):
     result = run_python(
         f"""
@@ -73,6 +75,7 @@ def test_warm_up_is_stopped_between_steps_at_exit(tmp_path):
     assert lines[-1].startswith("step ") and int(lines[-1].split()[1]) < 9_999  # stopped, not run to its end
 
 
+@pytest.mark.slow
 def test_model_server_joins_its_loader_before_exit(tmp_path):
     result = run_python(
         """

@@ -434,6 +434,7 @@ def _report(backend: str, seed: int, results: list[dict]) -> None:
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.slow
 def test_sigkill_during_saves_leaves_a_consistent_database(backend, tmp_path, request):
     seed = int(os.environ.get("MMNAR_KILL_SEED") or random.SystemRandom().randrange(10**6))
     if backend == "sqlite":

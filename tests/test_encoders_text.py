@@ -194,6 +194,7 @@ def test_model_folder_must_exist(tmp_path):
         TextEmbedder(TextEncoderConfig(model_path=str(tmp_path / "no-model")))
 
 
+@pytest.mark.slow
 def test_real_iu_reports_encode(embedder, shared_data):
     reports = pd.read_csv(shared_data / "iu-xray-reports" / "indiana_reports.csv")
     text = (reports["findings"].fillna("") + "\n" + reports["impression"].fillna("")).str.strip()
@@ -203,6 +204,7 @@ def test_real_iu_reports_encode(embedder, shared_data):
     assert vectors.shape == (len(sample), 384) and np.isfinite(vectors).all()
 
 
+@pytest.mark.slow
 def test_real_covid_clinical_notes_encode(embedder, shared_data):
     metadata = pd.read_csv(shared_data / "covid-cxr-notes" / "metadata.csv")
     notes = metadata["clinical_notes"].dropna().drop_duplicates().iloc[::5].tolist()

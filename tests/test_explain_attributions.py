@@ -58,6 +58,7 @@ def test_clean_with_offsets_matches_cleaner_and_maps_words_to_original_text():
     assert "Known" not in mapped and "Electronically" not in mapped
 
 
+@pytest.mark.slow
 def test_word_map_assigns_tokens_to_words_with_original_spans():
     from mmnar_core.encoders.text_encoder import load_text_model
     from mmnar_core.explain.text_spans import token_offsets
@@ -281,6 +282,7 @@ def test_faithfulness_metrics_on_a_small_cohort(built):
     json.dumps(figures)
 
 
+@pytest.mark.slow
 def test_text_precision_bf16_keeps_the_top_words(built):
     """The note transformer in bfloat16 (the default where the CPU/GPU computes it natively) gives the
     same top words as float32, with completeness still holding for its own forward."""

@@ -66,6 +66,7 @@ def check():
     return shapley_signal_check(n=8000, seed=0)
 
 
+@pytest.mark.slow
 def test_signal_modality_ranks_first_for_90_percent(check):
     """Issue goal, at CI size (8000 patients per cohort, ~500 eligible test patients each): for every
     signal modality and task the signal modality has the largest |Shapley value| for >= 90% of patients.

@@ -28,6 +28,7 @@ FEATURES = ft.demo_features()
 
 # ------------------------------------------------------------------------------------------------ the command
 @pytest.mark.skipif(fuzz_command.atheris_problem() is not None, reason="atheris is not installed")
+@pytest.mark.slow
 def test_atheris_smoke_reports_executions_coverage_and_no_crash(tmp_path, capsys):
     report_path = tmp_path / "report.json"
     status = main(

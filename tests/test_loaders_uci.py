@@ -16,6 +16,7 @@ def uci(shared_data, tmp_path_factory):
     return load_dataset(out), raw
 
 
+@pytest.mark.slow
 def test_rows_and_label_match_pandas(uci):
     dataset, raw = uci
     kept = raw[~raw["discharge_disposition_id"].astype(int).isin([11, 13, 14, 19, 20, 21])]

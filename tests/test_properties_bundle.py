@@ -117,6 +117,7 @@ def _edit(document, path, value):
 @given(data=mutations())
 @example(data=bytes([1, ft.BUNDLE_KEEP.index("model_card.md") + 2]) + b"# card \xff\xfe")  # was UnicodeDecodeError
 @example(data=bytes([4, ft.BUNDLE_KEEP.index("config.json") + 2]) + b"\x6a\x01" + b"9999999")  # huge sizes
+@pytest.mark.slow
 def test_any_changed_bundle_loads_or_raises_bundle_error(context, data):
     assert ft._bundle(context, data) in ("accepted", "refused")
 
@@ -126,6 +127,7 @@ def test_any_changed_bundle_loads_or_raises_bundle_error(context, data):
 @example(edit=("config.json", [0], "drop"))  # a field missing -> still builds? then weights must fit
 @example(edit=("calibration.json", [0], {}))  # temperature without temperatures: was a KeyError
 @example(edit=("calibration.json", [1, 0, 0], 10**7))  # rectifier for 10,000,000 modalities: 2**n patterns
+@pytest.mark.slow
 def test_any_json_value_of_a_rehashed_bundle_loads_or_raises_bundle_error(context, edit):
     name, path, value = edit
     document = json.loads((context["pristine"] / name).read_text(encoding="utf-8"))

@@ -91,6 +91,7 @@ def requests(draw):
 @example(data=bytes([0]) + ft.multipart([("", b"x", None)]))  # a part without a name: the error named no field
 @example(data=bytes([0]) + ft.multipart([("structured", b'{"age": ' + b"9" * 400 + b"}", None)]))  # was a 500
 @example(data=bytes([0]) + ft.multipart([("structured", b'{"age": ' + b"9" * 5000 + b"}", None)]))  # was a 500
+@pytest.mark.slow
 def test_any_request_body_gets_200_or_a_4xx_naming_a_field(context, data):
     assert ft._server(context, data) in ("accepted", "refused")
 

@@ -146,6 +146,7 @@ def test_interval_grows_with_the_model_spread_and_for_rare_patterns():
     assert wide_high[0] - wide_low[0] > high[1] - low[1] + 0.1
 
 
+@pytest.mark.slow
 def test_prediction_powered_pattern_mean_covers_the_true_mean():
     """Known answer: over 300 simulated sites the 95 % interval of a pattern's mean risk covers the true mean
     about 95 % of the time, although the model is biased for that pattern."""

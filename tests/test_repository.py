@@ -4,6 +4,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 from support.paths import ROOT
 
 
@@ -35,6 +36,7 @@ def test_requirements_are_exact_pins():
             assert re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[0-9][A-Za-z0-9.+\-]*", line), line
 
 
+@pytest.mark.slow
 def test_cli_help_lists_commands():
     out = subprocess.run([sys.executable, "-m", "mmnar_core", "--help"], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0

@@ -62,6 +62,7 @@ def image_bytes(fmt: str, seed: int = 0, size=(96, 80)) -> bytes:
 
 
 # ------------------------------------------------------------------------------------------------ round trips
+@pytest.mark.slow
 def test_probes_info_stats_and_docs(client, predictor):
     assert client.get("/health").json()["status"] == "ok"
     ready = client.get("/ready")

@@ -223,6 +223,7 @@ def test_every_route_of_the_app_is_classified(client):
             assert route.path in ENDPOINT_PERMISSIONS, route.path
 
 
+@pytest.mark.slow
 def test_tokens_added_or_revoked_apply_without_a_restart(predictor, tmp_path):
     path = tmp_path / "tokens.json"
     store = TokenStore.new(path)
@@ -408,6 +409,7 @@ def test_oidc_refuses_wrong_audience_other_issuer_forgeries_and_logs_why(
         assert token not in logged and token.split(".")[-1][:16] not in logged
 
 
+@pytest.mark.slow
 def test_oidc_expired_token(predictor, insecure_transport):
     with _provider(max_age=timedelta(seconds=1)) as server:
         issuer = f"http://localhost:{server.server_port}"

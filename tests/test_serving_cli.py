@@ -11,6 +11,7 @@ import sys
 import time
 
 import httpx
+import pytest
 from support.paths import ROOT
 
 from mmnar_app.demo_patients import load_demo_patients
@@ -25,6 +26,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_serve_command_end_to_end(tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"

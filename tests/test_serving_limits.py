@@ -160,6 +160,7 @@ def test_a_client_that_goes_away_stops_its_explanation(server):
     assert state.batcher.stats()["cancelled"] == 1
 
 
+@pytest.mark.slow
 def test_a_long_note_fills_the_work_queue_and_gets_503(server):
     config = ServeConfig(max_queue_work=600, request_timeout_s=30, max_inflight=32)
     thread, predictor, state = server(config)

@@ -41,6 +41,7 @@ def without_timings(explanation) -> dict:
     return {k: v for k, v in explanation.to_dict().items() if k != "timings"}
 
 
+@pytest.mark.slow
 def test_remote_and_in_process_explanations_are_identical(server, demos):
     from mmnar_app.service import LocalService
 
@@ -72,6 +73,7 @@ def test_remote_and_in_process_explanations_are_identical(server, demos):
     remote.close()
 
 
+@pytest.mark.slow
 def test_remote_two_passes_equal_one_complete_explanation(server, demos):
     """The page's fast first answer (everything but the notes) and its completion come from the server too;
     together they equal one complete in-process explanation, number for number."""
@@ -138,6 +140,7 @@ def app_env(tmp_path, monkeypatch):
     return monkeypatch
 
 
+@pytest.mark.slow
 def test_streamlit_patient_page_in_remote_mode(server, predictor, demos, app_env):
     app_env.setenv("MMNAR_INFERENCE_URL", server.url)
     before = httpx.get(server.url + "/stats").json()["by_kind"].get("explain", 0)

@@ -79,6 +79,7 @@ def test_bad_configuration_is_a_clear_error():
         StudyConfig(models=("mmnar", "magic"))
 
 
+@pytest.mark.slow
 def test_tiny_study_end_to_end(tmp_path, capsys):
     out = tmp_path / "study"
     args = [

@@ -12,6 +12,7 @@ import textwrap
 import time
 
 import httpx
+import pytest
 from support.paths import ROOT
 
 
@@ -54,6 +55,7 @@ def terminate(process: subprocess.Popen, timeout: float = 60) -> tuple[int, str]
     return process.returncode, err
 
 
+@pytest.mark.slow
 def test_server_exits_0_on_sigterm_while_the_model_loads(tmp_path):
     port = free_port()
     script = tmp_path / "serve_slow.py"
@@ -91,6 +93,7 @@ def test_serve_command_exits_0_on_sigterm(tmp_path):
     assert code == 0, err[-2000:]
 
 
+@pytest.mark.slow
 def test_a_command_exits_0_on_sigterm_while_it_works(tmp_path):
     process = start(
         [

@@ -23,6 +23,7 @@ def big_frame():
     return simulate_latent_and_structured(30000, seed=5)
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_different_seed_differs(cohort, tmp_path):
     again = build_cohort(CohortConfig(n=400, seed=3), tmp_path / "b", progress=False, workers=1)
     assert (again / "checksums.sha256").read_bytes() == (cohort / "checksums.sha256").read_bytes()

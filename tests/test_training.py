@@ -50,6 +50,7 @@ def _config(data, **overrides):
     return MMNARConfig(**base)
 
 
+@pytest.mark.slow
 def test_tiny_training_run_learns_planted_signal(tmp_path):
     data = planted_data(n=2000)
     config = _config(data)
@@ -83,6 +84,7 @@ def test_training_is_deterministic_for_a_seed():
     assert not np.allclose(first, other)
 
 
+@pytest.mark.slow
 def test_default_schedule_anneals_before_the_best_epoch_is_taken():
     """The first edition's cosine spanned 40 epochs while early stopping ended runs near epoch 10, so the
     kept model trained at ~97 % of the peak rate. With the default schedule sized to the run, the
