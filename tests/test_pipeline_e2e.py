@@ -5,10 +5,11 @@ import json
 
 import pandas as pd
 import pytest
-from support.bundles import build_synthetic_bundle
 
 from mmnar_core.bundle import load_bundle
 from mmnar_core.cli import main
+
+from support.bundles import build_synthetic_bundle
 
 pytestmark = pytest.mark.slow
 
@@ -205,14 +206,14 @@ def test_predictor_matches_evaluate_from_raw_inputs(run):
             assert risk.low <= risk.risk <= risk.high
         result = predictor.what_if(dataset.record(pid))
         assert len(result.subsets) == 2 ** len(prediction.available)
-        full = result.subsets[-1]["risks"]
-        none = result.subsets[0]["risks"]
+        full = result.subsets[-1].risks
+        none = result.subsets[0].risks
         for task in result.tasks:
             assert full[task] == pytest.approx(next(r.risk for r in prediction.risks if r.task == task), abs=1e-6)
             total = sum(values[task] for values in result.shapley.values())
             assert total == pytest.approx(full[task] - none[task], abs=1e-9)
-        assert {a["modality"] for a in result.absent} == set(prediction.missing)
+        assert {a.modality for a in result.absent} == set(prediction.missing)
         for absent in result.absent:
-            assert absent["n_reference"] > 0
+            assert absent.estimate is not None and absent.estimate.n_reference > 0
         json.dumps(result.to_dict())
         json.dumps(prediction.to_dict())
