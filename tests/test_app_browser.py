@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 
 import pytest
-from support.paths import ROOT
 
 from mmnar_app.browser_harness import (
     RESULTS_TEXT,
@@ -17,6 +16,8 @@ from mmnar_app.browser_harness import (
     wait_idle,
     wait_results_complete,
 )
+
+from support.paths import ROOT
 
 COVID = ROOT.parent / "shared" / "data" / "covid-cxr-notes"
 SHOTS = ROOT / "test-output" / "browser"

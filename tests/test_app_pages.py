@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
-from support.dicom import dicom_bytes
-from support.paths import ROOT
 
 from mmnar_core.resources import DEMO_BUNDLE
+
+from support.dicom import dicom_bytes
+from support.paths import ROOT
 
 PAGES = ROOT / "app" / "pages"
 COVID = ROOT.parent / "shared" / "data" / "covid-cxr-notes"

@@ -10,9 +10,10 @@ import re
 import pytest
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
-from support.paths import ROOT
 
 from mmnar_app.plain_text import plain
+
+from support.paths import ROOT
 
 PLANTED = (
     "![pixel](https://outside.example/p.png) [click](https://outside.example/x) "

@@ -11,11 +11,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from support.paths import ROOT
 
 from mmnar_app.store import StoreError, UserStore, open_store
 from mmnar_app.store.backoff import BackoffPolicy
 from mmnar_app.store.users import hash_password
+
+from support.paths import ROOT
 
 PASSWORD = "correct horse battery staple"
 

@@ -13,7 +13,6 @@ import subprocess
 import sys
 
 import pytest
-from support.paths import ROOT
 
 from mmnar_app.browser_harness import (
     chromium_page,
@@ -24,6 +23,8 @@ from mmnar_app.browser_harness import (
     wait_healthy,
     wait_idle,
 )
+
+from support.paths import ROOT
 
 SHOTS = ROOT / "test-output" / "auth"
 ALICE = {"sub": "alice", "email": "alice@example.org", "name": "Alice Example", "mmnar_role": "clinician"}

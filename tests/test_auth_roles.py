@@ -13,9 +13,10 @@ import io
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from support.app_auth import AUTH, page, person
 
 from mmnar_app.store import UserStore
+
+from support.app_auth import AUTH, page, person
 
 PAGES = {
     "Home.py": "Home",

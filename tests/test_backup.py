@@ -17,10 +17,11 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
-from support.backup import TABLES, counts, populate, snapshot
 
 from mmnar_app.store import UserStore, open_store, schema_head
 from mmnar_app.store.backup import BackupError, export_archive, import_archive, verify_archive
+
+from support.backup import TABLES, counts, populate, snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 

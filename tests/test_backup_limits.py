@@ -12,11 +12,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from support.backup import counts, populate
 
 from mmnar_app.store import open_store
 from mmnar_app.store.archive_limits import ArchiveLimits, first_duplicate
 from mmnar_app.store.backup import BackupError, export_archive, import_archive, main, verify_archive
+
+from support.backup import counts, populate
 
 
 @pytest.fixture

@@ -5,10 +5,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from support.tiny_dataset import write_tiny
 
 from mmnar_core.dataset import DatasetExistsError, DatasetFormatError, Manifest, load_dataset
 from mmnar_core.dataset.manifest import CHECKSUMS_FILE
+
+from support.tiny_dataset import write_tiny
 
 
 @pytest.fixture

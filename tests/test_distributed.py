@@ -13,9 +13,10 @@ import sys
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
-from support.paths import ROOT
 
 from mmnar_lab.planted import planted_data
+
+from support.paths import ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -6,8 +6,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from support.encoders import tiny_image, tiny_text
-from support.tiny_dataset import write_tiny
 
 from mmnar_core.dataset import load_dataset
 from mmnar_core.encoders.cache import EmbeddingCache, content_key, load_embeddings
@@ -15,6 +13,9 @@ from mmnar_core.encoders.config import TextEncoderConfig
 from mmnar_core.encoders.embed import embed_dataset
 from mmnar_core.encoders.image_backbone import save_image_encoder
 from mmnar_core.encoders.text_encoder import TextEmbedder
+
+from support.encoders import tiny_image, tiny_text
+from support.tiny_dataset import write_tiny
 
 
 @pytest.fixture()
@@ -83,9 +84,9 @@ def test_changed_encoder_invalidates(tiny, tmp_path):
 
 def test_resume_after_interruption(tmp_path):
     """Kill the run after the first stored batch; the re-run computes only what is missing."""
-    from support.tiny_dataset import tiny_manifest
-
     from mmnar_core.dataset import DatasetWriter
+
+    from support.tiny_dataset import tiny_manifest
 
     n = 7
     ids = [f"p{i}" for i in range(n)]

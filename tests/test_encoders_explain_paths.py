@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 import torch
-from support.encoders import tiny_image, tiny_text
 
 from mmnar_core.encoders.image_backbone import ImagePipeline
 from mmnar_core.encoders.text_encoder import NoteForward
+
+from support.encoders import tiny_image, tiny_text
 
 
 def test_integrated_gradients_on_raw_pixels_is_complete():

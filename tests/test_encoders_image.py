@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from support.dicom import dicom_bytes
 
 from mmnar_core.encoders.config import ImageEncoderConfig
 from mmnar_core.encoders.errors import (
@@ -27,6 +26,8 @@ from mmnar_core.encoders.image_backbone import (
 )
 from mmnar_core.encoders.image_io import load_image, sniff_format
 from mmnar_core.encoders.image_preprocess import ImagePreprocess, to_model_input
+
+from support.dicom import dicom_bytes
 
 SMALL = ImageEncoderConfig(arch="mobilenet_v3_small", input_size=32, embed_dim=8)
 

@@ -3,13 +3,14 @@
 import numpy as np
 import pandas as pd
 import pytest
-from support.encoders import tiny_image, tiny_text
-from support.tiny_dataset import PNG_1x1, tiny_manifest
 
 from mmnar_core.encoders.errors import EmptyTextError, TruncatedImageError
 from mmnar_core.encoders.patient import PatientEncoder
 from mmnar_core.encoders.tabular import TabularEncoder
 from mmnar_core.schema import PatientRecord
+
+from support.encoders import tiny_image, tiny_text
+from support.tiny_dataset import PNG_1x1, tiny_manifest
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,14 @@ cache, and a final unsharded run computes nothing and writes the index; the vect
 
 import numpy as np
 import pytest
-from support.encoders import tiny_image, tiny_text
-from support.tiny_dataset import write_tiny
 
 from mmnar_core.dataset import load_dataset
 from mmnar_core.encoders.cache import load_embeddings
 from mmnar_core.encoders.command import parse_shard
 from mmnar_core.encoders.embed import embed_dataset
+
+from support.encoders import tiny_image, tiny_text
+from support.tiny_dataset import write_tiny
 
 
 def test_shards_fill_the_cache_and_the_final_run_only_indexes(tmp_path):

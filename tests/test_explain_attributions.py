@@ -13,13 +13,14 @@ import math
 import numpy as np
 import pytest
 import torch
-from support.bundles import build_synthetic_bundle
 
 from mmnar_core.encoders.runtime import native_bf16  # noqa: E402
 from mmnar_core.encoders.text_clean import clean_note
 from mmnar_core.explain.attributions import AttributionSettings, HeatMap, input_to_image, to_image_geometry
 from mmnar_core.explain.text_spans import WORD, clean_with_offsets, word_map
 from mmnar_lab.explain.faithfulness import chance_hit_rate
+
+from support.bundles import build_synthetic_bundle
 
 # risk units: the note transformer runs in bfloat16 where the CPU computes it natively (8 mantissa bits)
 BF16_NOTES = native_bf16(torch.device("cpu"))

@@ -45,9 +45,9 @@ def test_median_of_training_images_only_in_model_input_space(tmp_path):
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    from support.bundles import build_synthetic_bundle
-
     from mmnar_core.predictor import Predictor
+
+    from support.bundles import build_synthetic_bundle
 
     tiny = {"epochs": 2, "d_model": 32, "n_heads": 2, "n_layers": 1, "batch_size": 32, "pretrain_epochs": 1}
     root = build_synthetic_bundle(tmp_path_factory.mktemp("refimg"), n=120, seed=6, config=tiny, resamples=20)

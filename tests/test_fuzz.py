@@ -9,7 +9,6 @@ import json
 
 import numpy as np
 import pytest
-from support.dicom import dicom_bytes
 
 from mmnar_core.cli import main
 from mmnar_core.inputs import (
@@ -22,6 +21,8 @@ from mmnar_core.inputs import (
 )
 from mmnar_lab import fuzz as fuzz_command
 from mmnar_lab import fuzz_targets as ft
+
+from support.dicom import dicom_bytes
 
 FEATURES = ft.demo_features()
 

@@ -1,6 +1,7 @@
 """Home shows the number of saved assessments and the database path only to admins (issue 18, item 12)."""
 
 import pytest
+
 from support.app_auth import page, person
 
 

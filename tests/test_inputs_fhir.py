@@ -8,12 +8,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from support.fhir import encounter, make_bundle, observation
 
 from mmnar_core.inputs import InputErrors, parse_fhir_bundle, parse_fhir_datetime
 from mmnar_core.inputs.fhir_tables import DISCHARGE_DISPOSITION, LOINC_FEATURES, LOINC_PANELS
 from mmnar_core.resources import DEMO_BUNDLE
 from mmnar_core.schema import FeatureSpec
+
+from support.fhir import encounter, make_bundle, observation
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = json.loads((DEMO_BUNDLE / "dataset.json").read_text())

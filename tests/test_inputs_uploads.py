@@ -10,8 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from support.dicom import dicom_bytes, report_dicom
-from support.encoders import tiny_image
 
 from mmnar_core.encoders.patient import PatientEncoder
 from mmnar_core.inputs import (
@@ -25,6 +23,9 @@ from mmnar_core.inputs import (
 )
 from mmnar_core.resources import DEMO_BUNDLE
 from mmnar_core.schema import MIMIC_STYLE_MODALITIES, FeatureSpec
+
+from support.dicom import dicom_bytes, report_dicom
+from support.encoders import tiny_image
 
 ROOT = Path(__file__).resolve().parents[1]
 COVID = ROOT.parent / "shared" / "data" / "covid-cxr-notes"

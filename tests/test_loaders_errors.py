@@ -5,12 +5,13 @@ import warnings
 
 import pandas as pd
 import pytest
-from support.mimic_fixture import write_mimic_root
 
 from mmnar_core.cli import main
 from mmnar_core.loaders import build_source
 from mmnar_core.loaders.mimic_iv.build import build
 from mmnar_core.loaders.tables import LoaderError
+
+from support.mimic_fixture import write_mimic_root
 
 
 @pytest.fixture()

@@ -6,11 +6,12 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from support.mimic_fixture import DISCH1, write_mimic_root
 
 from mmnar_core.dataset import load_dataset
 from mmnar_core.loaders.mimic_iv import build as mimic_build
 from mmnar_core.loaders.mimic_iv.build import LeakageError, build, check_windows
+
+from support.mimic_fixture import DISCH1, write_mimic_root
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from support.tiny_dataset import write_tiny
 
 from mmnar_core.dataset import load_dataset
 from mmnar_core.encoders.config import TabularEncoderConfig
@@ -24,6 +23,8 @@ from mmnar_core.loaders.eicu import build as build_eicu
 from mmnar_core.loaders.site_split import SiteSplitError, assert_site_disjoint, hospital_blocks, split_by_hospital
 from mmnar_core.loaders.tables import LoaderError
 from mmnar_core.schema import FeatureSpec
+
+from support.tiny_dataset import write_tiny
 
 AGE = FeatureSpec("age", "numeric", "structured", unit="years", valid_range=(18, 110))
 SEX_FEMALE_ONLY = FeatureSpec("sex", "categorical", "structured", categories=("female",))

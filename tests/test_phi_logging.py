@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
+
 from support.paths import ROOT
 
 NAME = "Johanna Quistgaard"

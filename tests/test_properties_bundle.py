@@ -11,10 +11,11 @@ import shutil
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
-from support.property_budget import budget
 
 from mmnar_core.bundle import BundleError, load_bundle, verify_bundle
 from mmnar_lab import fuzz_targets as ft
+
+from support.property_budget import budget
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import math
 import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
-from support.property_budget import budget
 
 from mmnar_core.inputs import (
     InputError,
@@ -29,6 +28,8 @@ from mmnar_core.inputs import (
 )
 from mmnar_core.schema import FeatureKind, ModalityKind, ModalitySpec
 from mmnar_lab import fuzz_targets as ft
+
+from support.property_budget import budget
 
 FEATURES = ft.demo_features()
 NAMES = [f.name for f in FEATURES]

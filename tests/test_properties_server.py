@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
-from support.dicom import dicom_bytes
-from support.property_budget import budget
 
 from mmnar_lab import fuzz_targets as ft
+
+from support.dicom import dicom_bytes
+from support.property_budget import budget
 
 
 @pytest.fixture(scope="module")

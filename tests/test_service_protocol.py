@@ -10,12 +10,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.paths import ROOT
 
 from mmnar_app.remote import RemoteService
 from mmnar_app.service import CachedExplanations, LocalService, ModelService
 from mmnar_core.model_info import ModelInfo
 from mmnar_core.resources import DEMO_BUNDLE
+
+from support.paths import ROOT
 
 INFO = json.loads((ROOT / "tests" / "support" / "seams_7c6adf2.json").read_text(encoding="utf-8"))["model_info"]
 

@@ -11,8 +11,6 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from support.dicom import report_dicom
-from support.fhir import make_bundle
 
 from mmnar_app.demo_patients import load_demo_patients
 from mmnar_core.explain.explanation import input_hash
@@ -20,6 +18,9 @@ from mmnar_core.model_info import ModelInfo, model_info
 from mmnar_core.resources import DEMO_BUNDLE
 from mmnar_core.serving import ServeConfig, create_app
 from mmnar_lab.serving.testing import cached_predictor
+
+from support.dicom import report_dicom
+from support.fhir import make_bundle
 
 BUNDLE = DEMO_BUNDLE
 FAST_DEMO = "Demo 06"  # structured + X-ray, no notes: fast

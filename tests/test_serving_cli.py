@@ -12,12 +12,13 @@ import time
 
 import httpx
 import pytest
-from support.paths import ROOT
 
 from mmnar_app.demo_patients import load_demo_patients
 from mmnar_core.cli import main
 from mmnar_core.resources import DEMO_BUNDLE
 from mmnar_lab.serving.testing import cached_predictor
+
+from support.paths import ROOT
 
 
 def free_port() -> int:

@@ -9,7 +9,6 @@ import re
 import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
-from support.paths import ROOT
 
 from mmnar_app.demo_patients import load_demo_patients
 from mmnar_app.display import percent
@@ -17,6 +16,8 @@ from mmnar_app.remote import RemoteService, RemoteServiceError
 from mmnar_core.resources import DEMO_BUNDLE
 from mmnar_core.serving import ServeConfig, create_app
 from mmnar_lab.serving.testing import ServerThread, cached_predictor
+
+from support.paths import ROOT
 
 BUNDLE = DEMO_BUNDLE
 

@@ -13,6 +13,7 @@ import time
 
 import httpx
 import pytest
+
 from support.paths import ROOT
 
 

@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
-from support.store import raw_engine, sample
 
 from mmnar_app.store import (
     Assessment,
@@ -31,6 +30,8 @@ from mmnar_app.store import (
     schema_head,
 )
 from mmnar_app.store.models import Base, Blob
+
+from support.store import raw_engine, sample
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = ("blobs", "assessments", "assessment_files", "audit_log")

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
-from support.store import raw_engine, sample
 
 from mmnar_app.store import open_store
 from mmnar_app.store.verify import main as verify_main
 from mmnar_app.store.verify import verify_store
+
+from support.store import raw_engine, sample
 
 ASSESSMENT_COLUMNS = (
     "id, created_at, username, patient_label, model_id, model_version, input_hash, pattern, note, "

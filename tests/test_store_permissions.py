@@ -8,10 +8,11 @@ import subprocess
 import sys
 
 import pytest
-from support.paths import ROOT
 
 from mmnar_app.store import open_store
 from mmnar_app.store.backup import export_archive
+
+from support.paths import ROOT
 
 
 def mode(path) -> int:

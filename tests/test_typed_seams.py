@@ -14,7 +14,6 @@ import json
 from dataclasses import replace
 
 import pytest
-from support.paths import ROOT
 
 from mmnar_core.bundle import DatasetInfo, EncoderInfo, EncoderKind, load_bundle
 from mmnar_core.explain.attributions import ImageAttribution, TabularAttribution, TextAttribution
@@ -23,6 +22,8 @@ from mmnar_core.model_info import ModelInfo, model_info
 from mmnar_core.resources import DEMO_BUNDLE
 from mmnar_core.results import AbsentModality, ObtainedEstimate, Prediction, SubsetRisks, TaskRisk, WhatIfResult
 from mmnar_core.schema import FeatureSpec, ModalityKind, ModalitySpec, OutcomeSpec
+
+from support.paths import ROOT
 
 HEAD = json.loads((ROOT / "tests" / "support" / "seams_7c6adf2.json").read_text(encoding="utf-8"))
 

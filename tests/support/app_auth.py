@@ -8,6 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from mmnar_app.store import open_store
+
 from support.paths import ROOT
 
 AUTH = {
