@@ -9,16 +9,11 @@ unpacked; an editable install points at the checkout), so every resource is a re
 
 from __future__ import annotations
 
-from importlib.resources import files
 from pathlib import Path
+
+from mmnar_core.resources import package_resource
 
 
 def resource_path(*parts: str) -> Path:
-    """The real path of a file or folder shipped in `mmnar_app/resources`, e.g. `resource_path("demo_patients")`.
-
-    Raises RuntimeError if the package is not on the file system (imported from a zip archive), which this
-    project never installs it as."""
-    path = files(__name__).joinpath(*parts)
-    if not isinstance(path, Path):
-        raise RuntimeError(f"mmnar_app resources must be installed unzipped, found {path!r}")
-    return path
+    """The real path of a file or folder shipped in `mmnar_app/resources`, e.g. `resource_path("demo_patients")`."""
+    return package_resource(__name__, *parts)

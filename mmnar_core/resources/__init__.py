@@ -13,15 +13,20 @@ from importlib.resources import files
 from pathlib import Path
 
 
-def resource_path(*parts: str) -> Path:
-    """The real path of a file or folder shipped in `mmnar_core/resources`, e.g. `resource_path("demo_bundle")`.
+def package_resource(package: str, *parts: str) -> Path:
+    """The real path of a file or folder shipped in `package` (a resources package of this project).
 
     Raises RuntimeError if the package is not on the file system (imported from a zip archive), which this
     project never installs it as."""
-    path = files(__name__).joinpath(*parts)
+    path = files(package).joinpath(*parts)
     if not isinstance(path, Path):
-        raise RuntimeError(f"mmnar_core resources must be installed unzipped, found {path!r}")
+        raise RuntimeError(f"{package} must be installed unzipped, found {path!r}")
     return path
+
+
+def resource_path(*parts: str) -> Path:
+    """The real path of a file or folder shipped in `mmnar_core/resources`, e.g. `resource_path("demo_bundle")`."""
+    return package_resource(__name__, *parts)
 
 
 DEMO_BUNDLE = resource_path("demo_bundle")  # the model the app, the examples and the tests load by default
