@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from mmnar_core.encoders.dicom_write import dicom_bytes
+from mmnar_lab.dicom import dicom_bytes
 
 SENTENCES = (
     "The patient was admitted with progressive dyspnea on exertion and bilateral lower extremity edema.",

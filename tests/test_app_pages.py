@@ -13,8 +13,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from mmnar_core.resources import DEMO_BUNDLE
+from mmnar_lab.dicom import dicom_bytes
 
-from support.dicom import dicom_bytes
 from support.paths import ROOT
 
 PAGES = ROOT / "app" / "pages"

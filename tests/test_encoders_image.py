@@ -1,4 +1,4 @@
-"""Image reading (PNG, JPEG, DICOM from tests/support/dicom.py), preprocessing, backbone and weights."""
+"""Image reading (PNG, JPEG, DICOM from mmnar_lab/dicom.py), preprocessing, backbone and weights."""
 
 import io
 
@@ -26,8 +26,7 @@ from mmnar_core.encoders.image_backbone import (
 )
 from mmnar_core.encoders.image_io import load_image, sniff_format
 from mmnar_core.encoders.image_preprocess import ImagePreprocess, to_model_input
-
-from support.dicom import dicom_bytes
+from mmnar_lab.dicom import dicom_bytes
 
 SMALL = ImageEncoderConfig(arch="mobilenet_v3_small", input_size=32, embed_dim=8)
 

@@ -21,8 +21,7 @@ from mmnar_core.inputs import (
 )
 from mmnar_lab import fuzz as fuzz_command
 from mmnar_lab import fuzz_targets as ft
-
-from support.dicom import dicom_bytes
+from mmnar_lab.dicom import dicom_bytes
 
 FEATURES = ft.demo_features()
 

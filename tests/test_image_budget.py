@@ -13,8 +13,7 @@ from mmnar_core.encoders.errors import ImageTooLargeError
 from mmnar_core.encoders.image_budget import decoded_budget
 from mmnar_core.encoders.image_io import load_image
 from mmnar_core.inputs import InputError, read_image_upload
-
-from support.dicom import deflated_zero_dicom, dicom_bytes
+from mmnar_lab.dicom import deflated_zero_dicom, dicom_bytes
 
 MB = 2**20
 

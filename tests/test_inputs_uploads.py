@@ -23,8 +23,8 @@ from mmnar_core.inputs import (
 )
 from mmnar_core.resources import DEMO_BUNDLE
 from mmnar_core.schema import MIMIC_STYLE_MODALITIES, FeatureSpec
+from mmnar_lab.dicom import dicom_bytes, report_dicom
 
-from support.dicom import dicom_bytes, report_dicom
 from support.encoders import tiny_image
 
 ROOT = Path(__file__).resolve().parents[1]

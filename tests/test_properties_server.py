@@ -13,8 +13,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from mmnar_lab import fuzz_targets as ft
+from mmnar_lab.dicom import dicom_bytes
 
-from support.dicom import dicom_bytes
 from support.property_budget import budget
 
 

@@ -17,9 +17,9 @@ from mmnar_core.explain.explanation import input_hash
 from mmnar_core.model_info import ModelInfo, model_info
 from mmnar_core.resources import DEMO_BUNDLE
 from mmnar_core.serving import ServeConfig, create_app
+from mmnar_lab.dicom import report_dicom
 from mmnar_lab.serving.testing import cached_predictor
 
-from support.dicom import report_dicom
 from support.fhir import make_bundle
 
 BUNDLE = DEMO_BUNDLE

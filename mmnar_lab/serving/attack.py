@@ -69,7 +69,7 @@ PREPARED: dict[str, bytes] = {}  # inputs built before the clock starts
 
 
 def prepare(scale: float) -> None:
-    from mmnar_lab.serving.dicom_bomb import deflated_zero_dicom
+    from mmnar_lab.dicom import deflated_zero_dicom
 
     PREPARED["bomb"] = deflated_zero_dicom(frames=30)  # the case itself, whatever the scale
     PREPARED["png"] = big_png(4000)

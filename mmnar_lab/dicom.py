@@ -1,5 +1,5 @@
-"""The one DICOM writer of the tests. This project cannot ship real DICOM files, so every test builds its own
-here, from a pixel array and a few parameters:
+"""The project's one DICOM writer, for the tests, the benchmarks and the attack replay. This project cannot
+ship real DICOM files, so each builds its own here, from a pixel array and a few parameters:
 
     dicom_bytes(pixels)                                  16-bit MONOCHROME2 Secondary Capture, Explicit VR LE
     dicom_bytes(pixels, "MONOCHROME1", bits_stored=12)   photometric interpretation and bits stored
@@ -20,19 +20,24 @@ UIDs are new for every file unless `uid` fixes the SOP instance UID."""
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.uid import (
     BasicTextSRStorage,
+    DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     SecondaryCaptureImageStorage,
     generate_uid,
 )
 
-from mmnar_lab.serving.dicom_bomb import deflated_zero_dicom as deflated_zero_dicom  # the attack harness's: one builder
+CHUNK = 2**20
 
 
 def dicom_dataset(
@@ -113,3 +118,32 @@ def dicom_bytes(
 def report_dicom() -> bytes:
     """A valid DICOM file without pixel data: a Basic Text Structured Report."""
     return dicom_bytes(None, sop_class=BasicTextSRStorage, Modality="SR", PatientID="anon")
+
+
+def deflated_zero_dicom(
+    rows: int = 4000, columns: int = 4000, frames: int = 30, bits: int = 16, pixel_bytes: int | None = None
+) -> bytes:
+    """A Deflated Explicit VR Little Endian DICOM of `frames` frames of rows x columns zeros at `bits` bits: a few
+    hundred kB that inflate to gigabytes (the decompression bomb of issue 18). The zeros are streamed into the
+    compressor, so building one costs little memory. `pixel_bytes` makes the pixel data that long instead (a
+    header that lies about its pixel data)."""
+    ds = dicom_dataset((frames, rows, columns), bits_stored=bits, transfer_syntax=DeflatedExplicitVRLittleEndian)
+    ds.Modality = "CR"
+    head = DicomBytesIO()
+    head.write(b"\x00" * 128 + b"DICM")
+    write_file_meta_info(head, ds.file_meta, enforce_standard=True)
+    body = DicomBytesIO()
+    body.is_little_endian, body.is_implicit_VR = True, False
+    write_dataset(body, ds)
+    length = rows * columns * frames * ds.BitsAllocated // 8 if pixel_bytes is None else pixel_bytes
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    parts = [
+        head.getvalue(),
+        compressor.compress(body.getvalue()),
+        compressor.compress(struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW" if bits > 8 else b"OB", 0, length)),
+    ]
+    zeros = bytes(CHUNK)
+    for start in range(0, length, CHUNK):
+        parts.append(compressor.compress(zeros[: min(CHUNK, length - start)]))
+    parts.append(compressor.flush())
+    return b"".join(parts)
