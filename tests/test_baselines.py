@@ -335,3 +335,11 @@ def test_paired_comparison_includes_a_published_score_on_the_stays_that_have_it(
     assert result["a"] == pytest.approx(1.0) and result["verdict"] == "better"
     assert result["b"] == pytest.approx(roc_auc_score(labels[has][known], ours[0][::2, 0][known]))
     assert "score:apache" not in paired["tasks"]["b"]["auroc"] if "b" in paired["tasks"] else True
+
+
+def test_the_command_line_names_are_the_models():
+    """`benchmark-models --help` lists MODEL_NAMES without importing the models; they must be MODELS' keys."""
+    from mmnar_core.baselines.models import MODELS
+    from mmnar_core.baselines.names import MODEL_NAMES
+
+    assert tuple(MODELS) == MODEL_NAMES

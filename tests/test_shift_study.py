@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mmnar_core.cli import main
-from mmnar_lab.shift_study.run import StudyConfig
+from mmnar_lab.shift_study.config import StudyConfig
 from mmnar_lab.shift_study.score import Resampler, compare
 from mmnar_lab.shift_study.sites import MODALITIES, simulate_site, study_data
 

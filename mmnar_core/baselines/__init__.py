@@ -1,26 +1,42 @@
 """Baselines and ablations the MMNAR model is measured against (`python -m mmnar_core benchmark-models`).
 
 See docs/baselines.md for what each one is and why it is there.
+
+The names below are imported on first use (`mmnar --help` lists this package's command without loading
+torch).
 """
 
-from mmnar_core.baselines.benchmark import (
-    calibrate_and_evaluate,
-    format_mean_sd,
-    markdown_table,
-    mean_sd,
-    oracle_metrics,
-    run_benchmark,
-    summarise,
-)
-from mmnar_core.baselines.gbt import GBTConfig, GBTResult, fit_gbt, gbt_features
-from mmnar_core.baselines.mlp import ConcatMLP
-from mmnar_core.baselines.models import MODELS, ModelSpec, baseline_config, builder, fit_model, spec_config
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "calibrate_and_evaluate": "mmnar_core.baselines.benchmark",
+    "format_mean_sd": "mmnar_core.baselines.benchmark",
+    "markdown_table": "mmnar_core.baselines.benchmark",
+    "mean_sd": "mmnar_core.baselines.benchmark",
+    "oracle_metrics": "mmnar_core.baselines.benchmark",
+    "run_benchmark": "mmnar_core.baselines.benchmark",
+    "summarise": "mmnar_core.baselines.benchmark",
+    "GBTConfig": "mmnar_core.baselines.gbt",
+    "GBTResult": "mmnar_core.baselines.gbt",
+    "fit_gbt": "mmnar_core.baselines.gbt",
+    "gbt_features": "mmnar_core.baselines.gbt",
+    "ConcatMLP": "mmnar_core.baselines.mlp",
+    "MODELS": "mmnar_core.baselines.models",
+    "ModelSpec": "mmnar_core.baselines.models",
+    "baseline_config": "mmnar_core.baselines.models",
+    "builder": "mmnar_core.baselines.models",
+    "fit_model": "mmnar_core.baselines.models",
+    "spec_config": "mmnar_core.baselines.models",
+}
 
 __all__ = [
-    "MODELS",
     "ConcatMLP",
     "GBTConfig",
     "GBTResult",
+    "MODELS",
     "ModelSpec",
     "baseline_config",
     "builder",
@@ -36,3 +52,26 @@ __all__ = [
     "spec_config",
     "summarise",
 ]
+
+if TYPE_CHECKING:
+    from mmnar_core.baselines.benchmark import (
+        calibrate_and_evaluate,
+        format_mean_sd,
+        markdown_table,
+        mean_sd,
+        oracle_metrics,
+        run_benchmark,
+        summarise,
+    )
+    from mmnar_core.baselines.gbt import GBTConfig, GBTResult, fit_gbt, gbt_features
+    from mmnar_core.baselines.mlp import ConcatMLP
+    from mmnar_core.baselines.models import MODELS, ModelSpec, baseline_config, builder, fit_model, spec_config
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mmnar_core.baselines' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from mmnar_core.atomic_write import write_text_atomic
-from mmnar_core.baselines.models import DEFAULT_MODALITY_DROPOUT, MODELS
+from mmnar_core.baselines.names import DEFAULT_MODALITY_DROPOUT, MODEL_NAMES
 
 
 def register(subparsers) -> None:
@@ -24,9 +24,9 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--models",
         nargs="+",
-        default=list(MODELS),
+        default=list(MODEL_NAMES),
         metavar="MODEL",
-        help=f"models to run (default: all of {', '.join(MODELS)})",
+        help=f"models to run (default: all of {', '.join(MODEL_NAMES)})",
     )
     parser.add_argument("--cache", default=None, help="embedding cache directory")
     parser.add_argument(

@@ -19,12 +19,11 @@ import torch
 
 from mmnar_core.baselines.gbt import GBTConfig, fit_gbt, gbt_features
 from mmnar_core.baselines.mlp import ConcatMLP
+from mmnar_core.baselines.names import DEFAULT_MODALITY_DROPOUT
 from mmnar_core.baselines.references import fit_lightgbm, fit_logistic
 from mmnar_core.model import MMNARConfig, MMNARModel
 from mmnar_core.training.data import ModelData
 from mmnar_core.training.trainer import predict_logits, train
-
-DEFAULT_MODALITY_DROPOUT = 0.3
 
 
 @dataclass(frozen=True)

@@ -28,14 +28,17 @@ LARGE = {
 
 
 def register(subparsers) -> None:
-    from mmnar_lab.shift_study.run import ADAPTATIONS, StudyConfig
+    from types import SimpleNamespace
 
-    defaults = StudyConfig()
+    from mmnar_lab.shift_study.config import ADAPTATION_NAMES
+    from mmnar_lab.shift_study.config import defaults as study_defaults
+
+    defaults = SimpleNamespace(**study_defaults())
     parser = subparsers.add_parser(
         "shift-study",
         help="train at one simulated site, deploy under other ordering policies, adapt, score vs truth",
         description="Site A (default policy) trains every model; site B (same population) is deployed under each "
-        "policy; each adaptation (" + ", ".join(ADAPTATIONS) + ") is fit on 100-3,000 labelled site-B "
+        "policy; each adaptation (" + ", ".join(ADAPTATION_NAMES) + ") is fit on 100-3,000 labelled site-B "
         "patients; everything is scored against the true risk with paired bootstrap intervals over "
         "training seeds. The defaults run in about 20 minutes on a 2-core CPU; --large is the big run.",
     )
@@ -103,7 +106,7 @@ def run_estimators(args) -> int:
 
 
 def study_config(args):
-    from mmnar_lab.shift_study.run import StudyConfig
+    from mmnar_lab.shift_study.config import StudyConfig
 
     values = dict(LARGE) if args.large else {}
     given = {
