@@ -75,7 +75,7 @@ def shapley_figure(what_if: WhatIfResult, task: str) -> go.Figure:
             y=[none.risks[task], *values, 0.0],
             text=[
                 f"{100 * none.risks[task]:.1f} %",
-                *[f"{100 * v:+.1f}" for v in values],
+                *[f"{100 * v:+.1f} pts" for v in values],
                 f"{100 * full.risks[task]:.1f} %",
             ],
             textposition="outside",
@@ -86,7 +86,7 @@ def shapley_figure(what_if: WhatIfResult, task: str) -> go.Figure:
         )
     )
     fig.update_yaxes(tickformat=".0%")
-    return _layout(fig, f"How much each modality contributes: {task_name(task)} (Shapley, risk points)")
+    return _layout(fig, f"How much each modality contributes: {task_name(task)} (Shapley, percentage points)")
 
 
 def tabular_figure(features: list, task: str, top: int = 12) -> go.Figure:
@@ -99,17 +99,19 @@ def tabular_figure(features: list, task: str, top: int = 12) -> go.Figure:
         value = f"{f.value:.4g}" if isinstance(f.value, float) else str(f.value)
         return f"{f.feature} = {value}{' ' + f.unit if f.unit else ''}"
 
-    scores = [f.attribution[task] for f in ranked]
+    scores = [100 * f.attribution[task] for f in ranked]  # percentage points, the unit of every risk change
     fig = go.Figure(
         go.Bar(
             y=[label(f) for f in ranked],
             x=scores,
             orientation="h",
             marker_color=[RAISES if s > 0 else LOWERS for s in scores],
-            hovertemplate="%{y}<br>%{x:+.4f}<extra></extra>",
+            hovertemplate="%{y}<br>%{x:+.2f} pts<extra></extra>",
         )
     )
-    fig.update_xaxes(title="contribution to the risk (vs the training-median patient)", tickformat="+.3f")
+    fig.update_xaxes(
+        title="contribution to the risk, percentage points (vs the training-median patient)", tickformat="+.2f"
+    )
     return _layout(fig, f"Structured features driving {task_name(task)}", height=120 + 26 * len(ranked))
 
 

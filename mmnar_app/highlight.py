@@ -22,7 +22,7 @@ def highlighted_html(note: str, words: list, task: str, top: int | None = None) 
         strength = abs(score) / scale
         colour = "220, 38, 38" if score > 0 else "37, 99, 235"
         parts.append(
-            f'<span title="{score:+.4f}" style="background: rgba({colour}, {0.08 + 0.6 * strength:.2f}); '
+            f'<span title="{100 * score:+.2f} pts" style="background: rgba({colour}, {0.08 + 0.6 * strength:.2f}); '
             f'border-radius: 3px">{html.escape(note[start:end])}</span>'
         )
         position = end

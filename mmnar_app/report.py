@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING
 import plotly.io as pio
 
 from mmnar_app import charts
-from mmnar_app.display import modality_name, pattern_name, percent, task_name
+from mmnar_app.display import (
+    CONTRIBUTIONS_EXPLAINED,
+    contribution_rows,
+    modality_name,
+    pattern_name,
+    percent,
+    task_name,
+)
 from mmnar_app.highlight import highlighted_html
 from mmnar_app.overlay import overlay, png_bytes
 
@@ -80,6 +87,11 @@ def build_html(assessment, explanations: dict[str, Explanation], synthetic: bool
         for figure in figures:
             parts.append(pio.to_html(figure, include_plotlyjs=include_js, full_html=False))
             include_js = False
+        if explanation.what_if is not None and explanation.what_if.shapley:
+            parts.append(
+                _table(contribution_rows(explanation.what_if, task))
+                + f"<p class='meta'>{html.escape(CONTRIBUTIONS_EXPLAINED)}</p>"
+            )
         for image in explanation.images:
             stored = assessment.files.get(image.modality)
             if stored is not None and task in image.integrated_gradients:

@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from mmnar_app import charts
-from mmnar_app.display import modality_name, pattern_name, percent, signed_points, task_name
+from mmnar_app.display import (
+    CONTRIBUTIONS_EXPLAINED,
+    contribution_rows,
+    modality_name,
+    pattern_name,
+    percent,
+    signed_points,
+    task_name,
+)
 from mmnar_app.logging_setup import configure_logging
 from mmnar_app.plain_text import plain
 from mmnar_app.settings import AppSettings
@@ -176,6 +184,14 @@ def render_what_if(what_if: WhatIfResult, key: str) -> None:
     st.dataframe(rows, hide_index=True)
 
 
+def render_contributions(what_if: WhatIfResult, task: str) -> None:
+    """The two views of a modality's part side by side, with why they differ."""
+    if not what_if.shapley:
+        return
+    st.dataframe(contribution_rows(what_if, task), hide_index=True)
+    st.caption(CONTRIBUTIONS_EXPLAINED)
+
+
 def render_absent(what_if: WhatIfResult, task: str, key: str) -> None:
     absent = what_if.absent
     if not absent:
@@ -265,6 +281,7 @@ def render_results(
             "Exact Shapley values over the patient's available modalities: the bars sum to the risk with all of "
             "them minus the risk with none of the optional ones."
         )
+        render_contributions(what_if, task)
     st.subheader(f"Why: {task_name(task)}")
     render_attributions(explanation, task, images, texts, key)
     if what_if is not None:

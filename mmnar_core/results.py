@@ -188,6 +188,20 @@ class WhatIfResult:
         wanted = set(modalities)
         return next(s for s in self.subsets if set(s.modalities) == wanted)
 
+    def removal_effects(self) -> dict[str, dict[str, float]]:
+        """Per modality with a Shapley value, per task: what it adds on top of all the others, the risk with
+        every available modality minus the risk without this one alone. It differs from the Shapley value
+        when modalities overlap or interact: the Shapley value averages what a modality adds over every
+        order in which the modalities could be added (so information two modalities share is split between
+        them), removing one alone credits it only with what no other modality carries. Computed from the
+        subsets already there (nothing stored, no model run)."""
+        full = self.full()
+        effects: dict[str, dict[str, float]] = {}
+        for modality in self.shapley:
+            without = self.subset([m for m in full.modalities if m != modality])
+            effects[modality] = {t: full.risks[t] - without.risks[t] for t in self.tasks}
+        return effects
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "patient_id": self.patient_id,

@@ -90,6 +90,13 @@ def test_demo_patient_to_risks_and_toggle_changes_risk(data_dir):
     assert "Chest X-ray" not in after.columns[2]
     assert after.iloc[:, 2].tolist() != before  # the risks without the X-ray differ, shown at once
     assert after["change"].str.contains("pts").all()
+    # the X-ray's part two ways, in the same unit: what it adds on top of the others is what switching it
+    # off alone takes away (the what-if's change for the outcome shown), beside its Shapley value
+    parts = next(d.value for d in app.dataframe if "Shapley value" in d.value.columns).set_index("modality")
+    added = float(parts.loc["Chest X-ray", "added on top of all the others"].split()[0])
+    assert parts["Shapley value"].str.endswith("pts").all()
+    assert any(abs(added + float(change.split()[0])) < 0.051 for change in after["change"])
+    assert any("Why the two columns can differ" in c.value for c in app.caption)
     assert risks(app) == shown  # the toggles never change the patient's actual risks
     assert any("Layer" in c.value or "Integrated Gradients" in c.value for c in app.caption)
     assert app.image  # X-ray with its heatmap
