@@ -172,17 +172,14 @@ class Predictor:
 
     def predict(self, record: PatientRecord, vectors: dict[str, np.ndarray] | None = None) -> Prediction:
         vectors = self.encode(record) if vectors is None else vectors
-        inputs, availability = self._tensors(vectors)
-        mask = torch.from_numpy(availability).unsqueeze(0)
-        logits, spread = self._logits_and_spread(inputs, mask)
-        return self._prediction(record, availability, logits[0], spread[0])
+        return self.predict_many([record], [vectors])[0]
 
     def predict_many(
         self, records: Sequence[PatientRecord], vectors: Sequence[dict[str, np.ndarray]] | None = None
     ) -> list[Prediction]:
-        """`predict` of several patients with one forward pass of the fused model (a batch of B rows).
-        Each row is calibrated and rectified exactly as `predict` does; the batched forward itself may
-        differ from B single forwards in the last float bits (see docs/serving.md)."""
+        """`predict` of several patients with one forward pass of the fused model (a batch of B rows) and one
+        pass of the calibrated map; the batched forward itself may differ from B single forwards in the last
+        float bits (see docs/serving.md)."""
         records = list(records)
         vectors = self.encode_many(records) if vectors is None else list(vectors)
         if len(vectors) != len(records):
@@ -193,44 +190,49 @@ class Predictor:
         inputs = [torch.cat([row[0][k] for row in rows]) for k in range(len(self.config.modalities))]
         masks = np.stack([row[1] for row in rows])
         logits, spread = self._logits_and_spread(inputs, torch.from_numpy(masks))
-        return [self._prediction(record, masks[i], logits[i], spread[i]) for i, record in enumerate(records)]
-
-    def _prediction(
-        self, record: PatientRecord, availability: np.ndarray, logits: np.ndarray, spread: np.ndarray
-    ) -> Prediction:
-        """One patient's Prediction from its (T,) logits, the (T,) spread of its members' logits and (M,) availability."""
-        pattern = np.array([int(encode_pattern(availability))])
-        stages = self.calibrated.stages(logits[None], pattern)
-        member_sd = spread / self.calibrated.temperature.cpu().numpy()
-        low, high = self.calibrated.interval(stages, pattern, member_sd[None])
-        risks = []
-        for i, task in enumerate(self.config.tasks):
-            rectifier = self.bundle.rectifiers[task]
-            residual = rectifier.residual_mean_[pattern[0]] if rectifier.residual_mean_ is not None else 0.0
-            risks.append(
+        patterns = np.asarray(encode_pattern(masks), dtype=np.int64)
+        stages = self.calibrated.stages(logits, patterns)
+        member_sd = spread / self.calibrated.temperature.cpu().numpy()  # (B, T), calibrated logit units
+        low, high = self.calibrated.interval(stages, patterns, member_sd)
+        residuals = np.stack(
+            [
+                self.bundle.rectifiers[t].residual_mean_[patterns]
+                if self.bundle.rectifiers[t].residual_mean_ is not None
+                else np.zeros(len(patterns))
+                for t in self.config.tasks
+            ],
+            axis=1,
+        )
+        names = self.config.modalities
+        predictions = []
+        for b, record in enumerate(records):
+            risks = [
                 TaskRisk(
                     task,
-                    float(stages.risk[0, i]),
-                    float(low[0, i]),
-                    float(high[0, i]),
-                    float(stages.raw[0, i]),
-                    float(stages.calibrated[0, i]),
-                    float(stages.corrected_logit[0, i] - stages.calibrated_logit[0, i]),
-                    float(residual),
-                    float(member_sd[i]),
+                    float(stages.risk[b, i]),
+                    float(low[b, i]),
+                    float(high[b, i]),
+                    float(stages.raw[b, i]),
+                    float(stages.calibrated[b, i]),
+                    float(stages.corrected_logit[b, i] - stages.calibrated_logit[b, i]),
+                    float(residuals[b, i]),
+                    float(member_sd[b, i]),
+                )
+                for i, task in enumerate(self.config.tasks)
+            ]
+            pattern_id = int(patterns[b])
+            predictions.append(
+                Prediction(
+                    record.patient_id,
+                    pattern_id,
+                    pattern_label(pattern_id, names),
+                    [n for n, a in zip(names, masks[b]) if a],
+                    [n for n, a in zip(names, masks[b]) if not a],
+                    risks,
+                    self.model_id,
                 )
             )
-        pattern_id = int(pattern[0])
-        names = self.config.modalities
-        return Prediction(
-            record.patient_id,
-            pattern_id,
-            pattern_label(pattern_id, names),
-            [n for n, a in zip(names, availability) if a],
-            [n for n, a in zip(names, availability) if not a],
-            risks,
-            self.model_id,
-        )
+        return predictions
 
     def what_if(
         self, record: PatientRecord, vectors: dict[str, np.ndarray] | None = None, neighbours: int = 25

@@ -18,10 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-def _floats(values: Mapping[str, float]) -> dict[str, float]:
-    return dict(values)
-
-
 @dataclass
 class TaskRisk:
     task: str
@@ -105,11 +101,11 @@ class SubsetRisks:
     risks: dict[str, float]  # task -> risk
 
     def to_dict(self) -> dict[str, Any]:
-        return {"modalities": list(self.modalities), "pattern": self.pattern, "risks": _floats(self.risks)}
+        return {"modalities": list(self.modalities), "pattern": self.pattern, "risks": dict(self.risks)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SubsetRisks:
-        return cls(list(data["modalities"]), data["pattern"], _floats(data["risks"]))
+        return cls(list(data["modalities"]), data["pattern"], dict(data["risks"]))
 
 
 @dataclass
@@ -142,10 +138,10 @@ class AbsentModality:
             return {"modality": self.modality, "estimate": None, "note": self.note}
         return {
             "modality": self.modality,
-            "current": _floats(e.current),
-            "mean": _floats(e.mean),
-            "p10": _floats(e.p10),
-            "p90": _floats(e.p90),
+            "current": dict(e.current),
+            "mean": dict(e.mean),
+            "p10": dict(e.p10),
+            "p90": dict(e.p90),
             "n_reference": e.n_reference,
             "n_candidates": e.n_candidates,
             "note": self.note,
@@ -156,10 +152,10 @@ class AbsentModality:
         estimate = None
         if data.get("mean"):
             estimate = ObtainedEstimate(
-                _floats(data["current"]),
-                _floats(data["mean"]),
-                _floats(data["p10"]),
-                _floats(data["p90"]),
+                dict(data["current"]),
+                dict(data["mean"]),
+                dict(data["p10"]),
+                dict(data["p90"]),
                 data["n_reference"],
                 data["n_candidates"],
             )
@@ -208,7 +204,7 @@ class WhatIfResult:
             "tasks": list(self.tasks),
             "available": list(self.available),
             "subsets": [s.to_dict() for s in self.subsets],
-            "shapley": {m: _floats(v) for m, v in self.shapley.items()},
+            "shapley": {m: dict(v) for m, v in self.shapley.items()},
             "absent": [a.to_dict() for a in self.absent],
         }
 
@@ -219,6 +215,6 @@ class WhatIfResult:
             tasks=list(data["tasks"]),
             available=list(data["available"]),
             subsets=[SubsetRisks.from_dict(s) for s in data["subsets"]],
-            shapley={m: _floats(v) for m, v in data["shapley"].items()},
+            shapley={m: dict(v) for m, v in data["shapley"].items()},
             absent=[AbsentModality.from_dict(a) for a in data.get("absent", [])],
         )
