@@ -15,8 +15,9 @@ The names below are imported on first use, so `import mmnar_core` (and `mmnar --
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from mmnar_core.lazy_exports import lazy_getattr
 
 __version__ = "0.2.0"
 
@@ -68,13 +69,7 @@ if TYPE_CHECKING:  # the type checker sees real imports; at run time they are la
     from mmnar_core.schema import PatientRecord
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mmnar_core' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
+__getattr__ = lazy_getattr(__name__, globals(), _EXPORTS)
 
 
 def __dir__() -> list[str]:

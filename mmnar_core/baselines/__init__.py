@@ -8,8 +8,9 @@ torch).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from mmnar_core.lazy_exports import lazy_getattr
 
 _EXPORTS = {
     "calibrate_and_evaluate": "mmnar_core.baselines.benchmark",
@@ -68,10 +69,4 @@ if TYPE_CHECKING:
     from mmnar_core.baselines.models import MODELS, ModelSpec, baseline_config, builder, fit_model, spec_config
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mmnar_core.baselines' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, globals(), _EXPORTS)
