@@ -104,4 +104,6 @@ def _flow(page, url: str, row: dict, tmp_path) -> None:
     page.screenshot(path=str(SHOTS / "4_saved.png"))
     page.goto(f"{url}/History")
     wait_for_text(page, "Audit log", 60)
+    wait_for_text(page, "Risk per outcome", 60)  # the saved assessment's risks, not the page's skeleton
+    wait_idle(page)
     page.screenshot(path=str(SHOTS / "5_history.png"))
