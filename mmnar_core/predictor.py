@@ -23,7 +23,7 @@ import torch
 from mmnar_core.bundle import Bundle, EncoderKind, load_bundle
 from mmnar_core.calibration.calibrated import CalibratedModel
 from mmnar_core.cancel import CancelToken, cancel_scope, check_cancelled
-from mmnar_core.explain.attributions import AttributionSettings, AttributionTarget, attribute_record
+from mmnar_core.explain.attributions import AttributionSettings, AttributionTarget, attribute_record, task_indices
 from mmnar_core.explain.explanation import FORMAT, NOTES, Explanation, ExplanationCache, cache_key, input_hash
 from mmnar_core.explain.modality import ReferenceSet, shapley_values, value_of_absent, what_if
 from mmnar_core.numeric import members_mean_and_spread
@@ -342,7 +342,7 @@ class Predictor:
             timings["what_if"] = time.perf_counter() - clock
         target = self.attribution_target(vectors)
         attributions = attribute_record(target, record, tasks, settings, modalities, step)
-        task_names = list(self.config.tasks) if tasks is None else [t for t in self.config.tasks if t in set(tasks)]
+        _, task_names = task_indices(self.config.tasks, tasks)  # the tasks attributed, in the model's order
         timings.update({f"attribute_{k}": v for k, v in attributions.timings.items()})
         timings["total"] = time.perf_counter() - started
         return Explanation(
