@@ -4,41 +4,32 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mmnar_core.plain_words import (  # re-exported: the app's pages import them from here
+    MODALITY_NAMES,
+    TASK_NAMES,
+    method_name,
+    modality_name,
+    pattern_name,
+    percent,
+    signed_points,
+    task_name,
+)
+
 if TYPE_CHECKING:
     from mmnar_core.results import WhatIfResult
 
-MODALITY_NAMES = {
-    "structured": "Structured EHR",
-    "cxr": "Chest X-ray",
-    "discharge_note": "Discharge summary",
-    "radiology_report": "Radiology report",
-}
-TASK_NAMES = {
-    "readmission_30d": "Readmission within 30 days",
-    "icu_90d": "ICU admission within 90 days",
-    "death_180d": "Death within 180 days",
-}
-
-
-def modality_name(name: str) -> str:
-    return MODALITY_NAMES.get(name, name.replace("_", " ").capitalize())
-
-
-def task_name(name: str) -> str:
-    return TASK_NAMES.get(name, name.replace("_", " ").capitalize())
-
-
-def pattern_name(modalities: list[str]) -> str:
-    return " + ".join(modality_name(m) for m in modalities) if modalities else "nothing"
-
-
-def percent(value: float | None, digits: int = 1) -> str:
-    return "n/a" if value is None else f"{100 * value:.{digits}f} %"
-
-
-def signed_points(value: float, digits: int = 1) -> str:
-    """A risk difference in percentage points, with its sign."""
-    return f"{100 * value:+.{digits}f} pts"
+__all__ = [
+    "CONTRIBUTIONS_EXPLAINED",
+    "MODALITY_NAMES",
+    "TASK_NAMES",
+    "contribution_rows",
+    "method_name",
+    "modality_name",
+    "pattern_name",
+    "percent",
+    "signed_points",
+    "task_name",
+]
 
 
 def contribution_rows(what_if: WhatIfResult, task: str) -> list[dict[str, str]]:

@@ -12,6 +12,7 @@ from mmnar_app import charts
 from mmnar_app.display import (
     CONTRIBUTIONS_EXPLAINED,
     contribution_rows,
+    method_name,
     modality_name,
     pattern_name,
     percent,
@@ -110,6 +111,42 @@ def page_header(title: str, require: str | None = None):
 
 
 # ----------------------------------------------------------------------------- results
+BAND_COLOURS = {  # the band's badge: green below the baseline, grey about it, orange/red above
+    "well below average": "green",
+    "below average": "green",
+    "about average": "gray",
+    "above average": "orange",
+    "well above average": "red",
+}
+
+
+def render_summary(explanation: Explanation, task: str) -> None:
+    """The summary card of the chosen outcome (mmnar_core.explain.summary): the risk in words against the
+    baseline and the same-pattern patients, how reliable the model is here, the top drivers; the other
+    outcomes in one line each."""
+    cards = {card.task: card for card in explanation.summary()}
+    card = cards.get(task)
+    if card is None:  # an assessment saved before the card existed
+        return
+    with st.container(border=True):
+        st.markdown(f"#### {task_name(task)}: {percent(card.risk)} :{BAND_COLOURS[card.band]}-badge[{card.band}]")
+        st.markdown(plain(card.headline))
+        st.markdown(plain(card.comparison))
+        st.markdown(f"**How reliable here.** {plain(card.reliability)}")
+        if card.drivers:
+            st.markdown(
+                "**What drives it most.**\n"
+                + "\n".join(f"{i}. {plain(driver.sentence)}" for i, driver in enumerate(card.drivers, 1))
+            )
+        others = [c for t, c in cards.items() if t != task]
+        if others:
+            st.caption(
+                " · ".join(
+                    f"{task_name(c.task)}: {percent(c.risk)} ({c.band}, baseline {percent(c.baseline)})" for c in others
+                )
+            )
+
+
 def render_risks(prediction: Prediction, key: str) -> None:
     from mmnar_core.predictor import INTERVAL_MEANING
 
@@ -119,10 +156,8 @@ def render_risks(prediction: Prediction, key: str) -> None:
         column.metric(
             task_name(risk.task),
             percent(risk.risk),
-            delta=f"raw {percent(risk.raw)}",
-            delta_color="off",
-            help="Calibrated risk after the site correction; the raw risk is the network's own output. "
-            + INTERVAL_MEANING,
+            help="Calibrated risk after the site correction (the network's own output before it is under "
+            "Technical detail). " + INTERVAL_MEANING,
         )
         column.caption(
             f"Model uncertainty (95 %): {percent(risk.low)} to {percent(risk.high)}. It does not "
@@ -142,6 +177,7 @@ def render_pattern(prediction: Prediction) -> None:
         rows.append(
             {
                 "outcome": task_name(risk.task),
+                "network's own risk": percent(risk.raw),
                 "calibrated risk (before the pattern correction)": percent(risk.calibrated),
                 "rectifier correction (logit)": f"{risk.rectifier_offset:+.3f}",
                 "risk after correction": percent(risk.risk),
@@ -217,11 +253,13 @@ def render_attributions(
 ) -> None:
     from mmnar_app.highlight import highlighted_html
 
+    technical = []  # method, steps and Captum's convergence check of each attribution: under one expander
     for tabular in explanation.tabular:
         st.plotly_chart(charts.tabular_figure(tabular.features, task), key=f"{key}-tab-{tabular.modality}")
-        st.caption(
-            f"Integrated Gradients ({tabular.n_steps} steps) against {tabular.baseline}. "
-            f"Convergence delta {tabular.summary.delta[task]:+.2e}."
+        st.caption("How much each value raised (right) or lowered (left) the risk, in percentage points.")
+        technical.append(
+            f"{modality_name(tabular.modality)}: {method_name(tabular.method)} ({tabular.n_steps} steps) against "
+            f"{tabular.baseline}; completeness gap {_gap(tabular.summary, task)}."
         )
     for image in explanation.images:
         st.markdown(f"**{modality_name(image.modality)}: where the model looked**")
@@ -240,10 +278,11 @@ def render_attributions(
                 if signed
                 else "Grad-CAM (last CNN block)",
             )
-        right.caption(
-            f"Image {image.image_shape[1]} x {image.image_shape[0]} px. Compared with {image.baseline}. "
-            f"The image raises the risk most at row, column {image.peak.get(task)}. "
-            f"Convergence delta {image.summary.delta[task]:+.2e}."
+        right.caption("Red: regions that raised the risk; blue: regions that lowered it.")
+        technical.append(
+            f"{modality_name(image.modality)}: {method_name(image.method)} ({image.n_steps} steps) against {image.baseline}, "
+            f"image {image.image_shape[1]} x {image.image_shape[0]} px, strongest raising region at row, column "
+            f"{image.peak.get(task)}; completeness gap {_gap(image.summary, task)}."
         )
     for name in explanation.pending():
         st.info(f"{modality_name(name)}: the words' attributions are being computed (a few seconds on this CPU)...")
@@ -258,11 +297,23 @@ def render_attributions(
         )
         note = texts.get(text.modality, "")
         st.html(highlighted_html(note, text.words, task, top))
-        st.caption(
-            f"Layer Integrated Gradients on the transformer's word embeddings ({text.n_steps} steps, "
-            f"{text.n_tokens} tokens in {text.n_windows} windows); red raises, blue lowers the risk. "
-            f"Convergence delta {text.summary.delta[task]:+.2e}."
+        st.caption("Red words raised the risk, blue words lowered it.")
+        technical.append(
+            f"{modality_name(text.modality)}: {method_name(text.method)} ({text.n_steps} steps, {text.n_tokens} tokens in "
+            f"{text.n_windows} windows) against {text.baseline}; completeness gap {_gap(text.summary, task)}."
         )
+    if technical:
+        with st.expander("Technical detail: how the attributions were computed"):
+            st.markdown("\n".join(f"- {plain(line)}" for line in technical))
+            st.caption(
+                "Completeness gap: the attributions' sum minus the change of the risk from the baseline to the "
+                "patient (Captum's convergence delta), in percentage points; near 0 means the parts add up."
+            )
+
+
+def _gap(summary, task: str) -> str:
+    delta = summary.delta.get(task)
+    return "n/a" if delta is None else f"{100 * delta:+.2f} pts"
 
 
 def render_results(
@@ -270,8 +321,9 @@ def render_results(
 ) -> None:
     """Everything about one analysed patient for one outcome, from an `Explanation`."""
     prediction, what_if = explanation.prediction, explanation.what_if
+    render_summary(explanation, task)
     render_risks(prediction, key)
-    with st.container(border=True):
+    with st.expander("Technical detail: the site correction for this availability pattern"):
         render_pattern(prediction)
     if what_if is not None:
         with st.container(border=True):

@@ -26,6 +26,7 @@ from mmnar_core.cancel import CancelToken, cancel_scope, check_cancelled
 from mmnar_core.explain.attributions import AttributionSettings, AttributionTarget, attribute_record, task_indices
 from mmnar_core.explain.explanation import FORMAT, NOTES, Explanation, ExplanationCache, cache_key, input_hash
 from mmnar_core.explain.modality import ReferenceSet, shapley_values, value_of_absent, what_if
+from mmnar_core.explain.summary import FeatureRange, SummaryFacts, summary_facts
 from mmnar_core.numeric import members_mean_and_spread
 from mmnar_core.patterns import encode_pattern, pattern_label
 from mmnar_core.resources import SHIPPED_IMAGE_WEIGHTS  # re-exported: the default image weights
@@ -298,6 +299,17 @@ class Predictor:
         with cancel_scope(cancel):
             return self._explain(record, tasks, settings, include_what_if, modalities, progress, digest)
 
+    def summary_facts(self, prediction: Prediction) -> SummaryFacts:
+        """The bundle's figures the summary card needs for this patient's availability pattern."""
+        return summary_facts(
+            self.bundle.metrics, self.outcomes, self.features, prediction.pattern_name, self.feature_ranges
+        )
+
+    @property
+    def feature_ranges(self) -> dict[str, FeatureRange]:
+        """Training reference range of each numeric structured feature (shown beside a patient's value)."""
+        return {}
+
     def attribution_target(self, vectors: dict[str, np.ndarray]) -> AttributionTarget:
         """What the attributions of this patient explain: the calibrated model at its embeddings."""
         inputs, availability = self._tensors(vectors)
@@ -360,6 +372,7 @@ class Predictor:
             attributions.texts,
             {k: round(float(v), 4) for k, v in timings.items()},
             list(NOTES) + attributions.notes,
+            facts=self.summary_facts(prediction),
         )
 
 

@@ -98,7 +98,13 @@ def test_demo_patient_to_risks_and_toggle_changes_risk(data_dir):
     assert any(abs(added + float(change.split()[0])) < 0.051 for change in after["change"])
     assert any("Why the two columns can differ" in c.value for c in app.caption)
     assert risks(app) == shown  # the toggles never change the patient's actual risks
-    assert any("Layer" in c.value or "Integrated Gradients" in c.value for c in app.caption)
+    # the summary card first: the risk in words against the baseline, the reliability here, the drivers
+    card = " ".join(m.value for m in app.markdown)
+    assert "held-out patients of the training cohort had it" in card and "How reliable here" in card
+    assert "What drives it most" in card and "points" in card
+    # the methods and Captum's convergence check are technical detail, under an expander
+    technical = next(e for e in app.expander if "how the attributions were computed" in e.label)
+    assert any("Integrated Gradients" in m.value and "completeness gap" in m.value for m in technical.markdown)
     assert app.image  # X-ray with its heatmap
     assert not any("inputs changed" in i.value for i in app.info)  # toggles and sliders are not inputs
     app.number_input(key="feat_age").set_value(51.0).run()

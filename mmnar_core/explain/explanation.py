@@ -27,6 +27,7 @@ from mmnar_core.explain.attributions import (
     TabularAttribution,
     TextAttribution,
 )
+from mmnar_core.explain.summary import OutcomeSummary, SummaryFacts, summarize
 from mmnar_core.results import Prediction, WhatIfResult
 from mmnar_core.schema import PatientRecord
 
@@ -151,10 +152,13 @@ class Explanation:
     texts: list[TextAttribution]
     timings: dict[str, float] = field(default_factory=dict)  # seconds per part (not part of the content)
     notes: list[str] = field(default_factory=list)
+    # the bundle's figures for this patient's pattern (held-out rates, reliability, feature ranges): with
+    # them `summary()` gives the summary card; None in explanations saved before the card existed
+    facts: SummaryFacts | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types, keys in field order: the form the model server answers and the app stores."""
-        return {
+        data = {
             "format": self.format,
             "input_hash": self.input_hash,
             "cache_key": self.cache_key,
@@ -170,6 +174,11 @@ class Explanation:
             "timings": dict(self.timings),
             "notes": list(self.notes),
         }
+        if self.facts is not None:  # without (saved before the card existed) the JSON stays exactly as read
+            data["facts"] = self.facts.to_dict()
+            # derived from the fields above (never read back): for clients that do not run this library
+            data["summary"] = [card.to_dict() for card in self.summary()]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Explanation:
@@ -191,6 +200,7 @@ class Explanation:
             texts=[TextAttribution.from_dict(a) for a in data["texts"]],
             timings=dict(data["timings"]),
             notes=list(data["notes"]),
+            facts=None if data.get("facts") is None else SummaryFacts.from_dict(data["facts"]),
         )
 
     def to_json(self, **kwargs: Any) -> str:
@@ -199,6 +209,10 @@ class Explanation:
     @classmethod
     def from_json(cls, text: str) -> Explanation:
         return cls.from_dict(json.loads(text))
+
+    def summary(self) -> list[OutcomeSummary]:
+        """The summary card of every outcome (mmnar_core.explain.summary); [] without the bundle's facts."""
+        return [] if self.facts is None else summarize(self, self.facts)
 
     def pending(self) -> list[str]:
         """Available modalities without attributions here (an explanation limited to some modalities)."""
