@@ -4,11 +4,13 @@ pictures."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
 
 from mmnar_app.display import modality_name, pattern_name, task_name
+from mmnar_core.plain_words import number
 
 if TYPE_CHECKING:
     from mmnar_core.results import AbsentModality, TaskRisk, WhatIfResult
@@ -29,7 +31,8 @@ def _layout(fig: go.Figure, title: str, height: int = 320, **kwargs) -> go.Figur
 
 
 def risk_figure(risks: list[TaskRisk]) -> go.Figure:
-    """Rectified risk per outcome with its 95 % interval, and the network's raw risk beside it."""
+    """Risk per outcome (rectified, calibrated) with its 95 % interval (the network's own risk is technical
+    detail: the Patient page's expander and the export's last table)."""
     names = [task_name(r.task) for r in risks]
     fig = go.Figure()
     fig.add_bar(
@@ -48,15 +51,7 @@ def risk_figure(risks: list[TaskRisk]) -> go.Figure:
         textposition="outside",
         hovertemplate="%{y}: %{x:.1%}<extra></extra>",
     )
-    fig.add_scatter(
-        y=names,
-        x=[r.raw for r in risks],
-        mode="markers",
-        name="raw network risk",
-        marker=dict(symbol="diamond", size=11, color=NEUTRAL),
-        hovertemplate="raw: %{x:.1%}<extra></extra>",
-    )
-    top = max(max(r.high for r in risks), max(r.raw for r in risks))
+    top = max(r.high for r in risks)
     fig.update_xaxes(tickformat=".0%", range=[0, min(1.0, top * 1.3 + 0.02)])
     return _layout(fig, "Risk per outcome", height=80 + 60 * len(risks), legend=dict(orientation="h", y=-0.25))
 
@@ -83,21 +78,27 @@ def shapley_figure(what_if: WhatIfResult, task: str) -> go.Figure:
             decreasing=dict(marker_color=LOWERS),
             totals=dict(marker_color="#0f766e"),
             connector=dict(line=dict(color="#cbd5e1")),
+            cliponaxis=False,  # the labels above the tallest bars stay whole
         )
     )
     fig.update_yaxes(tickformat=".0%")
     return _layout(fig, f"How much each modality contributes: {task_name(task)} (Shapley, percentage points)")
 
 
-def tabular_figure(features: list, task: str, top: int = 12) -> go.Figure:
-    """The `top` structured features by |attribution|, labelled with the patient's value and unit."""
+def tabular_figure(features: list, task: str, top: int = 12, names: Mapping[str, str] | None = None) -> go.Figure:
+    """The `top` structured features by |attribution|, labelled in words (`names`: feature -> words, e.g. the
+    explanation's facts) with the patient's value and unit."""
     ranked = sorted(features, key=lambda f: abs(f.attribution[task]), reverse=True)[:top][::-1]
+    names = names or {}
 
     def label(f) -> str:
+        name = names.get(f.feature, f.feature.replace("_", " "))
         if f.missing or f.value is None:
-            return f"{f.feature}: not measured"
-        value = f"{f.value:.4g}" if isinstance(f.value, float) else str(f.value)
-        return f"{f.feature} = {value}{' ' + f.unit if f.unit else ''}"
+            return f"{name}: not recorded"
+        value = (
+            number(f.value, f.unit) if isinstance(f.value, (int, float)) and not isinstance(f.value, bool) else f.value
+        )
+        return f"{name}: {value}"
 
     scores = [100 * f.attribution[task] for f in ranked]  # percentage points, the unit of every risk change
     fig = go.Figure(
@@ -146,7 +147,7 @@ def absent_figure(absent: list[AbsentModality], task: str) -> go.Figure | None:
         customdata=[e.n_reference for e in estimates],
         hovertemplate="mean %{x:.1%} (from %{customdata} reference patients)<extra></extra>",
     )
-    fig.update_xaxes(tickformat=".0%")
+    fig.update_xaxes(tickformat=".1%")  # the estimates can lie within a point of each other: no repeated ticks
     return _layout(
         fig,
         f"Value of obtaining an absent modality: {task_name(task)} (estimate)",

@@ -16,6 +16,7 @@ from mmnar_core.plain_words import (  # re-exported: the app's pages import them
 )
 
 if TYPE_CHECKING:
+    from mmnar_core.explain.explanation import Explanation
     from mmnar_core.results import WhatIfResult
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "MODALITY_NAMES",
     "TASK_NAMES",
     "contribution_rows",
+    "feature_names",
     "method_name",
     "modality_name",
     "pattern_name",
@@ -30,6 +32,11 @@ __all__ = [
     "signed_points",
     "task_name",
 ]
+
+
+def feature_names(explanation: Explanation) -> dict[str, str]:
+    """Structured features in words (from the explanation's facts; {} for one saved before them)."""
+    return {} if explanation.facts is None else dict(explanation.facts.feature_names)
 
 
 def contribution_rows(what_if: WhatIfResult, task: str) -> list[dict[str, str]]:

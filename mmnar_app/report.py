@@ -13,6 +13,7 @@ from mmnar_app import charts
 from mmnar_app.display import (
     CONTRIBUTIONS_EXPLAINED,
     contribution_rows,
+    feature_names,
     modality_name,
     pattern_name,
     percent,
@@ -98,7 +99,9 @@ def build_html(assessment, explanations: dict[str, Explanation], synthetic: bool
             absent = charts.absent_figure(explanation.what_if.absent, task)
             if absent is not None:
                 figures.append(absent)
-        figures += [charts.tabular_figure(t.features, task) for t in explanation.tabular]
+        figures += [
+            charts.tabular_figure(t.features, task, names=feature_names(explanation)) for t in explanation.tabular
+        ]
         for figure in figures:
             parts.append(pio.to_html(figure, include_plotlyjs=include_js, full_html=False))
             include_js = False

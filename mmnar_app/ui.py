@@ -12,6 +12,7 @@ from mmnar_app import charts
 from mmnar_app.display import (
     CONTRIBUTIONS_EXPLAINED,
     contribution_rows,
+    feature_names,
     method_name,
     modality_name,
     pattern_name,
@@ -255,7 +256,10 @@ def render_attributions(
 
     technical = []  # method, steps and Captum's convergence check of each attribution: under one expander
     for tabular in explanation.tabular:
-        st.plotly_chart(charts.tabular_figure(tabular.features, task), key=f"{key}-tab-{tabular.modality}")
+        st.plotly_chart(
+            charts.tabular_figure(tabular.features, task, names=feature_names(explanation)),
+            key=f"{key}-tab-{tabular.modality}",
+        )
         st.caption("How much each value raised (right) or lowered (left) the risk, in percentage points.")
         technical.append(
             f"{modality_name(tabular.modality)}: {method_name(tabular.method)} ({tabular.n_steps} steps) against "
