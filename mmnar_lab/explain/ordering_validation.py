@@ -34,7 +34,7 @@ import torch
 
 from mmnar_core.evaluation.metrics import auroc
 from mmnar_core.explain.modality import ReferenceSet, ScoreFn
-from mmnar_core.explain.ordering import ReferenceContent, reference_contents, split_ordering
+from mmnar_core.explain.ordering import ReferenceContent, reference_contents, reference_sample, split_ordering
 from mmnar_core.model import MMNARConfig
 from mmnar_core.numeric import sigmoid
 from mmnar_core.patterns import encode_pattern
@@ -51,6 +51,8 @@ STRENGTH = 3.0  # true logit = STRENGTH * z - 0.5
 ORDERING_STRENGTH = 2.0  # availability cohort: P(m0 present) = sigmoid(ORDERING_STRENGTH * z)
 CONTENT_NOISE = 0.5  # content cohort: sd of m0's noise before scaling to unit variance
 GOAL = 0.9
+REFERENCES = ("typical", "sample")  # one typical content per modality; a sample of training contents
+SAMPLE_SIZE = 256
 
 
 def planted_cohort(kind: str, n: int = 16000, seed: int = 0, dims=DIMS) -> ModelData:
@@ -86,14 +88,21 @@ def planted_cohort(kind: str, n: int = 16000, seed: int = 0, dims=DIMS) -> Model
     )
 
 
-def training_reference(data: ModelData, max_patients: int = 2000, seed: int = 0) -> ReferenceContent:
+def training_reference(
+    data: ModelData, kind: str = "typical", max_patients: int = 2000, seed: int = 0, k: int = SAMPLE_SIZE
+) -> ReferenceContent:
     """Reference content per modality from up to `max_patients` training patients (as a bundle's reference
-    set): the medoid of each modality's embeddings among those who had it."""
+    set): "typical", the medoid of each modality's embeddings among those who had it; "sample", `k` of them
+    drawn at random (`reference_sample`)."""
     rows = data.rows("train")
     if len(rows) > max_patients:
         rows = np.sort(np.random.default_rng(seed).choice(rows, max_patients, replace=False))
     index = torch.as_tensor(rows)
     reference = ReferenceSet([x[index] for x in data.inputs], data.availability[index])
+    if kind == "sample":
+        return reference_sample(data.modalities, data.input_dims, reference, k, seed)
+    if kind != "typical":
+        raise ValueError("kind must be 'typical' or 'sample'")
     specs = [ModalitySpec(m, ModalityKind.IMAGE) for m in data.modalities]  # no embedder: the medoid rule
     return reference_contents(specs, data.input_dims, reference)
 
@@ -154,7 +163,10 @@ def validate_cohort(kind: str, n: int = 16000, seed: int = 0, **config_overrides
         "cohort": kind,
         "planted_modality": data.modalities[0],
         "expected_part": EXPECTED[kind],
-        **right_part_rates(data, predictor.score, training_reference(data), kind, test),
+        "references": {
+            reference: right_part_rates(data, predictor.score, training_reference(data, reference), kind, test)
+            for reference in REFERENCES
+        },
         "test_auroc": round(auroc(labels, risks[:, 0]), 3),
         "oracle_test_auroc": round(auroc(labels, data.true_probs[test, 0]), 3),
         "train_seconds": round(trained.seconds, 1),
@@ -168,7 +180,9 @@ def ordering_validation(n: int = 16000, seed: int = 0, **config_overrides) -> di
         "n": n,
         "seed": seed,
         "goal": GOAL,
-        "min_right_part_rate": min(c["right_part_rate"] for c in cohorts),
+        "min_right_part_rate": {
+            reference: min(c["references"][reference]["right_part_rate"] for c in cohorts) for reference in REFERENCES
+        },
         "cohorts": cohorts,
         "seconds": round(time.perf_counter() - started, 1),
     }
