@@ -115,6 +115,20 @@ def test_the_reference_game_is_computed_once_per_mask():
     assert calls == [5, 4, 5, 1]
 
 
+def test_the_what_if_subsets_are_reused_not_scored_again():
+    calls: list[int] = []
+    score = additive_score(calls)
+    availability = np.array([True, True, False])
+    subsets = what_if(score, PATIENT, availability)
+    game = ReferenceGame(score, REFERENCE)
+    alone = split_ordering(score, PATIENT, availability, REFERENCE, NAMES, TASKS, game=game)
+    calls.clear()
+    reused = split_ordering(score, PATIENT, availability, REFERENCE, NAMES, TASKS, game=game, subsets=subsets)
+    assert calls == [1] and reused == alone  # only the absent modality's row
+    with pytest.raises(ValueError):
+        split_ordering(score, PATIENT, np.array([True, False, False]), REFERENCE, NAMES, TASKS, subsets=subsets)
+
+
 def test_reference_sample_draws_from_patients_who_had_the_modality():
     inputs = [torch.arange(6.0).reshape(6, 1), torch.arange(6.0).reshape(6, 1) + 100, torch.zeros(6, 2)]
     availability = torch.tensor([[1, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 0], [1, 0, 0]], dtype=torch.bool)

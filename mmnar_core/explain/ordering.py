@@ -319,32 +319,39 @@ def split_ordering(
     tasks: Sequence[str],
     sources: Mapping[str, str] | None = None,
     game: ReferenceGame | None = None,
+    subsets: WhatIf | None = None,
 ) -> OrderingSplit:
     """Split each available modality's Shapley value into obtained + shows, and give each absent modality's
     missing effect (module doc). `inputs`: the patient's (1, dim) (or (dim,)) embeddings per modality (zeros
     where absent, as the predictor passes them); `reference`: per modality one (dim,) typical content, or a
     (K, dim) sample whose risks are averaged (v_ref(S) and the missing effects are then means over the K
     draws); `sources`: which reference each is (copied into the record); `game`: the predictor's
-    `ReferenceGame` over the same `reference` (v_ref cached across patients; a fresh one otherwise).
-    One batched `score` call for the patient (its 2^k subsets and K rows per absent modality), plus one
-    for the masks of v_ref not yet in `game`."""
+    `ReferenceGame` over the same `reference` (v_ref cached across patients; a fresh one otherwise);
+    `subsets`: this patient's `what_if` result, whose risks are v (then not scored again).
+    One batched `score` call for the patient (its 2^k subsets unless `subsets` is given, and K rows per
+    absent modality), plus one for the masks of v_ref not yet in `game`."""
     availability = np.asarray(availability, dtype=bool)
     if not len(inputs) == len(reference) == len(modalities) == len(availability):
         raise ValueError("need one input, one reference and one name per modality, and an (M,) availability")
     game = game if game is not None else ReferenceGame(score, reference)
     available, masks = subset_availability(availability)
+    if subsets is not None and (subsets.available != available or not np.array_equal(subsets.subset_masks, masks)):
+        raise ValueError("`subsets` is the what-if of another availability pattern")
     absent = [int(m) for m in np.flatnonzero(~availability)]
-    n_subsets, draws = len(masks), game.draws
+    draws = game.draws
+    n_subsets = 0 if subsets is not None else len(masks)
     patient = [x.reshape(1, -1).float() for x in inputs]
-    # rows: v (n_subsets), then per absent modality `draws` rows: the patient plus it, with reference content
+    # rows: v (unless given), then per absent modality `draws` rows: the patient plus it, with reference content
     batch = [x.expand(n_subsets + len(absent) * draws, -1).clone() for x in patient]
     extra = np.repeat(availability[None], len(absent), axis=0)
     for i, m in enumerate(absent):
         batch[m][n_subsets + i * draws : n_subsets + (i + 1) * draws] = game.contents[m].to(patient[m].device)
         extra[i, m] = True
-    all_masks = np.concatenate([masks, np.repeat(extra, draws, axis=0)])
-    risks = np.asarray(score(batch, torch.from_numpy(all_masks)), dtype=np.float64)
-    v = risks[:n_subsets]
+    all_masks = np.concatenate([masks[:n_subsets], np.repeat(extra, draws, axis=0)])
+    risks = np.zeros((0, len(tasks)))
+    if len(all_masks):
+        risks = np.asarray(score(batch, torch.from_numpy(all_masks)), dtype=np.float64)
+    v = np.asarray(subsets.risks, dtype=np.float64) if subsets is not None else risks[:n_subsets]
     with_typical = risks[n_subsets:].reshape(len(absent), draws, risks.shape[1]).mean(axis=1)
     v_ref = game.risks(masks)
     v_ref[0] = v[0]  # the empty set has no content: the same risk in both games (up to batch float noise)

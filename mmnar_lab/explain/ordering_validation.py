@@ -34,7 +34,13 @@ import torch
 
 from mmnar_core.evaluation.metrics import auroc
 from mmnar_core.explain.modality import ReferenceSet, ScoreFn
-from mmnar_core.explain.ordering import ReferenceContent, reference_contents, reference_sample, split_ordering
+from mmnar_core.explain.ordering import (
+    ReferenceContent,
+    ReferenceGame,
+    reference_contents,
+    reference_sample,
+    split_ordering,
+)
 from mmnar_core.model import MMNARConfig
 from mmnar_core.numeric import sigmoid
 from mmnar_core.patterns import encode_pattern
@@ -115,10 +121,13 @@ def right_part_rates(
     availability = data.availability.numpy()
     names, task = data.modalities, data.tasks[0]
     typical = reference.tensors(names)
+    game = ReferenceGame(score, typical)  # v_ref per availability mask, shared by every patient
     expected, other, planted = [], [], names[modality]
     noise_obtained, noise_shows, missing = [], [], []
     for r in rows:
-        split = split_ordering(score, [x[r] for x in data.inputs], availability[r], typical, names, data.tasks)
+        split = split_ordering(
+            score, [x[r] for x in data.inputs], availability[r], typical, names, data.tasks, game=game
+        )
         for part in split.parts:
             if part.modality == planted:
                 values = {"obtained": abs(part.obtained[task]), "shows": abs(part.shows[task])}
