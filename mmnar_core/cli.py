@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "mmnar_core.loaders.command",
     "mmnar_core.encoders.command",
     "mmnar_core.training.command",
+    "mmnar_core.ood.command",
     "mmnar_core.baselines.command",
     "mmnar_core.bundle_command",
     "mmnar_core.drift_command",
