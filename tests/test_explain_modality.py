@@ -69,7 +69,7 @@ def test_shapley_sums_to_full_minus_none_with_the_model():
         assert np.allclose(full, score(inputs, torch.from_numpy(availability).unsqueeze(0))[0], atol=1e-6)
 
 
-def test_value_of_absent_uses_neighbours_who_had_it():
+def test_value_of_absent_uses_reference_patients_who_had_it():
     torch.manual_seed(0)
     config = MMNARConfig(
         modalities=["s", "img"], input_dims=[3, 2], tasks=["x"], d_model=16, n_heads=2, n_layers=1, dropout=0.0
@@ -80,33 +80,27 @@ def test_value_of_absent_uses_neighbours_who_had_it():
         with torch.no_grad():
             return torch.sigmoid(model(inputs, availability)).numpy()
 
-    def represent(inputs, availability):
-        with torch.no_grad():
-            return model.represent(inputs, availability).numpy()
-
     reference = ReferenceSet(
         [torch.randn(50, 3), torch.randn(50, 2)], torch.tensor([[True, i % 2 == 0] for i in range(50)])
     )
     patient = [torch.randn(1, 3), torch.zeros(1, 2)]
-    value = value_of_absent(score, represent, patient, np.array([True, False]), reference, modality=1, k=10)
-    assert value.n_neighbours == 10 and value.n_candidates == 25
+    value = value_of_absent(score, None, patient, np.array([True, False]), reference, modality=1)
+    # fitted on the 25 who had it; one draw per leave-one-out residual
+    assert value.n_neighbours == 25 and value.n_candidates == 25 and value.n_draws == 25
+    assert value.regressors == (0,)
     assert value.p10[0] <= value.mean[0] <= value.p90[0]
+    assert len(value.verdicts) == 1 and value.verdicts[0].startswith("obtaining it")
     with pytest.raises(ValueError, match="already available"):
-        value_of_absent(score, represent, patient, np.array([True, True]), reference, modality=1)
+        value_of_absent(score, None, patient, np.array([True, True]), reference, modality=1)
     nobody = ReferenceSet(reference.inputs, torch.tensor([[True, False]] * 50))
-    assert value_of_absent(score, represent, patient, np.array([True, False]), nobody, modality=1) is None
+    assert value_of_absent(score, None, patient, np.array([True, False]), nobody, modality=1) is None
 
-    # the reference representations are computed once per (modality, observed pattern), with the same result
-    calls = []
-
-    def counting(inputs, availability):
-        calls.append(len(availability))
-        return represent(inputs, availability)
-
+    # the conditional model is fitted once per (modality, regressors), with the same result
     fresh = ReferenceSet(reference.inputs, reference.availability)
     other = [torch.randn(1, 3), torch.zeros(1, 2)]
-    first = value_of_absent(score, counting, patient, np.array([True, False]), fresh, modality=1, k=10)
-    again = value_of_absent(score, counting, other, np.array([True, False]), fresh, modality=1, k=10)
-    assert calls == [25, 1, 1]  # the 25 candidates once, then only each patient
+    first = value_of_absent(score, None, patient, np.array([True, False]), fresh, modality=1)
+    fitted = fresh.conditional(1, (0,))
+    again = value_of_absent(score, None, other, np.array([True, False]), fresh, modality=1)
+    assert list(fresh._conditional) == [(1, (0,))] and fresh.conditional(1, (0,)) is fitted
     assert np.array_equal(first.mean, value.mean) and np.array_equal(first.p90, value.p90)
-    assert again.n_candidates == 25
+    assert again.n_candidates == 25 and again.n_neighbours == 25
