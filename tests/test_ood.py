@@ -291,3 +291,28 @@ def tiny_bundle(out, content_hash: str, extra: dict, encoders: dict | None = Non
         "# card\n",
         extra_files=extra,
     )
+
+
+@pytest.mark.slow
+def test_training_writes_the_check_and_the_predictor_path_feeds_it(tmp_path):
+    """synth -> embed -> train with the real encoders: the bundle carries the check, fitted on its training
+    split, and a patient encoded by the Predictor is checked; a real-looking change (a note in another
+    language, creatinine far above the cohort's) is flagged."""
+    from mmnar_core.dataset import load_dataset
+    from mmnar_core.predictor import Predictor
+
+    from support.bundles import build_synthetic_bundle
+
+    tiny = {"epochs": 2, "d_model": 32, "n_heads": 2, "n_layers": 1, "batch_size": 32, "pretrain_epochs": 1}
+    root = build_synthetic_bundle(tmp_path, n=120, seed=3, config=tiny, resamples=20)
+    predictor = Predictor.load(root / "bundle", device="cpu")
+    check = DistributionCheck.from_bundle(predictor.bundle)
+    assert check is not None and check.trained_on_["n_train"] == predictor.bundle.dataset["split_counts"]["train"]
+    dataset = load_dataset(root / "data")
+    record = dataset.record(dataset.patients["patient_id"].iloc[dataset.split_indices("train")[0]])
+    assert not check.check_record(record, predictor.encode(record)).modality("structured").findings
+    record.structured["creatinine"] = 80.0
+    record.texts["discharge_note"] = "Le patient est rentré chez lui. Aucun problème. " * 20
+    report = check.check_record(record, predictor.encode(record))
+    assert report.modality("structured").findings[0].feature == "creatinine"
+    assert report.modality("discharge_note").flagged

@@ -18,6 +18,7 @@ from mmnar_core.calibration.calibrated import CalibratedModel
 from mmnar_core.dataset import Dataset, load_dataset
 from mmnar_core.evaluation.report import compute_report, headline, markdown_report, predictions_frame
 from mmnar_core.model import MMNARConfig
+from mmnar_core.ood import fit_distribution_check
 from mmnar_core.training.data import ModelData, build_model_data
 from mmnar_core.training.reference_image import image_encoder_configs, reference_image_file
 from mmnar_core.training.trainer import predict_logits, train
@@ -233,6 +234,7 @@ def run_training(
         **encoder_state_files(embeddings),
         **reference_file(data),
         **reference_image_file(dataset, image_encoders),
+        **fit_distribution_check(dataset, embeddings),  # out-of-distribution warnings, fit on the training split
     }
     synthetic = bool(dataset.manifest.has_true_probabilities)
     bundle = save_bundle(
