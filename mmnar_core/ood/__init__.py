@@ -9,13 +9,13 @@ from mmnar_core.ood.check import (
     FILES,
     JSON_FILE,
     TENSOR_FILE,
-    CheckSettings,
     DistributionCheck,
     DistributionCheckError,
     fit_distribution_check,
 )
 from mmnar_core.ood.ranges import FeatureRange
 from mmnar_core.ood.report import DetectorResult, DistributionReport, FeatureFinding, ModalityReport
+from mmnar_core.ood.state import CheckSettings
 
 __all__ = [
     "FILES",

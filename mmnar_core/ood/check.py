@@ -21,17 +21,18 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
+from mmnar_core.ood import words
 from mmnar_core.ood.detectors import CosineNeighbours, ScoreScale, ShrunkMahalanobis, out_of_fold_scores
 from mmnar_core.ood.image_stats import NAMES as STAT_NAMES
-from mmnar_core.ood.image_stats import WORDS as STAT_WORDS
 from mmnar_core.ood.image_stats import image_statistics
-from mmnar_core.ood.ranges import FeatureRange, number
+from mmnar_core.ood.ranges import FeatureRange
 from mmnar_core.ood.report import DetectorResult, DistributionReport, ModalityReport
+from mmnar_core.ood.state import CheckSettings, ModalityFit
 from mmnar_core.schema import ModalityKind, PatientRecord
 
 FORMAT = "mmnar-distribution-check/1"
@@ -42,78 +43,6 @@ FILES = (JSON_FILE, TENSOR_FILE)
 
 class DistributionCheckError(ValueError):
     """A distribution check that cannot be fitted or loaded; the message names the file and the problem."""
-
-
-@dataclass(frozen=True)
-class CheckSettings:
-    level: float = 0.99  # each detector's threshold: this quantile of held-out training scores
-    k: int = 10  # neighbours of the embedding distance
-    max_reference: int = 1500  # training embeddings stored per modality (float16)
-    max_calibration: int = 2000  # held-out training rows the embedding thresholds come from
-    max_images: int = 1000  # training images decoded for the image statistics
-    folds: int = 5  # cross-fitting folds of the Mahalanobis thresholds
-    min_rows: int = 10  # fewer training patients with a modality: that modality is not checked
-    seed: int = 0
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CheckSettings:
-        settings = cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
-        if not 0.5 <= settings.level < 1 or settings.k < 1 or settings.min_rows < 2 or settings.folds < 2:
-            raise ValueError(f"settings out of range: {settings}")
-        return settings
-
-
-@dataclass
-class ModalityFit:
-    """What was fitted for one modality (the arrays are in the detectors)."""
-
-    name: str
-    kind: str  # a ModalityKind value
-    encoder_id: str | None
-    dim: int
-    n_train: int  # training patients with the modality
-    not_checked: str = ""  # why the modality has no fit ("" when it has one)
-    scales: dict[str, ScoreScale] = field(default_factory=dict)  # detector -> held-out training scores
-    columns: list[str] = field(default_factory=list)  # tabular: the encoder's output names
-    stats: dict[str, list[float]] = field(default_factory=dict)  # image: center, scale, low, high per statistic
-    reference: dict[str, Any] = field(default_factory=dict)  # embedding: n stored, how calibrated
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "encoder_id": self.encoder_id,
-            "dim": self.dim,
-            "n_train": self.n_train,
-            "not_checked": self.not_checked,
-            "scales": {k: v.to_dict() for k, v in self.scales.items()},
-            "columns": self.columns,
-            "stats": self.stats,
-            "reference": self.reference,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ModalityFit:
-        fit = cls(
-            name=str(data["name"]),
-            kind=ModalityKind(data["kind"]).value,
-            encoder_id=data.get("encoder_id"),
-            dim=int(data["dim"]),
-            n_train=int(data["n_train"]),
-            not_checked=str(data.get("not_checked", "")),
-            scales={str(k): ScoreScale.from_dict(v) for k, v in dict(data.get("scales") or {}).items()},
-            columns=[str(c) for c in data.get("columns") or []],
-            stats={str(k): [float(x) for x in v] for k, v in dict(data.get("stats") or {}).items()},
-            reference=dict(data.get("reference") or {}),
-        )
-        if fit.stats and (
-            set(fit.stats) != {"center", "scale", "low", "high"}
-            or any(len(v) != len(STAT_NAMES) for v in fit.stats.values())
-        ):
-            raise ValueError(f"{fit.name}: stats must hold center, scale, low and high of {len(STAT_NAMES)} statistics")
-        if fit.columns and len(fit.columns) != fit.dim:
-            raise ValueError(f"{fit.name}: {len(fit.columns)} column names for {fit.dim} columns")
-        return fit
 
 
 class DistributionCheck:
@@ -245,15 +174,13 @@ class DistributionCheck:
         flagged = [r for r in reports if r.flagged]
         if flagged:
             summary = (
-                f"Unlike the training data: {_join(['the ' + _words(self.fits_[r.modality])[0] for r in flagged])}. "
+                f"Unlike the training data: {words.join([self._the(r.modality) for r in flagged])}. "
                 "The model has not seen patients like this; treat the risk with caution."
             )
         elif reports:
             unchecked = [r for r in reports if not r.checked]
             summary = "Like the training data in every input checked." + (
-                f" Not checked: {_join(['the ' + _words(self.fits_[r.modality])[0] for r in unchecked])}."
-                if unchecked
-                else ""
+                f" Not checked: {words.join([self._the(r.modality) for r in unchecked])}." if unchecked else ""
             )
         else:
             summary = "Nothing to check: the patient has no inputs."
@@ -264,6 +191,9 @@ class DistributionCheck:
     def check_record(self, record: PatientRecord, vectors: Mapping[str, np.ndarray]) -> DistributionReport:
         """`check` of a PatientRecord and its embeddings."""
         return self.check(record.structured, vectors, record.images)
+
+    def _the(self, modality: str) -> str:
+        return "the " + words.nouns(modality, self.fits_[modality].kind)[0]
 
     def _owner(self, feature: str) -> str | None:
         return next(
@@ -288,10 +218,9 @@ class DistributionCheck:
             detectors.append(main)
             if main.flagged:
                 share = detector.contributions(row)[0]
-                reasons.append(
-                    f"The combination of {_words(fit)[0]} is unusual: {_farther(main.percentile, 'training patients')}"
-                    f"; most of the distance comes from {_join(_top_features(fit.columns, share, self.ranges_))}."
-                )
+                labels = {name: found.label for name, found in self.ranges_.items()}
+                features = words.column_features(fit.columns, share, labels)
+                reasons.append(words.distance_reason(words.nouns(fit.name, fit.kind)[0], main.percentile, features))
         flagged = any(d.flagged for d in detectors)
         checked = not fit.not_checked
         if not checked:
@@ -310,7 +239,7 @@ class DistributionCheck:
         )
 
     def _check_embedded(self, fit: ModalityFit, vector, image) -> ModalityReport:
-        single, plural = _words(fit)
+        single, plural = words.nouns(fit.name, fit.kind)
         if fit.not_checked:
             reason = f"The {single} is not checked: {fit.not_checked}."
             return ModalityReport(fit.name, fit.kind, False, False, None, None, None, [reason])
@@ -320,10 +249,7 @@ class DistributionCheck:
             result = _result("embedding", score, fit.scales["embedding"])
             detectors.append(result)
             if result.flagged:
-                reasons.append(
-                    f"The {single} is unlike the training {plural} to the model's encoder: "
-                    f"{_farther(result.percentile, 'training ' + plural)}."
-                )
+                reasons.append(words.embedding_reason(single, plural, result.percentile))
         if image is not None and "image_statistics" in fit.scales:
             from mmnar_core.encoders.image_io import load_image
 
@@ -338,11 +264,8 @@ class DistributionCheck:
             )
             detectors.append(result)
             if result.flagged:
-                reasons.append(
-                    f"The picture of the {single} differs from the training {plural} (brightness, contrast, grain, "
-                    f"edges, shape): {_farther(result.percentile, 'training ' + plural)}; "
-                    f"{_stat_words(stats, z[0], fit.stats)}."
-                )
+                details = words.statistic_details(stats, z[0], fit.stats)
+                reasons.append(words.picture_reason(single, plural, result.percentile, details))
         main = detectors[0] if detectors else None
         return ModalityReport(
             fit.name,
@@ -493,62 +416,6 @@ def _output_names(embeddings, modality: str, dim: int) -> list[str]:
 def _image_paths(dataset, modality: str) -> dict[str, Any]:
     table = dataset.images[dataset.images["modality"] == modality]
     return {str(pid): dataset.root / path for pid, path in zip(table["patient_id"], table["path"])}
-
-
-def _words(fit: ModalityFit) -> tuple[str, str]:
-    """("X-ray", "X-rays"): how one input of the modality and several of them are named."""
-    plain = fit.name.replace("_", " ")
-    if fit.kind == ModalityKind.IMAGE.value:
-        if any(token in fit.name for token in ("cxr", "xray", "x_ray")):
-            return "X-ray", "X-rays"
-        return f"{plain} image", f"{plain} images"
-    if fit.kind == ModalityKind.TEXT.value:
-        return plain, f"{plain}s"
-    return ("structured values" if fit.name == "structured" else f"{plain} values"), "patients"
-
-
-def _farther(percentile: float | None, others: str) -> str:
-    if percentile is None:
-        return ""
-    if percentile >= 100.0:
-        return f"farther from them than any of {others} is"
-    return f"farther from them than {math.floor(percentile * 10) / 10:.1f} % of {others} are"
-
-
-def _join(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
-
-
-def _top_features(columns: list[str], share: np.ndarray, ranges: Mapping[str, FeatureRange], top: int = 3) -> list[str]:
-    """The features whose columns carry most of a squared Mahalanobis distance, in words."""
-    if not columns:
-        return [f"column {i + 1}" for i in np.argsort(-share)[:top]]
-    totals: dict[str, float] = {}
-    for column, value in zip(columns, share):
-        totals[column] = totals.get(column, 0.0) + float(value)
-    words = []
-    for column in sorted(totals, key=lambda c: -totals[c])[:top]:
-        feature, _, level = column.partition("=")
-        feature, _, missing = feature.partition(":")
-        name = ranges[feature].label if feature in ranges else feature.replace("_", " ")
-        if missing or level == "<missing>":
-            name += " (not recorded)"
-        elif level == "<unknown>":
-            name += " (a category not in training)"
-        elif level:
-            name += f" = {level}"
-        words.append(name)
-    return words
-
-
-def _stat_words(stats: np.ndarray, z: np.ndarray, reference: Mapping[str, list[float]], top: int = 3) -> str:
-    low, high = np.asarray(reference["low"]), np.asarray(reference["high"])
-    outside = [i for i in np.argsort(-np.abs(z)) if not low[i] <= stats[i] <= high[i]][:top]
-    chosen = outside or list(np.argsort(-np.abs(z))[:top])
-    return "; ".join(
-        f"{STAT_WORDS[STAT_NAMES[i]]} {number(float(stats[i]))} (training {number(float(low[i]))} to {number(float(high[i]))})"
-        for i in chosen
-    )
 
 
 def _why(error: Exception) -> str:

@@ -35,11 +35,12 @@ STATISTICS: tuple[tuple[str, str], ...] = (
     ("symmetry", "left-right symmetry"),
     ("top_minus_bottom", "brightness of the top third minus the bottom third"),
     ("border_minus_centre", "brightness of the border minus the centre"),
-    ("aspect", "shape (log of width / height)"),
+    ("aspect", "shape (width / height)"),
     ("levels", "grey levels used (of 256)"),
 )
 NAMES = tuple(name for name, _ in STATISTICS)
 WORDS = dict(STATISTICS)
+PERCENT = frozenset({"dark_fraction", "bright_fraction", "edge_density"})  # shares, shown as percentages
 
 
 def image_statistics(pixels: np.ndarray) -> np.ndarray:
@@ -78,7 +79,7 @@ def image_statistics(pixels: np.ndarray) -> np.ndarray:
             symmetry,
             x[:third].mean() - x[-third:].mean(),
             x[border].mean() - x[~border].mean(),
-            np.log(width / height),
+            width / height,
             levels,
         ],
         dtype=np.float64,

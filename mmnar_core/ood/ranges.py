@@ -15,28 +15,11 @@ import numpy as np
 import pandas as pd
 
 from mmnar_core.ood.report import FeatureFinding
+from mmnar_core.ood.words import label, number
 from mmnar_core.schema import FeatureKind, FeatureSpec
 
 # stored quantiles: name -> probability
 QUANTILES = {"min": 0.0, "p1": 0.01, "p2.5": 0.025, "p50": 0.5, "p97.5": 0.975, "p99": 0.99, "max": 1.0}
-
-
-def label(feature: FeatureSpec) -> str:
-    """A readable name: the description up to any bracket ("Creatinine (last)" -> "Creatinine"), else the
-    name with spaces."""
-    text = (feature.description or "").split(" (")[0].strip()
-    return text if text and len(text) <= 48 else feature.name.replace("_", " ")
-
-
-def number(value: float) -> str:
-    """A number as a clinician writes it: 3 significant figures, no exponent, thousands separated."""
-    if value == 0 or not math.isfinite(value):
-        return f"{value:g}"
-    magnitude = abs(value)
-    if magnitude >= 1000:
-        return f"{value:,.0f}"
-    digits = max(0, 2 - int(math.floor(math.log10(magnitude))))
-    return f"{value:.{digits}f}"
 
 
 def _unit(unit: str | None) -> str:
