@@ -115,8 +115,9 @@ def test_settings_validate():
 # ----------------------------------------------------------------------------- end to end on a bundle
 TINY = {"epochs": 12, "d_model": 32, "n_heads": 2, "n_layers": 1, "batch_size": 32, "pretrain_epochs": 1}
 FAST = AttributionSettings(tabular_steps=32, image_steps=16, text_steps=8)  # faithfulness test only
-# the attribution tests use the default 16 note steps: at 8 the note delta reached 67% of a small gap
-CHECKED = AttributionSettings(tabular_steps=32, image_steps=16, text_steps=16)
+# the attribution tests use the default 16 note steps: at 8 the note delta reached 67% of a small gap; words
+# (Layer IG) are attributed as well as phrases (occlusion, the default) so both are checked
+CHECKED = AttributionSettings(tabular_steps=32, image_steps=16, text_steps=16, text_words=True)
 
 
 @pytest.fixture(scope="module")
@@ -168,15 +169,20 @@ def test_explanation_shapes_and_values(built, explained):
     assert {t.modality for t in explanation.texts} == {"discharge_note", "radiology_report"}
     for text in explanation.texts:
         note = record.texts[text.modality]
-        assert text.n_tokens > 0 and len(text.words) > 0
+        assert text.n_tokens > 0 and len(text.words) > 0 and len(text.phrases) > 0
         for word in text.words:
             assert note[word.start : word.end] == word.text
+        for phrase in text.phrases:
+            assert note[phrase.start : phrase.end] == phrase.text
+            assert phrase.assertion in {"affirmed", "negated", "hedged"} and set(phrase.attribution) == {task}
+        assert text.method.startswith("PhraseOcclusion") and "LayerIntegratedGradients" in text.method
     # every modality's IG starts from the patient's own risk: the output is the rectified calibrated risk
     for item in (*explanation.tabular, *explanation.images):
         assert item.summary.value[task] == pytest.approx(risk, abs=2e-5)
     # the bfloat16 note path (text_precision "auto") moves a risk near 0.1 by up to ~1e-3
     for item in explanation.texts:
         assert item.summary.value[task] == pytest.approx(risk, abs=TEXT_VALUE_TOLERANCE)
+        assert item.phrase_summary.value[task] == pytest.approx(risk, abs=TEXT_VALUE_TOLERANCE)
         assert item.output == "probability"
 
 
@@ -199,6 +205,10 @@ def test_integrated_gradients_completeness(explained):
         total = sum(w.attribution[task] for w in text.words) + text.other[task]
         assert total - gap == pytest.approx(text.summary.delta[task], abs=1e-5)
         assert abs(text.summary.delta[task]) <= 0.1 * abs(gap) + TEXT_DELTA_TOLERANCE
+        # phrases: the summary's delta is what one-at-a-time deletion does not add up to (reported, not bounded)
+        phrase_gap = text.phrase_summary.value[task] - text.phrase_summary.baseline_value[task]
+        phrase_total = sum(p.attribution[task] for p in text.phrases)
+        assert phrase_total - phrase_gap == pytest.approx(text.phrase_summary.delta[task], abs=1e-5)
 
 
 @pytest.mark.slow
@@ -296,13 +306,18 @@ def test_text_precision_bf16_keeps_the_top_words(built):
     task = predictor.config.tasks[1]
     runs = {}
     for precision in ("fp32", "bf16"):
-        settings = AttributionSettings(tabular_steps=8, image_steps=8, text_steps=16, text_precision=precision)
+        settings = AttributionSettings(
+            tabular_steps=8, image_steps=8, text_steps=16, text_precision=precision, text_words=True
+        )
         (text, *_) = attribute_record(
             predictor.attribution_target(vectors), record, [task], settings, ["discharge_note"]
         ).texts
         runs[precision] = text
-    assert runs["fp32"].method == "LayerIntegratedGradients"
-    assert runs["bf16"].method == "LayerIntegratedGradients (transformer in bfloat16)"
+    assert runs["fp32"].method == "PhraseOcclusion+LayerIntegratedGradients"
+    assert (
+        runs["bf16"].method
+        == "PhraseOcclusion (transformer in bfloat16)+LayerIntegratedGradients (transformer in bfloat16)"
+    )
     scores = {p: np.array([w.attribution[task] for w in t.words]) for p, t in runs.items()}
     top = {p: set(np.argsort(-np.abs(s))[:10]) for p, s in scores.items()}
     assert len(top["fp32"] & top["bf16"]) >= 8
@@ -314,3 +329,78 @@ def test_text_precision_bf16_keeps_the_top_words(built):
     with pytest.raises(AttributionError, match="text_precision 'fp16' is not accepted"):
         AttributionSettings(text_precision="fp16")
     assert native_bf16(torch.device("meta")) is False
+
+
+def _with_references(predictor, target):
+    """The target with training patients as structured baselines (what Predictor.attribution_target passes
+    once wired; until then added here from the bundle's reference set)."""
+    from dataclasses import replace
+
+    from mmnar_core.explain.attributions import tabular_references_from
+
+    if target.tabular_references or predictor.reference is None:
+        return target
+    reference = predictor.reference
+    return replace(
+        target,
+        tabular_references=tabular_references_from(reference.inputs, reference.availability, predictor.modalities),
+    )
+
+
+@pytest.mark.slow
+def test_all_outcomes_in_one_run_equal_one_outcome_runs(built):
+    """Every outcome is attributed from the same passes (phrase occlusion, one IG path batch per structured
+    baseline, one image IG batch): the attributions of a task do not depend on which other tasks were asked
+    for, and a phrase's value is exactly the risk change when it is deleted (sign: + raises the risk)."""
+    from mmnar_core.explain.attributions import attribute_record
+
+    predictor, dataset = built
+    record = _full_patient(dataset)
+    vectors = predictor.encode(record)
+    settings = AttributionSettings(tabular_steps=8, image_steps=8, image_gradcam=False)
+    target = _with_references(predictor, predictor.attribution_target(vectors))
+    assert target.tabular_references["structured"].shape[1] == target.inputs[0].shape[1]
+    every = attribute_record(target, record, None, settings)
+    tasks = predictor.config.tasks
+    assert [t.modality for t in every.texts] == ["discharge_note", "radiology_report"]
+    for task in tasks:
+        alone = attribute_record(target, record, [task], settings)
+        assert every.tabular[0].method == "ExpectedGradients"
+        for a, b in zip(every.texts, alone.texts):
+            assert [p.text for p in a.phrases] == [p.text for p in b.phrases]
+            np.testing.assert_allclose(
+                [p.attribution[task] for p in a.phrases], [p.attribution[task] for p in b.phrases], atol=1e-6
+            )
+        np.testing.assert_allclose(
+            [f.attribution[task] for f in every.tabular[0].features],
+            [f.attribution[task] for f in alone.tabular[0].features],
+            atol=1e-6,
+        )
+        np.testing.assert_allclose(
+            every.images[0].integrated_gradients[task].array(),
+            alone.images[0].integrated_gradients[task].array(),
+            atol=1e-6,
+        )
+
+
+def test_older_saved_text_attributions_still_load():
+    """A TextAttribution saved before phrases existed (no phrases / phrase_method / phrase_summary, words
+    without `negated`) loads with the new fields at their defaults."""
+    from mmnar_core.explain.attributions import TextAttribution
+
+    old = {
+        "modality": "discharge_note",
+        "method": "LayerIntegratedGradients",
+        "output": "probability",
+        "baseline": "[PAD]",
+        "n_steps": 16,
+        "n_tokens": 3,
+        "n_windows": 1,
+        "words": [{"text": "effusion", "start": 0, "end": 8, "attribution": {"icu": 0.1}}],
+        "other": {"icu": 0.0},
+        "summary": {"value": {"icu": 0.2}, "baseline_value": {"icu": 0.1}, "delta": {"icu": 0.0}},
+    }
+    text = TextAttribution.from_dict(old)
+    assert text.phrases == [] and text.phrase_summary is None and text.words[0].negated is False
+    again = TextAttribution.from_dict(text.to_dict())
+    assert again == text

@@ -32,7 +32,7 @@ import base64
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Self, cast
 
 import numpy as np
@@ -47,6 +47,7 @@ from mmnar_core.schema import FeatureKind, ModalitySpec
 
 OUTPUTS = ("probability", "logit")
 TEXT_PRECISIONS = ("auto", "bf16", "fp32")
+TABULAR_BASELINES = ("training", "zero")
 
 
 class AttributionError(ValueError):
@@ -61,7 +62,9 @@ class AttributionSettings:
     keep the convergence delta small on this model (see docs/explanations.md for measured deltas)."""
 
     output: str = "probability"  # or "logit" (the rectified, calibrated logit)
-    tabular_steps: int = 64
+    tabular_steps: int = 32  # Gauss-Legendre steps per baseline path
+    tabular_baseline: str = "training"  # "training" (expected gradients over training patients) or "zero"
+    tabular_references: int = 32  # training patients used as structured baselines
     image_steps: int = 32
     text_steps: int = 16
     image_gradcam: bool = True
@@ -75,24 +78,37 @@ class AttributionSettings:
     # so a longer note is attributed on its first max_note_chars characters (the prediction still reads all of
     # it) and the explanation says so in its notes; 20,000 characters are about 20 windows of 256 tokens
     max_note_chars: int = 20_000
+    # notes (issue 16): phrases by occlusion (forward passes only, every task from the same passes) are the
+    # default; word-level Layer IG costs text_steps forward + backward passes over every window per task
+    text_phrases: bool = True
+    text_words: bool = False
+    occlusion_batch: int = 16  # windows per transformer pass in the phrase occlusion
 
     def __post_init__(self) -> None:
         if self.output not in OUTPUTS:
             raise AttributionError(f"output {self.output!r} is not accepted (accepted: {', '.join(OUTPUTS)})")
+        if self.tabular_baseline not in TABULAR_BASELINES:
+            raise AttributionError(
+                f"tabular_baseline {self.tabular_baseline!r} is not accepted (accepted: {', '.join(TABULAR_BASELINES)})"
+            )
         if self.text_precision not in TEXT_PRECISIONS:
             raise AttributionError(
                 f"text_precision {self.text_precision!r} is not accepted (accepted: {', '.join(TEXT_PRECISIONS)})"
             )
         for name in (
             "tabular_steps",
+            "tabular_references",
             "image_steps",
             "text_steps",
             "max_heatmap_side",
             "windows_per_batch",
             "max_note_chars",
+            "occlusion_batch",
         ):
             if int(getattr(self, name)) < 1:
                 raise AttributionError(f"{name} must be >= 1")
+        if not (self.text_phrases or self.text_words):
+            raise AttributionError("text_phrases and text_words are both off: a note would get no attributions")
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -156,7 +172,7 @@ class _Plain:
         for f in fields(cast(Any, self)):  # every subclass is a dataclass
             value = getattr(self, f.name)
             if f.name in self._single:
-                value = value.to_dict()
+                value = None if value is None else value.to_dict()
             elif f.name in self._nested:
                 value = [v.to_dict() for v in value]
             elif f.name in self._heatmaps:
@@ -168,9 +184,11 @@ class _Plain:
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
         kwargs = {}
         for f in fields(cast(Any, cls)):
+            if f.name not in data and (f.default is not MISSING or f.default_factory is not MISSING):
+                continue  # a field added later: older saved explanations lack it and get its default
             value = data[f.name]
             if f.name in cls._single:
-                value = IGSummary.from_dict(value)
+                value = None if value is None else IGSummary.from_dict(value)
             elif f.name in cls._nested:
                 value = [cls._nested[f.name].from_dict(v) for v in value]
             elif f.name in cls._heatmaps:
@@ -234,6 +252,21 @@ class WordAttribution(_Plain):
     start: int  # [start, end) in the original note (code points)
     end: int
     attribution: dict[str, float]
+    negated: bool = False  # inside a negation scope (cue included): never show it as a risk-raising finding
+
+
+@dataclass
+class PhraseAttribution(_Plain):
+    """One phrase of the note (mmnar_core.explain.phrases) and, per task, the risk change when it is deleted:
+    risk(note) - risk(note without the phrase), > 0 when the phrase raises the risk."""
+
+    text: str  # the ORIGINAL text of the phrase's span (negation cue included)
+    start: int  # [start, end) in the original note (code points)
+    end: int
+    assertion: str  # "affirmed", "negated" or "hedged" (mmnar_core.explain.negation)
+    cue: str | None  # the negation / hedge cue found, e.g. "no evidence of"
+    n_tokens: int
+    attribution: dict[str, float]
 
 
 @dataclass
@@ -245,15 +278,30 @@ class TextAttribution(_Plain):
     n_steps: int
     n_tokens: int
     n_windows: int
-    words: list[WordAttribution]
+    words: list[WordAttribution]  # empty unless AttributionSettings.text_words (Layer IG per word)
     other: dict[str, float]  # task -> attribution of tokens outside every word (punctuation)
-    summary: IGSummary
-    _nested = {"words": WordAttribution}
-    _single = ("summary",)
+    summary: IGSummary  # the word IG's; the phrase occlusion's (= phrase_summary) when words were not attributed
+    # added in issue 16 (older saved explanations read with the defaults): phrase occlusion, every task at once
+    phrases: list[PhraseAttribution] = field(default_factory=list)
+    phrase_method: str = ""
+    phrase_summary: IGSummary | None = None  # value, baseline = every content token deleted, delta = non-additivity
+    _nested = {"words": WordAttribution, "phrases": PhraseAttribution}
+    _single = ("summary", "phrase_summary")
 
     def top_words(self, task: str, k: int = 10, absolute: bool = True) -> list[WordAttribution]:
         key = (lambda w: abs(w.attribution[task])) if absolute else (lambda w: w.attribution[task])
         return sorted(self.words, key=key, reverse=True)[:k]
+
+    def top_phrases(self, task: str, k: int = 5, absolute: bool = True) -> list[PhraseAttribution]:
+        """The k phrases whose deletion moves the risk most (|change|), or that raise it most (absolute=False)."""
+        key = (lambda p: abs(p.attribution[task])) if absolute else (lambda p: p.attribution[task])
+        return sorted(self.phrases, key=key, reverse=True)[:k]
+
+    def risk_raising_findings(self, task: str, k: int = 5) -> list[PhraseAttribution]:
+        """Affirmed or hedged phrases that raise the risk, largest first: a negated phrase ("No large pleural
+        effusion") is never listed as a finding that raises the risk, whatever its sign."""
+        chosen = [p for p in self.phrases if p.assertion != "negated" and p.attribution[task] > 0]
+        return sorted(chosen, key=lambda p: p.attribution[task], reverse=True)[:k]
 
 
 # --------------------------------------------------------------------------- the differentiable path
@@ -269,6 +317,9 @@ class AttributionTarget:
     inputs: list[torch.Tensor]  # (1, dim) per modality (zeros where absent)
     availability: np.ndarray  # (M,) bool
     reference_images: Mapping[str, torch.Tensor] = field(default_factory=dict)  # image IG baselines
+    # structured IG baselines (issue 16): encoded vectors of training patients who had the modality, (R, dim)
+    # per tabular modality (`tabular_references`); without them the all-zero encoded vector is the baseline
+    tabular_references: Mapping[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def tasks(self) -> list[str]:
@@ -331,6 +382,10 @@ TABULAR_BASELINE = (
     "the training-median patient: the all-zero encoded vector (numeric features at their training "
     "median, binary features 0, no category set, every missing indicator off)"
 )
+TABULAR_REFERENCE_BASELINE = (
+    "training patients: Integrated Gradients from each of {k} training patients who had the structured data "
+    "(expected gradients), averaged; the summary baseline is their mean risk"
+)
 
 
 def feature_columns(encoder) -> list[tuple[Any, list[int]]]:
@@ -348,6 +403,60 @@ def feature_columns(encoder) -> list[tuple[Any, list[int]]]:
     return groups
 
 
+def tabular_references_from(
+    inputs: Sequence[torch.Tensor], availability: torch.Tensor, modalities: Sequence[ModalitySpec]
+) -> dict[str, torch.Tensor]:
+    """{tabular modality: (R, dim) encoded vectors of the reference patients who had it}, from a training
+    reference set (`Predictor.reference`: `.inputs`, `.availability`): the structured IG baselines."""
+    from mmnar_core.schema import ModalityKind
+
+    return {
+        m.name: inputs[i][availability[:, i].bool()]
+        for i, m in enumerate(modalities)
+        if m.kind is ModalityKind.TABULAR and bool(availability[:, i].any())
+    }
+
+
+def pick_references(pool: torch.Tensor, k: int) -> torch.Tensor:
+    """k rows of `pool` evenly spaced (deterministic: the same baselines for every call and patient)."""
+    if len(pool) <= k:
+        return pool
+    return pool[torch.linspace(0, len(pool) - 1, k).round().long()]
+
+
+def integrated_gradients_rows(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    baselines: torch.Tensor,
+    task_ids: Sequence[int],
+    n_steps: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """IG of every task from each baseline row, averaged over the rows (expected gradients with a fixed sample
+    and Gauss-Legendre steps): one forward over (K * n_steps) rows and one backward per task.
+
+    `forward((B, dim)) -> (B, T_all)`; x (1, dim); baselines (K, dim). Returns (attributions (T, dim), f(x) (T,),
+    mean over baselines of f(baseline) (T,)); completeness: attributions.sum(1) ~ f(x) - mean f(baseline)."""
+    import numpy.polynomial.legendre as legendre
+
+    nodes, weights = legendre.leggauss(n_steps)
+    alphas = torch.tensor((nodes + 1) / 2, dtype=x.dtype, device=x.device)
+    step_weights = torch.tensor(weights / 2, dtype=x.dtype, device=x.device)
+    k = len(baselines)
+    diff = x - baselines  # (K, dim)
+    path = (baselines[:, None, :] + alphas[None, :, None] * diff[:, None, :]).reshape(k * n_steps, -1)
+    path = path.detach().requires_grad_(True)
+    out = forward(path)
+    grads = []
+    for r, task in enumerate(task_ids):
+        (grad,) = torch.autograd.grad(out[:, task].sum(), path, retain_graph=r < len(task_ids) - 1)
+        weighted = (grad.reshape(k, n_steps, -1) * step_weights[None, :, None]).sum(1)  # (K, dim)
+        grads.append((weighted * diff).mean(0))
+    with torch.no_grad():
+        value = forward(x)[0, list(task_ids)]
+        base = forward(baselines)[:, list(task_ids)].mean(0)
+    return torch.stack(grads), value, base
+
+
 def attribute_tabular(
     head: RiskHead,
     index: int,
@@ -357,21 +466,25 @@ def attribute_tabular(
     task_ids: list[int],
     tasks: list[str],
     settings: AttributionSettings,
+    references: torch.Tensor | None = None,
 ) -> TabularAttribution:
-    from captum.attr import IntegratedGradients
-
+    """Every task at once. With `references` (encoded training patients) and settings.tabular_baseline
+    "training": expected gradients over `settings.tabular_references` of them, so a feature gets credit only
+    for how this patient differs from real patients (a categorical's "no category set" zero vector is a
+    state no patient has: against it `sex` ranked first for everyone). Otherwise the all-zero baseline."""
     x = head.inputs[index]
-    rows = len(task_ids)
-    inputs = x.expand(rows, -1).clone()
-    baseline = torch.zeros_like(inputs)
-    ig = IntegratedGradients(lambda v: head({index: v}))
-    attr, delta = ig.attribute(
-        inputs, baselines=baseline, target=task_ids, n_steps=settings.tabular_steps, return_convergence_delta=True
+    use_references = references is not None and len(references) > 0 and settings.tabular_baseline == "training"
+    if use_references:
+        assert references is not None
+        baselines = pick_references(references.to(x.device, x.dtype), settings.tabular_references)
+        baseline_text = TABULAR_REFERENCE_BASELINE.format(k=len(baselines))
+    else:
+        baselines, baseline_text = torch.zeros_like(x), TABULAR_BASELINE
+    attr_t, value, base = integrated_gradients_rows(
+        lambda v: head({index: v}), x, baselines, task_ids, settings.tabular_steps
     )
-    with torch.no_grad():
-        value = head({index: x})[0, task_ids]
-        base = head({index: torch.zeros_like(x)})[0, task_ids]
-    attr = attr.detach().double().cpu().numpy()
+    delta = attr_t.sum(1) - (value - base)
+    attr = attr_t.detach().double().cpu().numpy()
     features = []
     for spec, columns in feature_columns(encoder):
         raw = _plain_value(values.get(spec.name))
@@ -382,12 +495,12 @@ def attribute_tabular(
         )
     return TabularAttribution(
         modality,
-        "IntegratedGradients",
+        "ExpectedGradients" if use_references else "IntegratedGradients",
         settings.output,
-        TABULAR_BASELINE,
+        baseline_text,
         settings.tabular_steps,
         features,
-        _summary(tasks, value, base, delta),
+        _summary(tasks, value, base, delta.detach()),
     )
 
 
@@ -546,6 +659,8 @@ class TextCase:
     token_word: list[int]
     pad_id: int
     forward: Any  # (ids, mask, weights) -> (B, T)
+    baseline: torch.Tensor | None = None  # [PAD] at every content slot (the word IG baseline)
+    token_phrase: list[int] = field(default_factory=list)  # per note token: its phrase index, -1 none
 
 
 def attribute_text(
@@ -559,9 +674,10 @@ def attribute_text(
     settings: AttributionSettings,
     where: str = "note",
 ) -> tuple[TextAttribution, TextCase]:
-    from captum.attr import LayerIntegratedGradients
-
+    """Phrase occlusion (every task from the same forward passes) and, with `settings.text_words`, Layer IG
+    per word and task; both mapped to character spans of the ORIGINAL note."""
     from mmnar_core.encoders.text_encoder import NoteForward
+    from mmnar_core.explain.phrases import split_phrases, token_phrase
     from mmnar_core.explain.text_spans import clean_with_offsets, token_offsets, word_map
 
     config = embedder.config
@@ -574,15 +690,16 @@ def attribute_text(
             f"{where}: tokenizer offsets ({len(offsets)}) do not match the note's tokens ({windows.n_tokens[0]})"
         )
     words = word_map(tracked, original, offsets)
+    phrases = split_phrases(tracked.text)
+    owner = token_phrase(phrases, offsets)
     device = head.availability.device
     n_windows, length = windows.input_ids.shape
     note_forward = NoteForward(embedder.encoder, length).eval()
     ids, mask, weights = (t.to(device) for t in NoteForward.flatten(windows))
     positions = windows.positions.reshape(-1).to(device)
     pad = int(embedder.tokenizer.pad_token_id or 0)
-    baseline = torch.where(positions.unsqueeze(0) >= 0, torch.full_like(ids, pad), ids)
-
     bf16 = settings.text_precision == "bf16" or (settings.text_precision == "auto" and native_bf16(device))
+    precision = " (transformer in bfloat16)" if bf16 else ""
 
     def forward(i, m, w):  # the transformer in bfloat16 when chosen; the fusion, heads and calibration in fp32
         check_cancelled()  # before the transformer: the costly part of each Captum internal batch
@@ -590,6 +707,107 @@ def attribute_text(
             embedding = note_forward(i, m, w)
         return head({index: embedding.float()})
 
+    phrase_results: list[PhraseAttribution] = []
+    phrase_summary = None
+    if settings.text_phrases:
+        phrase_results, phrase_summary = _phrase_attributions(
+            head, index, embedder, windows, tracked, original, phrases, owner, task_ids, tasks, settings, pad, bf16
+        )
+    word_results: list[WordAttribution] = []
+    other: dict[str, float] = {}
+    summary = phrase_summary
+    if settings.text_words:
+        word_results, other, summary = _word_attributions(
+            forward,
+            embedder,
+            windows,
+            words,
+            tracked,
+            phrases,
+            (ids, mask, weights, positions, pad),
+            task_ids,
+            tasks,
+            settings,
+        )
+    assert summary is not None  # the settings accept no run without phrases and without words
+    word_method = "LayerIntegratedGradients" + precision
+    phrase_method = ("PhraseOcclusion" + precision) if settings.text_phrases else ""
+    result = TextAttribution(
+        modality,
+        "+".join(
+            m for m in (phrase_method if settings.text_phrases else "", word_method if settings.text_words else "") if m
+        ),
+        settings.output,
+        TEXT_BASELINE if settings.text_words else OCCLUSION_BASELINE,
+        settings.text_steps if settings.text_words else 0,
+        int(windows.n_tokens[0]),
+        int(n_windows),
+        word_results,
+        other,
+        summary,
+        phrase_results,
+        phrase_method,
+        phrase_summary,
+    )
+    baseline = torch.where(positions.unsqueeze(0) >= 0, torch.full_like(ids, pad), ids)
+    return result, TextCase(ids, mask, weights, positions, words.token_word, pad, forward, baseline, owner)
+
+
+OCCLUSION_BASELINE = (
+    "phrases: the note without the phrase (its tokens deleted from the windows that hold it); "
+    "summary baseline: every content token deleted"
+)
+
+
+def _phrase_attributions(
+    head, index, embedder, windows, tracked, original, phrases, owner, task_ids, tasks, settings, pad, bf16
+):
+    from mmnar_core.explain.note_occlusion import occlude_phrases
+
+    occlusion = occlude_phrases(
+        embedder.encoder,
+        windows,
+        np.asarray(owner),
+        len(phrases),
+        lambda embedding: head({index: embedding})[:, task_ids],
+        pad,
+        bf16,
+        settings.occlusion_batch,
+    )
+    counts = np.bincount(np.asarray([o for o in owner if o >= 0], dtype=np.int64), minlength=len(phrases))
+    results = []
+    for p, phrase in enumerate(phrases):
+        if counts[p] == 0:
+            continue
+        a, b = phrase.span
+        start, end = tracked.starts[a], tracked.ends[b - 1]
+        results.append(
+            PhraseAttribution(
+                original[start:end],
+                int(start),
+                int(end),
+                phrase.assertion,
+                phrase.cue,
+                int(counts[p]),
+                {t: float(occlusion.effects[p, r]) for r, t in enumerate(tasks)},
+            )
+        )
+    delta = occlusion.effects.sum(0) - (occlusion.value - occlusion.baseline)
+    summary = _summary(
+        tasks, torch.from_numpy(occlusion.value), torch.from_numpy(occlusion.baseline), torch.from_numpy(delta)
+    )
+    return results, summary
+
+
+def _word_attributions(forward, embedder, windows, words, tracked, phrases, flat, task_ids, tasks, settings):
+    from captum.attr import LayerIntegratedGradients
+
+    from mmnar_core.encoders.text_encoder import NoteForward
+    from mmnar_core.explain.negation import negated_mask
+
+    ids, mask, weights, positions, pad = flat
+    n_windows = windows.input_ids.shape[0]
+    baseline = torch.where(positions.unsqueeze(0) >= 0, torch.full_like(ids, pad), ids)
     lig = LayerIntegratedGradients(forward, embedder.encoder.model.get_input_embeddings())
     token_scores, deltas = [], []
     for task_id in task_ids:
@@ -613,22 +831,21 @@ def attribute_text(
     inside = owner >= 0
     for r in range(len(tasks)):
         np.add.at(word_scores[r], owner[inside], scores[r, inside])
-    result = TextAttribution(
-        modality,
-        "LayerIntegratedGradients" + (" (transformer in bfloat16)" if bf16 else ""),
-        settings.output,
-        TEXT_BASELINE,
-        settings.text_steps,
-        int(windows.n_tokens[0]),
-        int(n_windows),
-        [
-            WordAttribution(text, int(a), int(b), {t: float(word_scores[r, w]) for r, t in enumerate(tasks)})
-            for w, (text, (a, b)) in enumerate(zip(words.words, words.spans))
-        ],
-        {t: float(scores[r, ~inside].sum()) for r, t in enumerate(tasks)},
-        _summary(tasks, value, base, torch.tensor(deltas)),
-    )
-    return result, TextCase(ids, mask, weights, positions, words.token_word, pad, forward)
+    negated = [False] * len(words.words)
+    for phrase in phrases:  # negation scopes are found per phrase, words flagged by their cleaned spans
+        a, b = phrase.part
+        in_phrase = [w for w, (s, e) in enumerate(words.clean_spans) if a <= s and e <= b]
+        flags = negated_mask(
+            tracked.text[a:b], [(words.clean_spans[w][0] - a, words.clean_spans[w][1] - a) for w in in_phrase]
+        )
+        for w, flag in zip(in_phrase, flags):
+            negated[w] = flag
+    results = [
+        WordAttribution(text, int(a), int(b), {t: float(word_scores[r, w]) for r, t in enumerate(tasks)}, negated[w])
+        for w, (text, (a, b)) in enumerate(zip(words.words, words.spans))
+    ]
+    other = {t: float(scores[r, ~inside].sum()) for r, t in enumerate(tasks)}
+    return results, other, _summary(tasks, value, base, torch.tensor(deltas))
 
 
 # --------------------------------------------------------------------------- one patient, all modalities
@@ -695,7 +912,17 @@ def attribute_record(
             if kind is ModalityKind.TABULAR:
                 encoder = target.encoder.tabular[name]
                 out.tabular.append(
-                    attribute_tabular(head, index, name, encoder, record.structured, task_ids, task_names, settings)
+                    attribute_tabular(
+                        head,
+                        index,
+                        name,
+                        encoder,
+                        record.structured,
+                        task_ids,
+                        task_names,
+                        settings,
+                        target.tabular_references.get(name),
+                    )
                 )
             elif kind is ModalityKind.IMAGE:
                 embedder = target.encoder.image

@@ -25,19 +25,30 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from mmnar_core.explain.attributions import AttributionSettings, attribute_record, task_indices
+from mmnar_core.explain.attributions import (
+    AttributionSettings,
+    attribute_record,
+    feature_columns,
+    pick_references,
+    tabular_references_from,
+    task_indices,
+)
 from mmnar_core.synth.scm import outcome_concepts
 
 TOP_WORDS = 10
+TOP_PHRASES = 5
+TEMPLATE_SHARE = 0.2  # a phrase (digits and ___ normalised) in >= 20% of training notes is template text
 DELETE_FRACTION = 0.10
 BLOCK = 8  # image deletion unit, in model-input pixels
 
@@ -76,6 +87,46 @@ def _overlaps(words, spans, concepts: set[str] | None = None) -> np.ndarray:
     """Per word: does it overlap a signal span (of one of `concepts`, or of any concept)?"""
     chosen = [(start, end) for start, end, concept in spans if concepts is None or concept in concepts]
     return np.array([any(w.start < end and start < w.end for start, end in chosen) for w in words], dtype=bool)
+
+
+def paragraph_spans(note: str, spans) -> list[tuple[int, int, str]]:
+    """Each signal span widened to its problem paragraph: the line of the original note that holds it (the
+    simulator writes one problem, with its treatment, per line: "# Pneumonia: treated with ...")."""
+    out = []
+    for start, end, concept in spans:
+        a = note.rfind("\n", 0, start) + 1
+        b = note.find("\n", end)
+        out.append((a, len(note) if b < 0 else b, concept))
+    return out
+
+
+def _phrase_overlaps(phrases, spans, concepts: set[str] | None = None) -> np.ndarray:
+    chosen = [(start, end) for start, end, concept in spans if concepts is None or concept in concepts]
+    return np.array([any(p.start < end and start < p.end for start, end in chosen) for p in phrases], dtype=bool)
+
+
+def normalised(text: str) -> str:
+    return re.sub(r"\d+", "#", re.sub(r"\s+", " ", text)).strip().lower()
+
+
+def template_phrases(dataset, modalities: Sequence[str], max_notes: int = 400) -> dict[str, set[str]]:
+    """Per note modality: phrases (normalised) found in >= TEMPLATE_SHARE of up to `max_notes` TRAINING notes."""
+    from mmnar_core.encoders.text_clean import clean_note
+    from mmnar_core.explain.phrases import split_phrases
+
+    ids = dataset.patients["patient_id"].to_numpy()[dataset.split_indices("train")][:max_notes]
+    counts: dict[str, dict[str, int]] = {m: {} for m in modalities}
+    seen: dict[str, int] = dict.fromkeys(modalities, 0)
+    for pid in ids:
+        record = dataset.record(pid)
+        for modality in modalities:
+            note = record.texts.get(modality)
+            if note is None:
+                continue
+            seen[modality] += 1
+            for text in {normalised(p.text) for p in split_phrases(clean_note(note))}:
+                counts[modality][text] = counts[modality].get(text, 0) + 1
+    return {m: {t for t, c in counts[m].items() if c >= TEMPLATE_SHARE * max(seen[m], 1)} for m in modalities}
 
 
 def _count(k_fraction: float, n: int) -> int:
@@ -125,6 +176,23 @@ def evaluate_faithfulness(
     words_hit: dict[str, dict[str, dict[str, list]]] = {group: {} for group in WORD_GROUPS}
     words_chance: dict[str, list] = {}
     deletion: dict[str, dict[str, list]] = {}
+    # phrases: top-5 by |deletion effect| (the default note attributions), and the same top 5 ranked by the sum
+    # of the word IG inside each phrase when words were attributed (the comparison with Layer IG)
+    phrase_hit: dict[str, dict[str, dict[str, list]]] = {}
+    phrase_chance: dict[str, list] = {}
+    template_top: dict[str, dict[str, list]] = {}
+    template_effects: dict[str, list] = {}
+    signal_effects: dict[str, list] = {}
+    note_modalities = [m.name for m in predictor.modalities if m.kind.value == "text"]
+    templates = template_phrases(dataset, note_modalities) if settings.text_phrases else {}
+    references = (
+        tabular_references_from(predictor.reference.inputs, predictor.reference.availability, predictor.modalities)
+        if predictor.reference is not None and settings.tabular_baseline == "training"
+        else {}
+    )
+
+    def hit(group: str, modality: str, task: str, value: bool) -> None:
+        phrase_hit.setdefault(group, {}).setdefault(modality, {}).setdefault(task, []).append(value)
 
     def record_deletion(modality: str, task: str, top: float, random: float) -> None:
         deletion.setdefault(modality, {}).setdefault(task, []).append((top, random))
@@ -133,16 +201,22 @@ def evaluate_faithfulness(
     for count, pid in enumerate(ids):
         record = dataset.record(pid)
         vectors = predictor.encode(record)
-        result = attribute_record(predictor.attribution_target(vectors), record, task_names, settings, modalities)
+        target = predictor.attribution_target(vectors)
+        if references and not target.tabular_references:  # until Predictor.attribution_target passes them
+            target = replace(target, tabular_references=references)
+        result = attribute_record(target, record, task_names, settings, modalities)
         head = result.cases["_head"]
         base_risk = _risk(head)[0]
 
-        for tab in result.tabular:  # structured deletion: features to the IG baseline (encoded zeros)
-            from mmnar_core.explain.attributions import feature_columns
-
+        for tab in result.tabular:  # structured deletion: features to the IG baseline(s), risk change averaged
             index = predictor.config.modalities.index(tab.modality)
             groups = feature_columns(predictor.encoder.tabular[tab.modality])
             x = head.inputs[index]
+            pool = target.tabular_references.get(tab.modality)
+            if pool is not None and tab.method == "ExpectedGradients":
+                bases = pick_references(pool.to(x.device, x.dtype), settings.tabular_references)
+            else:
+                bases = torch.zeros_like(x)
             k = _count(DELETE_FRACTION, len(groups))
             for r, task in zip(task_ids, task_names):
                 scores = np.array([abs(f.attribution[task]) for f in tab.features])
@@ -152,10 +226,10 @@ def evaluate_faithfulness(
                 }
                 change = {}
                 for name, features in chosen.items():
-                    y = x.clone()
+                    y = x.expand(len(bases), -1).clone()
                     for g in features:
-                        y[0, groups[g][1]] = 0.0
-                    change[name] = abs(float(_risk(head, {index: y})[0, r]) - float(base_risk[r]))
+                        y[:, groups[g][1]] = bases[:, groups[g][1]]
+                    change[name] = abs(float(_risk(head, {index: y})[:, r].mean()) - float(base_risk[r]))
                 record_deletion(tab.modality, task, change["top"], change["random"])
 
         for image in result.images:
@@ -203,8 +277,52 @@ def evaluate_faithfulness(
                 record_deletion(image.modality, task, change["top"], change["random"])
 
         for text in result.texts:
-            case = result.cases[text.modality]
             truth = span_groups.get((pid, text.modality), [])
+            if text.phrases and truth:
+                note = record.texts[text.modality]
+                note = note.decode("utf-8") if isinstance(note, (bytes, bytearray)) else note
+                paragraphs = paragraph_spans(note, truth)
+                in_paragraph = _phrase_overlaps(text.phrases, paragraphs)
+                in_span = _phrase_overlaps(text.phrases, truth)
+                is_template = np.array(
+                    [normalised(p.text) in templates.get(text.modality, set()) for p in text.phrases]
+                )
+                phrase_chance.setdefault(text.modality, []).append(
+                    chance_hit_rate(len(text.phrases), int(in_paragraph.sum()), TOP_PHRASES)
+                )
+                ig_scores = None
+                if text.words:
+                    ig_scores = {
+                        task: np.array(
+                            [
+                                sum(w.attribution[task] for w in text.words if p.start <= w.start and w.end <= p.end)
+                                for p in text.phrases
+                            ]
+                        )
+                        for task in task_names
+                    }
+                for task in task_names:
+                    effects = np.array([p.attribution[task] for p in text.phrases])
+                    top = np.argsort(-np.abs(effects), kind="stable")[:TOP_PHRASES]
+                    concepts = relevant[task] or set()
+                    hit("paragraph", text.modality, task, bool(in_paragraph[top].any()))
+                    hit("span", text.modality, task, bool(in_span[top].any()))
+                    relevant_paragraphs = _phrase_overlaps(text.phrases, paragraphs, concepts - {"severity"})
+                    if relevant_paragraphs.any():
+                        hit("paragraph_outcome_conditions", text.modality, task, bool(relevant_paragraphs[top].any()))
+                    template_top.setdefault(text.modality, {}).setdefault(task, []).append(bool(is_template[top].any()))
+                    template_effects.setdefault(text.modality, []).extend(
+                        np.abs(effects[top][is_template[top]]).tolist()
+                    )
+                    signal_effects.setdefault(text.modality, []).extend(
+                        np.abs(effects[top][in_paragraph[top]]).tolist()
+                    )
+                    if ig_scores is not None:
+                        top_ig = np.argsort(-np.abs(ig_scores[task]), kind="stable")[:TOP_PHRASES]
+                        hit("paragraph_ig_sum", text.modality, task, bool(in_paragraph[top_ig].any()))
+            if not text.words:
+                continue
+            case = result.cases[text.modality]
             overlaps = _overlaps(text.words, truth)
             if overlaps.any():
                 words_chance.setdefault(text.modality, []).append(chance_hit_rate(len(text.words), int(overlaps.sum())))
@@ -260,6 +378,22 @@ def evaluate_faithfulness(
             for group, by_modality in words_hit.items()
         },
         "signal_word_top10_chance": {m: float(np.mean(v)) for m, v in words_chance.items()},
+        # phrases (issue 16): a top-5 phrase (|deletion effect|) overlaps a problem paragraph holding a signal
+        # phrase ("paragraph"), the signal phrase itself ("span"), a paragraph of a condition entering the
+        # outcome ("paragraph_outcome_conditions"); "paragraph_ig_sum" ranks phrases by summed word IG instead
+        "signal_phrase_top5": {
+            group: {m: {t: rate(v) for t, v in per.items()} for m, per in by_modality.items()}
+            for group, by_modality in phrase_hit.items()
+        },
+        "signal_phrase_top5_chance": {m: float(np.mean(v)) for m, v in phrase_chance.items()},
+        "template_phrase_in_top5": {m: {t: rate(v) for t, v in per.items()} for m, per in template_top.items()},
+        "top5_abs_effect_median": {
+            m: {
+                "template": float(np.median(template_effects[m])) if template_effects.get(m) else None,
+                "signal_paragraph": float(np.median(signal_effects[m])) if signal_effects.get(m) else None,
+            }
+            for m in set(template_effects) | set(signal_effects)
+        },
         "deletion": {},
     }
     for modality, per in deletion.items():
@@ -286,6 +420,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tasks", default=None, help="comma-separated tasks (default: all)")
     parser.add_argument("--modalities", default=None, help="comma-separated modalities (default: all)")
     parser.add_argument("--text-steps", type=int, default=AttributionSettings.text_steps)
+    parser.add_argument("--text-words", action="store_true", help="also word-level Layer IG (slow; compared)")
+    parser.add_argument("--tabular-baseline", default="training", help="training (expected gradients) or zero")
+    parser.add_argument("--no-gradcam", action="store_true")
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--quiet", action="store_true")
@@ -305,7 +442,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.split,
         args.tasks.split(",") if args.tasks else None,
         args.max_patients,
-        AttributionSettings(text_steps=args.text_steps),
+        AttributionSettings(
+            text_steps=args.text_steps,
+            text_words=args.text_words,
+            tabular_baseline=args.tabular_baseline,
+            image_gradcam=not args.no_gradcam,
+        ),
         args.modalities.split(",") if args.modalities else None,
         progress=not args.quiet,
     )
