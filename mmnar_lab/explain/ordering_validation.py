@@ -20,7 +20,10 @@ cohort. Also printed: the same rate with the parts swapped (what a broken split 
 median |parts| of m0 and of the noise modalities, and for patients without m0 the share whose `missing`
 effect is negative (absence lowers the risk: the right sign in the availability cohort).
 
-Run: `python -m mmnar_lab.explain.ordering_validation [--n N] [--seed S]` (prints JSON).
+Run: `python -m mmnar_lab.explain.ordering_validation [--n N] [--seed S]` (prints JSON). With `--bundle B
+--data D [--cache C] [--max-patients N]` it instead describes the split on a bundle's test patients
+(`bundle_parts`: per modality and task the median |parts|, how often |obtained| > |shows|, the median
+missing effect, for both references, and the split's time per patient after what-if).
 """
 
 from __future__ import annotations
@@ -197,13 +200,92 @@ def ordering_validation(n: int = 16000, seed: int = 0, **config_overrides) -> di
     }
 
 
+def bundle_parts(bundle: str, data: str, cache: str | None = None, max_patients: int = 300) -> dict:
+    """The split on the first `max_patients` test patients of a dataset a bundle can score (module doc)."""
+    from mmnar_core.dataset import load_dataset
+    from mmnar_core.encoders.cache import load_embeddings
+    from mmnar_core.explain.modality import what_if
+    from mmnar_core.predictor import Predictor
+
+    predictor = Predictor.load(bundle)
+    names, tasks = list(predictor.config.modalities), list(predictor.config.tasks)
+    if predictor.reference is None:
+        raise ValueError(f"{bundle} has no reference set: nothing to draw reference contents from")
+    dataset = load_dataset(data)
+    embeddings = load_embeddings(dataset, cache)
+    rows = np.flatnonzero(dataset.patients["split"].to_numpy() == "test")[:max_patients]
+    specs = {m.name: m for m in predictor.modalities}
+    encoder = predictor.encoder
+    references = {
+        "typical": reference_contents(
+            [specs[n] for n in names],
+            predictor.config.input_dims,
+            predictor.reference,
+            getattr(encoder, "tabular", {}),
+            getattr(encoder, "image", None),
+            predictor.reference_images,
+        ),
+        "sample": reference_sample(names, predictor.config.input_dims, predictor.reference),
+    }
+    report: dict = {"bundle": str(bundle), "data": str(data), "n_patients": len(rows), "references": {}}
+    for label, reference in references.items():
+        game = ReferenceGame(predictor.score, reference.tensors(names))
+        parts: dict[str, list] = {n: [] for n in names}
+        missing: dict[str, list] = {n: [] for n in names}
+        seconds = []
+        for r in rows:
+            inputs = [torch.from_numpy(embeddings.vectors[n][r : r + 1]) for n in names]
+            availability = np.array([embeddings.present[n][r] for n in names])
+            subsets = what_if(predictor.score, inputs, availability)
+            started = time.perf_counter()
+            split = split_ordering(
+                predictor.score, inputs, availability, game.contents, names, tasks, game=game, subsets=subsets
+            )
+            seconds.append(time.perf_counter() - started)
+            for part in split.parts:
+                parts[part.modality].append([[part.obtained[t], part.shows[t]] for t in tasks])
+            for m in split.missing:
+                missing[m.modality].append([m.effect[t] for t in tasks])
+        summary: dict = {
+            "split_ms_p50": round(1000 * float(np.median(seconds)), 1),
+            "split_ms_p95": round(1000 * float(np.percentile(seconds, 95)), 1),
+        }
+        for n in names:
+            values = np.abs(np.array(parts[n])).reshape(-1, len(tasks), 2)
+            summary[n] = {
+                "n_available": len(parts[n]),
+                "median_abs_obtained": {t: round(float(np.median(values[:, i, 0])), 4) for i, t in enumerate(tasks)},
+                "median_abs_shows": {t: round(float(np.median(values[:, i, 1])), 4) for i, t in enumerate(tasks)},
+                "share_obtained_larger": {
+                    t: round(float((values[:, i, 0] > values[:, i, 1]).mean()), 3) for i, t in enumerate(tasks)
+                },
+                "n_absent": len(missing[n]),
+                "median_missing_effect": {
+                    t: round(float(np.median(np.array(missing[n])[:, i])), 4) for i, t in enumerate(tasks)
+                }
+                if missing[n]
+                else None,
+            }
+        report["references"][label] = summary
+    return report
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m mmnar_lab.explain.ordering_validation", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--n", type=int, default=16000, help="patients per cohort (15%% are test)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bundle", help="describe the split on this bundle's test patients instead (with --data)")
+    parser.add_argument("--data", help="dataset folder the bundle can score (its embeddings cached)")
+    parser.add_argument("--cache", help="embedding cache folder")
+    parser.add_argument("--max-patients", type=int, default=300)
     args = parser.parse_args(argv)
+    if args.bundle:
+        if not args.data:
+            parser.error("--bundle needs --data")
+        print(json.dumps(bundle_parts(args.bundle, args.data, args.cache, args.max_patients), indent=2))
+        return 0
     print(json.dumps(ordering_validation(args.n, args.seed), indent=2))
     return 0
 
