@@ -344,3 +344,55 @@ def test_trained_model_attributes_each_planted_signal_to_its_part(kind):
     assert sample["n_patients"] > 500
     assert sample["right_part_rate"] >= 0.9, result
     assert result["test_auroc"] > 0.65  # the model learned the planted signal
+
+
+# --------------------------------------------------------------------------- the demo bundle's parts
+@pytest.fixture(scope="module")
+def demo():
+    from mmnar_core import DEMO_BUNDLE, Predictor
+
+    return Predictor.load(DEMO_BUNDLE)
+
+
+def test_reference_contents_of_the_demo_bundle_and_the_split_through_its_score(demo):
+    names = list(demo.config.modalities)
+    specs = {m.name: m for m in demo.modalities}
+    reference = demo.reference
+    typical = reference_contents(
+        [specs[n] for n in names],
+        demo.config.input_dims,
+        reference,
+        demo.encoder.tabular,
+        demo.encoder.image,
+        demo.reference_images,
+    )
+    encoder = demo.encoder.tabular["structured"]
+    structured = typical.vectors["structured"]
+    numeric = [f.name for f in encoder.features if f.kind is FeatureKind.NUMERIC]
+    columns = encoder.output_names
+    assert all(structured[columns.index(n)] == 0 for n in numeric)  # the fitted median encodes to 0
+    assert not any(structured[i] for i, c in enumerate(columns) if c.endswith((":missing", "<missing>", "<unknown>")))
+    assert structured.sum() == sum(f.kind is FeatureKind.CATEGORICAL for f in encoder.features)  # one level each
+    with torch.no_grad():
+        image = demo.encoder.image.encoder(demo.reference_images["cxr"].float()).numpy()[0]
+    assert np.allclose(typical.vectors["cxr"], image) and typical.sources["cxr"] == IMAGE_SOURCE
+    for note in ("discharge_note", "radiology_report"):  # an actual reference patient's note embedding
+        index = names.index(note)
+        rows = reference.inputs[index][reference.availability[:, index]].float().numpy()
+        assert (np.abs(rows - typical.vectors[note]).max(axis=1) == 0).any()
+    sample = reference_sample(names, demo.config.input_dims, reference)
+    game = ReferenceGame(demo.score, sample.tensors(names))
+    for row in np.flatnonzero(reference.availability.numpy().sum(axis=1) >= 2)[:3]:
+        inputs = [x[row : row + 1].float() for x in reference.inputs]
+        availability = reference.availability[row].numpy()
+        subsets = what_if(demo.score, inputs, availability)
+        split = split_ordering(
+            demo.score, inputs, availability, sample.tensors(names), names, demo.config.tasks, sample.sources, game
+        )
+        phi = shapley_values(subsets)
+        for i, task in enumerate(demo.config.tasks):
+            assert [p.total[task] for p in split.parts] == pytest.approx(phi[:, i].tolist(), abs=1e-5)
+            assert sum(p.obtained[task] for p in split.parts) == pytest.approx(
+                split.pattern_risk[task] - split.none_risk[task], abs=1e-9
+            )
+        assert set(split.references) == set(names)
