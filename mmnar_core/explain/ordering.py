@@ -5,21 +5,21 @@ this patient (a clinician ordered the X-ray: the missingness signal an MMNAR mod
 contains. With the patient's available modalities A, and for S a subset of A,
 
 - v(S): the risk with the modalities S present with the patient's own content (the others absent);
-- v_ref(S): the risk with the modalities S present with REFERENCE content (a typical training X-ray, a
-  neutral note, the training-median structured values), so only the availability pattern differs,
+- v_ref(S): the risk with the modalities S present with REFERENCE content (one typical content per modality,
+  or the average over a sample of training contents), so only the availability pattern differs,
 
 the split of modality m is
 
-- obtained_m = Shapley value of m in the game v_ref (what being present, with typical content, adds);
+- obtained_m = Shapley value of m in the game v_ref (what being present, with reference content, adds);
 - shows_m = Shapley value of m in v minus obtained_m = Shapley value of m in the game v - v_ref (the
-  Shapley value is linear): what the patient's content adds over typical content, averaged over the
+  Shapley value is linear): what the patient's content adds over reference content, averaged over the
   orders in which the modalities could be added;
 - obtained_m + shows_m = the modality's Shapley value in v, unchanged.
 
 Both parts are additive: the obtained parts sum to v_ref(A) - v(none), the shows parts to v(A) - v_ref(A),
 so a stacked waterfall runs risk with no modality -> risk for this pattern with typical content -> the
 patient's risk. For an absent modality m, `missing_m` = v(A) - v(A + m with reference content): how much
-its absence moves the risk compared with having it and it looking typical. That is not part of the
+its absence moves the risk compared with having it with reference content. That is not part of the
 additive waterfall (the patient's risk already contains the absence; nothing sums to it), and it is not
 the value of obtaining it (what it would show is unknown: see `value_of_absent`).
 
