@@ -103,6 +103,7 @@ def validate(
         if n is not None and len(rows) > n:
             rows = np.sort(rng.choice(rows, n, replace=False))
         new_in, old_in, new_width, old_width, narrow, errors = [], [], [], [], [], []
+        given: list[str] = []  # the modalities each estimate conditioned on
         for r in rows:
             inputs = [x[r : r + 1] for x in data.inputs]
             full = data.availability[r].numpy().copy()
@@ -116,15 +117,25 @@ def validate(
             new_in.append((value.p10 <= actual) & (actual <= value.p90))
             new_width.append(value.p90 - value.p10)
             narrow.append(["less than" in v for v in value.verdicts])
+            given.append("+".join(names[j] for j in value.regressors))
             errors.append(np.abs(value.mean - actual))
             p10, p90 = neighbour_value(bundle, shown, hidden, reference, m)
             old_in.append((p10 <= actual) & (actual <= p90))
             old_width.append(p90 - p10)
         new_hits, old_hits = np.sum(new_in, axis=0), np.sum(old_in, axis=0)
+        by_given = {
+            g: {"n": int(sum(x == g for x in given))}
+            | {
+                t: round(float(np.mean([hit[i] for hit, x in zip(new_in, given) if x == g])), 3)
+                for i, t in enumerate(tasks)
+            }
+            for g in sorted(set(given))
+        }
         modalities.append(
             {
                 "modality": name,
                 "n": len(rows),
+                "coverage_by_conditioning_set": by_given,
                 "tasks": {
                     t: {
                         "coverage": round(float(new_hits[i]) / len(rows), 3),
