@@ -3,7 +3,9 @@
 Prints
 - the false-alarm rate on the synthetic test split of the bundle's own cohort (target <= 5 %), per
   modality, per detector and for any modality, from the cached embeddings, the raw structured values and
-  the X-ray files;
+  the X-ray files; and on the test splits of other synthetic cohorts of the same simulator (other seed,
+  scenario and ordering policy), where the structured distance is left out when their structured
+  embeddings come from another tabular encoder than the bundle's;
 - the detection rate under the synthetic bundle of real inputs (target >= 95 % of patients): the real
   X-rays and notes of ../shared/data/covid-cxr-notes (one X-ray and the first note per patient; the note
   given as the discharge note), the same X-rays re-saved as 224 x 224 PNGs like the training ones (so
@@ -55,6 +57,8 @@ def synthetic_false_alarms(check, dataset_dir: str, cache: str | None, limit: in
 
     dataset = load_dataset(dataset_dir)
     embeddings = load_embeddings(dataset, cache)
+    # only embeddings made by the encoders the check was fitted on (another cohort's tabular encoder differs)
+    same = [m for m, fit in check.fits_.items() if embeddings.encoders.get(m, {}).get("encoder_id") == fit.encoder_id]
     rows = dataset.split_indices("test")[:limit]
     ids = dataset.patients["patient_id"].to_numpy()
     names = dataset.manifest.modality_names
@@ -66,7 +70,7 @@ def synthetic_false_alarms(check, dataset_dir: str, cache: str | None, limit: in
     flags: dict[str, list[bool]] = {}
     overall = []
     for row in rows:
-        vectors = {m: embeddings.vectors[m][row] for m in names if embeddings.present[m][row]}
+        vectors = {m: embeddings.vectors[m][row] for m in names if m in same and embeddings.present[m][row]}
         values = {f.name: dataset.structured[f.name].iloc[row] for f in dataset.manifest.features}
         images = {m: paths[(str(ids[row]), m)] for m in image_names if (str(ids[row]), m) in paths}
         report = check.check({k: None if _missing(v) else v for k, v in values.items()}, vectors, images)
@@ -155,7 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mmnar_lab.ood_bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", default=str(DEMO_BUNDLE))
     parser.add_argument(
-        "--dataset", default="/work/data/demo", help="the bundle's training cohort (its test split is used)"
+        "--dataset", default="/work/data/v2", help="the bundle's training cohort (its test split is used)"
+    )
+    parser.add_argument(
+        "--other",
+        nargs="*",
+        default=["/work/data/v1", "/work/data/v3"],
+        help="other synthetic cohorts (same simulator, other seed and scenario) whose test splits are checked too",
     )
     parser.add_argument("--cache", default="/work/data/cache")
     parser.add_argument("--data", default=str(SHARED), help="the shared real data folder")
@@ -175,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict[str, dict[str, str]] = {}
     synthetic = synthetic_false_alarms(check, args.dataset, args.cache, args.limit)
     figures["synthetic test split: false alarms (target <= 0.05)"] = {k: _rate(v) for k, v in synthetic.items()}
+    for other in args.other:
+        title = f"other synthetic cohort {Path(other).name}, test split: false alarms"
+        figures[title] = {k: _rate(v) for k, v in synthetic_false_alarms(check, other, args.cache, args.limit).items()}
     predictor = Predictor.load(args.bundle, device="cpu")
     root = Path(args.data)
     covid = real_detection(predictor, check, covid_records(root / "covid-cxr-notes"))

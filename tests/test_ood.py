@@ -130,6 +130,8 @@ def test_reference_ranges_are_the_training_quantiles(cohort):
     expected = {"min": 0.0, "p1": 0.1, "p2.5": 0.25, "p50": 5.0, "p97.5": 9.75, "p99": 9.9, "max": 10.0}
     assert found.quantiles == pytest.approx(expected)  # the test split's 50 mg/dL is in none of them
     assert found.n == N_TRAIN and found.unit == "mg/dL"
+    # left out in turn, the patients with creatinine 0.0 and 10.0 would fall outside: 2 of 101
+    assert check.fits_["structured"].range_false_alarms == pytest.approx(2 / N_TRAIN)
     low, high, unit = check.reference_range("creatinine")
     assert (low, high, unit) == (pytest.approx(0.25), pytest.approx(9.75), "mg/dL")
     assert check.reference_range("sex") is None

@@ -76,11 +76,11 @@ class DistributionCheck:
             )
             self.fits_[modality.name] = fit
             if modality.kind is ModalityKind.TABULAR:
-                for feature in manifest.features:
-                    if feature.modality == modality.name:
-                        self.ranges_[feature.name] = FeatureRange.fit(
-                            feature, dataset.structured[feature.name].iloc[train]
-                        )
+                owned = [f for f in manifest.features if f.modality == modality.name]
+                table = dataset.structured[[f.name for f in owned]].iloc[train]
+                for feature in owned:
+                    self.ranges_[feature.name] = FeatureRange.fit(feature, table[feature.name])
+                fit.range_false_alarms = leave_one_out_range_flags(table)
             if len(rows) < settings.min_rows:
                 fit.not_checked = f"only {len(rows)} training patients had it (at least {settings.min_rows} are needed)"
                 continue
@@ -386,6 +386,30 @@ def fit_distribution_check(dataset, embeddings, settings: CheckSettings | None =
 
 
 # ---------------------------------------------------------------------- helpers
+def leave_one_out_range_flags(table) -> float:
+    """Share of training rows the range check would flag if the ranges came from the other rows: those
+    holding a feature's unique minimum or maximum, or a category no other row has. About 2F / (n + 1)
+    for F numeric features and n rows: small on thousands of patients, not on a hundred."""
+    import pandas as pd
+
+    if len(table) == 0:
+        return 0.0
+    flagged = np.zeros(len(table), dtype=bool)
+    for name in table.columns:
+        column = table[name]
+        numbers = pd.to_numeric(column, errors="coerce")
+        if numbers.notna().sum() == column.notna().sum() and numbers.notna().any():
+            values = numbers.to_numpy(dtype=np.float64)
+            for extreme in (np.nanmin(values), np.nanmax(values)):
+                if np.sum(values == extreme) == 1:
+                    flagged |= values == extreme
+        else:
+            text = column.astype("object").where(column.notna(), None)
+            counts = text.value_counts()
+            flagged |= text.map(counts).fillna(0).to_numpy() == 1
+    return float(flagged.mean())
+
+
 def _given(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 

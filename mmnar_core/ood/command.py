@@ -77,7 +77,11 @@ def run_distribution_check(args) -> int:
         overwrite=args.overwrite,
     )
     summary = {
-        name: {"n_train": fit.n_train, **{d: round(s.threshold, 5) for d, s in fit.scales.items()}}
+        name: {
+            "n_train": fit.n_train,
+            **{d: round(s.threshold, 5) for d, s in fit.scales.items()},
+            **({} if fit.range_false_alarms is None else {"range_false_alarms_loo": round(fit.range_false_alarms, 4)}),
+        }
         if not fit.not_checked
         else {"n_train": fit.n_train, "not_checked": fit.not_checked}
         for name, fit in check.fits_.items()

@@ -23,7 +23,8 @@ QUANTILES = {"min": 0.0, "p1": 0.01, "p2.5": 0.025, "p50": 0.5, "p97.5": 0.975, 
 
 
 def _unit(unit: str | None) -> str:
-    return f" {unit}" if unit else ""
+    """ " mg/dL"; nothing for a count, which reads better bare ("21 medications" is the label's job)."""
+    return f" {unit}" if unit and unit.lower() not in ("count", "number", "n") else ""
 
 
 @dataclass

@@ -45,6 +45,8 @@ class ModalityFit:
     columns: list[str] = field(default_factory=list)  # tabular: the encoder's output names
     stats: dict[str, list[float]] = field(default_factory=dict)  # image: center, scale, low, high per statistic
     reference: dict[str, Any] = field(default_factory=dict)  # embedding: n stored, how calibrated
+    # tabular: share of training patients the range check flags when each is left out of the ranges
+    range_false_alarms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +60,7 @@ class ModalityFit:
             "columns": self.columns,
             "stats": self.stats,
             "reference": self.reference,
+            "range_false_alarms": self.range_false_alarms,
         }
 
     @classmethod
@@ -73,6 +76,7 @@ class ModalityFit:
             columns=[str(c) for c in data.get("columns") or []],
             stats={str(k): [float(x) for x in v] for k, v in dict(data.get("stats") or {}).items()},
             reference=dict(data.get("reference") or {}),
+            range_false_alarms=None if data.get("range_false_alarms") is None else float(data["range_false_alarms"]),
         )
         if fit.stats and (
             set(fit.stats) != {"center", "scale", "low", "high"}
