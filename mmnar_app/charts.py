@@ -13,7 +13,7 @@ from mmnar_app.display import modality_name, pattern_name, task_name
 from mmnar_core.plain_words import number
 
 if TYPE_CHECKING:
-    from mmnar_core.results import AbsentModality, TaskRisk, WhatIfResult
+    from mmnar_core.results import AbsentModality, OrderingSplit, TaskRisk, WhatIfResult
 
 RAISES, LOWERS, NEUTRAL = "#c2410c", "#1d4ed8", "#64748b"
 
@@ -85,6 +85,42 @@ def shapley_figure(what_if: WhatIfResult, task: str) -> go.Figure:
     return _layout(fig, f"How much each modality contributes: {task_name(task)} (Shapley, percentage points)")
 
 
+OBTAINED, SHOWS, MISSING = "#7c3aed", "#0891b2", "#94a3b8"
+
+
+def ordering_figure(ordering: OrderingSplit, task: str) -> go.Figure:
+    """Per modality, its Shapley value (the diamond) split into "it was obtained" (present with training
+    content: the ordering signal) and "what it shows" (the patient's content against that), stacked; for an
+    absent modality, what its absence does to the risk ("it is missing", beside the sums: not part of them)."""
+    names = [modality_name(p.modality) for p in ordering.parts]
+    obtained = [100 * p.obtained[task] for p in ordering.parts]
+    shows = [100 * p.shows[task] for p in ordering.parts]
+    absent = [modality_name(m.modality) + " (absent)" for m in ordering.missing]
+    missing = [100 * m.effect[task] for m in ordering.missing]
+    fig = go.Figure()
+    fig.add_bar(x=names, y=obtained, name="it was obtained", marker_color=OBTAINED, hovertemplate="%{y:+.1f} pts")
+    fig.add_bar(x=names, y=shows, name="what it shows", marker_color=SHOWS, hovertemplate="%{y:+.1f} pts")
+    if absent:
+        fig.add_bar(x=absent, y=missing, name="it is missing", marker_color=MISSING, hovertemplate="%{y:+.1f} pts")
+    fig.add_scatter(
+        x=names,
+        y=[o + c for o, c in zip(obtained, shows)],
+        mode="markers+text",
+        name="both (its Shapley value)",
+        marker=dict(symbol="diamond", size=11, color="#0f172a"),
+        text=[f"{o + c:+.1f}" for o, c in zip(obtained, shows)],
+        textposition="top center",
+        cliponaxis=False,
+    )
+    fig.update_yaxes(title="change of the risk, percentage points", tickformat="+.1f", zeroline=True)
+    return _layout(
+        fig,
+        f"That it was obtained vs what it shows: {task_name(task)}",
+        barmode="relative",
+        legend=dict(orientation="h", y=-0.2),
+    )
+
+
 def tabular_figure(features: list, task: str, top: int = 12, names: Mapping[str, str] | None = None) -> go.Figure:
     """The `top` structured features by |attribution|, labelled in words (`names`: feature -> words, e.g. the
     explanation's facts) with the patient's value and unit."""
@@ -118,7 +154,7 @@ def tabular_figure(features: list, task: str, top: int = 12, names: Mapping[str,
 
 def absent_figure(absent: list[AbsentModality], task: str) -> go.Figure | None:
     """For each absent modality: today's risk and the estimated risk if it were obtained (mean and 10th-90th
-    percentile over similar reference patients)."""
+    percentile over plausible contents of it given the patient's other data)."""
     rows = [(a.modality, a.estimate) for a in absent if a.estimate is not None]
     if not rows:
         return None
@@ -145,7 +181,7 @@ def absent_figure(absent: list[AbsentModality], task: str) -> go.Figure | None:
             arrayminus=[e.mean[task] - e.p10[task] for e in estimates],
         ),
         customdata=[e.n_reference for e in estimates],
-        hovertemplate="mean %{x:.1%} (from %{customdata} reference patients)<extra></extra>",
+        hovertemplate="mean %{x:.1%} (model fitted on %{customdata} training patients)<extra></extra>",
     )
     fig.update_xaxes(tickformat=".1%")  # the estimates can lie within a point of each other: no repeated ticks
     return _layout(

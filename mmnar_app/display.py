@@ -17,16 +17,18 @@ from mmnar_core.plain_words import (  # re-exported: the app's pages import them
 
 if TYPE_CHECKING:
     from mmnar_core.explain.explanation import Explanation
-    from mmnar_core.results import WhatIfResult
+    from mmnar_core.results import OrderingSplit, WhatIfResult
 
 __all__ = [
     "CONTRIBUTIONS_EXPLAINED",
+    "ORDERING_EXPLAINED",
     "MODALITY_NAMES",
     "TASK_NAMES",
     "contribution_rows",
     "feature_names",
     "method_name",
     "modality_name",
+    "ordering_rows",
     "pattern_name",
     "percent",
     "signed_points",
@@ -58,4 +60,40 @@ CONTRIBUTIONS_EXPLAINED = (
     "would take away, so what another modality also shows is not credited to it; the Shapley value averages "
     "what it adds over every order in which the modalities could be added, so information they share is "
     "split between them. Both are changes of the risk in percentage points."
+)
+
+
+def ordering_rows(ordering: OrderingSplit, task: str) -> list[dict[str, str]]:
+    """Per modality, in percentage points: that it was obtained, what it shows, both; absent ones: missing."""
+    rows = [
+        {
+            "modality": modality_name(p.modality),
+            "it was obtained": signed_points(p.obtained[task]),
+            "what it shows": signed_points(p.shows[task]),
+            "both (Shapley value)": signed_points(p.total[task]),
+            "it is missing": "",
+        }
+        for p in ordering.parts
+    ]
+    rows += [
+        {
+            "modality": modality_name(m.modality),
+            "it was obtained": "",
+            "what it shows": "",
+            "both (Shapley value)": "",
+            "it is missing": signed_points(m.effect[task]),
+        }
+        for m in ordering.missing
+    ]
+    return rows
+
+
+ORDERING_EXPLAINED = (
+    "'It was obtained': how the risk moves because the modality is there at all, with content drawn from "
+    "training patients (the signal in a clinician's decision to order it: missingness not at random). "
+    "'What it shows': how this patient's own content moves the risk from there. The two add up to the "
+    "modality's Shapley value. 'It is missing' (absent modalities): the risk now minus the risk had it been "
+    "obtained with training content; it is already inside the risk, and it is not the value of obtaining it "
+    "(below). Structured data was present for every training patient, so its 'obtained' part is measured "
+    "against a record with no structured data at all, which the model never saw: read it with care."
 )

@@ -12,9 +12,11 @@ import plotly.io as pio
 from mmnar_app import charts
 from mmnar_app.display import (
     CONTRIBUTIONS_EXPLAINED,
+    ORDERING_EXPLAINED,
     contribution_rows,
     feature_names,
     modality_name,
+    ordering_rows,
     pattern_name,
     percent,
     task_name,
@@ -96,9 +98,17 @@ def build_html(assessment, explanations: dict[str, Explanation], synthetic: bool
         figures = []
         if explanation.what_if is not None:
             figures.append(charts.shapley_figure(explanation.what_if, task))
+            if explanation.what_if.ordering is not None:
+                figures.append(charts.ordering_figure(explanation.what_if.ordering, task))
             absent = charts.absent_figure(explanation.what_if.absent, task)
             if absent is not None:
                 figures.append(absent)
+            for item in explanation.what_if.absent:
+                verdict = item.estimate.verdict.get(task) if item.estimate is not None else None
+                parts.append(
+                    f"<p><b>{html.escape(modality_name(item.modality))}, if obtained:</b> "
+                    f"{html.escape(verdict or item.note)}</p>"
+                )
         figures += [
             charts.tabular_figure(t.features, task, names=feature_names(explanation)) for t in explanation.tabular
         ]
@@ -109,6 +119,11 @@ def build_html(assessment, explanations: dict[str, Explanation], synthetic: bool
             parts.append(
                 _table(contribution_rows(explanation.what_if, task))
                 + f"<p class='meta'>{html.escape(CONTRIBUTIONS_EXPLAINED)}</p>"
+            )
+        if explanation.what_if is not None and explanation.what_if.ordering is not None:
+            parts.append(
+                _table(ordering_rows(explanation.what_if.ordering, task))
+                + f"<p class='meta'>{html.escape(ORDERING_EXPLAINED)}</p>"
             )
         for image in explanation.images:
             stored = assessment.files.get(image.modality)

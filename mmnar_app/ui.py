@@ -11,6 +11,7 @@ import streamlit as st
 from mmnar_app import charts
 from mmnar_app.display import (
     CONTRIBUTIONS_EXPLAINED,
+    ORDERING_EXPLAINED,
     contribution_rows,
     feature_names,
     method_name,
@@ -242,10 +243,12 @@ def render_absent(what_if: WhatIfResult, task: str, key: str) -> None:
         if e is None:
             st.caption(f"{modality_name(a.modality)}: {a.note or 'no estimate'}")
             continue
+        verdict = e.verdict.get(task)
+        if verdict:
+            st.markdown(f"**{modality_name(a.modality)}:** {plain(verdict)}")
         st.caption(
-            f"**{modality_name(a.modality)}** (estimate): risk today {percent(e.current[task])}; if obtained, "
-            f"about {percent(e.mean[task])} (10th-90th percentile {percent(e.p10[task])} to "
-            f"{percent(e.p90[task])}), {a.note} (of {e.n_candidates} candidates)."
+            f"Risk today {percent(e.current[task])}; if obtained, about {percent(e.mean[task])} (10th-90th "
+            f"percentile {percent(e.p10[task])} to {percent(e.p90[task])}), {a.note}."
         )
 
 
@@ -332,11 +335,15 @@ def render_results(
     if what_if is not None:
         with st.container(border=True):
             render_what_if(what_if, key)
-        st.plotly_chart(charts.shapley_figure(what_if, task), key=f"{key}-shapley")
-        st.caption(
+        left, right = st.columns(2)
+        left.plotly_chart(charts.shapley_figure(what_if, task), key=f"{key}-shapley")
+        left.caption(
             "Exact Shapley values over the patient's available modalities: the bars sum to the risk with all of "
             "them minus the risk with none of the optional ones."
         )
+        if what_if.ordering is not None:
+            right.plotly_chart(charts.ordering_figure(what_if.ordering, task), key=f"{key}-ordering")
+            right.caption(ORDERING_EXPLAINED)
         render_contributions(what_if, task)
     st.subheader(f"Why: {task_name(task)}")
     render_attributions(explanation, task, images, texts, key)

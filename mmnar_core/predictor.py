@@ -25,7 +25,8 @@ from mmnar_core.calibration.calibrated import CalibratedModel
 from mmnar_core.cancel import CancelToken, cancel_scope, check_cancelled
 from mmnar_core.explain.attributions import AttributionSettings, AttributionTarget, attribute_record, task_indices
 from mmnar_core.explain.explanation import FORMAT, NOTES, Explanation, ExplanationCache, cache_key, input_hash
-from mmnar_core.explain.modality import ReferenceSet, shapley_values, value_of_absent, what_if
+from mmnar_core.explain.modality import MIN_REFERENCE, ReferenceSet, shapley_values, value_of_absent, what_if
+from mmnar_core.explain.ordering import ReferenceGame, reference_contents, reference_sample, split_ordering
 from mmnar_core.explain.summary import FeatureRange, SummaryFacts, summary_facts
 from mmnar_core.numeric import members_mean_and_spread
 from mmnar_core.patterns import encode_pattern, pattern_label
@@ -100,6 +101,26 @@ class Predictor:
                     "rebuild it with `python -m mmnar_core reference-image`"
                 )
         self._encoded = ExplanationCache(8)  # input hash -> encoder embeddings (see `encode`)
+        self._ordering_game = self._ordering_reference(encoder)
+
+    def _ordering_reference(self, encoder: Any) -> ReferenceGame:
+        """What "it was obtained" is measured with (mmnar_core.explain.ordering): 256 training contents per
+        modality from the reference set, or without one a typical content per modality."""
+        names = list(self.config.modalities)
+        if self.reference is not None:
+            contents = reference_sample(names, self.config.input_dims, self.reference)
+        else:
+            specs = {m.name: m for m in self.modalities}
+            contents = reference_contents(
+                [specs[n] for n in names],
+                self.config.input_dims,
+                None,
+                getattr(encoder, "tabular", {}),
+                getattr(encoder, "image", None),
+                self.reference_images,
+            )
+        self.ordering_sources = contents.sources
+        return ReferenceGame(self.score, contents.tensors(names))
 
     @classmethod
     def load(
@@ -261,7 +282,8 @@ class Predictor:
                     self.score, self.represent, inputs, availability, self.reference, int(m), neighbours
                 )
                 if value is None:
-                    absent.append(AbsentModality(names[m], "no reference patient had this modality"))
+                    note = f"too few training patients (under {MIN_REFERENCE}) had this modality to estimate it"
+                    absent.append(AbsentModality(names[m], note))
                     continue
                 estimate = ObtainedEstimate(
                     {t: float(v) for t, v in zip(tasks, value.current)},
@@ -270,11 +292,23 @@ class Predictor:
                     {t: float(v) for t, v in zip(tasks, value.p90)},
                     value.n_neighbours,
                     value.n_candidates,
+                    dict(zip(tasks, value.verdicts)),
+                    value.n_draws,
                 )
-                note = f"estimate from the {value.n_neighbours} most similar training patients who had it"
-                absent.append(AbsentModality(names[m], note, estimate))
+                absent.append(AbsentModality(names[m], value.note, estimate))
+        ordering = split_ordering(
+            self.score,
+            inputs,
+            availability,
+            self._ordering_game.contents,
+            list(names),
+            list(tasks),
+            self.ordering_sources,
+            game=self._ordering_game,
+            subsets=result,
+        )
         return WhatIfResult(
-            record.patient_id, list(tasks), [names[m] for m in result.available], subsets, shapley, absent
+            record.patient_id, list(tasks), [names[m] for m in result.available], subsets, shapley, absent, ordering
         )
 
     def explain(

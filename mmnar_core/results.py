@@ -110,15 +110,18 @@ class SubsetRisks:
 
 @dataclass
 class ObtainedEstimate:
-    """The risk per task today and, estimated from the most similar training patients who had the absent
-    modality, if it were obtained: their mean and 10th / 90th percentiles."""
+    """The risk per task today and, if the absent modality were obtained, the distribution of the risk over
+    plausible contents of it given the patient's other data (mmnar_core.explain.conditional): its mean and
+    10th / 90th percentiles, and a verdict line per task (mmnar_core.explain.absent_verdict)."""
 
     current: dict[str, float]
     mean: dict[str, float]
     p10: dict[str, float]
     p90: dict[str, float]
-    n_reference: int  # the similar patients the estimate comes from
+    n_reference: int  # the training patients the estimate comes from
     n_candidates: int  # the training patients of the reference set who had the modality
+    verdict: dict[str, str] = field(default_factory=dict)  # task -> the verdict line ({} in older explanations)
+    n_draws: int | None = None  # plausible contents scored (None in older explanations)
 
 
 @dataclass
@@ -145,6 +148,8 @@ class AbsentModality:
             "n_reference": e.n_reference,
             "n_candidates": e.n_candidates,
             "note": self.note,
+            **({"verdict": dict(e.verdict)} if e.verdict else {}),
+            **({} if e.n_draws is None else {"n_draws": e.n_draws}),
         }
 
     @classmethod
@@ -158,8 +163,101 @@ class AbsentModality:
                 dict(data["p90"]),
                 data["n_reference"],
                 data["n_candidates"],
+                dict(data.get("verdict") or {}),
+                data.get("n_draws"),
             )
         return cls(data["modality"], data.get("note", ""), estimate)
+
+
+# the ordering split (mmnar_core.explain.ordering computes it): "it was obtained" vs "what it shows"
+MISSING_NOTE = (
+    "missing: the risk now minus the risk had it been obtained with reference content; not part of the additive "
+    "waterfall (the risk already contains the absence) and not the value of obtaining it"
+)
+
+
+@dataclass
+class ModalityParts:
+    """An available modality's Shapley value split in two (per task, risk units; total = obtained + shows)."""
+
+    modality: str
+    obtained: dict[str, float]  # ordering part: Shapley value in the game with reference content
+    shows: dict[str, float]  # content part: the patient's content vs the reference
+    total: dict[str, float]  # the modality's Shapley value
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "modality": self.modality,
+            "obtained": dict(self.obtained),
+            "shows": dict(self.shows),
+            "total": dict(self.total),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModalityParts:
+        return cls(data["modality"], dict(data["obtained"]), dict(data["shows"]), dict(data["total"]))
+
+
+@dataclass
+class MissingPart:
+    """An absent modality: the risk now minus the risk had it been obtained with reference content."""
+
+    modality: str
+    effect: dict[str, float]  # v(available) - v(available + this one with reference content)
+    risk_if_typical: dict[str, float]  # v(available + this one with reference content)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"modality": self.modality, "effect": dict(self.effect), "risk_if_typical": dict(self.risk_if_typical)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MissingPart:
+        return cls(data["modality"], dict(data["effect"]), dict(data["risk_if_typical"]))
+
+
+@dataclass
+class OrderingSplit:
+    """The stacked waterfall: `none_risk` + sum(obtained) = `pattern_risk`; + sum(shows) = `risk`.
+    `missing` stands beside it (see the module doc). `references`: modality -> which reference content."""
+
+    tasks: list[str]
+    available: list[str]
+    none_risk: dict[str, float]  # no modality at all (the model's missing path for everything)
+    pattern_risk: dict[str, float]  # this availability pattern with reference content everywhere
+    risk: dict[str, float]  # the patient's risk (every available modality with its own content)
+    parts: list[ModalityParts]
+    missing: list[MissingPart] = field(default_factory=list)
+    references: dict[str, str] = field(default_factory=dict)
+    note: str = MISSING_NOTE
+
+    def part(self, modality: str) -> ModalityParts:
+        return next(p for p in self.parts if p.modality == modality)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tasks": list(self.tasks),
+            "available": list(self.available),
+            "none_risk": dict(self.none_risk),
+            "pattern_risk": dict(self.pattern_risk),
+            "risk": dict(self.risk),
+            "parts": [p.to_dict() for p in self.parts],
+            "missing": [m.to_dict() for m in self.missing],
+            "references": dict(self.references),
+            "note": self.note,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> OrderingSplit:
+        return cls(
+            list(data["tasks"]),
+            list(data["available"]),
+            dict(data["none_risk"]),
+            dict(data["pattern_risk"]),
+            dict(data["risk"]),
+            [ModalityParts.from_dict(p) for p in data["parts"]],
+            [MissingPart.from_dict(m) for m in data.get("missing", [])],
+            dict(data.get("references", {})),
+            data.get("note", MISSING_NOTE),
+        )
 
 
 @dataclass
@@ -170,6 +268,7 @@ class WhatIfResult:
     subsets: list[SubsetRisks]  # every subset of the available modalities
     shapley: dict[str, dict[str, float]]  # modality -> task -> value; sums to risk(all) - risk(none)
     absent: list[AbsentModality] = field(default_factory=list)  # value of obtaining each absent modality
+    ordering: OrderingSplit | None = None  # each Shapley value split: it was obtained / what it shows
 
     def full(self) -> SubsetRisks:
         """The subset with every available modality."""
@@ -206,6 +305,7 @@ class WhatIfResult:
             "subsets": [s.to_dict() for s in self.subsets],
             "shapley": {m: dict(v) for m, v in self.shapley.items()},
             "absent": [a.to_dict() for a in self.absent],
+            **({} if self.ordering is None else {"ordering": self.ordering.to_dict()}),
         }
 
     @classmethod
@@ -217,4 +317,5 @@ class WhatIfResult:
             subsets=[SubsetRisks.from_dict(s) for s in data["subsets"]],
             shapley={m: dict(v) for m, v in data["shapley"].items()},
             absent=[AbsentModality.from_dict(a) for a in data.get("absent", [])],
+            ordering=OrderingSplit.from_dict(data["ordering"]) if data.get("ordering") else None,
         )

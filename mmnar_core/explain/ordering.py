@@ -36,13 +36,14 @@ the obtained part.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from mmnar_core.explain.modality import ReferenceSet, ScoreFn, WhatIf, shapley_values, subset_availability
+from mmnar_core.results import MissingPart, ModalityParts, OrderingSplit
 from mmnar_core.schema import FeatureKind, ModalityKind, ModalitySpec
 
 if TYPE_CHECKING:
@@ -59,10 +60,6 @@ MEDOID_SOURCE = (
     "(smallest summed Euclidean distance to the others, {n} patients who had it)"
 )
 ZERO_SOURCE = "the zero embedding (no reference content could be built: no training patient had this modality)"
-MISSING_NOTE = (
-    "missing: the risk now minus the risk had it been obtained with reference content; not part of the additive "
-    "waterfall (the risk already contains the absence) and not the value of obtaining it"
-)
 
 
 # --------------------------------------------------------------------------- reference contents
@@ -195,90 +192,6 @@ def reference_sample(
 
 
 # --------------------------------------------------------------------------- the split
-@dataclass
-class ModalityParts:
-    """An available modality's Shapley value split in two (per task, risk units; total = obtained + shows)."""
-
-    modality: str
-    obtained: dict[str, float]  # ordering part: Shapley value in the game with reference content
-    shows: dict[str, float]  # content part: the patient's content vs the reference
-    total: dict[str, float]  # the modality's Shapley value
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "modality": self.modality,
-            "obtained": dict(self.obtained),
-            "shows": dict(self.shows),
-            "total": dict(self.total),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ModalityParts:
-        return cls(data["modality"], dict(data["obtained"]), dict(data["shows"]), dict(data["total"]))
-
-
-@dataclass
-class MissingPart:
-    """An absent modality: the risk now minus the risk had it been obtained with reference content."""
-
-    modality: str
-    effect: dict[str, float]  # v(available) - v(available + this one with reference content)
-    risk_if_typical: dict[str, float]  # v(available + this one with reference content)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"modality": self.modality, "effect": dict(self.effect), "risk_if_typical": dict(self.risk_if_typical)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> MissingPart:
-        return cls(data["modality"], dict(data["effect"]), dict(data["risk_if_typical"]))
-
-
-@dataclass
-class OrderingSplit:
-    """The stacked waterfall: `none_risk` + sum(obtained) = `pattern_risk`; + sum(shows) = `risk`.
-    `missing` stands beside it (see the module doc). `references`: modality -> which reference content."""
-
-    tasks: list[str]
-    available: list[str]
-    none_risk: dict[str, float]  # no modality at all (the model's missing path for everything)
-    pattern_risk: dict[str, float]  # this availability pattern with reference content everywhere
-    risk: dict[str, float]  # the patient's risk (every available modality with its own content)
-    parts: list[ModalityParts]
-    missing: list[MissingPart] = field(default_factory=list)
-    references: dict[str, str] = field(default_factory=dict)
-    note: str = MISSING_NOTE
-
-    def part(self, modality: str) -> ModalityParts:
-        return next(p for p in self.parts if p.modality == modality)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "tasks": list(self.tasks),
-            "available": list(self.available),
-            "none_risk": dict(self.none_risk),
-            "pattern_risk": dict(self.pattern_risk),
-            "risk": dict(self.risk),
-            "parts": [p.to_dict() for p in self.parts],
-            "missing": [m.to_dict() for m in self.missing],
-            "references": dict(self.references),
-            "note": self.note,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> OrderingSplit:
-        return cls(
-            list(data["tasks"]),
-            list(data["available"]),
-            dict(data["none_risk"]),
-            dict(data["pattern_risk"]),
-            dict(data["risk"]),
-            [ModalityParts.from_dict(p) for p in data["parts"]],
-            [MissingPart.from_dict(m) for m in data.get("missing", [])],
-            dict(data.get("references", {})),
-            data.get("note", MISSING_NOTE),
-        )
-
-
 class ReferenceGame:
     """v_ref: the risk with the modalities of an availability mask present at reference content (and the
     others absent), averaged over the reference draws. It depends on the mask only, never on the patient,

@@ -298,9 +298,17 @@ def drivers(explanation: Explanation, facts: SummaryFacts, task: str, k: int = T
                 continue
             effect = float(values.get(task, 0.0))
             sentence = (
-                f"The {modality_name(modality).lower()} (that it was obtained and what it shows) "
-                f"{_direction(effect)} the risk by {abs(100 * effect):.1f} points."
+                f"The {modality_name(modality).lower()} {_direction(effect)} the risk by {abs(100 * effect):.1f} points"
             )
+            ordering = explanation.what_if.ordering
+            parts = {p.modality: p for p in ordering.parts} if ordering is not None else {}
+            if modality in parts:
+                split = parts[modality]
+                sentence += (
+                    f" (that it was obtained: {100 * split.obtained.get(task, 0.0):+.1f}; what it shows: "
+                    f"{100 * split.shows.get(task, 0.0):+.1f})"
+                )
+            sentence += "."
             candidates.append(
                 Driver(modality, modality_name(modality), "available", None, effect, "modality Shapley value", sentence)
             )
