@@ -146,6 +146,7 @@ class LocalService(CachedExplanations):
                 self.predictor.explain(
                     record, tasks=[self.predictor.config.tasks[0]], settings=settings, progress=check
                 )
+                self.predictor.prepare(check)  # what the first patient of each pattern would otherwise fit
             except Stopped:
                 raise
             except Exception:  # a warm-up must never take the app down; the first analysis will show the problem

@@ -138,6 +138,25 @@ class Predictor:
         encoder = _build_patient_encoder(bundle, torch_device, image_weights, text_model)
         return cls(bundle, encoder, torch_device, reference_set(bundle))
 
+    def prepare(self, check: Callable[[str], None] | None = None) -> None:
+        """Fit now what the what-if would otherwise fit on its first patient of each availability pattern:
+        the ordering split's reference risks of every pattern (one batch) and the conditional model of every
+        modality absent from a training pattern (a ridge fit each, about 2.5 s in all on 2 cores). `check`
+        is called between fits (the warm-up's stop signal)."""
+        check = check or (lambda step: None)
+        modalities = len(self.config.modalities)
+        masks = np.array([[(p >> i) & 1 for i in range(modalities)] for p in range(1 << modalities)], dtype=bool)
+        self._ordering_game.risks(masks)
+        if self.reference is None:
+            return
+        for pattern in sorted(int(p) for p in self.bundle.dataset.get("pattern_counts_train", {})):
+            observed = [i for i in range(modalities) if (pattern >> i) & 1]
+            for m in range(modalities):
+                if m in observed or self.reference.n_having([m]) < MIN_REFERENCE:
+                    continue
+                check("prepare")
+                self.reference.conditional(m, self.reference.regressors_for(m, observed))
+
     @property
     def model_id(self) -> str:
         return self.bundle.model_id
