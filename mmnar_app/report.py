@@ -73,6 +73,10 @@ def build_html(assessment, explanations: dict[str, Explanation], synthetic: bool
     )
     if assessment.note:
         parts.append(f"<p><b>Note:</b> {html.escape(assessment.note)}</p>")
+    report = prediction.distribution
+    if report is not None and report.flagged:
+        reasons = "".join(f"<li>{html.escape(reason)}</li>" for reason in report.reasons)
+        parts.append(f"<div class='banner'><b>{html.escape(report.summary)}</b><ul>{reasons}</ul></div>")
     parts.append(
         "<h2>Risks</h2>"
         + _table(

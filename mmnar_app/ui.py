@@ -122,6 +122,17 @@ BAND_COLOURS = {  # the band's badge: green below the baseline, grey about it, o
 }
 
 
+def render_distribution_warning(prediction: Prediction) -> None:
+    """Before the risk: the patient is unlike the training data (mmnar_core.ood), per modality, and why."""
+    report = prediction.distribution
+    if report is None or not report.flagged:
+        return
+    st.warning(
+        f"**{plain(report.summary)}**\n\n" + "\n".join(f"- {plain(reason)}" for reason in report.reasons),
+        icon="⚠️",
+    )
+
+
 def render_summary(explanation: Explanation, task: str) -> None:
     """The summary card of the chosen outcome (mmnar_core.explain.summary): the risk in words against the
     baseline and the same-pattern patients, how reliable the model is here, the top drivers; the other
@@ -328,6 +339,7 @@ def render_results(
 ) -> None:
     """Everything about one analysed patient for one outcome, from an `Explanation`."""
     prediction, what_if = explanation.prediction, explanation.what_if
+    render_distribution_warning(prediction)
     render_summary(explanation, task)
     render_risks(prediction, key)
     with st.expander("Technical detail: the site correction for this availability pattern"):

@@ -29,6 +29,7 @@ from mmnar_core.explain.modality import MIN_REFERENCE, ReferenceSet, shapley_val
 from mmnar_core.explain.ordering import ReferenceGame, reference_contents, reference_sample, split_ordering
 from mmnar_core.explain.summary import FeatureRange, SummaryFacts, summary_facts
 from mmnar_core.numeric import members_mean_and_spread
+from mmnar_core.ood import DistributionCheck, DistributionReport
 from mmnar_core.patterns import encode_pattern, pattern_label
 from mmnar_core.resources import SHIPPED_IMAGE_WEIGHTS  # re-exported: the default image weights
 from mmnar_core.results import (  # re-exported: the result types were defined here first
@@ -101,6 +102,7 @@ class Predictor:
                     "rebuild it with `python -m mmnar_core reference-image`"
                 )
         self._encoded = ExplanationCache(8)  # input hash -> encoder embeddings (see `encode`)
+        self.distribution_check = DistributionCheck.from_bundle(bundle)  # None for a bundle without one
         self._ordering_game = self._ordering_reference(encoder)
 
     def _ordering_reference(self, encoder: Any) -> ReferenceGame:
@@ -271,6 +273,7 @@ class Predictor:
                     [n for n, a in zip(names, masks[b]) if not a],
                     risks,
                     self.model_id,
+                    self.check_distribution(record, vectors[b]),
                 )
             )
         return predictions
@@ -352,6 +355,15 @@ class Predictor:
         with cancel_scope(cancel):
             return self._explain(record, tasks, settings, include_what_if, modalities, progress, digest)
 
+    def check_distribution(
+        self, record: PatientRecord, vectors: dict[str, np.ndarray] | None = None
+    ) -> DistributionReport | None:
+        """Is the patient unlike the training data, per modality and overall, and why (mmnar_core.ood)? None
+        for a bundle fitted without the check."""
+        if self.distribution_check is None:
+            return None
+        return self.distribution_check.check_record(record, self.encode(record) if vectors is None else vectors)
+
     def summary_facts(self, prediction: Prediction) -> SummaryFacts:
         """The bundle's figures the summary card needs for this patient's availability pattern."""
         return summary_facts(
@@ -360,8 +372,17 @@ class Predictor:
 
     @property
     def feature_ranges(self) -> dict[str, FeatureRange]:
-        """Training reference range of each numeric structured feature (shown beside a patient's value)."""
-        return {}
+        """Training reference range (2.5th-97.5th percentile) of each numeric structured feature, shown beside a
+        patient's value; {} for a bundle without the distribution check (where the ranges are kept)."""
+        if self.distribution_check is None:
+            return {}
+        ranges = {}
+        for feature in self.features:
+            found = self.distribution_check.reference_range(feature.name) if feature.categories is None else None
+            if found is not None:
+                low, high, unit = found
+                ranges[feature.name] = FeatureRange(low, high, unit, "2.5th-97.5th percentile of training patients")
+        return ranges
 
     def attribution_target(self, vectors: dict[str, np.ndarray]) -> AttributionTarget:
         """What the attributions of this patient explain: the calibrated model at its embeddings."""

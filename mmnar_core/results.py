@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mmnar_core.ood.report import DistributionReport
+
 
 @dataclass
 class TaskRisk:
@@ -67,6 +69,9 @@ class Prediction:
     missing: list[str]
     risks: list[TaskRisk]
     model_id: str
+    # is the patient unlike the training data (mmnar_core.ood)? None: the bundle has no check (or the
+    # prediction was saved before it existed)
+    distribution: DistributionReport | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +82,7 @@ class Prediction:
             "missing": list(self.missing),
             "risks": [r.to_dict() for r in self.risks],
             "model_id": self.model_id,
+            **({} if self.distribution is None else {"distribution": self.distribution.to_dict()}),
         }
 
     @classmethod
@@ -89,6 +95,7 @@ class Prediction:
             missing=list(data["missing"]),
             risks=[TaskRisk.from_dict(r) for r in data["risks"]],
             model_id=data["model_id"],
+            distribution=DistributionReport.from_dict(data["distribution"]) if data.get("distribution") else None,
         )
 
 

@@ -98,6 +98,9 @@ def test_demo_patient_to_risks_and_toggle_changes_risk(data_dir):
     assert any(abs(added + float(change.split()[0])) < 0.051 for change in after["change"])
     assert any("Why the two columns can differ" in c.value for c in app.caption)
     assert risks(app) == shown  # the toggles never change the patient's actual risks
+    # Demo 06's X-ray is a genuine 1-in-100 false alarm of the distribution check (its picture statistics):
+    # the warning says so before the risk, and the card's reliability line says the figures may not hold
+    assert any("Unlike the training data: the X-ray" in w.value for w in app.warning)
     # the summary card first: the risk in words against the baseline, the reliability here, the drivers
     card = " ".join(m.value for m in app.markdown)
     assert "held-out patients of the training cohort had it" in card and "How reliable here" in card

@@ -171,3 +171,22 @@ def test_the_card_survives_json_and_old_explanations_keep_their_json():
     assert data["summary"] == [c.to_dict() for c in again.summary()]
     old = HEAD["explanations"][0]
     assert "facts" not in Explanation.from_dict(copy.deepcopy(old)).to_dict()
+
+
+def test_a_patient_unlike_the_training_data_is_said_so_before_and_inside_the_card():
+    from mmnar_core.ood.report import DistributionReport, ModalityReport
+
+    explanation = _explanation()
+    facts = summary_facts(_metrics(400, 0.85), INFO.outcomes, INFO.features, explanation.prediction.pattern_name)
+    explanation.facts = facts
+    calm = _card(explanation, facts).reliability
+    assert "unlike them" not in calm
+    xray = ModalityReport("cxr", "image", True, True, 3.2, 1.0, 100.0, ["The X-ray is unlike the training X-rays."])
+    explanation.prediction.distribution = DistributionReport(
+        True, "Unlike the training data: the X-ray.", [xray], 0.99, "synthetic"
+    )
+    warned = _card(explanation, facts).reliability
+    assert warned.startswith(calm) and "this patient is unlike them" in warned
+    again = Explanation.from_dict(json.loads(explanation.to_json()))
+    assert again.prediction.distribution == explanation.prediction.distribution  # saved with the assessment
+    assert again.prediction.distribution.reasons == ["The X-ray is unlike the training X-rays."]

@@ -43,6 +43,7 @@ DISCRIMINATION: tuple[tuple[float, str], ...] = (
     (math.inf, "good"),
 )
 TOP_DRIVERS = 3
+PHRASE_CHARS = 90  # a note's phrase as a driver: at most this many characters, on one line
 
 
 def band(risk: float, baseline: float) -> str:
@@ -285,7 +286,8 @@ def drivers(explanation: Explanation, facts: SummaryFacts, task: str, k: int = T
         phrased.add(text.modality)
         best = max(phrases, key=lambda p: abs(p.attribution.get(task, 0.0)))
         effect = float(best.attribution.get(task, 0.0))
-        label = f"“{best.text.strip()}”"
+        words = " ".join(best.text.split())  # one line, whatever the note's layout
+        label = f"“{words if len(words) <= PHRASE_CHARS else words[: PHRASE_CHARS - 1].rstrip() + '…'}”"
         sentence = (
             f"In the {modality_name(text.modality).lower()}, {label} {_direction(effect)} the risk by "
             f"{abs(100 * effect):.1f} points."
@@ -314,6 +316,17 @@ def drivers(explanation: Explanation, facts: SummaryFacts, task: str, k: int = T
             )
     candidates.sort(key=lambda d: abs(d.effect), reverse=True)
     return candidates[:k]
+
+
+UNLIKE_TRAINING = (
+    " These figures describe patients like the training ones; this patient is unlike them (see the warning), "
+    "so they may not hold here."
+)
+
+
+def _flagged(explanation: Explanation) -> bool:
+    report = explanation.prediction.distribution
+    return report is not None and report.flagged
 
 
 def summarize(explanation: Explanation, facts: SummaryFacts) -> list[OutcomeSummary]:
@@ -357,7 +370,7 @@ def summarize(explanation: Explanation, facts: SummaryFacts) -> list[OutcomeSumm
                 words,
                 headline,
                 comparison,
-                _reliability(task_facts),
+                _reliability(task_facts) + (UNLIKE_TRAINING if _flagged(explanation) else ""),
                 task_facts.reliability_scope,
                 task_facts.auroc,
                 task_facts.calibration_error,
