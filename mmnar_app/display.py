@@ -29,6 +29,7 @@ __all__ = [
     "method_name",
     "modality_name",
     "ordering_rows",
+    "phrase_rows",
     "pattern_name",
     "percent",
     "signed_points",
@@ -61,6 +62,25 @@ CONTRIBUTIONS_EXPLAINED = (
     "what it adds over every order in which the modalities could be added, so information they share is "
     "split between them. Both are changes of the risk in percentage points."
 )
+
+
+ASSERTIONS = {"affirmed": "", "negated": "negated", "hedged": "uncertain"}
+
+
+def phrase_rows(text, task: str, k: int = 5) -> list[dict[str, str]]:
+    """A note's k phrases whose deletion moves the risk most: the phrase on one line, whether the note negates
+    or hedges it, and the change in percentage points."""
+    rows = []
+    for phrase in text.top_phrases(task, k):
+        words = " ".join(phrase.text.split())
+        rows.append(
+            {
+                "phrase": words if len(words) <= 120 else words[:119] + "…",
+                "stated as": ASSERTIONS.get(phrase.assertion, phrase.assertion) or "present",
+                "change of the risk": signed_points(phrase.attribution.get(task, 0.0)),
+            }
+        )
+    return rows
 
 
 def ordering_rows(ordering: OrderingSplit, task: str) -> list[dict[str, str]]:

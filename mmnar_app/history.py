@@ -36,7 +36,11 @@ def _stored(_db, database: str, assessment_id: int):
     """Assessments are never changed once saved, so each is read, checked and parsed once per process, not
     on every rerun of the page (every widget click reruns it)."""
     assessment = _db.get_assessment(assessment_id)
-    return assessment, {t: Explanation.from_dict(d) for t, d in assessment.outputs["explanations"].items()}
+    explanations = {}
+    for stored in assessment.outputs["explanations"].values():  # one per outcome (older), or one of them all
+        explanation = Explanation.from_dict(stored)
+        explanations.update(dict.fromkeys(explanation.tasks, explanation))
+    return assessment, explanations
 
 
 def load(db, assessment_id: int, user: str, model_version: str, action: str = "view", own_only: bool = False):

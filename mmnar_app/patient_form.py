@@ -30,6 +30,7 @@ from mmnar_core.inputs import (
     read_image_upload,
     read_text_upload,
 )
+from mmnar_core.results import ALL_TASKS
 from mmnar_core.schema import FeatureKind, FeatureSpec, ModalityKind
 
 if TYPE_CHECKING:
@@ -361,7 +362,8 @@ def _run(
     svc: ModelService, record: PatientRecord, task: str, info: ModelInfo, modalities: list[str] | None = None
 ) -> Explanation:
     steps = ["encode", "predict", "what_if", *(modalities if modalities is not None else _available(record, info))]
-    with st.status(f"Analysing for {task_name(task).lower()}...", expanded=True) as status:
+    label = "every outcome" if task == ALL_TASKS else task_name(task).lower()
+    with st.status(f"Analysing for {label}...", expanded=True) as status:
         progress, bar = _progress_runner(status, steps)
         started = time.perf_counter()
         explanation = svc.analyse(record, task, progress, modalities=modalities)
@@ -375,23 +377,25 @@ def finish_pending(svc: ModelService, analysis: dict, task: str) -> None:
     nothing is pending."""
     partial = analysis["explanations"][task]
     steps = partial.pending()
-    if not steps or task in analysis.get("pending_refused", ()):  # refused once: not retried on every rerun
+    if not steps or analysis.get("pending_refused"):  # refused once: not retried on every rerun
         return
     with st.status(
         f"Attributing the words of the {', '.join(modality_name(m).lower() for m in steps)}...", expanded=True
     ) as status:
         progress, bar = _progress_runner(status, ["encode", "predict", *steps])
         try:
-            analysis["explanations"][task] = svc.complete(partial, analysis["record"], task, progress)
+            complete = svc.complete(partial, analysis["record"], ALL_TASKS, progress)
         except (RemoteServiceError, AnalysisRefused) as error:  # the first answer stays on the page
             status.update(label=f"The words were not attributed: {plain(error)}", state="error")
-            analysis.setdefault("pending_refused", set()).add(task)
+            analysis["pending_refused"] = True
             return
+        analysis["explanations"] = dict.fromkeys(complete.tasks, complete)
         bar.progress(1.0, text="Done")
     st.rerun()
 
 
-def analyse(svc: ModelService, store, user: str, task: str) -> None:
+def analyse(svc: ModelService, store, user: str) -> None:
+    """Every outcome in one run (the notes' words follow in `finish_pending`)."""
     info = svc.info
     try:
         record, structured, images, texts = _snapshot(info)
@@ -401,7 +405,7 @@ def analyse(svc: ModelService, store, user: str, task: str) -> None:
             st.error(plain(problem))
         return
     try:
-        explanation = _run(svc, record, task, info, _first_pass(record, info))
+        explanation = _run(svc, record, ALL_TASKS, info, _first_pass(record, info))
     except RemoteServiceError as error:  # the model server refused or is down: say so, keep the inputs
         st.error(f"The model server could not analyse this patient: {plain(error)}")
         return
@@ -415,7 +419,7 @@ def analyse(svc: ModelService, store, user: str, task: str) -> None:
         "images": {m: (u.filename, u.media_type) for m, u in images.items()},
         "image_bytes": {m: u.data for m, u in images.items()},
         "texts": texts,
-        "explanations": {task: explanation},
+        "explanations": dict.fromkeys(explanation.tasks, explanation),  # one explanation of every outcome
         "input_hash": explanation.input_hash,
         "inputs_version": st.session_state.get("inputs_version", 0),
     }
@@ -441,14 +445,6 @@ def count_analysed_pattern(store, info: ModelInfo, explanation: Explanation) -> 
     counted.add(explanation.input_hash)
 
 
-def explain_more(svc: ModelService, analysis: dict, task: str) -> None:
-    try:
-        record = analysis["record"]
-        analysis["explanations"][task] = _run(svc, record, task, svc.info, _first_pass(record, svc.info))
-    except (RemoteServiceError, AnalysisRefused) as error:
-        st.error(f"The model could not explain this outcome: {plain(error)}")
-
-
 def inputs_changed(analysis: dict) -> bool:
     return st.session_state.get("inputs_version", 0) != analysis["inputs_version"]
 
@@ -457,6 +453,7 @@ def assessment_payload(info: ModelInfo, analysis: dict) -> dict:
     """What a save stores: inputs (files by reference), outputs (every explanation computed), summary."""
     first = next(iter(analysis["explanations"].values()))
     prediction = first.prediction
+    distinct = {id(e): e for e in analysis["explanations"].values()}.values()  # one explanation of every outcome
     return {
         "inputs": {
             "structured": analysis["structured"],
@@ -464,7 +461,7 @@ def assessment_payload(info: ModelInfo, analysis: dict) -> dict:
             "texts": analysis["texts"],
             "images": {m: {"filename": f, "media_type": t} for m, (f, t) in analysis["images"].items()},
         },
-        "outputs": {"explanations": {t: e.to_dict() for t, e in analysis["explanations"].items()}},
+        "outputs": {"explanations": {e.tasks[0]: e.to_dict() for e in distinct}},
         "files": {m: (f, t, analysis["image_bytes"][m]) for m, (f, t) in analysis["images"].items()},
         "pattern": "+".join(prediction.available),
         "summary": {r.task: r.risk for r in prediction.risks},

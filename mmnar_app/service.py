@@ -194,7 +194,7 @@ class LocalService(CachedExplanations):
             explanation, key = self._cached(digest, task, modalities)
             if explanation is None:
                 explanation = self.predictor.explain(
-                    record, tasks=[task], progress=progress, modalities=modalities, digest=digest, cancel=token
+                    record, tasks=_tasks(task), progress=progress, modalities=modalities, digest=digest, cancel=token
                 )
                 self._cache.put(key, explanation)
             return explanation
@@ -218,7 +218,7 @@ class LocalService(CachedExplanations):
             if explanation is None:
                 extra = self.predictor.explain(
                     record,
-                    tasks=[task],
+                    tasks=_tasks(task),
                     include_what_if=False,
                     modalities=partial.pending(),
                     progress=progress,
@@ -228,6 +228,13 @@ class LocalService(CachedExplanations):
                 explanation = partial.completed_with(extra, key, self.info.modality_names())
                 self._cache.put(key, explanation)
             return explanation
+
+
+def _tasks(task: str) -> list[str] | None:
+    """The predictor's `tasks` for a service's `task`: every outcome for ALL_TASKS, else that one."""
+    from mmnar_core.results import ALL_TASKS
+
+    return None if task == ALL_TASKS else [task]
 
 
 def warm_up_record(predictor) -> PatientRecord:

@@ -18,6 +18,7 @@ from mmnar_app.display import (
     modality_name,
     pattern_name,
     percent,
+    phrase_rows,
     signed_points,
     task_name,
 )
@@ -305,21 +306,38 @@ def render_attributions(
     for name in explanation.pending():
         st.info(f"{modality_name(name)}: the words' attributions are being computed (a few seconds on this CPU)...")
     for text in explanation.texts:
-        st.markdown(f"**{modality_name(text.modality)}: highlighted words**")
-        top = st.slider(
-            "Words highlighted",
-            5,
-            max(5, min(100, len(text.words))),
-            min(20, max(5, len(text.words))),
-            key=f"{key}-top-{text.modality}",
-        )
         note = texts.get(text.modality, "")
-        st.html(highlighted_html(note, text.words, task, top))
-        st.caption("Red words raised the risk, blue words lowered it.")
-        technical.append(
-            f"{modality_name(text.modality)}: {method_name(text.method)} ({text.n_steps} steps, {text.n_tokens} tokens in "
-            f"{text.n_windows} windows) against {text.baseline}; completeness gap {_gap(text.summary, task)}."
+        items, unit = (text.phrases, "phrases") if text.phrases else (text.words, "words")
+        st.markdown(f"**{modality_name(text.modality)}: the {unit} that moved the risk most**")
+        if text.phrases:
+            st.dataframe(phrase_rows(text, task), hide_index=True)
+        top = len(items)
+        if len(items) > 5:
+            top = st.slider(
+                f"{unit.capitalize()} highlighted",
+                5,
+                min(100, len(items)),
+                min(20 if unit == "words" else 10, len(items)),
+                key=f"{key}-top-{text.modality}",
+            )
+        st.html(highlighted_html(note, items, task, top))
+        st.caption(
+            f"Red {unit} raised the risk, blue {unit} lowered it"
+            + (": the change of the risk when the phrase is deleted from the note." if text.phrases else ".")
         )
+        if text.phrases:
+            summary = text.phrase_summary or text.summary
+            technical.append(
+                f"{modality_name(text.modality)}: {text.phrase_method or 'phrase deletion'} ({len(text.phrases)} "
+                f"phrases, {text.n_tokens} tokens in {text.n_windows} windows); the phrases' changes sum to the whole "
+                f"note's effect {_gap(summary, task)} away (phrases interact)."
+            )
+        if text.words:
+            technical.append(
+                f"{modality_name(text.modality)}: {method_name(text.method)} ({text.n_steps} steps, {text.n_tokens} "
+                f"tokens in {text.n_windows} windows) against {text.baseline}; completeness gap "
+                f"{_gap(text.summary, task)}."
+            )
     if technical:
         with st.expander("Technical detail: how the attributions were computed"):
             st.markdown("\n".join(f"- {plain(line)}" for line in technical))

@@ -24,7 +24,14 @@ from mmnar_core.bundle import Bundle, EncoderKind, load_bundle
 from mmnar_core.calibration.calibrated import CalibratedModel
 from mmnar_core.cancel import CancelToken, cancel_scope, check_cancelled
 from mmnar_core.explain.attributions import AttributionSettings, AttributionTarget, attribute_record, task_indices
-from mmnar_core.explain.explanation import FORMAT, NOTES, Explanation, ExplanationCache, cache_key, input_hash
+from mmnar_core.explain.explanation import (
+    FORMAT,
+    NOTES,
+    Explanation,
+    ExplanationCache,
+    cache_key,
+    input_hash,
+)
 from mmnar_core.explain.modality import MIN_REFERENCE, ReferenceSet, shapley_values, value_of_absent, what_if
 from mmnar_core.explain.ordering import ReferenceGame, reference_contents, reference_sample, split_ordering
 from mmnar_core.explain.summary import FeatureRange, SummaryFacts, summary_facts
@@ -33,6 +40,7 @@ from mmnar_core.ood import DistributionCheck, DistributionReport
 from mmnar_core.patterns import encode_pattern, pattern_label
 from mmnar_core.resources import SHIPPED_IMAGE_WEIGHTS  # re-exported: the default image weights
 from mmnar_core.results import (  # re-exported: the result types were defined here first
+    ALL_TASKS,
     AbsentModality,
     ObtainedEstimate,
     Prediction,
@@ -434,7 +442,9 @@ class Predictor:
         return Explanation(
             FORMAT,
             digest,
-            cache_key(digest, self.model_id, task_names, settings, include_what_if, modalities),
+            cache_key(
+                digest, self.model_id, task_names if tasks else [ALL_TASKS], settings, include_what_if, modalities
+            ),
             self.model_id,
             str(record.patient_id),
             task_names,

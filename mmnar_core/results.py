@@ -19,6 +19,8 @@ from typing import Any
 
 from mmnar_core.ood.report import DistributionReport
 
+ALL_TASKS = "all"  # a task argument of the app's service and the model server: every outcome in one run
+
 
 @dataclass
 class TaskRisk:

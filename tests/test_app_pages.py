@@ -105,6 +105,11 @@ def test_demo_patient_to_risks_and_toggle_changes_risk(data_dir):
     card = " ".join(m.value for m in app.markdown)
     assert "held-out patients of the training cohort had it" in card and "How reliable here" in card
     assert "What drives it most" in card and "points" in card
+    # every outcome was explained in the one run: switching the outcome shown computes nothing
+    app.segmented_control(key="task").set_value("death_180d").run()
+    assert not any("Analysing" in s.proto.label for s in app.status)
+    assert any("Death within 180 days:" in m.value for m in app.markdown)
+    assert any("What drives it most" in m.value for m in app.markdown)
     # the methods and Captum's convergence check are technical detail, under an expander
     technical = next(e for e in app.expander if "how the attributions were computed" in e.label)
     assert any("Integrated Gradients" in m.value and "completeness gap" in m.value for m in technical.markdown)
@@ -140,7 +145,7 @@ def test_new_patient_uploads_to_risks(data_dir, tmp_path):
     assert len(risks(app)) == 3
     assert not errors(app)
     # the notes' attributions follow the first screen and complete in the same click (then a rerun)
-    assert any("Discharge summary: highlighted words" in m.value for m in app.markdown)
+    assert any("Discharge summary: the phrases that moved the risk most" in m.value for m in app.markdown)
     assert not any("being computed" in i.value for i in app.info)
     assert app.button(key="save")  # saving is offered only for the complete explanation
 

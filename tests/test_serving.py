@@ -79,7 +79,7 @@ def test_probes_info_stats_and_docs(client, predictor):
         "properties"
     ]
     assert {"structured", "structured_file", "cxr", "discharge_note", "radiology_report", "task"} <= set(fields)
-    assert fields["task"]["enum"] == list(predictor.config.tasks)
+    assert fields["task"]["enum"] == [*predictor.config.tasks, "all"]
     assert {"400", "413", "415", "422", "503", "504"} <= set(schema["paths"]["/predict"]["post"]["responses"])
     assert "swagger" in client.get("/docs").text.lower()
 
@@ -112,6 +112,14 @@ def test_predict_what_if_explain_are_identical_to_the_predictor(client, predicto
     assert other["input_hash"] == expected["input_hash"]  # the id is not an input of the model
     default = client.post("/explain", data=data, files=files).json()
     assert default["tasks"] == [predictor.config.tasks[0]]
+    # every outcome in one run: the predictor's explain without tasks, and a summary card per outcome
+    every = client.post("/explain", data={**data, "task": "all"}, files=files).json()
+    assert without(every, "timings", "input_notes") == without(predictor.explain(record).to_dict(), "timings")
+    assert every["tasks"] == list(predictor.config.tasks)
+    assert [card["task"] for card in every["summary"]] == list(predictor.config.tasks)
+    assert all(card["drivers"] for card in every["summary"])
+    refused = client.post("/explain", data={**data, "task": "everything"}, files=files)
+    assert refused.status_code == 422 and "or all (every outcome in one run)" in refused.text
 
 
 def test_each_uploaded_image_is_decoded_once_per_request(client, predictor, demo, monkeypatch):

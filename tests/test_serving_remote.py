@@ -158,7 +158,7 @@ def test_streamlit_patient_page_in_remote_mode(server, predictor, demos, app_env
     assert list(shown.values()) == [percent(r["risk"]) for r in expected]
     assert app.image  # the X-ray with its heatmap, from the server's attributions
     # two passes, both on the server: risks, what-if and the X-ray first, then the note's words (then a rerun)
-    assert any("Discharge summary: highlighted words" in m.value for m in app.markdown)
+    assert any("Discharge summary: the phrases that moved the risk most" in m.value for m in app.markdown)
     assert not any("being computed" in i.value for i in app.info)
     assert httpx.get(server.url + "/stats").json()["by_kind"].get("explain", 0) == before + 2  # computed by the server
 

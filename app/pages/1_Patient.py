@@ -48,20 +48,18 @@ for modality in info.modalities:
 st.caption("Available now: " + form.availability_summary(info))
 
 # ------------------------------------------------------------------ analyse
+if st.button("Analyse", type="primary", key="analyse", help="Every outcome is explained in one run."):
+    form.analyse(svc, store(), user)
+analysis = state.get("analysis")
 task = st.segmented_control(
-    "Explain outcome",
+    "Outcome shown",
     info.tasks,
     default=info.tasks[0],
     format_func=task_name,
     key="task",
-    help="Attributions are computed per outcome (about 3 s each on a 2-core CPU).",
+    help="Every outcome is analysed at once: switching shows another without waiting.",
 )
 task = task or info.tasks[0]
-if st.button("Analyse", type="primary", key="analyse"):
-    form.analyse(svc, store(), user, task)
-analysis = state.get("analysis")
-if analysis is not None and task not in analysis["explanations"]:
-    form.explain_more(svc, analysis, task)
 
 if analysis is not None and task in analysis["explanations"]:
     st.divider()

@@ -288,8 +288,11 @@ def drivers(explanation: Explanation, facts: SummaryFacts, task: str, k: int = T
         effect = float(best.attribution.get(task, 0.0))
         words = " ".join(best.text.split())  # one line, whatever the note's layout
         label = f"“{words if len(words) <= PHRASE_CHARS else words[: PHRASE_CHARS - 1].rstrip() + '…'}”"
+        stated = {"negated": " (stated as absent)", "hedged": " (stated as uncertain)"}.get(
+            getattr(best, "assertion", "affirmed"), ""
+        )
         sentence = (
-            f"In the {modality_name(text.modality).lower()}, {label} {_direction(effect)} the risk by "
+            f"In the {modality_name(text.modality).lower()}, {label}{stated} {_direction(effect)} the risk by "
             f"{abs(100 * effect):.1f} points."
         )
         candidates.append(Driver(text.modality, label, None, None, effect, text.method, sentence))

@@ -42,6 +42,7 @@ from mmnar_core.inputs import (
 )
 from mmnar_core.inputs.structured import JSON_ACCEPTED, load_json
 from mmnar_core.inputs.uploads import _size
+from mmnar_core.results import ALL_TASKS
 from mmnar_core.schema import FeatureSpec, ModalityKind, ModalitySpec, PatientRecord
 
 if TYPE_CHECKING:
@@ -219,7 +220,10 @@ class Schema:
         out.update({name: "a note as text or a UTF-8 .txt file" for name in self.names(ModalityKind.TEXT)})
         out["patient_id"] = "an identifier (text; optional)"
         if kind == "explain":
-            out["task"] = f"one outcome: {', '.join(self.tasks)} (default {self.tasks[0]})"
+            out["task"] = (
+                f"one outcome: {', '.join(self.tasks)}, or {ALL_TASKS} for every outcome in one run "
+                f"(default {self.tasks[0]})"
+            )
             out["modalities"] = (
                 f"the modalities to attribute, comma-separated, of: "
                 f"{', '.join(m.name for m in self.modalities)} (default: all)"
@@ -272,14 +276,13 @@ def parse_request(
     if kind == "explain":
         task = schema.tasks[0]
         if "task" in given:
-            task = (_field_text(given["task"], "task", f"one of: {', '.join(schema.tasks)}", problems) or "").strip()
-            if task and task not in schema.tasks:
+            accepted = f"one of: {', '.join(schema.tasks)}, or {ALL_TASKS} (every outcome in one run)"
+            task = (_field_text(given["task"], "task", accepted, problems) or "").strip()
+            if task and task not in schema.tasks and task != ALL_TASKS:
                 problems.append(
                     (
                         422,
-                        InputError(
-                            "task", f"{task!r} is not an outcome of this model", f"one of: {', '.join(schema.tasks)}"
-                        ),
+                        InputError("task", f"{task!r} is not an outcome of this model", accepted),
                     )
                 )
             task = task or schema.tasks[0]

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 
 from mmnar_core.cancel import cancel_scope
 from mmnar_core.explain.explanation import ExplanationCache
+from mmnar_core.results import ALL_TASKS
 from mmnar_core.serving.batching import Job
 
 log = logging.getLogger("mmnar_core.serving")
@@ -117,7 +118,7 @@ class PredictorRunner:
                 job.cancel.check()
                 explanation = self.predictor.explain(
                     job.payload.record,
-                    tasks=[job.payload.task],
+                    tasks=None if job.payload.task == ALL_TASKS else [job.payload.task],
                     digest=job.payload.input_hash,
                     modalities=job.payload.modalities,
                 )

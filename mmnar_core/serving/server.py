@@ -34,6 +34,7 @@ from mmnar_core.cancel import Cancelled, CancelToken
 from mmnar_core.encoders.errors import EncoderInputError
 from mmnar_core.explain.explanation import ExplanationCache
 from mmnar_core.inputs import InputError, InputErrors
+from mmnar_core.results import ALL_TASKS
 from mmnar_core.serving.batching import Batcher, Job, Overloaded
 from mmnar_core.serving.config import ServeConfig
 from mmnar_core.serving.parsing import (
@@ -675,7 +676,10 @@ def _form_schema(kind: str, schema: Schema | None) -> dict:
         for name in schema.names(ModalityKind.TEXT):
             properties[name] = {"type": "string", "description": f"{name}: the note as text, or a UTF-8 .txt file"}
     if kind == "explain":
-        properties["task"] = {"type": "string", "description": "the outcome to explain (default: the first)"}
+        properties["task"] = {
+            "type": "string",
+            "description": f"the outcome to explain, or {ALL_TASKS!r} for every outcome in one run (default: the first)",
+        }
         properties["modalities"] = {
             "type": "string",
             "description": "comma-separated modalities to attribute "
@@ -683,7 +687,7 @@ def _form_schema(kind: str, schema: Schema | None) -> dict:
             "example": "structured,cxr",
         }
         if schema is not None:
-            properties["task"]["enum"] = list(schema.tasks)
+            properties["task"]["enum"] = [*schema.tasks, ALL_TASKS]
     return {"type": "object", "properties": properties}
 
 
