@@ -19,6 +19,7 @@ from mmnar_app.display import (
     ordering_rows,
     pattern_name,
     percent,
+    phrase_rows,
     task_name,
 )
 from mmnar_app.highlight import highlighted_html
@@ -140,6 +141,13 @@ def build_html(assessment, explanations: dict[str, Explanation], synthetic: bool
                 )
         for text in explanation.texts:
             note = assessment.inputs.get("texts", {}).get(text.modality, "")
+            if text.phrases:  # phrase deletion (issue 16): the phrases that moved the risk most, then the note
+                parts.append(
+                    f"<h3>{html.escape(modality_name(text.modality))} (top 10 phrases highlighted)</h3>"
+                    + _table(phrase_rows(text, task))
+                    + highlighted_html(note, text.phrases, task, 10)
+                )
+                continue
             parts.append(
                 f"<h3>{html.escape(modality_name(text.modality))} (top 20 words highlighted)</h3>"
                 + highlighted_html(note, text.words, task, 20)
