@@ -101,3 +101,37 @@ def test_pick_references_is_deterministic_and_spread():
     assert len(pick_references(pool[:3], 5)) == 3
     with pytest.raises(AttributionError, match="tabular_baseline"):
         AttributionSettings(tabular_baseline="median")
+
+
+# ----------------------------------------------------------------------------- Grad-CAM (issue 16 item 5c)
+def test_gradcam_layer_has_enough_cells_and_peaks_are_off_the_border():
+    """On MobileNet at 128 pixels the last block is 4 x 4 cells (12 on the border; its map was all zero for
+    half the X-rays): the chosen block has >= 16 cells per side, and a peak is a cell centre on the image,
+    never a border pixel, even when the largest cell is a corner cell or lies on the square's padding."""
+    from mmnar_core.encoders.config import ImageEncoderConfig
+    from mmnar_core.encoders.image_backbone import ImageEncoder
+    from mmnar_core.explain.attributions import _cell_peak, _cells_inside_image, gradcam_layer
+
+    encoder = ImageEncoder(ImageEncoderConfig(arch="mobilenet_v3_small", input_size=128)).eval()
+    name, layer = gradcam_layer(encoder, 128, 16)
+    sides = []
+    hook = layer.register_forward_hook(lambda _m, _i, out: sides.append(out.shape[-1]))
+    with torch.no_grad():
+        encoder(torch.zeros(1, 1, 128, 128))
+    hook.remove()
+    assert name == "features.3" and sides == [16]
+    assert gradcam_layer(encoder, 128, 1)[0] == "features.12"  # the last block, for comparison
+
+    cells = torch.zeros(16, 16)
+    cells[0, 0] = 1.0  # a corner cell
+    inside = _cells_inside_image(16, 128, 300, 300)
+    row, col = _cell_peak(cells, inside, 128, 300, 300)
+    assert 0 < row < 299 and 0 < col < 299 and row < 20 and col < 20
+    # a wide image: the top rows of the square are padding; a larger value there is ignored
+    wide = _cells_inside_image(16, 128, 100, 300)
+    assert not wide[0].any() and wide[8].all()
+    cells[0, 5] = 5.0
+    cells[8, 5] = 2.0
+    row, col = _cell_peak(cells, wide, 128, 100, 300)
+    assert 0 < row < 99 and abs(col - (5.5 * 300 / 16)) < 3
+    assert _cell_peak(torch.zeros(16, 16), inside, 128, 300, 300) is None  # an all-zero map has no peak

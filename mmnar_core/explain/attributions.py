@@ -10,19 +10,22 @@ embeddings and the availability pattern is the patient's, so the rectifier offse
 is a constant logit shift, which matters in probability space (it changes the slope of the sigmoid) but
 cancels in logit space (`output="logit"`).
 
-- structured: Integrated Gradients on the encoded tabular vector. Baseline: the all-zero encoded
-  vector, which is the training-median patient (robust scaling maps the training median to 0), with
-  binary features at 0, no category set, and every missing indicator off. Attributions of a feature's
-  encoded columns (value + missing indicator, or its one-hot columns) are summed to one value.
-- image: Integrated Gradients on the model-input pixels (after the differentiable pad + resize; a black
-  image is the baseline) plus Layer Grad-CAM on the CNN's last convolutional block, both mapped back to
-  the original image geometry (padding removed, bilinear resize) as float heatmaps.
-- notes: Layer Integrated Gradients on the transformer's word-embedding layer, all windows of a note in
-  one row (`NoteForward`); baseline = [PAD] at every content token (special tokens and positions kept);
-  token scores are summed over the windows that hold the token, then over the words of the cleaned
-  note, and each word is mapped to its character span in the ORIGINAL note (`text_spans`).
+Every outcome is attributed in one run: the IG paths are shared across tasks (one forward, one backward
+per task: `integrated_gradients_rows`), and the note phrases come from forward passes that give every task.
 
-Integrated Gradients use Gauss-Legendre quadrature (Captum's default); the convergence delta
+- structured: expected gradients: Integrated Gradients from each of `tabular_references` training patients
+  (`AttributionTarget.tabular_references`), averaged; without references the all-zero encoded vector (the
+  training-median patient with no category set). A feature's encoded columns (value + missing indicator,
+  or its one-hot columns) are summed to one value.
+- image: Integrated Gradients on the model-input pixels (after the differentiable pad + resize) against the
+  reference X-ray (or a black image) plus Layer Grad-CAM on the deepest CNN block with >= `gradcam_cells`
+  cells per side, both mapped back to the original image geometry (padding removed, bilinear resize).
+- notes: phrases (`phrases`, with their negation status from `negation`) scored by deleting each one
+  (`note_occlusion`): risk(note) - risk(note without the phrase), forward passes only; optionally
+  (`text_words`) Layer Integrated Gradients on the word-embedding layer, [PAD] baseline, per word. Both are
+  mapped to character spans of the ORIGINAL note (`text_spans`).
+
+Integrated Gradients use Gauss-Legendre quadrature; the convergence delta
 (sum of attributions - (f(x) - f(baseline))) is returned per task.
 """
 
@@ -62,12 +65,13 @@ class AttributionSettings:
     keep the convergence delta small on this model (see docs/explanations.md for measured deltas)."""
 
     output: str = "probability"  # or "logit" (the rectified, calibrated logit)
-    tabular_steps: int = 32  # Gauss-Legendre steps per baseline path
+    tabular_steps: int = 16  # Gauss-Legendre steps per baseline path
     tabular_baseline: str = "training"  # "training" (expected gradients over training patients) or "zero"
-    tabular_references: int = 32  # training patients used as structured baselines
+    tabular_references: int = 16  # training patients used as structured baselines
     image_steps: int = 32
     text_steps: int = 16
     image_gradcam: bool = True
+    gradcam_cells: int = 16  # Grad-CAM on the deepest CNN block whose map has >= this many cells per side
     max_heatmap_side: int = 1024  # heatmaps of larger images are returned at this longest side
     windows_per_batch: int = 8  # transformer windows per forward pass inside Layer IG
     smooth_sigma: float = 2.0  # model-input pixels; Gaussian smoothing of the signed IG for the peak
@@ -104,6 +108,7 @@ class AttributionSettings:
             "windows_per_batch",
             "max_note_chars",
             "occlusion_batch",
+            "gradcam_cells",
         ):
             if int(getattr(self, name)) < 1:
                 raise AttributionError(f"{name} must be >= 1")
@@ -434,22 +439,25 @@ def integrated_gradients_rows(
     """IG of every task from each baseline row, averaged over the rows (expected gradients with a fixed sample
     and Gauss-Legendre steps): one forward over (K * n_steps) rows and one backward per task.
 
-    `forward((B, dim)) -> (B, T_all)`; x (1, dim); baselines (K, dim). Returns (attributions (T, dim), f(x) (T,),
-    mean over baselines of f(baseline) (T,)); completeness: attributions.sum(1) ~ f(x) - mean f(baseline)."""
+    `forward((B, *shape)) -> (B, T_all)`; x (1, *shape); baselines (K, *shape) (a structured vector, an image).
+    Returns (attributions (T, *shape), f(x) (T,), mean over baselines of f(baseline) (T,)); completeness:
+    the sum of a task's attributions ~ f(x) - mean f(baseline). Sharing the forward across tasks is what makes
+    all outcomes cost little more than one."""
     import numpy.polynomial.legendre as legendre
 
     nodes, weights = legendre.leggauss(n_steps)
     alphas = torch.tensor((nodes + 1) / 2, dtype=x.dtype, device=x.device)
     step_weights = torch.tensor(weights / 2, dtype=x.dtype, device=x.device)
-    k = len(baselines)
-    diff = x - baselines  # (K, dim)
-    path = (baselines[:, None, :] + alphas[None, :, None] * diff[:, None, :]).reshape(k * n_steps, -1)
+    k, shape = len(baselines), tuple(x.shape[1:])
+    ones = (1,) * len(shape)
+    diff = x - baselines  # (K, *shape)
+    path = (baselines[:, None] + alphas.view(1, n_steps, *ones) * diff[:, None]).reshape(k * n_steps, *shape)
     path = path.detach().requires_grad_(True)
     out = forward(path)
     grads = []
     for r, task in enumerate(task_ids):
         (grad,) = torch.autograd.grad(out[:, task].sum(), path, retain_graph=r < len(task_ids) - 1)
-        weighted = (grad.reshape(k, n_steps, -1) * step_weights[None, :, None]).sum(1)  # (K, dim)
+        weighted = (grad.reshape(k, n_steps, *shape) * step_weights.view(1, n_steps, *ones)).sum(1)  # (K, *shape)
         grads.append((weighted * diff).mean(0))
     with torch.no_grad():
         value = forward(x)[0, list(task_ids)]
@@ -560,6 +568,60 @@ def _gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     return x[:, 0]
 
 
+def gradcam_layer(encoder, size: int, min_cells: int) -> tuple[str, nn.Module]:
+    """(name, module): the deepest block of the CNN whose output map still has >= `min_cells` cells per side at
+    input size `size`. Why not the last block: on MobileNet at 128 pixels it is 4 x 4 cells, 12 of them on the
+    border; its ReLU'd map was all zero for half the X-rays and its peak sat on the image border."""
+    key = (id(encoder), size, min_cells)
+    if key in _GRADCAM_LAYERS:
+        return _GRADCAM_LAYERS[key]
+    backbone = encoder.backbone
+    if hasattr(backbone, "features"):
+        candidates = [(f"features.{i}", m) for i, m in enumerate(cast(nn.Sequential, backbone.features))]
+    else:  # resnet
+        candidates = [(name, getattr(backbone, name)) for name in ("layer1", "layer2", "layer3", "layer4")]
+    sides: dict[str, int] = {}
+    hooks = [
+        module.register_forward_hook(lambda _m, _i, out, name=name: sides.__setitem__(name, int(out.shape[-1])))
+        for name, module in candidates
+    ]
+    try:
+        with torch.no_grad():
+            device = next(encoder.parameters()).device
+            encoder(torch.zeros(1, 1, size, size, device=device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    chosen = [(name, module) for name, module in candidates if sides.get(name, 0) >= min_cells]
+    _GRADCAM_LAYERS[key] = chosen[-1] if chosen else candidates[0]
+    return _GRADCAM_LAYERS[key]
+
+
+_GRADCAM_LAYERS: dict[tuple[int, int, int], tuple[str, nn.Module]] = {}
+
+
+def _cells_inside_image(cells: int, size: int, height: int, width: int) -> torch.Tensor:
+    """(cells, cells) bool: cells whose centre lies on the image, not on the square's padding."""
+    side = max(height, width)
+    top, left = (side - height) / 2 * size / side, (side - width) / 2 * size / side
+    centres = (torch.arange(cells) + 0.5) * size / cells
+    rows = (centres >= top) & (centres < size - top)
+    cols = (centres >= left) & (centres < size - left)
+    return rows[:, None] & cols[None, :]
+
+
+def _cell_peak(cells: torch.Tensor, inside: torch.Tensor, size: int, height: int, width: int) -> list[int] | None:
+    """The centre of the largest Grad-CAM cell on the image, in original pixels; None for an all-zero map. The
+    peak is taken on the cells, not on the upsampled map, whose edge cells stretch to the border pixels."""
+    values = torch.where(inside, cells, torch.full_like(cells, -1.0))
+    if float(values.max()) <= 0:
+        return None
+    n = cells.shape[-1]
+    row, col = divmod(int(torch.argmax(values)), n)
+    step = size / n
+    return input_to_image((row + 0.5) * step - 0.5, (col + 0.5) * step - 0.5, size, height, width)
+
+
 def attribute_image(
     head: RiskHead,
     index: int,
@@ -572,9 +634,10 @@ def attribute_image(
     reference: torch.Tensor | None = None,
 ) -> tuple[ImageAttribution, ImageCase]:
     """IG against `reference` (the bundle's reference X-ray, (1, 1, S, S) in model-input space) or, for a
-    bundle without one, a black image; Layer Grad-CAM on the CNN's last block. `peak[task]` is where the
-    smoothed signed IG is largest: where the image most raises the risk."""
-    from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam
+    bundle without one, a black image, every task from one batch of path images; Layer Grad-CAM on the
+    deepest CNN block with >= settings.gradcam_cells cells per side. `peak[task]` is where the smoothed signed
+    IG is largest: where the image most raises the risk."""
+    from captum.attr import LayerAttribution, LayerGradCam
 
     from mmnar_core.encoders.image_preprocess import to_model_input
 
@@ -594,19 +657,8 @@ def attribute_image(
 
     rows = len(task_ids)
     inputs = x.expand(rows, -1, -1, -1).clone()
-    baseline = reference.expand_as(inputs).contiguous()
-    ig = IntegratedGradients(forward)
-    attr, delta = ig.attribute(
-        inputs,
-        baselines=baseline,
-        target=task_ids,
-        n_steps=settings.image_steps,
-        internal_batch_size=max(settings.image_steps, 8),
-        return_convergence_delta=True,
-    )
-    with torch.no_grad():
-        value = forward(x)[0, task_ids]
-        base = forward(baseline[:1])[0, task_ids]
+    attr, value, base = integrated_gradients_rows(forward, x, reference, task_ids, settings.image_steps)
+    delta = attr.detach().flatten(1).sum(1) - (value - base)
     ig_maps = attr.detach()[:, 0]  # (T, S, S)
     smooth = _gaussian_blur(ig_maps, settings.smooth_sigma)
     peaks = {}
@@ -616,20 +668,20 @@ def attribute_image(
     ig_image = to_image_geometry(ig_maps, height, width, settings.max_heatmap_side)
     cams: dict[str, HeatMap] = {}
     cam_peaks: dict[str, list[int] | None] = {}
+    layer_name = ""
     if settings.image_gradcam:
-        cam = LayerGradCam(forward, encoder.gradcam_layer).attribute(inputs, target=task_ids, relu_attributions=True)
-        cam = LayerAttribution.interpolate(cam.detach(), (size, size), interpolate_mode="bilinear")[:, 0]
+        layer_name, layer = gradcam_layer(encoder, size, settings.gradcam_cells)
+        cells = LayerGradCam(forward, layer).attribute(inputs, target=task_ids, relu_attributions=True).detach()
+        cam = LayerAttribution.interpolate(cells, (size, size), interpolate_mode="bilinear")[:, 0]
         cam_image = to_image_geometry(cam, height, width, settings.max_heatmap_side)
+        inside = _cells_inside_image(cells.shape[-1], size, height, width).to(cells.device)
         for r, task in enumerate(tasks):
             cams[task] = HeatMap.from_array(cam_image[r])
-            if float(cam[r].max()) > 0:
-                flat = int(torch.argmax(cam[r]))
-                cam_peaks[task] = input_to_image(flat // size, flat % size, size, height, width)
-            else:
-                cam_peaks[task] = None
+            cam_peaks[task] = _cell_peak(cells[r, 0], inside, size, height, width)
+        layer_name = f"{layer_name} ({cells.shape[-2]}x{cells.shape[-1]} cells)"
     result = ImageAttribution(
         modality,
-        "IntegratedGradients" + ("+LayerGradCam" if settings.image_gradcam else ""),
+        "IntegratedGradients" + (f"+LayerGradCam on {layer_name}" if settings.image_gradcam else ""),
         settings.output,
         baseline_text,
         settings.image_steps,

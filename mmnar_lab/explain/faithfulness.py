@@ -148,6 +148,7 @@ def evaluate_faithfulness(
     modalities: Sequence[str] | None = None,
     seed: int = 0,
     progress: bool = False,
+    rank_features: Sequence[str] = (),
 ) -> dict:
     """Faithfulness figures on one split of a synthetic dataset (needs its truth/ tables)."""
     settings = settings or AttributionSettings()
@@ -171,6 +172,10 @@ def evaluate_faithfulness(
     pointing_cam = {t: [] for t in task_names}
     pointing_relevant = {t: [] for t in task_names}
     pointing_cam_relevant = {t: [] for t in task_names}
+    ranks: dict[str, dict[str, list[int]]] = {}  # structured feature -> task -> its rank (1 = largest |attr|)
+    n_features = 0
+    cam_zero: dict[str, list[bool]] = {t: [] for t in task_names}
+    cam_border: dict[str, list[bool]] = {t: [] for t in task_names}
     # phrase groups: "any" concept (the issue's metric), the outcome's concepts, the outcome's conditions
     # and findings without the severity sentences (a noisy perceived-severity remark is weak evidence)
     words_hit: dict[str, dict[str, dict[str, list]]] = {group: {} for group in WORD_GROUPS}
@@ -220,6 +225,11 @@ def evaluate_faithfulness(
             k = _count(DELETE_FRACTION, len(groups))
             for r, task in zip(task_ids, task_names):
                 scores = np.array([abs(f.attribution[task]) for f in tab.features])
+                order = [tab.features[i].feature for i in np.argsort(-scores, kind="stable")]
+                for name in rank_features:
+                    if name in order:
+                        ranks.setdefault(name, {}).setdefault(task, []).append(order.index(name) + 1)
+                        n_features = len(order)
                 chosen = {
                     "top": np.argsort(-scores, kind="stable")[:k],
                     "random": rng.choice(len(groups), k, replace=False),
@@ -234,6 +244,14 @@ def evaluate_faithfulness(
 
         for image in result.images:
             case = result.cases[image.modality]
+            if settings.image_gradcam:  # issue 16: the Grad-CAM peak sat on the image border for 58 of 60 X-rays
+                height, width = image.image_shape
+                for task in task_names:
+                    peak = image.gradcam_peak.get(task)
+                    cam_zero[task].append(peak is None)
+                    cam_border[task].append(
+                        peak is not None and (peak[0] in (0, height - 1) or peak[1] in (0, width - 1))
+                    )
             drawn = finding_paths.get(pid, [])
             if drawn:
                 shape = tuple(image.image_shape)
@@ -370,6 +388,8 @@ def evaluate_faithfulness(
         "pointing_game_ig": {t: rate(v) for t, v in pointing.items()},
         "pointing_game_gradcam": {t: rate(v) for t, v in pointing_cam.items()} if settings.image_gradcam else None,
         "pointing_game_ig_outcome_findings": {t: rate(v) for t, v in pointing_relevant.items()},
+        "gradcam_all_zero": {t: rate(v) for t, v in cam_zero.items()} if settings.image_gradcam else None,
+        "gradcam_peak_on_border": {t: rate(v) for t, v in cam_border.items()} if settings.image_gradcam else None,
         "pointing_game_gradcam_outcome_findings": {t: rate(v) for t, v in pointing_cam_relevant.items()}
         if settings.image_gradcam
         else None,
@@ -395,6 +415,20 @@ def evaluate_faithfulness(
             for m in set(template_effects) | set(signal_effects)
         },
         "deletion": {},
+        # issue 16: where a named structured feature ranks; "bottom_half" = rank > n_features / 2
+        "structured_feature_rank": {
+            name: {
+                task: {
+                    "median_rank": float(np.median(v)),
+                    "top2": float(np.mean(np.asarray(v) <= 2)),
+                    "bottom_half": float(np.mean(np.asarray(v) > n_features / 2)),
+                    "n": len(v),
+                    "n_features": n_features,
+                }
+                for task, v in per.items()
+            }
+            for name, per in ranks.items()
+        },
     }
     for modality, per in deletion.items():
         figures["deletion"][modality] = {}
@@ -423,6 +457,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--text-words", action="store_true", help="also word-level Layer IG (slow; compared)")
     parser.add_argument("--tabular-baseline", default="training", help="training (expected gradients) or zero")
     parser.add_argument("--no-gradcam", action="store_true")
+    parser.add_argument("--gradcam-cells", type=int, default=AttributionSettings.gradcam_cells)
+    parser.add_argument("--rank-features", default="", help="comma-separated structured features to rank")
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--quiet", action="store_true")
@@ -447,9 +483,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             text_words=args.text_words,
             tabular_baseline=args.tabular_baseline,
             image_gradcam=not args.no_gradcam,
+            gradcam_cells=args.gradcam_cells,
         ),
         args.modalities.split(",") if args.modalities else None,
         progress=not args.quiet,
+        rank_features=[f for f in args.rank_features.split(",") if f],
     )
     text = json.dumps(figures, indent=2)
     print(text)
