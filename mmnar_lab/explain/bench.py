@@ -88,8 +88,8 @@ def _all_modality_records(dataset, n: int):
 
 
 def _old_settings():
-    """The first edition's attributions (word Layer IG once per task, 64-step zero-baseline structured IG), for a
-    comparison under the same load (Grad-CAM is on the finer block either way)."""
+    """The first edition's note and structured methods (word Layer IG once per task, 64-step zero-baseline
+    structured IG), for a comparison under the same load; the image path is the new one either way."""
     from mmnar_core.explain.attributions import AttributionSettings
 
     return AttributionSettings(tabular_steps=64, tabular_baseline="zero", text_phrases=False, text_words=True)
