@@ -135,12 +135,12 @@ RESULTS_TEXT = "Is an absent modality worth obtaining"
 
 def wait_results_complete(page, expected_images: int, expected_notes: int, timeout_s: float = 600) -> None:
     """Until the Patient page's second pass is over: every plotly chart, the X-ray heatmaps and the notes'
-    highlighted words rendered, nothing 'being computed' and the script idle. Elements seen before this
+    phrases (or words) rendered, nothing 'being computed' and the script idle. Elements seen before this
     may be replaced by the second pass, so locate them again afterwards."""
     page.wait_for_function(
         "([images, notes]) => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 3"
         " && document.querySelectorAll(\"[data-testid='stImage'] img\").length >= images"
-        " && [...document.querySelectorAll('p, strong')].filter(e => e.textContent.includes('highlighted words')).length >= notes"
+        " && [...document.querySelectorAll('p, strong')].filter(e => e.textContent.includes('moved the risk most')).length >= notes"
         " && ![...document.querySelectorAll('p')].some(e => e.textContent.includes('being computed'))"
         " && !document.querySelector(\"[data-testid='stStatusWidget']\")",
         arg=[expected_images, expected_notes],

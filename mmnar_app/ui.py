@@ -365,16 +365,15 @@ def render_results(
     if what_if is not None:
         with st.container(border=True):
             render_what_if(what_if, key)
-        left, right = st.columns(2)
-        left.plotly_chart(charts.shapley_figure(what_if, task), key=f"{key}-shapley")
-        left.caption(
+        st.plotly_chart(charts.shapley_figure(what_if, task), key=f"{key}-shapley")
+        st.caption(
             "Exact Shapley values over the patient's available modalities: the bars sum to the risk with all of "
             "them minus the risk with none of the optional ones."
         )
-        if what_if.ordering is not None:
-            right.plotly_chart(charts.ordering_figure(what_if.ordering, task), key=f"{key}-ordering")
-            right.caption(ORDERING_EXPLAINED)
         render_contributions(what_if, task)
+        if what_if.ordering is not None:
+            st.plotly_chart(charts.ordering_figure(what_if.ordering, task), key=f"{key}-ordering")
+            st.caption(ORDERING_EXPLAINED)
     st.subheader(f"Why: {task_name(task)}")
     render_attributions(explanation, task, images, texts, key)
     if what_if is not None:

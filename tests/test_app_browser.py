@@ -93,6 +93,16 @@ def _flow(page, url: str, row: dict, tmp_path) -> None:
     page.get_by_role("button", name="Analyse").click()
     wait_for_text(page, RESULTS_TEXT, 300)
     wait_results_complete(page, expected_images=1, expected_notes=1, timeout_s=300)
+    # issue 16: before the risk, the warning that a real X-ray and note are unlike this synthetic model's
+    # training data; then the summary card; beside the Shapley waterfall, "it was obtained" vs "what it shows"
+    wait_for_text(page, "Unlike the training data", 30)
+    wait_for_text(page, "What drives it most", 30)
+    page.get_by_text("Unlike the training data").first.scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "2a_warning_and_summary.png"))
+    page.get_by_text("'It was obtained': how the risk moves").first.scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "2b_obtained_vs_shows.png"))
+    page.get_by_text("phrases that moved the risk most").first.scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "2c_note_phrases.png"))
     page.get_by_text("where the model looked").first.scroll_into_view_if_needed()
     heatmap = page.locator("[data-testid='stImage'] img").last
     heatmap.wait_for(state="visible", timeout=30_000)
