@@ -404,3 +404,44 @@ def test_older_saved_text_attributions_still_load():
     assert text.phrases == [] and text.phrase_summary is None and text.words[0].negated is False
     again = TextAttribution.from_dict(text.to_dict())
     assert again == text
+
+
+@pytest.mark.slow
+def test_phrase_scores_from_shared_layer_ig_match_the_word_ig(built):
+    """phrase_scores="integrated_gradients": one forward per step for every outcome; a phrase's score is the
+    sum of its tokens' Layer IG, so it matches the per-task Captum word IG summed over the phrase (the phrase
+    also holds its punctuation tokens, hence a correlation, not equality), and completeness holds."""
+    from mmnar_core.explain.attributions import attribute_record
+
+    predictor, dataset = built
+    record = _full_patient(dataset)
+    vectors = predictor.encode(record)
+    settings = AttributionSettings(
+        tabular_steps=4,
+        image_steps=4,
+        image_gradcam=False,
+        text_steps=8,
+        text_precision="fp32",
+        text_words=True,
+        phrase_scores="integrated_gradients",
+    )
+    result = attribute_record(predictor.attribution_target(vectors), record, None, settings, ["discharge_note"])
+    (text,) = result.texts
+    assert text.phrase_method == "PhraseLayerIntegratedGradients"
+    for task in predictor.config.tasks:
+        phrases = np.array([p.attribution[task] for p in text.phrases])
+        from_words = np.array(
+            [
+                sum(w.attribution[task] for w in text.words if p.start <= w.start and w.end <= p.end)
+                for p in text.phrases
+            ]
+        )
+        assert np.corrcoef(phrases, from_words)[0, 1] > 0.95
+        summary = text.phrase_summary
+        gap = summary.value[task] - summary.baseline_value[task]
+        assert summary.value[task] == pytest.approx(text.summary.value[task], abs=1e-5)
+        # the same IG as Captum's per-task Layer IG (same steps and baseline): same convergence delta, same total
+        assert summary.delta[task] == pytest.approx(text.summary.delta[task], abs=1e-4)
+        words_total = sum(w.attribution[task] for w in text.words) + text.other[task]
+        assert phrases.sum() == pytest.approx(words_total, abs=1e-4)
+        assert phrases.sum() - gap == pytest.approx(summary.delta[task], abs=1e-4)

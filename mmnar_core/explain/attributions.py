@@ -51,6 +51,7 @@ from mmnar_core.schema import FeatureKind, ModalitySpec
 OUTPUTS = ("probability", "logit")
 TEXT_PRECISIONS = ("auto", "bf16", "fp32")
 TABULAR_BASELINES = ("training", "zero")
+PHRASE_SCORES = ("deletion", "integrated_gradients")
 
 
 class AttributionError(ValueError):
@@ -87,6 +88,10 @@ class AttributionSettings:
     text_phrases: bool = True
     text_words: bool = False
     occlusion_batch: int = 16  # windows per transformer pass in the phrase occlusion
+    # how phrases are scored: "deletion" (risk change when the phrase is deleted, forward passes only) or
+    # "integrated_gradients" (sum of the phrase's tokens' Layer IG, text_steps steps, one forward shared by all
+    # outcomes: closer to the ground truth on the demo cohort at 8 steps, about 1.5x the cost; docs/explanations.md)
+    phrase_scores: str = "deletion"
 
     def __post_init__(self) -> None:
         if self.output not in OUTPUTS:
@@ -112,6 +117,10 @@ class AttributionSettings:
         ):
             if int(getattr(self, name)) < 1:
                 raise AttributionError(f"{name} must be >= 1")
+        if self.phrase_scores not in PHRASE_SCORES:
+            raise AttributionError(
+                f"phrase_scores {self.phrase_scores!r} is not accepted (accepted: {', '.join(PHRASE_SCORES)})"
+            )
         if not (self.text_phrases or self.text_words):
             raise AttributionError("text_phrases and text_words are both off: a note would get no attributions")
 
@@ -783,15 +792,16 @@ def attribute_text(
         )
     assert summary is not None  # the settings accept no run without phrases and without words
     word_method = "LayerIntegratedGradients" + precision
-    phrase_method = ("PhraseOcclusion" + precision) if settings.text_phrases else ""
+    phrase_kind = "PhraseOcclusion" if settings.phrase_scores == "deletion" else "PhraseLayerIntegratedGradients"
+    phrase_method = (phrase_kind + precision) if settings.text_phrases else ""
     result = TextAttribution(
         modality,
         "+".join(
             m for m in (phrase_method if settings.text_phrases else "", word_method if settings.text_words else "") if m
         ),
         settings.output,
-        TEXT_BASELINE if settings.text_words else OCCLUSION_BASELINE,
-        settings.text_steps if settings.text_words else 0,
+        TEXT_BASELINE if settings.text_words or settings.phrase_scores != "deletion" else OCCLUSION_BASELINE,
+        settings.text_steps if settings.text_words or settings.phrase_scores != "deletion" else 0,
         int(windows.n_tokens[0]),
         int(n_windows),
         word_results,
@@ -814,19 +824,30 @@ OCCLUSION_BASELINE = (
 def _phrase_attributions(
     head, index, embedder, windows, tracked, original, phrases, owner, task_ids, tasks, settings, pad, bf16
 ):
+    from mmnar_core.explain.note_ig import note_integrated_gradients
     from mmnar_core.explain.note_occlusion import occlude_phrases
 
-    occlusion = occlude_phrases(
-        embedder.encoder,
-        windows,
-        np.asarray(owner),
-        len(phrases),
-        lambda embedding: head({index: embedding})[:, task_ids],
-        pad,
-        bf16,
-        settings.occlusion_batch,
-    )
+    def task_head(embedding):
+        return head({index: embedding})[:, task_ids]
+
     counts = np.bincount(np.asarray([o for o in owner if o >= 0], dtype=np.int64), minlength=len(phrases))
+    if settings.phrase_scores == "integrated_gradients":  # phrase = sum of its tokens' Layer IG, one shared forward
+        ig = note_integrated_gradients(
+            embedder.encoder, windows, task_head, pad, settings.text_steps, bf16, settings.windows_per_batch
+        )
+        token_owner = np.asarray(owner)
+        effects = np.zeros((len(phrases), len(tasks)))
+        inside = token_owner >= 0
+        for r in range(len(tasks)):
+            np.add.at(effects[:, r], token_owner[inside], ig.token_scores[r, inside])
+        gap_value, gap_base = ig.value, ig.baseline
+        delta = ig.token_scores.sum(1) - (ig.value - ig.baseline)  # tokens outside every phrase included
+    else:
+        occlusion = occlude_phrases(
+            embedder.encoder, windows, np.asarray(owner), len(phrases), task_head, pad, bf16, settings.occlusion_batch
+        )
+        effects, gap_value, gap_base = occlusion.effects, occlusion.value, occlusion.baseline
+        delta = effects.sum(0) - (gap_value - gap_base)
     results = []
     for p, phrase in enumerate(phrases):
         if counts[p] == 0:
@@ -841,13 +862,10 @@ def _phrase_attributions(
                 phrase.assertion,
                 phrase.cue,
                 int(counts[p]),
-                {t: float(occlusion.effects[p, r]) for r, t in enumerate(tasks)},
+                {t: float(effects[p, r]) for r, t in enumerate(tasks)},
             )
         )
-    delta = occlusion.effects.sum(0) - (occlusion.value - occlusion.baseline)
-    summary = _summary(
-        tasks, torch.from_numpy(occlusion.value), torch.from_numpy(occlusion.baseline), torch.from_numpy(delta)
-    )
+    summary = _summary(tasks, torch.from_numpy(gap_value), torch.from_numpy(gap_base), torch.from_numpy(delta))
     return results, summary
 
 

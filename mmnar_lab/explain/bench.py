@@ -105,6 +105,7 @@ def bench_explain(
     all_modalities: bool = False,
     n_old: int = 0,
     one_task: bool = True,
+    settings=None,
 ) -> dict:
     """p50/p95 of predict, what_if, explain(one task) and explain(all tasks) over `n` patients (test split
     first, then the others; with `all_modalities`, only patients with every modality); per-step p50/p95 of the
@@ -161,11 +162,11 @@ def bench_explain(
             times["what_if"][0].append(wall)
             times["what_if"][1].append(cpu)
             if one_task:
-                explanation, wall, cpu = _timed(predictor.explain, record, tasks=[first_task])
+                explanation, wall, cpu = _timed(predictor.explain, record, tasks=[first_task], settings=settings)
                 times["explain_one_task"][0].append(wall)
                 times["explain_one_task"][1].append(cpu)
             if i < n_all:
-                explanation, wall, cpu = _timed(predictor.explain, record)
+                explanation, wall, cpu = _timed(predictor.explain, record, settings=settings)
                 times["explain_all_tasks"][0].append(wall)
                 times["explain_all_tasks"][1].append(cpu)
                 for key, value in explanation.timings.items():
@@ -212,7 +213,11 @@ if __name__ == "__main__":
     parser.add_argument("--all-modalities", action="store_true", help="only patients with every modality")
     parser.add_argument("--n-first-edition", type=int, default=0, help="also explain N the first edition's way")
     parser.add_argument("--no-one-task", action="store_true", help="skip the one-task explain")
+    parser.add_argument("--phrase-scores", default="deletion", help="deletion or integrated_gradients")
+    parser.add_argument("--text-steps", type=int, default=16)
     args = parser.parse_args()
+    from mmnar_core.explain.attributions import AttributionSettings
+
     figures = bench_explain(
         args.bundle,
         args.data,
@@ -223,5 +228,6 @@ if __name__ == "__main__":
         args.all_modalities,
         args.n_first_edition,
         not args.no_one_task,
+        AttributionSettings(phrase_scores=args.phrase_scores, text_steps=args.text_steps),
     )
     print(json.dumps(figures, indent=2))

@@ -459,6 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-gradcam", action="store_true")
     parser.add_argument("--gradcam-cells", type=int, default=AttributionSettings.gradcam_cells)
     parser.add_argument("--rank-features", default="", help="comma-separated structured features to rank")
+    parser.add_argument("--phrase-scores", default="deletion", help="deletion or integrated_gradients")
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--quiet", action="store_true")
@@ -484,6 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tabular_baseline=args.tabular_baseline,
             image_gradcam=not args.no_gradcam,
             gradcam_cells=args.gradcam_cells,
+            phrase_scores=args.phrase_scores,
         ),
         args.modalities.split(",") if args.modalities else None,
         progress=not args.quiet,
