@@ -23,7 +23,13 @@ import torch
 from mmnar_core.bundle import Bundle, EncoderKind, load_bundle
 from mmnar_core.calibration.calibrated import CalibratedModel
 from mmnar_core.cancel import CancelToken, cancel_scope, check_cancelled
-from mmnar_core.explain.attributions import AttributionSettings, AttributionTarget, attribute_record, task_indices
+from mmnar_core.explain.attributions import (
+    AttributionSettings,
+    AttributionTarget,
+    attribute_record,
+    tabular_references_from,
+    task_indices,
+)
 from mmnar_core.explain.explanation import (
     FORMAT,
     NOTES,
@@ -111,6 +117,14 @@ class Predictor:
                 )
         self._encoded = ExplanationCache(8)  # input hash -> encoder embeddings (see `encode`)
         self.distribution_check = DistributionCheck.from_bundle(bundle)  # None for a bundle without one
+        specs = {m.name: m for m in self.modalities}
+        self.tabular_references = (  # structured IG baselines: training patients (expected gradients)
+            {}
+            if reference is None
+            else tabular_references_from(
+                reference.inputs, reference.availability, [specs[n] for n in self.config.modalities]
+            )
+        )
         self._ordering_game = self._ordering_reference(encoder)
 
     def _ordering_reference(self, encoder: Any) -> ReferenceGame:
@@ -396,7 +410,13 @@ class Predictor:
         """What the attributions of this patient explain: the calibrated model at its embeddings."""
         inputs, availability = self._tensors(vectors)
         return AttributionTarget(
-            self.calibrated, self.encoder, self.modalities, inputs, availability, self.reference_images
+            self.calibrated,
+            self.encoder,
+            self.modalities,
+            inputs,
+            availability,
+            self.reference_images,
+            self.tabular_references,
         )
 
     def _explain(

@@ -174,6 +174,16 @@ class HeatMap:
         return f"HeatMap(shape={self.shape}, scale={self.scale:.3g})"
 
 
+def _at_default(f: Any, value: Any) -> bool:
+    """Whether `value` is the default of field `f`, for a field that has one (the fields added after the first
+    edition: older explanations lack them, and writing them unused would change those explanations' JSON)."""
+    if f.default is not MISSING:
+        return bool(value == f.default)
+    if f.default_factory is not MISSING:
+        return bool(value == f.default_factory())
+    return False
+
+
 class _Plain:
     """to_dict / from_dict for the dataclasses below (nested lists of them and HeatMap dicts)."""
 
@@ -185,6 +195,8 @@ class _Plain:
         out = {}
         for f in fields(cast(Any, self)):  # every subclass is a dataclass
             value = getattr(self, f.name)
+            if _at_default(f, value):  # a field added later, unused here: the JSON stays as older versions wrote it
+                continue
             if f.name in self._single:
                 value = None if value is None else value.to_dict()
             elif f.name in self._nested:
