@@ -313,6 +313,30 @@ def save_bundle(
     return out
 
 
+def kept_files(bundle: Bundle, dropped: Iterable[str] = ()) -> dict[str, bytes]:
+    """The bundle's files that save_bundle does not write itself (encoder state, reference sets, fitted
+    checks, log), from their verified bytes, less `dropped`: what a re-saved copy carries over."""
+    dropped = set(dropped)
+    return {name: bundle.read_bytes(name) for name in bundle.files if name not in WRITTEN_FILES | dropped}
+
+
+def save_copy(bundle: Bundle, out: str | Path, files: dict[str, bytes], overwrite: bool = False) -> Path:
+    """A copy of `bundle` at `out` with `files` added (or replacing the bundle's files of the same names);
+    model, calibration and every other file unchanged. The copy is a new bundle (new content hash), unsigned."""
+    return save_bundle(
+        out,
+        bundle.model,
+        bundle.temperature,
+        bundle.rectifiers,
+        bundle.dataset,
+        bundle.encoders,
+        bundle.metrics,
+        bundle.model_card,
+        extra_files={**kept_files(bundle, files), **files},
+        overwrite=overwrite,
+    )
+
+
 # -- what a bundle may contain ---------------------------------------------------------------------------
 
 

@@ -127,14 +127,19 @@ class Predictor:
         )
         self._ordering_game = self._ordering_reference(encoder)
 
-    def _ordering_reference(self, encoder: Any) -> ReferenceGame:
+    def _ordering_reference(self, encoder: Any) -> ReferenceGame | None:
         """What "it was obtained" is measured with (mmnar_core.explain.ordering): 256 training contents per
-        modality from the reference set, or without one a typical content per modality."""
+        modality from the reference set, or without one a typical content per modality; None (no split) for
+        a model without a reference set whose modalities the bundle does not describe (the lab's in-memory
+        models)."""
         names = list(self.config.modalities)
+        self.ordering_sources: dict[str, str] = {}
+        specs = {m.name: m for m in self.modalities}
         if self.reference is not None:
             contents = reference_sample(names, self.config.input_dims, self.reference)
+        elif not set(names) <= set(specs):
+            return None
         else:
-            specs = {m.name: m for m in self.modalities}
             contents = reference_contents(
                 [specs[n] for n in names],
                 self.config.input_dims,
@@ -170,7 +175,8 @@ class Predictor:
         check = check or (lambda step: None)
         modalities = len(self.config.modalities)
         masks = np.array([[(p >> i) & 1 for i in range(modalities)] for p in range(1 << modalities)], dtype=bool)
-        self._ordering_game.risks(masks)
+        if self._ordering_game is not None:
+            self._ordering_game.risks(masks)
         if self.reference is None:
             return
         for pattern in sorted(int(p) for p in self.bundle.dataset.get("pattern_counts_train", {})):
@@ -340,16 +346,20 @@ class Predictor:
                     value.n_draws,
                 )
                 absent.append(AbsentModality(names[m], value.note, estimate))
-        ordering = split_ordering(
-            self.score,
-            inputs,
-            availability,
-            self._ordering_game.contents,
-            list(names),
-            list(tasks),
-            self.ordering_sources,
-            game=self._ordering_game,
-            subsets=result,
+        ordering = (
+            None
+            if self._ordering_game is None
+            else split_ordering(
+                self.score,
+                inputs,
+                availability,
+                self._ordering_game.contents,
+                list(names),
+                list(tasks),
+                self.ordering_sources,
+                game=self._ordering_game,
+                subsets=result,
+            )
         )
         return WhatIfResult(
             record.patient_id, list(tasks), [names[m] for m in result.available], subsets, shapley, absent, ordering

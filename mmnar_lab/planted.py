@@ -36,18 +36,36 @@ def planted_data(n: int = 3000, seed: int = 0, modalities=DEFAULT_MODALITIES) ->
     availability = np.stack(columns, axis=1)
     labels = np.stack([(rng.random(n) < sigmoid(5 * z - 2)), rng.random(n) < 0.5], axis=1).astype(np.float32)
     labels[rng.random(n) < 0.1, 1] = np.nan
-    n_train, n_val = int(n * 0.7), int(n * 0.15)
-    splits = np.array(["train"] * n_train + ["val"] * n_val + ["test"] * (n - n_train - n_val))
-    inputs = [np.where(availability[:, i : i + 1], x, 0) for i, x in enumerate(inputs)]
     names = [chr(ord("a") + i) for i in range(len(modalities))]
-    return ModelData(
+    return model_data(
         names,
         ["risk", "noise"],
-        [torch.from_numpy(x) for x in inputs],
+        inputs,
+        availability,
+        labels,
+        structured=[name for name, (_, _, rule) in zip(names, modalities) if rule == "always"],
+    )
+
+
+def model_data(
+    names: list[str], tasks: list[str], inputs: list[np.ndarray], availability: np.ndarray, labels: np.ndarray, **extra
+) -> ModelData:
+    """A planted cohort as ModelData: absent modalities zeroed, patients split 70 / 15 / 15 in order (train,
+    val, test), ids p0, p1, ...; `extra` goes to ModelData (true_probs, structured)."""
+    n = len(availability)
+    n_train, n_val = int(n * 0.7), int(n * 0.15)
+    splits = np.array(["train"] * n_train + ["val"] * n_val + ["test"] * (n - n_train - n_val))
+    tensors = [
+        torch.from_numpy(np.where(availability[:, i : i + 1], x, 0).astype(np.float32)) for i, x in enumerate(inputs)
+    ]
+    return ModelData(
+        names,
+        tasks,
+        tensors,
         torch.from_numpy(availability),
         torch.from_numpy(labels),
         encode_pattern(availability),
         splits,
         np.array([f"p{i}" for i in range(n)]),
-        structured=[name for name, (_, _, rule) in zip(names, modalities) if rule == "always"],
+        **extra,
     )

@@ -35,7 +35,7 @@ def register(subparsers) -> None:
 
 
 def run_distribution_check(args) -> int:
-    from mmnar_core.bundle import WRITTEN_FILES, load_bundle, save_bundle
+    from mmnar_core.bundle import load_bundle, save_copy
     from mmnar_core.dataset import load_dataset
     from mmnar_core.encoders.cache import load_embeddings
     from mmnar_core.ood.check import FILES, CheckSettings, DistributionCheck
@@ -63,19 +63,7 @@ def run_distribution_check(args) -> int:
             + (f" --cache {args.cache}" if args.cache else "")
         )
     check = DistributionCheck(CheckSettings(level=args.level)).fit(dataset, embeddings)
-    kept = {name: bundle.read_bytes(name) for name in bundle.files if name not in WRITTEN_FILES and name not in FILES}
-    out = save_bundle(
-        args.out,
-        bundle.model,
-        bundle.temperature,
-        bundle.rectifiers,
-        bundle.dataset,
-        bundle.encoders,
-        bundle.metrics,
-        bundle.model_card,
-        extra_files={**kept, **check.to_files()},
-        overwrite=args.overwrite,
-    )
+    out = save_copy(bundle, args.out, check.to_files(), overwrite=args.overwrite)
     summary = {
         name: {
             "n_train": fit.n_train,

@@ -127,7 +127,7 @@ def run_evaluate(args) -> int:
 def run_rectify(args) -> int:
     import numpy as np
 
-    from mmnar_core.bundle import save_bundle
+    from mmnar_core.bundle import kept_files, save_bundle
     from mmnar_core.training.pipeline import fit_calibration
 
     if Path(args.out).resolve() == Path(args.bundle).resolve():
@@ -157,7 +157,7 @@ def run_rectify(args) -> int:
         bundle.encoders,
         metrics,
         card,
-        extra_files=_extra_files(bundle),
+        extra_files=kept_files(bundle),
         overwrite=args.overwrite,
     )
     print(json.dumps({"bundle": str(out), "n_fit": int(len(rows)), "rectifiers": reports}, indent=2))
@@ -187,15 +187,8 @@ def rectifier_table(reports: dict) -> str:
     return "\n".join(lines)
 
 
-def _extra_files(bundle) -> dict[str, bytes]:
-    """The bundle's files that save_bundle does not write itself (encoder state, reference sets, log)."""
-    from mmnar_core.bundle import WRITTEN_FILES
-
-    return {name: (bundle.root / name).read_bytes() for name in bundle.files if name not in WRITTEN_FILES}
-
-
 def run_reference_image(args) -> int:
-    from mmnar_core.bundle import REFERENCE_IMAGE_FILE, load_bundle, save_bundle
+    from mmnar_core.bundle import REFERENCE_IMAGE_FILE, load_bundle, save_copy
     from mmnar_core.dataset import load_dataset
     from mmnar_core.training.reference_image import image_encoder_configs, reference_image_file
 
@@ -216,17 +209,6 @@ def run_reference_image(args) -> int:
     files = reference_image_file(dataset, configs, args.max_images)
     if not files:
         raise ValueError(f"{args.dataset} has no training images of {', '.join(configs) or 'any image modality'}")
-    out = save_bundle(
-        args.out,
-        bundle.model,
-        bundle.temperature,
-        bundle.rectifiers,
-        bundle.dataset,
-        bundle.encoders,
-        bundle.metrics,
-        bundle.model_card,
-        extra_files={**_extra_files(bundle), **files},
-        overwrite=args.overwrite,
-    )
+    out = save_copy(bundle, args.out, files, overwrite=args.overwrite)
     print(json.dumps({"bundle": str(out), "file": REFERENCE_IMAGE_FILE, "modalities": sorted(configs)}, indent=2))
     return 0

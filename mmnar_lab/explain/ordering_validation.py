@@ -46,12 +46,12 @@ from mmnar_core.explain.ordering import (
 )
 from mmnar_core.model import MMNARConfig
 from mmnar_core.numeric import sigmoid
-from mmnar_core.patterns import encode_pattern
 from mmnar_core.schema import ModalityKind, ModalitySpec
 from mmnar_core.training.data import ModelData
 from mmnar_core.training.pipeline import fit_calibration
 from mmnar_core.training.trainer import train
 from mmnar_lab.explain.shapley_signal import TINY, in_memory_predictor
+from mmnar_lab.planted import model_data
 
 DIMS = (16, 24, 32)
 KINDS = ("availability", "content")
@@ -81,20 +81,7 @@ def planted_cohort(kind: str, n: int = 16000, seed: int = 0, dims=DIMS) -> Model
         inputs[0] = x / x.std(axis=0)
     true_probs = sigmoid(STRENGTH * z - 0.5)[:, None]
     labels = (rng.random(true_probs.shape) < true_probs).astype(np.float32)
-    n_train, n_val = int(n * 0.7), int(n * 0.15)
-    splits = np.array(["train"] * n_train + ["val"] * n_val + ["test"] * (n - n_train - n_val))
-    tensors = [torch.from_numpy(np.where(present[:, m : m + 1], x, 0).astype(np.float32)) for m, x in enumerate(inputs)]
-    return ModelData(
-        [f"m{m}" for m in range(len(dims))],
-        ["risk"],
-        tensors,
-        torch.from_numpy(present),
-        torch.from_numpy(labels),
-        encode_pattern(present),
-        splits,
-        np.array([f"p{i}" for i in range(n)]),
-        true_probs=true_probs,
-    )
+    return model_data([f"m{m}" for m in range(len(dims))], ["risk"], inputs, present, labels, true_probs=true_probs)
 
 
 def training_reference(

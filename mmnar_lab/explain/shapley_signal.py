@@ -43,11 +43,11 @@ from mmnar_core.evaluation.metrics import auroc
 from mmnar_core.explain.modality import shapley_values, what_if
 from mmnar_core.model import MMNARConfig
 from mmnar_core.numeric import sigmoid
-from mmnar_core.patterns import encode_pattern
 from mmnar_core.predictor import Predictor
 from mmnar_core.training.data import ModelData
 from mmnar_core.training.pipeline import fit_calibration
 from mmnar_core.training.trainer import train
+from mmnar_lab.planted import model_data
 
 DIMS = (16, 24, 16, 32)  # embedding width per modality
 RATES = (0.5, 0.5, 0.5, 0.5)  # MCAR availability rate per modality
@@ -82,20 +82,7 @@ def one_signal_data(
         present[:, noisy] = rng.random(n) < sigmoid(2 * z[:, 0])
     true_probs = np.stack([sigmoid(STRENGTH * z[:, 0] - 0.5), sigmoid(STRENGTH * z[:, 1] + 0.5)], axis=1)
     labels = (rng.random(true_probs.shape) < true_probs).astype(np.float32)
-    n_train, n_val = int(n * 0.7), int(n * 0.15)
-    splits = np.array(["train"] * n_train + ["val"] * n_val + ["test"] * (n - n_train - n_val))
-    inputs = [torch.from_numpy(np.where(present[:, m : m + 1], x, 0).astype(np.float32)) for m, x in enumerate(inputs)]
-    return ModelData(
-        [f"m{m}" for m in range(len(dims))],
-        list(TASKS),
-        inputs,
-        torch.from_numpy(present),
-        torch.from_numpy(labels),
-        encode_pattern(present),
-        splits,
-        np.array([f"p{i}" for i in range(n)]),
-        true_probs=true_probs,
-    )
+    return model_data([f"m{m}" for m in range(len(dims))], list(TASKS), inputs, present, labels, true_probs=true_probs)
 
 
 def in_memory_predictor(model, temperature, rectifiers) -> Predictor:
