@@ -31,6 +31,10 @@ def test_the_api_page_example_runs_from_another_folder(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
-    assert [line.split(":")[0] for line in lines] == ["readmission_30d", "icu_90d", "death_180d"]
-    for line in lines:
+    risks, cards = lines[:3], lines[3:]
+    assert [line.split(":")[0] for line in risks] == ["readmission_30d", "icu_90d", "death_180d"]
+    for line in risks:
         assert re.fullmatch(r"\w+: \d+\.\d% \(model uncertainty \d+\.\d% to \d+\.\d%\)", line), line
+    # then per outcome the summary card: headline, comparison with the baseline, three drivers
+    assert len(cards) == 3 * 5 and [c for c in cards if c.startswith("Estimated risk of")] == cards[::5]
+    assert all("held-out patients of the training cohort" in c for c in cards[1::5])
