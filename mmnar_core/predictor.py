@@ -117,6 +117,7 @@ class Predictor:
                 )
         self._encoded = ExplanationCache(8)  # input hash -> encoder embeddings (see `encode`)
         self.distribution_check = DistributionCheck.from_bundle(bundle)  # None for a bundle without one
+        self.feature_ranges = self._feature_ranges()
         specs = {m.name: m for m in self.modalities}
         self.tabular_references = (  # structured IG baselines: training patients (expected gradients)
             {}
@@ -217,12 +218,6 @@ class Predictor:
         risks = self.calibrated([x.to(self.device) for x in inputs], availability.to(self.device))
         return risks.cpu().numpy()
 
-    @torch.no_grad()
-    def represent(self, inputs: list[torch.Tensor], availability: torch.Tensor) -> np.ndarray:
-        return (
-            self.bundle.model.represent([x.to(self.device) for x in inputs], availability.to(self.device)).cpu().numpy()
-        )
-
     # ---------------------------------------------------------------- interface
     def encode(self, record: PatientRecord, digest: str | None = None) -> dict[str, np.ndarray]:
         """Encoder embeddings of the record. With its `digest` (input_hash) they are kept for a few patients,
@@ -306,9 +301,7 @@ class Predictor:
             )
         return predictions
 
-    def what_if(
-        self, record: PatientRecord, vectors: dict[str, np.ndarray] | None = None, neighbours: int = 25
-    ) -> WhatIfResult:
+    def what_if(self, record: PatientRecord, vectors: dict[str, np.ndarray] | None = None) -> WhatIfResult:
         """Risk under every subset of the available modalities (one batch), exact modality Shapley values,
         and for each absent modality the estimated risk if it were obtained."""
         vectors = self.encode(record) if vectors is None else vectors
@@ -328,9 +321,7 @@ class Predictor:
         absent = []
         if self.reference is not None:
             for m in np.flatnonzero(~availability):
-                value = value_of_absent(
-                    self.score, self.represent, inputs, availability, self.reference, int(m), neighbours
-                )
+                value = value_of_absent(self.score, inputs, availability, self.reference, int(m))
                 if value is None:
                     note = f"too few training patients (under {MIN_REFERENCE}) had this modality to estimate it"
                     absent.append(AbsentModality(names[m], note))
@@ -402,8 +393,7 @@ class Predictor:
             self.bundle.metrics, self.outcomes, self.features, prediction.pattern_name, self.feature_ranges
         )
 
-    @property
-    def feature_ranges(self) -> dict[str, FeatureRange]:
+    def _feature_ranges(self) -> dict[str, FeatureRange]:
         """Training reference range (2.5th-97.5th percentile) of each numeric structured feature, shown beside a
         patient's value; {} for a bundle without the distribution check (where the ranges are kept)."""
         if self.distribution_check is None:
@@ -561,7 +551,7 @@ def _build_patient_encoder(
 def reference_set(bundle: Bundle) -> ReferenceSet | None:
     """The training patients behind "if it were obtained" (None for a bundle without them). They stay on the
     CPU, whatever the model's device: they are indexed together with the patient's (CPU) availability, and
-    score/represent move each batch to the model's device (on a GPU, keeping them there mixed devices and
+    score moves each batch to the model's device (on a GPU, keeping them there mixed devices and
     stopped every explanation)."""
     tensors = bundle.reference_set
     if not tensors:

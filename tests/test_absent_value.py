@@ -67,7 +67,7 @@ def test_the_risk_range_is_the_planted_one_and_covers_80_percent():
         patient[1] = torch.zeros(1, TARGET_DIM)
         hidden = test_availability[i].copy()
         hidden[1] = False
-        value = value_of_absent(score, None, patient, hidden, reference, modality=1)
+        value = value_of_absent(score, patient, hidden, reference, modality=1)
         assert value is not None and value.n_candidates == int(reference.availability[:, 1].sum())
         actual_inputs = [torch.from_numpy(v[i : i + 1]).float() for v in test_inputs]
         with_1 = hidden.copy()
@@ -90,7 +90,7 @@ def test_no_reference_patient_with_the_modality_gives_none():
     nobody = ReferenceSet(reference.inputs, reference.availability.clone())
     nobody.availability[:, 1] = False
     patient = [torch.zeros(1, OBS_DIM), torch.zeros(1, TARGET_DIM), torch.zeros(1, 3)]
-    assert value_of_absent(score, None, patient, np.array([True, False, True]), nobody, modality=1) is None
+    assert value_of_absent(score, patient, np.array([True, False, True]), nobody, modality=1) is None
 
 
 def test_too_few_reference_patients_with_every_regressor_drop_the_rarest():

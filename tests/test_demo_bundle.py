@@ -41,7 +41,7 @@ def test_demo_bundle_predicts_from_raw_inputs(tmp_path):
 def test_reference_patients_stay_on_the_cpu_whatever_the_model_device():
     """On a GPU the reference set used to follow the model to CUDA while the patient's availability stayed
     on the CPU, and every explanation stopped ('found at least two devices'). It is loaded on the CPU;
-    score/represent move each batch to the model's device."""
+    score moves each batch to the model's device."""
     import inspect
 
     from mmnar_core.bundle import load_bundle

@@ -84,23 +84,23 @@ def test_value_of_absent_uses_reference_patients_who_had_it():
         [torch.randn(50, 3), torch.randn(50, 2)], torch.tensor([[True, i % 2 == 0] for i in range(50)])
     )
     patient = [torch.randn(1, 3), torch.zeros(1, 2)]
-    value = value_of_absent(score, None, patient, np.array([True, False]), reference, modality=1)
+    value = value_of_absent(score, patient, np.array([True, False]), reference, modality=1)
     # fitted on the 25 who had it; one draw per leave-one-out residual
     assert value.n_neighbours == 25 and value.n_candidates == 25 and value.n_draws == 25
     assert value.regressors == (0,)
     assert value.p10[0] <= value.mean[0] <= value.p90[0]
     assert len(value.verdicts) == 1 and value.verdicts[0].startswith("obtaining it")
     with pytest.raises(ValueError, match="already available"):
-        value_of_absent(score, None, patient, np.array([True, True]), reference, modality=1)
+        value_of_absent(score, patient, np.array([True, True]), reference, modality=1)
     nobody = ReferenceSet(reference.inputs, torch.tensor([[True, False]] * 50))
-    assert value_of_absent(score, None, patient, np.array([True, False]), nobody, modality=1) is None
+    assert value_of_absent(score, patient, np.array([True, False]), nobody, modality=1) is None
 
     # the conditional model is fitted once per (modality, regressors), with the same result
     fresh = ReferenceSet(reference.inputs, reference.availability)
     other = [torch.randn(1, 3), torch.zeros(1, 2)]
-    first = value_of_absent(score, None, patient, np.array([True, False]), fresh, modality=1)
+    first = value_of_absent(score, patient, np.array([True, False]), fresh, modality=1)
     fitted = fresh.conditional(1, (0,))
-    again = value_of_absent(score, None, other, np.array([True, False]), fresh, modality=1)
+    again = value_of_absent(score, other, np.array([True, False]), fresh, modality=1)
     assert list(fresh._conditional) == [(1, (0,))] and fresh.conditional(1, (0,)) is fitted
     assert np.array_equal(first.mean, value.mean) and np.array_equal(first.p90, value.p90)
     assert again.n_candidates == 25 and again.n_neighbours == 25

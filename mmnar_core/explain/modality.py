@@ -21,8 +21,6 @@ from mmnar_core.explain.conditional import ConditionalModality
 
 # score(inputs: list of (B, dim) tensors, availability: (B, M) bool) -> (B, T) risks
 ScoreFn = Callable[[list[torch.Tensor], torch.Tensor], np.ndarray]
-# represent(inputs, availability) -> (B, d) fused representation
-RepresentFn = Callable[[list[torch.Tensor], torch.Tensor], np.ndarray]
 
 
 @dataclass
@@ -136,19 +134,15 @@ class AbsentValue:
 
 def value_of_absent(
     score: ScoreFn,
-    represent: RepresentFn | None,
     inputs: list[torch.Tensor],
     availability: np.ndarray,
     reference: ReferenceSet,
     modality: int,
-    k: int | None = None,
 ) -> AbsentValue | None:
     """Risk distribution if `modality` were obtained: draws of its embedding from its conditional
     distribution given the patient's observed embeddings and availability (mmnar_core.explain.conditional,
     fitted on the reference patients), each scored with the patient's own inputs; their mean and 10th / 90th
-    percentiles, and a verdict per task. `represent` and `k` are not used (the neighbour method before it took
-    them); the call stays the same. Returns None when fewer than MIN_REFERENCE reference patients had it."""
-    del represent, k
+    percentiles, and a verdict per task. Returns None when fewer than MIN_REFERENCE reference patients had it."""
     availability = np.asarray(availability, dtype=bool)
     if availability[modality]:
         raise ValueError("the modality is already available for this patient")

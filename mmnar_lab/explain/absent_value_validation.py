@@ -112,7 +112,7 @@ def validate(
             actual = score(inputs, torch.from_numpy(full).unsqueeze(0))[0]
             shown = [x.clone() for x in inputs]
             shown[m] = torch.zeros_like(shown[m])  # what the predictor passes for an absent modality
-            value: AbsentValue | None = value_of_absent(score, None, shown, hidden, reference, m)
+            value: AbsentValue | None = value_of_absent(score, shown, hidden, reference, m)
             assert value is not None
             new_in.append((value.p10 <= actual) & (actual <= value.p90))
             new_width.append(value.p90 - value.p10)
