@@ -190,3 +190,21 @@ def test_a_patient_unlike_the_training_data_is_said_so_before_and_inside_the_car
     again = Explanation.from_dict(json.loads(explanation.to_json()))
     assert again.prediction.distribution == explanation.prediction.distribution  # saved with the assessment
     assert again.prediction.distribution.reasons == ["The X-ray is unlike the training X-rays."]
+
+
+def test_a_negated_phrase_is_never_a_risk_raising_driver_even_when_its_deletion_moves_the_risk_most():
+    from mmnar_core.explain.attributions import PhraseAttribution
+
+    explanation = _explanation()
+    text = explanation.texts[0]
+    task = "icu_90d"
+    negated = PhraseAttribution("No large pleural effusion.", 0, 26, "negated", "no", 6, {task: 0.50})
+    finding = PhraseAttribution("New consolidation.", 27, 45, "affirmed", None, 4, {task: 0.30})
+    calming = PhraseAttribution("Lungs are clear.", 46, 62, "affirmed", None, 4, {task: -0.20})
+    text.phrases = [negated, finding, calming]
+    facts = summary_facts(_metrics(400, 0.85), INFO.outcomes, INFO.features, explanation.prediction.pattern_name)
+    found = drivers(explanation, facts, task)
+    assert [d.label for d in found[:2]] == ["“New consolidation.”", "“Lungs are clear.”"]  # 0.30 and 0.20 lead
+    assert not any("No large pleural effusion" in d.label for d in drivers(explanation, facts, task, k=100))
+    assert "raised the risk by 30.0 points" in found[0].sentence
+    assert text.modality not in [d.modality for d in found[2:] if d.method == "modality Shapley value"]

@@ -257,7 +257,8 @@ def _direction(effect: float) -> str:
 
 def drivers(explanation: Explanation, facts: SummaryFacts, task: str, k: int = TOP_DRIVERS) -> list[Driver]:
     """The k largest contributions (by size) across modalities: each structured feature's attribution, each
-    note's strongest phrase when phrases were attributed, else a note's and the X-ray's Shapley value."""
+    note's strongest risk-raising finding (never a negated phrase) and strongest lowering phrase when phrases
+    were attributed, else a note's and the X-ray's Shapley value."""
     candidates: list[Driver] = []
     for tabular in explanation.tabular:
         for item in tabular.features:
@@ -280,22 +281,23 @@ def drivers(explanation: Explanation, facts: SummaryFacts, task: str, k: int = T
             candidates.append(Driver(tabular.modality, label, value, reference, effect, tabular.method, sentence))
     phrased = set()
     for text in explanation.texts:
-        phrases = getattr(text, "phrases", None)
-        if not phrases:
+        if not text.phrases:
             continue
         phrased.add(text.modality)
-        best = max(phrases, key=lambda p: abs(p.attribution.get(task, 0.0)))
-        effect = float(best.attribution.get(task, 0.0))
-        words = " ".join(best.text.split())  # one line, whatever the note's layout
-        label = f"“{words if len(words) <= PHRASE_CHARS else words[: PHRASE_CHARS - 1].rstrip() + '…'}”"
-        stated = {"negated": " (stated as absent)", "hedged": " (stated as uncertain)"}.get(
-            getattr(best, "assertion", "affirmed"), ""
-        )
-        sentence = (
-            f"In the {modality_name(text.modality).lower()}, {label}{stated} {_direction(effect)} the risk by "
-            f"{abs(100 * effect):.1f} points."
-        )
-        candidates.append(Driver(text.modality, label, None, None, effect, text.method, sentence))
+        # a note's strongest finding that raises the risk (never a negated one: "No large pleural effusion" is
+        # not a finding) and its phrase that lowers the risk most; the ranking below keeps what matters
+        lowering = [p for p in text.phrases if p.attribution.get(task, 0.0) < 0]
+        lowest = [min(lowering, key=lambda p: p.attribution[task])] if lowering else []
+        for phrase in [*text.risk_raising_findings(task, 1), *lowest]:
+            effect = float(phrase.attribution[task])
+            words = " ".join(phrase.text.split())  # one line, whatever the note's layout
+            label = f"“{words if len(words) <= PHRASE_CHARS else words[: PHRASE_CHARS - 1].rstrip() + '…'}”"
+            stated = {"negated": " (stated as absent)", "hedged": " (stated as uncertain)"}.get(phrase.assertion, "")
+            sentence = (
+                f"In the {modality_name(text.modality).lower()}, {label}{stated} {_direction(effect)} the risk by "
+                f"{abs(100 * effect):.1f} points."
+            )
+            candidates.append(Driver(text.modality, label, None, None, effect, text.method, sentence))
     tabular_modalities = {t.modality for t in explanation.tabular}
     if explanation.what_if is not None:
         for modality, values in explanation.what_if.shapley.items():
