@@ -372,10 +372,10 @@ def _run(
     return explanation
 
 
-def finish_pending(svc: ModelService, analysis: dict, task: str) -> None:
+def finish_pending(svc: ModelService, analysis: dict) -> None:
     """Attributes the notes of a fast first answer (shown meanwhile), then reruns the page; nothing when
     nothing is pending."""
-    partial = analysis["explanations"][task]
+    partial = analysis["explanation"]
     steps = partial.pending()
     if not steps or analysis.get("pending_refused"):  # refused once: not retried on every rerun
         return
@@ -389,13 +389,13 @@ def finish_pending(svc: ModelService, analysis: dict, task: str) -> None:
             status.update(label=f"The words were not attributed: {plain(error)}", state="error")
             analysis["pending_refused"] = True
             return
-        analysis["explanations"] = dict.fromkeys(complete.tasks, complete)
+        analysis["explanation"] = complete
         bar.progress(1.0, text="Done")
     st.rerun()
 
 
 def analyse(svc: ModelService, store, user: str) -> None:
-    """Every outcome in one run (the notes' words follow in `finish_pending`)."""
+    """Every outcome in one run (the notes' phrases follow in `finish_pending`)."""
     info = svc.info
     try:
         record, structured, images, texts = _snapshot(info)
@@ -419,7 +419,7 @@ def analyse(svc: ModelService, store, user: str) -> None:
         "images": {m: (u.filename, u.media_type) for m, u in images.items()},
         "image_bytes": {m: u.data for m, u in images.items()},
         "texts": texts,
-        "explanations": dict.fromkeys(explanation.tasks, explanation),  # one explanation of every outcome
+        "explanation": explanation,  # of every outcome
         "input_hash": explanation.input_hash,
         "inputs_version": st.session_state.get("inputs_version", 0),
     }
@@ -451,9 +451,8 @@ def inputs_changed(analysis: dict) -> bool:
 
 def assessment_payload(info: ModelInfo, analysis: dict) -> dict:
     """What a save stores: inputs (files by reference), outputs (every explanation computed), summary."""
-    first = next(iter(analysis["explanations"].values()))
-    prediction = first.prediction
-    distinct = {id(e): e for e in analysis["explanations"].values()}.values()  # one explanation of every outcome
+    explanation = analysis["explanation"]
+    prediction = explanation.prediction
     return {
         "inputs": {
             "structured": analysis["structured"],
@@ -461,7 +460,8 @@ def assessment_payload(info: ModelInfo, analysis: dict) -> dict:
             "texts": analysis["texts"],
             "images": {m: {"filename": f, "media_type": t} for m, (f, t) in analysis["images"].items()},
         },
-        "outputs": {"explanations": {e.tasks[0]: e.to_dict() for e in distinct}},
+        # keyed by its first outcome, as one explanation per outcome was before (History reads both)
+        "outputs": {"explanations": {explanation.tasks[0]: explanation.to_dict()}},
         "files": {m: (f, t, analysis["image_bytes"][m]) for m, (f, t) in analysis["images"].items()},
         "pattern": "+".join(prediction.available),
         "summary": {r.task: r.risk for r in prediction.risks},
@@ -495,6 +495,6 @@ def save_panel(info: ModelInfo, store, user: str, analysis: dict) -> None:
             return
         st.session_state.last_saved = assessment_id
         st.success(
-            f"Saved as assessment #{assessment_id} ({', '.join(task_name(t) for t in analysis['explanations'])}). "
+            f"Saved as assessment #{assessment_id} ({', '.join(task_name(t) for t in analysis['explanation'].tasks)}). "
             "Find it on the History page."
         )

@@ -61,12 +61,12 @@ task = st.segmented_control(
 )
 task = task or info.tasks[0]
 
-if analysis is not None and task in analysis["explanations"]:
+if analysis is not None:
     st.divider()
     if form.inputs_changed(analysis):
         st.info("The inputs changed since this analysis. Press **Analyse** to update it.")
-    explanation = analysis["explanations"][task]
+    explanation = analysis["explanation"]  # every outcome
     render_results(explanation, task, analysis["image_bytes"], analysis["texts"], key="live")
-    form.finish_pending(svc, analysis, task)  # the notes' attributions, after everything else is on screen
+    form.finish_pending(svc, analysis)  # the notes' attributions, after everything else is on screen
     st.divider()
     form.save_panel(info, store(), user, analysis)
