@@ -147,8 +147,8 @@ def tabular_figure(features: list, task: str, top: int = 12, names: Mapping[str,
         )
     )
     fig.update_xaxes(
-        title="contribution to the risk, percentage points (vs the training-median patient)", tickformat="+.2f"
-    )
+        title="contribution to the risk, percentage points", tickformat="+.2f"
+    )  # baseline: technical detail
     return _layout(fig, f"Structured features driving {task_name(task)}", height=120 + 26 * len(ranked))
 
 

@@ -87,7 +87,7 @@ def distance_reason(noun: str, percentile: float | None, features: Sequence[str]
 
 def column_features(columns: Sequence[str], share: np.ndarray, labels: Mapping[str, str], top: int = 3) -> list[str]:
     """The features whose encoded columns carry most of a squared Mahalanobis distance, in words
-    ("creatinine", "lactate not recorded", "sex = a category not in training")."""
+    ("creatinine", "lactate (not recorded)", "sex with a category not in training")."""
     if not columns:
         return [f"column {i + 1}" for i in np.argsort(-share)[:top]]
     totals: dict[str, float] = {}
@@ -99,7 +99,7 @@ def column_features(columns: Sequence[str], share: np.ndarray, labels: Mapping[s
         feature, _, missing = feature.partition(":")
         name = in_sentence(labels.get(feature, feature.replace("_", " ")))
         if missing or level == "<missing>":
-            name += " not recorded"
+            name += " (not recorded)"
         elif level == "<unknown>":
             name += " with a category not in training"
         elif level:
