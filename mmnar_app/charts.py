@@ -184,12 +184,13 @@ def absent_figure(absent: list[AbsentModality], task: str) -> go.Figure | None:
         hovertemplate="mean %{x:.1%} (model fitted on %{customdata} training patients)<extra></extra>",
     )
     fig.update_xaxes(tickformat=".1%")  # the estimates can lie within a point of each other: no repeated ticks
-    return _layout(
+    _layout(
         fig,
         f"Value of obtaining an absent modality: {task_name(task)} (estimate)",
-        height=120 + 50 * len(rows),
-        legend=dict(orientation="h", y=-0.3),
+        height=150 + 50 * len(rows),
+        legend=dict(orientation="h", y=0, yanchor="bottom", yref="container"),  # under the tick labels, not on them
     )
+    return fig.update_layout(margin_b=60)
 
 
 def reliability_figure(reliability: dict, task: str) -> go.Figure:
