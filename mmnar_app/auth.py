@@ -264,7 +264,7 @@ def deny(db, principal: Principal, model_version: str, what: str, detail: str = 
     st.error(
         f"**Access denied.** Your role ({principal.role_text}) does not allow {what}. "
         "Ask an administrator if you need it. This attempt has been recorded in the audit log.",
-        icon="🚫",
+        icon=":material/block:",
     )
     st.stop()
 
@@ -291,7 +291,7 @@ def sign_in(db, model_version: str, demo_user: str) -> Principal:
         mode, problem = resolve_mode(settings)
     if problem:
         log.error("sign-in configuration problem: %s", problem)
-        st.error(problem, icon="🔒")
+        st.error(problem, icon=":material/lock:")
         st.stop()
     if mode == "demo":
         principal = Principal(demo_user, frozenset(ROLES), "demo")
@@ -378,7 +378,7 @@ def _local_sign_in(settings: AuthSettings, users, db, model_version: str) -> Non
         st.warning(
             "No accounts exist yet. Create the first administrator on the server with "
             "`python -m mmnar_app.accounts add NAME --role admin`.",
-            icon="🔑",
+            icon=":material/key:",
         )
     with st.form("mmnar_sign_in", clear_on_submit=True):
         name = st.text_input("User name", key="signin_user", autocomplete="username")
@@ -405,7 +405,7 @@ def _local_sign_in(settings: AuthSettings, users, db, model_version: str) -> Non
     if result.status == "disabled":
         audit(db, "sign-in-failed", shown_user, model_version, detail="local: account disabled")
         log.warning("sign-in refused for %s: disabled", who)
-        st.error("This account is disabled. Ask an administrator.", icon="🚫")
+        st.error("This account is disabled. Ask an administrator.", icon=":material/block:")
         return
     wait = lockout_remaining(result.retry_at) if result.retry_at is not None else ""
     detail = f"local: {result.reason}" + (f"; back-off {wait}" if wait else "")
@@ -413,9 +413,12 @@ def _local_sign_in(settings: AuthSettings, users, db, model_version: str) -> Non
     log.warning("sign-in refused for %s: %s", who, result.status)
     # the same words for a real and an unknown name: only the sequence of attempts decides them
     if result.status == "throttled":
-        st.error(BACKED_OFF.format(wait=wait), icon="🔒")
+        st.error(BACKED_OFF.format(wait=wait), icon=":material/lock:")
     else:
-        st.error("Wrong user name or password." + (f" {BACKED_OFF.format(wait=wait)}" if wait else ""), icon="🔒")
+        st.error(
+            "Wrong user name or password." + (f" {BACKED_OFF.format(wait=wait)}" if wait else ""),
+            icon=":material/lock:",
+        )
 
 
 # ----------------------------------------------------------------------------- OpenID Connect
@@ -425,7 +428,7 @@ def _oidc_principal(settings: AuthSettings, db, model_version: str) -> Principal
     user_info = st.user
     if not user_info.get("is_logged_in"):
         st.subheader("Sign in")
-        st.info("Sign in with your organisation account to use this app.", icon="🔑")
+        st.info("Sign in with your organisation account to use this app.", icon=":material/key:")
         if st.button("Sign in", key="mmnar_oidc_sign_in", type="primary"):
             st.login(settings.oidc_provider) if settings.oidc_provider else st.login()
         st.stop()
@@ -452,7 +455,7 @@ def _oidc_principal(settings: AuthSettings, db, model_version: str) -> Principal
         st.error(
             f"You are signed in as **{plain(username)}**, but this account {why}. Ask an administrator to "
             "assign you a role (clinician, reviewer or admin).",
-            icon="🚫",
+            icon=":material/block:",
         )
         st.stop()
     return principal

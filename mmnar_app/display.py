@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from mmnar_core.plain_words import (  # re-exported: the app's pages import them from here
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONTRIBUTIONS_EXPLAINED",
+    "LOWERS_RGB",
+    "RAISES_RGB",
+    "direction",
+    "scenario_rows",
     "ORDERING_EXPLAINED",
     "MODALITY_NAMES",
     "TASK_NAMES",
@@ -35,6 +40,14 @@ __all__ = [
     "signed_points",
     "task_name",
 ]
+
+
+RAISES_RGB, LOWERS_RGB = (220, 38, 38), (37, 99, 235)  # one red and one blue for charts, heatmaps and notes
+
+
+def direction(change: float) -> str:
+    """A risk change's direction in words, so no chart or highlight tells it by colour alone."""
+    return "raises" if change > 0 else "lowers" if change < 0 else "no change"
 
 
 def feature_names(explanation: Explanation) -> dict[str, str]:
@@ -71,10 +84,11 @@ def phrase_rows(text, task: str, k: int = 5) -> list[dict[str, str]]:
     """A note's k phrases whose deletion moves the risk most: the phrase on one line, whether the note negates
     or hedges it, and the change in percentage points."""
     rows = []
-    for phrase in text.top_phrases(task, k):
+    for rank, phrase in enumerate(text.top_phrases(task, k), 1):  # the rank is the mark in the highlighted note
         words = " ".join(phrase.text.split())
         rows.append(
             {
+                "rank": f"{rank}{'↑' if phrase.attribution.get(task, 0.0) > 0 else '↓'}",
                 "phrase": words if len(words) <= 120 else words[:119] + "…",
                 "stated as": ASSERTIONS.get(phrase.assertion, phrase.assertion) or "present",
                 "change of the risk": signed_points(phrase.attribution.get(task, 0.0)),
@@ -117,3 +131,39 @@ ORDERING_EXPLAINED = (
     "(below). Structured data was present for every training patient, so its 'obtained' part is measured "
     "against a record with no structured data at all, which the model never saw: read it with care."
 )
+
+
+def scenario_rows(what_if: WhatIfResult, text_modalities: Sequence[str] = ()) -> list[dict[str, str]]:
+    """What-if scenarios side by side, from subsets and estimates already computed (no model run): as recorded;
+    without each available modality; without the notes (`text_modalities`, when two or more are there); the
+    structured data only; each absent modality obtained (its estimated mean over plausible contents). Per
+    outcome the risk in % and the change from the risk as recorded in percentage points."""
+    full = what_if.full()
+    present = list(full.modalities)
+    scenarios: list[tuple[str, dict[str, float]]] = [(f"As recorded ({pattern_name(present)})", full.risks)]
+    seen = {frozenset(present)}
+
+    def add(label: str, keep: list[str]) -> None:
+        if frozenset(keep) in seen or not keep:
+            return
+        seen.add(frozenset(keep))
+        scenarios.append((label, what_if.subset(keep).risks))
+
+    for m in present:
+        add(f"Without the {modality_name(m)}", [x for x in present if x != m])
+    notes = [m for m in present if m in text_modalities]
+    if len(notes) >= 2:
+        add("Without the notes", [m for m in present if m not in notes])
+    if "structured" in present:
+        add(f"{modality_name('structured')} only", ["structured"])
+    for absent in what_if.absent:
+        if absent.estimate is not None:
+            scenarios.append((f"With the {modality_name(absent.modality)} obtained (estimate)", absent.estimate.mean))
+    rows = []
+    for label, risks in scenarios:
+        row = {"scenario": label}
+        for t in what_if.tasks:
+            row[f"{task_name(t)}: risk"] = percent(risks[t])
+            row[f"{task_name(t)}: change"] = "" if risks is full.risks else signed_points(risks[t] - full.risks[t])
+        rows.append(row)
+    return rows

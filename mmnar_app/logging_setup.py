@@ -165,7 +165,8 @@ def register_sensitive(*values: Any, words: bool = False) -> None:
 
 def register_fhir_identifiers(data: bytes | str) -> list[str]:
     """Names, ids, identifiers, phone numbers, e-mails and birth dates of the Patient resources (and the
-    full URLs of all entries) of an uploaded FHIR Bundle, so that they never reach a log line or a message."""
+    full URLs of all entries) of an uploaded FHIR Bundle, so that they never reach a log line (the uploader's own
+    screen shows them as they are)."""
     import json
 
     try:
@@ -216,17 +217,6 @@ def register_fhir_identifiers(data: bytes | str) -> list[str]:
     found = [f for f in dict.fromkeys(x.strip() for x in found) if f]
     register_sensitive(*found, words=True)
     return found
-
-
-def redact_fhir_message(text: str, identifiers: Iterable[str]) -> str:
-    """A message for the user who uploaded a FHIR file, with that file's patient identifiers (ids, names,
-    phone numbers, birth dates...) and identifier-like patterns replaced by salted hashes. File names and
-    feature values stay (the user needs them to fix the file)."""
-    for value in sorted((i for i in identifiers if len(i) >= 3 or i.startswith("Patient/")), key=len, reverse=True):
-        text = re.sub(re.escape(value), lambda m: _mark(m.group(0)), text, flags=re.IGNORECASE)
-    text = _EMAIL.sub(lambda m: _mark(m.group(0)), text)
-    text = _MRN.sub(lambda m: m.group(0)[: m.start(1) - m.start(0)] + _mark(m.group(1)), text)
-    return _PHONE.sub(_phone, text)
 
 
 # ----------------------------------------------------------------------------- text redaction

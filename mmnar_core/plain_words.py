@@ -39,8 +39,14 @@ def signed_points(value: float, digits: int = 1) -> str:
     return f"{100 * value:+.{digits}f} pts"
 
 
+UNITLESS = {"count", "n", "number", "1"}  # dataset units that are not written after a value
+
+
 def number(value: float, unit: str | None = None) -> str:
-    """A measured value as a clinician writes it: up to 3 significant figures, no trailing zeros, its unit."""
+    """A measured value as a clinician writes it: up to 3 significant figures, no trailing zeros, its unit
+    ("count" is no unit: 3 medications read "3", not "3 count")."""
+    if unit and unit.strip().lower() in UNITLESS:
+        unit = None
     text = f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
     if "e" in text:
         text = f"{value:.2f}"

@@ -771,17 +771,18 @@ def _server_teardown(context) -> None:
 def _server(context, data: bytes) -> str:
     """Byte 0: endpoint (low 2 bits) and Content-Type (next 3 bits); the rest is the body as sent."""
     from mmnar_core.serving.parsing import RequestError
-    from mmnar_core.serving.server import _prepare
+    from mmnar_core.serving.server import _prepare, _split
 
     selector = data[0] if data else 0
     path = SERVER_ENDPOINTS[selector & 3]
     content_type = CONTENT_TYPES[(selector >> 2) & 7]
     body = data[1:]
-    if path == "/explain":  # the endpoint's own parsing (the `task` field), without running Captum
+    if path == "/explain":  # the endpoint's own parsing (the `task` field, the work count), without running Captum
         if content_type is None or not content_type.lower().startswith("multipart/form-data"):
             return "refused"
         try:
-            _prepare(body, content_type, context["schema"], "explain", context["config"])
+            parts, _work = _split(body, content_type, context["schema"], "explain", context["config"])
+            _prepare(parts, context["schema"], "explain", context["config"])
         except RequestError as error:
             check_status_body(error.to_dict(), error.status)
             return "refused"

@@ -59,6 +59,11 @@ def data_dir(tmp_path, monkeypatch):
     return tmp_path / "data"
 
 
+def widget_key(app: AppTest, name: str) -> str:
+    """The widget key of input `name` of the patient being edited (mmnar_app.patient_form.widget_key)."""
+    return f"g{app.session_state['patient_gen']}_{name}"
+
+
 def page(name: str) -> AppTest:
     app = AppTest.from_file(str(ROOT / "app" / name), default_timeout=180)
     app.run()
@@ -75,7 +80,9 @@ def test_planted_markup_in_notes_uploads_and_file_names_is_shown_escaped(data_di
         (f"{PLANTED}.json", json.dumps({"resourceType": PLANTED}).encode()),
         ("values.csv", f"age,{PLANTED}\n70,44\n".encode()),
     ):
-        patient.file_uploader(key="structured_upload").upload(filename, content, "application/octet-stream").run()
+        patient.file_uploader(key=widget_key(patient, "structured_upload")).upload(
+            filename, content, "application/octet-stream"
+        ).run()
         assert not patient.exception, patient.exception
         shown += rendered(patient)
     assert any("outside.example" in s for s in shown), shown  # the planted text did reach the page

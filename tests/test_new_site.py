@@ -335,10 +335,10 @@ def _category_page():
 def test_the_form_keeps_an_unseen_value_with_a_visible_note_only_where_the_model_takes_it():
     from streamlit.testing.v1 import AppTest
 
-    from mmnar_app.patient_form import _feature_key
-
     app = AppTest.from_function(_category_page)
-    app.session_state[_feature_key("disposition")] = "hospice"  # as a file upload leaves it
+    app.session_state["patient_gen"] = 0
+    # as a file upload leaves it: the new generation's values, given to its widgets as their defaults
+    app.session_state["form_values"] = {"feat_disposition": "hospice"}
     app.run()
     assert not app.exception
     assert [box.value for box in app.selectbox] == ["hospice", app.selectbox[1].options[0]]

@@ -151,7 +151,9 @@ def test_concurrent_requests_are_batched_and_a_full_queue_gives_503(predictor, d
 def test_request_timeout_gives_504_and_the_server_recovers(predictor, demos):
     stub = GatedPredictor(predictor)
     data, files, _ = request_of(demos["Demo 06"])
-    with ServerThread(create_app(stub, ServeConfig(request_timeout_s=0.5, max_wait_ms=0))) as server:
+    # admission by work told the work is nearly free, so the requests reach the gated worker: the deadline is the backstop
+    config = ServeConfig(request_timeout_s=0.5, max_wait_ms=0, decode_s_per_mpixel=1e-4, model_s_per_unit=1e-4)
+    with ServerThread(create_app(stub, config)) as server:
         slow = post_all(server.url, [("/predict", data, files), ("/what-if", data, files)], stagger=0.1)
         assert [r.status_code for r in slow] == [504, 504]
         assert "no answer within the request timeout of 0.5 s" in slow[0].json()["errors"][0]["message"]

@@ -20,8 +20,7 @@ from mmnar_core.schema import PatientRecord
 from mmnar_core.serving import ServeConfig
 from mmnar_core.serving.batching import Batcher, Job, Overloaded
 from mmnar_core.serving.work import job_cost
-from mmnar_lab.serving.stand_in import StubPredictor, stub_app
-from mmnar_lab.serving.testing import ServerThread
+from mmnar_lab.serving.testing import stand_in_servers
 
 
 def form(structured: dict | None = None, note: str | None = None) -> list:
@@ -90,8 +89,8 @@ def test_job_cost_counts_images_note_windows_and_attribution_passes():
     record = PatientRecord("p", {"age": 70}, {"cxr": b"png"}, {"discharge_note": "x" * 199_000})
     assert job_cost("predict", record) == 1 + 1 + 199
     explain = job_cost("explain", record)
-    assert explain == 1 + 1 + 199 + 32 * 1 + 16 * 20  # the note attributed on its first 20,000 characters
-    assert job_cost("explain", PatientRecord("p", {"age": 70})) == 1
+    assert explain == 1 + 1 + 199 + 20 + 32 * 1 + 16 * 20  # the note attributed on its first 20,000 characters
+    assert job_cost("explain", PatientRecord("p", {"age": 70})) == 1 + 20  # structured attributions, what-if
 
 
 def test_a_cancelled_or_overdue_job_stops_in_the_worker():
@@ -123,23 +122,14 @@ def test_a_cancelled_or_overdue_job_stops_in_the_worker():
 
 # ------------------------------------------------------------------------------------------------ the server
 @pytest.fixture
-def server(monkeypatch):
-    servers = []
-
-    def start(config: ServeConfig, predictor: StubPredictor | None = None):
-        app, predictor = stub_app(monkeypatch, config, predictor)
-        thread = ServerThread(app).start()
-        assert app.state.serving.wait_ready(10)
-        servers.append(thread)
-        return thread, predictor, app.state.serving
-
-    yield start
-    for thread in servers:
-        thread.stop()
+def server():
+    with stand_in_servers() as start:
+        yield start
 
 
 def test_an_overdue_explanation_is_stopped_within_a_second(server):
-    thread, predictor, state = server(ServeConfig(request_timeout_s=1.0))
+    # the stand-in's work under-estimated on purpose (admission lets it in): the deadline is the backstop
+    thread, predictor, state = server(ServeConfig(request_timeout_s=1.0, model_s_per_unit=0.001))
     started = time.monotonic()
     answer = httpx.post(thread.url + "/explain", files=form(), timeout=30)
     assert answer.status_code == 504, answer.text
@@ -162,7 +152,8 @@ def test_a_client_that_goes_away_stops_its_explanation(server):
 
 @pytest.mark.slow
 def test_a_long_note_fills_the_work_queue_and_gets_503(server):
-    config = ServeConfig(max_queue_work=600, request_timeout_s=30, max_inflight=32)
+    # admission by work estimates the stand-in at 1 ms a unit, so the queue's own work limit is what refuses
+    config = ServeConfig(max_queue_work=600, request_timeout_s=30, max_inflight=32, model_s_per_unit=0.001)
     thread, predictor, state = server(config)
     note = "fever and cough " * 12_500  # 200,000 characters: 1 + 200 + 16 x 20 = 521 units
     client = httpx.Client(timeout=30)

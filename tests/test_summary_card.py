@@ -208,3 +208,11 @@ def test_a_negated_phrase_is_never_a_risk_raising_driver_even_when_its_deletion_
     assert not any("No large pleural effusion" in d.label for d in drivers(explanation, facts, task, k=100))
     assert "raised the risk by 30.0 points" in found[0].sentence
     assert text.modality not in [d.modality for d in found[2:] if d.method == "modality Shapley value"]
+
+
+def test_counts_are_written_without_a_unit():
+    from mmnar_core.plain_words import number
+
+    assert number(0.0, "count") == "0"
+    assert number(3.0, "Count") == "3"
+    assert number(1.25, "mg/dL") == "1.25 mg/dL"

@@ -9,7 +9,7 @@ import streamlit as st
 from mmnar_app import charts, drift, model_card
 from mmnar_app.display import task_name
 from mmnar_app.settings import DEMO_BASELINES, DEMO_SHIFT_STUDY
-from mmnar_app.ui import page_header, service, settings, store
+from mmnar_app.ui import page_header, render_chart, service, settings, store
 
 page_header("Model card")  # every signed-in role
 info = service().info
@@ -37,8 +37,8 @@ st.markdown(
 )
 st.dataframe(model_card.overall_table(metrics, task), hide_index=True)
 left, right = st.columns(2)
-left.plotly_chart(charts.reliability_figure(entry["reliability"], task), key="reliability")
-right.plotly_chart(charts.pattern_counts_figure(info.pattern_counts_train, modalities), key="patterns")
+render_chart(charts.reliability_figure(entry["reliability"], task), key="reliability", container=left)
+render_chart(charts.pattern_counts_figure(info.pattern_counts_train, modalities), key="patterns", container=right)
 
 st.subheader("For whom: per missingness pattern")
 st.dataframe(model_card.pattern_table(metrics, task), hide_index=True)

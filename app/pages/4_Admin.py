@@ -22,7 +22,7 @@ if mode == "demo":
     st.info(
         "Local single-user demo: nobody signs in, so these accounts are not used until the app runs with "
         "`MMNAR_AUTH=local` (or with OpenID Connect, where a row here sets a user's role).",
-        icon="ℹ️",
+        icon=":material/info:",
     )
 
 tab_users, tab_audit = st.tabs(["Users", "Audit log"])

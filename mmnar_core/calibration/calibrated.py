@@ -115,8 +115,9 @@ class CalibratedModel(nn.Module):
     @torch.no_grad()
     def stages(self, logits: np.ndarray, patterns: np.ndarray) -> RiskStages:
         """Every stage of (B, T) stored network logits (an evaluation run, a prediction), as numpy."""
-        z = torch.as_tensor(np.asarray(logits), device=self.temperature.device)
-        ids = torch.as_tensor(np.asarray(patterns, dtype=np.int64), device=self.temperature.device)
+        # copies: the arrays may be read-only views (a loaded bundle's metrics), which torch warns about
+        z = torch.tensor(np.asarray(logits), device=self.temperature.device)
+        ids = torch.tensor(np.asarray(patterns, dtype=np.int64), device=self.temperature.device)
         scaled = z.double() / self.temperature
         corrected = self.slope * scaled + self.shift[ids]
         return RiskStages(

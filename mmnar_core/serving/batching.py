@@ -7,7 +7,8 @@ attribution passes) would pass `max_work`, so two explanations of 200,000-charac
 as a hundred small predictions do. Every job carries a `concurrent.futures.Future` and a CancelToken
 (mmnar_core.cancel) with its deadline; a job whose caller gave up, or whose deadline passed while it
 waited, is dropped before the handler sees it, and the handler stops a running one at its next step.
-`stats()` is what GET /stats shows.
+An `observer` hears the seconds and the jobs of every batch whose jobs all succeeded (the server
+measures its rate of work from them, mmnar_core.serving.work_budget). `stats()` is what GET /stats shows.
 """
 
 from __future__ import annotations
@@ -61,12 +62,14 @@ class Batcher:
         min_retry_after: int = 1,
         name: str = "mmnar-batcher",
         max_work: float = float("inf"),
+        observer: Callable[[float, list[Job]], None] | None = None,
     ):
         self.handler = handler
         self.max_batch = int(max_batch)
         self.max_wait_s = float(max_wait_s)
         self.max_queue = int(max_queue)
         self.max_work = float(max_work)
+        self.observer = observer  # observer(seconds, jobs): each batch whose every job succeeded
         self._queued_work = 0.0  # sum of the costs of the waiting jobs
         self.min_retry_after = int(min_retry_after)
         self.name = name
@@ -217,13 +220,19 @@ class Batcher:
                 for job in live:
                     if not job.future.done():
                         job.future.set_exception(RuntimeError("the handler gave no answer for this request"))
+                elapsed = time.monotonic() - started
                 with self._lock:
                     self._busy = 0
                     self._running = []
                     self._done += len(live)
                     self._failed += failed - cancelled
                     self._cancelled += cancelled
-                    self._batch_seconds += time.monotonic() - started
+                    self._batch_seconds += elapsed
+                if self.observer is not None and not failed:  # a failed or stopped job did not do all its work
+                    try:
+                        self.observer(elapsed, live)
+                    except Exception:  # statistics never stop the worker
+                        log.exception("the batch observer failed")
 
     # ---------------------------------------------------------------- observing
     def stats(self) -> dict:

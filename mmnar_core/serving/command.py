@@ -180,7 +180,7 @@ def _limit_arguments(parser) -> None:
         default=d.max_queue_work,
         metavar="UNITS",
         help="work waiting in the queue before 503, in units of about one model pass "
-        f"(an explanation of a 20,000-character note ~340; default {d.max_queue_work:g})",
+        f"(an explanation of a 20,000-character note 361; default {d.max_queue_work:g})",
     )
     limits.add_argument(
         "--max-structured-mb",

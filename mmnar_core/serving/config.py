@@ -27,11 +27,14 @@ class ServeConfig:
     #                            transformer / fused forward per batch (faster, may differ in the last float bits)
     # work limits (issue 18): the queue counts work, requests are admitted before their body is read
     max_queue_work: float = 4_000.0  # units of work waiting (mmnar_core.serving.work: an explain of a 20,000-char
-    #                                 note ~340, a predict ~3); more -> 503 + Retry-After
+    #                                 note 361, a predict 1-2); more -> 503 + Retry-After
     max_inflight: int | None = None  # requests admitted at once (read, parsed, queued or running); None:
     #                                  max_queue + max_batch; more -> 503 before the body is read
     max_inflight_bytes: int = 192 * MB  # their declared bodies together (no Content-Length: max_request_bytes)
     max_parsing: int = 2  # requests parsed and decoded at once (CPU work: about one per core)
+    # admission by work (mmnar_core.serving.work_budget): the starting rates, then measured while serving
+    decode_s_per_mpixel: float = 0.06  # seconds to decode one megapixel (2-core CPU: 0.07-0.12 measured at load 2-9)
+    model_s_per_unit: float = 0.2  # seconds per unit of model work (mmnar_core.serving.work; the demo model on CPU)
     # time limits
     request_timeout_s: float = 120.0  # from arrival to answer; exceeded -> 504, and the work is stopped
     retry_after_s: int = 1  # the smallest Retry-After of a 503 (it grows with the expected wait)
@@ -85,7 +88,7 @@ class ServeConfig:
         ):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be positive (got {getattr(self, name)})")
-        for name in ("header_timeout_s", "body_timeout_s", "keep_alive_s"):
+        for name in ("header_timeout_s", "body_timeout_s", "keep_alive_s", "decode_s_per_mpixel", "model_s_per_unit"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name} must be > 0 seconds (got {getattr(self, name)})")
         if self.max_inflight_bytes < self.max_request_bytes:

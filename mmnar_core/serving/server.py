@@ -50,6 +50,7 @@ from mmnar_core.serving.runner import PredictorRunner
 if TYPE_CHECKING:
     from mmnar_core.model_info import ModelInfo
     from mmnar_core.serving.admission import Admission
+    from mmnar_core.serving.work_budget import WorkBudget
 
 __all__ = ["ServeConfig", "ServeState", "create_app", "run"]
 
@@ -136,6 +137,7 @@ class ServeState:
         self._started = False
         self._loader: threading.Thread | None = None
         self.admission: Admission | None = None  # set by create_app (mmnar_core.serving.admission.Admission)
+        self.work_budget: WorkBudget | None = None  # set by create_app (mmnar_core.serving.work_budget)
         from mmnar_core.serving.pattern_counter import PatternCounter
 
         self.patterns = PatternCounter(config.pattern_counts_file, flush_every_s=config.pattern_counts_flush_s)
@@ -192,6 +194,7 @@ class ServeState:
             self.config.max_queue,
             self.config.retry_after_s,
             max_work=self.config.max_queue_work,
+            observer=self.work_budget.observe_model if self.work_budget is not None else None,
         )
         batcher.start()
         self.info, self.schema, self.runner, self.batcher = info, schema, runner, batcher
@@ -249,6 +252,9 @@ class ServeState:
             out.update(self.admission.stats())
             # every overload refusal, whether before the body was read or at the queue
             out["rejected"] = out.get("rejected", 0) + out["refused_before_reading"]
+        if self.work_budget is not None:
+            out.update(self.work_budget.stats())
+            out["rejected"] = out.get("rejected", 0) + out["refused_busy_by_work"] + out["refused_too_much_work"]
         out["request_timeout_s"] = self.config.request_timeout_s
         return out
 
@@ -267,6 +273,11 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
 
     admission = Admission(config.inflight_limit, config.max_inflight_bytes, config.max_request_bytes)
     state.admission = admission
+    from mmnar_core.serving.work_budget import WorkBudget
+
+    state.work_budget = WorkBudget(
+        config.max_parsing, config.decode_s_per_mpixel, config.model_s_per_unit, config.retry_after_s
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -364,9 +375,10 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
         state.start()
         if not state.ready:
             return not_ready()
-        info, schema, batcher = state.info, state.schema, state.batcher
-        if info is None or schema is None or batcher is None:  # never: all are set before the predictor
+        info, schema, batcher, budget = state.info, state.schema, state.batcher, state.work_budget
+        if info is None or schema is None or batcher is None or budget is None:  # never: all set before ready
             return not_ready()
+        deadline = arrived + config.request_timeout_s
         content_type = request.headers.get("content-type")
         try:
             if not (content_type or "").lower().startswith("multipart/form-data"):
@@ -377,8 +389,26 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
                     MULTIPART_ACCEPTED,
                 )
             body = await _read_body(request, config.max_request_bytes, config.body_timeout_s)
-            try:  # decoding is bounded by cores, not by requests admitted: 12 decodes at once took 1.5 GB
-                await asyncio.wait_for(parse_slots.acquire(), arrived + config.request_timeout_s - time.monotonic())
+            parts, work = await run_in_threadpool(_split, body, content_type, schema, kind, config)
+            del body
+        except RequestError as error:  # a body left unread (408, 413): the connection cannot be reused
+            close = {"Connection": "close"} if error.status in (408, 413) else None
+            return JSONResponse(error.to_dict(), status_code=error.status, headers=close)
+        # admission by work, before any decoding: the work admitted ahead of it and its own must fit its deadline
+        verdict = budget.admit(work, deadline - time.monotonic())
+        if not verdict.admitted:
+            return _refuse_work(verdict, work, config)
+        try:
+            return await serve_admitted(request, kind, parts, work, info, schema, batcher, budget, arrived)
+        finally:
+            budget.done(work)
+
+    async def serve_admitted(request, kind, parts, work, info, schema, batcher, budget, arrived):
+        deadline = arrived + config.request_timeout_s
+        decoded = False
+        try:
+            try:  # decoding is bounded by cores; admission keeps the wait for a slot within the deadline
+                await asyncio.wait_for(parse_slots.acquire(), deadline - time.monotonic())
             except TimeoutError:
                 return _error(
                     504,
@@ -387,13 +417,18 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
                     "a retry later",
                 )
             try:
-                parsed = await run_in_threadpool(_prepare, body, content_type, schema, kind, config)
+                started = time.monotonic()
+                parsed = await run_in_threadpool(_prepare, parts, schema, kind, config)
+                budget.decoded(work, time.monotonic() - started)
+                decoded = True
             finally:
                 parse_slots.release()
-            del body
-        except RequestError as error:  # a body left unread (408, 413): the connection cannot be reused
-            close = {"Connection": "close"} if error.status in (408, 413) else None
-            return JSONResponse(error.to_dict(), status_code=error.status, headers=close)
+            del parts
+        except RequestError as error:
+            return JSONResponse(error.to_dict(), status_code=error.status)
+        finally:
+            if not decoded:
+                budget.decoded(work, None)
         from mmnar_core.explain.explanation import task_cache_key
 
         if kind == "explain":
@@ -402,10 +437,8 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
             if cached is not None:
                 await state.count_pattern(parsed)
                 return _answer(cached, parsed, info.model_id)
-        from mmnar_core.serving.work import job_cost
-
-        remaining = config.request_timeout_s - (time.monotonic() - arrived)
-        job = Job(kind, parsed, cost=job_cost(kind, parsed.record), cancel=CancelToken(max(remaining, 0.001)))
+        remaining = deadline - time.monotonic()
+        job = Job(kind, parsed, cost=work.units, cancel=CancelToken(max(remaining, 0.001)))
         try:
             future = batcher.submit(job)
         except Overloaded as error:
@@ -422,7 +455,7 @@ def create_app(predictor_factory: Callable[[], Any] | Any, config: ServeConfig |
                 headers={"Retry-After": str(error.retry_after)},
             )
         try:
-            result = await _wait(future, job, request, arrived + config.request_timeout_s)
+            result = await _wait(future, job, request, deadline)
         except (TimeoutError, Cancelled) as error:
             if isinstance(error, Cancelled) and job.cancel.reason == CLIENT_GONE:
                 return _error(499, "request", "the client closed the connection", "")  # nobody reads it
@@ -538,16 +571,48 @@ def _document_auth(schema: dict) -> None:
             )
 
 
-def _prepare(body: bytes, content_type: str | None, schema: Schema, kind: str, config: ServeConfig):
-    """Parse and validate one request and hash its inputs (CPU work: decoding images, off the event loop)."""
-    from mmnar_core.explain.explanation import input_hash
+def _split(body: bytes, content_type: str | None, schema: Schema, kind: str, config: ServeConfig):
+    """(parts, RequestWork): the multipart parts and the work they bring, from headers only (no decoding)."""
+    from mmnar_core.encoders.config import ImageEncoderConfig
+    from mmnar_core.serving.work import request_work
 
     parts = parse_multipart(body, content_type)
+    return parts, request_work(kind, parts, schema, ImageEncoderConfig().max_pixels, config.max_text_chars)
+
+
+def _prepare(parts, schema: Schema, kind: str, config: ServeConfig):
+    """Validate one request's parts and hash its inputs (CPU work: decoding images, off the event loop)."""
+    from mmnar_core.explain.explanation import input_hash
+
     parsed = parse_request(
         parts, schema, kind, config.max_image_bytes, config.max_structured_bytes, config.max_text_chars
     )
     parsed.input_hash = input_hash(parsed.record)
     return parsed
+
+
+def _refuse_work(verdict, work, config: ServeConfig) -> JSONResponse:
+    """The answer to a request admission by work refused: 503 + Retry-After (busy) or 413 (too much work)."""
+    what = f"{work.decode_mpixels:.1f} megapixels to decode and {work.units:g} units of model work"
+    if verdict.status == 503:
+        return _error(
+            503,
+            "request",
+            f"the server is busy: the work admitted before this request ends in about "
+            f"{verdict.estimate_s - verdict.own_s:.1f} s, and this one ({what}, about {verdict.own_s:.1f} s) "
+            "would not be answered within the request timeout "
+            f"of {config.request_timeout_s:g} s; retry after {verdict.retry_after} s",
+            "a retry after the Retry-After delay (nothing was decoded)",
+            headers={"Retry-After": str(verdict.retry_after)},
+        )
+    return _error(
+        413,
+        "request",
+        f"this request is more work than the server can do within its request timeout of "
+        f"{config.request_timeout_s:g} s: {what}, about {verdict.own_s:.1f} s at the measured rates",
+        "a smaller image, a shorter note, fewer modalities to attribute (the `modalities` field of /explain), "
+        "or a server started with a longer --timeout",
+    )
 
 
 def _pattern_counts(state: ServeState) -> dict:

@@ -1,8 +1,8 @@
 """A stand-in predictor for the model server's mechanics (admission, work limits, cancellation, timeouts),
 used by the tests and by the attack replay (mmnar_lab.serving.attack) while no trained bundle loads:
-one numeric feature, an image and a note modality, one task. `explain` does `steps` slices of work, each
-ending in check_cancelled() as the real attribution passes do (RiskHead and the forwards inside Captum's
-internal batches), and records how far it got."""
+one numeric feature, an image and a note modality, one task. `predict` takes `predict_s`; `explain` does
+`steps` slices of work, each ending in check_cancelled() as the real attribution passes do (RiskHead and
+the forwards inside Captum's internal batches), and records how far it got."""
 
 from __future__ import annotations
 
@@ -31,8 +31,9 @@ class StubPredictor:
     ]
     config = SimpleNamespace(tasks=["icu_90d"], modalities=["structured", "cxr", "discharge_note"])
 
-    def __init__(self, steps: int = 2000, step_s: float = 0.01):
+    def __init__(self, steps: int = 2000, step_s: float = 0.01, predict_s: float = 0.0):
         self.steps, self.step_s = steps, step_s
+        self.predict_s = predict_s  # a prediction's time (the server measures its rate of work from it)
         self.progress: list[int] = []  # per explain call: the last step reached
         self.finished = threading.Event()  # set when an explain call ends, however it ends
 
@@ -40,6 +41,7 @@ class StubPredictor:
         return {}
 
     def predict(self, record, vectors=None):
+        time.sleep(self.predict_s)
         return Answer(record, "predict")
 
     def what_if(self, record, vectors=None):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 
 
 class ServerThread:
@@ -78,3 +79,25 @@ def cached_predictor(bundle_dir, device: str | None = None):
         if key not in _PREDICTORS:
             _PREDICTORS[key] = Predictor.load(bundle_dir, device=device)
         return _PREDICTORS[key]
+
+
+@contextmanager
+def stand_in_servers(ready_timeout: float = 10.0):
+    """`start(config, predictor=None) -> (thread, predictor, serving state)`: model servers over the stand-in
+    predictor (`stand_in.StubPredictor`), each ready before it is returned, all stopped on exit."""
+    from mmnar_lab.serving.stand_in import stub_app
+
+    threads: list[ServerThread] = []
+
+    def start(config, predictor=None):
+        app, predictor = stub_app(None, config, predictor)
+        thread = ServerThread(app).start()
+        assert app.state.serving.wait_ready(ready_timeout), "the stand-in server did not become ready"
+        threads.append(thread)
+        return thread, predictor, app.state.serving
+
+    try:
+        yield start
+    finally:
+        for thread in threads:
+            thread.stop()

@@ -1,0 +1,33 @@
+"""The Patient page's own CSS: the bar with the patient and Analyse stays on screen while scrolling (sticky
+under Streamlit's header; the sticky box is the bar's layout wrapper, which Streamlit sizes to the bar), and
+on a phone (below 640 px) the page's side margins shrink and nothing is wider than the screen."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+_CSS = """
+<style>
+[data-testid='stLayoutWrapper']:has(> .st-key-patient_bar) {
+  position: sticky; top: 3.75rem; z-index: 990;
+}
+.st-key-patient_bar {
+  background: #ffffff; border-bottom: 1px solid #cbd5e1; padding: 0.25rem 0 0.25rem 0;
+}
+@media (max-width: 640px) {
+  [data-testid='stLayoutWrapper']:has(> .st-key-patient_bar) { top: 3.5rem; }
+  [data-testid='stMainBlockContainer'] { padding-left: 0.75rem; padding-right: 0.75rem; }
+  .js-plotly-plot, [data-testid='stDataFrame'], [data-testid='stImage'] img { max-width: 100%; }
+}
+</style>
+"""
+
+
+def page_style() -> None:
+    st.html(_CSS)
+
+
+def fold_inputs(folded: bool) -> None:
+    """Hide the form's fields (still rendered, so the browser keeps their values) behind its summary line."""
+    if folded:
+        st.html("<style>.st-key-patient_inputs_body { display: none; }</style>")

@@ -1,0 +1,104 @@
+"""Accessibility audit in a real browser: axe-core (the copy shipped inside the pinned PyPI package
+axe-playwright-python, injected from disk: nothing is fetched at run time) runs on every page of the app:
+Home, Patient with a complete analysis of Demo 01 (risks, what-if, heatmap, both notes), Model card, History
+with that assessment saved and reopened, and Admin. No serious or critical violation may remain.
+
+Each page's full axe result goes to test-output/accessibility/<page>.json with a screenshot beside it, so a
+failure names the rule, the element and axe's own explanation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mmnar_app.browser_harness import chromium_page, streamlit_server, wait_for_text, wait_idle, wait_results_complete
+
+from support.paths import ROOT
+
+OUT = ROOT / "test-output" / "accessibility"
+BLOCKING = {"serious", "critical"}
+PAGES = {  # url path -> text that says the page has rendered
+    "Home": ("", "missing not at random"),
+    "Model_card": ("Model_card", "For whom: per missingness pattern"),
+    "Admin": ("Admin", "Add a user"),
+}
+
+
+def axe_script() -> str:
+    """axe.min.js from the installed package (pip install axe-playwright-python==0.1.8; axe-core 4.12)."""
+    from importlib.resources import files
+
+    return (files("axe_playwright_python") / "axe.min.js").read_text(encoding="utf-8")
+
+
+def audit(page, name: str) -> list[dict]:
+    """Run axe on the page as it is; write its result and a screenshot; return the blocking violations."""
+    wait_idle(page)
+    page.evaluate(axe_script())
+    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"{name}.json").write_text(json.dumps(result["violations"], indent=1), encoding="utf-8")
+    page.screenshot(path=str(OUT / f"{name}.png"), full_page=True)
+    return [
+        {
+            "page": name,
+            "rule": v["id"],
+            "impact": v["impact"],
+            "help": v["help"],
+            "nodes": [n["html"][:160] for n in v["nodes"][:5]],
+        }
+        for v in result["violations"]
+        if v["impact"] in BLOCKING
+    ]
+
+
+OVER = (  # the script is idle and shows either the results or the refusal of a busy model
+    "() => !document.querySelector(\"[data-testid='stStatusWidget']\") && (document.body.innerText.includes("
+    "'did not complete') || document.body.innerText.includes('Is an absent modality worth obtaining'))"
+)
+
+
+def analyse_demo(page, url: str, demo: str = "Demo 01") -> None:
+    page.goto(f"{url}/Patient")
+    wait_for_text(page, "Analyse", 120)
+    wait_idle(page)
+    page.locator("[data-testid='stSelectbox'] input").first.click()
+    page.keyboard.type(demo)
+    page.keyboard.press("Enter")
+    wait_idle(page)
+    for _ in range(6):  # the app's start-up warm-up may hold the model: the page says so, then we retry
+        page.get_by_role("button", name="Analyse").first.click()
+        page.wait_for_timeout(1500)
+        page.wait_for_function(OVER, timeout=300_000)  # a finished run: no stale element of an earlier one is left
+        if not page.get_by_text("did not complete").count():
+            wait_results_complete(page, expected_images=1, expected_notes=2, timeout_s=300)
+            return
+        page.wait_for_timeout(10_000)
+    raise AssertionError("Demo 01 was never analysed")
+
+
+@pytest.mark.slow
+def test_every_page_has_no_serious_or_critical_axe_violation(tmp_path):
+    assert "axe.run" in axe_script()  # the engine ships with the package, not from the network
+    found: list[dict] = []
+    with (
+        streamlit_server(tmp_path / "data", OUT / "streamlit.log") as (url, _, _),
+        chromium_page((1440, 1000)) as page,
+    ):
+        try:
+            analyse_demo(page, url)
+            found += audit(page, "Patient")
+            page.get_by_role("button", name="Save assessment").first.click()
+            wait_for_text(page, "Saved as assessment", 60)
+            page.goto(f"{url}/History")
+            wait_for_text(page, "Risk per outcome", 120)
+            found += audit(page, "History")
+            for name, (path, marker) in PAGES.items():
+                page.goto(f"{url}/{path}")
+                wait_for_text(page, marker, 120)
+                found += audit(page, name)
+        except Exception:
+            page.screenshot(path=str(OUT / "failure.png"))
+            raise
+    assert not found, json.dumps(found, indent=1)
