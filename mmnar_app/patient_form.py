@@ -501,16 +501,6 @@ def _available(record: PatientRecord, info: ModelInfo) -> list[str]:
     return [m.name for m, a in zip(info.modalities, available) if a]
 
 
-def _first_pass(record: PatientRecord, info: ModelInfo) -> list[str] | None:
-    """The modalities attributed first (all but the notes, whose transformer attributions take seconds): the
-    page shows risks and the rest at once, the notes follow (in-process or from the model server). None = all."""
-    kinds = {m.name: m.kind for m in info.modalities}
-    available = _available(record, info)
-    if not any(kinds[m] is ModalityKind.TEXT for m in available):
-        return None
-    return [m for m in available if kinds[m] is not ModalityKind.TEXT]
-
-
 def _run(
     svc: ModelService, record: PatientRecord, task: str, info: ModelInfo, modalities: list[str] | None = None
 ) -> Explanation:
@@ -526,25 +516,37 @@ def _run(
 
 
 def finish_pending(svc: ModelService, analysis: dict) -> None:
-    """Attributes the notes of a fast first answer (shown meanwhile), then reruns the page; nothing when
-    nothing is pending."""
+    """Attributes within the modalities of the first answer (its risks shown meanwhile), then reruns the
+    page; nothing when nothing is pending."""
     partial = analysis["explanation"]
     steps = partial.pending()
     if not steps or analysis.get("pending_refused"):  # refused once: not retried on every rerun
         return
-    with st.status(
-        f"Attributing the words of the {', '.join(modality_name(m).lower() for m in steps)}...", expanded=True
-    ) as status:
+    names = ", ".join(modality_name(m).lower() for m in steps)
+    with st.status(f"Finding what drives the risks in the {names}...", expanded=True) as status:
         progress, bar = _progress_runner(status, ["encode", "predict", *steps])
         try:
+            started = time.perf_counter()
             complete = svc.complete(partial, analysis["record"], ALL_TASKS, progress)
+            analysis.setdefault("seconds", {})["attributions"] = time.perf_counter() - started
         except (RemoteServiceError, AnalysisRefused) as error:  # the first answer stays on the page
-            status.update(label=f"The words were not attributed: {plain(error)}", state="error")
+            status.update(label=f"The attributions were not computed: {plain(error)}", state="error")
             analysis["pending_refused"] = True
             return
         analysis["explanation"] = complete
         bar.progress(1.0, text="Done")
     st.rerun()
+
+
+def timing_line(analysis: dict) -> str:
+    """How long this analysis took, in its two parts ('' for an analysis without timings)."""
+    seconds = analysis.get("seconds", {})
+    if "risks" not in seconds:
+        return ""
+    line = f"Analysed in {seconds['risks']:.1f} s"
+    if "attributions" in seconds:
+        line += f", what drives the risks in {seconds['attributions']:.1f} s more"
+    return line + "."
 
 
 def mark_rendered() -> None:
@@ -561,7 +563,7 @@ def load_pending() -> bool:
 
 
 def analyse(svc: ModelService, store, user: str) -> None:
-    """Every outcome in one run (the notes' phrases follow in `finish_pending`)."""
+    """Every outcome in one run: risks first, the attributions within each modality in `finish_pending`."""
     info = svc.info
     if load_pending():
         st.warning(
@@ -587,7 +589,11 @@ def analyse(svc: ModelService, store, user: str) -> None:
     state.field_errors = {}
     state.messages = {k: m for k, m in state.messages.items() if m[0] != "success"}  # seen, and now analysed
     try:
-        explanation = _run(svc, record, ALL_TASKS, info, _first_pass(record, info))
+        # the risks, the what-if and each modality's share first (a fraction of a second); the attributions
+        # within each modality follow in `finish_pending`, after these are on screen
+        started = time.perf_counter()
+        explanation = _run(svc, record, ALL_TASKS, info, [])
+        seconds = time.perf_counter() - started
     except RemoteServiceError as error:  # the model server refused or is down: say so, keep the inputs
         st.error(f"The model server could not analyse this patient: {plain(error)}")
         return
@@ -606,6 +612,7 @@ def analyse(svc: ModelService, store, user: str) -> None:
         "inputs_version": st.session_state.get("inputs_version", 0),
         "gen": st.session_state.get("patient_gen", 0),
         "choice": st.session_state.get("patient_choice"),
+        "seconds": {"risks": seconds},  # shown under the results (the status boxes go with the page's rerun)
     }
     store.record(action="analyse", user=user, model_version=info.version, input_hash=explanation.input_hash)
     count_analysed_pattern(store, info, explanation)

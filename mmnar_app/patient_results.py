@@ -59,7 +59,7 @@ def results(explanation: Explanation, tasks: list[str], images: dict[str, bytes]
     what_if = explanation.what_if
     if what_if is not None:
         _what_if(what_if, key)
-        render_scenarios(what_if, note_modalities(explanation), key=key)
+        render_scenarios(what_if, note_modalities(explanation, texts), key=key)
         render_modality_parts(what_if, task, key)
     _attributions(explanation, task, images, texts, key)
     if what_if is not None:

@@ -323,8 +323,9 @@ def render_attributions(
             f"image {image.image_shape[1]} x {image.image_shape[0]} px, strongest raising region at row, column "
             f"{image.peak.get(task)}; completeness gap {_gap(image.summary, task)}."
         )
-    for name in explanation.pending():
-        st.info(f"{modality_name(name)}: the words' attributions are being computed (a few seconds on this CPU)...")
+    for name in explanation.pending():  # the risks come first; what drives them within each modality follows
+        what = "the words' attributions are" if name in texts else "what drives the risk within it is"
+        st.info(f"{modality_name(name)}: {what} being computed (a few seconds on this CPU)...")
     for text in explanation.texts:
         note = texts.get(text.modality, "")
         items, unit = (text.phrases, "phrases") if text.phrases else (text.words, "words")
@@ -428,9 +429,10 @@ def render_modality_parts(what_if: WhatIfResult, task: str, key: str) -> None:
         st.caption(ORDERING_EXPLAINED)
 
 
-def note_modalities(explanation: Explanation) -> list[str]:
-    """The patient's notes (attributed or still pending): the modalities 'without the notes' switches off."""
-    return [t.modality for t in explanation.texts] + explanation.pending()  # the first pass leaves only notes
+def note_modalities(explanation: Explanation, texts: dict[str, str]) -> list[str]:
+    """The patient's available notes (attributed or still pending): the modalities 'without the notes'
+    switches off."""
+    return [m for m in explanation.prediction.available if m in texts]
 
 
 def render_answer(explanation: Explanation, task: str, key: str) -> None:
@@ -452,7 +454,7 @@ def render_results(
     if what_if is not None:
         with st.container(border=True):
             render_what_if(what_if, key)
-        render_scenarios(what_if, note_modalities(explanation), key=key)
+        render_scenarios(what_if, note_modalities(explanation, texts), key=key)
         render_modality_parts(what_if, task, key)
     st.subheader(f"Why: {task_name(task)}")
     render_attributions(explanation, task, images, texts, key)

@@ -92,7 +92,7 @@ def test_demo_patient_to_risks_and_toggle_changes_risk(data_dir):
     analyse(app)
     shown = risks(app)
     assert len(shown) == 3 and all(v.endswith("%") for v in shown.values())
-    assert any("Analysed in" in s.proto.label for s in app.status)
+    assert any(c.value.startswith("Analysed in") and "what drives the risks in" in c.value for c in app.caption)
     before = what_if_table(app).iloc[:, 2].tolist()
     app.toggle(key="live-toggle-cxr").set_value(False).run()
     after = what_if_table(app)

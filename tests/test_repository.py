@@ -22,7 +22,7 @@ def test_readme_has_exactly_two_setup_commands():
     commands = _readme_commands()
     assert len(commands) == 2
     assert commands[0].endswith(f" && {INSTALL} && streamlit run app/Home.py")
-    assert commands[1].endswith(f" && {INSTALL} && python -m pytest -q")
+    assert commands[1].endswith(f" && {INSTALL} && python -m pytest -q -n 2")
 
 
 def test_ci_runs_the_readme_test_command_verbatim():

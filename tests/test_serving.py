@@ -107,6 +107,9 @@ def test_predict_what_if_explain_are_identical_to_the_predictor(client, predicto
     limited = predictor.explain(record, tasks=[task], modalities=["structured"]).to_dict()
     assert without(first, "timings", "input_notes") == without(limited, "timings")  # its own cache key too
     assert [a["modality"] for a in first["tabular"]] == ["structured"] and not first["images"]
+    risks_only = client.post("/explain", data={**data, "task": task, "modalities": ""}, files=files).json()
+    assert not risks_only["tabular"] and not risks_only["images"] and not risks_only["texts"]  # the app's first answer
+    assert risks_only["prediction"] == expected["prediction"] and risks_only["what_if"] == expected["what_if"]
     other = client.post("/explain", data={**data, "task": task, "patient_id": "someone else"}, files=files).json()
     assert other["patient_id"] == other["prediction"]["patient_id"] == other["what_if"]["patient_id"] == "someone else"
     assert other["input_hash"] == expected["input_hash"]  # the id is not an input of the model
@@ -388,8 +391,16 @@ BAD = [
         422,
         [
             "modalities: 'ecg' is not a modality of this model",
-            "comma-separated modality names of this model: structured, cxr, discharge_note, radiology_report",
+            "comma-separated modality names of this model (structured, cxr, discharge_note, radiology_report), "
+            "or empty for none",
         ],
+    ),
+    (
+        "only commas as the modalities to attribute",
+        "/explain",
+        lambda p, d: ({**inputs(d)[0], "modalities": " , ,"}, inputs(d)[1]),
+        422,
+        ["modalities: no modality named"],
     ),
     (
         "modalities on /what-if",

@@ -11,8 +11,9 @@ Fields (multipart/form-data; each at most once):
 - `patient_id` (optional);
 - `task` (POST /explain only; default: the model's first task).
 - `modalities` (POST /explain only; default: all): comma-separated modalities to attribute, so a client
-  can ask for a fast first answer (e.g. without the notes, whose attributions take seconds) and the rest
-  in a second call; the prediction and what-if always cover every available modality.
+  can ask for a fast first answer and the rest in a second call; empty: none attributed (the risks, the
+  what-if and each modality's share at once, as the app's first answer does); the prediction and what-if
+  always cover every available modality.
 
 Statuses: 400 the request itself is malformed (not multipart, broken multipart, a field the endpoint
 does not know, a field given twice, `structured` not a JSON object); 413 over a size limit; 415 a file
@@ -336,16 +337,17 @@ def _modalities(given: dict[str, Part], schema: Schema, problems: list) -> list[
     if "modalities" not in given:
         return None
     names = [m.name for m in schema.modalities]
-    accepted = f"comma-separated modality names of this model: {', '.join(names)}"
+    accepted = f"comma-separated modality names of this model ({', '.join(names)}), or empty for none"
     text = _field_text(given["modalities"], "modalities", accepted, problems)
     if text is None:
         return None
     wanted = [w.strip() for w in text.split(",") if w.strip()]
+    if not wanted and text.strip():  # only commas: a mistake, not a request for no attributions
+        problems.append((422, InputError("modalities", "no modality named", accepted)))
+        return None
     unknown = [w for w in wanted if w not in names]
-    if unknown or not wanted:
-        problem = (
-            f"{', '.join(repr(w) for w in unknown)} is not a modality of this model" if unknown else "no modality named"
-        )
+    if unknown:
+        problem = f"{', '.join(map(repr, unknown))} is not a modality of this model"
         problems.append((422, InputError("modalities", problem, accepted)))
         return None
     return [n for n in names if n in wanted]
