@@ -128,13 +128,23 @@ class FigureMemo:
         return figure
 
 
+TITLE_LINE = 40  # characters of a chart title on one line: a phone's chart (~350 px) cuts a longer one
+
+
+def wrapped_title(title: str) -> str:
+    """A long title broken after its first ': ' (plotly never wraps a title; at 390 px the end was cut off)."""
+    head, sep, tail = title.partition(": ")
+    return f"{head}:<br>{tail}" if len(title) > TITLE_LINE and sep else title
+
+
 def _layout(
     fig: go.Figure, title: str, height: int = 320, rows: list | None = None, alt: str = "", **kwargs
 ) -> go.Figure:
+    text = wrapped_title(title)
     fig.update_layout(
-        title=dict(text=title, font=dict(color=TEXT, size=15)),
+        title=dict(text=text, font=dict(color=TEXT, size=15)),
         height=height,
-        margin=dict(l=10, r=10, t=50, b=10),
+        margin=dict(l=10, r=10, t=70 if "<br>" in text else 50, b=10),
         template=LIGHT_TEMPLATE,
         font=dict(size=13, color=TEXT),
         paper_bgcolor="#ffffff",
@@ -161,7 +171,7 @@ def alt_text(fig: go.Figure) -> str:
     """One sentence saying what the chart shows and its main numbers (for screen readers)."""
     meta = fig.layout.meta
     text = meta.get("alt", "") if isinstance(meta, Mapping) else ""
-    title = fig.layout.title.text or "Chart"
+    title = (fig.layout.title.text or "Chart").replace("<br>", " ")
     return text or title
 
 
@@ -308,7 +318,8 @@ def ordering_figure(ordering: OrderingSplit, task: str) -> go.Figure:
     positive = [sum(v for v in (o, c) if v > 0) for o, c in zip(obtained, shows)]
     negative = [sum(v for v in (o, c) if v < 0) for o, c in zip(obtained, shows)]
     low, high = _padded([0.0, *positive, *negative, *totals, *missing], pad=0.15)
-    fig.update_yaxes(title="change of the risk, percentage points", zeroline=True, **nice_axis(low, high, signed=True))
+    # a short axis title: the long one was cut by the plot's height at 1,440 px (seen in the browser screenshot)
+    fig.update_yaxes(title="change, percentage points", zeroline=True, **nice_axis(low, high, signed=True))
     rows = ordering_rows(ordering, task)
     alt = (
         f"{task_name(task)}, per modality, that it was obtained and what it shows, in percentage points: "
@@ -317,6 +328,7 @@ def ordering_figure(ordering: OrderingSplit, task: str) -> go.Figure:
     return _layout(
         fig,
         f"That it was obtained vs what it shows: {task_name(task)}",
+        height=380,
         barmode="relative",
         legend=dict(orientation="h", y=-0.2),
         rows=rows,

@@ -1,7 +1,8 @@
 """Accessibility audit in a real browser: axe-core (the copy shipped inside the pinned PyPI package
 axe-playwright-python, injected from disk: nothing is fetched at run time) runs on every page of the app:
 Home, Patient with a complete analysis of Demo 01 (risks, what-if, heatmap, both notes), Model card, History
-with that assessment saved and reopened, and Admin. No serious or critical violation may remain.
+with that assessment saved and reopened, and Admin, at 1,440 px and again at a phone's 390 px. No serious or
+critical violation may remain.
 
 Each page's full axe result goes to test-output/accessibility/<page>.json with a screenshot beside it, so a
 failure names the rule, the element and axe's own explanation."""
@@ -61,7 +62,7 @@ OVER = (  # the script is idle and shows either the results or the refusal of a 
 
 def analyse_demo(page, url: str, demo: str = "Demo 01") -> None:
     page.goto(f"{url}/Patient")
-    wait_for_text(page, "Analyse", 120)
+    page.get_by_role("button", name="Analyse").first.wait_for(state="visible", timeout=120_000)
     wait_idle(page)
     page.locator("[data-testid='stSelectbox'] input").first.click()
     page.keyboard.type(demo)
@@ -91,13 +92,18 @@ def test_every_page_has_no_serious_or_critical_axe_violation(tmp_path):
             found += audit(page, "Patient")
             page.get_by_role("button", name="Save assessment").first.click()
             wait_for_text(page, "Saved as assessment", 60)
-            page.goto(f"{url}/History")
-            wait_for_text(page, "Risk per outcome", 120)
-            found += audit(page, "History")
-            for name, (path, marker) in PAGES.items():
-                page.goto(f"{url}/{path}")
-                wait_for_text(page, marker, 120)
-                found += audit(page, name)
+            for suffix in ("", "_390"):  # the desktop, then a phone (390 x 844), where the layout differs
+                if suffix:
+                    page.set_viewport_size({"width": 390, "height": 844})
+                    analyse_demo(page, url)  # from the explanation cache
+                    found += audit(page, "Patient" + suffix)
+                page.goto(f"{url}/History")
+                wait_for_text(page, "Risk per outcome", 120)
+                found += audit(page, "History" + suffix)
+                for name, (path, marker) in PAGES.items():
+                    page.goto(f"{url}/{path}")
+                    wait_for_text(page, marker, 120)
+                    found += audit(page, name + suffix)
         except Exception:
             page.screenshot(path=str(OUT / "failure.png"))
             raise

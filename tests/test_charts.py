@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 from types import SimpleNamespace
 
+import plotly.graph_objects as go
 import pytest
 
 from mmnar_app import charts
@@ -202,3 +203,12 @@ def test_long_pattern_names_wrap_in_the_chart_and_stay_whole_in_its_table():
     full = [row["pattern"] for row in charts.data_rows(fig)]
     assert "Structured EHR + Chest X-ray + Discharge summary + Radiology report" in full
     assert all("<br>" not in name for name in full)
+
+
+def test_a_long_title_breaks_after_its_colon_and_its_alt_text_reads_as_one_line():
+    fig = figures()["ordering"]  # "That it was obtained vs what it shows: Death within 180 days", 60 characters
+    assert fig.layout.title.text == "That it was obtained vs what it shows:<br>Death within 180 days"
+    assert fig.layout.margin.t >= 70  # room for the second line
+    assert max(len(line) for line in fig.layout.title.text.split("<br>")) <= charts.TITLE_LINE
+    assert charts.wrapped_title("Risk: Death") == "Risk: Death"  # short titles stay on one line
+    assert "<br>" not in charts.alt_text(charts._layout(go.Figure(), "A long chart title that has: two parts here"))
