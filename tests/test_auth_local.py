@@ -88,7 +88,8 @@ def test_backoff_doubles_after_the_free_attempts_is_capped_and_never_permanent(u
     last = t - 300
     # during the wait even the right password is refused, unchecked and uncounted (the wait does not grow)
     assert attempt(users, "dr.lee", PASSWORD, last + 299, client="ip:10.9.9.9") == ("throttled", 1)
-    assert users.get("dr.lee").failed_attempts == 10 and users.get("dr.lee").locked(T0 + timedelta(seconds=last + 1))
+    during = T0 + timedelta(seconds=last + 1)  # the store's own clock is given, as to `authenticate`: T0 is fixed
+    assert users.get("dr.lee").failed_attempts == 10 and users.get("dr.lee", now=during).locked(during)
     assert attempt(users, "dr.lee", PASSWORD, last + 300, client="ip:10.9.9.9") == ("ok", None)  # the cap, no more
     assert users.get("dr.lee").failed_attempts == 0  # success ends the name's back-off
     with pytest.raises(StoreError, match="at most 1:00:00"):
@@ -181,9 +182,10 @@ def test_an_admin_unlock_ends_the_names_backoff_and_the_attacker_stays_slowed(us
     users.add("ada", "admin", PASSWORD)
     for n in range(6):
         attempt(users, "ada", f"guess {n}", n * 400, client="ip:203.0.113.7")
-    assert users.get("ada").locked(T0 + timedelta(seconds=2001))
+    assert users.get("ada", now=T0 + timedelta(seconds=2001)).locked(T0 + timedelta(seconds=2001))
     users.unlock("ada")
-    assert users.get("ada").failed_attempts == 0 and not users.get("ada").locked(T0 + timedelta(seconds=2001))
+    after = T0 + timedelta(seconds=2001)
+    assert users.get("ada").failed_attempts == 0 and not users.get("ada", now=after).locked(after)
     assert attempt(users, "ada", PASSWORD, 2001, client="ip:10.0.0.1") == ("ok", None)
     assert attempt(users, "ada", "guess 7", 2002, client="ip:203.0.113.7")[0] == "throttled"  # the client's own wait
 

@@ -180,10 +180,11 @@ class UserStore:
         return f"UserStore({self.store.url!r})"
 
     # -- reading ----------------------------------------------------------------------------------------
-    def get(self, username: str) -> User | None:
+    def get(self, username: str, now: datetime | None = None) -> User | None:
+        """The account as it stands at `now` (default: the clock; its back-off shows only while it runs)."""
         name = normalize_username(username)
         row, states = self.store._in_read(lambda s: (s.get(UserRow, name), account_states(s, [name])))
-        return None if row is None else _user(row, states.get(name))
+        return None if row is None else _user(row, states.get(name), now)
 
     def list(self) -> list[User]:
         def work(session: Session):
