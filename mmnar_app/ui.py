@@ -157,7 +157,12 @@ def render_distribution_warning(prediction: Prediction) -> None:
     )
 
 
-def render_summary(explanation: Explanation, task: str) -> None:
+# The card's title is the page's second heading level (an h2 under the page's h1: axe's heading-order), drawn at
+# the size of the h4 it used to be.
+_CARD_STYLE = "<style>[class*='-summary_card'] h2 { font-size: 1.5rem; padding-top: 0.25rem; }</style>"
+
+
+def render_summary(explanation: Explanation, task: str, key: str = "") -> None:
     """The summary card of the chosen outcome (mmnar_core.explain.summary): the risk in words against the
     baseline and the same-pattern patients, how reliable the model is here, the top drivers; the other
     outcomes in one line each."""
@@ -165,8 +170,9 @@ def render_summary(explanation: Explanation, task: str) -> None:
     card = cards.get(task)
     if card is None:  # an assessment saved before the card existed
         return
-    with st.container(border=True):
-        st.markdown(f"#### {task_name(task)}: {percent(card.risk)} :{BAND_COLOURS[card.band]}-badge[{card.band}]")
+    st.html(_CARD_STYLE)
+    with st.container(border=True, key=f"{key}-summary_card"):
+        st.markdown(f"## {task_name(task)}: {percent(card.risk)} :{BAND_COLOURS[card.band]}-badge[{card.band}]")
         st.markdown(plain(card.headline))
         st.markdown(plain(card.comparison))
         st.markdown(f"**How reliable here.** {plain(card.reliability)}")
@@ -439,7 +445,7 @@ def render_answer(explanation: Explanation, task: str, key: str) -> None:
     """The answer first: any distribution warning, the summary card, the risks, the correction behind an expander."""
     prediction = explanation.prediction
     render_distribution_warning(prediction)
-    render_summary(explanation, task)
+    render_summary(explanation, task, key)
     render_risks(prediction, key)
     with st.expander("Technical detail: the site correction for this availability pattern"):
         render_pattern(prediction)

@@ -2,7 +2,7 @@
 axe-playwright-python, injected from disk: nothing is fetched at run time) runs on every page of the app:
 Home, Patient with a complete analysis of Demo 01 (risks, what-if, heatmap, both notes), Model card, History
 with that assessment saved and reopened, and Admin, at 1,440 px and again at a phone's 390 px. No serious or
-critical violation may remain.
+critical violation may remain, nor a rule once fixed (KEPT_FIXED).
 
 Each page's full axe result goes to test-output/accessibility/<page>.json with a screenshot beside it, so a
 failure names the rule, the element and axe's own explanation."""
@@ -19,6 +19,7 @@ from support.paths import ROOT
 
 OUT = ROOT / "test-output" / "accessibility"
 BLOCKING = {"serious", "critical"}
+KEPT_FIXED = {"heading-order"}  # moderate, but fixed (2026-12-05: the card's h4 and the Model card's h3s under the h1)
 PAGES = {  # url path -> text that says the page has rendered
     "Home": ("", "missing not at random"),
     "Model_card": ("Model_card", "For whom: per missingness pattern"),
@@ -50,7 +51,7 @@ def audit(page, name: str) -> list[dict]:
             "nodes": [n["html"][:160] for n in v["nodes"][:5]],
         }
         for v in result["violations"]
-        if v["impact"] in BLOCKING
+        if v["impact"] in BLOCKING or v["id"] in KEPT_FIXED
     ]
 
 

@@ -20,6 +20,7 @@ st.markdown(
     f"or the rectifier); 95 % stratified bootstrap intervals ({metrics.get('n_resamples', '?')} resamples)."
 )
 
+st.header("How well it predicts")  # the sections below are its h3s (axe: heading levels one step at a time)
 task = (
     st.segmented_control("Outcome", info.tasks, default=info.tasks[0], format_func=task_name, key="card_task")
     or info.tasks[0]
