@@ -142,8 +142,8 @@ def bench_app(patients: int = 12) -> dict:
                     for times in (first, again):
                         page.evaluate(_WATCH_DOM)
                         page.get_by_role("button", name="Analyse").click()
-                        # off the button: its help tooltip would otherwise appear 0.5 s later, a change of the
-                        # page that is not the answer (it ended the cached re-analysis at exactly 0.50 s)
+                        # off the button: a hover tooltip appearing 0.5 s later is a change of the page that is
+                        # not the answer (the button's former help text ended every cached re-analysis at 0.50 s)
                         page.mouse.move(0, 0)
                         shown, done = _charts_rendered(page, 1 if demo.images else 0, len(demo.texts))
                         if times is first:

@@ -36,9 +36,8 @@ with st.container(key="patient_bar"):
         args=(info,),
         help="A demo patient (synthetic, from the test split: never seen in training) or a new patient.",
     )
-    clicked = right.button(
-        "Analyse", type="primary", key="analyse", help="Every outcome is explained in one run.", width="stretch"
-    )
+    # no help tooltip: it opened over the bar after every click (the outcome switch says every outcome is analysed)
+    clicked = right.button("Analyse", type="primary", key="analyse", width="stretch")
     st.caption("Available now: " + form.availability_summary(info))
 # the analysis' progress and messages have a slot of their own above the results, so the results keep their
 # place in the page whether or not a status is shown: the browser then updates their charts instead of
