@@ -41,7 +41,7 @@ with st.container(key="patient_bar"):
     st.caption("Available now: " + form.availability_summary(info))
 # the analysis' progress and messages have a slot of their own above the results, so the results keep their
 # place in the page whether or not a status is shown: the browser then updates their charts instead of
-# drawing every one again (a re-analysis from the cache went from ~1 s of redrawing to ~0.1 s)
+# drawing every one again (that redrawing was 0.4-0.7 s of every re-analysis from the cache)
 status_area = st.container()
 results_area = st.container()  # filled below, above the inputs: the answer first
 inputs_area = st.container(key="patient_inputs")
