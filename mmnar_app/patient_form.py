@@ -496,23 +496,17 @@ def _progress_runner(status, steps: list[str]):
     return progress, bar
 
 
-def _available(record: PatientRecord, info: ModelInfo) -> list[str]:
-    available = record.availability(info.modalities, info.features)
-    return [m.name for m, a in zip(info.modalities, available) if a]
-
-
-def _run(
-    svc: ModelService, record: PatientRecord, task: str, info: ModelInfo, modalities: list[str] | None = None
-) -> Explanation:
-    steps = ["encode", "predict", "what_if", *(modalities if modalities is not None else _available(record, info))]
-    label = "every outcome" if task == ALL_TASKS else task_name(task).lower()
-    with st.status(f"Analysing for {label}...", expanded=True) as status:
-        progress, bar = _progress_runner(status, steps)
+def _risks_first(svc: ModelService, record: PatientRecord) -> tuple[Explanation, float]:
+    """Every outcome's risks, the what-if and each modality's share, no attribution within a modality (a
+    fraction of a second: on screen before `finish_pending` attributes); with the seconds it took."""
+    with st.status("Analysing for every outcome...", expanded=True) as status:
+        progress, bar = _progress_runner(status, ["encode", "predict", "what_if"])
         started = time.perf_counter()
-        explanation = svc.analyse(record, task, progress, modalities=modalities)
+        explanation = svc.analyse(record, ALL_TASKS, progress, modalities=[])
+        seconds = time.perf_counter() - started
         bar.progress(1.0, text="Done")
-        status.update(label=f"Analysed in {time.perf_counter() - started:.1f} s", state="complete", expanded=False)
-    return explanation
+        status.update(label=f"Analysed in {seconds:.1f} s", state="complete", expanded=False)
+    return explanation, seconds
 
 
 def finish_pending(svc: ModelService, analysis: dict) -> None:
@@ -589,11 +583,7 @@ def analyse(svc: ModelService, store, user: str) -> None:
     state.field_errors = {}
     state.messages = {k: m for k, m in state.messages.items() if m[0] != "success"}  # seen, and now analysed
     try:
-        # the risks, the what-if and each modality's share first (a fraction of a second); the attributions
-        # within each modality follow in `finish_pending`, after these are on screen
-        started = time.perf_counter()
-        explanation = _run(svc, record, ALL_TASKS, info, [])
-        seconds = time.perf_counter() - started
+        explanation, seconds = _risks_first(svc, record)  # the attributions follow in `finish_pending`
     except RemoteServiceError as error:  # the model server refused or is down: say so, keep the inputs
         st.error(f"The model server could not analyse this patient: {plain(error)}")
         return

@@ -4,7 +4,7 @@ and for a reopened assessment, so both look exactly alike."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import streamlit as st
@@ -451,19 +451,37 @@ def render_answer(explanation: Explanation, task: str, key: str) -> None:
         render_pattern(prediction)
 
 
+def what_if_box(what_if: WhatIfResult, key: str) -> None:
+    """The what-if toggles and their table, in a box."""
+    with st.container(border=True):
+        render_what_if(what_if, key)
+
+
+def render_why(explanation: Explanation, task: str, images: dict[str, bytes], texts: dict[str, str], key: str):
+    """What drives the risk of `task` within each modality, under its heading."""
+    st.subheader(f"Why: {task_name(task)}")
+    render_attributions(explanation, task, images, texts, key)
+
+
 def render_results(
-    explanation: Explanation, task: str, images: dict[str, bytes], texts: dict[str, str], key: str
+    explanation: Explanation,
+    task: str,
+    images: dict[str, bytes],
+    texts: dict[str, str],
+    key: str,
+    what_if_part: Callable[[WhatIfResult, str], None] = what_if_box,
+    why_part: Callable[..., None] = render_why,
 ) -> None:
-    """Everything about one analysed patient for one outcome, from an `Explanation`."""
+    """Everything about one analysed patient for one outcome, from an `Explanation`. The Patient page passes
+    its fragments as `what_if_part` and `why_part` (mmnar_app.patient_results), so a toggle or a map control
+    reruns only its own part."""
     render_answer(explanation, task, key)
     what_if = explanation.what_if
     if what_if is not None:
-        with st.container(border=True):
-            render_what_if(what_if, key)
+        what_if_part(what_if, key)
         render_scenarios(what_if, note_modalities(explanation, texts), key=key)
         render_modality_parts(what_if, task, key)
-    st.subheader(f"Why: {task_name(task)}")
-    render_attributions(explanation, task, images, texts, key)
+    why_part(explanation, task, images, texts, key)
     if what_if is not None:
         st.subheader("Is an absent modality worth obtaining?")
         render_absent(what_if, task, key)

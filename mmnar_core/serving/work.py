@@ -23,7 +23,7 @@ serves (mmnar_core.serving.work_budget).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from mmnar_core.explain.attributions import AttributionSettings
 
@@ -37,13 +37,6 @@ class RequestWork:
 
     decode_mpixels: float = 0.0
     units: float = 1.0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> RequestWork:
-        return cls(float(data["decode_mpixels"]), float(data["units"]))
 
 
 def work_units(

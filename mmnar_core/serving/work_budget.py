@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from mmnar_core.serving.work import RequestWork
 
@@ -68,13 +68,6 @@ class Verdict:
     @property
     def admitted(self) -> bool:
         return self.status == 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Verdict:
-        return cls(int(data["status"]), float(data["estimate_s"]), float(data["own_s"]), int(data["retry_after"]))
 
 
 class WorkBudget:
