@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 from mmnar_core.resources import DEMO_BUNDLE
 from mmnar_lab.dicom import dicom_bytes
 
+from support.app_keys import input_key as key
 from support.paths import ROOT
 
 PAGES = ROOT / "app" / "pages"
@@ -44,11 +45,6 @@ def choose(app: AppTest, prefix: str) -> AppTest:
     box.set_value(next(o for o in box.options if o.startswith(prefix))).run()
     assert not app.exception, app.exception
     return app
-
-
-def key(app: AppTest, name: str) -> str:
-    """The widget key of input `name` of the patient being edited (mmnar_app.patient_form.widget_key)."""
-    return f"g{app.session_state['patient_gen']}_{name}"
 
 
 def value(app: AppTest, name: str):

@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from mmnar_app.plain_text import plain
 
+from support.app_keys import input_key as widget_key
 from support.paths import ROOT
 
 PLANTED = (
@@ -57,11 +58,6 @@ def data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("MMNAR_USER", "dr-test")
     monkeypatch.delenv("MMNAR_DATABASE_URL", raising=False)
     return tmp_path / "data"
-
-
-def widget_key(app: AppTest, name: str) -> str:
-    """The widget key of input `name` of the patient being edited (mmnar_app.patient_form.widget_key)."""
-    return f"g{app.session_state['patient_gen']}_{name}"
 
 
 def page(name: str) -> AppTest:

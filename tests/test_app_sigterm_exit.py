@@ -27,14 +27,10 @@ def test_the_app_exits_0_on_sigterm_when_idle(tmp_path):
 
 @pytest.mark.slow
 def test_the_app_exits_0_on_sigterm_while_the_model_loads(tmp_path):
-    pytest.importorskip("playwright")
     log = tmp_path / "streamlit.log"
     with streamlit_server(tmp_path / "data", log) as (url, process, _):
-        try:
-            page_context = chromium_page()
-            page = page_context.__enter__()
-        except RuntimeError as error:  # no Chromium on this machine
-            pytest.skip(str(error))
+        page_context = chromium_page()  # no Chromium fails the test, as every browser test does
+        page = page_context.__enter__()
         try:
             page.goto(url)  # the session runs Home.py, which starts loading and warming up the model
             page.wait_for_selector("[data-testid='stStatusWidget']", timeout=60_000)  # the script is running

@@ -341,6 +341,7 @@ def test_numbers_read_as_on_a_chart():
 def test_grey_levels_count_the_distinct_rounded_levels():
     from mmnar_core.ood.image_stats import NAMES, image_statistics
 
-    # 0, 0.5/255 (rounds to 0, half to even), 1/255 and 1.0: three distinct 8-bit levels
-    pixels = np.array([[0.0, 0.5 / 255, 1 / 255, 1.0]] * 4, dtype=np.float32)
-    assert image_statistics(pixels)[NAMES.index("levels")] == pytest.approx(3 / 256)
+    # 0, 0.7/255 (rounds up to level 1), 1.6/255 (rounds to 2) and 1.0: four levels; truncating instead of
+    # rounding would give three (0, 0, 1, 255)
+    pixels = np.array([[0.0, 0.7 / 255, 1.6 / 255, 1.0]] * 4, dtype=np.float64)
+    assert image_statistics(pixels)[NAMES.index("levels")] == pytest.approx(4 / 256)

@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from support.app_keys import input_key as widget_key
 from support.paths import ROOT
 
 NAME = "Johanna Quistgaard"
@@ -157,11 +158,6 @@ def assert_clean(text: str, where: str) -> None:
     assert not leaks, f"{where} contains planted values {sorted(leaks)}"
 
 
-def widget_key(app: AppTest, name: str) -> str:
-    """The widget key of input `name` of the patient being edited (mmnar_app.patient_form.widget_key)."""
-    return f"g{app.session_state['patient_gen']}_{name}"
-
-
 def _errors(app: AppTest) -> str:
     return "\n".join(e.value for e in app.error)
 
@@ -266,6 +262,8 @@ def test_app_flows_write_no_planted_value_to_any_log(captured, capfd, monkeypatc
 
     for message in shown:
         assert PHRASE not in message and "marmalade" not in message, message  # never the note's text
+    for message in (m for m in shown if m not in fhir_messages):  # only the FHIR file's own messages name its subject
+        assert MRN not in message and "Quistgaard" not in message and "555-0142" not in message, message
     # the FHIR file's own messages: the user's own inputs, on their own screen, as they are (no hashes)
     assert any("Quistgaard_fhir.json" in message for message in fhir_messages), fhir_messages
     assert any(MRN in message for message in fhir_messages), fhir_messages  # the subject the Observation named

@@ -136,7 +136,7 @@ def test_pdf_for_a_real_model_omits_the_synthetic_banner(saved):
     store, aid, _ = saved
     assessment, explanations = _load(store, aid)
     _, text, _ = _pdf_text(build_pdf(assessment, explanations, synthetic=False))
-    assert "synthetic" not in text and "Attributions describe the model, not medicine" in " ".join(text.split())
+    assert "synthetic" not in text.lower() and "Attributions describe the model, not medicine" in " ".join(text.split())
 
 
 def test_html_report_is_small_static_and_prints_notes_whole(saved):

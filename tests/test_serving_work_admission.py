@@ -22,7 +22,7 @@ from mmnar_core.serving.batching import Job
 from mmnar_core.serving.image_probe import declared_pixels
 from mmnar_core.serving.parsing import ParsedRequest, Part, Schema
 from mmnar_core.serving.work import RequestWork, request_work, work_units
-from mmnar_core.serving.work_budget import HEADROOM, Verdict, WorkBudget
+from mmnar_core.serving.work_budget import HEADROOM, WorkBudget
 from mmnar_lab.dicom import deflated_zero_dicom, dicom_bytes
 from mmnar_lab.serving.stand_in import StubPredictor
 from mmnar_lab.serving.testing import stand_in_servers
@@ -80,7 +80,6 @@ def test_request_work_counts_header_pixels_note_windows_and_what_is_attributed()
     assert explain.units == predict.units + 20 + 32 + 16 * 20
     without_note = request_work("explain", [*parts, Part("modalities", b"structured,cxr")], schema, 40_000_000, 200_000)
     assert without_note.units == predict.units + 20 + 32  # the note is read, not attributed
-    assert RequestWork.from_dict(explain.to_dict()) == explain
     assert work_units("predict", [], []) == 1.0
 
 
@@ -112,7 +111,6 @@ def test_the_budget_admits_what_fits_and_answers_the_rest_at_once():
     assert budget.stats()["model_s_per_unit"] == pytest.approx(0.7 * 0.5 + 0.3 * 0.1)
     budget.observe_model(100.0, [job(1.0, image=b"png")])  # with an image: the pixels' time is not a unit's
     assert budget.stats()["model_s_per_unit"] == pytest.approx(0.7 * 0.5 + 0.3 * 0.1)
-    assert Verdict.from_dict(second.to_dict()) == second
 
 
 def test_a_slow_spell_cannot_lock_requests_out():
@@ -176,7 +174,8 @@ def test_an_explanation_too_long_for_the_timeout_is_refused_at_once(server):
     started = time.monotonic()
     answer = httpx.post(thread.url + "/explain", files=form(note=note), timeout=30)
     assert answer.status_code == 413, answer.text
-    assert time.monotonic() - started < 1.0 and predictor.progress == []
+    # before the 2 s deadline a 504 would wait for (load on a shared machine can slow the answer, not delay it 2 s)
+    assert time.monotonic() - started < 2.0 and predictor.progress == []
     problem = answer.json()["errors"][0]
     assert "request timeout of 2 s" in problem["problem"] and "modalities" in problem["accepted"]
     assert httpx.get(thread.url + "/stats", timeout=5).json()["refused_too_much_work"] == 1
