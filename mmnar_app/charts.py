@@ -21,6 +21,7 @@ from mmnar_app.display import (
     RAISES_RGB,
     direction,
     modality_name,
+    nice_step,
     ordering_rows,
     pattern_name,
     percent,
@@ -43,9 +44,7 @@ def nice_axis(low: float, high: float, target: int = 5, suffix: str = "", signed
     range printed "4% 4% 5% 5% 6%")."""
     if not high > low:
         low, high = low - 0.5, high + 0.5
-    raw = (high - low) / target
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if raw <= m * magnitude * (1 + 1e-9))
+    step = nice_step(low, high, target)
     decimals = _decimals(step)
     return dict(
         range=[low, high],

@@ -208,7 +208,7 @@ def _input_value(value, unit: str | None) -> str:
     if value is None:
         return "not recorded"
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return number(float(value), None if unit == "count" else unit)
+        return number(float(value), unit)  # `number` writes no unit for a count
     return str(value)
 
 

@@ -21,7 +21,14 @@ from fpdf.fonts import FontFace
 
 from mmnar_app.display import modality_name, pattern_name, percent, task_name
 from mmnar_app.note_excerpt import Segment, excerpt
-from mmnar_app.report import ATTRIBUTIONS_CAVEAT, DISCLAIMER, explanations_by_task, heatmap_rgb, model_words
+from mmnar_app.report import (
+    ATTRIBUTIONS_CAVEAT,
+    DISCLAIMER,
+    explanations_by_task,
+    heatmap_rgb,
+    model_words,
+    risk_rows,
+)
 
 if TYPE_CHECKING:
     from mmnar_core.explain.explanation import Explanation
@@ -111,16 +118,15 @@ def _risk_table(pdf: ReportPDF, prediction, cards: dict) -> None:
         headings_style=HEAD,
         cell_fill_mode=TableCellFillMode.NONE,
     ) as table:
-        table.row(["outcome", "risk", "model uncertainty (95 %)", "compared with held-out patients (baseline)"])
-        for r in prediction.risks:
-            card = cards.get(r.task)
-            compared = f"{card.band} ({card.ratio:.1f} x; baseline {percent(card.baseline)})" if card else ""
+        compared = "compared with the held-out patients"
+        table.row(["outcome", "risk", "model uncertainty (95 %)", f"{compared} (baseline)"])
+        for row in risk_rows(prediction, cards):  # the HTML report's rows
             table.row(
                 [
-                    pdf.text_of(task_name(r.task)),
-                    percent(r.risk),
-                    f"{percent(r.low)} to {percent(r.high)}",
-                    pdf.text_of(compared),
+                    pdf.text_of(row["outcome"]),
+                    row["risk"],
+                    row["model uncertainty (95 %)"],
+                    pdf.text_of(row.get(compared, "")),
                 ]
             )
 

@@ -8,7 +8,7 @@ import html
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
-from mmnar_app.display import LOWERS_RGB, RAISES_RGB, modality_name, pattern_name, task_name
+from mmnar_app.display import LOWERS_RGB, RAISES_RGB, modality_name, nice_step, pattern_name, task_name
 from mmnar_core.plain_words import number
 
 RAISES, LOWERS = ("#{:02x}{:02x}{:02x}".format(*rgb) for rgb in (RAISES_RGB, LOWERS_RGB))  # the app's red and blue
@@ -42,10 +42,7 @@ def _ticks(low: float, high: float, n: int = 5) -> list[float]:
     equal ones (so no repeated tick labels)."""
     import math
 
-    span = (high - low) or 1.0
-    raw = span / n
-    power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    step = nice_step(low, high, n)
     first = math.ceil(low / step - 1e-9) * step
     out, value = [], first
     while value <= high + 1e-12:
