@@ -37,27 +37,26 @@ def record_of(patient: DemoPatient, texts: dict[str, str] | None = None, drop: t
 def save_analysed(store, service, record: PatientRecord, label: str, note: str = "", user: str = "dr-test") -> int:
     """Analyse `record` for every outcome (complete: notes' phrases included) and save it as the Patient page
     does (mmnar_app.patient_form.assessment_payload): the assessment's id."""
+    from mmnar_app.patient_form import assessment_payload
     from mmnar_core.results import ALL_TASKS
 
     explanation = service.analyse(record, ALL_TASKS)
-    prediction = explanation.prediction
+    analysis = {  # what the Patient page keeps of an analysis, for the page's own payload
+        "explanation": explanation,
+        "structured": dict(record.structured),
+        "structured_notes": [],
+        "texts": dict(record.texts),
+        "images": {m: (f"{m}.png", "image/png") for m in record.images},
+        "image_bytes": dict(record.images),
+    }
     return store.save_assessment(
         user=user,
         patient_label=label,
         model_id=service.info.model_id,
         model_version=service.info.version,
         input_hash=explanation.input_hash,
-        inputs={
-            "structured": dict(record.structured),
-            "structured_notes": [],
-            "texts": dict(record.texts),
-            "images": {m: {"filename": f"{m}.png", "media_type": "image/png"} for m in record.images},
-        },
-        outputs={"explanations": {explanation.tasks[0]: explanation.to_dict()}},
-        files={m: (f"{m}.png", "image/png", data) for m, data in record.images.items()},
-        pattern="+".join(prediction.available),
-        summary={r.task: r.risk for r in prediction.risks},
         note=note,
+        **assessment_payload(service.info, analysis),
     )
 
 
