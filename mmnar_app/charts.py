@@ -10,6 +10,8 @@ alternative (`data_rows`, `alt_text`), which the app shows under "Data behind th
 from __future__ import annotations
 
 import math
+import re
+import textwrap
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -131,9 +133,12 @@ TITLE_LINE = 40  # characters of a chart title on one line: a phone's chart (~35
 
 
 def wrapped_title(title: str) -> str:
-    """A long title broken after its first ': ' (plotly never wraps a title; at 390 px the end was cut off)."""
-    head, sep, tail = title.partition(": ")
-    return f"{head}:<br>{tail}" if len(title) > TITLE_LINE and sep else title
+    """A title over TITLE_LINE characters in lines of at most that many, breaking after a ': ' first (plotly
+    never wraps a title; at 390 px the end was cut off)."""
+    if len(title) <= TITLE_LINE:
+        return title
+    parts = re.split(r"(?<=:) ", title)
+    return "<br>".join(line for part in parts for line in textwrap.wrap(part, TITLE_LINE))
 
 
 def _layout(
@@ -143,7 +148,7 @@ def _layout(
     fig.update_layout(
         title=dict(text=text, font=dict(color=TEXT, size=15)),
         height=height,
-        margin=dict(l=10, r=10, t=70 if "<br>" in text else 50, b=10),
+        margin=dict(l=10, r=10, t=50 + 20 * text.count("<br>"), b=10),
         template=LIGHT_TEMPLATE,
         font=dict(size=13, color=TEXT),
         paper_bgcolor="#ffffff",

@@ -119,7 +119,7 @@ def _risk_table(pdf: ReportPDF, prediction, cards: dict) -> None:
         cell_fill_mode=TableCellFillMode.NONE,
     ) as table:
         compared = "compared with the held-out patients"
-        table.row(["outcome", "risk", "model uncertainty (95 %)", f"{compared} (baseline)"])
+        table.row(["outcome", "risk", "model uncertainty (95 %)", compared])
         for row in risk_rows(prediction, cards):  # the HTML report's rows
             table.row(
                 [

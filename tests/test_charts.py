@@ -211,4 +211,7 @@ def test_a_long_title_breaks_after_its_colon_and_its_alt_text_reads_as_one_line(
     assert fig.layout.margin.t >= 70  # room for the second line
     assert max(len(line) for line in fig.layout.title.text.split("<br>")) <= charts.TITLE_LINE
     assert charts.wrapped_title("Risk: Death") == "Risk: Death"  # short titles stay on one line
+    shapley = figures()["shapley"].layout  # "How much each modality contributes: Death within 180 days (Shapley, ...)"
+    assert max(len(line) for line in shapley.title.text.split("<br>")) <= charts.TITLE_LINE, shapley.title.text
+    assert shapley.margin.t >= 90  # three lines
     assert "<br>" not in charts.alt_text(charts._layout(go.Figure(), "A long chart title that has: two parts here"))
