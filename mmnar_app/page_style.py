@@ -11,14 +11,11 @@ _CSS = """
 [data-testid='stLayoutWrapper']:has(> .st-key-patient_bar) {
   position: sticky; top: 3.75rem; z-index: 990;
 }
-/* what is scrolled to (a focused field, a link's target) stops below the bar instead of under it */
-[data-testid='stMain'], [data-testid='stAppViewContainer'], html { scroll-padding-top: 10rem; }
 .st-key-patient_bar {
   background: #ffffff; border-bottom: 1px solid #cbd5e1; padding: 0.25rem 0 0.25rem 0;
 }
 @media (max-width: 640px) {
   [data-testid='stLayoutWrapper']:has(> .st-key-patient_bar) { top: 3.5rem; }
-  [data-testid='stMain'], [data-testid='stAppViewContainer'], html { scroll-padding-top: 17rem; }
   [data-testid='stMainBlockContainer'] { padding-left: 0.75rem; padding-right: 0.75rem; }
   .js-plotly-plot, [data-testid='stDataFrame'], [data-testid='stImage'] img { max-width: 100%; }
 }
