@@ -116,6 +116,30 @@ def test_auxiliary_hides_only_observed_modalities_of_rows_with_two():
     assert any(g is not None and g.abs().sum() > 0 for g in decoders)
 
 
+def test_one_training_pass_equals_the_task_pass_and_a_separate_refusion():
+    """The trainer's one pass (shared projections, the re-fused rows in the same batch) gives exactly the
+    task pass's member logits and what `fuse_without` gives the rows with a modality hidden: the hidden
+    modality's projection, present in the shared batch, must have no effect. Planted: the hidden
+    modality's input is huge, so any leak would move the re-fused representation far off."""
+    torch.manual_seed(0)
+    model = _live(MMNARModel(_config(n_members=2))).eval()
+    inputs = [torch.randn(5, 5), torch.randn(5, 7), torch.randn(5, 3)]
+    availability = torch.tensor([[1, 1, 1], [1, 0, 1], [1, 1, 0], [0, 1, 1], [1, 0, 0]], dtype=torch.bool)
+    rows, hidden = torch.tensor([0, 1, 3]), torch.tensor([1, 2, 2])
+    for r, m in zip(rows.tolist(), hidden.tolist()):
+        inputs[m][r] = 1e4
+    unseen = torch.tensor([False, True, False, False, False])
+    with torch.no_grad():
+        logits, standardised, without = model.member_logits_and_without(inputs, availability, rows, hidden, unseen)
+        assert torch.allclose(logits, model.member_logits(inputs, availability, unseen), atol=1e-6)
+        alone = model.fuse_without([x[rows] for x in standardised], availability[rows], hidden)
+    assert without.shape == (2, 3, 16)
+    assert torch.allclose(without, alone, atol=1e-6)
+    # and the hidden modality would have mattered, had it leaked
+    kept = model.fusion([x[rows] for x in standardised], availability[rows])
+    assert (kept - alone).abs().max() > 0.1
+
+
 def test_config_round_trip_and_errors(tmp_path):
     config = _config()
     config.save(tmp_path / "c.json")

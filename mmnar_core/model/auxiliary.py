@@ -41,21 +41,32 @@ def auxiliary_losses(
     model: MMNARModel, inputs: list[torch.Tensor], availability: torch.Tensor, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(reconstruction MSE, symmetric InfoNCE), each averaged over the rows that had a modality hidden
-    and over the fusion members."""
-    config = model.config
-    zero = inputs[0].new_zeros(())
+    and over the fusion members (a pass of its own; the trainer's stage 2 shares the task's pass)."""
     rows, hidden = choose_hidden(availability, generator)
     if len(rows) == 0:
+        zero = inputs[0].new_zeros(())
         return zero, zero
-    standardised = [x[rows] for x in model.standardise(inputs)]
-    h = model.fuse_without(standardised, availability[rows], hidden)  # (K, R, d)
+    standardised = model.standardise(inputs)
+    h = model.fuse_without([x[rows] for x in standardised], availability[rows], hidden)  # (K, R, d)
+    return reconstruction_losses(model, standardised, rows, hidden, h)
+
+
+def reconstruction_losses(
+    model: MMNARModel, standardised: list[torch.Tensor], rows: torch.Tensor, hidden: torch.Tensor, h: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(MSE, InfoNCE) of reconstructing modality `hidden[r]` of row `rows[r]` (standardised inputs of the
+    whole batch) from `h` (K, R, d), its representation re-fused without that modality."""
+    config = model.config
+    zero = standardised[0].new_zeros(())
+    if len(rows) == 0:
+        return zero, zero
     mse, nce, total = zero, zero, 0
     for m in range(config.n_modalities):
         chosen = hidden == m
         count = int(chosen.sum())
         if count == 0:
             continue
-        target = standardised[m][chosen]
+        target = standardised[m][rows[chosen]]
         reconstructed = model.decode(h[:, chosen], m)  # (K, count, dim)
         mse = mse + reconstruction_mse(reconstructed, target.expand_as(reconstructed)) * count
         if count >= 2:

@@ -131,6 +131,24 @@ class MMNARModel(nn.Module):
             logits = logits + self.wide(x, availability)
         return logits
 
+    def member_logits_and_without(
+        self,
+        inputs: list[torch.Tensor],
+        availability: torch.Tensor,
+        rows: torch.Tensor,
+        hidden: torch.Tensor,
+        unseen: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+        """One training pass (MMNARFusion.forward_and_without): each member's logits (K, B, n_tasks) as
+        `member_logits` gives them, the standardised inputs, and the representations (K, R, d) of rows
+        `rows` re-fused with modality `hidden[r]` absent, as `fuse_without` gives them."""
+        x = self.standardise(inputs)
+        h, without = self.fusion.forward_and_without(x, availability, rows, hidden, unseen)
+        logits = self.heads(h)
+        if self.wide is not None:
+            logits = logits + self.wide(x, availability)
+        return logits, x, without
+
     def forward(self, inputs: list[torch.Tensor], availability: torch.Tensor) -> torch.Tensor:
         """Logits (B, n_tasks): the mean of the members' logits."""
         return self.member_logits(inputs, availability).mean(dim=0)
