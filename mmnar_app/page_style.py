@@ -1,6 +1,7 @@
 """The Patient page's own CSS: the bar with the patient and Analyse stays on screen while scrolling (sticky
 under Streamlit's header; the sticky box is the bar's layout wrapper, which Streamlit sizes to the bar), and
-on a phone (below 640 px) the page's side margins shrink and nothing is wider than the screen."""
+on a phone (below 640 px) the bar stays one row, the page's side margins shrink and nothing is wider than the
+screen."""
 
 from __future__ import annotations
 
@@ -16,6 +17,12 @@ _CSS = """
 }
 @media (max-width: 640px) {
   [data-testid='stLayoutWrapper']:has(> .st-key-patient_bar) { top: 3.5rem; }
+  /* the bar stays one row on a phone (the patient, then Analyse beside it) and its line of what is
+     available is smaller, so it takes ~120 px of the screen instead of ~195 */
+  .st-key-patient_bar [data-testid='stHorizontalBlock'] { flex-wrap: nowrap; gap: 0.5rem; }
+  .st-key-patient_bar [data-testid='stColumn'] { min-width: 0; }
+  .st-key-patient_bar [data-testid='stColumn']:last-child { flex: 0 0 auto; width: auto; }
+  .st-key-patient_bar [data-testid='stCaptionContainer'] { font-size: 0.8rem; line-height: 1.3; }
   [data-testid='stMainBlockContainer'] { padding-left: 0.75rem; padding-right: 0.75rem; }
   .js-plotly-plot, [data-testid='stDataFrame'], [data-testid='stImage'] img { max-width: 100%; }
 }
