@@ -126,10 +126,12 @@ class MMNARModel(nn.Module):
     ) -> torch.Tensor:
         """(K, B, n_tasks): each member's logits, the wide path included in every one."""
         x = self.standardise(inputs)
-        logits = self.heads(self.fusion(x, availability, unseen))
-        if self.wide is not None:
-            logits = logits + self.wide(x, availability)
-        return logits
+        return self._logits(self.fusion(x, availability, unseen), x, availability)
+
+    def _logits(self, h: torch.Tensor, x: list[torch.Tensor], availability: torch.Tensor) -> torch.Tensor:
+        """(K, B, n_tasks) logits of representations h (K, B, d): the heads plus the shared wide path."""
+        logits = self.heads(h)
+        return logits if self.wide is None else logits + self.wide(x, availability)
 
     def member_logits_and_without(
         self,
@@ -144,10 +146,7 @@ class MMNARModel(nn.Module):
         `rows` re-fused with modality `hidden[r]` absent, as `fuse_without` gives them."""
         x = self.standardise(inputs)
         h, without = self.fusion.forward_and_without(x, availability, rows, hidden, unseen)
-        logits = self.heads(h)
-        if self.wide is not None:
-            logits = logits + self.wide(x, availability)
-        return logits, x, without
+        return self._logits(h, x, availability), x, without
 
     def forward(self, inputs: list[torch.Tensor], availability: torch.Tensor) -> torch.Tensor:
         """Logits (B, n_tasks): the mean of the members' logits."""
