@@ -511,7 +511,8 @@ def _risks_first(svc: ModelService, record: PatientRecord) -> tuple[Explanation,
 
 def finish_pending(svc: ModelService, analysis: dict) -> None:
     """Attributes within the modalities of the first answer (its risks shown meanwhile), then reruns the
-    page; nothing when nothing is pending."""
+    page; nothing when nothing is pending or the model refused once (`analysis["pending_refused"]`: why,
+    shown in place of the attributions)."""
     partial = analysis["explanation"]
     steps = partial.pending()
     if not steps or analysis.get("pending_refused"):  # refused once: not retried on every rerun
@@ -524,9 +525,9 @@ def finish_pending(svc: ModelService, analysis: dict) -> None:
             complete = svc.complete(partial, analysis["record"], ALL_TASKS, progress)
             analysis.setdefault("seconds", {})["attributions"] = time.perf_counter() - started
         except (RemoteServiceError, AnalysisRefused) as error:  # the first answer stays on the page
-            status.update(label=f"The attributions were not computed: {plain(error)}", state="error")
-            analysis["pending_refused"] = True
-            return
+            # said where the attributions would be, on this and every later run, until Analyse is pressed again
+            analysis["pending_refused"] = str(error)
+            st.rerun()
         analysis["explanation"] = complete
         bar.progress(1.0, text="Done")
     st.rerun()

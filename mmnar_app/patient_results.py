@@ -20,9 +20,15 @@ _why = st.fragment(render_why)  # the map, opacity and highlight controls rerun 
 
 
 @st.fragment
-def results(explanation: Explanation, tasks: list[str], images: dict[str, bytes], texts: dict[str, str]) -> None:
+def results(
+    explanation: Explanation,
+    tasks: list[str],
+    images: dict[str, bytes],
+    texts: dict[str, str],
+    refused: str | None = None,
+) -> None:
     """Every outcome's results; the outcome switch reruns only this fragment (nothing is computed: the
-    explanation holds every outcome)."""
+    explanation holds every outcome). `refused`: why its pending attributions were not computed."""
     task = (
         st.segmented_control(
             "Outcome shown",
@@ -34,4 +40,4 @@ def results(explanation: Explanation, tasks: list[str], images: dict[str, bytes]
         )
         or tasks[0]
     )
-    render_results(explanation, task, images, texts, "live", what_if_part=_what_if, why_part=_why)
+    render_results(explanation, task, images, texts, "live", what_if_part=_what_if, why_part=_why, refused=refused)

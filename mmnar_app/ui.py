@@ -307,8 +307,15 @@ def render_absent(what_if: WhatIfResult, task: str, key: str) -> None:
 
 
 def render_attributions(
-    explanation: Explanation, task: str, images: dict[str, bytes], texts: dict[str, str], key: str
+    explanation: Explanation,
+    task: str,
+    images: dict[str, bytes],
+    texts: dict[str, str],
+    key: str,
+    refused: str | None = None,
 ) -> None:
+    """The attributions within each modality; a modality still without them is said to be computing, or,
+    with `refused` (why the model did not compute them), not computed."""
     from mmnar_app.highlight import highlighted_html, legend_html, ranked_rows
 
     technical = []  # method, steps and Captum's convergence check of each attribution: under one expander
@@ -331,7 +338,13 @@ def render_attributions(
         )
     for name in explanation.pending():  # the risks come first; what drives them within each modality follows
         what = "the words' attributions are" if name in texts else "what drives the risk within it is"
-        st.info(f"{modality_name(name)}: {what} being computed (a few seconds on this CPU)...")
+        if refused:
+            st.warning(
+                f"{modality_name(name)}: {what} not computed ({plain(refused)}). The risks above stand; "
+                "press **Analyse** to try again."
+            )
+        else:
+            st.info(f"{modality_name(name)}: {what} being computed (a few seconds on this CPU)...")
     for text in explanation.texts:
         note = texts.get(text.modality, "")
         items, unit = (text.phrases, "phrases") if text.phrases else (text.words, "words")
@@ -457,10 +470,17 @@ def what_if_box(what_if: WhatIfResult, key: str) -> None:
         render_what_if(what_if, key)
 
 
-def render_why(explanation: Explanation, task: str, images: dict[str, bytes], texts: dict[str, str], key: str):
-    """What drives the risk of `task` within each modality, under its heading."""
+def render_why(
+    explanation: Explanation,
+    task: str,
+    images: dict[str, bytes],
+    texts: dict[str, str],
+    key: str,
+    refused: str | None = None,
+):
+    """What drives the risk of `task` within each modality, under its heading (`refused`: render_attributions)."""
     st.subheader(f"Why: {task_name(task)}")
-    render_attributions(explanation, task, images, texts, key)
+    render_attributions(explanation, task, images, texts, key, refused)
 
 
 def render_results(
@@ -471,17 +491,18 @@ def render_results(
     key: str,
     what_if_part: Callable[[WhatIfResult, str], None] = what_if_box,
     why_part: Callable[..., None] = render_why,
+    refused: str | None = None,
 ) -> None:
     """Everything about one analysed patient for one outcome, from an `Explanation`. The Patient page passes
     its fragments as `what_if_part` and `why_part` (mmnar_app.patient_results), so a toggle or a map control
-    reruns only its own part."""
+    reruns only its own part. `refused`: why the attributions still pending were not computed (render_attributions)."""
     render_answer(explanation, task, key)
     what_if = explanation.what_if
     if what_if is not None:
         what_if_part(what_if, key)
         render_scenarios(what_if, note_modalities(explanation, texts), key=key)
         render_modality_parts(what_if, task, key)
-    why_part(explanation, task, images, texts, key)
+    why_part(explanation, task, images, texts, key, refused)
     if what_if is not None:
         st.subheader("Is an absent modality worth obtaining?")
         render_absent(what_if, task, key)

@@ -124,6 +124,35 @@ def test_demo_patient_to_risks_and_toggle_changes_risk(data_dir):
     assert any("inputs changed" in i.value for i in app.info)
 
 
+def test_refused_attributions_keep_the_risks_and_say_why(data_dir, monkeypatch):
+    """The second half of an analysis (what drives the risks within each modality) refused by a busy
+    model: the risks already shown stay, the refusal is said where the attributions would be, with its
+    reason (never "being computed", which it no longer is), the progress bar is gone, a rerun of the page
+    does not ask the model again, and Analyse asks again."""
+    from mmnar_app.service import AnalysisRefused, LocalService
+
+    asked = []
+
+    def refuse(self, partial, record, task, progress=None, cancel=None):
+        asked.append(task)
+        raise AnalysisRefused("another analysis is running and did not finish within 30 s")
+
+    monkeypatch.setattr(LocalService, "complete", refuse)
+    app = choose(page("1_Patient.py"), FAST_DEMO)
+    app.number_input(key=key(app, "feat_age")).set_value(58.5).run()  # inputs no other test has analysed
+    analyse(app)
+    assert len(risks(app)) == 3 and all(v.endswith("%") for v in risks(app).values())
+    said = [w.value for w in app.warning if "not computed" in w.value]
+    assert said and all("another analysis is running" in w and "press **Analyse**" in w for w in said)
+    assert any(w.startswith("Chest X-ray:") for w in said) and any(w.startswith("Structured EHR:") for w in said)
+    assert not any("being computed" in i.value for i in app.info)
+    assert not app.get("progress")
+    app.run()
+    assert len(asked) == 1 and len(risks(app)) == 3 and any("not computed" in w.value for w in app.warning)
+    analyse(app)
+    assert len(asked) == 2
+
+
 def _png(size=(64, 64)) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray((np.random.default_rng(0).random(size) * 255).astype(np.uint8)).save(buffer, format="PNG")

@@ -76,7 +76,9 @@ if analysis is not None:
         status_area.info("The inputs changed since this analysis. Press **Analyse** to update it.")
     with results_area:
         explanation = analysis["explanation"]  # every outcome
-        patient_results.results(explanation, info.tasks, analysis["image_bytes"], analysis["texts"])
+        patient_results.results(
+            explanation, info.tasks, analysis["image_bytes"], analysis["texts"], analysis.get("pending_refused")
+        )
         st.caption(form.timing_line(analysis))
     with status_area:
         form.finish_pending(svc, analysis)  # the attributions within each modality, after the risks are on screen
