@@ -661,7 +661,8 @@ def screen_differences(info: ModelInfo, analysis: dict) -> list[str] | None:
 
 def save_refusal(info: ModelInfo, analysis: dict, payload: dict) -> str | None:
     """Why this analysis must not be saved now, or None: another patient loaded since, inputs on screen that
-    differ from the analysed ones, or a payload that is not the analysed inputs."""
+    differ from the analysed ones, a payload that is not the analysed inputs, or attributions the model did
+    not compute (a saved assessment, its report and its comparison show what drives the risks)."""
     from mmnar_app.input_check import payload_hash
 
     if analysis.get("gen") != st.session_state.get("patient_gen") or analysis.get("choice") != st.session_state.get(
@@ -671,6 +672,13 @@ def save_refusal(info: ModelInfo, analysis: dict, payload: dict) -> str | None:
     expected = analysis["input_hash"]
     if analysis["explanation"].input_hash != expected or payload_hash(payload) != expected:
         return "the inputs to save are not the analysed ones. Press **Analyse** again, then save."
+    pending = analysis["explanation"].pending()
+    if pending:
+        names = ", ".join(modality_name(m).lower() for m in pending)
+        return (
+            f"what drives the risks in the {names} was not computed. Press **Analyse** to complete the analysis, "
+            "then save."
+        )
     differences = screen_differences(info, analysis)
     if differences is None:
         return "the inputs on screen are not valid (see the form). Correct them and press **Analyse**, then save."

@@ -128,7 +128,7 @@ def test_refused_attributions_keep_the_risks_and_say_why(data_dir, monkeypatch):
     """The second half of an analysis (what drives the risks within each modality) refused by a busy
     model: the risks already shown stay, the refusal is said where the attributions would be, with its
     reason (never "being computed", which it no longer is), the progress bar is gone, a rerun of the page
-    does not ask the model again, and Analyse asks again."""
+    does not ask the model again, the partial assessment is not saved, and Analyse asks again."""
     from mmnar_app.service import AnalysisRefused, LocalService
 
     asked = []
@@ -149,6 +149,9 @@ def test_refused_attributions_keep_the_risks_and_say_why(data_dir, monkeypatch):
     assert not app.get("progress")
     app.run()
     assert len(asked) == 1 and len(risks(app)) == 3 and any("not computed" in w.value for w in app.warning)
+    app.button(key="save").click().run()  # a saved assessment shows what drives its risks: not this one
+    assert "Not saved: what drives the risks in the structured ehr, chest x-ray was not computed" in errors(app)
+    assert "last_saved" not in app.session_state
     analyse(app)
     assert len(asked) == 2
 
