@@ -1,7 +1,7 @@
 """The Patient page's own CSS: the bar with the patient and Analyse stays on screen while scrolling (sticky
-under Streamlit's header; the sticky box is the bar's layout wrapper, which Streamlit sizes to the bar), and
-on a phone (below 640 px) the bar stays one row, the page's side margins shrink and nothing is wider than the
-screen."""
+under Streamlit's header; the sticky box is the bar's layout wrapper, which Streamlit sizes to the bar) and
+never covers a field the keyboard focuses, and on a phone (below 640 px) the bar stays one row, the page's
+side margins shrink and nothing is wider than the screen."""
 
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ _CSS = """
 .st-key-patient_bar {
   background: #ffffff; border-bottom: 1px solid #cbd5e1; padding: 0.25rem 0 0.25rem 0;
 }
+/* what the keyboard focuses is scrolled into view below the sticky bar and Streamlit's header, not under
+   them (WCAG 2.4.11, focus not obscured); a margin on the elements, not a padding on the scroller, which
+   also moved where a click scrolls to */
+[data-testid='stMain'] :is(input, textarea, button, a, [tabindex]) { scroll-margin-top: 12rem; }
 @media (max-width: 640px) {
   [data-testid='stLayoutWrapper']:has(> .st-key-patient_bar) { top: 3.5rem; }
   /* the bar stays one row on a phone (the patient, then Analyse beside it) and its line of what is
