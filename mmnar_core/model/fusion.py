@@ -99,7 +99,7 @@ class MMNARFusion(nn.Module):
         Why one pass: a modality's projection does not depend on the others, so the re-fused rows reuse
         the projections just computed (they then share its dropout masks) and run through the attention
         in the same batch: no second projection of the wide embeddings (about a quarter of the auxiliary
-        pass's multiply-adds) and one set of operations instead of two (5-15 % off a CPU training epoch,
+        pass's multiply-adds) and one set of operations instead of two (7-16 % off a CPU training epoch,
         benchmarks/README.md). The hidden modality's projection is removed by `fuse` exactly as an absent
         one is (torch.where), so it has no effect on the result."""
         present = availability.bool()
