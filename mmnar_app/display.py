@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -49,8 +50,6 @@ RAISES_RGB, LOWERS_RGB = (220, 38, 38), (37, 99, 235)  # one red and one blue fo
 def nice_step(low: float, high: float, target: int = 5) -> float:
     """A round axis step (1, 2, 2.5 or 5 times a power of ten) giving about `target` ticks over [low, high]:
     the one rule of the app's plotly charts and the report's SVG charts."""
-    import math
-
     raw = ((high - low) or 1.0) / target
     magnitude = 10 ** math.floor(math.log10(raw))
     return next(m * magnitude for m in (1, 2, 2.5, 5, 10) if raw <= m * magnitude * (1 + 1e-9))

@@ -306,7 +306,7 @@ def render_absent(what_if: WhatIfResult, task: str, key: str) -> None:
         )
 
 
-def render_attributions(
+def render_why(
     explanation: Explanation,
     task: str,
     images: dict[str, bytes],
@@ -314,9 +314,11 @@ def render_attributions(
     key: str,
     refused: str | None = None,
 ) -> None:
-    """The attributions within each modality; a modality still without them is said to be computing, or,
-    with `refused` (why the model did not compute them), not computed."""
+    """What drives the risk of `task` within each modality, under its heading; a modality still without its
+    attributions is said to be computing, or, with `refused` (why the model did not compute them), not computed."""
     from mmnar_app.highlight import highlighted_html, legend_html, ranked_rows
+
+    st.subheader(f"Why: {task_name(task)}")
 
     technical = []  # method, steps and Captum's convergence check of each attribution: under one expander
     for tabular in explanation.tabular:
@@ -470,19 +472,6 @@ def what_if_box(what_if: WhatIfResult, key: str) -> None:
         render_what_if(what_if, key)
 
 
-def render_why(
-    explanation: Explanation,
-    task: str,
-    images: dict[str, bytes],
-    texts: dict[str, str],
-    key: str,
-    refused: str | None = None,
-):
-    """What drives the risk of `task` within each modality, under its heading (`refused`: render_attributions)."""
-    st.subheader(f"Why: {task_name(task)}")
-    render_attributions(explanation, task, images, texts, key, refused)
-
-
 def render_results(
     explanation: Explanation,
     task: str,
@@ -495,7 +484,7 @@ def render_results(
 ) -> None:
     """Everything about one analysed patient for one outcome, from an `Explanation`. The Patient page passes
     its fragments as `what_if_part` and `why_part` (mmnar_app.patient_results), so a toggle or a map control
-    reruns only its own part. `refused`: why the attributions still pending were not computed (render_attributions)."""
+    reruns only its own part. `refused`: why the attributions still pending were not computed (render_why)."""
     render_answer(explanation, task, key)
     what_if = explanation.what_if
     if what_if is not None:
