@@ -17,16 +17,6 @@ def label(summary) -> str:
 
 SHORT_NAMES = {"structured": "EHR", "cxr": "X-ray", "discharge_note": "summary", "radiology_report": "radiology"}
 
-# every table scrolls inside itself (never widens the page) and its cells wrap on a phone
-TABLE_CSS = """<style>
-[data-testid='stDataFrame'], [data-testid='stTable'] { max-width: 100%; overflow-x: auto; }
-[data-testid='stTable'] td, [data-testid='stTable'] th { overflow-wrap: anywhere; }
-@media (max-width: 640px) {
-  [data-testid='stMainBlockContainer'] { padding-left: 0.75rem; padding-right: 0.75rem; }
-  [data-testid='stTabs'] [role='tablist'] { overflow-x: auto; }
-}
-</style>"""
-
 
 def short_pattern(pattern: str) -> str:
     """'structured+cxr' -> 'EHR + X-ray': short enough for a table column."""

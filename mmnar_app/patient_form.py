@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
+from mmnar_app import completion
 from mmnar_app.demo_patients import load_demo_patients
 from mmnar_app.display import modality_name, task_name
 from mmnar_app.logging_setup import (
@@ -161,7 +162,7 @@ def load_choice(info: ModelInfo) -> None:
     state.images = images
     state.messages = {}
     state.field_errors = {}
-    state.pop("analysis", None)
+    drop_analysis()
     _new_generation(fresh, keep=False)
 
 
@@ -521,16 +522,27 @@ def finish_pending(svc: ModelService, analysis: dict) -> None:
     with st.status(f"Finding what drives the risks in the {names}...", expanded=True) as status:
         progress, bar = _progress_runner(status, ["encode", "predict", *steps])
         try:
-            started = time.perf_counter()
-            complete = svc.complete(partial, analysis["record"], ALL_TASKS, progress)
-            analysis.setdefault("seconds", {})["attributions"] = time.perf_counter() - started
+            job = analysis.get("completion")  # started by `analyse` as soon as the risks were known
+            if job is None:
+                job = analysis["completion"] = completion.start(svc, partial, analysis["record"], ALL_TASKS)
+            complete = completion.wait(job, progress)
+            analysis.setdefault("seconds", {})["attributions"] = time.perf_counter() - job.started
         except (RemoteServiceError, AnalysisRefused) as error:  # the first answer stays on the page
             # said where the attributions would be, on this and every later run, until Analyse is pressed again
             analysis["pending_refused"] = str(error)
+            analysis.pop("completion", None)
             st.rerun()
         analysis["explanation"] = complete
+        analysis.pop("completion", None)
         bar.progress(1.0, text="Done")
     st.rerun()
+
+
+def drop_analysis() -> None:
+    """Forget the analysis on screen, stopping its attributions if they are still being computed."""
+    analysis = st.session_state.pop("analysis", None)
+    if analysis is not None and analysis.get("completion") is not None:
+        analysis["completion"].stop()
 
 
 def timing_line(analysis: dict) -> str:
@@ -591,6 +603,7 @@ def analyse(svc: ModelService, store, user: str) -> None:
     except AnalysisRefused as error:  # busy or over its time budget: say so, keep the inputs
         st.error(f"The analysis did not complete: {plain(error)}")
         return
+    drop_analysis()  # the attributions of an earlier analysis are no longer wanted
     st.session_state.analysis = {
         "record": record,
         "structured": structured.values,
@@ -605,6 +618,8 @@ def analyse(svc: ModelService, store, user: str) -> None:
         "choice": st.session_state.get("patient_choice"),
         "seconds": {"risks": seconds},  # shown under the results (the status boxes go with the page's rerun)
     }
+    if explanation.pending():  # computed while the page shows the risks; `finish_pending` waits for them
+        st.session_state.analysis["completion"] = completion.start(svc, explanation, record, ALL_TASKS)
     store.record(action="analyse", user=user, model_version=info.version, input_hash=explanation.input_hash)
     count_analysed_pattern(store, info, explanation)
 

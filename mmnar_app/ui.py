@@ -227,7 +227,7 @@ def render_pattern(prediction: Prediction) -> None:
                 "change from the pattern correction": signed_points(risk.risk - risk.calibrated, 2),
             }
         )
-    st.dataframe(rows, hide_index=True)
+    st.dataframe(rows, hide_index=True)  # six columns: a grid that scrolls sideways on a phone
     st.caption(
         "The site correction for this availability pattern, fit on labelled held-out patients. It is used only "
         "where it lowered the cross-validated error there; otherwise the correction is a single recalibration for "
@@ -268,6 +268,7 @@ def render_scenarios(what_if: WhatIfResult, text_modalities: Sequence[str] = (),
     only, each absent modality obtained): the risk of every outcome in % and its change in percentage points,
     from the subsets and estimates already computed (no model run)."""
     st.markdown("**Scenarios side by side**: the risk of every outcome with other sets of modalities.")
+    # seven columns: a grid that scrolls sideways on a phone (keyboard included), where a plain table cannot fit
     st.dataframe(scenario_rows(what_if, text_modalities), hide_index=True, key=f"{key}-scenarios" if key else None)
     st.caption(
         "Changes are against the risk as recorded, in percentage points. A modality switched off goes through the "
@@ -280,7 +281,7 @@ def render_contributions(what_if: WhatIfResult, task: str) -> None:
     """The two views of a modality's part side by side, with why they differ."""
     if not what_if.shapley:
         return
-    st.dataframe(contribution_rows(what_if, task), hide_index=True)
+    st.table(contribution_rows(what_if, task), hide_index=True)
     st.caption(CONTRIBUTIONS_EXPLAINED)
 
 
@@ -361,7 +362,7 @@ def render_why(
                 key=f"{key}-top-{text.modality}",
             )
         # the ranked list first (its ranks are the marks in the note), then the note with its key
-        st.dataframe(phrase_rows(text, task, top) if text.phrases else ranked_rows(items, task, top), hide_index=True)
+        st.table(phrase_rows(text, task, top) if text.phrases else ranked_rows(items, task, top), hide_index=True)
         st.html(legend_html(unit))
         st.html(highlighted_html(note, items, task, top, label=modality_name(text.modality)))
         st.caption(

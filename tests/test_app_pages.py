@@ -97,7 +97,7 @@ def test_demo_patient_to_risks_and_toggle_changes_risk(data_dir):
     assert after["change"].str.contains("pts").all()
     # the X-ray's part two ways, in the same unit: what it adds on top of the others is what switching it
     # off alone takes away (the what-if's change for the outcome shown), beside its Shapley value
-    parts = next(d.value for d in app.dataframe if "Shapley value" in d.value.columns).set_index("modality")
+    parts = next(d.value for d in app.table if "Shapley value" in d.value.columns).set_index("modality")
     added = float(parts.loc["Chest X-ray", "added on top of all the others"].split()[0])
     assert parts["Shapley value"].str.endswith("pts").all()
     assert any(abs(added + float(change.split()[0])) < 0.051 for change in after["change"])

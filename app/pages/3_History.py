@@ -11,6 +11,7 @@ import streamlit as st
 
 from mmnar_app import history
 from mmnar_app.display import task_name
+from mmnar_app.page_style import table_style
 from mmnar_app.plain_text import plain
 from mmnar_app.ui import page_header, render_results, service, store
 
@@ -19,7 +20,7 @@ info = service().info
 db = store()
 user = principal.username
 own_only = not principal.sees_all_assessments
-st.html(history.TABLE_CSS)
+table_style()
 
 search_column, filter_column = st.columns([3, 1], vertical_alignment="bottom")
 search = search_column.text_input("Search label or note", key="h_search")
