@@ -538,11 +538,17 @@ def finish_pending(svc: ModelService, analysis: dict) -> None:
     st.rerun()
 
 
+def stop_attributions(analysis: dict | None) -> None:
+    """Stop the analysis' attributions if they are still being computed, so they no longer hold the model
+    (`finish_pending` starts them again if this analysis stays on screen)."""
+    job = analysis.pop("completion", None) if analysis is not None else None
+    if job is not None:
+        job.stop()
+
+
 def drop_analysis() -> None:
     """Forget the analysis on screen, stopping its attributions if they are still being computed."""
-    analysis = st.session_state.pop("analysis", None)
-    if analysis is not None and analysis.get("completion") is not None:
-        analysis["completion"].stop()
+    stop_attributions(st.session_state.pop("analysis", None))
 
 
 def timing_line(analysis: dict) -> str:
@@ -595,6 +601,7 @@ def analyse(svc: ModelService, store, user: str) -> None:
         return
     state.field_errors = {}
     state.messages = {k: m for k, m in state.messages.items() if m[0] != "success"}  # seen, and now analysed
+    stop_attributions(state.get("analysis"))  # an earlier analysis' second pass would make this one wait for the model
     try:
         explanation, seconds = _risks_first(svc, record)  # the attributions follow in `finish_pending`
     except RemoteServiceError as error:  # the model server refused or is down: say so, keep the inputs
@@ -603,7 +610,6 @@ def analyse(svc: ModelService, store, user: str) -> None:
     except AnalysisRefused as error:  # busy or over its time budget: say so, keep the inputs
         st.error(f"The analysis did not complete: {plain(error)}")
         return
-    drop_analysis()  # the attributions of an earlier analysis are no longer wanted
     st.session_state.analysis = {
         "record": record,
         "structured": structured.values,
