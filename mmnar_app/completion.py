@@ -8,9 +8,11 @@ the cores with them. Measured with `python -m mmnar_app.bench` (12 demo patients
 benchmarks/README.md ("App, session 13").
 
 The page waits for the job (`wait`), showing its steps as they come. A job whose analysis is dropped (another
-patient loaded, Analyse pressed again) is stopped at its next step (`stop`); a thread still running when the
-interpreter ends is stopped and joined (mmnar_core.background). The work is the service's own `complete`,
-so its lock, time budget and cache apply as before, and a patient completed here is cached for every session.
+patient loaded, Analyse pressed again) is stopped (`stop`): in process within one model pass (its CancelToken,
+checked inside the attributions), so the next analysis does not wait for the model; a thread still running
+when the interpreter ends is stopped and joined (mmnar_core.background). The work is the service's own
+`complete`, so its lock and cache apply as before (its time budget through the job's token), and a patient
+completed here is cached for every session.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mmnar_app.service import ANALYSIS_BUDGET_S
 from mmnar_core.background import Stopped, start_background
+from mmnar_core.cancel import CancelToken
 from mmnar_core.explain.explanation import Explanation
 from mmnar_core.schema import PatientRecord
 
@@ -37,20 +41,23 @@ class Completion:
     error: BaseException | None = None
     thread: threading.Thread | None = None
     stop_event: threading.Event | None = None
+    token: CancelToken | None = None
 
     @property
     def running(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
 
     def stop(self) -> None:
-        """Stops the work at its next step (its result is then never read)."""
+        """Stops the work within one model pass (its result is then never read)."""
+        if self.token is not None:
+            self.token.cancel("its analysis was replaced")
         if self.stop_event is not None:
             self.stop_event.set()
 
 
 def start(svc, partial: Explanation, record: PatientRecord, task: str) -> Completion:
     """Starts `svc.complete(partial, record, task)` in a background thread and returns its job."""
-    job = Completion(started=time.perf_counter())
+    job = Completion(started=time.perf_counter(), token=CancelToken(getattr(svc, "budget_s", ANALYSIS_BUDGET_S)))
 
     def work(stop: threading.Event) -> None:
         def step(name: str) -> None:
@@ -59,7 +66,7 @@ def start(svc, partial: Explanation, record: PatientRecord, task: str) -> Comple
             job.steps.append(name)
 
         try:
-            job.result = svc.complete(partial, record, task, step)
+            job.result = svc.complete(partial, record, task, step, cancel=job.token)
         except Stopped:
             raise
         except BaseException as error:  # handed to the page, which says it or raises it (`wait`)

@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mmnar_app.service import CachedExplanations
+from mmnar_app.service import AnalysisRefused, CachedExplanations
+from mmnar_core.cancel import CancelToken
 from mmnar_core.explain.attributions import _plain_value
 from mmnar_core.explain.explanation import Explanation
 from mmnar_core.model_info import ModelInfo
@@ -89,12 +90,20 @@ class RemoteService(CachedExplanations):
         return explanation
 
     def complete(
-        self, partial: Explanation, record: PatientRecord, task: str, progress: Callable[[str], None] | None = None
+        self,
+        partial: Explanation,
+        record: PatientRecord,
+        task: str,
+        progress: Callable[[str], None] | None = None,
+        cancel: CancelToken | None = None,
     ) -> Explanation:
-        """The complete explanation from a partial one: the server attributes the modalities it lacks."""
+        """The complete explanation from a partial one: the server attributes the modalities it lacks. A
+        `cancel` already set stops it before the request (one under way runs to the server's own budget)."""
         key = self.cache_key(partial.input_hash, task)
         explanation = self._cache.get(key)
         if explanation is None:
+            if cancel is not None and cancel.cancelled:
+                raise AnalysisRefused(f"the analysis was stopped ({cancel.reason})")
             pending = partial.pending()
             if progress is not None and pending:
                 progress(pending[0])

@@ -69,8 +69,10 @@ class ModelService(Protocol):
         record: PatientRecord,
         task: str,
         progress: Callable[[str], None] | None = None,
+        cancel: CancelToken | None = None,
     ) -> Explanation:
-        """The complete explanation from a partial one (its `pending()` modalities attributed)."""
+        """The complete explanation from a partial one (its `pending()` modalities attributed); `cancel` stops
+        it (AnalysisRefused), within one model pass in process, before the request for a model server."""
         ...
 
 

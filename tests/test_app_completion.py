@@ -1,6 +1,6 @@
 """The Patient page's background second pass (mmnar_app.completion) on the real in-process service: it gives
 the explanation a direct `complete` gives, with its steps in order; it hands back the service's refusal; and
-a stopped one releases the model without finishing."""
+a stopped one releases the model without finishing, within the model pass it is in."""
 
 import pytest
 
@@ -74,7 +74,28 @@ def test_a_stopped_completion_releases_the_model_unfinished(service, patient):
     svc._lock.release()
     job.thread.join(60)
     assert not job.running and job.result is None and job.steps == []
-    with pytest.raises(RuntimeError, match="stopped before they finished"):
+    with pytest.raises((AnalysisRefused, RuntimeError), match="stopped"):
         completion.wait(job)
     assert not svc._lock.locked()  # released: the next analysis runs
     assert svc.complete(partial, patient, ALL_TASKS).pending() == []
+
+
+def test_a_completion_stopped_inside_a_step_ends_there(service):
+    """Stopped while its last step (the discharge summary's phrase deletion, ~1 s here) runs: the job's token
+    ends it inside that step. A stop that only acted between steps would let this last step finish and
+    the job return a complete explanation."""
+    import time
+
+    demo = next(d for d in load_demo_patients() if d.label.startswith("Demo 05"))  # structured + discharge note
+    record = demo.record()
+    svc = _fresh(service)
+    partial = svc.analyse(record, ALL_TASKS, modalities=[])
+    assert partial.pending()[-1] == "discharge_note"
+    job = completion.start(svc, partial, record, ALL_TASKS)
+    while "discharge_note" not in job.steps and job.running:
+        time.sleep(0.005)
+    job.stop()
+    job.thread.join(60)
+    assert job.steps[-1] == "discharge_note" and job.result is None
+    assert isinstance(job.error, AnalysisRefused) and "replaced" in str(job.error)
+    assert not svc._lock.locked()
