@@ -13,7 +13,6 @@ the inputs on screen hash differently, and the saved record is read back and che
 
 from __future__ import annotations
 
-import re
 import time
 from typing import TYPE_CHECKING
 
@@ -347,15 +346,20 @@ def _category_input(column, feature: FeatureSpec) -> None:
     _field_error(column, feature.name)
 
 
-_TYPE_THE_UNIT = re.compile(r", or write the unit after the number \(e\.g\. '[^']*'\)")
-
-
 def _field_error(column, feature: str) -> None:
-    """The error of this field from the last Analyse, right under it (until the field is changed); the
-    parser's advice to type the unit after the number becomes the unit list beside the field."""
+    """The error of this field from the last Analyse, right under it (until the field is changed)."""
     message = st.session_state.get("field_errors", {}).get(feature)
     if message:
-        column.error(plain(_TYPE_THE_UNIT.sub(", or choose its unit in the list beside the field", message)))
+        column.error(plain(message))
+
+
+def field_message(error: InputError) -> str:
+    """An input error as said under its field: the parser's advice to write the unit after the number
+    becomes the unit list beside the field."""
+    message = str(error)
+    if error.unit_advice:
+        message = message.replace(error.unit_advice, ", or choose its unit in the list beside the field")
+    return message
 
 
 # ------------------------------------------------------------------ images and notes
@@ -591,7 +595,7 @@ def analyse(svc: ModelService, store, user: str) -> None:
     except (InputError, InputErrors) as error:
         # every problem at once: a field's under the field (until it is changed), the others here
         problems = error.errors if isinstance(error, InputErrors) else [error]
-        state.field_errors = {p.feature: str(p) for p in problems if p.feature in features}
+        state.field_errors = {p.feature: field_message(p) for p in problems if p.feature in features}
         others = [p for p in problems if p.feature not in features]
         at_fields = f" {len(state.field_errors)} shown under their fields in the form." if state.field_errors else ""
         st.error(

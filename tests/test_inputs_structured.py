@@ -168,6 +168,13 @@ def test_out_of_range_values_in_a_wrong_unit_get_a_hint(feature, value, unit_wor
     error = one_error(parse_structured_form, {feature: value}, FEATURES)
     assert error.field == feature and "outside the plausible range" in error.problem
     assert "looks like" in error.problem and unit_word in error.problem
+    if unit_word != "fraction":  # a fraction is written as a number: no unit to write after it
+        # the number written with its likely unit, and the advice to type it so, which a form rewords
+        assert error.unit_example is not None and error.unit_example.endswith(unit_word)
+        assert error.problem.endswith(f", or write the unit after the number (e.g. '{error.unit_example}')")
+        assert error.problem.endswith(error.unit_advice)
+    else:
+        assert error.unit_example is None and error.unit_advice == ""
 
 
 def test_no_hint_when_in_range_or_no_unit_fits():

@@ -17,15 +17,31 @@ class InputError(ValueError):
     """One problem with one input. `feature` is the model feature concerned, if any (lets a form mark
     the field); `kind` is one of KINDS; `str(e) == f"{field}: {problem}. Accepted: {accepted}"`."""
 
-    def __init__(self, field: str, problem: str, accepted: str, feature: str | None = None, kind: str = "invalid"):
+    def __init__(
+        self,
+        field: str,
+        problem: str,
+        accepted: str,
+        feature: str | None = None,
+        kind: str = "invalid",
+        unit_example: str | None = None,
+    ):
         if kind not in KINDS:
             raise ValueError(f"InputError kind must be one of {', '.join(KINDS)}, got {kind!r}")
         self.field = str(field)
-        self.problem = str(problem).rstrip(". ")
+        # a number that fits the feature in another unit: `unit_example` is it written with that unit
+        # ("101.3 °F"), and the problem ends with `unit_advice` (a form with a unit list words it its own way)
+        self.unit_example = unit_example
+        self.problem = str(problem).rstrip(". ") + self.unit_advice
         self.accepted = str(accepted).rstrip(". ")
         self.feature = feature
         self.kind = kind
         super().__init__(f"{self.field}: {self.problem}. Accepted: {self.accepted}")
+
+    @property
+    def unit_advice(self) -> str:
+        """The end of `problem` that advises writing the unit after the number ('' without `unit_example`)."""
+        return f", or write the unit after the number (e.g. '{self.unit_example}')" if self.unit_example else ""
 
     @property
     def errors(self) -> list[InputError]:

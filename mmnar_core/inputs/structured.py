@@ -146,6 +146,7 @@ def parse_value(
         low, high = feature.valid_range
         if not low <= value <= high:
             unit_text = _unit_text(feature)
+            example = None  # the number written with the unit it likely has, when none was given
             if shown:
                 problem = f"{shown} = {fmt(value)}{unit_text} is outside the plausible range {fmt(low)}-{fmt(high)}{unit_text}"
                 if low <= number <= high:
@@ -156,8 +157,8 @@ def parse_value(
                 if guess:
                     problem += f"; it {unit_hint(feature, value)}"
                     if guess[0] != "1":
-                        problem += f", or write the unit after the number (e.g. '{fmt(value)} {guess[0]}')"
-            raise InputError(where, problem, accepted, feature.name)
+                        example = f"{fmt(value)} {guess[0]}"
+            raise InputError(where, problem, accepted, feature.name, unit_example=example)
     if unit_class(feature.unit) == "count" and value != int(value):
         raise InputError(
             where,
