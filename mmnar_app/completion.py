@@ -5,7 +5,7 @@ of after it.
 Why: the page run that shows the risks and the browser's drawing of them took ~0.2 s of the server and
 ~0.5 core-seconds of the browser before the attributions even started; on a 2-core machine they now share
 the cores with them. Measured with `python -m mmnar_app.bench` (12 demo patients, quiet machine): see
-benchmarks/README.md ("App, session 13").
+benchmarks/README.md ("Fourth look at the Patient page", session 13).
 
 The page waits for the job (`wait`), showing its steps as they come. A job whose analysis is dropped (another
 patient loaded, Analyse pressed again) is stopped (`stop`): in process within one model pass (its CancelToken,
