@@ -90,6 +90,9 @@ CONTRIBUTIONS_EXPLAINED = (
 ASSERTIONS = {"affirmed": "", "negated": "negated", "hedged": "uncertain"}
 
 
+PHRASE_CHARS = 300  # a phrase's cell wraps (st.table, the report's tables): only a run-on paragraph is cut
+
+
 def phrase_rows(text, task: str, k: int = 5) -> list[dict[str, str]]:
     """A note's k phrases whose deletion moves the risk most: the phrase on one line, whether the note negates
     or hedges it, and the change in percentage points."""
@@ -99,7 +102,7 @@ def phrase_rows(text, task: str, k: int = 5) -> list[dict[str, str]]:
         rows.append(
             {
                 "rank": f"{rank}{'↑' if phrase.attribution.get(task, 0.0) > 0 else '↓'}",
-                "phrase": words if len(words) <= 120 else words[:119] + "…",
+                "phrase": words if len(words) <= PHRASE_CHARS else words[: PHRASE_CHARS - 1] + "…",
                 "stated as": ASSERTIONS.get(phrase.assertion, phrase.assertion) or "present",
                 "change of the risk": signed_points(phrase.attribution.get(task, 0.0)),
             }
