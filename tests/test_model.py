@@ -285,3 +285,100 @@ def test_member_dropout_has_inverted_dropout_statistics():
     y.sum().backward()
     assert torch.equal(x.grad, y.detach())  # gradient flows through kept units only, with the same scale
     assert dropout(x, 0.25, training=False) is x and dropout(x, 0.0, training=True) is x
+
+
+def test_member_dropout_reads_every_random_bit_it_claims():
+    """Each int32 word gives two elements their draws (its two 15-bit halves): both halves must be uniform.
+    Planted fault it catches: reading the low half as a signed 16-bit number (sign bit unmasked) keeps about
+    a quarter of those elements at p = 0.5 instead of a half."""
+    from mmnar_core.model.member_layers import dropout
+
+    torch.manual_seed(1)
+    y = dropout(torch.ones(400_000), 0.5, training=True)
+    assert float((y[0::2] > 0).float().mean()) == pytest.approx(0.5, abs=0.005)
+    assert float((y[1::2] > 0).float().mean()) == pytest.approx(0.5, abs=0.005)
+    odd = dropout(torch.ones(3, 5, 7), 0.1, training=True)  # an odd element count, a 3-d shape
+    assert odd.shape == (3, 5, 7)
+    assert dropout(torch.ones(10), 1.0, training=True).eq(0).all()
+
+
+def test_attend_equals_scaled_dot_product_attention_with_the_same_mask():
+    """The written-out attention (keys-first scores) gives what PyTorch's masked attention gives; masked keys,
+    planted with huge values, have no effect."""
+    import torch.nn.functional as F
+
+    from mmnar_core.model.member_layers import attend
+
+    torch.manual_seed(0)
+    q, key, value = (torch.randn(3, 4, 2, 5, 8) for _ in range(3))
+    keep = torch.rand(4, 5) < 0.6
+    keep[:, 0] = True
+    value = torch.where(keep.view(1, 4, 1, 5, 1), value, torch.full_like(value, 1e6))
+    key = torch.where(keep.view(1, 4, 1, 5, 1), key, torch.full_like(key, 1e3))
+    mask = keep.view(1, 4, 1, 1, 5)
+    expected = F.scaled_dot_product_attention(q, key, value, attn_mask=mask)
+    got = attend(q, key, value, keep.view(1, 4, 1, 5), 0.0, training=False)
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_packed_fusion_equals_each_patient_fused_from_its_present_tokens_alone():
+    """The fusion runs the layers on the present tokens only (packed). Reference, written independently: for
+    each patient and member, the pattern token and that patient's present modality tokens alone through a
+    textbook pre-norm encoder layer (no mask needed), then their mean and the final norm."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    config = _config(n_members=2, n_heads=2)
+    fusion = MMNARModel(config).fusion.eval()
+    for parameter in fusion.parameters():  # away from the initial zeros and ones, so every term matters
+        parameter.data.add_(torch.randn_like(parameter) * 0.2)
+    inputs = [torch.randn(6, 5), torch.randn(6, 7), torch.randn(6, 3)]
+    present = torch.tensor([[1, 0, 1], [1, 1, 0], [0, 0, 1], [1, 1, 1], [0, 1, 0], [0, 0, 0]], dtype=torch.bool)
+    got = fusion(inputs, present)  # (K, B, d)
+    projected = fusion.project(inputs, present)
+    gates = torch.sigmoid(fusion.gates(F.gelu(fusion.missingness[1](F.gelu(fusion.missingness[0](present.float()))))))
+    layer, d, h = fusion.layers[0], config.d_model, config.n_heads
+
+    def norm(x, ln, k):
+        return F.layer_norm(x, (d,)) * ln.weight[k] + ln.bias[k]
+
+    def linear(x, lin, k):
+        return x @ lin.weight[k] + lin.bias[k, 0]
+
+    for k in range(2):
+        for b in range(6):
+            index = fusion.pattern_index(present[b : b + 1])[0]
+            tokens = [fusion.pattern_embedding[k, index]] + [
+                gates[k, b].view(3, d)[m] * projected[k, b, m] + fusion.type_embedding[k, m]
+                for m in range(3)
+                if present[b, m]
+            ]
+            x = torch.stack(tokens)  # (n, d)
+            q, key, value = linear(norm(x, layer.norm1, k), layer.qkv, k).view(len(x), 3, h, d // h).unbind(1)
+            heads = F.scaled_dot_product_attention(q.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1))
+            x = x + linear(heads.transpose(0, 1).reshape(len(x), d), layer.out, k)
+            x = x + linear(F.gelu(linear(norm(x, layer.norm2, k), layer.ff1, k)), layer.ff2, k)
+            expected = norm(x.mean(dim=0), fusion.norm, k)
+            assert torch.allclose(got[k, b], expected, atol=1e-5), (k, b)
+
+
+def test_info_nce_of_several_members_is_the_mean_of_their_losses():
+    torch.manual_seed(0)
+    reconstructed, original = torch.randn(3, 6, 4), torch.randn(6, 4)
+    each = [symmetric_info_nce(r, original, 0.2) for r in reconstructed]
+    assert symmetric_info_nce(reconstructed, original, 0.2).item() == pytest.approx(
+        float(torch.stack(each).mean()), rel=1e-6
+    )
+
+
+def test_auxiliary_fraction_keeps_that_share_of_the_eligible_rows_only():
+    availability = torch.ones(20_000, 3, dtype=torch.bool)
+    availability[::4, 1:] = False  # a quarter of the rows have one modality: never eligible
+    generator = torch.Generator().manual_seed(0)
+    rows, hidden = choose_hidden(availability, generator, fraction=0.3)
+    assert len(rows) / 15_000 == pytest.approx(0.3, abs=0.015)
+    assert not (rows % 4 == 0).any() and availability[rows, hidden].all()
+    everyone, _ = choose_hidden(availability, generator)
+    assert len(everyone) == 15_000
+    with pytest.raises(ValueError, match="aux_fraction"):
+        _config(aux_fraction=0.0)

@@ -27,11 +27,15 @@ def uniform(
 
 
 def choose_hidden(
-    availability: torch.Tensor, generator: torch.Generator | None = None
+    availability: torch.Tensor, generator: torch.Generator | None = None, fraction: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows with >= 2 observed modalities, and for each the index of one observed modality to hide."""
+    """Rows with >= 2 observed modalities (each kept with probability `fraction`), and for each the index of
+    one observed modality to hide."""
     present = availability.bool()
-    rows = torch.nonzero(present.sum(dim=1) >= 2).flatten()
+    eligible = present.sum(dim=1) >= 2
+    if fraction < 1.0:  # drawn only then, so the default keeps the random choices it always made
+        eligible &= uniform(eligible.shape, generator, present.device) < fraction
+    rows = torch.nonzero(eligible).flatten()
     scores = uniform(present.shape, generator, present.device)
     scores = torch.where(present, scores, torch.full_like(scores, -1.0))
     return rows, scores.argmax(dim=1)[rows]
@@ -69,8 +73,7 @@ def reconstruction_losses(
         target = standardised[m][rows[chosen]]
         reconstructed = model.decode(h[:, chosen], m)  # (K, count, dim)
         mse = mse + reconstruction_mse(reconstructed, target.expand_as(reconstructed)) * count
-        if count >= 2:
-            member_nce = [symmetric_info_nce(r, target, config.temperature) for r in reconstructed]
-            nce = nce + torch.stack(member_nce).mean() * count
+        if count >= 2:  # each member's InfoNCE, averaged over the members
+            nce = nce + symmetric_info_nce(reconstructed, target, config.temperature) * count
         total += count
     return mse / total, nce / total

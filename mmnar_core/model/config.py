@@ -48,6 +48,8 @@ class MMNARConfig:
     aux_weight: float = 0.3  # weight of the auxiliary loss in stage 2 at the first epoch
     aux_final_fraction: float = 0.3  # the weight decays linearly to aux_weight * this by the last epoch
     pretrain_epochs: int = 0  # stage 1: auxiliary losses only
+    # share of the eligible rows (>= 2 modalities) given the auxiliary terms at each stage-2 step
+    aux_fraction: float = 1.0
 
     # task loss
     task_loss: str = "bce"  # "bce" or "focal"
@@ -100,6 +102,10 @@ class MMNARConfig:
                 f"config: epochs must be >= 1 (got {self.epochs}): the model is chosen on the "
                 "validation loss of a stage-2 epoch"
             )
+        if not 0.0 < self.aux_fraction <= 1.0:
+            raise ValueError(f"config: aux_fraction must be in (0, 1] (got {self.aux_fraction})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"config: dropout must be in [0, 1) (got {self.dropout})")
         if self.pretrain_epochs < 0:
             raise ValueError(f"config: pretrain_epochs must be >= 0 (got {self.pretrain_epochs})")
         if self.pretrain_epochs and not (self.use_reconstruction or self.use_contrastive):

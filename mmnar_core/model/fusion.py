@@ -69,14 +69,17 @@ class MMNARFusion(nn.Module):
         return torch.where(known, index, torch.full_like(index, self.n_patterns))
 
     def project(self, inputs: list[torch.Tensor], present: torch.Tensor) -> torch.Tensor:
-        """(K, B, M, d) projected embeddings e_m, exactly zero where the modality is absent."""
+        """(K, B, M, d) projected embeddings e_m, exactly zero where the modality is absent. Only the rows
+        that have modality m are projected: absent rows cost nothing and (even NaN) cannot affect anything."""
         p = self.config.dropout if self.training else 0.0
+        k, batch = self.config.n_members, present.shape[0]
         out = []
         for i, x in enumerate(inputs):
-            here = present[:, i : i + 1]
-            e = dropout(F.gelu(self.project_in[i](torch.where(here, x, torch.zeros_like(x)))), p, self.training)
-            e = self.project_out[i](e)
-            out.append(torch.where(here.unsqueeze(0), e, torch.zeros_like(e)))
+            rows = present[:, i].nonzero().squeeze(1)
+            everyone = len(rows) == batch
+            e = F.gelu(self.project_in[i](x if everyone else x.index_select(0, rows)))
+            e = self.project_out[i](dropout(e, p, self.training))
+            out.append(e if everyone else e.new_zeros(k, batch, e.shape[-1]).index_copy(1, rows, e))
         return torch.stack(out, dim=2)
 
     def forward(
@@ -119,13 +122,14 @@ class MMNARFusion(nn.Module):
         z = F.gelu(self.missingness[1](F.gelu(self.missingness[0](delta))))
         gates = torch.sigmoid(self.gates(z)).view(k, batch, m, d) if self.config.use_gating else 1.0
         tokens = gates * projected + self.type_embedding.unsqueeze(1)
-        tokens = torch.where(present.view(1, batch, m, 1), tokens, torch.zeros_like(tokens))
         pattern = self.pattern_embedding[:, self.pattern_index(present, unseen)]  # (K, B, d)
-        sequence = torch.cat([pattern.unsqueeze(2), tokens], dim=2)
+        sequence = torch.cat([pattern.unsqueeze(2), tokens], dim=2)  # (K, B, L = M + 1, d)
         keep = torch.cat([torch.ones(batch, 1, dtype=torch.bool, device=present.device), present], dim=1)
+        # only the present tokens go through the layers (packed); absent ones are never read
+        positions = keep.reshape(-1).nonzero().squeeze(1)
+        packed = sequence.reshape(k, batch * (m + 1), d).index_select(1, positions)
         for layer in self.layers:
-            sequence = layer(sequence, keep)
-        weights = keep.to(sequence.dtype).view(1, batch, m + 1, 1)
-        sequence = torch.where(weights > 0, sequence, torch.zeros_like(sequence))
-        pooled = (sequence * weights).sum(dim=2) / weights.sum(dim=2)
+            packed = layer(packed, keep, positions)
+        summed = packed.new_zeros(k, batch, d).index_add(1, positions // (m + 1), packed)
+        pooled = summed / keep.sum(dim=1).to(summed.dtype).view(1, batch, 1)
         return self.norm(pooled)

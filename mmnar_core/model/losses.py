@@ -44,12 +44,15 @@ def symmetric_info_nce(reconstructed: torch.Tensor, original: torch.Tensor, temp
     """Symmetric InfoNCE over a batch of pairs (r_i, x_i), cosine similarities s_ik = cos(r_i, x_k):
 
     L = 1/(2n) * sum_i [ -log exp(s_ii/T) / sum_k exp(s_ik/T)  -  log exp(s_ii/T) / sum_k exp(s_ki/T) ].
-    """
+
+    `reconstructed` (n, dim) or (K, n, dim): K sets of reconstructions of the same originals (n, dim), e.g.
+    one per fusion member; the result is the mean of their K losses, computed in one batch of operations."""
     r = F.normalize(reconstructed, dim=-1)
     x = F.normalize(original, dim=-1)
-    similarity = r @ x.T / temperature
-    targets = torch.arange(len(r), device=r.device)
-    return 0.5 * (F.cross_entropy(similarity, targets) + F.cross_entropy(similarity.T, targets))
+    similarity = r @ x.T / temperature  # (..., n, n)
+    matched_rows = similarity.log_softmax(dim=-1).diagonal(dim1=-2, dim2=-1)
+    matched_columns = similarity.log_softmax(dim=-2).diagonal(dim1=-2, dim2=-1)
+    return -0.5 * (matched_rows.mean() + matched_columns.mean())
 
 
 def reconstruction_mse(reconstructed: torch.Tensor, original: torch.Tensor) -> torch.Tensor:

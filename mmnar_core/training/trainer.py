@@ -95,7 +95,7 @@ class TrainingObjective(torch.nn.Module):
         task = aux = zero
         if with_task and with_aux and hasattr(self.model, "member_logits_and_without"):
             # stage 2 of the MMNAR model: the task and the re-fused rows in one pass (shared projections)
-            rows, hidden = choose_hidden(availability, generator)
+            rows, hidden = choose_hidden(availability, generator, config.aux_fraction)
             members, standardised, without = self.model.member_logits_and_without(
                 inputs, availability, rows, hidden, unseen
             )
