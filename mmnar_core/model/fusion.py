@@ -3,9 +3,10 @@ missingness embedding z = MLP(δ), gates g_m = sigmoid(W_m z + b_m), tokens t_m 
 masked self-attention over the available tokens plus a pattern token, availability-weighted readout.
 
 Inputs arrive standardised per feature (mmnar_core.model.inputs). Each member has its own weights
-(mmnar_core.model.member_layers); the output is (K, B, d). Absent modalities are removed with
-torch.where, not multiplied away, so their inputs (even NaN) have no effect on the output at all: the
-missing path of the model is exact. A pattern never seen in training gets one learned "unseen pattern"
+(mmnar_core.model.member_layers); the output is (K, B, d). Absent modalities are never computed, not
+multiplied away: a modality is projected only for the rows that have it, and only present tokens enter
+the layers (packed), so their inputs (even NaN) have no effect on the output at all: the missing path of
+the model is exact. A pattern never seen in training gets one learned "unseen pattern"
 token instead of its own never-trained random embedding; the trainer shows a small share of training
 rows that token so it learns what an average pattern means.
 """
@@ -103,8 +104,8 @@ class MMNARFusion(nn.Module):
         the projections just computed (they then share its dropout masks) and run through the attention
         in the same batch: no second projection of the wide embeddings (about a quarter of the auxiliary
         pass's multiply-adds) and one set of operations instead of two (7-16 % off a CPU training epoch,
-        benchmarks/README.md). The hidden modality's projection is removed by `fuse` exactly as an absent
-        one is (torch.where), so it has no effect on the result."""
+        benchmarks/README.md). The hidden modality's token is left out of `fuse`'s pack exactly as an
+        absent one is, so it has no effect on the result."""
         present = availability.bool()
         projected = self.project(inputs, present)
         batch = present.shape[0]
