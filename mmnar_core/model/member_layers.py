@@ -22,10 +22,10 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Inverted dropout: each element kept with probability 1 - p and scaled by 1 / (1 - p).
 
     Why not F.dropout or torch.rand_like: the CPU draws one random float per element slowly (bernoulli_
-    took 15 % of a training step, rand_like 13 %), while random 32-bit integers come about 4x faster per
-    bit. Each int32 word from `random_()` is uniform on [0, 2**31); its two 16-bit halves masked to 15 bits
-    are two independent uniform draws on [0, 2**15), one per element. The rate is exact to 1/32768
-    (0.1 is used as 0.100006)."""
+    took 15 % of a training step, rand_like 13 %), and one random int32 word costs about what one float
+    does. Each word from `random_()` is uniform on [0, 2**31); its two 16-bit halves masked to 15 bits are
+    two independent uniform draws on [0, 2**15), one per element, so the masks cost half the draws. The
+    rate is exact to 1/32768 (0.1 is used as 0.100006)."""
     if not training or p == 0.0:
         return x
     threshold = round(p * DROPOUT_LEVELS)
