@@ -132,6 +132,22 @@ def test_configs_of_ablations_and_baselines(data):
     assert MODELS["mmnar"].probabilities == "rectified" and MODELS["mmnar_no_rectifier"].probabilities == "calibrated"
 
 
+def test_wide_only_row_is_the_start_the_trainer_scores_before_the_first_epoch(data):
+    """`mmnar_wide_only` is the untrained network: its validation loss is the trainer's initial one, and
+    it learns the planted signal without any member (the signal is linear in modality "a")."""
+    from mmnar_core.training.trainer import validation_score
+
+    config = small_config(data, pretrain_epochs=0, epochs=1)
+    fitted = fit_model(MODELS["mmnar_wide_only"], data, config, seed=0, device=CPU)
+    result = train(config, data, CPU, progress=False)
+    val_labels = data.labels[data.rows("val")].numpy()
+    assert validation_score(fitted.val, val_labels) == pytest.approx(result.initial_val_loss, abs=1e-6)
+    assert fitted.info["chosen"] == result.wide
+    assert _auroc(data, fitted.test) > 0.85
+    with pytest.raises(ValueError, match="needs the wide path"):
+        fit_model(MODELS["mmnar_wide_only"], data, small_config(data, use_wide=False), seed=0, device=CPU)
+
+
 def test_trainer_builds_the_given_module(data):
     config = baseline_config(small_config(data, epochs=1))
     result = train(config, data, CPU, progress=False, build_model=lambda c: ConcatMLP(c, use_availability=True))

@@ -135,14 +135,19 @@ def test_untrained_network_is_the_tuned_logistic_regression_and_is_a_candidate()
     from mmnar_core.baselines.references import fit_logistic
     from mmnar_core.model import MMNARModel
 
-    data = planted_data(n=1500)
-    config = _config(data, epochs=2, pretrain_epochs=0)
-    model = MMNARModel(config)
-    model.fit_inputs(*data.take(data.rows("train"))[:2])
     from mmnar_core.training.wide_init import init_wide_from_logistic
 
-    chosen = init_wide_from_logistic(model, data)
+    data = planted_data(n=1500)
     reference = fit_logistic(data)
+    default = MMNARModel(_config(data))
+    default.fit_inputs(*data.take(data.rows("train"))[:2])
+    # the default's candidates include the reference, so its start is never worse on validation
+    for start, ref in zip(init_wide_from_logistic(default, data), reference.chosen):
+        assert start["val_log_loss"] <= ref["val_log_loss"] + 1e-5
+    config = _config(data, epochs=2, pretrain_epochs=0, wide_content_scales=[1.0])
+    model = MMNARModel(config)
+    model.fit_inputs(*data.take(data.rows("train"))[:2])
+    chosen = init_wide_from_logistic(model, data)
     assert [c["C"] for c in chosen] == [c["C"] for c in reference.chosen]
     logits = predict_logits(model, data, data.rows("val"), torch.device("cpu"))
     assert np.allclose(logits, reference.val, rtol=1e-3, atol=5e-3)  # float32 model, float64 reference

@@ -159,12 +159,47 @@ def _noise_and_signal(n=3000, seed=1) -> ModelData:
 
 def test_choosing_content_drops_the_noise_embeddings_only_where_validation_says_so():
     data = _noise_and_signal()
-    model = _wide_model(data, wide_choose_content=True)
+    model = _wide_model(data, wide_choose_content=True, wide_content_scales=[1.0])
     chosen = init_wide_from_logistic(model, data)
     assert [c["content"] for c in chosen] == ["structured", "all"]
     image_columns = slice(2, 202)
     weights = model.wide.linear.weight.detach()
     assert torch.count_nonzero(weights[0, image_columns]) == 0  # the structured-only task ignores the image
     assert abs(float(weights[1, 2])) > 5 * float(weights[1, 3:202].abs().max())  # the other reads column 0
-    default = init_wide_from_logistic(_wide_model(data), data)
+    default = init_wide_from_logistic(_wide_model(data, wide_content_scales=[1.0]), data)
     assert [c["content"] for c in default] == ["all", "all"]  # off unless asked for
+
+
+def test_embedding_weights_get_their_own_penalty_where_validation_wants_it_and_fold_back_exactly():
+    """Default scales (1, 0.3, 0.1): the task whose 200 image dimensions are noise fits them at a
+    stronger penalty (scale < 1) and ranks test patients better than one shared penalty; the task read
+    from one image column keeps scale 1. The folded weights give the logits of the fit on s * image."""
+    from sklearn.linear_model import LogisticRegression
+
+    data = _noise_and_signal()
+    shared = _wide_model(data, wide_content_scales=[1.0], wide_bins=0)
+    init_wide_from_logistic(shared, data)
+    model = _wide_model(data, wide_bins=0)
+    chosen = init_wide_from_logistic(model, data)
+    assert chosen[0]["content_scale"] < 1.0 and chosen[1]["content_scale"] == 1.0
+    assert _test_auroc(model, data, 0) > _test_auroc(shared, data, 0) + 0.02
+    assert _test_auroc(model, data, 1) == pytest.approx(_test_auroc(shared, data, 1), abs=1e-6)
+
+    inputs, availability, labels = data.take(data.rows("train"))
+    features = model.wide.features(model.standardise(inputs), availability).numpy().astype(np.float64)
+    s = chosen[0]["content_scale"]
+    features[:, 2:202] *= s  # columns: structured (2), image (200), flags (2)
+    reference = LogisticRegression(C=chosen[0]["C"], max_iter=2000, tol=1e-5).fit(features, labels[:, 0].numpy())
+    test_inputs, test_availability, _ = data.take(data.rows("test"))
+    test_features = model.wide.features(model.standardise(test_inputs), test_availability).numpy()
+    with torch.no_grad():
+        ours = model.wide(model.standardise(test_inputs), test_availability)[:, 0].numpy()
+    expected = reference.decision_function(np.concatenate(
+        [test_features[:, :2], s * test_features[:, 2:202], test_features[:, 202:]], axis=1))
+    assert np.allclose(ours, expected, atol=2e-3)
+
+
+def test_config_refuses_content_scales_outside_zero_one():
+    for bad in ([], [0.0], [1.5], [True], ["0.3"]):
+        with pytest.raises(ValueError, match="wide_content_scales"):
+            MMNARConfig(modalities=["a"], input_dims=[2], tasks=["t"], wide_content_scales=bad)

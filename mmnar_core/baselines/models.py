@@ -24,12 +24,14 @@ from mmnar_core.baselines.references import fit_lightgbm, fit_logistic
 from mmnar_core.model import MMNARConfig, MMNARModel
 from mmnar_core.training.data import ModelData
 from mmnar_core.training.trainer import predict_logits, train
+from mmnar_core.training.wide_init import init_wide_from_logistic
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    kind: str  # "mmnar", "mlp", "gbt", "logistic", "lightgbm" or "ensemble" (mmnar over several seeds)
+    # "mmnar", "wide" (its untrained start), "mlp", "gbt", "logistic", "lightgbm" or "ensemble" (mmnar, 5 seeds)
+    kind: str
     description: str
     overrides: dict = field(default_factory=dict)  # MMNARConfig fields (mmnar kind)
     use_availability: bool = False  # mlp kind
@@ -72,6 +74,12 @@ MODELS: dict[str, ModelSpec] = {
             "ours without the wide linear path",
             {"use_wide": False},
             probabilities="rectified",
+        ),
+        ModelSpec(
+            "mmnar_wide_only",
+            "wide",
+            "ours' wide path alone, no members: the start the members train from (the tuned logistic "
+            "regression or GAM, embedding weights at their own penalty); what the members add is mmnar minus this",
         ),
         ModelSpec(
             "mmnar_ensemble5", "ensemble", "ours trained with 5 seeds, log-odds averaged", probabilities="rectified"
@@ -147,7 +155,7 @@ def spec_config(
     spec: ModelSpec, config: MMNARConfig, seed: int, modality_dropout: float = DEFAULT_MODALITY_DROPOUT
 ) -> MMNARConfig:
     """The MMNARConfig a spec trains with, for one seed."""
-    if spec.kind == "mmnar":
+    if spec.kind in ("mmnar", "wide"):
         values = config.to_dict()
         values.update(spec.overrides, seed=seed)
         return MMNARConfig.from_dict(values)
@@ -205,6 +213,18 @@ def fit_model(
         fitted = fit_logistic(data, threads) if spec.kind == "logistic" else fit_lightgbm(data, seed, threads)
         return FittedLogits(
             fitted.val, fitted.test, {"chosen": fitted.chosen, "seconds": round(time.perf_counter() - started, 2)}
+        )
+    if spec.kind == "wide":  # the untrained network is its wide path (the heads start at zero)
+        model = MMNARModel(spec_config(spec, config, seed, modality_dropout))
+        if model.wide is None:
+            raise ValueError(f"model {spec.name!r} needs the wide path, but the config has use_wide false")
+        model.fit_inputs(*data.take(data.rows("train"))[:2])
+        chosen = init_wide_from_logistic(model, data, threads)
+        model = model.to(device)
+        return FittedLogits(
+            predict_logits(model, data, val_rows, device),
+            predict_logits(model, data, test_rows, device),
+            {"chosen": chosen, "seconds": round(time.perf_counter() - started, 2)},
         )
     if spec.kind == "ensemble":
         members = [

@@ -9,6 +9,7 @@ MODEL_NAMES = (
     "mmnar_no_rectifier",
     "mmnar_single",
     "mmnar_no_wide",
+    "mmnar_wide_only",
     "mmnar_ensemble5",
     "mmnar_no_gating",
     "mmnar_no_pattern_embedding",

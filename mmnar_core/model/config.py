@@ -35,8 +35,12 @@ class MMNARConfig:
     wide_trainable: bool = False  # keep the tuned logistic regression fixed; the members learn the rest
     wide_bins: int = 16  # quantile bins per structured feature in the wide path (a GAM); 0: linear only
     wide_binned: list[str] = field(default_factory=list)  # modalities the wide path bins (the dataset's tabular ones)
-    # also try, per task, a wide path without the linear terms of the image/note embeddings (validation picks);
-    # off by default until it is measured on every cohort (see docs/model.md)
+    # the GAM start is fit with the image/note embeddings' columns multiplied by each of these scales and
+    # validation log loss picks one per task: a scale s penalises those weights 1/s^2 times the structured
+    # ones (1,000 noisy embedding dimensions need a stronger penalty than 50 lab values; docs/model.md)
+    wide_content_scales: list[float] = field(default_factory=lambda: [1.0, 0.3, 0.1])
+    # also try, per task, a wide path without the linear terms of the image/note embeddings (scale 0);
+    # off by default (docs/model.md)
     wide_choose_content: bool = False
     unseen_pattern_rate: float = 0.05  # share of training rows shown the "unseen pattern" token instead of theirs
 
@@ -88,6 +92,13 @@ class MMNARConfig:
             raise ValueError(f"config: wide_init {self.wide_init!r} is not accepted (accepted: logistic, zero)")
         if self.wide_bins < 0 or self.wide_bins == 1:
             raise ValueError(f"config: wide_bins must be 0 (linear only) or >= 2 (got {self.wide_bins})")
+        if not self.wide_content_scales or any(
+            not (isinstance(s, (int, float)) and not isinstance(s, bool) and 0.0 < s <= 1.0) for s in self.wide_content_scales
+        ):
+            raise ValueError(
+                "config: wide_content_scales must be a non-empty list of numbers in (0, 1] "
+                f"(got {self.wide_content_scales!r}; scale 0 is wide_choose_content)"
+            )
         stray = [m for m in self.wide_binned if m not in self.modalities]
         if stray:
             raise ValueError(

@@ -39,7 +39,7 @@ class TrainResult:
     best_epoch: int = -1  # -1: no epoch beat the untrained network (the wide path alone) on validation
     seconds: float = 0.0
     initial_val_loss: float | None = None  # validation loss before the first epoch
-    wide: list[dict] | None = None  # per task, the C of the logistic regression the wide path started from
+    wide: list[dict] | None = None  # per task, the wide path's start: C, validation loss, bins, content scale
 
 
 def warmup_cosine(total_steps: int, warmup_fraction: float) -> Callable[[int], float]:

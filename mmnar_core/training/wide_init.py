@@ -1,6 +1,7 @@
 """The wide path starts as a tuned L2 logistic regression: per task, fit on the labelled training rows
 of the model's own standardised inputs, availability flags and (when they help on validation) the
-piecewise-linear bins of the structured features, C chosen by validation log loss.
+piecewise-linear bins of the structured features, C chosen by validation log loss, and the image/note
+embeddings' weights penalised more strongly than the structured ones when validation says so.
 
 Why: the deep members then only have to learn what a linear model cannot, and because the heads'
 output layers start at zero the untrained network *is* that logistic regression; the trainer scores it
@@ -88,21 +89,38 @@ def wide_features(model, inputs: list[torch.Tensor], availability: torch.Tensor,
     return np.concatenate(out).astype(np.float64)
 
 
+def _content_columns(config, width: int) -> np.ndarray:
+    """Mask of the wide path's columns that are linear terms of an image or note embedding (the
+    modalities that are not binned); flags, structured columns and bins are not content."""
+    mask, offset = np.zeros(width, dtype=bool), np.cumsum([0] + list(config.input_dims))
+    for m, name in enumerate(config.modalities):
+        if name not in config.wide_binned:
+            mask[offset[m] : offset[m + 1]] = True
+    return mask
+
+
 def _candidates(config, width: int, linear_width: int):
-    """(description, column mask) of each wide path tried per task: linear on everything; the GAM (bins on);
-    with `wide_choose_content`, the GAM without the linear terms of the non-structured embeddings."""
-    linear = np.zeros(width, dtype=bool)
-    linear[:linear_width] = True
-    yield {"bins": 0, "content": "all"}, linear
-    if width == linear_width:
-        return
-    yield {"bins": config.wide_bins, "content": "all"}, np.ones(width, dtype=bool)
-    content = [m for m, name in enumerate(config.modalities) if name not in config.wide_binned]
-    if config.wide_choose_content and content:
-        mask, offset = np.ones(width, dtype=bool), np.cumsum([0] + list(config.input_dims))
-        for m in content:
-            mask[offset[m] : offset[m + 1]] = False
-        yield {"bins": config.wide_bins, "content": "structured"}, mask
+    """(description, column scale) of each wide path tried per task; a column with scale 0 is left out.
+
+    Linear on everything; the GAM (bins on) with the content columns at each of `wide_content_scales`
+    (and at 0 with `wide_choose_content`). Without bins the linear path takes the scales instead. Fitting
+    on s * x with one L2 penalty is fitting x with a penalty 1/s^2 on those weights: the embeddings'
+    hundreds of dimensions get a stronger penalty than the structured features without a second grid."""
+    content = _content_columns(config, width)
+    scales = sorted({float(s) for s in config.wide_content_scales}, reverse=True)
+    if config.wide_choose_content:
+        scales.append(0.0)
+    if not content.any():
+        scales = [1.0]
+    linear = np.zeros(width)
+    linear[:linear_width] = 1.0
+    bins = [config.wide_bins] if width > linear_width else []
+    if bins:
+        yield {"bins": 0, "content": "all", "content_scale": 1.0}, linear
+    for n_bins, base in [(b, np.ones(width)) for b in bins] or [(0, linear)]:
+        for s in scales:
+            label = "all" if s == 1.0 else ("structured" if s == 0.0 else "scaled")
+            yield {"bins": n_bins, "content": label, "content_scale": s}, np.where(content, s * base, base)
 
 
 @torch.no_grad()
@@ -110,7 +128,7 @@ def init_wide_from_logistic(model, data, threads: int = 1) -> list[dict]:
     """Fit the logistic regression and copy it into model.wide (call after model.fit_inputs, on CPU).
 
     Per task, every candidate of `_candidates` is fit and the one with the lowest validation log loss
-    wins. The bin columns are standardised for the fit (so the L2 penalty treats them like the
+    wins (ties keep the earlier, less penalised one). The bin columns are standardised for the fit (so the L2 penalty treats them like the
     standardised inputs) and the scaling is folded back into the weights."""
     config = model.config
     features = wide_features(model, data.inputs, data.availability)
@@ -124,14 +142,17 @@ def init_wide_from_logistic(model, data, threads: int = 1) -> list[dict]:
     scaled = (features - mean) / sd
     coef, intercept = np.zeros((len(config.tasks), features.shape[1])), np.zeros(len(config.tasks))
     chosen: dict[int, dict] = {}  # per task, the best candidate so far (the first one fills every task)
-    for description, mask in _candidates(config, features.shape[1], linear_width):
-        coef_c, intercept_c, chosen_c = fit_l2_logistic(scaled[:, mask], labels, train, val, threads)
+    for description, column_scale in _candidates(config, features.shape[1], linear_width):
+        mask = column_scale > 0
+        coef_c, intercept_c, chosen_c = fit_l2_logistic(
+            scaled[:, mask] * column_scale[mask], labels, train, val, threads
+        )
         for t, entry in enumerate(chosen_c):
             best = chosen.get(t)
             if best is not None and (entry["C"] is None or entry["val_log_loss"] >= best["val_log_loss"]):
                 continue
             weights = np.zeros(features.shape[1])
-            weights[mask] = coef_c[t]
+            weights[mask] = coef_c[t] * column_scale[mask]  # the fit saw s * x: its weight on x is s * w
             weights /= sd  # fold the standardisation of the bin columns back (sd 1 elsewhere)
             coef[t], intercept[t] = weights, intercept_c[t] - float(weights @ mean)
             chosen[t] = {**entry, **description}
