@@ -134,7 +134,6 @@ def test_untrained_network_is_the_tuned_logistic_regression_and_is_a_candidate()
     the heads start at zero, and the kept model is never worse on validation than that start."""
     from mmnar_core.baselines.references import fit_logistic
     from mmnar_core.model import MMNARModel
-
     from mmnar_core.training.wide_init import init_wide_from_logistic
 
     data = planted_data(n=1500)

@@ -194,12 +194,45 @@ def test_embedding_weights_get_their_own_penalty_where_validation_wants_it_and_f
     test_features = model.wide.features(model.standardise(test_inputs), test_availability).numpy()
     with torch.no_grad():
         ours = model.wide(model.standardise(test_inputs), test_availability)[:, 0].numpy()
-    expected = reference.decision_function(np.concatenate(
-        [test_features[:, :2], s * test_features[:, 2:202], test_features[:, 202:]], axis=1))
+    expected = reference.decision_function(
+        np.concatenate([test_features[:, :2], s * test_features[:, 2:202], test_features[:, 202:]], axis=1)
+    )
     assert np.allclose(ours, expected, atol=2e-3)
+
+
+def test_a_stronger_embedding_penalty_must_beat_scale_one_by_the_gate_in_paired_standard_errors():
+    """`_choose` by hand: the per-row validation log losses of two candidates give a paired t of the
+    difference; a gate just below it switches to the penalised candidate, just above it keeps scale 1,
+    and a candidate with a higher loss is never taken."""
+    from mmnar_core.training.wide_init import _choose
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(400, 1))
+    y = (rng.random(400) < sigmoid(0.8 * x[:, 0])).astype(float)
+    val = np.arange(400)
+
+    def candidate(w, scale, b=0.0):
+        z = w * x[:, 0] + b
+        loss = np.log1p(np.exp(z)) - y * z
+        entry = {"C": 1.0, "val_log_loss": float(loss.mean()), "content_scale": scale, "bins": 0}
+        return {"weights": np.array([w]), "intercept": b, "entry": entry}, loss
+
+    base, base_loss = candidate(0.3, 1.0)
+    better, better_loss = candidate(0.8, 0.3)
+    worse, _ = candidate(-0.5, 0.1)
+    d = better_loss - base_loss
+    t = -d.mean() / (d.std(ddof=1) / np.sqrt(len(d)))
+    assert t > 1.0
+    assert _choose([base, better, worse], x, y, val, t - 0.01)["entry"]["content_scale"] == 0.3
+    assert _choose([base, better, worse], x, y, val, t - 0.01)["entry"]["gain_se"] == pytest.approx(t, abs=0.01)
+    assert _choose([base, better, worse], x, y, val, t + 0.01)["entry"]["content_scale"] == 1.0
+    assert _choose([base, worse], x, y, val, 0.0)["entry"]["content_scale"] == 1.0
 
 
 def test_config_refuses_content_scales_outside_zero_one():
     for bad in ([], [0.0], [1.5], [True], ["0.3"]):
         with pytest.raises(ValueError, match="wide_content_scales"):
             MMNARConfig(modalities=["a"], input_dims=[2], tasks=["t"], wide_content_scales=bad)
+    for bad in (-1.0, float("nan"), float("inf"), True, "1"):
+        with pytest.raises(ValueError, match="wide_scale_gate_se"):
+            MMNARConfig(modalities=["a"], input_dims=[2], tasks=["t"], wide_scale_gate_se=bad)

@@ -123,13 +123,50 @@ def _candidates(config, width: int, linear_width: int):
             yield {"bins": n_bins, "content": label, "content_scale": s}, np.where(content, s * base, base)
 
 
+def _row_log_loss(z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, z) - y * z
+
+
+def _choose(candidates: list[dict], features: np.ndarray, labels: np.ndarray, val: np.ndarray, gate_se: float) -> dict:
+    """One task's start among fitted candidates ({"weights", "intercept", "entry"}).
+
+    The best of those at content scale 1 (plain logistic regression or GAM) by validation log loss; a
+    candidate with a stronger penalty on the embeddings replaces it only when its validation loss is
+    lower by more than `gate_se` paired standard errors of the per-row difference (then the lowest such
+    loss wins). Why a gate: with several penalties to choose from, the lowest of noisy validation losses
+    is biased towards a lucky candidate; the default keeps scale 1 unless the evidence is clear (the same
+    rule as the rectifier's levels, docs/calibration.md)."""
+    fitted = [c for c in candidates if c["entry"]["C"] is not None]
+    if not fitted:
+        return candidates[0]
+    full = [c for c in fitted if c["entry"]["content_scale"] == 1.0]
+    base = min(full, key=lambda c: c["entry"]["val_log_loss"])  # min keeps the first of equals
+    known = val[~np.isnan(labels[val])]
+    if len(known) < 2:
+        return base
+    y = labels[known]
+
+    def rows(c):
+        return _row_log_loss(features[known] @ c["weights"] + c["intercept"], y)
+
+    base_loss, best = rows(base), base
+    for c in fitted:
+        if c["entry"]["content_scale"] == 1.0:
+            continue
+        d = rows(c) - base_loss
+        se = float(d.std(ddof=1) / np.sqrt(len(d)))
+        if d.mean() < -gate_se * se and c["entry"]["val_log_loss"] < best["entry"]["val_log_loss"]:
+            best = {**c, "entry": {**c["entry"], "gain_se": round(float(-d.mean() / se), 2) if se > 0 else None}}
+    return best
+
+
 @torch.no_grad()
 def init_wide_from_logistic(model, data, threads: int = 1) -> list[dict]:
     """Fit the logistic regression and copy it into model.wide (call after model.fit_inputs, on CPU).
 
-    Per task, every candidate of `_candidates` is fit and the one with the lowest validation log loss
-    wins (ties keep the earlier, less penalised one). The bin columns are standardised for the fit (so the L2 penalty treats them like the
-    standardised inputs) and the scaling is folded back into the weights."""
+    Per task, every candidate of `_candidates` is fit and `_choose` picks one on validation. The bin
+    columns are standardised for the fit (so the L2 penalty treats them like the standardised inputs) and
+    the scaling is folded back into the weights."""
     config = model.config
     features = wide_features(model, data.inputs, data.availability)
     labels, train, val = data.labels.numpy().astype(float), data.rows("train"), data.rows("val")
@@ -140,22 +177,26 @@ def init_wide_from_logistic(model, data, threads: int = 1) -> list[dict]:
         mean[linear_width:] = bins.mean(axis=0)
         sd[linear_width:] = np.where(bins.std(axis=0) > 1e-9, bins.std(axis=0), 1.0)
     scaled = (features - mean) / sd
-    coef, intercept = np.zeros((len(config.tasks), features.shape[1])), np.zeros(len(config.tasks))
-    chosen: dict[int, dict] = {}  # per task, the best candidate so far (the first one fills every task)
+    per_task: list[list[dict]] = [[] for _ in config.tasks]
     for description, column_scale in _candidates(config, features.shape[1], linear_width):
         mask = column_scale > 0
         coef_c, intercept_c, chosen_c = fit_l2_logistic(
             scaled[:, mask] * column_scale[mask], labels, train, val, threads
         )
         for t, entry in enumerate(chosen_c):
-            best = chosen.get(t)
-            if best is not None and (entry["C"] is None or entry["val_log_loss"] >= best["val_log_loss"]):
-                continue
             weights = np.zeros(features.shape[1])
             weights[mask] = coef_c[t] * column_scale[mask]  # the fit saw s * x: its weight on x is s * w
             weights /= sd  # fold the standardisation of the bin columns back (sd 1 elsewhere)
-            coef[t], intercept[t] = weights, intercept_c[t] - float(weights @ mean)
-            chosen[t] = {**entry, **description}
+            per_task[t].append(
+                {
+                    "weights": weights,
+                    "intercept": intercept_c[t] - float(weights @ mean),
+                    "entry": {**entry, **description},
+                }
+            )
+    picked = [_choose(c, features, labels[:, t], val, config.wide_scale_gate_se) for t, c in enumerate(per_task)]
+    coef = np.stack([c["weights"] for c in picked])
+    intercept = np.array([c["intercept"] for c in picked])
     model.wide.linear.weight.copy_(torch.as_tensor(coef, dtype=model.wide.linear.weight.dtype))
     model.wide.linear.bias.copy_(torch.as_tensor(intercept, dtype=model.wide.linear.bias.dtype))
-    return [chosen[t] for t in range(len(config.tasks))]
+    return [c["entry"] for c in picked]
