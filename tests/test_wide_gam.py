@@ -229,6 +229,13 @@ def test_a_stronger_embedding_penalty_must_beat_scale_one_by_the_gate_in_paired_
     assert _choose([base, worse], x, y, val, 0.0)["entry"]["content_scale"] == 1.0
 
 
+def test_scale_one_is_always_a_candidate_so_any_scale_list_works_with_or_without_bins():
+    data = _noise_and_signal()
+    for bins in (0, 16):
+        chosen = init_wide_from_logistic(_wide_model(data, wide_content_scales=[0.1], wide_bins=bins), data)
+        assert chosen[1]["content_scale"] == 1.0  # the task read from one image column keeps it unpenalised
+
+
 def test_config_refuses_content_scales_outside_zero_one():
     for bad in ([], [0.0], [1.5], [True], ["0.3"]):
         with pytest.raises(ValueError, match="wide_content_scales"):

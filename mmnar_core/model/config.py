@@ -38,7 +38,8 @@ class MMNARConfig:
     wide_binned: list[str] = field(default_factory=list)  # modalities the wide path bins (the dataset's tabular ones)
     # the GAM start is fit with the image/note embeddings' columns multiplied by each of these scales and
     # validation log loss picks one per task: a scale s penalises those weights 1/s^2 times the structured
-    # ones (1,000 noisy embedding dimensions need a stronger penalty than 50 lab values; docs/model.md)
+    # ones (1,000 noisy embedding dimensions need a stronger penalty than 50 lab values; docs/model.md);
+    # scale 1 (one penalty for all, the reference's design) is always tried
     wide_content_scales: list[float] = field(default_factory=lambda: [1.0, 0.3, 0.1])
     # a scale below 1 is used only when its validation log loss beats scale 1 by more than this many paired SEs
     wide_scale_gate_se: float = 1.0

@@ -107,7 +107,7 @@ def _candidates(config, width: int, linear_width: int):
     on s * x with one L2 penalty is fitting x with a penalty 1/s^2 on those weights: the embeddings'
     hundreds of dimensions get a stronger penalty than the structured features without a second grid."""
     content = _content_columns(config, width)
-    scales = sorted({float(s) for s in config.wide_content_scales}, reverse=True)
+    scales = sorted({1.0, *(float(s) for s in config.wide_content_scales)}, reverse=True)  # 1: the reference
     if config.wide_choose_content:
         scales.append(0.0)
     if not content.any():
