@@ -300,6 +300,11 @@ def test_run_benchmark_small(data):
         assert ablated["same_run_as"] == "mmnar" and "report" not in ablated and "report" in full
         assert ablated["metrics"] == full["metrics"]
     assert runs[("mmnar", 0)]["metrics"] != runs[("mmnar", 1)]["metrics"]  # the seed matters
+    # the validation loss to choose variants on is the trainer's criterion of the same network
+    trained = train(small_config(data, epochs=2, pretrain_epochs=0, seed=0), data, CPU, progress=False)
+    best = min([trained.initial_val_loss] + [e["val_loss"] for e in trained.history])
+    assert runs[("mmnar", 0)]["val_log_loss"] == pytest.approx(best, abs=1e-6)
+    assert runs[("mmnar_no_rectifier", 0)]["val_log_loss"] == runs[("mmnar", 0)]["val_log_loss"]
     assert [row["model"] for row in results["summary"]] == ["mmnar", "mmnar_no_rectifier", "concat_mask"]
     row = results["summary"][0]["tasks"]["risk"]["auroc"]
     values = [runs[("mmnar", s)]["metrics"]["risk"]["rectified"]["auroc"] for s in (0, 1)]

@@ -35,6 +35,7 @@ from mmnar_core.evaluation.report import headline
 from mmnar_core.model import MMNARConfig
 from mmnar_core.training.data import ModelData
 from mmnar_core.training.pipeline import calibrate_from_logits, report_from_logits
+from mmnar_core.training.trainer import validation_score
 
 RESULTS_FORMAT = "mmnar-benchmark-models/1"
 TABLE_METRICS = ("auroc", "ece", "pattern_ece")
@@ -144,6 +145,7 @@ def run_benchmark(
         "summary": [],
     }
     test_probabilities: dict[str, list[np.ndarray]] = {name: [] for name in models}
+    val_labels = data.labels[data.rows("val")].numpy()
     for seed in seeds:
         trained: dict[str, tuple[FittedLogits, dict, dict, dict]] = {}
         for name in models:
@@ -162,6 +164,8 @@ def run_benchmark(
                 "probabilities": spec.probabilities,
                 "same_run_as": spec.same_run_as,
                 "info": fitted.info,
+                # the selection criterion (mean validation BCE of the uncalibrated log-odds): choose variants on this
+                "val_log_loss": validation_score(fitted.val, val_labels),
                 "metrics": metrics,
             }
             if not any(
