@@ -21,13 +21,14 @@ from mmnar_lab.planted import planted_data
 WIDTHS = ((44, 1.0, "always"), (256, 0.5, "mnar"), (384, 1.5, 0.83), (384, 1.0, "mnar"))
 
 
-def bench_training(n: int = 20000, threads: int = 1, seed: int = 0) -> dict:
+def bench_training(n: int = 20000, threads: int = 1, seed: int = 0, overrides: dict | None = None) -> dict:
+    """`overrides`: MMNARConfig fields to change from the default (to time a candidate config)."""
     from mmnar_core.encoders.runtime import pick_device
 
     torch.set_num_threads(threads)
     device = pick_device()
     data = planted_data(n, seed, WIDTHS)
-    config = MMNARConfig(**data.config_fields(), seed=seed)
+    config = MMNARConfig(**{**data.config_fields(), "seed": seed, **(overrides or {})})
     started = time.perf_counter()
     result = train(config, data, device, progress=False)
     seconds = time.perf_counter() - started
@@ -48,6 +49,7 @@ def bench_training(n: int = 20000, threads: int = 1, seed: int = 0) -> dict:
         "loop_s": result.history[-1]["seconds"],
         "loop_samples_per_s": round(len(data.rows("train")) * len(result.history) / result.history[-1]["seconds"]),
         "n_members": config.n_members,
+        "overrides": dict(overrides or {}),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "planted_test_auroc": round(float(auroc(data.labels[rows, 0].numpy(), sigmoid(logits[:, 0]))), 4),
         "target": "<= 180 s for 20,000 patients on cached embeddings (2-core CPU); >= 5,000 samples/s",
