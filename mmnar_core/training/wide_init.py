@@ -134,8 +134,8 @@ def _choose(candidates: list[dict], features: np.ndarray, labels: np.ndarray, va
     candidate with a stronger penalty on the embeddings replaces it only when its validation loss is
     lower by more than `gate_se` paired standard errors of the per-row difference (then the lowest such
     loss wins). Why a gate: with several penalties to choose from, the lowest of noisy validation losses
-    is biased towards a lucky candidate; the default keeps scale 1 unless the evidence is clear (the same
-    rule as the rectifier's levels, docs/calibration.md)."""
+    is biased towards a lucky candidate; the default keeps scale 1 unless the evidence is clear (the
+    rectifier chooses its levels the same way, with two standard errors: docs/calibration.md)."""
     fitted = [c for c in candidates if c["entry"]["C"] is not None]
     if not fitted:
         return candidates[0]
