@@ -168,6 +168,11 @@ def test_choosing_content_drops_the_noise_embeddings_only_where_validation_says_
     assert abs(float(weights[1, 2])) > 5 * float(weights[1, 3:202].abs().max())  # the other reads column 0
     default = init_wide_from_logistic(_wide_model(data, wide_content_scales=[1.0]), data)
     assert [c["content"] for c in default] == ["all", "all"]  # off unless asked for
+    # the older switch is scale 0 in the list: the same candidates, the same model
+    listed = _wide_model(data, wide_content_scales=[1.0, 0.0])
+    assert init_wide_from_logistic(listed, data) == chosen
+    assert torch.equal(listed.wide.linear.weight, model.wide.linear.weight)
+    assert model.config.wide_content_scales == [1.0, 0.0] and not model.config.wide_choose_content
 
 
 def test_embedding_weights_get_their_own_penalty_where_validation_wants_it_and_fold_back_exactly():
@@ -237,7 +242,7 @@ def test_scale_one_is_always_a_candidate_so_any_scale_list_works_with_or_without
 
 
 def test_config_refuses_content_scales_outside_zero_one():
-    for bad in ([], [0.0], [1.5], [True], ["0.3"]):
+    for bad in ([], [-0.1], [1.5], [True], ["0.3"]):
         with pytest.raises(ValueError, match="wide_content_scales"):
             MMNARConfig(modalities=["a"], input_dims=[2], tasks=["t"], wide_content_scales=bad)
     for bad in (-1.0, float("nan"), float("inf"), True, "1"):

@@ -39,12 +39,11 @@ class MMNARConfig:
     # the GAM start is fit with the image/note embeddings' columns multiplied by each of these scales and
     # validation log loss picks one per task: a scale s penalises those weights 1/s^2 times the structured
     # ones (1,000 noisy embedding dimensions need a stronger penalty than 50 lab values; docs/model.md);
-    # scale 1 (one penalty for all, the reference's design) is always tried
+    # scale 1 (one penalty for all, the reference's design) is always tried; 0 leaves the embeddings out
     wide_content_scales: list[float] = field(default_factory=lambda: [1.0, 0.3, 0.1])
     # a scale below 1 is used only when its validation log loss beats scale 1 by more than this many paired SEs
     wide_scale_gate_se: float = 1.0
-    # also try, per task, a wide path without the linear terms of the image/note embeddings (scale 0);
-    # off by default (docs/model.md)
+    # read from older config files only: true adds scale 0 to wide_content_scales (docs/model.md)
     wide_choose_content: bool = False
     unseen_pattern_rate: float = 0.05  # share of training rows shown the "unseen pattern" token instead of theirs
 
@@ -97,13 +96,16 @@ class MMNARConfig:
         if self.wide_bins < 0 or self.wide_bins == 1:
             raise ValueError(f"config: wide_bins must be 0 (linear only) or >= 2 (got {self.wide_bins})")
         if not self.wide_content_scales or any(
-            not (isinstance(s, (int, float)) and not isinstance(s, bool) and 0.0 < s <= 1.0)
+            not (isinstance(s, (int, float)) and not isinstance(s, bool) and 0.0 <= s <= 1.0)
             for s in self.wide_content_scales
         ):
             raise ValueError(
-                "config: wide_content_scales must be a non-empty list of numbers in (0, 1] "
-                f"(got {self.wide_content_scales!r}; scale 0 is wide_choose_content)"
+                "config: wide_content_scales must be a non-empty list of numbers in [0, 1] "
+                f"(got {self.wide_content_scales!r})"
             )
+        if self.wide_choose_content:  # the older switch for scale 0
+            self.wide_content_scales = sorted({*self.wide_content_scales, 0.0}, reverse=True)
+            self.wide_choose_content = False
         gate = self.wide_scale_gate_se
         if isinstance(gate, bool) or not (isinstance(gate, (int, float)) and 0.0 <= gate < math.inf):
             raise ValueError(f"config: wide_scale_gate_se must be a number >= 0 (got {self.wide_scale_gate_se!r})")

@@ -19,8 +19,12 @@ import torch
 C_GRID = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
 
+def row_log_loss(z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, z) - y * z
+
+
 def log_loss(z: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean(np.logaddexp(0.0, z) - y * z))
+    return float(np.mean(row_log_loss(z, y)))
 
 
 def prior_logit(y: np.ndarray) -> float:
@@ -103,13 +107,11 @@ def _candidates(config, width: int, linear_width: int):
     """(description, column scale) of each wide path tried per task; a column with scale 0 is left out.
 
     Linear on everything; the GAM (bins on) with the content columns at each of `wide_content_scales`
-    (and at 0 with `wide_choose_content`). Without bins the linear path takes the scales instead. Fitting
+    (0 leaves them out). Without bins the linear path takes the scales instead. Fitting
     on s * x with one L2 penalty is fitting x with a penalty 1/s^2 on those weights: the embeddings'
     hundreds of dimensions get a stronger penalty than the structured features without a second grid."""
     content = _content_columns(config, width)
     scales = sorted({1.0, *(float(s) for s in config.wide_content_scales)}, reverse=True)  # 1: the reference
-    if config.wide_choose_content:
-        scales.append(0.0)
     if not content.any():
         scales = [1.0]
     linear = np.zeros(width)
@@ -121,10 +123,6 @@ def _candidates(config, width: int, linear_width: int):
         for s in scales:
             label = "all" if s == 1.0 else ("structured" if s == 0.0 else "scaled")
             yield {"bins": n_bins, "content": label, "content_scale": s}, np.where(content, s * base, base)
-
-
-def _row_log_loss(z: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return np.logaddexp(0.0, z) - y * z
 
 
 def _choose(candidates: list[dict], features: np.ndarray, labels: np.ndarray, val: np.ndarray, gate_se: float) -> dict:
@@ -147,16 +145,20 @@ def _choose(candidates: list[dict], features: np.ndarray, labels: np.ndarray, va
     y = labels[known]
 
     def rows(c):
-        return _row_log_loss(features[known] @ c["weights"] + c["intercept"], y)
+        return row_log_loss(features[known] @ c["weights"] + c["intercept"], y)
 
-    base_loss, best = rows(base), base
+    base_loss = rows(base)
+    best, best_gain = base, 0.0
     for c in fitted:
         if c["entry"]["content_scale"] == 1.0:
             continue
         d = rows(c) - base_loss
         se = float(d.std(ddof=1) / np.sqrt(len(d)))
-        if d.mean() < -gate_se * se and c["entry"]["val_log_loss"] < best["entry"]["val_log_loss"]:
-            best = {**c, "entry": {**c["entry"], "gain_se": round(float(-d.mean() / se), 2) if se > 0 else None}}
+        if d.mean() < -gate_se * se and -d.mean() > best_gain:  # the largest gain is the lowest loss
+            best, best_gain = (
+                {**c, "entry": {**c["entry"], "gain_se": round(float(-d.mean() / se), 2) if se > 0 else None}},
+                -d.mean(),
+            )
     return best
 
 
