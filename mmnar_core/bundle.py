@@ -838,6 +838,8 @@ _STRUCTURAL = ("d_model", "n_heads", "n_layers", "ff_mult", "missingness_hidden"
 def _load_config(root: Path, contents: dict[str, bytes]) -> MMNARConfig:
     path = root / "config.json"
     data = _json_object(root, "config.json", contents)
+    if isinstance(data, dict) and "wide_pairs" not in data:
+        data = {**data, "wide_pairs": 0}  # written before the wide path had pair slots: its weights have none
     try:
         return MMNARConfig.from_dict(data)
     except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as error:

@@ -91,7 +91,8 @@ def test_only_structured_modalities_are_binned_and_absent_ones_give_zero_bins():
     data = _u_shaped(n=400)
     model = _wide_model(data)
     assert model.wide.binned == [0]
-    assert model.wide.linear.in_features == 3 + 4 + 2 + 3 * 16
+    pair_slots = model.config.wide_pairs * len(data.tasks)  # 16 per task, 4 x 4 bins each
+    assert model.wide.linear.in_features == 3 + 4 + 2 + 3 * 16 + pair_slots * 4**2
     inputs, availability, _ = data.take(np.arange(8))
     absent = availability.clone()
     absent[:, 0] = False
@@ -116,7 +117,7 @@ def test_c_path_with_warm_starts_and_early_stop_finds_the_full_grid_answer(monke
     better validation loss picks the same C (and the same loss) as fitting the whole grid, in fewer fits."""
     from sklearn.linear_model import LogisticRegression
 
-    from mmnar_core.training import wide_init
+    from mmnar_core.training import logistic, wide_init
 
     data = _u_shaped(n=3000)
     model = _wide_model(data, wide_bins=0)
@@ -125,13 +126,13 @@ def test_c_path_with_warm_starts_and_early_stop_finds_the_full_grid_answer(monke
     fits = []
     original = LogisticRegression.fit
     monkeypatch.setattr(LogisticRegression, "fit", lambda self, *a, **k: fits.append(self.C) or original(self, *a, **k))
-    _, _, full = wide_init.fit_l2_logistic(features, labels, data.rows("train"), data.rows("val"), patience=99)
+    _, _, full = logistic.fit_l2_logistic(features, labels, data.rows("train"), data.rows("val"), patience=99)
     n_full = len(fits)
     fits.clear()
-    _, _, path = wide_init.fit_l2_logistic(features, labels, data.rows("train"), data.rows("val"))
+    _, _, path = logistic.fit_l2_logistic(features, labels, data.rows("train"), data.rows("val"))
     assert [c["C"] for c in path] == [c["C"] for c in full]
     assert [c["val_log_loss"] for c in path] == pytest.approx([c["val_log_loss"] for c in full], abs=1e-4)
-    assert n_full == 2 * len(wide_init.C_GRID) and len(fits) < n_full
+    assert n_full == 2 * len(logistic.C_GRID) and len(fits) < n_full
 
 
 def _noise_and_signal(n=3000, seed=1) -> ModelData:

@@ -19,7 +19,7 @@ import numpy as np
 
 from mmnar_core.baselines.gbt import gbt_features
 from mmnar_core.training.data import ModelData
-from mmnar_core.training.wide_init import fit_l2_logistic, log_loss, prior_logit
+from mmnar_core.training.logistic import fit_l2_logistic, log_loss, prior_logit
 
 
 def _labelled(data: ModelData, rows: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray]:

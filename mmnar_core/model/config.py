@@ -43,6 +43,13 @@ class MMNARConfig:
     wide_content_scales: list[float] = field(default_factory=lambda: [1.0, 0.3, 0.1])
     # a scale below 1 is used only when its validation log loss beats scale 1 by more than this many paired SEs
     wide_scale_gate_se: float = 1.0
+    # up to this many pairwise interactions of structured features per task join the GAM (a GA2M): the pairs
+    # are ranked by a score test at the GAM's fit on train and kept only when validation says so (docs/model.md)
+    wide_pairs: int = 16
+    wide_pair_bins: int = 4  # quantile bins per feature of a pair (a pair has wide_pair_bins**2 columns)
+    # the pairs are used only when their validation log loss beats the GAM's by more than this many paired SEs
+    # (two, as the rectifier's levels: thousands of pairs were ranked on train before validation sees the top)
+    wide_pair_gate_se: float = 2.0
     # read from older config files only: true adds scale 0 to wide_content_scales (docs/model.md)
     wide_choose_content: bool = False
     unseen_pattern_rate: float = 0.05  # share of training rows shown the "unseen pattern" token instead of theirs
@@ -106,9 +113,14 @@ class MMNARConfig:
         if self.wide_choose_content:  # the older switch for scale 0
             self.wide_content_scales = sorted({*self.wide_content_scales, 0.0}, reverse=True)
             self.wide_choose_content = False
-        gate = self.wide_scale_gate_se
-        if isinstance(gate, bool) or not (isinstance(gate, (int, float)) and 0.0 <= gate < math.inf):
-            raise ValueError(f"config: wide_scale_gate_se must be a number >= 0 (got {self.wide_scale_gate_se!r})")
+        for name in ("wide_scale_gate_se", "wide_pair_gate_se"):
+            gate = getattr(self, name)
+            if isinstance(gate, bool) or not (isinstance(gate, (int, float)) and 0.0 <= gate < math.inf):
+                raise ValueError(f"config: {name} must be a number >= 0 (got {gate!r})")
+        for name, low in (("wide_pairs", 0), ("wide_pair_bins", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"config: {name} must be a whole number >= {low} (got {value!r})")
         stray = [m for m in self.wide_binned if m not in self.modalities]
         if stray:
             raise ValueError(

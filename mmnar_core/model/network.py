@@ -24,6 +24,7 @@ from torch import nn
 from mmnar_core.model.config import MMNARConfig
 from mmnar_core.model.fusion import MMNARFusion
 from mmnar_core.model.inputs import InputStandardizer, fit_standardizers
+from mmnar_core.model.interactions import PairInteractions
 from mmnar_core.model.member_layers import MemberLinear, dropout
 from mmnar_core.model.piecewise import PiecewiseLinearEncoding
 
@@ -64,7 +65,8 @@ class Decoders(nn.Module):
 
 class WidePath(nn.Module):
     """Linear logits from the standardised inputs (zero where absent), the piecewise-linear bins of the
-    structured modalities' features (a GAM; zero where absent) and the availability flags."""
+    structured modalities' features (a GAM; zero where absent), the availability flags and, in
+    `wide_pairs` slots per task, pairwise interactions of structured features (a GA2M; zero where absent)."""
 
     def __init__(self, config: MMNARConfig):
         super().__init__()
@@ -73,10 +75,12 @@ class WidePath(nn.Module):
         )
         self.binned = binned
         self.bins = nn.ModuleList(PiecewiseLinearEncoding(config.input_dims[m], config.wide_bins) for m in binned)
+        slots = config.wide_pairs * len(config.tasks) if binned else 0
+        self.pairs = PairInteractions(slots, config.wide_pair_bins) if slots else None
         width = (
             sum(config.input_dims) + config.n_modalities + sum(config.input_dims[m] * config.wide_bins for m in binned)
         )
-        self.linear = nn.Linear(width, len(config.tasks))
+        self.linear = nn.Linear(width + (self.pairs.width if self.pairs is not None else 0), len(config.tasks))
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
 
@@ -85,6 +89,13 @@ class WidePath(nn.Module):
         for encoding, m in zip(cast(Iterable[PiecewiseLinearEncoding], self.bins), self.binned):
             encoding.fit(standardised[m], availability[:, m])
 
+    def structured(self, standardised: list[torch.Tensor], availability: torch.Tensor):
+        """(B, F) the binned modalities' standardised columns side by side and (B, F) their presence."""
+        present = availability.bool()
+        values = torch.cat([standardised[m] for m in self.binned], dim=-1)
+        mask = torch.cat([present[:, m : m + 1].expand_as(standardised[m]) for m in self.binned], dim=-1)
+        return values, mask
+
     def features(self, standardised: list[torch.Tensor], availability: torch.Tensor) -> torch.Tensor:
         """(B, width): what the linear layer reads; also the design matrix of its logistic-regression start."""
         present = availability.bool()
@@ -92,6 +103,8 @@ class WidePath(nn.Module):
         parts.append(present.to(standardised[0].dtype))
         for encoding, m in zip(self.bins, self.binned):
             parts.append(encoding(standardised[m]) * present[:, m : m + 1])
+        if self.pairs is not None:
+            parts.append(self.pairs(*self.structured(standardised, availability)))
         return torch.cat(parts, dim=-1)
 
     def forward(self, standardised: list[torch.Tensor], availability: torch.Tensor) -> torch.Tensor:

@@ -11,74 +11,11 @@ linear reference a practitioner would fit on the same inputs.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
-C_GRID = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
-
-
-def row_log_loss(z: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return np.logaddexp(0.0, z) - y * z
-
-
-def log_loss(z: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean(row_log_loss(z, y)))
-
-
-def prior_logit(y: np.ndarray) -> float:
-    p = float(np.clip(y.mean() if len(y) else 0.5, 1e-4, 1 - 1e-4))
-    return float(np.log(p / (1 - p)))
-
-
-def fit_l2_logistic(
-    features: np.ndarray,
-    labels: np.ndarray,
-    train_rows: np.ndarray,
-    val_rows: np.ndarray,
-    threads: int = 1,
-    grid=C_GRID,
-    patience: int = 2,
-) -> tuple[np.ndarray, np.ndarray, list[dict]]:
-    """(coef (T, F), intercept (T,), chosen) of one L2 logistic regression per task (column of `labels`,
-    NaN = unlabelled): fit on the labelled train rows, C with the lowest log loss on the labelled val rows.
-
-    The grid is walked from strong to weak penalty, each fit warm-started from the last, and stops once
-    `patience` values in a row have not improved the validation loss (the loss over C is U-shaped; the
-    fits at weak penalty are the slow ones): 2-4x faster than fitting every C from scratch."""
-    from sklearn.linear_model import LogisticRegression
-    from threadpoolctl import threadpool_limits
-
-    n_tasks = labels.shape[1]
-    coef, intercept = np.zeros((n_tasks, features.shape[1])), np.zeros(n_tasks)
-    chosen: list[dict[str, Any]] = []
-    for t in range(n_tasks):
-        tr = train_rows[~np.isnan(labels[train_rows, t])]
-        va = val_rows[~np.isnan(labels[val_rows, t])]
-        y_tr, y_va = labels[tr, t].astype(int), labels[va, t].astype(int)
-        if len(np.unique(y_tr)) < 2:
-            intercept[t] = prior_logit(y_tr)
-            chosen.append({"C": None})
-            continue
-        model = LogisticRegression(max_iter=2000, tol=1e-5, warm_start=True)
-        best: tuple[float, float, np.ndarray, float] | None = None
-        worse = 0
-        for c in sorted(grid):
-            model.set_params(C=c)
-            with threadpool_limits(limits=threads):
-                model.fit(features[tr], y_tr)
-            loss = log_loss(model.decision_function(features[va]), y_va) if len(va) else 0.0
-            if best is None or loss < best[0] - 1e-9:
-                best, worse = (loss, c, model.coef_[0].copy(), float(model.intercept_[0])), 0
-            else:
-                worse += 1
-                if worse >= patience:
-                    break
-        assert best is not None, "the C grid is not empty"
-        loss, c, coef[t], intercept[t] = best
-        chosen.append({"C": c, "val_log_loss": round(loss, 5)})
-    return coef, intercept, chosen
+from mmnar_core.training.logistic import fit_l2_logistic, paired_gain, row_log_loss
+from mmnar_core.training.wide_pairs import add_pair_interactions
 
 
 @torch.no_grad()
@@ -152,12 +89,11 @@ def _choose(candidates: list[dict], features: np.ndarray, labels: np.ndarray, va
     for c in fitted:
         if c["entry"]["content_scale"] == 1.0:
             continue
-        d = rows(c) - base_loss
-        se = float(d.std(ddof=1) / np.sqrt(len(d)))
-        if d.mean() < -gate_se * se and -d.mean() > best_gain:  # the largest gain is the lowest loss
+        gain, se = paired_gain(rows(c), base_loss)
+        if gain > gate_se * se and gain > best_gain:  # the largest gain is the lowest loss
             best, best_gain = (
-                {**c, "entry": {**c["entry"], "gain_se": round(float(-d.mean() / se), 2) if se > 0 else None}},
-                -d.mean(),
+                {**c, "entry": {**c["entry"], "gain_se": round(gain / se, 2) if se > 0 else None}},
+                gain,
             )
     return best
 
@@ -166,13 +102,15 @@ def _choose(candidates: list[dict], features: np.ndarray, labels: np.ndarray, va
 def init_wide_from_logistic(model, data, threads: int = 1) -> list[dict]:
     """Fit the logistic regression and copy it into model.wide (call after model.fit_inputs, on CPU).
 
-    Per task, every candidate of `_candidates` is fit and `_choose` picks one on validation. The bin
+    Per task, every candidate of `_candidates` is fit, `_choose` picks one on validation and
+    `wide_pairs.add_pair_interactions` adds pairwise interactions where validation keeps them. The bin
     columns are standardised for the fit (so the L2 penalty treats them like the standardised inputs) and
     the scaling is folded back into the weights."""
     config = model.config
     features = wide_features(model, data.inputs, data.availability)
     labels, train, val = data.labels.numpy().astype(float), data.rows("train"), data.rows("val")
     linear_width = sum(config.input_dims) + config.n_modalities
+    pair_width = model.wide.pairs.width if model.wide.pairs is not None else 0  # filled by wide_pairs
     mean, sd = np.zeros(features.shape[1]), np.ones(features.shape[1])
     if features.shape[1] > linear_width:  # standardise the bin columns only
         bins = features[train, linear_width:]
@@ -180,7 +118,8 @@ def init_wide_from_logistic(model, data, threads: int = 1) -> list[dict]:
         sd[linear_width:] = np.where(bins.std(axis=0) > 1e-9, bins.std(axis=0), 1.0)
     scaled = (features - mean) / sd
     per_task: list[list[dict]] = [[] for _ in config.tasks]
-    for description, column_scale in _candidates(config, features.shape[1], linear_width):
+    for description, column_scale in _candidates(config, features.shape[1] - pair_width, linear_width):
+        column_scale = np.concatenate([column_scale, np.zeros(pair_width)])
         mask = column_scale > 0
         coef_c, intercept_c, chosen_c = fit_l2_logistic(
             scaled[:, mask] * column_scale[mask], labels, train, val, threads
@@ -197,6 +136,7 @@ def init_wide_from_logistic(model, data, threads: int = 1) -> list[dict]:
                 }
             )
     picked = [_choose(c, features, labels[:, t], val, config.wide_scale_gate_se) for t, c in enumerate(per_task)]
+    picked = add_pair_interactions(model, data, features, picked)
     coef = np.stack([c["weights"] for c in picked])
     intercept = np.array([c["intercept"] for c in picked])
     model.wide.linear.weight.copy_(torch.as_tensor(coef, dtype=model.wide.linear.weight.dtype))

@@ -1,0 +1,157 @@
+"""Pairwise interactions in the wide path (model.interactions, training.wide_pairs): hand-computable
+columns, the score test against a plain reference, a planted interaction found and kept, additive risks
+left alone by the validation gate, old bundles' configs, config refusals."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from mmnar_core.model import MMNARConfig, MMNARModel
+from mmnar_core.model.interactions import PairInteractions, coarse_edges
+from mmnar_core.numeric import sigmoid
+from mmnar_core.patterns import encode_pattern
+from mmnar_core.training import wide_pairs
+from mmnar_core.training.data import ModelData
+from mmnar_core.training.wide_init import init_wide_from_logistic
+
+
+def test_pair_columns_are_products_of_bin_positions_and_zero_where_absent():
+    module = PairInteractions(n_slots=2, n_bins=2)
+    module.set_slot(0, (0, 2), (torch.tensor([0.0, 1.0, 3.0]), torch.tensor([0.0, 1.0])))  # 2 bins x 1 bin
+    x = torch.tensor([[0.5, 9.0, 1.0], [2.0, 9.0, 0.0], [5.0, 9.0, 1.0]])
+    present = torch.tensor([[True, True, True], [True, True, True], [True, True, False]])
+    out = module(x, present).view(3, 2, 2, 2)
+    # row 0: feature 0 at 0.5 -> bins (0.5, 0); feature 2 at 1 -> (1, unused 0)
+    assert out[0, 0].tolist() == [[0.5, 0.0], [0.0, 0.0]]
+    # row 1: feature 0 at 2 -> (1, 0.5); feature 2 at 0 -> (0, 0): every product 0
+    assert out[1, 0].abs().sum() == 0
+    # row 2: feature 2's modality absent: the slot gives 0 whatever the values
+    assert out[2, 0].abs().sum() == 0
+    assert out[:, 1].abs().sum() == 0  # slot 1 unused
+    module.clear_slot(0)
+    assert module(x, present).abs().sum() == 0
+
+
+def test_coarse_edges_are_quantiles_flags_get_one_bin_constants_none():
+    assert coarse_edges(torch.arange(9.0), 2).tolist() == [0.0, 4.0, 8.0]
+    assert coarse_edges(torch.tensor([0.0, 0.0, 0.0, 1.0]), 4).tolist() == [0.0, 1.0]
+    assert coarse_edges(torch.full((5,), 2.0), 4) is None
+    assert coarse_edges(torch.zeros(0), 4) is None
+
+
+def test_score_statistic_matches_a_plain_computation_across_row_blocks(monkeypatch):
+    rng = np.random.default_rng(0)
+    n, n_features, n_bins = 300, 10, 3
+    encoded = torch.as_tensor(rng.random((n_features, n, n_bins)))
+    encoded[3, :, 2] = 0.0  # a feature using two bins only
+    pairs = np.array([(i, j) for i in range(n_features) for j in range(i + 1, n_features)])
+    monkeypatch.setattr(wide_pairs, "ROW_BLOCK", 64)  # the sums cross blocks of rows
+    residual, weight = rng.normal(size=n) * 0.3, rng.uniform(0.05, 0.25, size=n)
+    got = wide_pairs.score_pairs(encoded, pairs, residual, weight)
+    for k in (0, 5, 20, len(pairs) - 1):
+        i, j = pairs[k]
+        a, b = encoded[i].numpy(), encoded[j].numpy()
+        columns = np.stack([a[:, p] * b[:, q] for p in range(n_bins) for q in range(n_bins)], axis=1)
+        keep = np.abs(columns).sum(axis=0) > 0
+        columns = columns[:, keep]
+        g = columns.T @ residual
+        info = columns.T @ (columns * weight[:, None])
+        assert got[k] == pytest.approx(g @ np.linalg.solve(info, g) - keep.sum(), rel=1e-3, abs=1e-3)
+
+
+def _interaction(n=6000, seed=0, strength=2.0) -> ModelData:
+    """Task 'xor' depends on x0 * x1 only (no main effects: a GAM ranks at chance); 'line' on x2."""
+    rng = np.random.default_rng(seed)
+    structured = rng.normal(size=(n, 6)).astype(np.float32)
+    other = rng.normal(size=(n, 3)).astype(np.float32)
+    availability = np.stack([np.ones(n, bool), rng.random(n) < 0.5], axis=1)
+    other = np.where(availability[:, 1:2], other, 0).astype(np.float32)
+    xor = rng.random(n) < sigmoid(strength * structured[:, 0] * structured[:, 1])
+    line = rng.random(n) < sigmoid(1.5 * structured[:, 2])
+    splits = np.array(["train"] * (n // 2) + ["val"] * (n // 4) + ["test"] * (n - n // 2 - n // 4))
+    return ModelData(
+        ["structured", "image"],
+        ["xor", "line"],
+        [torch.from_numpy(structured), torch.from_numpy(other)],
+        torch.from_numpy(availability),
+        torch.from_numpy(np.stack([xor, line], 1).astype(np.float32)),
+        encode_pattern(availability),
+        splits,
+        np.array([f"p{i}" for i in range(n)]),
+        structured=["structured"],
+    )
+
+
+def _model(data, **overrides):
+    config = MMNARConfig(**{**data.config_fields(), "d_model": 16, "n_heads": 2, **overrides})
+    model = MMNARModel(config)
+    model.fit_inputs(*data.take(data.rows("train"))[:2])
+    return model
+
+
+def _wide_auroc(model, data, task):
+    inputs, availability, labels = data.take(data.rows("test"))
+    with torch.no_grad():
+        logits = model.wide(model.standardise(inputs), availability)
+    return roc_auc_score(labels[:, task].numpy(), logits[:, task].numpy())
+
+
+def test_a_planted_interaction_is_found_kept_and_ranks_test_patients():
+    data = _interaction()
+    with_pairs, without = _model(data), _model(data, wide_pairs=0)
+    chosen = init_wide_from_logistic(with_pairs, data)
+    init_wide_from_logistic(without, data)
+    assert without.wide.pairs is None
+    assert chosen[0]["pairs"][0] == ["structured", 0, "structured", 1]  # the planted pair ranks first
+    assert chosen[0]["pair_gain_se"] > 3
+    assert _wide_auroc(without, data, 0) < 0.6  # the GAM cannot see a product
+    assert _wide_auroc(with_pairs, data, 0) > _wide_auroc(without, data, 0) + 0.2
+    # the untrained network is its wide path, pairs included
+    inputs, availability, _ = data.take(data.rows("test"))
+    with torch.no_grad():
+        assert torch.allclose(
+            with_pairs.eval()(inputs, availability),
+            with_pairs.wide(with_pairs.standardise(inputs), availability),
+            atol=1e-6,
+        )
+    # the pairs live in the state dict: a model rebuilt from config and weights gives the same logits
+    rebuilt = MMNARModel(with_pairs.config)
+    rebuilt.load_state_dict(with_pairs.state_dict())
+    with torch.no_grad():
+        assert torch.equal(rebuilt.eval()(inputs, availability), with_pairs(inputs, availability))
+
+
+def test_additive_risks_keep_no_pairs_and_a_gate_of_zero_would():
+    """Task 'line' is additive: the gate leaves its slots empty (weights 0) unless it is turned off."""
+    data = _interaction(strength=0.0)  # no interaction anywhere
+    model = _model(data)
+    chosen = init_wide_from_logistic(model, data)
+    assert all(entry["pairs"] == [] for entry in chosen)
+    assert not model.wide.pairs.slot_used_.any()
+    assert torch.count_nonzero(model.wide.linear.weight[:, -model.wide.pairs.width :]) == 0
+    # the same data with the gate at 0 keeps any pair that lowers the validation loss at all: the gate is
+    # what held them back (some task's pairs beat the GAM on validation by chance)
+    loose = _model(data, wide_pair_gate_se=0.0)
+    loose_chosen = init_wide_from_logistic(loose, data)
+    gains = [entry["pair_gain_se"] for entry in loose_chosen]
+    assert [bool(e["pairs"]) for e in loose_chosen] == [g is not None and g > 0 for g in gains]
+    assert all(g is None or g < 1 for g in gains)
+
+
+@pytest.mark.parametrize(
+    "field, bad",
+    [("wide_pairs", -1), ("wide_pairs", 1.5), ("wide_pairs", True), ("wide_pair_bins", 0), ("wide_pair_gate_se", -1)],
+)
+def test_config_refuses_bad_pair_settings(field, bad):
+    with pytest.raises(ValueError, match=field):
+        MMNARConfig(modalities=["a"], input_dims=[2], tasks=["t"], **{field: bad})
+
+
+def test_a_bundle_config_written_before_pairs_builds_a_model_without_pair_slots():
+    from mmnar_core.bundle import load_bundle
+    from mmnar_core.resources import DEMO_BUNDLE
+
+    bundle = load_bundle(DEMO_BUNDLE)
+    assert "wide_pairs" not in (DEMO_BUNDLE / "config.json").read_text()
+    assert bundle.config.wide_pairs == 0 and bundle.model.wide.pairs is None
