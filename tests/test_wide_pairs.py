@@ -155,3 +155,30 @@ def test_a_bundle_config_written_before_pairs_builds_a_model_without_pair_slots(
     bundle = load_bundle(DEMO_BUNDLE)
     assert "wide_pairs" not in (DEMO_BUNDLE / "config.json").read_text()
     assert bundle.config.wide_pairs == 0 and bundle.model.wide.pairs is None
+
+
+def test_kept_pairs_are_named_by_column_in_the_report_and_listed_in_the_model_card():
+    import json
+    from types import SimpleNamespace
+
+    from mmnar_core.encoders.tabular import TabularEncoder
+    from mmnar_core.resources import DEMO_BUNDLE
+    from mmnar_core.training.pipeline import model_card, name_wide_pairs
+
+    state = next((DEMO_BUNDLE / "encoders").glob("tabular-*/tabular_state.json"))
+    columns = TabularEncoder.load(state).output_names
+    embeddings = SimpleNamespace(tabular_state_path=lambda modality: state)
+    entries = [{"C": 0.001, "pairs": [["structured", 0, "structured", 2]]}, {"C": 0.01, "pairs": []}]
+    named = name_wide_pairs(entries, embeddings)
+    assert named[0]["pairs"] == [f"structured:{columns[0]} x structured:{columns[2]}"]
+    assert named[1] == entries[1] and entries[0]["pairs"] == [["structured", 0, "structured", 2]]  # input untouched
+
+    report = json.loads((DEMO_BUNDLE / "metrics.json").read_text())
+    summary = json.loads((DEMO_BUNDLE / "dataset.json").read_text())
+    config = MMNARConfig.load(DEMO_BUNDLE / "config.json")
+    tasks = config.tasks
+    report["training"]["wide_path_logistic"] = [named[0], *[{"pairs": []}] * (len(tasks) - 1)]
+    card = model_card(summary, report, config, synthetic=True)
+    assert f"- {tasks[0]}: structured:{columns[0]} x structured:{columns[2]}" in card
+    report["training"]["wide_path_logistic"] = [{"pairs": []}] * len(tasks)
+    assert "joint effect" not in model_card(summary, report, config, synthetic=True)

@@ -114,8 +114,21 @@ def model_card(summary: dict, report: dict, config: MMNARConfig, synthetic: bool
     )
     performance = markdown_report(report, "Performance on the held-out test split").split("\n", 1)[1]
     wide = (
-        ", plus a wide linear path that starts as the tuned L2 logistic regression of the same inputs"
+        ", plus a wide linear path that starts as the tuned L2 logistic regression of the same inputs (with"
+        " piecewise-linear curves of the structured features and pairwise interactions where validation keeps them)"
         if config.use_wide
+        else ""
+    )
+    kept = [
+        f"- {task}: {', '.join(entry['pairs'])}"
+        for task, entry in zip(config.tasks, report.get("training", {}).get("wide_path_logistic") or [])
+        if entry.get("pairs")
+    ]
+    pairs = (
+        "\nPairs of structured features whose joint effect the wide path models (kept on validation):\n"
+        + "\n".join(kept)
+        + "\n"
+        if kept
         else ""
     )
     warning = (
@@ -146,7 +159,7 @@ masked self-attention with a pattern token, multitask heads; inputs standardised
 split){wide}, reconstruction + contrastive auxiliary losses; temperature scaling and the pattern rectifier fit on the
 validation split only; metrics on the test split only. How it compares with a tuned logistic regression and
 LightGBM on the same patients (paired intervals): docs/results.md.
-
+{pairs}
 {performance}
 
 ## Limitations
@@ -156,6 +169,26 @@ LightGBM on the same patients (paired intervals): docs/results.md.
   labelled local patients (`python -m mmnar_core rectify`) and re-check calibration.
 - Inputs must be restricted to before the prediction time, as the training data was.
 """
+
+
+def name_wide_pairs(wide: list[dict] | None, embeddings) -> list[dict] | None:
+    """The wide path's kept pairs by column name ("encounter:age x encounter:num_medications") instead of
+    [modality, column, modality, column], for the report and the model card."""
+    from mmnar_core.encoders.tabular import TabularEncoder
+
+    names: dict[str, list[str]] = {}
+
+    def name(modality: str, column: int) -> str:
+        if modality not in names:
+            names[modality] = TabularEncoder.load(embeddings.tabular_state_path(modality)).output_names
+        return f"{modality}:{names[modality][column]}"
+
+    return [
+        {**entry, "pairs": [f"{name(*p[:2])} x {name(*p[2:])}" for p in entry["pairs"]]}
+        if entry.get("pairs")
+        else entry
+        for entry in wide or []
+    ] or wide
 
 
 def encoder_state_files(embeddings) -> dict[str, bytes]:
@@ -221,7 +254,7 @@ def run_training(
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
         "initial_val_loss": result.initial_val_loss,
-        "wide_path_logistic": result.wide,
+        "wide_path_logistic": name_wide_pairs(result.wide, embeddings),
         "train_seconds": round(result.seconds, 1),
         "device": str(torch_device),
         "processes": world,
