@@ -92,7 +92,8 @@ def test_only_structured_modalities_are_binned_and_absent_ones_give_zero_bins():
     model = _wide_model(data)
     assert model.wide.binned == [0]
     pair_slots = model.config.wide_pairs * len(data.tasks)  # 16 per task, 4 x 4 bins each
-    assert model.wide.linear.in_features == 3 + 4 + 2 + 3 * 16 + pair_slots * 4**2
+    assert model.wide.linear.in_features == 3 + 4 + 2 + 3 * 16
+    assert model.wide.pair_weight.shape == (len(data.tasks), pair_slots * 4**2)
     inputs, availability, _ = data.take(np.arange(8))
     absent = availability.clone()
     absent[:, 0] = False

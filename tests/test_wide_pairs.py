@@ -129,7 +129,7 @@ def test_additive_risks_keep_no_pairs_and_a_gate_of_zero_would():
     chosen = init_wide_from_logistic(model, data)
     assert all(entry["pairs"] == [] for entry in chosen)
     assert not model.wide.pairs.slot_used_.any()
-    assert torch.count_nonzero(model.wide.linear.weight[:, -model.wide.pairs.width :]) == 0
+    assert torch.count_nonzero(model.wide.pair_weight) == 0
     # the same data with the gate at 0 keeps any pair that lowers the validation loss at all: the gate is
     # what held them back (some task's pairs beat the GAM on validation by chance)
     loose = _model(data, wide_pair_gate_se=0.0)

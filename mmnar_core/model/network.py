@@ -80,9 +80,14 @@ class WidePath(nn.Module):
         width = (
             sum(config.input_dims) + config.n_modalities + sum(config.input_dims[m] * config.wide_bins for m in binned)
         )
-        self.linear = nn.Linear(width + (self.pairs.width if self.pairs is not None else 0), len(config.tasks))
+        self.linear = nn.Linear(width, len(config.tasks))
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
+        # the pairs' weights apart, made without a random draw: a config whose pairs validation turns down
+        # builds, trains and predicts exactly as before pairs existed (the same random stream)
+        self.pair_weight = (
+            nn.Parameter(torch.zeros(len(config.tasks), self.pairs.width)) if self.pairs is not None else None
+        )
 
     def fit(self, standardised: list[torch.Tensor], availability: torch.Tensor) -> None:
         """Bin edges from the training rows (after the standardisation is fit)."""
@@ -96,19 +101,34 @@ class WidePath(nn.Module):
         mask = torch.cat([present[:, m : m + 1].expand_as(standardised[m]) for m in self.binned], dim=-1)
         return values, mask
 
-    def features(self, standardised: list[torch.Tensor], availability: torch.Tensor) -> torch.Tensor:
-        """(B, width): what the linear layer reads; also the design matrix of its logistic-regression start."""
+    def features(
+        self, standardised: list[torch.Tensor], availability: torch.Tensor, pairs: bool = True
+    ) -> torch.Tensor:
+        """(B, width): what the linear layer reads; also the design matrix of its logistic-regression start
+        (`pairs` false: without the pair columns, which come last)."""
         present = availability.bool()
         parts = [torch.where(present[:, m : m + 1], x, torch.zeros_like(x)) for m, x in enumerate(standardised)]
         parts.append(present.to(standardised[0].dtype))
         for encoding, m in zip(self.bins, self.binned):
             parts.append(encoding(standardised[m]) * present[:, m : m + 1])
-        if self.pairs is not None:
+        if pairs and self.pairs is not None:
             parts.append(self.pairs(*self.structured(standardised, availability)))
         return torch.cat(parts, dim=-1)
 
     def forward(self, standardised: list[torch.Tensor], availability: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.features(standardised, availability))
+        logits = self.linear(self.features(standardised, availability, pairs=False))
+        if self.pairs is None or not bool(self.pairs.slot_used_.any()):  # no pair kept: skip their cost
+            return logits
+        return logits + F.linear(self.pairs(*self.structured(standardised, availability)), self.pair_weight)
+
+    @torch.no_grad()
+    def set_weights(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Weights over `features`' columns (pair columns last) and the bias: the logistic start's copy-in."""
+        width = self.linear.in_features
+        self.linear.weight.copy_(weight[:, :width])
+        self.linear.bias.copy_(bias)
+        if self.pair_weight is not None:
+            self.pair_weight.copy_(weight[:, width:])
 
 
 class MMNARModel(nn.Module):

@@ -139,6 +139,6 @@ def init_wide_from_logistic(model, data, threads: int = 1) -> list[dict]:
     picked = add_pair_interactions(model, data, features, picked)
     coef = np.stack([c["weights"] for c in picked])
     intercept = np.array([c["intercept"] for c in picked])
-    model.wide.linear.weight.copy_(torch.as_tensor(coef, dtype=model.wide.linear.weight.dtype))
-    model.wide.linear.bias.copy_(torch.as_tensor(intercept, dtype=model.wide.linear.bias.dtype))
+    dtype = model.wide.linear.weight.dtype
+    model.wide.set_weights(torch.as_tensor(coef, dtype=dtype), torch.as_tensor(intercept, dtype=dtype))
     return [c["entry"] for c in picked]
