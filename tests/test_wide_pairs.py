@@ -182,3 +182,25 @@ def test_kept_pairs_are_named_by_column_in_the_report_and_listed_in_the_model_ca
     assert f"- {tasks[0]}: structured:{columns[0]} x structured:{columns[2]}" in card
     report["training"]["wide_path_logistic"] = [{"pairs": []}] * len(tasks)
     assert "joint effect" not in model_card(summary, report, config, synthetic=True)
+
+
+def test_pairs_turned_down_train_exactly_as_a_config_without_pair_slots():
+    """The pair slots consume no random draws: when validation keeps no pair, training follows the same
+    random stream and ends in the same model as a config with wide_pairs 0 (so earlier figures hold)."""
+    from mmnar_core.training.trainer import predict_logits, train
+
+    data = _interaction(n=1200, strength=0.0)
+    runs = [
+        train(
+            MMNARConfig(**{**data.config_fields(), "d_model": 16, "n_heads": 2, "epochs": 2, "wide_pairs": k}),
+            data,
+            torch.device("cpu"),
+            progress=False,
+        )
+        for k in (16, 0)
+    ]
+    assert [entry["pairs"] for entry in runs[0].wide] == [[], []]
+    rows = data.rows("test")
+    with_slots, without = (predict_logits(run.model, data, rows, torch.device("cpu")) for run in runs)
+    assert np.array_equal(with_slots, without)
+    assert [h["train_task_loss"] for h in runs[0].history] == [h["train_task_loss"] for h in runs[1].history]
