@@ -58,11 +58,12 @@ def fit_l2_logistic(
         model = LogisticRegression(max_iter=2000, tol=1e-5, warm_start=True)
         best: tuple[float, float, np.ndarray, float] | None = None
         worse = 0
+        x_tr, x_va = features[tr], features[va]  # copied once per task, not once per C
         for c in sorted(grid):
             model.set_params(C=c)
             with threadpool_limits(limits=threads):
-                model.fit(features[tr], y_tr)
-            loss = log_loss(model.decision_function(features[va]), y_va) if len(va) else 0.0
+                model.fit(x_tr, y_tr)
+            loss = log_loss(model.decision_function(x_va), y_va) if len(va) else 0.0
             if best is None or loss < best[0] - 1e-9:
                 best, worse = (loss, c, model.coef_[0].copy(), float(model.intercept_[0])), 0
             else:

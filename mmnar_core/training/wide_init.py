@@ -116,14 +116,16 @@ def init_wide_from_logistic(model, data, threads: int = 1) -> list[dict]:
         bins = features[train, linear_width:]
         mean[linear_width:] = bins.mean(axis=0)
         sd[linear_width:] = np.where(bins.std(axis=0) > 1e-9, bins.std(axis=0), 1.0)
-    scaled = (features - mean) / sd
     per_task: list[list[dict]] = [[] for _ in config.tasks]
     for description, column_scale in _candidates(config, features.shape[1] - pair_width, linear_width):
         column_scale = np.concatenate([column_scale, np.zeros(pair_width)])
         mask = column_scale > 0
-        coef_c, intercept_c, chosen_c = fit_l2_logistic(
-            scaled[:, mask] * column_scale[mask], labels, train, val, threads
-        )
+        design = features[:, mask]  # standardised and scaled in place: one copy of the matrix, not three
+        design -= mean[mask]
+        design /= sd[mask]
+        design *= column_scale[mask]
+        coef_c, intercept_c, chosen_c = fit_l2_logistic(design, labels, train, val, threads)
+        del design
         for t, entry in enumerate(chosen_c):
             weights = np.zeros(features.shape[1])
             weights[mask] = coef_c[t] * column_scale[mask]  # the fit saw s * x: its weight on x is s * w
