@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import roc_auc_score
 
 from mmnar_core.model import MMNARConfig, MMNARModel
 from mmnar_core.model.piecewise import PiecewiseLinearEncoding
@@ -11,6 +10,8 @@ from mmnar_core.numeric import sigmoid
 from mmnar_core.patterns import encode_pattern
 from mmnar_core.training.data import ModelData
 from mmnar_core.training.wide_init import init_wide_from_logistic
+
+from support.wide_data import planted_structured, wide_model, wide_test_auroc
 
 
 def test_bins_are_train_quantiles_and_positions_are_hand_computable():
@@ -33,52 +34,20 @@ def test_bins_ignore_rows_where_the_modality_is_absent():
 
 def _u_shaped(n=4000, seed=0) -> ModelData:
     """Task 'u' depends on x0 squared (invisible to a linear model); task 'line' on x1 linearly."""
-    rng = np.random.default_rng(seed)
-    structured = rng.normal(size=(n, 3)).astype(np.float32)
-    other = rng.normal(size=(n, 4)).astype(np.float32)
-    availability = np.stack([np.ones(n, bool), rng.random(n) < 0.5], axis=1)
-    other = np.where(availability[:, 1:2], other, 0).astype(np.float32)
-    u = rng.random(n) < sigmoid(2.5 * (structured[:, 0] ** 2 - 1))
-    line = rng.random(n) < sigmoid(1.5 * structured[:, 1])
-    splits = np.array(["train"] * (n // 2) + ["val"] * (n // 4) + ["test"] * (n - n // 2 - n // 4))
-    return ModelData(
-        ["structured", "image"],
-        ["u", "line"],
-        [torch.from_numpy(structured), torch.from_numpy(other)],
-        torch.from_numpy(availability),
-        torch.from_numpy(np.stack([u, line], 1).astype(np.float32)),
-        encode_pattern(availability),
-        splits,
-        np.array([f"p{i}" for i in range(n)]),
-        structured=["structured"],
-    )
-
-
-def _wide_model(data, **overrides):
-    config = MMNARConfig(**{**data.config_fields(), "d_model": 16, "n_heads": 2, **overrides})
-    model = MMNARModel(config)
-    model.fit_inputs(*data.take(data.rows("train"))[:2])
-    return model
-
-
-def _test_auroc(model, data, task):
-    rows = data.rows("test")
-    inputs, availability, labels = data.take(rows)
-    with torch.no_grad():
-        logits = model.wide(model.standardise(inputs), availability)
-    return roc_auc_score(labels[:, task].numpy(), logits[:, task].numpy())
+    tasks = {"u": lambda x: 2.5 * (x[:, 0] ** 2 - 1), "line": lambda x: 1.5 * x[:, 1]}
+    return planted_structured(tasks, n, seed, n_structured=3, n_other=4)
 
 
 def test_logistic_start_fits_a_u_shaped_effect_with_bins_and_keeps_a_linear_one_linear():
     data = _u_shaped()
-    gam = _wide_model(data)
+    gam = wide_model(data)
     chosen = init_wide_from_logistic(gam, data)
-    linear = _wide_model(data, wide_bins=0)
+    linear = wide_model(data, wide_bins=0)
     init_wide_from_logistic(linear, data)
     assert chosen[0]["bins"] == 16  # validation chose the GAM for the U
-    assert _test_auroc(gam, data, 0) > 0.75 > _test_auroc(linear, data, 0) + 0.15
+    assert wide_test_auroc(gam, data, 0) > 0.75 > wide_test_auroc(linear, data, 0) + 0.15
     # a straight-line effect: whichever validation picks, the GAM start is as good as the linear one
-    assert _test_auroc(gam, data, 1) == pytest.approx(_test_auroc(linear, data, 1), abs=0.01)
+    assert wide_test_auroc(gam, data, 1) == pytest.approx(wide_test_auroc(linear, data, 1), abs=0.01)
     # the untrained network *is* the fitted wide path, bins included
     inputs, availability, _ = data.take(data.rows("test"))
     with torch.no_grad():
@@ -89,7 +58,7 @@ def test_logistic_start_fits_a_u_shaped_effect_with_bins_and_keeps_a_linear_one_
 
 def test_only_structured_modalities_are_binned_and_absent_ones_give_zero_bins():
     data = _u_shaped(n=400)
-    model = _wide_model(data)
+    model = wide_model(data)
     assert model.wide.binned == [0]
     pair_slots = model.config.wide_pairs * len(data.tasks)  # 16 per task, 4 x 4 bins each
     assert model.wide.linear.in_features == 3 + 4 + 2 + 3 * 16
@@ -121,7 +90,7 @@ def test_c_path_with_warm_starts_and_early_stop_finds_the_full_grid_answer(monke
     from mmnar_core.training import logistic, wide_init
 
     data = _u_shaped(n=3000)
-    model = _wide_model(data, wide_bins=0)
+    model = wide_model(data, wide_bins=0)
     features = wide_init.wide_features(model, data.inputs, data.availability)
     labels = data.labels.numpy().astype(float)
     fits = []
@@ -161,17 +130,17 @@ def _noise_and_signal(n=3000, seed=1) -> ModelData:
 
 def test_choosing_content_drops_the_noise_embeddings_only_where_validation_says_so():
     data = _noise_and_signal()
-    model = _wide_model(data, wide_choose_content=True, wide_content_scales=[1.0])
+    model = wide_model(data, wide_choose_content=True, wide_content_scales=[1.0])
     chosen = init_wide_from_logistic(model, data)
     assert [c["content"] for c in chosen] == ["structured", "all"]
     image_columns = slice(2, 202)
     weights = model.wide.linear.weight.detach()
     assert torch.count_nonzero(weights[0, image_columns]) == 0  # the structured-only task ignores the image
     assert abs(float(weights[1, 2])) > 5 * float(weights[1, 3:202].abs().max())  # the other reads column 0
-    default = init_wide_from_logistic(_wide_model(data, wide_content_scales=[1.0]), data)
+    default = init_wide_from_logistic(wide_model(data, wide_content_scales=[1.0]), data)
     assert [c["content"] for c in default] == ["all", "all"]  # off unless asked for
     # the older switch is scale 0 in the list: the same candidates, the same model
-    listed = _wide_model(data, wide_content_scales=[1.0, 0.0])
+    listed = wide_model(data, wide_content_scales=[1.0, 0.0])
     assert init_wide_from_logistic(listed, data) == chosen
     assert torch.equal(listed.wide.linear.weight, model.wide.linear.weight)
     assert model.config.wide_content_scales == [1.0, 0.0] and not model.config.wide_choose_content
@@ -184,13 +153,13 @@ def test_embedding_weights_get_their_own_penalty_where_validation_wants_it_and_f
     from sklearn.linear_model import LogisticRegression
 
     data = _noise_and_signal()
-    shared = _wide_model(data, wide_content_scales=[1.0], wide_bins=0)
+    shared = wide_model(data, wide_content_scales=[1.0], wide_bins=0)
     init_wide_from_logistic(shared, data)
-    model = _wide_model(data, wide_bins=0)
+    model = wide_model(data, wide_bins=0)
     chosen = init_wide_from_logistic(model, data)
     assert chosen[0]["content_scale"] < 1.0 and chosen[1]["content_scale"] == 1.0
-    assert _test_auroc(model, data, 0) > _test_auroc(shared, data, 0) + 0.02
-    assert _test_auroc(model, data, 1) == pytest.approx(_test_auroc(shared, data, 1), abs=1e-6)
+    assert wide_test_auroc(model, data, 0) > wide_test_auroc(shared, data, 0) + 0.02
+    assert wide_test_auroc(model, data, 1) == pytest.approx(wide_test_auroc(shared, data, 1), abs=1e-6)
 
     inputs, availability, labels = data.take(data.rows("train"))
     features = model.wide.features(model.standardise(inputs), availability).numpy().astype(np.float64)
@@ -239,7 +208,7 @@ def test_a_stronger_embedding_penalty_must_beat_scale_one_by_the_gate_in_paired_
 def test_scale_one_is_always_a_candidate_so_any_scale_list_works_with_or_without_bins():
     data = _noise_and_signal()
     for bins in (0, 16):
-        chosen = init_wide_from_logistic(_wide_model(data, wide_content_scales=[0.1], wide_bins=bins), data)
+        chosen = init_wide_from_logistic(wide_model(data, wide_content_scales=[0.1], wide_bins=bins), data)
         assert chosen[1]["content_scale"] == 1.0  # the task read from one image column keeps it unpenalised
 
 

@@ -5,15 +5,14 @@ left alone by the validation gate, old bundles' configs, config refusals."""
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import roc_auc_score
 
 from mmnar_core.model import MMNARConfig, MMNARModel
 from mmnar_core.model.interactions import PairInteractions, coarse_edges
-from mmnar_core.numeric import sigmoid
-from mmnar_core.patterns import encode_pattern
 from mmnar_core.training import wide_pairs
 from mmnar_core.training.data import ModelData
 from mmnar_core.training.wide_init import init_wide_from_logistic
+
+from support.wide_data import planted_structured, wide_model, wide_test_auroc
 
 
 def test_pair_columns_are_products_of_bin_positions_and_zero_where_absent():
@@ -62,51 +61,20 @@ def test_score_statistic_matches_a_plain_computation_across_row_blocks(monkeypat
 
 def _interaction(n=6000, seed=0, strength=2.0) -> ModelData:
     """Task 'xor' depends on x0 * x1 only (no main effects: a GAM ranks at chance); 'line' on x2."""
-    rng = np.random.default_rng(seed)
-    structured = rng.normal(size=(n, 6)).astype(np.float32)
-    other = rng.normal(size=(n, 3)).astype(np.float32)
-    availability = np.stack([np.ones(n, bool), rng.random(n) < 0.5], axis=1)
-    other = np.where(availability[:, 1:2], other, 0).astype(np.float32)
-    xor = rng.random(n) < sigmoid(strength * structured[:, 0] * structured[:, 1])
-    line = rng.random(n) < sigmoid(1.5 * structured[:, 2])
-    splits = np.array(["train"] * (n // 2) + ["val"] * (n // 4) + ["test"] * (n - n // 2 - n // 4))
-    return ModelData(
-        ["structured", "image"],
-        ["xor", "line"],
-        [torch.from_numpy(structured), torch.from_numpy(other)],
-        torch.from_numpy(availability),
-        torch.from_numpy(np.stack([xor, line], 1).astype(np.float32)),
-        encode_pattern(availability),
-        splits,
-        np.array([f"p{i}" for i in range(n)]),
-        structured=["structured"],
-    )
-
-
-def _model(data, **overrides):
-    config = MMNARConfig(**{**data.config_fields(), "d_model": 16, "n_heads": 2, **overrides})
-    model = MMNARModel(config)
-    model.fit_inputs(*data.take(data.rows("train"))[:2])
-    return model
-
-
-def _wide_auroc(model, data, task):
-    inputs, availability, labels = data.take(data.rows("test"))
-    with torch.no_grad():
-        logits = model.wide(model.standardise(inputs), availability)
-    return roc_auc_score(labels[:, task].numpy(), logits[:, task].numpy())
+    tasks = {"xor": lambda x: strength * x[:, 0] * x[:, 1], "line": lambda x: 1.5 * x[:, 2]}
+    return planted_structured(tasks, n, seed, n_structured=6, n_other=3)
 
 
 def test_a_planted_interaction_is_found_kept_and_ranks_test_patients():
     data = _interaction()
-    with_pairs, without = _model(data), _model(data, wide_pairs=0)
+    with_pairs, without = wide_model(data), wide_model(data, wide_pairs=0)
     chosen = init_wide_from_logistic(with_pairs, data)
     init_wide_from_logistic(without, data)
     assert without.wide.pairs is None
     assert chosen[0]["pairs"][0] == ["structured", 0, "structured", 1]  # the planted pair ranks first
     assert chosen[0]["pair_gain_se"] > 3
-    assert _wide_auroc(without, data, 0) < 0.6  # the GAM cannot see a product
-    assert _wide_auroc(with_pairs, data, 0) > _wide_auroc(without, data, 0) + 0.2
+    assert wide_test_auroc(without, data, 0) < 0.6  # the GAM cannot see a product
+    assert wide_test_auroc(with_pairs, data, 0) > wide_test_auroc(without, data, 0) + 0.2
     # the untrained network is its wide path, pairs included
     inputs, availability, _ = data.take(data.rows("test"))
     with torch.no_grad():
@@ -125,14 +93,14 @@ def test_a_planted_interaction_is_found_kept_and_ranks_test_patients():
 def test_additive_risks_keep_no_pairs_and_a_gate_of_zero_would():
     """Task 'line' is additive: the gate leaves its slots empty (weights 0) unless it is turned off."""
     data = _interaction(strength=0.0)  # no interaction anywhere
-    model = _model(data)
+    model = wide_model(data)
     chosen = init_wide_from_logistic(model, data)
     assert all(entry["pairs"] == [] for entry in chosen)
     assert not model.wide.pairs.slot_used_.any()
     assert torch.count_nonzero(model.wide.pair_weight) == 0
     # the same data with the gate at 0 keeps any pair that lowers the validation loss at all: the gate is
     # what held them back (some task's pairs beat the GAM on validation by chance)
-    loose = _model(data, wide_pair_gate_se=0.0)
+    loose = wide_model(data, wide_pair_gate_se=0.0)
     loose_chosen = init_wide_from_logistic(loose, data)
     gains = [entry["pair_gain_se"] for entry in loose_chosen]
     assert [bool(e["pairs"]) for e in loose_chosen] == [g is not None and g > 0 for g in gains]
