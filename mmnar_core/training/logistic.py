@@ -58,7 +58,7 @@ def fit_l2_logistic(
         model = LogisticRegression(max_iter=2000, tol=1e-5, warm_start=True)
         best: tuple[float, float, np.ndarray, float] | None = None
         worse = 0
-        x_tr, x_va = features[tr], features[va]  # copied once per task, not once per C
+        x_tr, x_va = take_rows(features, tr), take_rows(features, va)  # at most one copy per task
         for c in sorted(grid):
             model.set_params(C=c)
             with threadpool_limits(limits=threads):
@@ -83,3 +83,22 @@ def paired_gain(loss: np.ndarray, base: np.ndarray) -> tuple[float, float]:
     standard errors, so a lucky draw among many noisy validation losses does not win."""
     d = base - loss
     return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+
+
+def take_rows(features: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """features[rows], as a view when `rows` is one ascending run (no copy of a large design matrix)."""
+    if len(rows) and rows[-1] - rows[0] + 1 == len(rows) and bool(np.all(np.diff(rows) == 1)):
+        return features[rows[0] : rows[-1] + 1]
+    return features[rows]
+
+
+def linear_logit(features: np.ndarray, weights: np.ndarray, intercept: float, block: int = 8192) -> np.ndarray:
+    """features @ weights + intercept in float64 for a float32 matrix, block by block (no float64 copy)."""
+    return (
+        np.concatenate(
+            [features[start : start + block].astype(np.float64) @ weights for start in range(0, len(features), block)]
+        )
+        + intercept
+        if len(features)
+        else np.zeros(0)
+    )

@@ -14,20 +14,22 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mmnar_core.training.logistic import fit_l2_logistic, paired_gain, row_log_loss
+from mmnar_core.training.logistic import fit_l2_logistic, linear_logit, paired_gain, row_log_loss
 from mmnar_core.training.wide_pairs import add_pair_interactions
 
 
 @torch.no_grad()
-def wide_features(model, inputs: list[torch.Tensor], availability: torch.Tensor, batch: int = 8192) -> np.ndarray:
-    """The wide path's input (WidePath.features) for every row."""
+def wide_features(
+    model, inputs: list[torch.Tensor], availability: torch.Tensor, batch: int = 8192, dtype=np.float64
+) -> np.ndarray:
+    """The wide path's input (WidePath.features) for every row (float32 is exact: the path computes in it)."""
     out = [
         model.wide.features(
             model.standardise([v[start : start + batch] for v in inputs]), availability[start : start + batch]
         ).numpy()
         for start in range(0, len(availability), batch)
     ]
-    return np.concatenate(out).astype(np.float64)
+    return np.concatenate(out).astype(dtype, copy=False)
 
 
 def _content_columns(config, width: int) -> np.ndarray:
@@ -82,7 +84,7 @@ def _choose(candidates: list[dict], features: np.ndarray, labels: np.ndarray, va
     y = labels[known]
 
     def rows(c):
-        return row_log_loss(features[known] @ c["weights"] + c["intercept"], y)
+        return row_log_loss(linear_logit(features[known], c["weights"], c["intercept"]), y)
 
     base_loss = rows(base)
     best, best_gain = base, 0.0
@@ -107,24 +109,29 @@ def init_wide_from_logistic(model, data, threads: int = 1) -> list[dict]:
     columns are standardised for the fit (so the L2 penalty treats them like the standardised inputs) and
     the scaling is folded back into the weights."""
     config = model.config
-    features = wide_features(model, data.inputs, data.availability)
+    # float32 (what the path computes in) for every row; the float64 design of each candidate holds the
+    # train and validation rows only, train first, so the fits read the training rows as a view: about
+    # half the memory of a float64 matrix and its copies, with the same numbers
+    features = wide_features(model, data.inputs, data.availability, dtype=np.float32)
     labels, train, val = data.labels.numpy().astype(float), data.rows("train"), data.rows("val")
+    fit_rows = np.concatenate([train, val])
+    local_train, local_val = np.arange(len(train)), np.arange(len(train), len(fit_rows))
     linear_width = sum(config.input_dims) + config.n_modalities
     pair_width = model.wide.pairs.width if model.wide.pairs is not None else 0  # filled by wide_pairs
     mean, sd = np.zeros(features.shape[1]), np.ones(features.shape[1])
-    if features.shape[1] > linear_width:  # standardise the bin columns only
-        bins = features[train, linear_width:]
-        mean[linear_width:] = bins.mean(axis=0)
-        sd[linear_width:] = np.where(bins.std(axis=0) > 1e-9, bins.std(axis=0), 1.0)
+    for start in range(linear_width, features.shape[1], 512):  # standardise the bin columns only
+        bins = features[train, start : start + 512].astype(np.float64)
+        mean[start : start + 512] = bins.mean(axis=0)
+        sd[start : start + 512] = np.where(bins.std(axis=0) > 1e-9, bins.std(axis=0), 1.0)
     per_task: list[list[dict]] = [[] for _ in config.tasks]
     for description, column_scale in _candidates(config, features.shape[1] - pair_width, linear_width):
         column_scale = np.concatenate([column_scale, np.zeros(pair_width)])
         mask = column_scale > 0
-        design = features[:, mask]  # standardised and scaled in place: one copy of the matrix, not three
+        design = features[np.ix_(fit_rows, mask)].astype(np.float64)  # standardised and scaled in place
         design -= mean[mask]
         design /= sd[mask]
         design *= column_scale[mask]
-        coef_c, intercept_c, chosen_c = fit_l2_logistic(design, labels, train, val, threads)
+        coef_c, intercept_c, chosen_c = fit_l2_logistic(design, labels[fit_rows], local_train, local_val, threads)
         del design
         for t, entry in enumerate(chosen_c):
             weights = np.zeros(features.shape[1])

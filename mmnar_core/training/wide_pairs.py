@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from mmnar_core.model.interactions import coarse_edges
-from mmnar_core.training.logistic import C_GRID, log_loss, paired_gain, row_log_loss
+from mmnar_core.training.logistic import C_GRID, linear_logit, log_loss, paired_gain, row_log_loss
 
 SEARCH_ROWS = 50_000  # labelled training rows the pairs are scored on (a fixed random subset beyond)
 MAX_FEATURES = 256  # beyond, only the features whose GAM terms vary most on train are paired
@@ -123,7 +123,7 @@ def _term_variance(model, features: np.ndarray, weights: np.ndarray, rows: np.nd
     for m in wide.binned:
         for c in range(config.input_dims[m]):
             cols = [start[m] + c, *range(bins_start + c * config.wide_bins, bins_start + (c + 1) * config.wide_bins)]
-            out.append(float(np.var(features[np.ix_(rows, cols)] @ weights[cols])))
+            out.append(float(np.var(features[np.ix_(rows, cols)].astype(np.float64) @ weights[cols])))
         bins_start += config.input_dims[m] * config.wide_bins
     return np.array(out)
 
@@ -161,7 +161,7 @@ def add_pair_interactions(model, data, features: np.ndarray, picked: list[dict])
         if base["entry"]["C"] is None or len(va) < 2:
             out.append(base)
             continue
-        offset = features @ base["weights"] + base["intercept"]
+        offset = linear_logit(features, base["weights"], base["intercept"])
         search = tr if len(tr) <= SEARCH_ROWS else np.sort(rng.choice(tr, SEARCH_ROWS, replace=False))
         usable = _candidate_features(edges, _term_variance(model, features, base["weights"], search))
         pairs = np.array([(a, b) for a in range(len(usable)) for b in range(a + 1, len(usable))], dtype=np.int64)
