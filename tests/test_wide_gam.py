@@ -219,3 +219,19 @@ def test_config_refuses_content_scales_outside_zero_one():
     for bad in (-1.0, float("nan"), float("inf"), True, "1"):
         with pytest.raises(ValueError, match="wide_scale_gate_se"):
             MMNARConfig(modalities=["a"], input_dims=[2], tasks=["t"], wide_scale_gate_se=bad)
+
+
+def test_take_rows_is_a_view_for_one_run_and_linear_logit_is_the_float64_product():
+    from mmnar_core.training.logistic import linear_logit, take_rows
+
+    x = np.arange(40, dtype=np.float64).reshape(10, 4)
+    view = take_rows(x, np.arange(3, 7))
+    assert np.shares_memory(view, x) and np.array_equal(view, x[3:7])
+    scattered = take_rows(x, np.array([1, 3, 4]))
+    assert not np.shares_memory(scattered, x) and np.array_equal(scattered, x[[1, 3, 4]])
+    assert np.array_equal(take_rows(x, np.array([4, 3])), x[[4, 3]])  # a descending run is not a slice
+    rng = np.random.default_rng(0)
+    f32, w = rng.normal(size=(1000, 7)).astype(np.float32), rng.normal(size=7)
+    blocked = linear_logit(f32, w, 0.5, block=64)
+    assert blocked.dtype == np.float64
+    assert np.allclose(blocked, f32.astype(np.float64) @ w + 0.5, rtol=0, atol=1e-12)
