@@ -117,8 +117,8 @@ class WidePath(nn.Module):
 
     def forward(self, standardised: list[torch.Tensor], availability: torch.Tensor) -> torch.Tensor:
         logits = self.linear(self.features(standardised, availability, pairs=False))
-        if self.pairs is None or not bool(self.pairs.slot_used_.any()):  # no pair kept: skip their cost
-            return logits
+        if self.pairs is None or self.pair_weight is None or not bool(self.pairs.slot_used_.any()):
+            return logits  # no pair kept: skip their cost
         return logits + F.linear(self.pairs(*self.structured(standardised, availability)), self.pair_weight)
 
     @torch.no_grad()

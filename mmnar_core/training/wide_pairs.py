@@ -16,6 +16,8 @@ fit noise, and validation must say so before a clinician sees a pair in an expla
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import torch
 
@@ -169,7 +171,9 @@ def add_pair_interactions(model, data, features: np.ndarray, picked: list[dict])
             out.append(base)
             continue
         rows = torch.as_tensor(search)
-        encoded = torch.stack([_encode(values[rows, f], present[rows, f], edges[f], n_bins) for f in usable])
+        encoded = torch.stack(
+            [_encode(values[rows, f], present[rows, f], cast(torch.Tensor, edges[f]), n_bins) for f in usable]
+        )
         p = 1.0 / (1.0 + np.exp(-offset[search]))
         scores = score_pairs(encoded.float(), pairs, labels[search, t] - p, p * (1.0 - p))
         ranked = [i for i in np.argsort(-scores, kind="stable")[:k] if scores[i] > 0]
