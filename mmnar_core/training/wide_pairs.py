@@ -56,16 +56,17 @@ def score_pairs(encoded: torch.Tensor, pairs: np.ndarray, residual: np.ndarray, 
     side and Q their within-feature products a_k a_k', g_ij = [(E * r)' E]_ij and I_ij = [(Q * w)' Q]_ij,
     accumulated over blocks of rows (one large matrix product runs far faster than a small one per pair)."""
     n_features, n, n_bins = encoded.shape
-    e = encoded.permute(1, 0, 2).reshape(n, n_features * n_bins)
-    q = (encoded[..., :, None] * encoded[..., None, :]).permute(1, 0, 2, 3).reshape(n, -1)
     r = torch.as_tensor(residual, dtype=encoded.dtype)
     w = torch.as_tensor(weight, dtype=encoded.dtype)
-    g_all = torch.zeros(e.shape[1], e.shape[1], dtype=torch.float64)
-    i_all = torch.zeros(q.shape[1], q.shape[1], dtype=torch.float64)
+    g_all = torch.zeros(n_features * n_bins, n_features * n_bins, dtype=torch.float64)
+    i_all = torch.zeros(n_features * n_bins**2, n_features * n_bins**2, dtype=torch.float64)
     for start in range(0, n, ROW_BLOCK):
+        block = encoded[:, start : start + ROW_BLOCK]  # (F, b, bins)
+        e = block.permute(1, 0, 2).reshape(block.shape[1], -1)
+        q = (block[..., :, None] * block[..., None, :]).permute(1, 0, 2, 3).reshape(block.shape[1], -1)
         rows = slice(start, start + ROW_BLOCK)
-        g_all += ((e[rows] * r[rows, None]).T @ e[rows]).double()
-        i_all += ((q[rows] * w[rows, None]).T @ q[rows]).double()
+        g_all += ((e * r[rows, None]).T @ e).double()
+        i_all += ((q * w[rows, None]).T @ q).double()
     g_all = g_all.view(n_features, n_bins, n_features, n_bins)
     i_all = i_all.view(n_features, n_bins, n_bins, n_features, n_bins, n_bins)
     i, j = torch.as_tensor(pairs[:, 0]), torch.as_tensor(pairs[:, 1])
@@ -195,9 +196,9 @@ def add_pair_interactions(model, data, features: np.ndarray, picked: list[dict])
         )
         mean, sd = raw[tr].mean(axis=0), raw[tr].std(axis=0)
         sd = np.where(sd > 1e-9, sd, np.inf)  # a column constant on train gets weight 0
-        fitted = _fit_offset((raw - mean) / sd, offset, labels[:, t], tr, va)
-        w, b, c, _ = fitted
-        with_pairs = offset + ((raw - mean) / sd) @ w + b
+        standard = (raw - mean) / sd
+        w, b, c, _ = _fit_offset(standard, offset, labels[:, t], tr, va)
+        with_pairs = offset + standard @ w + b
         gain, se = paired_gain(row_log_loss(with_pairs[va], labels[va, t]), row_log_loss(offset[va], labels[va, t]))
         record = {"pair_C": c, "pair_gain_se": round(gain / se, 2) if se > 0 else None}
         if gain > config.wide_pair_gate_se * se and gain > 0:
