@@ -48,7 +48,9 @@ def test_score_statistic_matches_a_plain_computation_across_row_blocks(monkeypat
     monkeypatch.setattr(wide_pairs, "ROW_BLOCK", 64)  # the sums cross blocks of rows
     residual, weight = rng.normal(size=n) * 0.3, rng.uniform(0.05, 0.25, size=n)
     got = wide_pairs.score_pairs(encoded, pairs, residual, weight)
-    for k in (0, 5, 20, len(pairs) - 1):
+    single = wide_pairs.score_pairs(encoded.float(), pairs, residual, weight)  # as training calls it
+    checked = [k for k, (i, j) in enumerate(pairs) if 3 in (i, j)][:3] + [0, 5, 20, len(pairs) - 1]
+    for k in checked:
         i, j = pairs[k]
         a, b = encoded[i].numpy(), encoded[j].numpy()
         columns = np.stack([a[:, p] * b[:, q] for p in range(n_bins) for q in range(n_bins)], axis=1)
@@ -56,7 +58,10 @@ def test_score_statistic_matches_a_plain_computation_across_row_blocks(monkeypat
         columns = columns[:, keep]
         g = columns.T @ residual
         info = columns.T @ (columns * weight[:, None])
-        assert got[k] == pytest.approx(g @ np.linalg.solve(info, g) - keep.sum(), rel=1e-3, abs=1e-3)
+        want = g @ np.linalg.solve(info, g) - keep.sum()
+        assert got[k] == pytest.approx(want, rel=1e-3, abs=1e-3)
+        assert single[k] == pytest.approx(want, rel=1e-2, abs=1e-2)
+    assert any(3 in pairs[k] for k in checked)  # the two-bin feature is among the checked pairs
 
 
 def _interaction(n=6000, seed=0, strength=2.0) -> ModelData:
@@ -104,6 +109,7 @@ def test_additive_risks_keep_no_pairs_and_a_gate_of_zero_would():
     loose_chosen = init_wide_from_logistic(loose, data)
     gains = [entry["pair_gain_se"] for entry in loose_chosen]
     assert [bool(e["pairs"]) for e in loose_chosen] == [g is not None and g > 0 for g in gains]
+    assert any(e["pairs"] for e in loose_chosen)  # this draw: 'line' gains 0.5 SE, kept only without the gate
     assert all(g is None or g < 1 for g in gains)
 
 
@@ -149,7 +155,7 @@ def test_kept_pairs_are_named_by_column_in_the_report_and_listed_in_the_model_ca
     card = model_card(summary, report, config, synthetic=True)
     assert f"- {tasks[0]}: structured:{columns[0]} x structured:{columns[2]}" in card
     report["training"]["wide_path_logistic"] = [{"pairs": []}] * len(tasks)
-    assert "joint effect" not in model_card(summary, report, config, synthetic=True)
+    assert "models together" not in model_card(summary, report, config, synthetic=True)
 
 
 def test_pairs_turned_down_train_exactly_as_a_config_without_pair_slots():
@@ -172,3 +178,22 @@ def test_pairs_turned_down_train_exactly_as_a_config_without_pair_slots():
     with_slots, without = (predict_logits(run.model, data, rows, torch.device("cpu")) for run in runs)
     assert np.array_equal(with_slots, without)
     assert [h["train_task_loss"] for h in runs[0].history] == [h["train_task_loss"] for h in runs[1].history]
+
+
+def test_a_model_with_kept_pairs_passes_the_bundle_weight_check_and_predicts_the_same(tmp_path):
+    """The slots' buffers (int64 features, bool masks) and the pair weight go through the bundle's
+    safetensors check on the meta device and load into an identical model."""
+    from safetensors.torch import save
+
+    from mmnar_core.bundle import _load_model
+
+    data = _interaction()
+    model = wide_model(data)
+    init_wide_from_logistic(model, data)
+    assert model.wide.pairs.slot_used_.any()
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    loaded = _load_model(tmp_path, model.config, "cpu", save(state))
+    inputs, availability, _ = data.take(data.rows("test"))
+    with torch.no_grad():
+        assert torch.equal(loaded(inputs, availability), model.eval()(inputs, availability))
+    assert torch.equal(loaded.wide.pairs.features_, model.wide.pairs.features_)

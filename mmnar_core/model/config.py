@@ -44,9 +44,12 @@ class MMNARConfig:
     # a scale below 1 is used only when its validation log loss beats scale 1 by more than this many paired SEs
     wide_scale_gate_se: float = 1.0
     # up to this many pairwise interactions of structured features per task join the GAM (a GA2M): the pairs
-    # are ranked by a score test at the GAM's fit on train and kept only when validation says so (docs/model.md)
+    # are ranked by a score test at the GAM's fit on train and kept only when validation says so (docs/model.md);
+    # none without binned structured modalities (wide_bins 0 or no tabular modality)
     wide_pairs: int = 16
-    wide_pair_bins: int = 4  # quantile bins per feature of a pair (a pair has wide_pair_bins**2 columns)
+    # quantile bins per feature of a pair (a pair has wide_pair_bins**2 columns); at most 6: the ranking's
+    # information matrix grows with its fourth power (256 features at 6 bins: 0.7 GB)
+    wide_pair_bins: int = 4
     # the pairs are used only when their validation log loss beats the GAM's by more than this many paired SEs
     # (two, as the rectifier's levels: thousands of pairs were ranked on train before validation sees the top)
     wide_pair_gate_se: float = 2.0
@@ -117,10 +120,10 @@ class MMNARConfig:
             gate = getattr(self, name)
             if isinstance(gate, bool) or not (isinstance(gate, (int, float)) and 0.0 <= gate < math.inf):
                 raise ValueError(f"config: {name} must be a number >= 0 (got {gate!r})")
-        for name, low in (("wide_pairs", 0), ("wide_pair_bins", 1)):
+        for name, low, high in (("wide_pairs", 0, 256), ("wide_pair_bins", 1, 6)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"config: {name} must be a whole number >= {low} (got {value!r})")
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"config: {name} must be a whole number from {low} to {high} (got {value!r})")
         stray = [m for m in self.wide_binned if m not in self.modalities]
         if stray:
             raise ValueError(

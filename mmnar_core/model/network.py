@@ -119,7 +119,12 @@ class WidePath(nn.Module):
         logits = self.linear(self.features(standardised, availability, pairs=False))
         if self.pairs is None or self.pair_weight is None or not bool(self.pairs.slot_used_.any()):
             return logits  # no pair kept: skip their cost
-        return logits + F.linear(self.pairs(*self.structured(standardised, availability)), self.pair_weight)
+        # each task reads its own slots only (the block diagonal), also if the wide path is trained
+        per_task = self.pair_weight.shape[1] // self.pair_weight.shape[0]
+        slot_task = torch.arange(self.pair_weight.shape[1], device=self.pair_weight.device) // per_task
+        own = slot_task == torch.arange(self.pair_weight.shape[0], device=self.pair_weight.device)[:, None]
+        weight = self.pair_weight * own
+        return logits + F.linear(self.pairs(*self.structured(standardised, availability)), weight)
 
     @torch.no_grad()
     def set_weights(self, weight: torch.Tensor, bias: torch.Tensor) -> None:

@@ -82,7 +82,9 @@ def paired_gain(loss: np.ndarray, base: np.ndarray) -> tuple[float, float]:
     The wide path's gates use it: a candidate replaces the base only when the mean exceeds a few
     standard errors, so a lucky draw among many noisy validation losses does not win."""
     d = base - loss
-    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+    if len(d) < 2:  # no evidence: no candidate passes a gate
+        return (float(d.mean()) if len(d) else 0.0), float("inf")
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
 
 
 def take_rows(features: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -125,9 +125,7 @@ def model_card(summary: dict, report: dict, config: MMNARConfig, synthetic: bool
         if entry.get("pairs")
     ]
     pairs = (
-        "\nPairs of structured features whose joint effect the wide path models (kept on validation):\n"
-        + "\n".join(kept)
-        + "\n"
+        "\nPairs of structured features the wide path models together (kept on validation):\n" + "\n".join(kept) + "\n"
         if kept
         else ""
     )

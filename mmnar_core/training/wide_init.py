@@ -20,12 +20,17 @@ from mmnar_core.training.wide_pairs import add_pair_interactions
 
 @torch.no_grad()
 def wide_features(
-    model, inputs: list[torch.Tensor], availability: torch.Tensor, batch: int = 8192, dtype=np.float64
+    model,
+    inputs: list[torch.Tensor],
+    availability: torch.Tensor,
+    batch: int = 8192,
+    dtype=np.float64,
+    pairs: bool = True,
 ) -> np.ndarray:
     """The wide path's input (WidePath.features) for every row (float32 is exact: the path computes in it)."""
     out = [
         model.wide.features(
-            model.standardise([v[start : start + batch] for v in inputs]), availability[start : start + batch]
+            model.standardise([v[start : start + batch] for v in inputs]), availability[start : start + batch], pairs
         ).numpy()
         for start in range(0, len(availability), batch)
     ]
@@ -112,20 +117,18 @@ def init_wide_from_logistic(model, data, threads: int = 1) -> list[dict]:
     # float32 (what the path computes in) for every row; the float64 design of each candidate holds the
     # train and validation rows only, train first, so the fits read the training rows as a view: about
     # half the memory of a float64 matrix and its copies, with the same numbers
-    features = wide_features(model, data.inputs, data.availability, dtype=np.float32)
+    features = wide_features(model, data.inputs, data.availability, dtype=np.float32, pairs=False)
     labels, train, val = data.labels.numpy().astype(float), data.rows("train"), data.rows("val")
     fit_rows = np.concatenate([train, val])
     local_train, local_val = np.arange(len(train)), np.arange(len(train), len(fit_rows))
     linear_width = sum(config.input_dims) + config.n_modalities
-    pair_width = model.wide.pairs.width if model.wide.pairs is not None else 0  # filled by wide_pairs
     mean, sd = np.zeros(features.shape[1]), np.ones(features.shape[1])
     for start in range(linear_width, features.shape[1], 512):  # standardise the bin columns only
         bins = features[train, start : start + 512].astype(np.float64)
         mean[start : start + 512] = bins.mean(axis=0)
         sd[start : start + 512] = np.where(bins.std(axis=0) > 1e-9, bins.std(axis=0), 1.0)
     per_task: list[list[dict]] = [[] for _ in config.tasks]
-    for description, column_scale in _candidates(config, features.shape[1] - pair_width, linear_width):
-        column_scale = np.concatenate([column_scale, np.zeros(pair_width)])
+    for description, column_scale in _candidates(config, features.shape[1], linear_width):
         mask = column_scale > 0
         design = features[np.ix_(fit_rows, mask)].astype(np.float64)  # standardised and scaled in place
         design -= mean[mask]
@@ -145,7 +148,7 @@ def init_wide_from_logistic(model, data, threads: int = 1) -> list[dict]:
                 }
             )
     picked = [_choose(c, features, labels[:, t], val, config.wide_scale_gate_se) for t, c in enumerate(per_task)]
-    picked = add_pair_interactions(model, data, features, picked)
+    picked = add_pair_interactions(model, data, features, picked)  # weights gain the pair columns
     coef = np.stack([c["weights"] for c in picked])
     intercept = np.array([c["intercept"] for c in picked])
     dtype = model.wide.linear.weight.dtype

@@ -3,8 +3,10 @@
 Per task, after the GAM start is chosen (wide_init):
 1. every pair of structured features is scored at the GAM's fit by a score (Rao) test on up to
    `SEARCH_ROWS` labelled training rows: with C the pair's columns, g = C'(y - p), I = C' diag(p(1-p)) C,
-   the statistic g' I^-1 g less its degrees of freedom (its mean when the pair adds nothing). One fit
-   (the GAM's) serves every pair, so thousands of pairs cost seconds, not thousands of fits;
+   the statistic g' I^-1 g less its degrees of freedom. One fit (the GAM's) serves every pair, so
+   thousands of pairs cost seconds, not thousands of fits. It is a ranking, not a test: I is the pair's
+   own information, not projected off the GAM's columns (and the GAM is penalised), so a pair can also
+   pick up a main effect the GAM under-fit; step 3 decides whether the pairs help at all;
 2. the top `wide_pairs` pairs' columns are fit as an L2 logistic regression with the GAM's logit as a
    fixed offset, C walked on validation as the GAM's was (the GAM stays as it was chosen);
 3. they are kept only when their validation log loss beats the GAM's by more than `wide_pair_gate_se`
@@ -151,11 +153,14 @@ def add_pair_interactions(model, data, features: np.ndarray, picked: list[dict])
     module, k, n_bins = wide.pairs, config.wide_pairs, config.wide_pair_bins
     labels, train, val = data.labels.numpy().astype(float), data.rows("train"), data.rows("val")
     values, present = structured_columns(model, data.inputs, data.availability)
-    edges = [coarse_edges(values[train][present[train, f], f], n_bins) for f in range(values.shape[1])]
-    pair_start = features.shape[1] - module.width
+    train_values, train_present = values[train], present[train]
+    edges = [coarse_edges(train_values[train_present[:, f], f], n_bins) for f in range(values.shape[1])]
+    pair_start = features.shape[1]  # `features` has no pair columns; they follow it in the weights
     rng = np.random.default_rng(config.seed)
     out = []
-    for t, base in enumerate(picked):
+    for t, gam in enumerate(picked):
+        base = {**gam, "weights": np.concatenate([gam["weights"], np.zeros(module.width)])}
+        base["entry"] = {**gam["entry"], "pairs": [], "pair_gain_se": None}
         slots = range(t * k, (t + 1) * k)
         for s in slots:
             module.clear_slot(s)
@@ -164,9 +169,9 @@ def add_pair_interactions(model, data, features: np.ndarray, picked: list[dict])
         if base["entry"]["C"] is None or len(va) < 2:
             out.append(base)
             continue
-        offset = linear_logit(features, base["weights"], base["intercept"])
+        offset = linear_logit(features, gam["weights"], gam["intercept"])
         search = tr if len(tr) <= SEARCH_ROWS else np.sort(rng.choice(tr, SEARCH_ROWS, replace=False))
-        usable = _candidate_features(edges, _term_variance(model, features, base["weights"], search))
+        usable = _candidate_features(edges, _term_variance(model, features, gam["weights"], search))
         pairs = np.array([(a, b) for a in range(len(usable)) for b in range(a + 1, len(usable))], dtype=np.int64)
         if len(pairs) == 0:
             out.append(base)
@@ -180,7 +185,7 @@ def add_pair_interactions(model, data, features: np.ndarray, picked: list[dict])
         ranked = [i for i in np.argsort(-scores, kind="stable")[:k] if scores[i] > 0]
         top = [(usable[pairs[i, 0]], usable[pairs[i, 1]]) for i in ranked]
         if not top:
-            out.append({**base, "entry": {**base["entry"], "pairs": []}})
+            out.append(base)
             continue
         for s, pair in zip(slots, top):
             module.set_slot(s, pair, (edges[pair[0]], edges[pair[1]]))
