@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mmnar_core.model.piecewise import bin_positions
+
 
 class PairInteractions(nn.Module):
     """(B, F) standardised structured values + (B, F) presence -> (B, n_slots * n_bins**2)."""
@@ -61,7 +63,7 @@ class PairInteractions(nn.Module):
     def encode(self, structured: torch.Tensor) -> torch.Tensor:
         """(B, S, 2, n_bins): each slot's two features' bin positions in [0, 1] (0 in unused bins)."""
         values = structured[:, self.features_]  # (B, S, 2)
-        return ((values.unsqueeze(-1) - self.lower_) / self.width_).clamp(0.0, 1.0) * self.used_
+        return bin_positions(values, self.lower_, self.width_) * self.used_
 
     def forward(self, structured: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         position = self.encode(structured)

@@ -101,22 +101,18 @@ class WidePath(nn.Module):
         mask = torch.cat([present[:, m : m + 1].expand_as(standardised[m]) for m in self.binned], dim=-1)
         return values, mask
 
-    def features(
-        self, standardised: list[torch.Tensor], availability: torch.Tensor, pairs: bool = True
-    ) -> torch.Tensor:
+    def features(self, standardised: list[torch.Tensor], availability: torch.Tensor) -> torch.Tensor:
         """(B, width): what the linear layer reads; also the design matrix of its logistic-regression start
-        (`pairs` false: without the pair columns, which come last)."""
+        (the pair columns, read by `pair_weight`, come from `pairs` and follow these in `set_weights`)."""
         present = availability.bool()
         parts = [torch.where(present[:, m : m + 1], x, torch.zeros_like(x)) for m, x in enumerate(standardised)]
         parts.append(present.to(standardised[0].dtype))
         for encoding, m in zip(self.bins, self.binned):
             parts.append(encoding(standardised[m]) * present[:, m : m + 1])
-        if pairs and self.pairs is not None:
-            parts.append(self.pairs(*self.structured(standardised, availability)))
         return torch.cat(parts, dim=-1)
 
     def forward(self, standardised: list[torch.Tensor], availability: torch.Tensor) -> torch.Tensor:
-        logits = self.linear(self.features(standardised, availability, pairs=False))
+        logits = self.linear(self.features(standardised, availability))
         if self.pairs is None or self.pair_weight is None or not bool(self.pairs.slot_used_.any()):
             return logits  # no pair kept: skip their cost
         # each task reads its own slots only (the block diagonal), also if the wide path is trained

@@ -21,6 +21,11 @@ from torch import nn
 MIN_DISTINCT = 3  # a feature needs this many distinct training values to be binned
 
 
+def bin_positions(x: torch.Tensor, lower: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
+    """(..., n_bins) position of each value of x (...) inside each bin [lower, lower + width], in [0, 1]."""
+    return ((x.unsqueeze(-1) - lower) / width).clamp(0.0, 1.0)
+
+
 class PiecewiseLinearEncoding(nn.Module):
     """(B, F) standardised values -> (B, F * n_bins) bin positions in [0, 1]; zero for unused bins."""
 
@@ -55,5 +60,5 @@ class PiecewiseLinearEncoding(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        position = ((x.unsqueeze(-1) - self.lower_) / self.width_).clamp(0.0, 1.0)
+        position = bin_positions(x, self.lower_, self.width_)
         return (position * self.used_).flatten(start_dim=-2)

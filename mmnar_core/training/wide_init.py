@@ -25,12 +25,11 @@ def wide_features(
     availability: torch.Tensor,
     batch: int = 8192,
     dtype=np.float64,
-    pairs: bool = True,
 ) -> np.ndarray:
     """The wide path's input (WidePath.features) for every row (float32 is exact: the path computes in it)."""
     out = [
         model.wide.features(
-            model.standardise([v[start : start + batch] for v in inputs]), availability[start : start + batch], pairs
+            model.standardise([v[start : start + batch] for v in inputs]), availability[start : start + batch]
         ).numpy()
         for start in range(0, len(availability), batch)
     ]
@@ -117,7 +116,7 @@ def init_wide_from_logistic(model, data, threads: int = 1) -> list[dict]:
     # float32 (what the path computes in) for every row; the float64 design of each candidate holds the
     # train and validation rows only, train first, so the fits read the training rows as a view: about
     # half the memory of a float64 matrix and its copies, with the same numbers
-    features = wide_features(model, data.inputs, data.availability, dtype=np.float32, pairs=False)
+    features = wide_features(model, data.inputs, data.availability, dtype=np.float32)
     labels, train, val = data.labels.numpy().astype(float), data.rows("train"), data.rows("val")
     fit_rows = np.concatenate([train, val])
     local_train, local_val = np.arange(len(train)), np.arange(len(train), len(fit_rows))
@@ -125,8 +124,9 @@ def init_wide_from_logistic(model, data, threads: int = 1) -> list[dict]:
     mean, sd = np.zeros(features.shape[1]), np.ones(features.shape[1])
     for start in range(linear_width, features.shape[1], 512):  # standardise the bin columns only
         bins = features[train, start : start + 512].astype(np.float64)
+        spread = bins.std(axis=0)
         mean[start : start + 512] = bins.mean(axis=0)
-        sd[start : start + 512] = np.where(bins.std(axis=0) > 1e-9, bins.std(axis=0), 1.0)
+        sd[start : start + 512] = np.where(spread > 1e-9, spread, 1.0)
     per_task: list[list[dict]] = [[] for _ in config.tasks]
     for description, column_scale in _candidates(config, features.shape[1], linear_width):
         mask = column_scale > 0

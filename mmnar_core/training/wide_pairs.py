@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from mmnar_core.model.interactions import coarse_edges
-from mmnar_core.training.logistic import C_GRID, linear_logit, log_loss, paired_gain, row_log_loss
+from mmnar_core.model.piecewise import bin_positions
+from mmnar_core.training.logistic import C_GRID, linear_logit, log_loss, paired_gain, row_log_loss, walk_c
 
 SEARCH_ROWS = 50_000  # labelled training rows the pairs are scored on (a fixed random subset beyond)
 MAX_FEATURES = 256  # beyond, only the features whose GAM terms vary most on train are paired
@@ -47,7 +48,7 @@ def _encode(values: torch.Tensor, present: torch.Tensor, edges: torch.Tensor, n_
     """(N, n_bins) bin positions of one feature, zero where absent and in bins its edges do not use."""
     k = len(edges) - 1
     out = torch.zeros(len(values), n_bins, dtype=torch.float64)
-    out[:, :k] = ((values[:, None] - edges[:-1]) / (edges[1:] - edges[:-1])).clamp(0.0, 1.0)
+    out[:, :k] = bin_positions(values, edges[:-1], edges[1:] - edges[:-1])
     return out * present[:, None]
 
 
@@ -96,18 +97,16 @@ def _fit_offset(columns, offset, y, fit_rows, val_rows, patience: int = 2):
         grad = np.append(w + c * (x.T @ (p - target)), c * float(np.sum(p - target)))
         return loss, grad
 
-    params, best, worse = np.zeros(x.shape[1] + 1), None, 0
-    for c in sorted(C_GRID):
-        params = minimize(objective, params, args=(c,), jac=True, method="L-BFGS-B").x
+    params = np.zeros(x.shape[1] + 1)
+
+    def fit_at(c: float) -> tuple[float, np.ndarray]:
+        nonlocal params
+        params = minimize(objective, params, args=(c,), jac=True, method="L-BFGS-B").x  # warm start
         z = offset[val_rows] + columns[val_rows] @ params[:-1] + params[-1]
-        loss = log_loss(z, y[val_rows])
-        if best is None or loss < best[3] - 1e-9:
-            best, worse = (params[:-1].copy(), float(params[-1]), c, loss), 0
-        else:
-            worse += 1
-            if worse >= patience:
-                break
-    return best
+        return log_loss(z, y[val_rows]), params.copy()
+
+    loss, c, fitted = walk_c(fit_at, C_GRID, patience)
+    return fitted[:-1], float(fitted[-1]), c, loss
 
 
 def _candidate_features(edges, term_variance: np.ndarray) -> list[int]:
